@@ -1,0 +1,28 @@
+//! taskform: GitOps for Huawei Cloud DataArts Catalog metadata collection tasks.
+//!
+//! Data flows one way: files → [`manifest`] (with [`yaml`], [`interpolate`],
+//! [`schema`], [`settings`]) → [`plan`] (pure) → apply's actions → [`state`] via the
+//! [`store`] (state file, [`journal`], [`lock`]). [`render`] turns plans into text or
+//! JSON; [`commands`] wires it all for the CLI in `main.rs`.
+
+pub mod clock;
+pub mod commands;
+pub mod diagnostic;
+pub mod diff;
+pub mod exit;
+pub mod fsutil;
+pub mod hash;
+pub mod interpolate;
+pub mod journal;
+pub mod lock;
+pub mod logging;
+pub mod manifest;
+pub mod plan;
+pub mod render;
+pub mod schema;
+pub mod settings;
+pub mod state;
+pub mod store;
+pub mod style;
+pub mod target;
+pub mod yaml;

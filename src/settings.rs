@@ -1,0 +1,161 @@
+//! The optional settings file `DIR/taskform.yaml`.
+//!
+//! ```yaml
+//! project_id: 0833a573fe80d5401f6dc010a775569a
+//! workspace: 1a2b3c4d
+//! endpoint: https://dayu.cn-north-4.myhuaweicloud.com   # or: region: cn-north-4
+//! state: ../state/taskform.json                         # relative to this file
+//! defaults:                                             # deep-merged under every manifest
+//!   user_id: 0833a573fe80d5401f6dc010a775569a
+//!   dir_id: "0"
+//! ```
+//!
+//! Flags and environment variables override every setting (see `target`).
+
+use crate::diagnostic::Diagnostic;
+use crate::interpolate;
+use crate::schema::suggest;
+use crate::yaml::{self, Seg, Target};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// The settings file's name inside DIR.
+pub const FILE_NAME: &str = "taskform.yaml";
+
+const KEYS: &[&str] = &["project_id", "workspace", "endpoint", "region", "state", "defaults"];
+
+/// Parsed settings; every field is optional.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    pub project_id: Option<String>,
+    pub workspace: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// State file path, already resolved against the settings file's folder.
+    pub state: Option<PathBuf>,
+    /// Partial task body merged under every manifest (already interpolated).
+    pub defaults: Map<String, Value>,
+    /// The settings file, when one was read (for messages).
+    pub file: Option<String>,
+    /// The settings file's text, for locating problems in `defaults`.
+    pub source: Option<String>,
+}
+
+/// Reads `DIR/taskform.yaml` if it exists.
+pub fn load(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<Diagnostic>> {
+    let path = dir.join(FILE_NAME);
+    let display = path.display().to_string();
+    let src = match std::fs::read(&path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(_) => return Err(vec![Diagnostic::new(&display, 0, 0, "settings file is not valid UTF-8")]),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+        Err(e) => return Err(vec![Diagnostic::new(&display, 0, 0, format!("cannot read settings file: {e}"))]),
+    };
+    parse(&src, &display, dir, env)
+}
+
+/// Parses settings text; `file` names it in messages and `dir` anchors relative paths.
+pub fn parse(src: &str, file: &str, dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<Diagnostic>> {
+    let value = yaml::parse_single(src).map_err(|e| vec![Diagnostic::new(file, e.line, e.col, e.message)])?;
+    let mut settings = Settings {
+        file: Some(file.to_string()),
+        source: Some(src.to_string()),
+        ..Settings::default()
+    };
+    let map = match value {
+        Value::Null => return Ok(settings),
+        Value::Object(map) => map,
+        _ => return Err(vec![Diagnostic::new(file, 1, 1, "the settings file must be a mapping of settings")]),
+    };
+    let at = |path: &[Seg], target: Target| yaml::locate(src, 0, path, target).unwrap_or((0, 0));
+    let mut diags = Vec::new();
+    for (key, value) in map {
+        let path = [Seg::Key(key.clone())];
+        if !KEYS.contains(&key.as_str()) {
+            let (l, c) = at(&path, Target::Key);
+            diags.push(
+                Diagnostic::new(file, l, c, format!("unknown setting `{key}`"))
+                    .with_hint_opt(suggest(&key, KEYS).map(|s| format!("did you mean `{s}`?"))),
+            );
+            continue;
+        }
+        if key == "defaults" {
+            match value {
+                Value::Object(mut defaults) => {
+                    let mut v = Value::Object(std::mem::take(&mut defaults));
+                    for err in interpolate::interpolate(&mut v, env) {
+                        let mut p = vec![Seg::Key("defaults".into())];
+                        p.extend(err.path);
+                        let (l, c) = at(&p, Target::Value);
+                        diags.push(Diagnostic::new(file, l, c, err.message).with_hint_opt(err.hint));
+                    }
+                    if let Value::Object(m) = v {
+                        settings.defaults = m;
+                    }
+                }
+                Value::Null => {}
+                _ => {
+                    let (l, c) = at(&path, Target::Value);
+                    diags.push(Diagnostic::new(file, l, c, "`defaults` must be a mapping of task fields"));
+                }
+            }
+            continue;
+        }
+        let text = match value {
+            Value::String(s) => match interpolate::expand(&s, env) {
+                Ok(s) => s,
+                Err((message, hint)) => {
+                    let (l, c) = at(&path, Target::Value);
+                    diags.push(Diagnostic::new(file, l, c, message).with_hint_opt(hint));
+                    continue;
+                }
+            },
+            Value::Null => continue,
+            other => {
+                let (l, c) = at(&path, Target::Value);
+                diags.push(
+                    Diagnostic::new(file, l, c, format!("`{key}` must be a string"))
+                        .with_hint(format!("quote the value: {key}: \"{other}\"")),
+                );
+                continue;
+            }
+        };
+        match key.as_str() {
+            "project_id" => settings.project_id = Some(text),
+            "workspace" => settings.workspace = Some(text),
+            "endpoint" => settings.endpoint = Some(text),
+            "region" => settings.region = Some(text),
+            "state" => settings.state = Some(dir.join(text)),
+            _ => unreachable!("key list checked above"),
+        }
+    }
+    if diags.is_empty() { Ok(settings) } else { Err(diags) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn reads_every_setting() {
+        let src = "project_id: p\nworkspace: w\nregion: cn-north-4\nstate: st/x.json\ndefaults:\n  dir_id: \"0\"\n";
+        let s = parse(src, "t/taskform.yaml", Path::new("t"), &no_env).unwrap();
+        assert_eq!(s.project_id.as_deref(), Some("p"));
+        assert_eq!(s.state, Some(PathBuf::from("t/st/x.json")));
+        assert_eq!(s.defaults.get("dir_id"), Some(&Value::String("0".into())));
+    }
+
+    #[test]
+    fn unknown_settings_get_a_hint_and_a_position() {
+        let errs = parse("worksapce: w\nprojet_id: 3\n", "taskform.yaml", Path::new("."), &no_env).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0].to_string(), "taskform.yaml:1:1: unknown setting `worksapce`\n  hint: did you mean `workspace`?");
+        assert_eq!((errs[1].line, errs[1].col), (2, 1));
+    }
+}

@@ -1,0 +1,240 @@
+//! The state file: what taskform has created, by task name.
+//!
+//! ```json
+//! {"version": 1, "serial": 3, "lineage": "<uuid>",
+//!  "target": {"project_id": "...", "workspace": "..."},
+//!  "tasks": {"<name>": {"task_id": "...", "hash": "sha256:...", "file": "...",
+//!                       "applied_at": "RFC 3339", "body": {...}}},
+//!  "in_doubt": {"<name>": {"hash": "sha256:...", "file": "...", "sent_at": "..."}}}
+//! ```
+//!
+//! Only `version`, `tasks[*].task_id` and `tasks[*].hash` are required: a hand-repaired
+//! file or one from an older version loads, and the plan copes with missing bodies.
+//! `serial` grows by one on every write; `lineage` identifies one state's history so
+//! that a saved plan or journal can never be applied to another state.
+
+use crate::fsutil;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The state format this version reads and writes.
+pub const VERSION: u64 = 1;
+
+/// Where the tasks live: a project and a workspace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    pub project_id: String,
+    pub workspace: String,
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "project {} / workspace {}", self.project_id, self.workspace)
+    }
+}
+
+/// A task that exists on the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub task_id: String,
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<String>,
+    /// The body last applied, for showing what a replace changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+    /// Earlier remote tasks of this name that a replace left on the server.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub superseded: Vec<Superseded>,
+}
+
+/// A remote task left behind by a replace (the create-only API cannot delete it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Superseded {
+    pub task_id: String,
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_at: Option<String>,
+}
+
+/// A create that was sent but whose answer never arrived: the task may or may not exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InDoubt {
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<String>,
+    /// Why the outcome is unknown (timeout, connection reset, 502...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The whole state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    pub version: u64,
+    #[serde(default)]
+    pub serial: u64,
+    #[serde(default)]
+    pub lineage: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
+    #[serde(default)]
+    pub tasks: BTreeMap<String, TaskRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub in_doubt: BTreeMap<String, InDoubt>,
+    /// Fields written by a newer minor version, kept as they are.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::new()
+    }
+}
+
+/// Why a state file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("state file {path} is corrupt: {detail}")]
+    Corrupt { path: String, detail: String },
+    #[error("state file {path} has version {found}, written by a newer taskform (this one reads version {VERSION}); upgrade taskform")]
+    Newer { path: String, found: u64 },
+    #[error("cannot write state file {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+impl State {
+    /// An empty state with a fresh lineage.
+    pub fn new() -> Self {
+        State {
+            version: VERSION,
+            serial: 0,
+            lineage: uuid::Uuid::new_v4().to_string(),
+            target: None,
+            tasks: BTreeMap::new(),
+            in_doubt: BTreeMap::new(),
+            extra: Map::new(),
+        }
+    }
+
+    /// Reads a state file; a missing file is an empty state.
+    pub fn load(path: &Path) -> Result<State, StateError> {
+        let p = path.display().to_string();
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(State::new()),
+            Err(source) => return Err(StateError::Io { path: p, source }),
+        };
+        State::from_bytes(&bytes, &p)
+    }
+
+    /// Parses state bytes; `path` names the file in errors.
+    pub fn from_bytes(bytes: &[u8], path: &str) -> Result<State, StateError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: Option<Value>,
+        }
+        match serde_json::from_slice::<State>(bytes) {
+            Ok(mut state) => {
+                if state.version > VERSION {
+                    return Err(StateError::Newer { path: path.into(), found: state.version });
+                }
+                if state.version == 0 {
+                    return Err(StateError::Corrupt { path: path.into(), detail: "version 0 is not a state version".into() });
+                }
+                if state.lineage.is_empty() {
+                    state.lineage = uuid::Uuid::new_v4().to_string();
+                }
+                Ok(state)
+            }
+            Err(e) => {
+                if let Ok(VersionOnly { version: Some(v) }) = serde_json::from_slice::<VersionOnly>(bytes) {
+                    if let Some(found) = v.as_u64().filter(|n| *n > VERSION) {
+                        return Err(StateError::Newer { path: path.into(), found });
+                    }
+                }
+                let detail = if e.is_eof() {
+                    format!("the file ends early at line {} column {} (truncated?); restore it from version control or a backup", e.line(), e.column())
+                } else {
+                    e.to_string()
+                };
+                Err(StateError::Corrupt { path: path.into(), detail })
+            }
+        }
+    }
+
+    /// Writes the state atomically after incrementing `serial`.
+    pub fn save(&mut self, path: &Path) -> Result<(), StateError> {
+        self.serial += 1;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| StateError::Corrupt { path: path.display().to_string(), detail: e.to_string() })?;
+        bytes.push(b'\n');
+        fsutil::write_atomic(path, &bytes).map_err(|source| {
+            self.serial -= 1;
+            StateError::Write { path: path.display().to_string(), source }
+        })
+    }
+}
+
+/// Refuses a target other than the one the state records.
+pub fn check_target(state: &State, target: &Target, state_path: &str) -> Result<(), String> {
+    match &state.target {
+        Some(recorded) if recorded != target => Err(format!(
+            "state file {state_path} belongs to {recorded}, but the target is {target}; use the state file of that target (--state) or check --project-id/--workspace"
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/state.json");
+        let mut s = State::load(&path).unwrap();
+        assert_eq!(s.serial, 0);
+        s.tasks.insert("a".into(), TaskRecord { task_id: "1".into(), hash: "sha256:x".into(), file: Some("a.yaml".into()), applied_at: None, body: Some(serde_json::json!({"name": "a"})), superseded: vec![] });
+        s.save(&path).unwrap();
+        s.save(&path).unwrap();
+        let back = State::load(&path).unwrap();
+        assert_eq!(back.serial, 2);
+        assert_eq!(back, s);
+    }
+
+    #[test]
+    fn minimal_hand_written_state_loads() {
+        let s = State::from_bytes(br#"{"version": 1, "serial": 4, "lineage": "l", "target": {"project_id": "p", "workspace": "w"}, "tasks": {"a": {"task_id": "1", "hash": "sha256:x"}}}"#, "s.json").unwrap();
+        assert_eq!(s.tasks["a"].body, None);
+        assert_eq!(s.serial, 4);
+    }
+
+    #[test]
+    fn corrupt_truncated_and_newer_files_are_errors() {
+        let e = State::from_bytes(b"{\"version\": 1, \"tasks\": {", "s.json").unwrap_err();
+        assert!(e.to_string().contains("ends early"), "{e}");
+        let e = State::from_bytes(br#"{"version": 2, "tasks": [] }"#, "s.json").unwrap_err();
+        assert!(e.to_string().contains("newer taskform"), "{e}");
+        let e = State::from_bytes(b"garbage", "s.json").unwrap_err();
+        assert!(e.to_string().starts_with("state file s.json is corrupt"), "{e}");
+    }
+
+    #[test]
+    fn other_targets_are_refused() {
+        let mut s = State::new();
+        let t = Target { project_id: "p".into(), workspace: "w".into() };
+        assert!(check_target(&s, &t, "s").is_ok());
+        s.target = Some(Target { project_id: "p".into(), workspace: "other".into() });
+        assert!(check_target(&s, &t, "s").unwrap_err().contains("belongs to project p / workspace other"));
+    }
+}

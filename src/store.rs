@@ -1,0 +1,127 @@
+//! Where state, journal and lock live, behind one small interface.
+//!
+//! The planner never sees this: it takes a [`State`] value. Commands reach storage only
+//! through [`StateStore`], so a shared backend (PostgreSQL rows with advisory locks,
+//! as Terraform's pg backend) can slot in beside [`LocalStore`] without touching the
+//! planner or the applier.
+
+use crate::journal::{self, JournalError, Record};
+use crate::lock::{self, FileLock, Holder, LockError};
+use crate::state::{State, StateError};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::time::Duration;
+
+/// Any storage problem, with a message a person can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("cannot start the journal {path}: {source}")]
+    JournalOpen { path: String, source: std::io::Error },
+}
+
+/// A held state lock; dropping it releases the lock.
+pub trait StoreLock: Send {}
+impl StoreLock for FileLock {}
+
+/// A durable, append-only record of what an apply is doing.
+pub trait Journal: Send + Sync {
+    /// Appends a record and resolves once it is durable.
+    fn append<'a>(&'a self, record: &'a Record) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    /// Appends a record that need not be waited for (it is durable before any later
+    /// durable append is acknowledged).
+    fn append_nowait(&self, record: &Record);
+    /// Flushes and closes.
+    fn close(self: Box<Self>);
+}
+
+/// State, journal and lock of one target.
+pub trait StateStore: Send + Sync {
+    /// For messages: where the state lives.
+    fn describe(&self) -> String;
+    /// The state with any journal folded in (in memory; nothing is written).
+    fn load(&self) -> Result<State, StoreError>;
+    /// Takes the exclusive lock, waiting up to `timeout`.
+    fn lock(&self, me: &Holder, timeout: Option<Duration>) -> Result<Box<dyn StoreLock>, StoreError>;
+    /// Writes `state` (serial + 1) and retires the journal it includes.
+    fn persist(&self, state: &mut State) -> Result<(), StoreError>;
+    /// Starts a journal continuing `state` (which must have been persisted).
+    fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError>;
+    /// Whether a journal exists that `load` folded in (so `persist` should be called
+    /// before a new journal is opened).
+    fn has_journal(&self) -> bool;
+}
+
+/// The state file on a local disk, with `<state>.journal` and `<state>.lock` beside it.
+#[derive(Debug, Clone)]
+pub struct LocalStore {
+    path: PathBuf,
+}
+
+impl LocalStore {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        LocalStore { path: path.into() }
+    }
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn journal_path(&self) -> PathBuf {
+        journal::path_for(&self.path)
+    }
+}
+
+impl StateStore for LocalStore {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn load(&self) -> Result<State, StoreError> {
+        let mut state = State::load(&self.path)?;
+        let jpath = self.journal_path();
+        let records = journal::read(&jpath)?;
+        journal::fold(&mut state, &records, &jpath.display().to_string())?;
+        Ok(state)
+    }
+
+    fn lock(&self, me: &Holder, timeout: Option<Duration>) -> Result<Box<dyn StoreLock>, StoreError> {
+        let l = lock::acquire(&lock::path_for(&self.path), &self.describe(), me, timeout)?;
+        Ok(Box::new(l))
+    }
+
+    fn persist(&self, state: &mut State) -> Result<(), StoreError> {
+        state.save(&self.path)?;
+        // The journal's records are now in the state; a crash before this removal
+        // leaves a journal whose serial is older than the state's, which is ignored.
+        let _ = std::fs::remove_file(self.journal_path());
+        Ok(())
+    }
+
+    fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError> {
+        let p = self.journal_path();
+        let w = journal::Writer::create(&p, state, crate::clock::now_rfc3339())
+            .map_err(|source| StoreError::JournalOpen { path: p.display().to_string(), source })?;
+        Ok(Box::new(w))
+    }
+
+    fn has_journal(&self) -> bool {
+        self.journal_path().exists()
+    }
+}
+
+impl Journal for journal::Writer {
+    fn append<'a>(&'a self, record: &'a Record) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(journal::Writer::append(self, record))
+    }
+    fn append_nowait(&self, record: &Record) {
+        journal::Writer::append_nowait(self, record)
+    }
+    fn close(self: Box<Self>) {
+        journal::Writer::close(*self)
+    }
+}

@@ -5,6 +5,9 @@
 //! [`store`] (state file, [`journal`], [`lock`]). [`render`] turns plans into text or
 //! JSON; [`commands`] wires it all for the CLI in `main.rs`.
 
+pub mod api;
+pub mod auth;
+pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod diagnostic;
@@ -21,6 +24,7 @@ pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod settings;
+pub mod signer;
 pub mod state;
 pub mod store;
 pub mod style;

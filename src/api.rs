@@ -1,0 +1,83 @@
+//! Request and response shapes of the DataArts Catalog collection-task API, shared by
+//! the client and the emulator.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v3/{project_id}/metadata/tasks/create`.
+pub fn create_path(project_id: &str) -> String {
+    format!("/v3/{project_id}/metadata/tasks/create")
+}
+
+/// `POST /v3/{project_id}/metadata/tasks/search`.
+pub fn search_path(project_id: &str) -> String {
+    format!("/v3/{project_id}/metadata/tasks/search")
+}
+
+/// `GET|PUT|DELETE /v3/{project_id}/metadata/tasks/{task_id}`.
+pub fn task_path(project_id: &str, task_id: &str) -> String {
+    format!("/v3/{project_id}/metadata/tasks/{task_id}")
+}
+
+/// The create answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateResponse {
+    pub task_id: String,
+}
+
+/// An error answer: `{"error_code", "error_msg"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error_code: String,
+    pub error_msg: String,
+}
+
+/// Error codes that mean "throttled, try again later", whatever the status.
+pub const THROTTLE_CODES: &[&str] = &["APIGW.0308", "APIG.0308"];
+
+/// Reads an error body in the flat form or the wrapped `{"errors": [...]}` form.
+pub fn parse_error(body: &[u8]) -> Option<ApiError> {
+    #[derive(Deserialize)]
+    struct Wrapped {
+        errors: Vec<ApiError>,
+    }
+    if let Ok(e) = serde_json::from_slice::<ApiError>(body) {
+        return Some(e);
+    }
+    serde_json::from_slice::<Wrapped>(body).ok().and_then(|w| w.errors.into_iter().next())
+}
+
+/// A search request's filters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_source_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// A search answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchResponse {
+    pub count: u64,
+    pub total_records: u64,
+    #[serde(default)]
+    pub max_records: Option<u64>,
+    pub resources: Vec<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_error_shapes_parse() {
+        let flat = parse_error(br#"{"error_code":"DLG.0001","error_msg":"bad"}"#).unwrap();
+        let wrapped = parse_error(br#"{"errors":[{"error_code":"DLG.0001","error_msg":"bad"}]}"#).unwrap();
+        assert_eq!(flat, wrapped);
+        assert_eq!(parse_error(b"<html>"), None);
+    }
+}

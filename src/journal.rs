@@ -166,8 +166,8 @@ type Pending = (Vec<u8>, Option<oneshot::Sender<Result<(), String>>>);
 
 /// Appends records durably from one writer thread with group commit.
 pub struct Writer {
-    tx: Option<mpsc::Sender<Pending>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    tx: std::sync::Mutex<Option<mpsc::Sender<Pending>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Writer {
@@ -183,33 +183,32 @@ impl Writer {
         crate::fsutil::sync_dir(dir)?;
         let (tx, rx) = mpsc::channel::<Pending>();
         let thread = std::thread::Builder::new().name("journal".into()).spawn(move || writer_loop(file, rx))?;
-        Ok(Writer { tx: Some(tx), thread: Some(thread) })
+        Ok(Writer { tx: std::sync::Mutex::new(Some(tx)), thread: std::sync::Mutex::new(Some(thread)) })
     }
 
     /// Appends a record and waits until it is on disk.
     pub async fn append(&self, record: &Record) -> Result<(), String> {
         let (ack, done) = oneshot::channel();
-        let tx = self.tx.as_ref().ok_or("journal closed")?;
-        tx.send((line(record), Some(ack))).map_err(|_| "journal writer stopped".to_string())?;
+        {
+            let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
+            let tx = tx.as_ref().ok_or("journal closed")?;
+            tx.send((line(record), Some(ack))).map_err(|_| "journal writer stopped".to_string())?;
+        }
         done.await.map_err(|_| "journal writer stopped".to_string())?
     }
 
     /// Appends a record without waiting for it to reach the disk (it will, in order,
     /// before any later durable append is acknowledged).
     pub fn append_nowait(&self, record: &Record) {
-        if let Some(tx) = &self.tx {
+        if let Some(tx) = self.tx.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             let _ = tx.send((line(record), None));
         }
     }
 
     /// Flushes everything and stops the writer thread.
-    pub fn close(mut self) {
-        self.stop();
-    }
-
-    fn stop(&mut self) {
-        self.tx.take();
-        if let Some(t) = self.thread.take() {
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
     }
@@ -217,7 +216,7 @@ impl Writer {
 
 impl Drop for Writer {
     fn drop(&mut self) {
-        self.stop();
+        self.close();
     }
 }
 

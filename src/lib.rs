@@ -6,12 +6,14 @@
 //! JSON; [`commands`] wires it all for the CLI in `main.rs`.
 
 pub mod api;
+pub mod apply;
 pub mod auth;
 pub mod client;
 pub mod clock;
 pub mod commands;
 pub mod diagnostic;
 pub mod diff;
+pub mod emulator;
 pub mod exit;
 pub mod fsutil;
 pub mod hash;
@@ -24,6 +26,7 @@ pub mod plan;
 pub mod render;
 pub mod schema;
 pub mod settings;
+pub mod signals;
 pub mod signer;
 pub mod state;
 pub mod store;

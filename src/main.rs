@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use std::time::Duration;
+use taskform::apply::ApplyOptions;
 use taskform::commands::{self, PlanArgs};
 use taskform::exit::Exit;
 use taskform::render::Format;
@@ -76,6 +78,87 @@ enum Command {
         #[arg(long)]
         recreate_in_doubt: bool,
     },
+    /// Create the tasks the plan lists (create/replace), recording every returned ID.
+    #[command(after_help = EXIT_CODES)]
+    Apply(ApplyCli),
+    /// Run a local emulator of the DataArts collection-task API (prints its URL first).
+    Emulator(EmulatorCli),
+}
+
+#[derive(Args)]
+struct ApplyCli {
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Output format (json: one result document on stdout).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Creates in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    concurrency: u32,
+    /// Client-side limit in requests a second (0 = none); halves after throttling.
+    #[arg(long, default_value_t = 40.0)]
+    max_rate: f64,
+    /// Attempts per task where a retry is safe (429, 500, 503, throttling, connect errors).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_attempts: u32,
+    /// Per-request timeout in seconds; a create without an answer in time is in doubt.
+    #[arg(long, default_value_t = 30.0)]
+    timeout: f64,
+    /// Wait up to SECS for the state lock instead of failing at once.
+    #[arg(long, value_name = "SECS")]
+    lock_timeout: Option<f64>,
+    /// Create in-doubt tasks again (may make a duplicate on the server).
+    #[arg(long)]
+    recreate_in_doubt: bool,
+    /// Start the built-in emulator in-process (data in the state folder's emulator.json) and apply to it.
+    #[arg(long)]
+    emulator: bool,
+}
+
+#[derive(Args)]
+struct EmulatorCli {
+    /// Address to listen on; port 0 picks a free port. Loopback unless you say otherwise.
+    #[arg(long, default_value = "127.0.0.1:7080")]
+    listen: std::net::SocketAddr,
+    /// Persist tasks in FILE across restarts.
+    #[arg(long, value_name = "FILE")]
+    data: Option<PathBuf>,
+    /// Accepted X-Auth-Token.
+    #[arg(long, env = "TASKFORM_EMULATOR_TOKEN", default_value = taskform::emulator::DEMO_TOKEN, hide_env_values = true)]
+    token: String,
+    /// Access key whose SDK-HMAC-SHA256 signatures are accepted.
+    #[arg(long, env = "TASKFORM_EMULATOR_ACCESS_KEY", requires = "secret_key")]
+    access_key: Option<String>,
+    /// Secret key of --access-key (prefer the environment variable).
+    #[arg(long, env = "TASKFORM_EMULATOR_SECRET_KEY", hide_env_values = true, requires = "access_key")]
+    secret_key: Option<String>,
+    #[arg(long, default_value = taskform::emulator::DEMO_PROJECT_ID)]
+    project_id: String,
+    #[arg(long, default_value = taskform::emulator::DEMO_WORKSPACE)]
+    workspace: String,
+    /// Requests a second before answering 429 APIGW.0308 (0 = unlimited).
+    #[arg(long, default_value_t = 50)]
+    rate_limit: u32,
+    /// Delay before each API answer.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Probability of an injected HTTP 500 (nothing created).
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
+    /// Probability of an injected 429 (nothing created).
+    #[arg(long, default_value_t = 0.0)]
+    throttle_rate: f64,
+    /// Probability of closing the connection after creating the task (no answer).
+    #[arg(long, default_value_t = 0.0)]
+    drop_rate: f64,
+    /// Seed for the fault draws, for repeatable runs.
+    #[arg(long)]
+    seed: Option<u64>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -110,6 +193,10 @@ fn format(f: OutputFormat) -> Format {
     }
 }
 
+fn seconds(s: f64) -> Duration {
+    Duration::from_secs_f64(if s.is_finite() { s.clamp(0.0, 86_400.0) } else { 30.0 })
+}
+
 fn main() {
     let cli = Cli::parse();
     taskform::logging::init(cli.verbose, matches!(cli.log_format, LogFormat::Json));
@@ -125,6 +212,36 @@ fn main() {
             PlanArgs { dir, target: target.into(), format: format(f), detailed_exitcode, recreate_in_doubt, color },
             &env,
         ),
+        Command::Apply(a) => commands::apply(
+            commands::ApplyArgs {
+                dir: a.dir,
+                target: a.target.into(),
+                format: format(a.format),
+                yes: a.yes,
+                apply: ApplyOptions { concurrency: a.concurrency as usize, max_rate: a.max_rate.max(0.0), max_attempts: a.max_attempts, ..ApplyOptions::default() },
+                timeout: seconds(a.timeout),
+                lock_timeout: a.lock_timeout.map(seconds),
+                recreate_in_doubt: a.recreate_in_doubt,
+                color,
+                emulator: a.emulator,
+            },
+            &env,
+        ),
+        Command::Emulator(e) => commands::emulator(taskform::emulator::Config {
+            listen: e.listen,
+            data: e.data,
+            token: Some(e.token),
+            access_key: e.access_key,
+            secret_key: e.secret_key,
+            project_id: e.project_id,
+            workspace: e.workspace,
+            rate_limit: e.rate_limit,
+            latency: Duration::from_millis(e.latency_ms),
+            fail_rate: e.fail_rate,
+            throttle_rate: e.throttle_rate,
+            drop_rate: e.drop_rate,
+            seed: e.seed,
+        }),
     };
     std::process::exit(Exit::code(exit));
 }

@@ -38,7 +38,7 @@ pub trait Journal: Send + Sync {
     /// durable append is acknowledged).
     fn append_nowait(&self, record: &Record);
     /// Flushes and closes.
-    fn close(self: Box<Self>);
+    fn close(&self);
 }
 
 /// State, journal and lock of one target.
@@ -121,7 +121,7 @@ impl Journal for journal::Writer {
     fn append_nowait(&self, record: &Record) {
         journal::Writer::append_nowait(self, record)
     }
-    fn close(self: Box<Self>) {
-        journal::Writer::close(*self)
+    fn close(&self) {
+        journal::Writer::close(self)
     }
 }

@@ -1,0 +1,491 @@
+//! `taskform emulator`: a local server that behaves like the DataArts Catalog
+//! collection-task API as documented, for the quick start, CI and tests.
+//!
+//! Endpoints: create, search, show, update, delete and action of
+//! `/v3/{project_id}/metadata/tasks`, with the service's error shapes and codes
+//! (unknown task IDs are HTTP 400 `DLG.2253`/`DLG.2208`, not 404; a task being
+//! scheduled must be stopped before update or delete, `DLG.2206`). Authentication by
+//! `X-Auth-Token` or `SDK-HMAC-SHA256` signature; throttling over `rate_limit` requests
+//! a second (429 `APIGW.0308` with `Retry-After`); seeded fault injection.
+//!
+//! Test hooks, outside the API's paths and without authentication:
+//! `GET /_emulator/tasks` (every task) and `GET /_emulator/requests` (every API request
+//! received: method, path, status, task name).
+//!
+//! The emulator shares only [`crate::api`] and [`crate::signer`] with the client.
+
+mod faults;
+mod tasks;
+mod validate;
+
+use crate::api::{self, ApiError};
+use crate::signer;
+use bytes::Bytes;
+use faults::{Fault, Faults, RateLimit};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+pub use tasks::{StoredTask, Tasks};
+use tokio::net::TcpListener;
+
+/// The demo project the README and examples use.
+pub const DEMO_PROJECT_ID: &str = "0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d";
+/// The demo workspace the README and examples use.
+pub const DEMO_WORKSPACE: &str = "demo-workspace";
+/// The demo token the emulator accepts by default.
+pub const DEMO_TOKEN: &str = "taskform-demo-token";
+
+/// How the emulator behaves.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data: Option<PathBuf>,
+    pub token: Option<String>,
+    pub access_key: Option<String>,
+    pub secret_key: Option<String>,
+    pub project_id: String,
+    pub workspace: String,
+    /// Requests a second before 429 (0 = unlimited).
+    pub rate_limit: u32,
+    pub latency: Duration,
+    pub fail_rate: f64,
+    pub throttle_rate: f64,
+    pub drop_rate: f64,
+    pub seed: Option<u64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data: None,
+            token: Some(DEMO_TOKEN.to_string()),
+            access_key: None,
+            secret_key: None,
+            project_id: DEMO_PROJECT_ID.to_string(),
+            workspace: DEMO_WORKSPACE.to_string(),
+            rate_limit: 50,
+            latency: Duration::ZERO,
+            fail_rate: 0.0,
+            throttle_rate: 0.0,
+            drop_rate: 0.0,
+            seed: None,
+        }
+    }
+}
+
+/// One API request as the emulator saw it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Seen {
+    pub method: String,
+    pub path: String,
+    pub status: u16,
+    /// The task name in a create or update body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Whether the connection was dropped instead of answering.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dropped: bool,
+}
+
+struct Shared {
+    cfg: Config,
+    tasks: Mutex<Tasks>,
+    seen: Mutex<Vec<Seen>>,
+    rate: RateLimit,
+    faults: Faults,
+}
+
+/// A running emulator; dropping it stops accepting connections.
+pub struct Emulator {
+    pub addr: SocketAddr,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Emulator {
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Binds and starts serving in the background.
+pub async fn start(cfg: Config) -> std::io::Result<Emulator> {
+    let tasks = match &cfg.data {
+        Some(p) => Tasks::open(p)?,
+        None => Tasks::in_memory(),
+    };
+    let listener = TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared {
+        rate: RateLimit::new(cfg.rate_limit),
+        faults: Faults::new(cfg.fail_rate, cfg.throttle_rate, cfg.drop_rate, cfg.seed),
+        tasks: Mutex::new(tasks),
+        seen: Mutex::new(Vec::new()),
+        cfg,
+    });
+    tracing::info!(%addr, tasks = lock(&shared.tasks).len(), "emulator listening");
+    let accept = tokio::spawn(async move {
+        loop {
+            let (stream, _) = match listener.accept().await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let shared = shared.clone();
+                    async move { shared.handle(req).await }
+                });
+                let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    Ok(Emulator { addr, accept })
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Returned by the service to make hyper close the connection without an answer.
+#[derive(Debug)]
+struct DropConnection;
+
+impl std::fmt::Display for DropConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by fault injection")
+    }
+}
+
+impl std::error::Error for DropConnection {}
+
+type Answer = Response<Full<Bytes>>;
+
+fn json_response(status: u16, body: &Value) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+fn empty_ok() -> Answer {
+    Response::new(Full::new(Bytes::new()))
+}
+
+fn error(status: u16, code: &str, msg: impl Into<String>) -> Answer {
+    json_response(status, &serde_json::to_value(ApiError { error_code: code.into(), error_msg: msg.into() }).unwrap_or_default())
+}
+
+/// The parsed route of an API request.
+enum Route {
+    Create,
+    Search,
+    Task(String),
+    Action(String),
+}
+
+fn route(path: &str) -> Option<(String, Route)> {
+    let rest = path.strip_prefix("/v3/")?;
+    let mut parts = rest.split('/');
+    let project = parts.next()?.to_string();
+    if parts.next()? != "metadata" || parts.next()? != "tasks" {
+        return None;
+    }
+    let r = match (parts.next()?, parts.next(), parts.next()) {
+        ("create", None, _) => Route::Create,
+        ("search", None, _) => Route::Search,
+        (id, None, _) if !id.is_empty() => Route::Task(id.to_string()),
+        (id, Some("action"), None) if !id.is_empty() => Route::Action(id.to_string()),
+        _ => return None,
+    };
+    Some((project, r))
+}
+
+fn now_string() -> String {
+    crate::clock::now_rfc3339()
+}
+
+impl Shared {
+    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Result<Answer, DropConnection> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
+        let (parts, body) = req.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return Err(DropConnection),
+        };
+        let mut name = None;
+        let mut dropped = false;
+        let answer = if path.starts_with("/_emulator/") {
+            self.inspect(&method, &path)
+        } else {
+            match self.api(&method, &path, query.as_deref(), &parts.headers, &body, &mut name).await {
+                Ok(a) => a,
+                Err(DropConnection) => {
+                    dropped = true;
+                    error(0, "", "")
+                }
+            }
+        };
+        let status = if dropped { 0 } else { answer.status().as_u16() };
+        if !path.starts_with("/_emulator/") {
+            tracing::info!(method = %method, path = %path, status, latency_ms = started.elapsed().as_millis() as u64, dropped, "request");
+            lock(&self.seen).push(Seen { method: method.to_string(), path: path.clone(), status, name, dropped });
+        }
+        if dropped { Err(DropConnection) } else { Ok(answer) }
+    }
+
+    fn inspect(&self, method: &Method, path: &str) -> Answer {
+        match (method, path) {
+            (&Method::GET, "/_emulator/tasks") => {
+                let tasks = lock(&self.tasks);
+                let list: Vec<&Map<String, Value>> = tasks.ordered().into_iter().map(|t| &t.fields).collect();
+                json_response(200, &json!({"tasks": list}))
+            }
+            (&Method::GET, "/_emulator/requests") => json_response(200, &json!({"requests": *lock(&self.seen)})),
+            _ => error(404, "APIG.0101", "The API does not exist or has not been published in the environment."),
+        }
+    }
+
+    async fn api(&self, method: &Method, path: &str, query: Option<&str>, headers: &hyper::HeaderMap, body: &Bytes, name: &mut Option<String>) -> Result<Answer, DropConnection> {
+        let Some((project, route)) = route(path) else {
+            return Ok(error(404, "APIG.0101", "The API does not exist or has not been published in the environment."));
+        };
+        let allowed = matches!(
+            (&route, method),
+            (Route::Create, &Method::POST) | (Route::Search, &Method::POST) | (Route::Action(_), &Method::POST) | (Route::Task(_), &Method::GET | &Method::PUT | &Method::DELETE)
+        );
+        if !allowed {
+            return Ok(error(404, "APIG.0101", "The API does not exist or has not been published in the environment."));
+        }
+        if let Some(wait) = self.rate.check() {
+            return Ok(throttled(wait));
+        }
+        if let Err(a) = self.authenticate(method, path, query, headers, body) {
+            return Ok(a);
+        }
+        if project != self.cfg.project_id {
+            return Ok(error(400, "DLG.0818", format!("The project {project} does not exist or has no DataArts Studio instance.")));
+        }
+        match headers.get("workspace").and_then(|v| v.to_str().ok()) {
+            None | Some("") => return Ok(error(400, "DLG.0818", "The workspace header is mandatory.")),
+            Some(w) if w != self.cfg.workspace => return Ok(error(403, "DLG.0818", format!("You have no access to workspace {w}."))),
+            _ => {}
+        }
+        if !self.cfg.latency.is_zero() {
+            tokio::time::sleep(self.cfg.latency).await;
+        }
+        match self.faults.before() {
+            Fault::Throttle => return Ok(throttled(Duration::from_secs(1))),
+            Fault::Fail => return Ok(error(500, "DLG.0500", "Internal server error (injected by the emulator).")),
+            Fault::None => {}
+        }
+        match route {
+            Route::Create => {
+                let fields = match validate::task_body(body) {
+                    Ok(f) => f,
+                    Err((code, msg)) => return Ok(error(400, code, msg)),
+                };
+                *name = fields.get("name").and_then(Value::as_str).map(str::to_string);
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let stored = self.stored_fields(fields, &id, None);
+                lock(&self.tasks).insert(stored);
+                if self.faults.drop_after_create() {
+                    return Err(DropConnection);
+                }
+                Ok(json_response(200, &json!({"task_id": id})))
+            }
+            Route::Search => Ok(self.search(body)),
+            Route::Task(id) => Ok(match *method {
+                Method::GET => match lock(&self.tasks).get(&id) {
+                    Some(t) => json_response(200, &Value::Object(t.fields.clone())),
+                    None => error(400, "DLG.2253", format!("The task {id} does not exist.")),
+                },
+                Method::PUT => {
+                    let fields = match validate::task_body(body) {
+                        Ok(f) => f,
+                        Err((code, msg)) => return Ok(error(400, code, msg)),
+                    };
+                    *name = fields.get("name").and_then(Value::as_str).map(str::to_string);
+                    let mut tasks = lock(&self.tasks);
+                    match tasks.get(&id) {
+                        None => error(400, "DLG.2253", format!("The task {id} does not exist.")),
+                        Some(t) if t.scheduling() => error(400, "DLG.2206", "The task is being scheduled. Stop it before changing it."),
+                        Some(t) => {
+                            let created = t.fields.get("create_time").cloned();
+                            let stored = self.stored_fields(fields, &id, created);
+                            tasks.update(&id, stored);
+                            empty_ok()
+                        }
+                    }
+                }
+                _ => {
+                    let mut tasks = lock(&self.tasks);
+                    match tasks.get(&id) {
+                        None => error(400, "DLG.2208", format!("The task {id} to delete does not exist.")),
+                        Some(t) if t.scheduling() => error(400, "DLG.2206", "The task is being scheduled and cannot be deleted. Stop it first."),
+                        Some(_) => {
+                            tasks.remove(&id);
+                            empty_ok()
+                        }
+                    }
+                }
+            }),
+            Route::Action(id) => Ok(self.action(&id, query)),
+        }
+    }
+
+    /// The stored form of a body: what the service adds (id, times, project) and the
+    /// scheduling state of an enabled CRON task (read back as `enabled: 3`).
+    fn stored_fields(&self, mut fields: Map<String, Value>, id: &str, created: Option<Value>) -> Map<String, Value> {
+        let now = now_string();
+        fields.insert("id".into(), json!(id));
+        fields.insert("create_time".into(), created.unwrap_or_else(|| json!(now)));
+        fields.insert("update_time".into(), json!(now));
+        fields.insert("project_id".into(), json!(self.cfg.project_id));
+        if let Some(Value::Object(sc)) = fields.get_mut("schedule_config") {
+            if sc.get("schedule_type").and_then(Value::as_str) == Some("CRON") && sc.get("enabled").and_then(Value::as_i64) == Some(1) {
+                sc.insert("enabled".into(), json!(3));
+            }
+        }
+        fields
+    }
+
+    fn search(&self, body: &Bytes) -> Answer {
+        let req: api::SearchRequest = if body.is_empty() {
+            api::SearchRequest::default()
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(r) => r,
+                Err(e) => return error(400, "DLG.0001", format!("The request body is not valid: {e}")),
+            }
+        };
+        let limit = req.limit.unwrap_or(10).min(100) as usize;
+        let offset = req.offset.unwrap_or(0) as usize;
+        let tasks = lock(&self.tasks);
+        let matching: Vec<&StoredTask> = tasks
+            .ordered()
+            .into_iter()
+            .filter(|t| req.name.as_deref().is_none_or(|n| t.name().contains(n)))
+            .filter(|t| req.data_source_type.as_deref().is_none_or(|d| t.fields.get("data_source_type").and_then(Value::as_str) == Some(d)))
+            .collect();
+        let page: Vec<Value> = matching.iter().skip(offset).take(limit).map(|t| Value::Object(t.fields.clone())).collect();
+        json_response(200, &json!({"count": page.len(), "total_records": matching.len(), "max_records": 10000, "resources": page}))
+    }
+
+    fn action(&self, id: &str, query: Option<&str>) -> Answer {
+        let action = query.unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("action=")).unwrap_or_default().to_string();
+        let mut tasks = lock(&self.tasks);
+        let Some(task) = tasks.get(id) else {
+            return error(400, "DLG.2253", format!("The task {id} does not exist."));
+        };
+        let mut fields = task.fields.clone();
+        let set_enabled = |fields: &mut Map<String, Value>, v: i64| {
+            if let Some(Value::Object(sc)) = fields.get_mut("schedule_config") {
+                sc.insert("enabled".into(), json!(v));
+            }
+        };
+        match action.as_str() {
+            "run" => set_enabled(&mut fields, 3),
+            "stop" => set_enabled(&mut fields, 5),
+            "runimmediate" => {
+                fields.insert("last_run_time".into(), json!(now_string()));
+            }
+            other => return error(400, "DLG.0001", format!("Unknown action {other:?}: use run, runimmediate or stop.")),
+        }
+        tasks.update(id, fields);
+        empty_ok()
+    }
+
+    fn authenticate(&self, method: &Method, path: &str, query: Option<&str>, headers: &hyper::HeaderMap, body: &[u8]) -> Result<(), Answer> {
+        let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
+        if let Some(tok) = header("x-auth-token") {
+            return match &self.cfg.token {
+                Some(t) if t == tok => Ok(()),
+                _ => Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: the token is invalid or expired.")),
+            };
+        }
+        if let Some(auth) = header("authorization") {
+            let (Some(ak), Some(sk)) = (&self.cfg.access_key, &self.cfg.secret_key) else {
+                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: AK/SK authentication is not enabled."));
+            };
+            let Some(parsed) = signer::parse_authorization(auth) else {
+                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: malformed Authorization header."));
+            };
+            if parsed.access_key != *ak {
+                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: unknown access key."));
+            }
+            let Some(date) = header("x-sdk-date") else {
+                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: the X-Sdk-Date header is missing."));
+            };
+            let Some(when) = signer::parse_sdk_date(date) else {
+                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: X-Sdk-Date is malformed."));
+            };
+            if (time::OffsetDateTime::now_utc().unix_timestamp() - when).abs() > 15 * 60 {
+                return Err(error(401, "APIGW.0303", "Incorrect app authentication information: the request date is more than 15 minutes from the server time."));
+            }
+            if !parsed.signed_headers.iter().any(|h| h == "host") || !parsed.signed_headers.iter().any(|h| h == "x-sdk-date") {
+                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: host and x-sdk-date must be signed."));
+            }
+            let mut signed = Vec::new();
+            for h in &parsed.signed_headers {
+                let Some(v) = header(h) else {
+                    return Err(error(401, "APIGW.0301", format!("Incorrect IAM authentication information: signed header {h} is missing.")));
+                };
+                signed.push((h.clone(), v.to_string()));
+            }
+            let req = signer::Request { method: method.as_str(), path, query, headers: &signed, body };
+            let (expected, _) = signer::signature(sk, &req, date);
+            return if expected == parsed.signature {
+                Ok(())
+            } else {
+                Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: verify AK/SK signature failed."))
+            };
+        }
+        Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: no X-Auth-Token or Authorization header."))
+    }
+}
+
+fn throttled(wait: Duration) -> Answer {
+    let mut r = error(429, "APIGW.0308", "The throttling threshold has been reached: policy user over ratelimit, limit:50, time:1 second");
+    let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
+        r.headers_mut().insert("Retry-After", v);
+    }
+    r
+}
+
+/// Runs the emulator until Ctrl-C or SIGTERM; prints its URL on stdout first.
+pub async fn run(cfg: Config) -> std::io::Result<()> {
+    let emu = start(cfg).await?;
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", emu.url());
+        let _ = out.flush();
+    }
+    crate::signals::wait_for_shutdown().await;
+    tracing::info!("emulator stopping");
+    drop(emu);
+    Ok(())
+}

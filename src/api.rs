@@ -43,7 +43,9 @@ pub fn parse_error(body: &[u8]) -> Option<ApiError> {
     if let Ok(e) = serde_json::from_slice::<ApiError>(body) {
         return Some(e);
     }
-    serde_json::from_slice::<Wrapped>(body).ok().and_then(|w| w.errors.into_iter().next())
+    serde_json::from_slice::<Wrapped>(body)
+        .ok()
+        .and_then(|w| w.errors.into_iter().next())
 }
 
 /// A search request's filters.
@@ -76,7 +78,8 @@ mod tests {
     #[test]
     fn both_error_shapes_parse() {
         let flat = parse_error(br#"{"error_code":"DLG.0001","error_msg":"bad"}"#).unwrap();
-        let wrapped = parse_error(br#"{"errors":[{"error_code":"DLG.0001","error_msg":"bad"}]}"#).unwrap();
+        let wrapped =
+            parse_error(br#"{"errors":[{"error_code":"DLG.0001","error_msg":"bad"}]}"#).unwrap();
         assert_eq!(flat, wrapped);
         assert_eq!(parse_error(b"<html>"), None);
     }

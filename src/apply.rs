@@ -34,7 +34,13 @@ pub struct ApplyOptions {
 
 impl Default for ApplyOptions {
     fn default() -> Self {
-        ApplyOptions { concurrency: 8, max_rate: 40.0, max_attempts: 5, backoff_base: Duration::from_millis(500), backoff_max: Duration::from_secs(30) }
+        ApplyOptions {
+            concurrency: 8,
+            max_rate: 40.0,
+            max_attempts: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
     }
 }
 
@@ -71,7 +77,10 @@ struct Pacer {
 
 impl Pacer {
     fn new(max: f64) -> Self {
-        Pacer { max, state: std::sync::Mutex::new((max, Instant::now())) }
+        Pacer {
+            max,
+            state: std::sync::Mutex::new((max, Instant::now())),
+        }
     }
     async fn wait(&self) {
         let slot = {
@@ -89,7 +98,11 @@ impl Pacer {
     }
     fn throttled(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.0 = if s.0 <= 0.0 { 10.0 } else { (s.0 / 2.0).max(1.0) };
+        s.0 = if s.0 <= 0.0 {
+            10.0
+        } else {
+            (s.0 / 2.0).max(1.0)
+        };
         tracing::info!(rate = s.0, "throttled by the service; slowing down");
     }
     fn succeeded(&self) {
@@ -106,13 +119,23 @@ impl Pacer {
 }
 
 fn backoff(opts: &ApplyOptions, attempt: u32) -> Duration {
-    let exp = opts.backoff_base.saturating_mul(1u32 << attempt.min(16)).min(opts.backoff_max);
+    let exp = opts
+        .backoff_base
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(opts.backoff_max);
     Duration::from_secs_f64(exp.as_secs_f64() * (0.5 + fastrand::f64() * 0.5))
 }
 
 /// Sends every create/replace of `plan` and returns a result per sent task, in plan
 /// order. `cancel` turning true stops new sends.
-pub async fn execute(plan: &Plan, manifests: &[Manifest], api: Arc<dyn TaskApi>, journal: Arc<dyn Journal>, opts: &ApplyOptions, cancel: watch::Receiver<bool>) -> Vec<TaskResult> {
+pub async fn execute(
+    plan: &Plan,
+    manifests: &[Manifest],
+    api: Arc<dyn TaskApi>,
+    journal: Arc<dyn Journal>,
+    opts: &ApplyOptions,
+    cancel: watch::Receiver<bool>,
+) -> Vec<TaskResult> {
     let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
     let pacer = Arc::new(Pacer::new(opts.max_rate));
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,14 +144,42 @@ pub async fn execute(plan: &Plan, manifests: &[Manifest], api: Arc<dyn TaskApi>,
     let total = plan.to_send().count();
     let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for t in plan.to_send() {
-        let Some(m) = t.manifest.and_then(|i| manifests.get(i)) else { continue };
+        let Some(m) = t.manifest.and_then(|i| manifests.get(i)) else {
+            continue;
+        };
         let body = crate::hash::canonical_json(&m.body);
-        let job = Job { name: m.name.clone(), action: t.action, hash: m.hash.clone(), file: m.file.clone(), body, value: m.body.clone() };
-        let (sem, pacer, stop, auth_failure, api, journal, opts, cancel, done) =
-            (sem.clone(), pacer.clone(), stop.clone(), auth_failure.clone(), api.clone(), journal.clone(), opts.clone(), cancel.clone(), done.clone());
+        let job = Job {
+            name: m.name.clone(),
+            action: t.action,
+            hash: m.hash.clone(),
+            file: m.file.clone(),
+            body,
+            value: m.body.clone(),
+        };
+        let (sem, pacer, stop, auth_failure, api, journal, opts, cancel, done) = (
+            sem.clone(),
+            pacer.clone(),
+            stop.clone(),
+            auth_failure.clone(),
+            api.clone(),
+            journal.clone(),
+            opts.clone(),
+            cancel.clone(),
+            done.clone(),
+        );
         handles.push(tokio::spawn(async move {
             let _permit = sem.acquire_owned().await;
-            let r = run_one(job, &*api, &*journal, &pacer, &opts, &stop, &auth_failure, &cancel).await;
+            let r = run_one(
+                job,
+                &*api,
+                &*journal,
+                &pacer,
+                &opts,
+                &stop,
+                &auth_failure,
+                &cancel,
+            )
+            .await;
             let n = done.fetch_add(1, Ordering::Relaxed) + 1;
             tracing::debug!(done = n, total, "progress");
             r
@@ -154,7 +205,16 @@ struct Job {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn run_one(job: Job, api: &dyn TaskApi, journal: &dyn Journal, pacer: &Pacer, opts: &ApplyOptions, stop: &AtomicBool, auth_failure: &Mutex<Option<Failure>>, cancel: &watch::Receiver<bool>) -> TaskResult {
+async fn run_one(
+    job: Job,
+    api: &dyn TaskApi,
+    journal: &dyn Journal,
+    pacer: &Pacer,
+    opts: &ApplyOptions,
+    stop: &AtomicBool,
+    auth_failure: &Mutex<Option<Failure>>,
+    cancel: &watch::Receiver<bool>,
+) -> TaskResult {
     let mut result = TaskResult {
         name: job.name.clone(),
         action: job.action,
@@ -175,10 +235,18 @@ async fn run_one(job: Job, api: &dyn TaskApi, journal: &dyn Journal, pacer: &Pac
         return result;
     }
     if stop.load(Ordering::SeqCst) {
-        stopped(&mut result, "not sent: the credential was refused for another task");
+        stopped(
+            &mut result,
+            "not sent: the credential was refused for another task",
+        );
         return result;
     }
-    let intent = Record::Intent { name: job.name.clone(), hash: job.hash.clone(), file: Some(job.file.clone()), at: crate::clock::now_rfc3339() };
+    let intent = Record::Intent {
+        name: job.name.clone(),
+        hash: job.hash.clone(),
+        file: Some(job.file.clone()),
+        at: crate::clock::now_rfc3339(),
+    };
     if let Err(e) = journal.append(&intent).await {
         stopped(&mut result, &format!("not sent: {e}"));
         stop.store(true, Ordering::SeqCst);
@@ -187,7 +255,10 @@ async fn run_one(job: Job, api: &dyn TaskApi, journal: &dyn Journal, pacer: &Pac
     loop {
         if *cancel.borrow() && result.attempts > 0 {
             // A retry that was never answered by a create cannot have made a task.
-            journal.append_nowait(&Record::Failed { name: job.name.clone(), hash: job.hash.clone() });
+            journal.append_nowait(&Record::Failed {
+                name: job.name.clone(),
+                hash: job.hash.clone(),
+            });
             stopped(&mut result, "not sent again: interrupted");
             return result;
         }
@@ -197,7 +268,14 @@ async fn run_one(job: Job, api: &dyn TaskApi, journal: &dyn Journal, pacer: &Pac
         match outcome {
             Outcome::Created(id) => {
                 pacer.succeeded();
-                let rec = Record::Created { name: job.name.clone(), hash: job.hash.clone(), task_id: id.clone(), file: Some(job.file.clone()), at: crate::clock::now_rfc3339(), body: Some(job.value.clone()) };
+                let rec = Record::Created {
+                    name: job.name.clone(),
+                    hash: job.hash.clone(),
+                    task_id: id.clone(),
+                    file: Some(job.file.clone()),
+                    at: crate::clock::now_rfc3339(),
+                    body: Some(job.value.clone()),
+                };
                 if let Err(e) = journal.append(&rec).await {
                     // The ID is only in memory now: say it loudly so it can be recorded by hand.
                     tracing::error!(task = %job.name, task_id = %id, error = %e, "task created but its ID could not be journaled; record it by hand if the state write also fails");
@@ -208,19 +286,32 @@ async fn run_one(job: Job, api: &dyn TaskApi, journal: &dyn Journal, pacer: &Pac
                 result.task_id = Some(id);
                 return result;
             }
-            Outcome::Retry { failure, retry_after, throttled } => {
+            Outcome::Retry {
+                failure,
+                retry_after,
+                throttled,
+            } => {
                 if throttled {
                     pacer.throttled();
                 }
                 if result.attempts >= opts.max_attempts {
-                    journal.append_nowait(&Record::Failed { name: job.name.clone(), hash: job.hash.clone() });
+                    journal.append_nowait(&Record::Failed {
+                        name: job.name.clone(),
+                        hash: job.hash.clone(),
+                    });
                     tracing::warn!(task = %job.name, attempts = result.attempts, error = %failure, "giving up after retries");
                     fill_failure(&mut result, &failure);
-                    result.error_msg = Some(format!("{} (gave up after {} attempts)", result.error_msg.clone().unwrap_or_default(), result.attempts));
+                    result.error_msg = Some(format!(
+                        "{} (gave up after {} attempts)",
+                        result.error_msg.clone().unwrap_or_default(),
+                        result.attempts
+                    ));
                     result.outcome = TaskOutcome::Failed;
                     return result;
                 }
-                let wait = retry_after.map(|r| r + Duration::from_millis(fastrand::u64(0..250))).unwrap_or_else(|| backoff(opts, result.attempts - 1));
+                let wait = retry_after
+                    .map(|r| r + Duration::from_millis(fastrand::u64(0..250)))
+                    .unwrap_or_else(|| backoff(opts, result.attempts - 1));
                 tracing::info!(task = %job.name, attempt = result.attempts, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
                 let mut c = cancel.clone();
                 tokio::select! {
@@ -229,14 +320,20 @@ async fn run_one(job: Job, api: &dyn TaskApi, journal: &dyn Journal, pacer: &Pac
                 }
             }
             Outcome::Failed(failure) => {
-                journal.append_nowait(&Record::Failed { name: job.name.clone(), hash: job.hash.clone() });
+                journal.append_nowait(&Record::Failed {
+                    name: job.name.clone(),
+                    hash: job.hash.clone(),
+                });
                 tracing::warn!(task = %job.name, file = %job.file, error = %failure, "create refused");
                 fill_failure(&mut result, &failure);
                 result.outcome = TaskOutcome::Failed;
                 return result;
             }
             Outcome::Unauthorized(failure) => {
-                journal.append_nowait(&Record::Failed { name: job.name.clone(), hash: job.hash.clone() });
+                journal.append_nowait(&Record::Failed {
+                    name: job.name.clone(),
+                    hash: job.hash.clone(),
+                });
                 stop.store(true, Ordering::SeqCst);
                 let mut first = auth_failure.lock().await;
                 if first.is_none() {
@@ -247,7 +344,11 @@ async fn run_one(job: Job, api: &dyn TaskApi, journal: &dyn Journal, pacer: &Pac
                 return result;
             }
             Outcome::InDoubt(reason) => {
-                journal.append_nowait(&Record::InDoubt { name: job.name.clone(), hash: job.hash.clone(), reason: reason.clone() });
+                journal.append_nowait(&Record::InDoubt {
+                    name: job.name.clone(),
+                    hash: job.hash.clone(),
+                    reason: reason.clone(),
+                });
                 tracing::warn!(task = %job.name, reason = %reason, "create outcome unknown; recorded as in doubt");
                 result.outcome = TaskOutcome::InDoubt;
                 result.error_msg = Some(reason);

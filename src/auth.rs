@@ -45,27 +45,57 @@ impl fmt::Display for Secret {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Credentials {
     Token(Secret),
-    AkSk { access_key: String, secret_key: Secret, security_token: Option<Secret> },
-    Password { user: String, password: Secret, domain: String, iam_endpoint: String },
+    AkSk {
+        access_key: String,
+        secret_key: Secret,
+        security_token: Option<Secret>,
+    },
+    Password {
+        user: String,
+        password: Secret,
+        domain: String,
+        iam_endpoint: String,
+    },
 }
 
 impl Credentials {
     /// Reads credentials from the environment; `region` gives the IAM endpoint when
     /// `TASKFORM_IAM_ENDPOINT` is not set.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>, region: Option<&str>) -> Result<Credentials, String> {
+    pub fn from_env(
+        env: &dyn Fn(&str) -> Option<String>,
+        region: Option<&str>,
+    ) -> Result<Credentials, String> {
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
         if let Some(t) = get("TASKFORM_AUTH_TOKEN") {
             return Ok(Credentials::Token(Secret::new(t)));
         }
         match (get("HW_ACCESS_KEY"), get("HW_SECRET_KEY")) {
             (Some(ak), Some(sk)) => {
-                return Ok(Credentials::AkSk { access_key: ak, secret_key: Secret::new(sk), security_token: get("HW_SECURITY_TOKEN").map(Secret::new) });
+                return Ok(Credentials::AkSk {
+                    access_key: ak,
+                    secret_key: Secret::new(sk),
+                    security_token: get("HW_SECURITY_TOKEN").map(Secret::new),
+                });
             }
-            (Some(_), None) => return Err("HW_ACCESS_KEY is set but HW_SECRET_KEY is not; set both for AK/SK signing".into()),
-            (None, Some(_)) => return Err("HW_SECRET_KEY is set but HW_ACCESS_KEY is not; set both for AK/SK signing".into()),
+            (Some(_), None) => {
+                return Err(
+                    "HW_ACCESS_KEY is set but HW_SECRET_KEY is not; set both for AK/SK signing"
+                        .into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err(
+                    "HW_SECRET_KEY is set but HW_ACCESS_KEY is not; set both for AK/SK signing"
+                        .into(),
+                );
+            }
             (None, None) => {}
         }
-        let (user, password, domain) = (get("HW_USER_NAME"), get("HW_PASSWORD"), get("HW_DOMAIN_NAME"));
+        let (user, password, domain) = (
+            get("HW_USER_NAME"),
+            get("HW_PASSWORD"),
+            get("HW_DOMAIN_NAME"),
+        );
         if user.is_some() || password.is_some() {
             let (Some(user), Some(password), Some(domain)) = (user, password, domain) else {
                 return Err("IAM password authentication needs HW_USER_NAME, HW_PASSWORD and HW_DOMAIN_NAME together".into());
@@ -75,7 +105,12 @@ impl Credentials {
                 (None, Some(r)) => format!("https://iam.{r}.myhuaweicloud.com"),
                 (None, None) => return Err("IAM password authentication needs the IAM endpoint: set TASKFORM_IAM_ENDPOINT, or a region (--region / HW_REGION_NAME)".into()),
             };
-            return Ok(Credentials::Password { user, password: Secret::new(password), domain, iam_endpoint });
+            return Ok(Credentials::Password {
+                user,
+                password: Secret::new(password),
+                domain,
+                iam_endpoint,
+            });
         }
         Err("no credentials: set TASKFORM_AUTH_TOKEN, or HW_ACCESS_KEY and HW_SECRET_KEY, or HW_USER_NAME, HW_PASSWORD and HW_DOMAIN_NAME".into())
     }
@@ -84,7 +119,10 @@ impl Credentials {
     pub fn kind(&self) -> &'static str {
         match self {
             Credentials::Token(_) => "the token in TASKFORM_AUTH_TOKEN",
-            Credentials::AkSk { security_token: Some(_), .. } => "the temporary AK/SK in HW_ACCESS_KEY/HW_SECRET_KEY/HW_SECURITY_TOKEN",
+            Credentials::AkSk {
+                security_token: Some(_),
+                ..
+            } => "the temporary AK/SK in HW_ACCESS_KEY/HW_SECRET_KEY/HW_SECURITY_TOKEN",
             Credentials::AkSk { .. } => "the AK/SK in HW_ACCESS_KEY/HW_SECRET_KEY",
             Credentials::Password { .. } => "the IAM password login of HW_USER_NAME",
         }
@@ -111,7 +149,12 @@ impl fmt::Display for AuthError {
 
 impl Authenticator {
     pub fn new(creds: Credentials, project_id: String, http: reqwest::Client) -> Self {
-        Authenticator { creds, project_id, http, cached: Mutex::new(None) }
+        Authenticator {
+            creds,
+            project_id,
+            http,
+            cached: Mutex::new(None),
+        }
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -120,11 +163,24 @@ impl Authenticator {
 
     /// The headers to add to a request of `method` to `url` whose other signed headers
     /// are `content-type` and `host` and whose body is `body`.
-    pub async fn headers(&self, method: &str, url: &reqwest::Url, content_type: &str, body: &[u8]) -> Result<Vec<(&'static str, String)>, AuthError> {
+    pub async fn headers(
+        &self,
+        method: &str,
+        url: &reqwest::Url,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<Vec<(&'static str, String)>, AuthError> {
         match &self.creds {
             Credentials::Token(t) => Ok(vec![("X-Auth-Token", t.expose().to_string())]),
-            Credentials::Password { .. } => Ok(vec![("X-Auth-Token", self.iam_token().await?.expose().to_string())]),
-            Credentials::AkSk { access_key, secret_key, security_token } => {
+            Credentials::Password { .. } => Ok(vec![(
+                "X-Auth-Token",
+                self.iam_token().await?.expose().to_string(),
+            )]),
+            Credentials::AkSk {
+                access_key,
+                secret_key,
+                security_token,
+            } => {
                 let date = signer::sdk_date_now();
                 let mut signed = vec![
                     ("content-type".to_string(), content_type.to_string()),
@@ -134,8 +190,20 @@ impl Authenticator {
                 if let Some(st) = security_token {
                     signed.push(("x-security-token".to_string(), st.expose().to_string()));
                 }
-                let req = signer::Request { method, path: url.path(), query: url.query(), headers: &signed, body };
-                let mut out = vec![(signer::DATE_HEADER, date.clone()), ("Authorization", signer::authorization(access_key, secret_key.expose(), &req, &date))];
+                let req = signer::Request {
+                    method,
+                    path: url.path(),
+                    query: url.query(),
+                    headers: &signed,
+                    body,
+                };
+                let mut out = vec![
+                    (signer::DATE_HEADER, date.clone()),
+                    (
+                        "Authorization",
+                        signer::authorization(access_key, secret_key.expose(), &req, &date),
+                    ),
+                ];
                 if let Some(st) = security_token {
                     out.push(("X-Security-Token", st.expose().to_string()));
                 }
@@ -156,7 +224,13 @@ impl Authenticator {
                 return Ok(tok.clone());
             }
         }
-        let Credentials::Password { user, password, domain, iam_endpoint } = &self.creds else {
+        let Credentials::Password {
+            user,
+            password,
+            domain,
+            iam_endpoint,
+        } = &self.creds
+        else {
             return Err(AuthError("not using IAM password authentication".into()));
         };
         let body = serde_json::json!({"auth": {
@@ -171,25 +245,51 @@ impl Authenticator {
             .body(serde_json::to_vec(&body).unwrap_or_default())
             .send()
             .await
-            .map_err(|e| AuthError(format!("cannot reach IAM at {url}: {}", crate::client::error_chain(&e))))?;
+            .map_err(|e| {
+                AuthError(format!(
+                    "cannot reach IAM at {url}: {}",
+                    crate::client::error_chain(&e)
+                ))
+            })?;
         let status = resp.status();
-        let token = resp.headers().get("X-Subject-Token").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let token = resp
+            .headers()
+            .get("X-Subject-Token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let text = resp.bytes().await.unwrap_or_default();
         if !status.is_success() {
-            let detail = crate::api::parse_error(&text).map(|e| format!("{}: {}", e.error_code, e.error_msg)).unwrap_or_default();
-            return Err(AuthError(format!("IAM refused the password login of HW_USER_NAME (HTTP {}) {detail}", status.as_u16())));
+            let detail = crate::api::parse_error(&text)
+                .map(|e| format!("{}: {}", e.error_code, e.error_msg))
+                .unwrap_or_default();
+            return Err(AuthError(format!(
+                "IAM refused the password login of HW_USER_NAME (HTTP {}) {detail}",
+                status.as_u16()
+            )));
         }
         let Some(token) = token else {
-            return Err(AuthError("IAM answered without an X-Subject-Token header".into()));
+            return Err(AuthError(
+                "IAM answered without an X-Subject-Token header".into(),
+            ));
         };
         let expires = serde_json::from_slice::<serde_json::Value>(&text)
             .ok()
-            .and_then(|v| v.pointer("/token/expires_at").and_then(|e| e.as_str()).map(str::to_string))
-            .and_then(|s| time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).ok())
+            .and_then(|v| {
+                v.pointer("/token/expires_at")
+                    .and_then(|e| e.as_str())
+                    .map(str::to_string)
+            })
+            .and_then(|s| {
+                time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).ok()
+            })
             .map(|t| (t - time::OffsetDateTime::now_utc()).whole_seconds().max(0) as u64)
             .unwrap_or(3600);
         // Renew five minutes early (or halfway for short-lived tokens).
-        let ttl = Duration::from_secs(if expires > 600 { expires - 300 } else { expires / 2 });
+        let ttl = Duration::from_secs(if expires > 600 {
+            expires - 300
+        } else {
+            expires / 2
+        });
         let secret = Secret::new(token);
         *cached = Some((secret.clone(), Instant::now() + ttl));
         Ok(secret)
@@ -211,31 +311,83 @@ mod tests {
     use super::*;
 
     fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn precedence_and_incomplete_sets() {
-        let c = Credentials::from_env(&env_of(&[("TASKFORM_AUTH_TOKEN", "t"), ("HW_ACCESS_KEY", "a"), ("HW_SECRET_KEY", "s")]), None).unwrap();
+        let c = Credentials::from_env(
+            &env_of(&[
+                ("TASKFORM_AUTH_TOKEN", "t"),
+                ("HW_ACCESS_KEY", "a"),
+                ("HW_SECRET_KEY", "s"),
+            ]),
+            None,
+        )
+        .unwrap();
         assert!(matches!(c, Credentials::Token(_)));
-        let c = Credentials::from_env(&env_of(&[("HW_ACCESS_KEY", "a"), ("HW_SECRET_KEY", "s")]), None).unwrap();
+        let c = Credentials::from_env(
+            &env_of(&[("HW_ACCESS_KEY", "a"), ("HW_SECRET_KEY", "s")]),
+            None,
+        )
+        .unwrap();
         assert!(matches!(c, Credentials::AkSk { .. }));
-        assert!(Credentials::from_env(&env_of(&[("HW_ACCESS_KEY", "a")]), None).unwrap_err().contains("HW_SECRET_KEY is not"));
-        assert!(Credentials::from_env(&env_of(&[]), None).unwrap_err().starts_with("no credentials"));
-        let c = Credentials::from_env(&env_of(&[("HW_USER_NAME", "u"), ("HW_PASSWORD", "p"), ("HW_DOMAIN_NAME", "d")]), Some("cn-north-4")).unwrap();
-        assert!(matches!(c, Credentials::Password { ref iam_endpoint, .. } if iam_endpoint == "https://iam.cn-north-4.myhuaweicloud.com"));
+        assert!(
+            Credentials::from_env(&env_of(&[("HW_ACCESS_KEY", "a")]), None)
+                .unwrap_err()
+                .contains("HW_SECRET_KEY is not")
+        );
+        assert!(
+            Credentials::from_env(&env_of(&[]), None)
+                .unwrap_err()
+                .starts_with("no credentials")
+        );
+        let c = Credentials::from_env(
+            &env_of(&[
+                ("HW_USER_NAME", "u"),
+                ("HW_PASSWORD", "p"),
+                ("HW_DOMAIN_NAME", "d"),
+            ]),
+            Some("cn-north-4"),
+        )
+        .unwrap();
+        assert!(
+            matches!(c, Credentials::Password { ref iam_endpoint, .. } if iam_endpoint == "https://iam.cn-north-4.myhuaweicloud.com")
+        );
     }
 
     #[test]
     fn secrets_never_print() {
-        let c = Credentials::AkSk { access_key: "AK".into(), secret_key: Secret::new("SUPERSECRET"), security_token: Some(Secret::new("TOKENVALUE")) };
+        let c = Credentials::AkSk {
+            access_key: "AK".into(),
+            secret_key: Secret::new("SUPERSECRET"),
+            security_token: Some(Secret::new("TOKENVALUE")),
+        };
         let shown = format!("{c:?} {}", c.kind());
-        assert!(!shown.contains("SUPERSECRET") && !shown.contains("TOKENVALUE"), "{shown}");
+        assert!(
+            !shown.contains("SUPERSECRET") && !shown.contains("TOKENVALUE"),
+            "{shown}"
+        );
     }
 
     #[test]
     fn host_header_keeps_non_default_ports() {
-        assert_eq!(host_header(&"http://127.0.0.1:8080/x".parse().unwrap()), "127.0.0.1:8080");
-        assert_eq!(host_header(&"https://dayu.cn-north-4.myhuaweicloud.com/x".parse().unwrap()), "dayu.cn-north-4.myhuaweicloud.com");
+        assert_eq!(
+            host_header(&"http://127.0.0.1:8080/x".parse().unwrap()),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            host_header(
+                &"https://dayu.cn-north-4.myhuaweicloud.com/x"
+                    .parse()
+                    .unwrap()
+            ),
+            "dayu.cn-north-4.myhuaweicloud.com"
+        );
     }
 }

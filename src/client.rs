@@ -39,7 +39,11 @@ pub enum Outcome {
     /// The service created the task.
     Created(String),
     /// Nothing was created; trying again is safe.
-    Retry { failure: Failure, retry_after: Option<Duration>, throttled: bool },
+    Retry {
+        failure: Failure,
+        retry_after: Option<Duration>,
+        throttled: bool,
+    },
     /// The service refused the task (no retry).
     Failed(Failure),
     /// 401/403: the credential is refused; nothing else will work either.
@@ -94,11 +98,19 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 impl Client {
     pub fn new(cfg: ClientConfig, creds: Credentials) -> Result<Client, String> {
         install_crypto_provider();
-        let base: reqwest::Url = cfg.endpoint.parse().map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
+        let base: reqwest::Url = cfg
+            .endpoint
+            .parse()
+            .map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
         if !matches!(base.scheme(), "http" | "https") {
-            return Err(format!("invalid endpoint {:?}: use an http:// or https:// URL", cfg.endpoint));
+            return Err(format!(
+                "invalid endpoint {:?}: use an http:// or https:// URL",
+                cfg.endpoint
+            ));
         }
-        let create_url = base.join(&api::create_path(&cfg.project_id)).map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
+        let create_url = base
+            .join(&api::create_path(&cfg.project_id))
+            .map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
         let http = reqwest::Client::builder()
             .timeout(cfg.timeout)
             .connect_timeout(cfg.connect_timeout)
@@ -107,7 +119,12 @@ impl Client {
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
         let auth = Authenticator::new(creds, cfg.project_id.clone(), http.clone());
-        Ok(Client { http, cfg, create_url, auth })
+        Ok(Client {
+            http,
+            cfg,
+            create_url,
+            auth,
+        })
     }
 
     pub fn credentials(&self) -> &Credentials {
@@ -119,9 +136,20 @@ impl Client {
         const CT: &str = "application/json";
         let auth = match self.auth.headers("POST", &self.create_url, CT, body).await {
             Ok(h) => h,
-            Err(e) => return Outcome::Unauthorized(Failure { status: 0, error_code: None, error_msg: e.0 }),
+            Err(e) => {
+                return Outcome::Unauthorized(Failure {
+                    status: 0,
+                    error_code: None,
+                    error_msg: e.0,
+                });
+            }
         };
-        let mut req = self.http.post(self.create_url.clone()).header("workspace", &self.cfg.workspace).header("Content-Type", CT).body(body.to_vec());
+        let mut req = self
+            .http
+            .post(self.create_url.clone())
+            .header("workspace", &self.cfg.workspace)
+            .header("Content-Type", CT)
+            .body(body.to_vec());
         for (k, v) in auth {
             req = req.header(k, v);
         }
@@ -129,19 +157,44 @@ impl Client {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
                 return Outcome::Retry {
-                    failure: Failure { status: 0, error_code: None, error_msg: format!("cannot connect: {}", error_chain(&e)) },
+                    failure: Failure {
+                        status: 0,
+                        error_code: None,
+                        error_msg: format!("cannot connect: {}", error_chain(&e)),
+                    },
                     retry_after: None,
                     throttled: false,
                 };
             }
-            Err(e) if e.is_timeout() => return Outcome::InDoubt(format!("no answer within {} s", self.cfg.timeout.as_secs_f64())),
-            Err(e) => return Outcome::InDoubt(format!("the connection failed after the request was sent: {}", error_chain(&e))),
+            Err(e) if e.is_timeout() => {
+                return Outcome::InDoubt(format!(
+                    "no answer within {} s",
+                    self.cfg.timeout.as_secs_f64()
+                ));
+            }
+            Err(e) => {
+                return Outcome::InDoubt(format!(
+                    "the connection failed after the request was sent: {}",
+                    error_chain(&e)
+                ));
+            }
         };
         let status = resp.status().as_u16();
-        let retry_after = resp.headers().get("Retry-After").and_then(|v| v.to_str().ok()).and_then(|s| s.trim().parse::<f64>().ok()).filter(|s| s.is_finite() && *s >= 0.0).map(|s| Duration::from_secs_f64(s.min(300.0)));
+        let retry_after = resp
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(300.0)));
         let bytes = match resp.bytes().await {
             Ok(b) => b,
-            Err(e) if status == 200 => return Outcome::InDoubt(format!("HTTP 200 but the answer was cut off: {}", error_chain(&e))),
+            Err(e) if status == 200 => {
+                return Outcome::InDoubt(format!(
+                    "HTTP 200 but the answer was cut off: {}",
+                    error_chain(&e)
+                ));
+            }
             Err(_) => Default::default(),
         };
         classify(status, &bytes, retry_after)
@@ -164,18 +217,43 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outc
     if status == 200 || status == 201 {
         return match serde_json::from_slice::<api::CreateResponse>(body) {
             Ok(r) if !r.task_id.is_empty() => Outcome::Created(r.task_id),
-            _ => Outcome::InDoubt(format!("HTTP {status} without a task_id in the answer ({})", snippet(body))),
+            _ => Outcome::InDoubt(format!(
+                "HTTP {status} without a task_id in the answer ({})",
+                snippet(body)
+            )),
         };
     }
     let err = api::parse_error(body);
     let failure = match &err {
-        Some(ApiError { error_code, error_msg }) => Failure { status, error_code: Some(error_code.clone()), error_msg: error_msg.clone() },
-        None => Failure { status, error_code: None, error_msg: snippet(body) },
+        Some(ApiError {
+            error_code,
+            error_msg,
+        }) => Failure {
+            status,
+            error_code: Some(error_code.clone()),
+            error_msg: error_msg.clone(),
+        },
+        None => Failure {
+            status,
+            error_code: None,
+            error_msg: snippet(body),
+        },
     };
-    let throttled = err.as_ref().is_some_and(|e| api::THROTTLE_CODES.contains(&e.error_code.as_str())) || status == 429;
+    let throttled = err
+        .as_ref()
+        .is_some_and(|e| api::THROTTLE_CODES.contains(&e.error_code.as_str()))
+        || status == 429;
     match status {
-        _ if throttled => Outcome::Retry { failure, retry_after, throttled: true },
-        500 | 503 => Outcome::Retry { failure, retry_after, throttled: false },
+        _ if throttled => Outcome::Retry {
+            failure,
+            retry_after,
+            throttled: true,
+        },
+        500 | 503 => Outcome::Retry {
+            failure,
+            retry_after,
+            throttled: false,
+        },
         401 | 403 => Outcome::Unauthorized(failure),
         400..=499 => Outcome::Failed(failure),
         _ => Outcome::InDoubt(format!("{failure} (the service may have created the task)")),
@@ -185,7 +263,11 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outc
 fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);
     let s = s.trim();
-    if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 200 {
+        format!("{}…", s.chars().take(200).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 #[cfg(test)]
@@ -194,16 +276,53 @@ mod tests {
 
     #[test]
     fn classification() {
-        assert_eq!(classify(200, br#"{"task_id":"abc"}"#, None), Outcome::Created("abc".into()));
+        assert_eq!(
+            classify(200, br#"{"task_id":"abc"}"#, None),
+            Outcome::Created("abc".into())
+        );
         assert!(matches!(classify(200, b"{}", None), Outcome::InDoubt(_)));
-        assert!(matches!(classify(429, b"", Some(Duration::from_secs(2))), Outcome::Retry { throttled: true, retry_after: Some(_), .. }));
-        assert!(matches!(classify(400, br#"{"error_code":"APIG.0308","error_msg":"slow down"}"#, None), Outcome::Retry { throttled: true, .. }));
-        assert!(matches!(classify(500, b"", None), Outcome::Retry { throttled: false, .. }));
+        assert!(matches!(
+            classify(429, b"", Some(Duration::from_secs(2))),
+            Outcome::Retry {
+                throttled: true,
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(
+                400,
+                br#"{"error_code":"APIG.0308","error_msg":"slow down"}"#,
+                None
+            ),
+            Outcome::Retry {
+                throttled: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            classify(500, b"", None),
+            Outcome::Retry {
+                throttled: false,
+                ..
+            }
+        ));
         assert!(matches!(classify(503, b"", None), Outcome::Retry { .. }));
         assert!(matches!(classify(502, b"", None), Outcome::InDoubt(_)));
         assert!(matches!(classify(504, b"", None), Outcome::InDoubt(_)));
-        assert!(matches!(classify(401, br#"{"error_code":"APIGW.0301","error_msg":"bad"}"#, None), Outcome::Unauthorized(_)));
-        match classify(400, br#"{"errors":[{"error_code":"DLG.0001","error_msg":"name is required"}]}"#, None) {
+        assert!(matches!(
+            classify(
+                401,
+                br#"{"error_code":"APIGW.0301","error_msg":"bad"}"#,
+                None
+            ),
+            Outcome::Unauthorized(_)
+        ));
+        match classify(
+            400,
+            br#"{"errors":[{"error_code":"DLG.0001","error_msg":"name is required"}]}"#,
+            None,
+        ) {
             Outcome::Failed(f) => assert_eq!(f.to_string(), "HTTP 400 DLG.0001: name is required"),
             o => panic!("{o:?}"),
         }

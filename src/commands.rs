@@ -48,7 +48,12 @@ pub fn load_manifests(dir: &std::path::Path, env: Env) -> Option<Loaded> {
     let started = std::time::Instant::now();
     match manifest::load(dir, env) {
         Ok(loaded) => {
-            tracing::debug!(manifests = loaded.manifests.len(), files = loaded.file_digests.len(), elapsed_ms = started.elapsed().as_millis() as u64, "manifests loaded");
+            tracing::debug!(
+                manifests = loaded.manifests.len(),
+                files = loaded.file_digests.len(),
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "manifests loaded"
+            );
             Some(loaded)
         }
         Err(LoadError::Dir(msg)) => {
@@ -66,7 +71,17 @@ pub fn load_manifests(dir: &std::path::Path, env: Env) -> Option<Loaded> {
 pub fn validate(dir: PathBuf, env: Env) -> Exit {
     match load_manifests(&dir, env) {
         Some(l) => {
-            println!("{} task{} in {} file{} valid.", l.manifests.len(), if l.manifests.len() == 1 { "" } else { "s" }, l.file_digests.len(), if l.file_digests.len() == 1 { " is" } else { "s are" });
+            println!(
+                "{} task{} in {} file{} valid.",
+                l.manifests.len(),
+                if l.manifests.len() == 1 { "" } else { "s" },
+                l.file_digests.len(),
+                if l.file_digests.len() == 1 {
+                    " is"
+                } else {
+                    "s are"
+                }
+            );
             Exit::Ok
         }
         None => Exit::Error,
@@ -86,12 +101,17 @@ pub struct PlanArgs {
 
 /// The target when both project and workspace are known.
 pub fn known_target(r: &Resolved) -> Option<Target> {
-    Some(Target { project_id: r.project_id.clone()?, workspace: r.workspace.clone()? })
+    Some(Target {
+        project_id: r.project_id.clone()?,
+        workspace: r.workspace.clone()?,
+    })
 }
 
 /// `taskform plan [DIR]`: offline, no credentials.
 pub fn plan(args: PlanArgs, env: Env) -> Exit {
-    let Some(loaded) = load_manifests(&args.dir, env) else { return Exit::Error };
+    let Some(loaded) = load_manifests(&args.dir, env) else {
+        return Exit::Error;
+    };
     let resolved = target::resolve(&args.target, env, &loaded.settings);
     let store = LocalStore::new(&resolved.state);
     let state = match store.load() {
@@ -107,15 +127,30 @@ pub fn plan(args: PlanArgs, env: Env) -> Exit {
             return Exit::Error;
         }
     }
-    let plan = plan::plan(&loaded.manifests, &state, PlanOptions { recreate_in_doubt: args.recreate_in_doubt });
+    let plan = plan::plan(
+        &loaded.manifests,
+        &state,
+        PlanOptions {
+            recreate_in_doubt: args.recreate_in_doubt,
+        },
+    );
     let text = match args.format {
         Format::Json => render::plan_json(&plan),
-        Format::Text => render::plan_text(&plan, &loaded.manifests, &state, Style::for_stdout(args.color)),
+        Format::Text => render::plan_text(
+            &plan,
+            &loaded.manifests,
+            &state,
+            Style::for_stdout(args.color),
+        ),
     };
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
-    if args.detailed_exitcode && plan.has_changes() { Exit::Changes } else { Exit::Ok }
+    if args.detailed_exitcode && plan.has_changes() {
+        Exit::Changes
+    } else {
+        Exit::Ok
+    }
 }
 
 /// Options of `taskform apply`.
@@ -154,7 +189,10 @@ struct ApplySummary {
 
 /// Builds the runtime commands use: two workers suit the CLI's I/O-bound work.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 /// `taskform apply [DIR]`.
@@ -176,16 +214,29 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
     use crate::emulator;
     use std::sync::Arc;
 
-    let Some(loaded) = load_manifests(&args.dir, env) else { return Exit::Error };
+    let Some(loaded) = load_manifests(&args.dir, env) else {
+        return Exit::Error;
+    };
     let mut resolved = target::resolve(&args.target, env, &loaded.settings);
 
     // The built-in emulator stands in for the service when asked.
     let mut _emulator = None;
     let creds = if args.emulator {
-        let project_id = resolved.project_id.clone().unwrap_or_else(|| emulator::DEMO_PROJECT_ID.to_string());
-        let workspace = resolved.workspace.clone().unwrap_or_else(|| emulator::DEMO_WORKSPACE.to_string());
+        let project_id = resolved
+            .project_id
+            .clone()
+            .unwrap_or_else(|| emulator::DEMO_PROJECT_ID.to_string());
+        let workspace = resolved
+            .workspace
+            .clone()
+            .unwrap_or_else(|| emulator::DEMO_WORKSPACE.to_string());
         let data = crate::fsutil::parent_dir(&resolved.state).join("emulator.json");
-        let cfg = emulator::Config { data: Some(data.clone()), project_id: project_id.clone(), workspace: workspace.clone(), ..emulator::Config::default() };
+        let cfg = emulator::Config {
+            data: Some(data.clone()),
+            project_id: project_id.clone(),
+            workspace: workspace.clone(),
+            ..emulator::Config::default()
+        };
         match emulator::start(cfg).await {
             Ok(emu) => {
                 tracing::info!(url = %emu.url(), data = %data.display(), "started the built-in emulator");
@@ -195,13 +246,21 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
                 _emulator = Some(emu);
             }
             Err(e) => {
-                report_error(format!("cannot start the built-in emulator (data {}): {e}", data.display()));
+                report_error(format!(
+                    "cannot start the built-in emulator (data {}): {e}",
+                    data.display()
+                ));
                 return Exit::Error;
             }
         }
         Credentials::Token(Secret::new(emulator::DEMO_TOKEN))
     } else {
-        let region = args.target.region.clone().or_else(|| env("HW_REGION_NAME")).or_else(|| loaded.settings.region.clone());
+        let region = args
+            .target
+            .region
+            .clone()
+            .or_else(|| env("HW_REGION_NAME"))
+            .or_else(|| loaded.settings.region.clone());
         match Credentials::from_env(env, region.as_deref()) {
             Ok(c) => c,
             Err(msg) => {
@@ -210,7 +269,11 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
             }
         }
     };
-    let (Some(endpoint), Some(project_id), Some(workspace)) = (resolved.endpoint.clone(), resolved.project_id.clone(), resolved.workspace.clone()) else {
+    let (Some(endpoint), Some(project_id), Some(workspace)) = (
+        resolved.endpoint.clone(),
+        resolved.project_id.clone(),
+        resolved.workspace.clone(),
+    ) else {
         let mut missing = Vec::new();
         if resolved.endpoint.is_none() {
             missing.push("the endpoint (--endpoint / TASKFORM_ENDPOINT, --region / HW_REGION_NAME, or `endpoint:`/`region:` in taskform.yaml)");
@@ -221,11 +284,26 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
         if resolved.workspace.is_none() {
             missing.push("the workspace (--workspace / TASKFORM_WORKSPACE, or `workspace:` in taskform.yaml)");
         }
-        report_error(format!("apply needs {}; nothing was sent", missing.join(" and ")));
+        report_error(format!(
+            "apply needs {}; nothing was sent",
+            missing.join(" and ")
+        ));
         return Exit::Error;
     };
-    let target = Target { project_id: project_id.clone(), workspace: workspace.clone() };
-    let client = match Client::new(ClientConfig { endpoint: endpoint.clone(), project_id, workspace, timeout: args.timeout, connect_timeout: std::time::Duration::from_secs(10) }, creds) {
+    let target = Target {
+        project_id: project_id.clone(),
+        workspace: workspace.clone(),
+    };
+    let client = match Client::new(
+        ClientConfig {
+            endpoint: endpoint.clone(),
+            project_id,
+            workspace,
+            timeout: args.timeout,
+            connect_timeout: std::time::Duration::from_secs(10),
+        },
+        creds,
+    ) {
         Ok(c) => Arc::new(c),
         Err(msg) => {
             report_error(msg);
@@ -268,10 +346,19 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
         }
     }
 
-    let plan = plan::plan(&loaded.manifests, &state, PlanOptions { recreate_in_doubt: args.recreate_in_doubt });
+    let plan = plan::plan(
+        &loaded.manifests,
+        &state,
+        PlanOptions {
+            recreate_in_doubt: args.recreate_in_doubt,
+        },
+    );
     let style = Style::for_stdout(args.color);
     if args.format == Format::Text {
-        print!("{}", render::plan_text(&plan, &loaded.manifests, &state, style));
+        print!(
+            "{}",
+            render::plan_text(&plan, &loaded.manifests, &state, style)
+        );
     }
     let to_send = plan.to_send().count();
     let in_doubt_before = plan.summary().in_doubt;
@@ -280,7 +367,9 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
             print_apply_json(&plan, &[]);
         }
         if in_doubt_before > 0 {
-            report_error(format!("{in_doubt_before} task(s) in doubt: check whether they exist on the server, then re-run with --recreate-in-doubt to create them"));
+            report_error(format!(
+                "{in_doubt_before} task(s) in doubt: check whether they exist on the server, then re-run with --recreate-in-doubt to create them"
+            ));
             return Exit::Error;
         }
         return Exit::Ok;
@@ -299,24 +388,45 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         crate::signals::wait_for_shutdown().await;
-        tracing::warn!("interrupted: no new creates; waiting for those in flight (interrupt again to exit at once; the journal keeps them safe)");
+        tracing::warn!(
+            "interrupted: no new creates; waiting for those in flight (interrupt again to exit at once; the journal keeps them safe)"
+        );
         let _ = cancel_tx.send(true);
         crate::signals::wait_for_shutdown().await;
         std::process::exit(Exit::Interrupted.code());
     });
     let started = std::time::Instant::now();
-    let results = crate::apply::execute(&plan, &loaded.manifests, client.clone(), journal.clone(), &args.apply, cancel_rx.clone()).await;
+    let results = crate::apply::execute(
+        &plan,
+        &loaded.manifests,
+        client.clone(),
+        journal.clone(),
+        &args.apply,
+        cancel_rx.clone(),
+    )
+    .await;
     let interrupted = *cancel_rx.borrow();
-    tracing::info!(tasks = results.len(), elapsed_ms = started.elapsed().as_millis() as u64, "creates finished");
+    tracing::info!(
+        tasks = results.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "creates finished"
+    );
     journal.close();
 
     // Fold the journal through the same path a crash recovery takes.
     let persisted = store.load().and_then(|mut s| store.persist(&mut s));
     let mut exit = Exit::Ok;
     if let Err(e) = persisted {
-        report_error(format!("{e}; the journal {} still holds every result and the next run folds it in", store.journal_path().display()));
+        report_error(format!(
+            "{e}; the journal {} still holds every result and the next run folds it in",
+            store.journal_path().display()
+        ));
         for r in results.iter().filter(|r| r.outcome == TaskOutcome::Created) {
-            report_error(format!("created {} as task {}", r.name, r.task_id.as_deref().unwrap_or("?")));
+            report_error(format!(
+                "created {} as task {}",
+                r.name,
+                r.task_id.as_deref().unwrap_or("?")
+            ));
         }
         exit = Exit::Error;
     }
@@ -337,28 +447,50 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
         Format::Text => {
             let mut err = std::io::stderr().lock();
             for r in results.iter().filter(|r| r.outcome != TaskOutcome::Created) {
-                let file = r.file.as_deref().map(|f| format!(" ({f})")).unwrap_or_default();
+                let file = r
+                    .file
+                    .as_deref()
+                    .map(|f| format!(" ({f})"))
+                    .unwrap_or_default();
                 let what = match r.outcome {
                     TaskOutcome::Failed => "failed",
                     TaskOutcome::InDoubt => "in doubt",
                     _ => "skipped",
                 };
                 let detail = match (r.http_status, &r.error_code) {
-                    (Some(s), Some(c)) => format!("HTTP {s} {c}: {}", r.error_msg.as_deref().unwrap_or_default()),
-                    (Some(s), None) => format!("HTTP {s}: {}", r.error_msg.as_deref().unwrap_or_default()),
+                    (Some(s), Some(c)) => format!(
+                        "HTTP {s} {c}: {}",
+                        r.error_msg.as_deref().unwrap_or_default()
+                    ),
+                    (Some(s), None) => {
+                        format!("HTTP {s}: {}", r.error_msg.as_deref().unwrap_or_default())
+                    }
                     _ => r.error_msg.clone().unwrap_or_default(),
                 };
                 let _ = writeln!(err, "{what}: {}{file}: {detail}", r.name);
             }
-            if results.iter().any(|r| r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403))) {
-                let _ = writeln!(err, "the service refused {}; check it and the project/workspace it is valid for", client.credentials().kind());
+            if results.iter().any(|r| {
+                r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403))
+            }) {
+                let _ = writeln!(
+                    err,
+                    "the service refused {}; check it and the project/workspace it is valid for",
+                    client.credentials().kind()
+                );
             }
             if sum.in_doubt + in_doubt_before > 0 {
-                let _ = writeln!(err, "tasks in doubt may exist on the server: check them, then re-run with --recreate-in-doubt to create them again");
+                let _ = writeln!(
+                    err,
+                    "tasks in doubt may exist on the server: check them, then re-run with --recreate-in-doubt to create them again"
+                );
             }
             println!(
                 "Apply {}: {} created, {} replaced, {} failed, {} in doubt, {} skipped.",
-                if interrupted { "interrupted" } else { "complete" },
+                if interrupted {
+                    "interrupted"
+                } else {
+                    "complete"
+                },
                 sum.created,
                 sum.replaced,
                 sum.failed,
@@ -381,31 +513,51 @@ fn print_apply_json(plan: &crate::plan::Plan, results: &[crate::apply::TaskResul
     let mut summary = ApplySummary::default();
     for r in results {
         match r.outcome {
-            TaskOutcome::Created if r.action == crate::plan::Action::Replace => summary.replaced += 1,
+            TaskOutcome::Created if r.action == crate::plan::Action::Replace => {
+                summary.replaced += 1
+            }
             TaskOutcome::Created => summary.created += 1,
             TaskOutcome::Failed => summary.failed += 1,
             TaskOutcome::InDoubt => summary.in_doubt += 1,
             TaskOutcome::Skipped => summary.skipped += 1,
         }
     }
-    let doc = ApplyJson { format_version: "1", summary, plan: plan.summary(), tasks: results };
+    let doc = ApplyJson {
+        format_version: "1",
+        summary,
+        plan: plan.summary(),
+        tasks: results,
+    };
     println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
 }
 
 fn is_loopback(endpoint: &str) -> bool {
-    reqwest::Url::parse(endpoint).ok().and_then(|u| u.host_str().map(str::to_string)).is_some_and(|h| {
-        h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()) || h.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
-    })
+    reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_some_and(|h| {
+            h == "localhost"
+                || h.parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        })
 }
 
 /// Asks on a terminal; refuses without one.
 fn confirm(n: usize) -> bool {
     use std::io::{BufRead, IsTerminal};
     if !std::io::stdin().is_terminal() {
-        report_error("refusing to apply without confirmation: stdin is not a terminal; pass --yes to apply non-interactively");
+        report_error(
+            "refusing to apply without confirmation: stdin is not a terminal; pass --yes to apply non-interactively",
+        );
         return false;
     }
-    eprint!("\nCreate {n} task{}? Only 'yes' will be accepted: ", if n == 1 { "" } else { "s" });
+    eprint!(
+        "\nCreate {n} task{}? Only 'yes' will be accepted: ",
+        if n == 1 { "" } else { "s" }
+    );
     let _ = std::io::stderr().flush();
     let mut line = String::new();
     let _ = std::io::stdin().lock().read_line(&mut line);

@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn canonical_form_is_rfc8785() {
         let v = json!({"b": 1.0, "a": "é", "c": [true, null]});
-        assert_eq!(canonical_json(&v), r#"{"a":"é","b":1,"c":[true,null]}"#.as_bytes());
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":"é","b":1,"c":[true,null]}"#.as_bytes()
+        );
         assert!(content_hash(&v).starts_with("sha256:"));
         assert_eq!(content_hash(&v).len(), 7 + 64);
     }

@@ -16,20 +16,32 @@ pub struct InterpolationError {
 }
 
 /// Interpolates every string in `value` in place; returns every problem found.
-pub fn interpolate(value: &mut Value, env: &dyn Fn(&str) -> Option<String>) -> Vec<InterpolationError> {
+pub fn interpolate(
+    value: &mut Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Vec<InterpolationError> {
     let mut errors = Vec::new();
     let mut path = Vec::new();
     walk(value, env, &mut path, &mut errors);
     errors
 }
 
-fn walk(value: &mut Value, env: &dyn Fn(&str) -> Option<String>, path: &mut Vec<Seg>, errors: &mut Vec<InterpolationError>) {
+fn walk(
+    value: &mut Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    path: &mut Vec<Seg>,
+    errors: &mut Vec<InterpolationError>,
+) {
     match value {
         Value::String(s) => {
             if s.contains('$') {
                 match expand(s, env) {
                     Ok(expanded) => *s = expanded,
-                    Err((message, hint)) => errors.push(InterpolationError { path: path.clone(), message, hint }),
+                    Err((message, hint)) => errors.push(InterpolationError {
+                        path: path.clone(),
+                        message,
+                        hint,
+                    }),
                 }
             }
         }
@@ -52,7 +64,10 @@ fn walk(value: &mut Value, env: &dyn Fn(&str) -> Option<String>, path: &mut Vec<
 }
 
 /// Expands one string.
-pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, (String, Option<String>)> {
+pub fn expand(
+    s: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, (String, Option<String>)> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -80,7 +95,9 @@ pub fn expand(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, (
                 None => {
                     return Err((
                         format!("environment variable `{name}` is not set"),
-                        Some(format!("export {name}=... before running taskform, or write `$${{{name}}}` for a literal")),
+                        Some(format!(
+                            "export {name}=... before running taskform, or write `$${{{name}}}` for a literal"
+                        )),
                     ));
                 }
             }
@@ -122,8 +139,18 @@ mod tests {
 
     #[test]
     fn reports_undefined_and_malformed() {
-        assert!(expand("${NOPE}", &env).unwrap_err().0.contains("`NOPE` is not set"));
-        assert!(expand("${CONN", &env).unwrap_err().0.contains("unterminated"));
+        assert!(
+            expand("${NOPE}", &env)
+                .unwrap_err()
+                .0
+                .contains("`NOPE` is not set")
+        );
+        assert!(
+            expand("${CONN", &env)
+                .unwrap_err()
+                .0
+                .contains("unterminated")
+        );
         assert!(expand("${1X}", &env).unwrap_err().0.contains("not a valid"));
     }
 
@@ -134,6 +161,9 @@ mod tests {
         assert_eq!(v["a"][0], "dli_prod");
         assert!(v.get("k${CONN}").is_some(), "keys are not interpolated");
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].path, vec![Seg::Key("a".into()), Seg::Index(1), Seg::Key("b".into())]);
+        assert_eq!(
+            errs[0].path,
+            vec![Seg::Key("a".into()), Seg::Index(1), Seg::Key("b".into())]
+        );
     }
 }

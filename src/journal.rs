@@ -29,8 +29,18 @@ use tokio::sync::oneshot;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Record {
-    Open { lineage: String, base_serial: u64, at: String },
-    Intent { name: String, hash: String, #[serde(default)] file: Option<String>, at: String },
+    Open {
+        lineage: String,
+        base_serial: u64,
+        at: String,
+    },
+    Intent {
+        name: String,
+        hash: String,
+        #[serde(default)]
+        file: Option<String>,
+        at: String,
+    },
     Created {
         name: String,
         hash: String,
@@ -44,7 +54,11 @@ pub enum Record {
     /// The create was answered with an error: no task was made.
     Failed { name: String, hash: String },
     /// The create's outcome is unknown (why, for the user).
-    InDoubt { name: String, hash: String, reason: String },
+    InDoubt {
+        name: String,
+        hash: String,
+        reason: String,
+    },
 }
 
 /// Why a journal could not be used.
@@ -52,17 +66,38 @@ pub enum Record {
 pub enum JournalError {
     #[error("cannot read journal {path}: {source}")]
     Io { path: String, source: io::Error },
-    #[error("journal {path} is corrupt at line {line}: {detail}; move it aside and run `taskform plan` to see what is in doubt")]
-    Corrupt { path: String, line: usize, detail: String },
-    #[error("journal {path} belongs to another state (lineage {found}, state has {expected}); it was not written for this state file")]
-    OtherLineage { path: String, found: String, expected: String },
-    #[error("journal {path} continues state serial {found}, but the state file is at serial {expected}: the state file was replaced by an older copy; restore the newer state file or move the journal aside after checking it")]
-    Ahead { path: String, found: u64, expected: u64 },
+    #[error(
+        "journal {path} is corrupt at line {line}: {detail}; move it aside and run `taskform plan` to see what is in doubt"
+    )]
+    Corrupt {
+        path: String,
+        line: usize,
+        detail: String,
+    },
+    #[error(
+        "journal {path} belongs to another state (lineage {found}, state has {expected}); it was not written for this state file"
+    )]
+    OtherLineage {
+        path: String,
+        found: String,
+        expected: String,
+    },
+    #[error(
+        "journal {path} continues state serial {found}, but the state file is at serial {expected}: the state file was replaced by an older copy; restore the newer state file or move the journal aside after checking it"
+    )]
+    Ahead {
+        path: String,
+        found: u64,
+        expected: u64,
+    },
 }
 
 /// The journal's path for a state file: `<state>.journal`.
 pub fn path_for(state_path: &Path) -> PathBuf {
-    let mut name = state_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = state_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".journal");
     state_path.with_file_name(name)
 }
@@ -92,7 +127,13 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<Vec<Record>, JournalError> {
             Err(e) if Some(i) == last => {
                 tracing::warn!(journal = path, line = i + 1, error = %e, "ignoring the journal's last record, cut short by a crash");
             }
-            Err(e) => return Err(JournalError::Corrupt { path: path.into(), line: i + 1, detail: e.to_string() }),
+            Err(e) => {
+                return Err(JournalError::Corrupt {
+                    path: path.into(),
+                    line: i + 1,
+                    detail: e.to_string(),
+                });
+            }
         }
     }
     Ok(records)
@@ -100,20 +141,37 @@ pub fn parse(bytes: &[u8], path: &str) -> Result<Vec<Record>, JournalError> {
 
 /// Folds journal records into `state`. Returns whether anything was applied.
 pub fn fold(state: &mut State, records: &[Record], path: &str) -> Result<bool, JournalError> {
-    let Some(Record::Open { lineage, base_serial, .. }) = records.first() else {
+    let Some(Record::Open {
+        lineage,
+        base_serial,
+        ..
+    }) = records.first()
+    else {
         if records.is_empty() {
             return Ok(false);
         }
-        return Err(JournalError::Corrupt { path: path.into(), line: 1, detail: "the first record is not `open`".into() });
+        return Err(JournalError::Corrupt {
+            path: path.into(),
+            line: 1,
+            detail: "the first record is not `open`".into(),
+        });
     };
     if *lineage != state.lineage {
-        return Err(JournalError::OtherLineage { path: path.into(), found: lineage.clone(), expected: state.lineage.clone() });
+        return Err(JournalError::OtherLineage {
+            path: path.into(),
+            found: lineage.clone(),
+            expected: state.lineage.clone(),
+        });
     }
     if *base_serial < state.serial {
         return Ok(false); // already folded before a crash removed it
     }
     if *base_serial > state.serial {
-        return Err(JournalError::Ahead { path: path.into(), found: *base_serial, expected: state.serial });
+        return Err(JournalError::Ahead {
+            path: path.into(),
+            found: *base_serial,
+            expected: state.serial,
+        });
     }
     let mut changed = false;
     for r in &records[1..] {
@@ -126,8 +184,21 @@ pub fn fold(state: &mut State, records: &[Record], path: &str) -> Result<bool, J
 fn apply(state: &mut State, r: &Record) -> bool {
     match r {
         Record::Open { .. } => false,
-        Record::Intent { name, hash, file, at } => {
-            state.in_doubt.insert(name.clone(), InDoubt { hash: hash.clone(), file: file.clone(), sent_at: Some(at.clone()), reason: Some("taskform stopped before the answer arrived".into()) });
+        Record::Intent {
+            name,
+            hash,
+            file,
+            at,
+        } => {
+            state.in_doubt.insert(
+                name.clone(),
+                InDoubt {
+                    hash: hash.clone(),
+                    file: file.clone(),
+                    sent_at: Some(at.clone()),
+                    reason: Some("taskform stopped before the answer arrived".into()),
+                },
+            );
             true
         }
         Record::InDoubt { name, hash, reason } => {
@@ -142,7 +213,14 @@ fn apply(state: &mut State, r: &Record) -> bool {
             }
             true
         }
-        Record::Created { name, hash, task_id, file, at, body } => {
+        Record::Created {
+            name,
+            hash,
+            task_id,
+            file,
+            at,
+            body,
+        } => {
             if state.in_doubt.get(name).is_some_and(|d| d.hash == *hash) {
                 state.in_doubt.remove(name);
             }
@@ -150,12 +228,23 @@ fn apply(state: &mut State, r: &Record) -> bool {
             if let Some(old) = state.tasks.remove(name) {
                 superseded = old.superseded;
                 if old.task_id != *task_id {
-                    superseded.push(Superseded { task_id: old.task_id, hash: old.hash, replaced_at: Some(at.clone()) });
+                    superseded.push(Superseded {
+                        task_id: old.task_id,
+                        hash: old.hash,
+                        replaced_at: Some(at.clone()),
+                    });
                 }
             }
             state.tasks.insert(
                 name.clone(),
-                TaskRecord { task_id: task_id.clone(), hash: hash.clone(), file: file.clone(), applied_at: Some(at.clone()), body: body.clone(), superseded },
+                TaskRecord {
+                    task_id: task_id.clone(),
+                    hash: hash.clone(),
+                    file: file.clone(),
+                    applied_at: Some(at.clone()),
+                    body: body.clone(),
+                    superseded,
+                },
             );
             true
         }
@@ -176,14 +265,27 @@ impl Writer {
     pub fn create(path: &Path, state: &State, now: String) -> io::Result<Writer> {
         let dir = crate::fsutil::parent_dir(path);
         std::fs::create_dir_all(dir)?;
-        let mut file = OpenOptions::new().write(true).create(true).truncate(true).open(path)?;
-        let open = Record::Open { lineage: state.lineage.clone(), base_serial: state.serial, at: now };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)?;
+        let open = Record::Open {
+            lineage: state.lineage.clone(),
+            base_serial: state.serial,
+            at: now,
+        };
         file.write_all(&line(&open))?;
         file.sync_all()?;
         crate::fsutil::sync_dir(dir)?;
         let (tx, rx) = mpsc::channel::<Pending>();
-        let thread = std::thread::Builder::new().name("journal".into()).spawn(move || writer_loop(file, rx))?;
-        Ok(Writer { tx: std::sync::Mutex::new(Some(tx)), thread: std::sync::Mutex::new(Some(thread)) })
+        let thread = std::thread::Builder::new()
+            .name("journal".into())
+            .spawn(move || writer_loop(file, rx))?;
+        Ok(Writer {
+            tx: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
     }
 
     /// Appends a record and waits until it is on disk.
@@ -192,9 +294,11 @@ impl Writer {
         {
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
             let tx = tx.as_ref().ok_or("journal closed")?;
-            tx.send((line(record), Some(ack))).map_err(|_| "journal writer stopped".to_string())?;
+            tx.send((line(record), Some(ack)))
+                .map_err(|_| "journal writer stopped".to_string())?;
         }
-        done.await.map_err(|_| "journal writer stopped".to_string())?
+        done.await
+            .map_err(|_| "journal writer stopped".to_string())?
     }
 
     /// Appends a record without waiting for it to reach the disk (it will, in order,
@@ -266,19 +370,48 @@ mod tests {
     use super::*;
 
     fn created(name: &str, id: &str, hash: &str) -> Record {
-        Record::Created { name: name.into(), hash: hash.into(), task_id: id.into(), file: None, at: "t".into(), body: None }
+        Record::Created {
+            name: name.into(),
+            hash: hash.into(),
+            task_id: id.into(),
+            file: None,
+            at: "t".into(),
+            body: None,
+        }
     }
 
     #[test]
     fn fold_records_and_ignore_stale_journals() {
         let mut s = State::new();
         let recs = vec![
-            Record::Open { lineage: s.lineage.clone(), base_serial: 0, at: "t".into() },
-            Record::Intent { name: "a".into(), hash: "h1".into(), file: None, at: "t".into() },
-            Record::Intent { name: "b".into(), hash: "h2".into(), file: None, at: "t".into() },
-            Record::Intent { name: "c".into(), hash: "h3".into(), file: None, at: "t".into() },
+            Record::Open {
+                lineage: s.lineage.clone(),
+                base_serial: 0,
+                at: "t".into(),
+            },
+            Record::Intent {
+                name: "a".into(),
+                hash: "h1".into(),
+                file: None,
+                at: "t".into(),
+            },
+            Record::Intent {
+                name: "b".into(),
+                hash: "h2".into(),
+                file: None,
+                at: "t".into(),
+            },
+            Record::Intent {
+                name: "c".into(),
+                hash: "h3".into(),
+                file: None,
+                at: "t".into(),
+            },
             created("a", "id-a", "h1"),
-            Record::Failed { name: "c".into(), hash: "h3".into() },
+            Record::Failed {
+                name: "c".into(),
+                hash: "h3".into(),
+            },
         ];
         assert!(fold(&mut s, &recs, "j").unwrap());
         assert_eq!(s.tasks["a"].task_id, "id-a");
@@ -286,7 +419,10 @@ mod tests {
         assert!(!s.in_doubt.contains_key("c"));
         let snapshot = s.clone();
         s.serial = 1;
-        assert!(!fold(&mut s, &recs, "j").unwrap(), "a folded journal is ignored");
+        assert!(
+            !fold(&mut s, &recs, "j").unwrap(),
+            "a folded journal is ignored"
+        );
         s.serial = 0;
         fold(&mut s, &recs, "j").unwrap();
         assert_eq!(s, snapshot, "replay is idempotent");
@@ -295,7 +431,15 @@ mod tests {
     #[test]
     fn replace_keeps_the_previous_task_as_superseded() {
         let mut s = State::new();
-        let recs = vec![Record::Open { lineage: s.lineage.clone(), base_serial: 0, at: "t".into() }, created("a", "1", "h1"), created("a", "2", "h2")];
+        let recs = vec![
+            Record::Open {
+                lineage: s.lineage.clone(),
+                base_serial: 0,
+                at: "t".into(),
+            },
+            created("a", "1", "h1"),
+            created("a", "2", "h2"),
+        ];
         fold(&mut s, &recs, "j").unwrap();
         assert_eq!(s.tasks["a"].task_id, "2");
         assert_eq!(s.tasks["a"].superseded[0].task_id, "1");
@@ -306,16 +450,33 @@ mod tests {
         let ok = b"{\"op\":\"failed\",\"name\":\"a\",\"hash\":\"h\"}\n{\"op\":\"intent\",\"na";
         assert_eq!(parse(ok, "j").unwrap().len(), 1);
         let bad = b"{\"op\":\"failed\",\"name\":\"a\",\"hash\":\"h\"}\ngarbage\n{\"op\":\"failed\",\"name\":\"a\",\"hash\":\"h\"}\n";
-        assert!(matches!(parse(bad, "j"), Err(JournalError::Corrupt { line: 2, .. })));
+        assert!(matches!(
+            parse(bad, "j"),
+            Err(JournalError::Corrupt { line: 2, .. })
+        ));
     }
 
     #[test]
     fn other_lineage_and_rolled_back_state_are_errors() {
         let mut s = State::new();
-        let recs = vec![Record::Open { lineage: "other".into(), base_serial: 0, at: "t".into() }];
-        assert!(matches!(fold(&mut s, &recs, "j"), Err(JournalError::OtherLineage { .. })));
-        let recs = vec![Record::Open { lineage: s.lineage.clone(), base_serial: 5, at: "t".into() }];
-        assert!(matches!(fold(&mut s, &recs, "j"), Err(JournalError::Ahead { .. })));
+        let recs = vec![Record::Open {
+            lineage: "other".into(),
+            base_serial: 0,
+            at: "t".into(),
+        }];
+        assert!(matches!(
+            fold(&mut s, &recs, "j"),
+            Err(JournalError::OtherLineage { .. })
+        ));
+        let recs = vec![Record::Open {
+            lineage: s.lineage.clone(),
+            base_serial: 5,
+            at: "t".into(),
+        }];
+        assert!(matches!(
+            fold(&mut s, &recs, "j"),
+            Err(JournalError::Ahead { .. })
+        ));
     }
 
     #[tokio::test]
@@ -328,7 +489,9 @@ mod tests {
         let mut handles = Vec::new();
         for i in 0..50 {
             let w = w.clone();
-            handles.push(tokio::spawn(async move { w.append(&created(&format!("t{i}"), "id", "h")).await }));
+            handles.push(tokio::spawn(async move {
+                w.append(&created(&format!("t{i}"), "id", "h")).await
+            }));
         }
         for h in handles {
             h.await.unwrap().unwrap();

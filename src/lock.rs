@@ -28,7 +28,9 @@ impl Holder {
             pid: std::process::id(),
             command: command.to_string(),
             started_at: crate::clock::now_rfc3339(),
-            host: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default(),
+            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .unwrap_or_default(),
         }
     }
 }
@@ -45,7 +47,10 @@ impl std::fmt::Display for Holder {
 
 /// The lock's path for a state file: `<state>.lock`.
 pub fn path_for(state_path: &Path) -> PathBuf {
-    let mut name = state_path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let mut name = state_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
     name.push(".lock");
     state_path.with_file_name(name)
 }
@@ -59,19 +64,38 @@ pub struct FileLock {
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    #[error("the state {state} is locked by {holder}; wait for it to finish, or pass --lock-timeout SECS to wait")]
+    #[error(
+        "the state {state} is locked by {holder}; wait for it to finish, or pass --lock-timeout SECS to wait"
+    )]
     Held { state: String, holder: String },
     #[error("cannot lock the state with {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Takes the lock, waiting up to `timeout` (none: fail at once).
-pub fn acquire(lock_path: &Path, state_display: &str, me: &Holder, timeout: Option<Duration>) -> Result<FileLock, LockError> {
-    let io = |source| LockError::Io { path: lock_path.display().to_string(), source };
+pub fn acquire(
+    lock_path: &Path,
+    state_display: &str,
+    me: &Holder,
+    timeout: Option<Duration>,
+) -> Result<FileLock, LockError> {
+    let io = |source| LockError::Io {
+        path: lock_path.display().to_string(),
+        source,
+    };
     if let Some(dir) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
-    let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(lock_path).map_err(io)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)
+        .map_err(io)?;
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         match file.try_lock() {
@@ -84,14 +108,23 @@ pub fn acquire(lock_path: &Path, state_display: &str, me: &Holder, timeout: Opti
                 let mut text = String::new();
                 let _ = file.seek(SeekFrom::Start(0));
                 let _ = file.read_to_string(&mut text);
-                let holder = serde_json::from_str::<Holder>(&text).map(|h| h.to_string()).unwrap_or_else(|_| "another taskform process".to_string());
-                return Err(LockError::Held { state: state_display.to_string(), holder });
+                let holder = serde_json::from_str::<Holder>(&text)
+                    .map(|h| h.to_string())
+                    .unwrap_or_else(|_| "another taskform process".to_string());
+                return Err(LockError::Held {
+                    state: state_display.to_string(),
+                    holder,
+                });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
     }
     let info = serde_json::to_vec(me).unwrap_or_default();
-    file.set_len(0).and_then(|_| file.seek(SeekFrom::Start(0))).and_then(|_| file.write_all(&info)).and_then(|_| file.sync_data()).map_err(io)?;
+    file.set_len(0)
+        .and_then(|_| file.seek(SeekFrom::Start(0)))
+        .and_then(|_| file.write_all(&info))
+        .and_then(|_| file.sync_data())
+        .map_err(io)?;
     Ok(FileLock { _file: file })
 }
 
@@ -104,9 +137,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.json.lock");
         let first = acquire(&p, "s.json", &Holder::this_process("apply"), None).unwrap();
-        let err = acquire(&p, "s.json", &Holder::this_process("watch"), None).unwrap_err().to_string();
-        assert!(err.contains(&format!("taskform apply (pid {}", std::process::id())), "{err}");
+        let err = acquire(&p, "s.json", &Holder::this_process("watch"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("taskform apply (pid {}", std::process::id())),
+            "{err}"
+        );
         drop(first);
-        acquire(&p, "s.json", &Holder::this_process("watch"), Some(Duration::from_millis(10))).unwrap();
+        acquire(
+            &p,
+            "s.json",
+            &Holder::this_process("watch"),
+            Some(Duration::from_millis(10)),
+        )
+        .unwrap();
     }
 }

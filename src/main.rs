@@ -135,7 +135,12 @@ struct EmulatorCli {
     #[arg(long, env = "TASKFORM_EMULATOR_ACCESS_KEY", requires = "secret_key")]
     access_key: Option<String>,
     /// Secret key of --access-key (prefer the environment variable).
-    #[arg(long, env = "TASKFORM_EMULATOR_SECRET_KEY", hide_env_values = true, requires = "access_key")]
+    #[arg(
+        long,
+        env = "TASKFORM_EMULATOR_SECRET_KEY",
+        hide_env_values = true,
+        requires = "access_key"
+    )]
     secret_key: Option<String>,
     #[arg(long, default_value = taskform::emulator::DEMO_PROJECT_ID)]
     project_id: String,
@@ -182,7 +187,13 @@ struct TargetArgs {
 
 impl From<TargetArgs> for TargetFlags {
     fn from(a: TargetArgs) -> Self {
-        TargetFlags { endpoint: a.endpoint, region: a.region, project_id: a.project_id, workspace: a.workspace, state: a.state }
+        TargetFlags {
+            endpoint: a.endpoint,
+            region: a.region,
+            project_id: a.project_id,
+            workspace: a.workspace,
+            state: a.state,
+        }
     }
 }
 
@@ -194,7 +205,11 @@ fn format(f: OutputFormat) -> Format {
 }
 
 fn seconds(s: f64) -> Duration {
-    Duration::from_secs_f64(if s.is_finite() { s.clamp(0.0, 86_400.0) } else { 30.0 })
+    Duration::from_secs_f64(if s.is_finite() {
+        s.clamp(0.0, 86_400.0)
+    } else {
+        30.0
+    })
 }
 
 fn main() {
@@ -208,8 +223,21 @@ fn main() {
     let env = commands::process_env;
     let exit = match cli.command {
         Command::Validate { dir } => commands::validate(dir, &env),
-        Command::Plan { dir, target, format: f, detailed_exitcode, recreate_in_doubt } => commands::plan(
-            PlanArgs { dir, target: target.into(), format: format(f), detailed_exitcode, recreate_in_doubt, color },
+        Command::Plan {
+            dir,
+            target,
+            format: f,
+            detailed_exitcode,
+            recreate_in_doubt,
+        } => commands::plan(
+            PlanArgs {
+                dir,
+                target: target.into(),
+                format: format(f),
+                detailed_exitcode,
+                recreate_in_doubt,
+                color,
+            },
             &env,
         ),
         Command::Apply(a) => commands::apply(
@@ -218,7 +246,12 @@ fn main() {
                 target: a.target.into(),
                 format: format(a.format),
                 yes: a.yes,
-                apply: ApplyOptions { concurrency: a.concurrency as usize, max_rate: a.max_rate.max(0.0), max_attempts: a.max_attempts, ..ApplyOptions::default() },
+                apply: ApplyOptions {
+                    concurrency: a.concurrency as usize,
+                    max_rate: a.max_rate.max(0.0),
+                    max_attempts: a.max_attempts,
+                    ..ApplyOptions::default()
+                },
                 timeout: seconds(a.timeout),
                 lock_timeout: a.lock_timeout.map(seconds),
                 recreate_in_doubt: a.recreate_in_doubt,

@@ -56,8 +56,16 @@ pub enum LoadError {
 }
 
 /// Loads and validates every manifest below `dir`.
-pub fn load(dir: &Path, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result<Loaded, LoadError> {
-    let meta = std::fs::metadata(dir).map_err(|e| LoadError::Dir(format!("cannot read manifest folder {}: {e}", dir.display())))?;
+pub fn load(
+    dir: &Path,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Loaded, LoadError> {
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        LoadError::Dir(format!(
+            "cannot read manifest folder {}: {e}",
+            dir.display()
+        ))
+    })?;
     if !meta.is_dir() {
         return Err(LoadError::Dir(format!("{} is not a folder", dir.display())));
     }
@@ -79,11 +87,20 @@ pub fn load(dir: &Path, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Result
             file_digests.insert(r.rel.clone(), d);
         }
     }
-    manifests.sort_by(|a, b| a.name.cmp(&b.name).then(a.file.cmp(&b.file)).then(a.doc_index.cmp(&b.doc_index)));
+    manifests.sort_by(|a, b| {
+        a.name
+            .cmp(&b.name)
+            .then(a.file.cmp(&b.file))
+            .then(a.doc_index.cmp(&b.doc_index))
+    });
     duplicate_names(dir, &manifests, &mut diags);
 
     if diags.is_empty() {
-        Ok(Loaded { manifests, file_digests, settings })
+        Ok(Loaded {
+            manifests,
+            file_digests,
+            settings,
+        })
     } else {
         diagnostic::sort(&mut diags);
         Err(LoadError::Invalid(diags))
@@ -99,7 +116,12 @@ fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
         let entries = match std::fs::read_dir(&path) {
             Ok(e) => e,
             Err(e) => {
-                diags.push(Diagnostic::new(path.display().to_string(), 0, 0, format!("cannot read folder: {e}")));
+                diags.push(Diagnostic::new(
+                    path.display().to_string(),
+                    0,
+                    0,
+                    format!("cannot read folder: {e}"),
+                ));
                 continue;
             }
         };
@@ -108,7 +130,11 @@ fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
             if name.starts_with('.') {
                 continue;
             }
-            let rel = if rel_dir.is_empty() { name.clone() } else { format!("{rel_dir}/{name}") };
+            let rel = if rel_dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel_dir}/{name}")
+            };
             let full = entry.path();
             let Ok(ft) = entry.file_type() else { continue };
             let is_manifest_name = name.ends_with(".yaml") || name.ends_with(".yml");
@@ -130,7 +156,10 @@ fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
                 }
             } else if ft.is_dir() {
                 stack.push((rel, full));
-            } else if ft.is_file() && is_manifest_name && !(rel_dir.is_empty() && name == settings::FILE_NAME) {
+            } else if ft.is_file()
+                && is_manifest_name
+                && !(rel_dir.is_empty() && name == settings::FILE_NAME)
+            {
                 out.push((rel, full));
             }
         }
@@ -146,23 +175,56 @@ struct FileResult {
     digest: Option<String>,
 }
 
-fn load_file(rel: &str, path: &Path, settings: &Settings, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> FileResult {
+fn load_file(
+    rel: &str,
+    path: &Path,
+    settings: &Settings,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> FileResult {
     let display = path.display().to_string();
-    let mut result = FileResult { rel: rel.to_string(), manifests: Vec::new(), diags: Vec::new(), digest: None };
+    let mut result = FileResult {
+        rel: rel.to_string(),
+        manifests: Vec::new(),
+        diags: Vec::new(),
+        digest: None,
+    };
     let fail = |mut r: FileResult, d: Diagnostic| {
         r.diags.push(d);
         r
     };
     match std::fs::metadata(path) {
         Ok(m) if m.len() > MAX_FILE_BYTES => {
-            return fail(result, Diagnostic::new(&display, 0, 0, format!("file is {} bytes, over the {} byte limit for a manifest", m.len(), MAX_FILE_BYTES)).with_hint("split it into several files"));
+            return fail(
+                result,
+                Diagnostic::new(
+                    &display,
+                    0,
+                    0,
+                    format!(
+                        "file is {} bytes, over the {} byte limit for a manifest",
+                        m.len(),
+                        MAX_FILE_BYTES
+                    ),
+                )
+                .with_hint("split it into several files"),
+            );
         }
-        Err(e) => return fail(result, Diagnostic::new(&display, 0, 0, format!("cannot read file: {e}"))),
+        Err(e) => {
+            return fail(
+                result,
+                Diagnostic::new(&display, 0, 0, format!("cannot read file: {e}")),
+            );
+        }
         _ => {}
     }
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) => return fail(result, Diagnostic::new(&display, 0, 0, format!("cannot read file: {e}"))),
+        Err(e) => {
+            return fail(
+                result,
+                Diagnostic::new(&display, 0, 0, format!("cannot read file: {e}")),
+            );
+        }
     };
     result.digest = Some(hash::sha256_tagged(&bytes));
     let src = match String::from_utf8(bytes) {
@@ -171,7 +233,11 @@ fn load_file(rel: &str, path: &Path, settings: &Settings, env: &(dyn Fn(&str) ->
             let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
             let line = good.iter().filter(|b| **b == b'\n').count() + 1;
             let col = good.len() - good.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
-            return fail(result, Diagnostic::new(&display, line, col, "file is not valid UTF-8").with_hint("save the file as UTF-8"));
+            return fail(
+                result,
+                Diagnostic::new(&display, line, col, "file is not valid UTF-8")
+                    .with_hint("save the file as UTF-8"),
+            );
         }
     };
     let docs = match yaml::parse_documents(&src) {
@@ -182,7 +248,12 @@ fn load_file(rel: &str, path: &Path, settings: &Settings, env: &(dyn Fn(&str) ->
         let mut body = doc.value;
         let mut problems: Vec<Problem> = interpolate::interpolate(&mut body, env)
             .into_iter()
-            .map(|e| Problem { path: e.path, target: Target::Value, message: e.message, hint: e.hint })
+            .map(|e| Problem {
+                path: e.path,
+                target: Target::Value,
+                message: e.message,
+                hint: e.hint,
+            })
             .collect();
         schema::merge_defaults(&mut body, &settings.defaults);
         if problems.is_empty() {
@@ -190,13 +261,26 @@ fn load_file(rel: &str, path: &Path, settings: &Settings, env: &(dyn Fn(&str) ->
         }
         if !problems.is_empty() {
             for p in problems {
-                result.diags.push(place(&src, &display, doc.index, settings, p));
+                result
+                    .diags
+                    .push(place(&src, &display, doc.index, settings, p));
             }
             continue;
         }
-        let name = body.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let name = body
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let hash = hash::content_hash(&body);
-        result.manifests.push(Manifest { name, body, hash, file: rel.to_string(), display: display.clone(), doc_index: doc.index });
+        result.manifests.push(Manifest {
+            name,
+            body,
+            hash,
+            file: rel.to_string(),
+            display: display.clone(),
+            doc_index: doc.index,
+        });
     }
     result
 }
@@ -212,7 +296,16 @@ fn place(src: &str, display: &str, doc: usize, settings: &Settings, p: Problem) 
             let mut dpath = vec![Seg::Key("defaults".into())];
             dpath.extend(p.path.iter().cloned());
             if let Some((l, c)) = yaml::locate(settings_src, 0, &dpath, p.target) {
-                return Diagnostic::new(file, l, c, format!("{} (from `defaults`, merged into the task in {display})", p.message)).with_hint_opt(p.hint);
+                return Diagnostic::new(
+                    file,
+                    l,
+                    c,
+                    format!(
+                        "{} (from `defaults`, merged into the task in {display})",
+                        p.message
+                    ),
+                )
+                .with_hint_opt(p.hint);
             }
         }
     }
@@ -228,7 +321,10 @@ fn duplicate_names(dir: &Path, manifests: &[Manifest], diags: &mut Vec<Diagnosti
             j += 1;
         }
         if j - i > 1 {
-            let places: Vec<(usize, usize)> = manifests[i..j].iter().map(|m| name_position(dir, m)).collect();
+            let places: Vec<(usize, usize)> = manifests[i..j]
+                .iter()
+                .map(|m| name_position(dir, m))
+                .collect();
             for (k, m) in manifests[i..j].iter().enumerate() {
                 let others: Vec<String> = manifests[i..j]
                     .iter()
@@ -239,8 +335,17 @@ fn duplicate_names(dir: &Path, manifests: &[Manifest], diags: &mut Vec<Diagnosti
                     .collect();
                 let (l, c) = places[k];
                 diags.push(
-                    Diagnostic::new(&m.display, l, c, format!("duplicate task name `{}`, also defined at {}", m.name, others.join(", ")))
-                        .with_hint("task names identify tasks and must be unique; rename one of them"),
+                    Diagnostic::new(
+                        &m.display,
+                        l,
+                        c,
+                        format!(
+                            "duplicate task name `{}`, also defined at {}",
+                            m.name,
+                            others.join(", ")
+                        ),
+                    )
+                    .with_hint("task names identify tasks and must be unique; rename one of them"),
                 );
             }
         }

@@ -132,7 +132,11 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
         if !declared.contains_key(name.as_str()) {
             tasks.push(PlannedTask {
                 name: name.clone(),
-                action: if state.in_doubt.contains_key(name) { Action::InDoubt } else { Action::Orphan },
+                action: if state.in_doubt.contains_key(name) {
+                    Action::InDoubt
+                } else {
+                    Action::Orphan
+                },
                 hash: None,
                 task_id: Some(r.task_id.clone()),
                 file: None,
@@ -164,11 +168,25 @@ mod tests {
     use crate::state::{InDoubt, TaskRecord};
 
     fn manifest(name: &str, hash: &str) -> Manifest {
-        Manifest { name: name.into(), body: serde_json::json!({"name": name}), hash: hash.into(), file: format!("{name}.yaml"), display: format!("d/{name}.yaml"), doc_index: 0 }
+        Manifest {
+            name: name.into(),
+            body: serde_json::json!({"name": name}),
+            hash: hash.into(),
+            file: format!("{name}.yaml"),
+            display: format!("d/{name}.yaml"),
+            doc_index: 0,
+        }
     }
 
     fn record(id: &str, hash: &str) -> TaskRecord {
-        TaskRecord { task_id: id.into(), hash: hash.into(), file: None, applied_at: None, body: None, superseded: vec![] }
+        TaskRecord {
+            task_id: id.into(),
+            hash: hash.into(),
+            file: None,
+            applied_at: None,
+            body: None,
+            superseded: vec![],
+        }
     }
 
     #[test]
@@ -177,15 +195,56 @@ mod tests {
         state.tasks.insert("same".into(), record("1", "h"));
         state.tasks.insert("changed".into(), record("2", "old"));
         state.tasks.insert("gone".into(), record("3", "h"));
-        state.in_doubt.insert("doubt".into(), InDoubt { hash: "h".into(), file: None, sent_at: None, reason: None });
-        let ms = vec![manifest("changed", "new"), manifest("doubt", "h"), manifest("new", "h"), manifest("same", "h")];
+        state.in_doubt.insert(
+            "doubt".into(),
+            InDoubt {
+                hash: "h".into(),
+                file: None,
+                sent_at: None,
+                reason: None,
+            },
+        );
+        let ms = vec![
+            manifest("changed", "new"),
+            manifest("doubt", "h"),
+            manifest("new", "h"),
+            manifest("same", "h"),
+        ];
         let p = plan(&ms, &state, PlanOptions::default());
-        let got: Vec<(&str, Action)> = p.tasks.iter().map(|t| (t.name.as_str(), t.action)).collect();
-        assert_eq!(got, vec![("changed", Action::Replace), ("doubt", Action::InDoubt), ("gone", Action::Orphan), ("new", Action::Create), ("same", Action::Unchanged)]);
-        assert_eq!(p.summary(), Summary { create: 1, replace: 1, unchanged: 1, orphan: 1, in_doubt: 1 });
+        let got: Vec<(&str, Action)> = p
+            .tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.action))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("changed", Action::Replace),
+                ("doubt", Action::InDoubt),
+                ("gone", Action::Orphan),
+                ("new", Action::Create),
+                ("same", Action::Unchanged)
+            ]
+        );
+        assert_eq!(
+            p.summary(),
+            Summary {
+                create: 1,
+                replace: 1,
+                unchanged: 1,
+                orphan: 1,
+                in_doubt: 1
+            }
+        );
         assert_eq!(p.tasks[0].task_id.as_deref(), Some("2"));
         assert!(p.has_changes());
-        let p = plan(&ms, &state, PlanOptions { recreate_in_doubt: true });
+        let p = plan(
+            &ms,
+            &state,
+            PlanOptions {
+                recreate_in_doubt: true,
+            },
+        );
         assert_eq!(p.tasks[1].action, Action::Create);
     }
 

@@ -41,7 +41,13 @@ pub fn plan_json(plan: &Plan) -> String {
         tasks: plan
             .tasks
             .iter()
-            .map(|t| PlanTaskJson { name: &t.name, action: t.action, hash: t.hash.as_deref(), task_id: t.task_id.as_deref(), file: t.file.as_deref() })
+            .map(|t| PlanTaskJson {
+                name: &t.name,
+                action: t.action,
+                hash: t.hash.as_deref(),
+                task_id: t.task_id.as_deref(),
+                file: t.file.as_deref(),
+            })
             .collect(),
     };
     let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
@@ -51,14 +57,27 @@ pub fn plan_json(plan: &Plan) -> String {
 
 fn value_text(v: &serde_json::Value) -> String {
     let s = v.to_string();
-    if s.len() > 120 { format!("{}…", &s[..s.char_indices().nth(117).map_or(s.len(), |(i, _)| i)]) } else { s }
+    if s.len() > 120 {
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(117).map_or(s.len(), |(i, _)| i)]
+        )
+    } else {
+        s
+    }
 }
 
 /// The plan for a person: one line per task sorted by name, field diffs for replaces,
 /// and a summary line.
 pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Style) -> String {
     let mut out = String::new();
-    let width = plan.tasks.iter().map(|t| t.name.chars().count()).max().unwrap_or(0).min(48);
+    let width = plan
+        .tasks
+        .iter()
+        .map(|t| t.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(48);
     for t in &plan.tasks {
         let (mark, label) = match t.action {
             Action::Create => (style.green("+"), style.green("create   ")),
@@ -68,7 +87,11 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
             Action::InDoubt => (style.red("?"), style.red("in doubt ")),
         };
         let name = format!("{:width$}", t.name, width = width);
-        let name = if t.action == Action::Unchanged { style.dim(&name) } else { style.bold(&name) };
+        let name = if t.action == Action::Unchanged {
+            style.dim(&name)
+        } else {
+            style.bold(&name)
+        };
         let _ = write!(out, "  {mark} {name}  {label}");
         if let Some(f) = &t.file {
             let _ = write!(out, "  {}", style.dim(f));
@@ -85,9 +108,17 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
                     (Some(old), Some(new)) => {
                         for c in diff::diff(old, new) {
                             let line = match c {
-                                Change::Added { path, new } => style.green(&format!("+ {path}: {}", value_text(&new))),
-                                Change::Removed { path, old } => style.red(&format!("- {path}: {}", value_text(&old))),
-                                Change::Changed { path, old, new } => style.yellow(&format!("~ {path}: {} -> {}", value_text(&old), value_text(&new))),
+                                Change::Added { path, new } => {
+                                    style.green(&format!("+ {path}: {}", value_text(&new)))
+                                }
+                                Change::Removed { path, old } => {
+                                    style.red(&format!("- {path}: {}", value_text(&old)))
+                                }
+                                Change::Changed { path, old, new } => style.yellow(&format!(
+                                    "~ {path}: {} -> {}",
+                                    value_text(&old),
+                                    value_text(&new)
+                                )),
                             };
                             let _ = writeln!(out, "        {line}");
                         }
@@ -106,7 +137,11 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
                 );
             }
             Action::Orphan => {
-                let _ = writeln!(out, "        {}", style.dim("no manifest declares it any more; the remote task is left alone"));
+                let _ = writeln!(
+                    out,
+                    "        {}",
+                    style.dim("no manifest declares it any more; the remote task is left alone")
+                );
             }
             Action::InDoubt => {
                 let why = state.in_doubt.get(&t.name).map(|d| {
@@ -135,7 +170,11 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
 pub fn summary_line(plan: &Plan) -> String {
     let s = plan.summary();
     if !plan.has_changes() {
-        return format!("No changes. {} task{} up to date.", s.unchanged, if s.unchanged == 1 { "" } else { "s" });
+        return format!(
+            "No changes. {} task{} up to date.",
+            s.unchanged,
+            if s.unchanged == 1 { "" } else { "s" }
+        );
     }
     format!(
         "Plan: {} to create, {} to replace, {} unchanged, {} orphaned, {} in doubt.",

@@ -34,10 +34,23 @@ pub const FIELDS: &[&str] = &[
 ];
 
 /// Fields every task must set.
-pub const MANDATORY: &[&str] = &["name", "user_id", "dir_id", "schedule_config", "data_source_type", "task_config"];
+pub const MANDATORY: &[&str] = &[
+    "name",
+    "user_id",
+    "dir_id",
+    "schedule_config",
+    "data_source_type",
+    "task_config",
+];
 
 /// Fields the service manages; a manifest must not set them.
-pub const SERVER_MANAGED: &[&str] = &["id", "create_time", "update_time", "last_run_time", "next_run_time"];
+pub const SERVER_MANAGED: &[&str] = &[
+    "id",
+    "create_time",
+    "update_time",
+    "last_run_time",
+    "next_run_time",
+];
 
 /// `schedule_config` (SchedulerInfo) fields.
 pub const SCHEDULE_FIELDS: &[&str] = &[
@@ -65,7 +78,12 @@ pub struct Problem {
 
 impl Problem {
     fn at(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Self {
-        Problem { path, target, message: message.into(), hint: None }
+        Problem {
+            path,
+            target,
+            message: message.into(),
+            hint: None,
+        }
     }
     fn hint(mut self, hint: Option<String>) -> Self {
         self.hint = hint;
@@ -114,7 +132,12 @@ fn not_a_string(path: Vec<Seg>, value: &Value) -> Problem {
         Value::Null => Some("give it a value or remove the key".to_string()),
         _ => None,
     };
-    Problem::at(path, Target::Value, format!("`{name}` must be a string, found {}", type_name(value))).hint(hint)
+    Problem::at(
+        path,
+        Target::Value,
+        format!("`{name}` must be a string, found {}", type_name(value)),
+    )
+    .hint(hint)
 }
 
 /// Validates a merged task body; an empty result means valid.
@@ -124,7 +147,10 @@ pub fn validate(body: &Value) -> Vec<Problem> {
         problems.push(Problem::at(
             vec![],
             Target::Value,
-            format!("a task manifest must be a mapping of task fields, found {}", type_name(body)),
+            format!(
+                "a task manifest must be a mapping of task fields, found {}",
+                type_name(body)
+            ),
         ));
         return problems;
     };
@@ -132,8 +158,12 @@ pub fn validate(body: &Value) -> Vec<Problem> {
         let path = vec![key(k)];
         if SERVER_MANAGED.contains(&k.as_str()) {
             problems.push(
-                Problem::at(path, Target::Key, format!("`{k}` is set by the service and must not be in a manifest"))
-                    .hint(Some(format!("remove `{k}`"))),
+                Problem::at(
+                    path,
+                    Target::Key,
+                    format!("`{k}` is set by the service and must not be in a manifest"),
+                )
+                .hint(Some(format!("remove `{k}`"))),
             );
             continue;
         }
@@ -144,7 +174,10 @@ pub fn validate(body: &Value) -> Vec<Problem> {
                     problems.push(Problem::at(
                         path,
                         Target::Value,
-                        format!("`task_config` must be a mapping of attributes, found {}", type_name(v)),
+                        format!(
+                            "`task_config` must be a mapping of attributes, found {}",
+                            type_name(v)
+                        ),
                     ));
                 }
             }
@@ -174,20 +207,28 @@ pub fn validate(body: &Value) -> Vec<Problem> {
                 }
             }
             unknown => problems.push(
-                Problem::at(path, Target::Key, format!("unknown field `{unknown}`")).hint(Some(
-                    match suggest(unknown, FIELDS) {
-                        Some(s) => format!("did you mean `{s}`?"),
-                        None => "task fields are those of the create API's request body (see the README)".to_string(),
-                    },
-                )),
+                Problem::at(path, Target::Key, format!("unknown field `{unknown}`"))
+                    .hint(Some(match suggest(unknown, FIELDS) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => {
+                        "task fields are those of the create API's request body (see the README)"
+                            .to_string()
+                    }
+                })),
             ),
         }
     }
     for m in MANDATORY {
         if !map.contains_key(*m) {
             problems.push(
-                Problem::at(vec![], Target::Value, format!("missing mandatory field `{m}`"))
-                    .hint(Some(format!("add `{m}:` to the manifest or to `defaults` in taskform.yaml"))),
+                Problem::at(
+                    vec![],
+                    Target::Value,
+                    format!("missing mandatory field `{m}`"),
+                )
+                .hint(Some(format!(
+                    "add `{m}:` to the manifest or to `defaults` in taskform.yaml"
+                ))),
             );
         }
     }
@@ -199,7 +240,10 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
         problems.push(Problem::at(
             vec![key("schedule_config")],
             Target::Value,
-            format!("`schedule_config` must be a mapping, found {}", type_name(v)),
+            format!(
+                "`schedule_config` must be a mapping, found {}",
+                type_name(v)
+            ),
         ));
         return;
     };
@@ -214,10 +258,18 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
                     }
                     _ => None,
                 };
-                let found = if v.as_i64().is_some() { "an integer out of 32-bit range".to_string() } else { type_name(v).to_string() };
+                let found = if v.as_i64().is_some() {
+                    "an integer out of 32-bit range".to_string()
+                } else {
+                    type_name(v).to_string()
+                };
                 problems.push(
-                    Problem::at(path, Target::Value, format!("`schedule_config.{k}` must be a 32-bit integer, found {found}"))
-                        .hint(hint),
+                    Problem::at(
+                        path,
+                        Target::Value,
+                        format!("`schedule_config.{k}` must be a 32-bit integer, found {found}"),
+                    )
+                    .hint(hint),
                 );
             }
         } else if SCHEDULE_FIELDS.contains(&k.as_str()) {
@@ -226,16 +278,27 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
             }
         } else {
             problems.push(
-                Problem::at(path, Target::Key, format!("unknown field `schedule_config.{k}`"))
-                    .hint(suggest(k, SCHEDULE_FIELDS).map(|s| format!("did you mean `{s}`?"))),
+                Problem::at(
+                    path,
+                    Target::Key,
+                    format!("unknown field `schedule_config.{k}`"),
+                )
+                .hint(suggest(k, SCHEDULE_FIELDS).map(|s| format!("did you mean `{s}`?"))),
             );
         }
     }
     if sc.get("schedule_type").and_then(Value::as_str) == Some("CRON") {
         match sc.get("cron_expression") {
             None => problems.push(
-                Problem::at(vec![key("schedule_config")], Target::Key, "`schedule_type: CRON` needs a `cron_expression`")
-                    .hint(Some("Quartz style, seconds first, e.g. cron_expression: \"0 */15 9-23 * * ?\"".into())),
+                Problem::at(
+                    vec![key("schedule_config")],
+                    Target::Key,
+                    "`schedule_type: CRON` needs a `cron_expression`",
+                )
+                .hint(Some(
+                    "Quartz style, seconds first, e.g. cron_expression: \"0 */15 9-23 * * ?\""
+                        .into(),
+                )),
             ),
             Some(Value::String(expr)) => {
                 if let Err(e) = parse_cron(expr) {
@@ -258,7 +321,9 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
 pub fn parse_cron(expr: &str) -> Result<(), String> {
     let fields = expr.split_whitespace().count();
     if !(6..=7).contains(&fields) {
-        return Err(format!("expected 6 or 7 fields (seconds first), found {fields}"));
+        return Err(format!(
+            "expected 6 or 7 fields (seconds first), found {fields}"
+        ));
     }
     CronParser::builder()
         .seconds(Seconds::Required)
@@ -322,17 +387,41 @@ mod tests {
         let m = messages(&v);
         assert!(m.contains(&"unknown field `nmae`".to_string()), "{m:?}");
         assert!(m.iter().any(|s| s.contains("`id` is set by the service")));
-        assert!(m.iter().any(|s| s.contains("`dir_id` must be a string, found an integer")));
-        assert!(m.iter().any(|s| s.contains("`task_config` must be a mapping")));
-        assert!(m.iter().any(|s| s.contains("`schedule_config.max_time_out` must be a 32-bit integer, found a string")));
-        assert!(m.iter().any(|s| s.contains("`schedule_config.enabled` must be a 32-bit integer, found a decimal")));
+        assert!(
+            m.iter()
+                .any(|s| s.contains("`dir_id` must be a string, found an integer"))
+        );
+        assert!(
+            m.iter()
+                .any(|s| s.contains("`task_config` must be a mapping"))
+        );
+        assert!(m.iter().any(|s| {
+            s.contains("`schedule_config.max_time_out` must be a 32-bit integer, found a string")
+        }));
+        assert!(m.iter().any(|s| {
+            s.contains("`schedule_config.enabled` must be a 32-bit integer, found a decimal")
+        }));
         for f in ["name", "user_id", "data_source_type"] {
-            assert!(m.contains(&format!("missing mandatory field `{f}`")), "{f}: {m:?}");
+            assert!(
+                m.contains(&format!("missing mandatory field `{f}`")),
+                "{f}: {m:?}"
+            );
         }
-        let p = validate(&v).into_iter().find(|p| p.message.contains("nmae")).unwrap();
+        let p = validate(&v)
+            .into_iter()
+            .find(|p| p.message.contains("nmae"))
+            .unwrap();
         assert_eq!(p.hint.as_deref(), Some("did you mean `name`?"));
-        let p = validate(&v).into_iter().find(|p| p.message.contains("dir_id")).unwrap();
-        assert_eq!(p.hint.as_deref(), Some("YAML reads the unquoted `0` as an integer; quote it to send a string: dir_id: \"0\""));
+        let p = validate(&v)
+            .into_iter()
+            .find(|p| p.message.contains("dir_id"))
+            .unwrap();
+        assert_eq!(
+            p.hint.as_deref(),
+            Some(
+                "YAML reads the unquoted `0` as an integer; quote it to send a string: dir_id: \"0\""
+            )
+        );
     }
 
     #[test]
@@ -354,7 +443,12 @@ mod tests {
         assert!(messages(&v)[0].contains("expected 6 or 7 fields"));
         v["schedule_config"]["cron_expression"] = json!("0 61 * * * ?");
         assert!(messages(&v)[0].contains("invalid cron_expression"));
-        for ok in ["00 */15 9-23 * * ?", "0 0 2 ? * MON-FRI", "0 0/30 * * * ? 2027", "0 0 12 L * ?"] {
+        for ok in [
+            "00 */15 9-23 * * ?",
+            "0 0 2 ? * MON-FRI",
+            "0 0/30 * * * ? 2027",
+            "0 0 12 L * ?",
+        ] {
             v["schedule_config"]["cron_expression"] = json!(ok);
             assert!(validate(&v).is_empty(), "{ok}: {:?}", messages(&v));
         }
@@ -362,9 +456,13 @@ mod tests {
 
     #[test]
     fn defaults_merge_deeply_and_the_manifest_wins() {
-        let mut body = json!({"name": "t", "schedule_config": {"max_time_out": 5}, "task_config": {"a": [1]}});
+        let mut body =
+            json!({"name": "t", "schedule_config": {"max_time_out": 5}, "task_config": {"a": [1]}});
         let defaults = json!({"user_id": "u", "schedule_config": {"max_time_out": 10, "schedule_type": "RUN_ONCE"}, "task_config": {"a": [2, 3], "b": true}});
         merge_defaults(&mut body, defaults.as_object().unwrap());
-        assert_eq!(body, json!({"name": "t", "schedule_config": {"max_time_out": 5, "schedule_type": "RUN_ONCE"}, "task_config": {"a": [1], "b": true}, "user_id": "u"}));
+        assert_eq!(
+            body,
+            json!({"name": "t", "schedule_config": {"max_time_out": 5, "schedule_type": "RUN_ONCE"}, "task_config": {"a": [1], "b": true}, "user_id": "u"})
+        );
     }
 }

@@ -22,7 +22,14 @@ use std::path::{Path, PathBuf};
 /// The settings file's name inside DIR.
 pub const FILE_NAME: &str = "taskform.yaml";
 
-const KEYS: &[&str] = &["project_id", "workspace", "endpoint", "region", "state", "defaults"];
+const KEYS: &[&str] = &[
+    "project_id",
+    "workspace",
+    "endpoint",
+    "region",
+    "state",
+    "defaults",
+];
 
 /// Parsed settings; every field is optional.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -48,17 +55,37 @@ pub fn load(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings
     let src = match std::fs::read(&path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(s) => s,
-            Err(_) => return Err(vec![Diagnostic::new(&display, 0, 0, "settings file is not valid UTF-8")]),
+            Err(_) => {
+                return Err(vec![Diagnostic::new(
+                    &display,
+                    0,
+                    0,
+                    "settings file is not valid UTF-8",
+                )]);
+            }
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
-        Err(e) => return Err(vec![Diagnostic::new(&display, 0, 0, format!("cannot read settings file: {e}"))]),
+        Err(e) => {
+            return Err(vec![Diagnostic::new(
+                &display,
+                0,
+                0,
+                format!("cannot read settings file: {e}"),
+            )]);
+        }
     };
     parse(&src, &display, dir, env)
 }
 
 /// Parses settings text; `file` names it in messages and `dir` anchors relative paths.
-pub fn parse(src: &str, file: &str, dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<Diagnostic>> {
-    let value = yaml::parse_single(src).map_err(|e| vec![Diagnostic::new(file, e.line, e.col, e.message)])?;
+pub fn parse(
+    src: &str,
+    file: &str,
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, Vec<Diagnostic>> {
+    let value = yaml::parse_single(src)
+        .map_err(|e| vec![Diagnostic::new(file, e.line, e.col, e.message)])?;
     let mut settings = Settings {
         file: Some(file.to_string()),
         source: Some(src.to_string()),
@@ -67,7 +94,14 @@ pub fn parse(src: &str, file: &str, dir: &Path, env: &dyn Fn(&str) -> Option<Str
     let map = match value {
         Value::Null => return Ok(settings),
         Value::Object(map) => map,
-        _ => return Err(vec![Diagnostic::new(file, 1, 1, "the settings file must be a mapping of settings")]),
+        _ => {
+            return Err(vec![Diagnostic::new(
+                file,
+                1,
+                1,
+                "the settings file must be a mapping of settings",
+            )]);
+        }
     };
     let at = |path: &[Seg], target: Target| yaml::locate(src, 0, path, target).unwrap_or((0, 0));
     let mut diags = Vec::new();
@@ -89,7 +123,8 @@ pub fn parse(src: &str, file: &str, dir: &Path, env: &dyn Fn(&str) -> Option<Str
                         let mut p = vec![Seg::Key("defaults".into())];
                         p.extend(err.path);
                         let (l, c) = at(&p, Target::Value);
-                        diags.push(Diagnostic::new(file, l, c, err.message).with_hint_opt(err.hint));
+                        diags
+                            .push(Diagnostic::new(file, l, c, err.message).with_hint_opt(err.hint));
                     }
                     if let Value::Object(m) = v {
                         settings.defaults = m;
@@ -98,7 +133,12 @@ pub fn parse(src: &str, file: &str, dir: &Path, env: &dyn Fn(&str) -> Option<Str
                 Value::Null => {}
                 _ => {
                     let (l, c) = at(&path, Target::Value);
-                    diags.push(Diagnostic::new(file, l, c, "`defaults` must be a mapping of task fields"));
+                    diags.push(Diagnostic::new(
+                        file,
+                        l,
+                        c,
+                        "`defaults` must be a mapping of task fields",
+                    ));
                 }
             }
             continue;
@@ -131,7 +171,11 @@ pub fn parse(src: &str, file: &str, dir: &Path, env: &dyn Fn(&str) -> Option<Str
             _ => unreachable!("key list checked above"),
         }
     }
-    if diags.is_empty() { Ok(settings) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(settings)
+    } else {
+        Err(diags)
+    }
 }
 
 #[cfg(test)]
@@ -153,9 +197,18 @@ mod tests {
 
     #[test]
     fn unknown_settings_get_a_hint_and_a_position() {
-        let errs = parse("worksapce: w\nprojet_id: 3\n", "taskform.yaml", Path::new("."), &no_env).unwrap_err();
+        let errs = parse(
+            "worksapce: w\nprojet_id: 3\n",
+            "taskform.yaml",
+            Path::new("."),
+            &no_env,
+        )
+        .unwrap_err();
         assert_eq!(errs.len(), 2);
-        assert_eq!(errs[0].to_string(), "taskform.yaml:1:1: unknown setting `worksapce`\n  hint: did you mean `workspace`?");
+        assert_eq!(
+            errs[0].to_string(),
+            "taskform.yaml:1:1: unknown setting `worksapce`\n  hint: did you mean `workspace`?"
+        );
         assert_eq!((errs[1].line, errs[1].col), (2, 1));
     }
 }

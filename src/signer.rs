@@ -19,7 +19,11 @@ pub const ALGORITHM: &str = "SDK-HMAC-SHA256";
 /// The signing date header.
 pub const DATE_HEADER: &str = "X-Sdk-Date";
 
-const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 fn encode(s: &str) -> String {
     utf8_percent_encode(s, UNRESERVED).to_string()
@@ -52,23 +56,37 @@ fn canonical_uri(path: &str) -> String {
 }
 
 fn canonical_query(query: Option<&str>) -> String {
-    let Some(q) = query.filter(|q| !q.is_empty()) else { return String::new() };
+    let Some(q) = query.filter(|q| !q.is_empty()) else {
+        return String::new();
+    };
     let mut pairs: Vec<(String, String)> = q
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let dec = |s: &str| percent_decode_str(&s.replace('+', " ")).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_decode_str(&s.replace('+', " "))
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (encode(&dec(k)), encode(&dec(v)))
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The canonical request and the signed header names (`a;b;c`).
 pub fn canonical_request(req: &Request) -> (String, String) {
-    let mut headers: Vec<(String, String)> = req.headers.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string())).collect();
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
     headers.sort();
     let signed: Vec<&str> = headers.iter().map(|(k, _)| k.as_str()).collect();
     let signed = signed.join(";");
@@ -94,8 +112,12 @@ pub fn canonical_request(req: &Request) -> (String, String) {
 /// The signature (hex) of a request signed at `date` (`YYYYMMDDTHHMMSSZ`).
 pub fn signature(secret_key: &str, req: &Request, date: &str) -> (String, String) {
     let (canonical, signed) = canonical_request(req);
-    let to_sign = format!("{ALGORITHM}\n{date}\n{}", hex(&Sha256::digest(canonical.as_bytes())));
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes()).expect("HMAC takes keys of any length");
+    let to_sign = format!(
+        "{ALGORITHM}\n{date}\n{}",
+        hex(&Sha256::digest(canonical.as_bytes()))
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret_key.as_bytes())
+        .expect("HMAC takes keys of any length");
     mac.update(to_sign.as_bytes());
     (hex(&mac.finalize().into_bytes()), signed)
 }
@@ -129,19 +151,33 @@ pub fn parse_authorization(value: &str) -> Option<ParsedAuthorization> {
             _ => return None,
         }
     }
-    Some(ParsedAuthorization { access_key: access?, signed_headers: signed?, signature: sig? })
+    Some(ParsedAuthorization {
+        access_key: access?,
+        signed_headers: signed?,
+        signature: sig?,
+    })
 }
 
 /// `YYYYMMDDTHHMMSSZ` for now.
 pub fn sdk_date_now() -> String {
     let now = time::OffsetDateTime::now_utc();
-    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", now.year(), now.month() as u8, now.day(), now.hour(), now.minute(), now.second())
+    format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
+        now.year(),
+        now.month() as u8,
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second()
+    )
 }
 
 /// Parses `YYYYMMDDTHHMMSSZ` to a Unix time.
 pub fn parse_sdk_date(s: &str) -> Option<i64> {
     let fmt = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    time::PrimitiveDateTime::parse(s, &fmt).ok().map(|t| t.assume_utc().unix_timestamp())
+    time::PrimitiveDateTime::parse(s, &fmt)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
 }
 
 #[cfg(test)]
@@ -164,10 +200,25 @@ mod tests {
         };
         let (canonical, signed) = canonical_request(&req);
         assert_eq!(signed, "content-type;host;x-sdk-date");
-        assert_eq!(hex(&Sha256::digest(canonical.as_bytes())), "b25362e603ee30f4f25e7858e8a7160fd36e803bb2dfe206278659d71a9bcd7a");
-        let (sig, _) = signature("MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc", &req, "20191115T033655Z");
-        assert_eq!(sig, "7be6668032f70418fcc22abc52071e57aff61b84a1d2381bb430d6870f4f6ebe");
-        let auth = authorization("QTWAOYTTINDUT2QVKYUC", "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc", &req, "20191115T033655Z");
+        assert_eq!(
+            hex(&Sha256::digest(canonical.as_bytes())),
+            "b25362e603ee30f4f25e7858e8a7160fd36e803bb2dfe206278659d71a9bcd7a"
+        );
+        let (sig, _) = signature(
+            "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc",
+            &req,
+            "20191115T033655Z",
+        );
+        assert_eq!(
+            sig,
+            "7be6668032f70418fcc22abc52071e57aff61b84a1d2381bb430d6870f4f6ebe"
+        );
+        let auth = authorization(
+            "QTWAOYTTINDUT2QVKYUC",
+            "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc",
+            &req,
+            "20191115T033655Z",
+        );
         let parsed = parse_authorization(&auth).unwrap();
         assert_eq!(parsed.access_key, "QTWAOYTTINDUT2QVKYUC");
         assert_eq!(parsed.signature, sig);

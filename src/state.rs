@@ -31,7 +31,11 @@ pub struct Target {
 
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "project {} / workspace {}", self.project_id, self.workspace)
+        write!(
+            f,
+            "project {} / workspace {}",
+            self.project_id, self.workspace
+        )
     }
 }
 
@@ -103,13 +107,21 @@ impl Default for State {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot read state file {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("state file {path} is corrupt: {detail}")]
     Corrupt { path: String, detail: String },
-    #[error("state file {path} has version {found}, written by a newer taskform (this one reads version {VERSION}); upgrade taskform")]
+    #[error(
+        "state file {path} has version {found}, written by a newer taskform (this one reads version {VERSION}); upgrade taskform"
+    )]
     Newer { path: String, found: u64 },
     #[error("cannot write state file {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl State {
@@ -146,10 +158,16 @@ impl State {
         match serde_json::from_slice::<State>(bytes) {
             Ok(mut state) => {
                 if state.version > VERSION {
-                    return Err(StateError::Newer { path: path.into(), found: state.version });
+                    return Err(StateError::Newer {
+                        path: path.into(),
+                        found: state.version,
+                    });
                 }
                 if state.version == 0 {
-                    return Err(StateError::Corrupt { path: path.into(), detail: "version 0 is not a state version".into() });
+                    return Err(StateError::Corrupt {
+                        path: path.into(),
+                        detail: "version 0 is not a state version".into(),
+                    });
                 }
                 if state.lineage.is_empty() {
                     state.lineage = uuid::Uuid::new_v4().to_string();
@@ -157,17 +175,29 @@ impl State {
                 Ok(state)
             }
             Err(e) => {
-                if let Ok(VersionOnly { version: Some(v) }) = serde_json::from_slice::<VersionOnly>(bytes) {
+                if let Ok(VersionOnly { version: Some(v) }) =
+                    serde_json::from_slice::<VersionOnly>(bytes)
+                {
                     if let Some(found) = v.as_u64().filter(|n| *n > VERSION) {
-                        return Err(StateError::Newer { path: path.into(), found });
+                        return Err(StateError::Newer {
+                            path: path.into(),
+                            found,
+                        });
                     }
                 }
                 let detail = if e.is_eof() {
-                    format!("the file ends early at line {} column {} (truncated?); restore it from version control or a backup", e.line(), e.column())
+                    format!(
+                        "the file ends early at line {} column {} (truncated?); restore it from version control or a backup",
+                        e.line(),
+                        e.column()
+                    )
                 } else {
                     e.to_string()
                 };
-                Err(StateError::Corrupt { path: path.into(), detail })
+                Err(StateError::Corrupt {
+                    path: path.into(),
+                    detail,
+                })
             }
         }
     }
@@ -175,11 +205,17 @@ impl State {
     /// Writes the state atomically after incrementing `serial`.
     pub fn save(&mut self, path: &Path) -> Result<(), StateError> {
         self.serial += 1;
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| StateError::Corrupt { path: path.display().to_string(), detail: e.to_string() })?;
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| StateError::Corrupt {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
         bytes.push(b'\n');
         fsutil::write_atomic(path, &bytes).map_err(|source| {
             self.serial -= 1;
-            StateError::Write { path: path.display().to_string(), source }
+            StateError::Write {
+                path: path.display().to_string(),
+                source,
+            }
         })
     }
 }
@@ -204,7 +240,17 @@ mod tests {
         let path = dir.path().join("sub/state.json");
         let mut s = State::load(&path).unwrap();
         assert_eq!(s.serial, 0);
-        s.tasks.insert("a".into(), TaskRecord { task_id: "1".into(), hash: "sha256:x".into(), file: Some("a.yaml".into()), applied_at: None, body: Some(serde_json::json!({"name": "a"})), superseded: vec![] });
+        s.tasks.insert(
+            "a".into(),
+            TaskRecord {
+                task_id: "1".into(),
+                hash: "sha256:x".into(),
+                file: Some("a.yaml".into()),
+                applied_at: None,
+                body: Some(serde_json::json!({"name": "a"})),
+                superseded: vec![],
+            },
+        );
         s.save(&path).unwrap();
         s.save(&path).unwrap();
         let back = State::load(&path).unwrap();
@@ -226,15 +272,28 @@ mod tests {
         let e = State::from_bytes(br#"{"version": 2, "tasks": [] }"#, "s.json").unwrap_err();
         assert!(e.to_string().contains("newer taskform"), "{e}");
         let e = State::from_bytes(b"garbage", "s.json").unwrap_err();
-        assert!(e.to_string().starts_with("state file s.json is corrupt"), "{e}");
+        assert!(
+            e.to_string().starts_with("state file s.json is corrupt"),
+            "{e}"
+        );
     }
 
     #[test]
     fn other_targets_are_refused() {
         let mut s = State::new();
-        let t = Target { project_id: "p".into(), workspace: "w".into() };
+        let t = Target {
+            project_id: "p".into(),
+            workspace: "w".into(),
+        };
         assert!(check_target(&s, &t, "s").is_ok());
-        s.target = Some(Target { project_id: "p".into(), workspace: "other".into() });
-        assert!(check_target(&s, &t, "s").unwrap_err().contains("belongs to project p / workspace other"));
+        s.target = Some(Target {
+            project_id: "p".into(),
+            workspace: "other".into(),
+        });
+        assert!(
+            check_target(&s, &t, "s")
+                .unwrap_err()
+                .contains("belongs to project p / workspace other")
+        );
     }
 }

@@ -23,7 +23,10 @@ pub enum StoreError {
     #[error(transparent)]
     Lock(#[from] LockError),
     #[error("cannot start the journal {path}: {source}")]
-    JournalOpen { path: String, source: std::io::Error },
+    JournalOpen {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// A held state lock; dropping it releases the lock.
@@ -33,7 +36,10 @@ impl StoreLock for FileLock {}
 /// A durable, append-only record of what an apply is doing.
 pub trait Journal: Send + Sync {
     /// Appends a record and resolves once it is durable.
-    fn append<'a>(&'a self, record: &'a Record) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    fn append<'a>(
+        &'a self,
+        record: &'a Record,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
     /// Appends a record that need not be waited for (it is durable before any later
     /// durable append is acknowledged).
     fn append_nowait(&self, record: &Record);
@@ -48,7 +54,11 @@ pub trait StateStore: Send + Sync {
     /// The state with any journal folded in (in memory; nothing is written).
     fn load(&self) -> Result<State, StoreError>;
     /// Takes the exclusive lock, waiting up to `timeout`.
-    fn lock(&self, me: &Holder, timeout: Option<Duration>) -> Result<Box<dyn StoreLock>, StoreError>;
+    fn lock(
+        &self,
+        me: &Holder,
+        timeout: Option<Duration>,
+    ) -> Result<Box<dyn StoreLock>, StoreError>;
     /// Writes `state` (serial + 1) and retires the journal it includes.
     fn persist(&self, state: &mut State) -> Result<(), StoreError>;
     /// Starts a journal continuing `state` (which must have been persisted).
@@ -89,7 +99,11 @@ impl StateStore for LocalStore {
         Ok(state)
     }
 
-    fn lock(&self, me: &Holder, timeout: Option<Duration>) -> Result<Box<dyn StoreLock>, StoreError> {
+    fn lock(
+        &self,
+        me: &Holder,
+        timeout: Option<Duration>,
+    ) -> Result<Box<dyn StoreLock>, StoreError> {
         let l = lock::acquire(&lock::path_for(&self.path), &self.describe(), me, timeout)?;
         Ok(Box::new(l))
     }
@@ -104,8 +118,13 @@ impl StateStore for LocalStore {
 
     fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError> {
         let p = self.journal_path();
-        let w = journal::Writer::create(&p, state, crate::clock::now_rfc3339())
-            .map_err(|source| StoreError::JournalOpen { path: p.display().to_string(), source })?;
+        let w =
+            journal::Writer::create(&p, state, crate::clock::now_rfc3339()).map_err(|source| {
+                StoreError::JournalOpen {
+                    path: p.display().to_string(),
+                    source,
+                }
+            })?;
         Ok(Box::new(w))
     }
 
@@ -115,7 +134,10 @@ impl StateStore for LocalStore {
 }
 
 impl Journal for journal::Writer {
-    fn append<'a>(&'a self, record: &'a Record) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+    fn append<'a>(
+        &'a self,
+        record: &'a Record,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(journal::Writer::append(self, record))
     }
     fn append_nowait(&self, record: &Record) {

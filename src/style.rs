@@ -23,7 +23,10 @@ impl Style {
         let enabled = match choice {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
-            ColorChoice::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            ColorChoice::Auto => {
+                std::io::stdout().is_terminal()
+                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            }
         };
         Style { enabled }
     }
@@ -31,7 +34,11 @@ impl Style {
         Style { enabled: false }
     }
     fn paint(&self, code: &str, s: &str) -> String {
-        if self.enabled { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_string() }
+        if self.enabled {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
     }
     pub fn green(&self, s: &str) -> String {
         self.paint("32", s)

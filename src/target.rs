@@ -36,7 +36,11 @@ fn nonempty(v: Option<String>) -> Option<String> {
 }
 
 /// Resolves flags, environment and settings.
-pub fn resolve(flags: &TargetFlags, env: &dyn Fn(&str) -> Option<String>, settings: &Settings) -> Resolved {
+pub fn resolve(
+    flags: &TargetFlags,
+    env: &dyn Fn(&str) -> Option<String>,
+    settings: &Settings,
+) -> Resolved {
     let endpoint = nonempty(flags.endpoint.clone())
         .or_else(|| nonempty(flags.region.clone()).map(|r| endpoint_for_region(&r)))
         .or_else(|| nonempty(env("TASKFORM_ENDPOINT")))
@@ -57,7 +61,12 @@ pub fn resolve(flags: &TargetFlags, env: &dyn Fn(&str) -> Option<String>, settin
         .or_else(|| nonempty(env("TASKFORM_STATE")).map(PathBuf::from))
         .or_else(|| settings.state.clone())
         .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE));
-    Resolved { endpoint, project_id, workspace, state }
+    Resolved {
+        endpoint,
+        project_id,
+        workspace,
+        state,
+    }
 }
 
 #[cfg(test)]
@@ -66,7 +75,12 @@ mod tests {
 
     #[test]
     fn flags_beat_environment_beat_settings() {
-        let settings = Settings { project_id: Some("from-file".into()), workspace: Some("ws-file".into()), region: Some("cn-north-4".into()), ..Settings::default() };
+        let settings = Settings {
+            project_id: Some("from-file".into()),
+            workspace: Some("ws-file".into()),
+            region: Some("cn-north-4".into()),
+            ..Settings::default()
+        };
         let env = |k: &str| match k {
             "TASKFORM_PROJECT_ID" => Some("from-env".into()),
             "HW_REGION_NAME" => Some("ap-southeast-1".into()),
@@ -75,9 +89,16 @@ mod tests {
         let r = resolve(&TargetFlags::default(), &env, &settings);
         assert_eq!(r.project_id.as_deref(), Some("from-env"));
         assert_eq!(r.workspace.as_deref(), Some("ws-file"));
-        assert_eq!(r.endpoint.as_deref(), Some("https://dayu.ap-southeast-1.myhuaweicloud.com"));
+        assert_eq!(
+            r.endpoint.as_deref(),
+            Some("https://dayu.ap-southeast-1.myhuaweicloud.com")
+        );
         assert_eq!(r.state, PathBuf::from(DEFAULT_STATE));
-        let flags = TargetFlags { project_id: Some("flag".into()), endpoint: Some("http://127.0.0.1:1/".into()), ..TargetFlags::default() };
+        let flags = TargetFlags {
+            project_id: Some("flag".into()),
+            endpoint: Some("http://127.0.0.1:1/".into()),
+            ..TargetFlags::default()
+        };
         let r = resolve(&flags, &env, &settings);
         assert_eq!(r.project_id.as_deref(), Some("flag"));
         assert_eq!(r.endpoint.as_deref(), Some("http://127.0.0.1:1"));

@@ -24,7 +24,10 @@ pub struct YamlError {
 }
 
 fn yaml_error(err: serde_yaml::Error) -> YamlError {
-    let (line, col) = err.location().map(|l| (l.line(), l.column())).unwrap_or((0, 0));
+    let (line, col) = err
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .unwrap_or((0, 0));
     // yaml_serde appends " at line L column C" to some messages; the position is
     // reported separately, so strip it.
     let mut message = err.to_string();
@@ -100,15 +103,21 @@ impl<'de> Visitor<'de> for JsonVisitor {
         Ok(Value::Number(v.into()))
     }
     fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
-        Err(E::custom(format!("the number {v} is out of range; quote it to send it as a string")))
+        Err(E::custom(format!(
+            "the number {v} is out of range; quote it to send it as a string"
+        )))
     }
     fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
-        Err(E::custom(format!("the number {v} is out of range; quote it to send it as a string")))
+        Err(E::custom(format!(
+            "the number {v} is out of range; quote it to send it as a string"
+        )))
     }
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
-        Number::from_f64(v)
-            .map(Value::Number)
-            .ok_or_else(|| E::custom(format!("{v} has no JSON form; quote it to send it as a string")))
+        Number::from_f64(v).map(Value::Number).ok_or_else(|| {
+            E::custom(format!(
+                "{v} has no JSON form; quote it to send it as a string"
+            ))
+        })
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -187,15 +196,21 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         Err(E::custom("mapping keys must be strings, found null"))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<String, A::Error> {
-        Err(de::Error::custom("mapping keys must be strings, found a sequence"))
+        Err(de::Error::custom(
+            "mapping keys must be strings, found a sequence",
+        ))
     }
     fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<String, A::Error> {
-        Err(de::Error::custom("mapping keys must be strings, found a mapping"))
+        Err(de::Error::custom(
+            "mapping keys must be strings, found a mapping",
+        ))
     }
 }
 
 fn non_string_key<E: de::Error>(v: impl fmt::Display) -> E {
-    E::custom(format!("mapping keys must be strings; quote `{v}` to use it as a key"))
+    E::custom(format!(
+        "mapping keys must be strings; quote `{v}` to use it as a key"
+    ))
 }
 
 /// One step of a path into a document.
@@ -311,13 +326,18 @@ impl<'de> Visitor<'de> for LocateSeed<'_> {
         let Some((first, rest)) = self.path.split_first() else {
             return Err(here());
         };
-        let Seg::Index(idx) = first else { return Ok(()) };
+        let Seg::Index(idx) = first else {
+            return Ok(());
+        };
         for _ in 0..*idx {
             if seq.next_element::<IgnoredAny>()?.is_none() {
                 return Ok(());
             }
         }
-        seq.next_element_seed(LocateSeed { path: rest, target: self.target })?;
+        seq.next_element_seed(LocateSeed {
+            path: rest,
+            target: self.target,
+        })?;
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
@@ -326,9 +346,15 @@ impl<'de> Visitor<'de> for LocateSeed<'_> {
         };
         let Seg::Key(want) = first else { return Ok(()) };
         let fire_on_key = rest.is_empty() && self.target == Target::Key;
-        while let Some(matched) = map.next_key_seed(KeyProbe { want, fire: fire_on_key })? {
+        while let Some(matched) = map.next_key_seed(KeyProbe {
+            want,
+            fire: fire_on_key,
+        })? {
             if matched {
-                map.next_value_seed(LocateSeed { path: rest, target: self.target })?;
+                map.next_value_seed(LocateSeed {
+                    path: rest,
+                    target: self.target,
+                })?;
                 return Ok(());
             }
             map.next_value::<IgnoredAny>()?;
@@ -339,7 +365,11 @@ impl<'de> Visitor<'de> for LocateSeed<'_> {
 
 impl LocateSeed<'_> {
     fn scalar<E: de::Error>(&self) -> Result<(), E> {
-        if self.path.is_empty() { Err(here()) } else { Ok(()) }
+        if self.path.is_empty() {
+            Err(here())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -408,7 +438,10 @@ mod tests {
         let src = "a: 1\nb: [x, 2.5, true]\n---\n---\nname: two\n";
         let docs = parse_documents(src).unwrap();
         assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0].value, serde_json::json!({"a": 1, "b": ["x", 2.5, true]}));
+        assert_eq!(
+            docs[0].value,
+            serde_json::json!({"a": 1, "b": ["x", 2.5, true]})
+        );
         assert_eq!(docs[1].index, 2);
     }
 
@@ -416,7 +449,11 @@ mod tests {
     fn duplicate_keys_are_reported_at_the_second_key() {
         let err = parse_documents("name: a\nuser_id: u\nname: b\n").unwrap_err();
         assert_eq!((err.line, err.col), (3, 1));
-        assert!(err.message.contains("duplicate key `name`"), "{}", err.message);
+        assert!(
+            err.message.contains("duplicate key `name`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -427,8 +464,18 @@ mod tests {
 
     #[test]
     fn tags_nan_and_non_string_keys_are_rejected() {
-        assert!(parse_documents("a: !x 1\n").unwrap_err().message.contains("tags"));
-        assert!(parse_documents("a: .nan\n").unwrap_err().message.contains("JSON"));
+        assert!(
+            parse_documents("a: !x 1\n")
+                .unwrap_err()
+                .message
+                .contains("tags")
+        );
+        assert!(
+            parse_documents("a: .nan\n")
+                .unwrap_err()
+                .message
+                .contains("JSON")
+        );
         let err = parse_documents("x: 1\n1: a\n").unwrap_err();
         assert_eq!((err.line, err.col), (2, 1));
     }
@@ -439,7 +486,10 @@ mod tests {
         let path = [key("schedule_config"), key("max_time_out")];
         assert_eq!(locate(src, 1, &path, Target::Value), Some((7, 17)));
         assert_eq!(locate(src, 1, &path, Target::Key), Some((7, 3)));
-        assert_eq!(locate(src, 1, &[key("list"), Seg::Index(1)], Target::Value), Some((10, 5)));
+        assert_eq!(
+            locate(src, 1, &[key("list"), Seg::Index(1)], Target::Value),
+            Some((10, 5))
+        );
         assert_eq!(locate(src, 1, &[], Target::Value), Some((4, 1)));
         assert_eq!(locate(src, 1, &[key("missing")], Target::Value), None);
         assert_eq!(locate(src, 0, &[key("name")], Target::Value), Some((2, 7)));

@@ -11,7 +11,10 @@ pub struct RateLimit {
 
 impl RateLimit {
     pub fn new(limit: u32) -> Self {
-        RateLimit { limit, window: Mutex::new((Instant::now(), 0)) }
+        RateLimit {
+            limit,
+            window: Mutex::new((Instant::now(), 0)),
+        }
     }
 
     /// `None` when the request may go on, else how long until the next window.
@@ -54,7 +57,12 @@ impl Faults {
             Some(s) => fastrand::Rng::with_seed(s),
             None => fastrand::Rng::new(),
         };
-        Faults { fail_rate, throttle_rate, drop_rate, rng: Mutex::new(rng) }
+        Faults {
+            fail_rate,
+            throttle_rate,
+            drop_rate,
+            rng: Mutex::new(rng),
+        }
     }
 
     fn draw(&self, p: f64) -> bool {
@@ -92,7 +100,9 @@ mod tests {
         let da: Vec<Fault> = (0..100).map(|_| a.before()).collect();
         let db: Vec<Fault> = (0..100).map(|_| b.before()).collect();
         assert_eq!(da, db);
-        assert!(da.contains(&Fault::Fail) && da.contains(&Fault::Throttle) && da.contains(&Fault::None));
+        assert!(
+            da.contains(&Fault::Fail) && da.contains(&Fault::Throttle) && da.contains(&Fault::None)
+        );
     }
 
     #[test]

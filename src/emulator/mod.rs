@@ -154,7 +154,10 @@ pub async fn start(cfg: Config) -> std::io::Result<Emulator> {
                     let shared = shared.clone();
                     async move { shared.handle(req).await }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(hyper_util::rt::TokioIo::new(stream), svc).await;
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .keep_alive(true)
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
@@ -180,9 +183,14 @@ impl std::error::Error for DropConnection {}
 type Answer = Response<Full<Bytes>>;
 
 fn json_response(status: u16, body: &Value) -> Answer {
-    let mut r = Response::new(Full::new(Bytes::from(serde_json::to_vec(body).unwrap_or_default())));
+    let mut r = Response::new(Full::new(Bytes::from(
+        serde_json::to_vec(body).unwrap_or_default(),
+    )));
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert("Content-Type", hyper::header::HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        "Content-Type",
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -191,7 +199,14 @@ fn empty_ok() -> Answer {
 }
 
 fn error(status: u16, code: &str, msg: impl Into<String>) -> Answer {
-    json_response(status, &serde_json::to_value(ApiError { error_code: code.into(), error_msg: msg.into() }).unwrap_or_default())
+    json_response(
+        status,
+        &serde_json::to_value(ApiError {
+            error_code: code.into(),
+            error_msg: msg.into(),
+        })
+        .unwrap_or_default(),
+    )
 }
 
 /// The parsed route of an API request.
@@ -239,7 +254,17 @@ impl Shared {
         let answer = if path.starts_with("/_emulator/") {
             self.inspect(&method, &path)
         } else {
-            match self.api(&method, &path, query.as_deref(), &parts.headers, &body, &mut name).await {
+            match self
+                .api(
+                    &method,
+                    &path,
+                    query.as_deref(),
+                    &parts.headers,
+                    &body,
+                    &mut name,
+                )
+                .await
+            {
                 Ok(a) => a,
                 Err(DropConnection) => {
                     dropped = true;
@@ -250,33 +275,72 @@ impl Shared {
         let status = if dropped { 0 } else { answer.status().as_u16() };
         if !path.starts_with("/_emulator/") {
             tracing::info!(method = %method, path = %path, status, latency_ms = started.elapsed().as_millis() as u64, dropped, "request");
-            lock(&self.seen).push(Seen { method: method.to_string(), path: path.clone(), status, name, dropped });
+            lock(&self.seen).push(Seen {
+                method: method.to_string(),
+                path: path.clone(),
+                status,
+                name,
+                dropped,
+            });
         }
-        if dropped { Err(DropConnection) } else { Ok(answer) }
+        if dropped {
+            Err(DropConnection)
+        } else {
+            Ok(answer)
+        }
     }
 
     fn inspect(&self, method: &Method, path: &str) -> Answer {
         match (method, path) {
             (&Method::GET, "/_emulator/tasks") => {
                 let tasks = lock(&self.tasks);
-                let list: Vec<&Map<String, Value>> = tasks.ordered().into_iter().map(|t| &t.fields).collect();
+                let list: Vec<&Map<String, Value>> =
+                    tasks.ordered().into_iter().map(|t| &t.fields).collect();
                 json_response(200, &json!({"tasks": list}))
             }
-            (&Method::GET, "/_emulator/requests") => json_response(200, &json!({"requests": *lock(&self.seen)})),
-            _ => error(404, "APIG.0101", "The API does not exist or has not been published in the environment."),
+            (&Method::GET, "/_emulator/requests") => {
+                json_response(200, &json!({"requests": *lock(&self.seen)}))
+            }
+            _ => error(
+                404,
+                "APIG.0101",
+                "The API does not exist or has not been published in the environment.",
+            ),
         }
     }
 
-    async fn api(&self, method: &Method, path: &str, query: Option<&str>, headers: &hyper::HeaderMap, body: &Bytes, name: &mut Option<String>) -> Result<Answer, DropConnection> {
+    async fn api(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &hyper::HeaderMap,
+        body: &Bytes,
+        name: &mut Option<String>,
+    ) -> Result<Answer, DropConnection> {
         let Some((project, route)) = route(path) else {
-            return Ok(error(404, "APIG.0101", "The API does not exist or has not been published in the environment."));
+            return Ok(error(
+                404,
+                "APIG.0101",
+                "The API does not exist or has not been published in the environment.",
+            ));
         };
         let allowed = matches!(
             (&route, method),
-            (Route::Create, &Method::POST) | (Route::Search, &Method::POST) | (Route::Action(_), &Method::POST) | (Route::Task(_), &Method::GET | &Method::PUT | &Method::DELETE)
+            (Route::Create, &Method::POST)
+                | (Route::Search, &Method::POST)
+                | (Route::Action(_), &Method::POST)
+                | (
+                    Route::Task(_),
+                    &Method::GET | &Method::PUT | &Method::DELETE
+                )
         );
         if !allowed {
-            return Ok(error(404, "APIG.0101", "The API does not exist or has not been published in the environment."));
+            return Ok(error(
+                404,
+                "APIG.0101",
+                "The API does not exist or has not been published in the environment.",
+            ));
         }
         if let Some(wait) = self.rate.check() {
             return Ok(throttled(wait));
@@ -285,11 +349,23 @@ impl Shared {
             return Ok(a);
         }
         if project != self.cfg.project_id {
-            return Ok(error(400, "DLG.0818", format!("The project {project} does not exist or has no DataArts Studio instance.")));
+            return Ok(error(
+                400,
+                "DLG.0818",
+                format!("The project {project} does not exist or has no DataArts Studio instance."),
+            ));
         }
         match headers.get("workspace").and_then(|v| v.to_str().ok()) {
-            None | Some("") => return Ok(error(400, "DLG.0818", "The workspace header is mandatory.")),
-            Some(w) if w != self.cfg.workspace => return Ok(error(403, "DLG.0818", format!("You have no access to workspace {w}."))),
+            None | Some("") => {
+                return Ok(error(400, "DLG.0818", "The workspace header is mandatory."));
+            }
+            Some(w) if w != self.cfg.workspace => {
+                return Ok(error(
+                    403,
+                    "DLG.0818",
+                    format!("You have no access to workspace {w}."),
+                ));
+            }
             _ => {}
         }
         if !self.cfg.latency.is_zero() {
@@ -297,7 +373,13 @@ impl Shared {
         }
         match self.faults.before() {
             Fault::Throttle => return Ok(throttled(Duration::from_secs(1))),
-            Fault::Fail => return Ok(error(500, "DLG.0500", "Internal server error (injected by the emulator).")),
+            Fault::Fail => {
+                return Ok(error(
+                    500,
+                    "DLG.0500",
+                    "Internal server error (injected by the emulator).",
+                ));
+            }
             Fault::None => {}
         }
         match route {
@@ -306,7 +388,10 @@ impl Shared {
                     Ok(f) => f,
                     Err((code, msg)) => return Ok(error(400, code, msg)),
                 };
-                *name = fields.get("name").and_then(Value::as_str).map(str::to_string);
+                *name = fields
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let stored = self.stored_fields(fields, &id, None);
                 lock(&self.tasks).insert(stored);
@@ -326,11 +411,18 @@ impl Shared {
                         Ok(f) => f,
                         Err((code, msg)) => return Ok(error(400, code, msg)),
                     };
-                    *name = fields.get("name").and_then(Value::as_str).map(str::to_string);
+                    *name = fields
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
                     let mut tasks = lock(&self.tasks);
                     match tasks.get(&id) {
                         None => error(400, "DLG.2253", format!("The task {id} does not exist.")),
-                        Some(t) if t.scheduling() => error(400, "DLG.2206", "The task is being scheduled. Stop it before changing it."),
+                        Some(t) if t.scheduling() => error(
+                            400,
+                            "DLG.2206",
+                            "The task is being scheduled. Stop it before changing it.",
+                        ),
                         Some(t) => {
                             let created = t.fields.get("create_time").cloned();
                             let stored = self.stored_fields(fields, &id, created);
@@ -342,8 +434,16 @@ impl Shared {
                 _ => {
                     let mut tasks = lock(&self.tasks);
                     match tasks.get(&id) {
-                        None => error(400, "DLG.2208", format!("The task {id} to delete does not exist.")),
-                        Some(t) if t.scheduling() => error(400, "DLG.2206", "The task is being scheduled and cannot be deleted. Stop it first."),
+                        None => error(
+                            400,
+                            "DLG.2208",
+                            format!("The task {id} to delete does not exist."),
+                        ),
+                        Some(t) if t.scheduling() => error(
+                            400,
+                            "DLG.2206",
+                            "The task is being scheduled and cannot be deleted. Stop it first.",
+                        ),
                         Some(_) => {
                             tasks.remove(&id);
                             empty_ok()
@@ -357,14 +457,21 @@ impl Shared {
 
     /// The stored form of a body: what the service adds (id, times, project) and the
     /// scheduling state of an enabled CRON task (read back as `enabled: 3`).
-    fn stored_fields(&self, mut fields: Map<String, Value>, id: &str, created: Option<Value>) -> Map<String, Value> {
+    fn stored_fields(
+        &self,
+        mut fields: Map<String, Value>,
+        id: &str,
+        created: Option<Value>,
+    ) -> Map<String, Value> {
         let now = now_string();
         fields.insert("id".into(), json!(id));
         fields.insert("create_time".into(), created.unwrap_or_else(|| json!(now)));
         fields.insert("update_time".into(), json!(now));
         fields.insert("project_id".into(), json!(self.cfg.project_id));
         if let Some(Value::Object(sc)) = fields.get_mut("schedule_config") {
-            if sc.get("schedule_type").and_then(Value::as_str) == Some("CRON") && sc.get("enabled").and_then(Value::as_i64) == Some(1) {
+            if sc.get("schedule_type").and_then(Value::as_str) == Some("CRON")
+                && sc.get("enabled").and_then(Value::as_i64) == Some(1)
+            {
                 sc.insert("enabled".into(), json!(3));
             }
         }
@@ -377,7 +484,13 @@ impl Shared {
         } else {
             match serde_json::from_slice(body) {
                 Ok(r) => r,
-                Err(e) => return error(400, "DLG.0001", format!("The request body is not valid: {e}")),
+                Err(e) => {
+                    return error(
+                        400,
+                        "DLG.0001",
+                        format!("The request body is not valid: {e}"),
+                    );
+                }
             }
         };
         let limit = req.limit.unwrap_or(10).min(100) as usize;
@@ -387,14 +500,31 @@ impl Shared {
             .ordered()
             .into_iter()
             .filter(|t| req.name.as_deref().is_none_or(|n| t.name().contains(n)))
-            .filter(|t| req.data_source_type.as_deref().is_none_or(|d| t.fields.get("data_source_type").and_then(Value::as_str) == Some(d)))
+            .filter(|t| {
+                req.data_source_type.as_deref().is_none_or(|d| {
+                    t.fields.get("data_source_type").and_then(Value::as_str) == Some(d)
+                })
+            })
             .collect();
-        let page: Vec<Value> = matching.iter().skip(offset).take(limit).map(|t| Value::Object(t.fields.clone())).collect();
-        json_response(200, &json!({"count": page.len(), "total_records": matching.len(), "max_records": 10000, "resources": page}))
+        let page: Vec<Value> = matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|t| Value::Object(t.fields.clone()))
+            .collect();
+        json_response(
+            200,
+            &json!({"count": page.len(), "total_records": matching.len(), "max_records": 10000, "resources": page}),
+        )
     }
 
     fn action(&self, id: &str, query: Option<&str>) -> Answer {
-        let action = query.unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("action=")).unwrap_or_default().to_string();
+        let action = query
+            .unwrap_or_default()
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("action="))
+            .unwrap_or_default()
+            .to_string();
         let mut tasks = lock(&self.tasks);
         let Some(task) = tasks.get(id) else {
             return error(400, "DLG.2253", format!("The task {id} does not exist."));
@@ -411,63 +541,134 @@ impl Shared {
             "runimmediate" => {
                 fields.insert("last_run_time".into(), json!(now_string()));
             }
-            other => return error(400, "DLG.0001", format!("Unknown action {other:?}: use run, runimmediate or stop.")),
+            other => {
+                return error(
+                    400,
+                    "DLG.0001",
+                    format!("Unknown action {other:?}: use run, runimmediate or stop."),
+                );
+            }
         }
         tasks.update(id, fields);
         empty_ok()
     }
 
-    fn authenticate(&self, method: &Method, path: &str, query: Option<&str>, headers: &hyper::HeaderMap, body: &[u8]) -> Result<(), Answer> {
+    fn authenticate(
+        &self,
+        method: &Method,
+        path: &str,
+        query: Option<&str>,
+        headers: &hyper::HeaderMap,
+        body: &[u8],
+    ) -> Result<(), Answer> {
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         if let Some(tok) = header("x-auth-token") {
             return match &self.cfg.token {
                 Some(t) if t == tok => Ok(()),
-                _ => Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: the token is invalid or expired.")),
+                _ => Err(error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: the token is invalid or expired.",
+                )),
             };
         }
         if let Some(auth) = header("authorization") {
             let (Some(ak), Some(sk)) = (&self.cfg.access_key, &self.cfg.secret_key) else {
-                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: AK/SK authentication is not enabled."));
+                return Err(error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: AK/SK authentication is not enabled.",
+                ));
             };
             let Some(parsed) = signer::parse_authorization(auth) else {
-                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: malformed Authorization header."));
+                return Err(error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: malformed Authorization header.",
+                ));
             };
             if parsed.access_key != *ak {
-                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: unknown access key."));
+                return Err(error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: unknown access key.",
+                ));
             }
             let Some(date) = header("x-sdk-date") else {
-                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: the X-Sdk-Date header is missing."));
+                return Err(error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: the X-Sdk-Date header is missing.",
+                ));
             };
             let Some(when) = signer::parse_sdk_date(date) else {
-                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: X-Sdk-Date is malformed."));
+                return Err(error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: X-Sdk-Date is malformed.",
+                ));
             };
             if (time::OffsetDateTime::now_utc().unix_timestamp() - when).abs() > 15 * 60 {
-                return Err(error(401, "APIGW.0303", "Incorrect app authentication information: the request date is more than 15 minutes from the server time."));
+                return Err(error(
+                    401,
+                    "APIGW.0303",
+                    "Incorrect app authentication information: the request date is more than 15 minutes from the server time.",
+                ));
             }
-            if !parsed.signed_headers.iter().any(|h| h == "host") || !parsed.signed_headers.iter().any(|h| h == "x-sdk-date") {
-                return Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: host and x-sdk-date must be signed."));
+            if !parsed.signed_headers.iter().any(|h| h == "host")
+                || !parsed.signed_headers.iter().any(|h| h == "x-sdk-date")
+            {
+                return Err(error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: host and x-sdk-date must be signed.",
+                ));
             }
             let mut signed = Vec::new();
             for h in &parsed.signed_headers {
                 let Some(v) = header(h) else {
-                    return Err(error(401, "APIGW.0301", format!("Incorrect IAM authentication information: signed header {h} is missing.")));
+                    return Err(error(
+                        401,
+                        "APIGW.0301",
+                        format!(
+                            "Incorrect IAM authentication information: signed header {h} is missing."
+                        ),
+                    ));
                 };
                 signed.push((h.clone(), v.to_string()));
             }
-            let req = signer::Request { method: method.as_str(), path, query, headers: &signed, body };
+            let req = signer::Request {
+                method: method.as_str(),
+                path,
+                query,
+                headers: &signed,
+                body,
+            };
             let (expected, _) = signer::signature(sk, &req, date);
             return if expected == parsed.signature {
                 Ok(())
             } else {
-                Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: verify AK/SK signature failed."))
+                Err(error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: verify AK/SK signature failed.",
+                ))
             };
         }
-        Err(error(401, "APIGW.0301", "Incorrect IAM authentication information: no X-Auth-Token or Authorization header."))
+        Err(error(
+            401,
+            "APIGW.0301",
+            "Incorrect IAM authentication information: no X-Auth-Token or Authorization header.",
+        ))
     }
 }
 
 fn throttled(wait: Duration) -> Answer {
-    let mut r = error(429, "APIGW.0308", "The throttling threshold has been reached: policy user over ratelimit, limit:50, time:1 second");
+    let mut r = error(
+        429,
+        "APIGW.0308",
+        "The throttling threshold has been reached: policy user over ratelimit, limit:50, time:1 second",
+    );
     let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
     if let Ok(v) = hyper::header::HeaderValue::from_str(&secs.to_string()) {
         r.headers_mut().insert("Retry-After", v);

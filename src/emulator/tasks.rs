@@ -21,14 +21,24 @@ pub struct StoredTask {
 
 impl StoredTask {
     pub fn id(&self) -> &str {
-        self.fields.get("id").and_then(Value::as_str).unwrap_or_default()
+        self.fields
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
     pub fn name(&self) -> &str {
-        self.fields.get("name").and_then(Value::as_str).unwrap_or_default()
+        self.fields
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
     /// Whether the task is being scheduled (must be stopped before update or delete).
     pub fn scheduling(&self) -> bool {
-        self.fields.get("schedule_config").and_then(|s| s.get("enabled")).and_then(Value::as_i64) == Some(3)
+        self.fields
+            .get("schedule_config")
+            .and_then(|s| s.get("enabled"))
+            .and_then(Value::as_i64)
+            == Some(3)
     }
 }
 
@@ -49,7 +59,11 @@ pub struct Tasks {
 impl Tasks {
     /// An empty, in-memory table.
     pub fn in_memory() -> Tasks {
-        Tasks { by_id: BTreeMap::new(), next_seq: 1, log: None }
+        Tasks {
+            by_id: BTreeMap::new(),
+            next_seq: 1,
+            log: None,
+        }
     }
 
     /// Opens (or creates) the data file, replays it and compacts it.
@@ -57,7 +71,10 @@ impl Tasks {
         let mut t = Tasks::in_memory();
         match std::fs::read(path) {
             Ok(bytes) => {
-                let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+                let lines: Vec<&[u8]> = bytes
+                    .split(|b| *b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .collect();
                 for (i, line) in lines.iter().enumerate() {
                     match serde_json::from_slice::<LogRecord>(line) {
                         Ok(LogRecord::Put { task }) => {
@@ -67,9 +84,14 @@ impl Tasks {
                         Ok(LogRecord::Delete { id }) => {
                             t.by_id.remove(&id);
                         }
-                        Err(_) if i + 1 == lines.len() => tracing::warn!(file = %path.display(), "ignoring a last record cut short"),
+                        Err(_) if i + 1 == lines.len() => {
+                            tracing::warn!(file = %path.display(), "ignoring a last record cut short")
+                        }
                         Err(e) => {
-                            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: line {}: {e}", path.display(), i + 1)));
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("{}: line {}: {e}", path.display(), i + 1),
+                            ));
                         }
                     }
                 }
@@ -79,7 +101,9 @@ impl Tasks {
         }
         let mut snapshot = Vec::new();
         for task in t.ordered() {
-            snapshot.extend(serde_json::to_vec(&LogRecord::Put { task: task.clone() }).unwrap_or_default());
+            snapshot.extend(
+                serde_json::to_vec(&LogRecord::Put { task: task.clone() }).unwrap_or_default(),
+            );
             snapshot.push(b'\n');
         }
         crate::fsutil::write_atomic(path, &snapshot)?;
@@ -100,7 +124,10 @@ impl Tasks {
 
     /// Inserts a new task with `fields` (which hold its `id`).
     pub fn insert(&mut self, fields: Map<String, Value>) -> StoredTask {
-        let task = StoredTask { seq: self.next_seq, fields };
+        let task = StoredTask {
+            seq: self.next_seq,
+            fields,
+        };
         self.next_seq += 1;
         self.append(&LogRecord::Put { task: task.clone() });
         self.by_id.insert(task.id().to_string(), task.clone());
@@ -109,9 +136,13 @@ impl Tasks {
 
     /// Replaces a task's fields.
     pub fn update(&mut self, id: &str, fields: Map<String, Value>) -> bool {
-        let Some(existing) = self.by_id.get_mut(id) else { return false };
+        let Some(existing) = self.by_id.get_mut(id) else {
+            return false;
+        };
         existing.fields = fields;
-        let rec = LogRecord::Put { task: existing.clone() };
+        let rec = LogRecord::Put {
+            task: existing.clone(),
+        };
         self.append(&rec);
         true
     }
@@ -150,7 +181,10 @@ mod tests {
     use super::*;
 
     fn fields(id: &str, name: &str) -> Map<String, Value> {
-        serde_json::json!({"id": id, "name": name}).as_object().unwrap().clone()
+        serde_json::json!({"id": id, "name": name})
+            .as_object()
+            .unwrap()
+            .clone()
     }
 
     #[test]

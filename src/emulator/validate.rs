@@ -7,22 +7,49 @@ pub type Refusal = (&'static str, String);
 
 const MANDATORY_STRINGS: &[&str] = &["name", "user_id", "dir_id", "data_source_type"];
 const OPTIONAL_STRINGS: &[&str] = &[
-    "id", "description", "create_time", "project_id", "update_time", "user_name", "path", "last_run_time",
-    "start_time", "end_time", "next_run_time", "duty_person", "update_type", "data_source_workspace_id",
+    "id",
+    "description",
+    "create_time",
+    "project_id",
+    "update_time",
+    "user_name",
+    "path",
+    "last_run_time",
+    "start_time",
+    "end_time",
+    "next_run_time",
+    "duty_person",
+    "update_type",
+    "data_source_workspace_id",
 ];
 const SCHEDULE_INTEGERS: &[&str] = &["max_time_out", "job_id", "enabled"];
-const SCHEDULE_STRINGS: &[&str] = &["cron_expression", "end_time", "interval", "schedule_type", "start_time"];
+const SCHEDULE_STRINGS: &[&str] = &[
+    "cron_expression",
+    "end_time",
+    "interval",
+    "schedule_type",
+    "start_time",
+];
 
 /// Checks a body; returns the parsed object.
 pub fn task_body(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| ("DLG.0001", format!("The request body is not valid JSON: {e}")))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        (
+            "DLG.0001",
+            format!("The request body is not valid JSON: {e}"),
+        )
+    })?;
     let Value::Object(map) = value else {
         return Err(("DLG.0001", "The request body must be a JSON object.".into()));
     };
     for f in MANDATORY_STRINGS {
         match map.get(*f) {
-            None | Some(Value::Null) => return Err(("DLG.0002", format!("The parameter {f} is mandatory."))),
-            Some(Value::String(s)) if s.is_empty() && *f == "name" => return Err(("DLG.0002", "The parameter name must not be empty.".into())),
+            None | Some(Value::Null) => {
+                return Err(("DLG.0002", format!("The parameter {f} is mandatory.")));
+            }
+            Some(Value::String(s)) if s.is_empty() && *f == "name" => {
+                return Err(("DLG.0002", "The parameter name must not be empty.".into()));
+            }
             Some(Value::String(_)) => {}
             Some(_) => return Err(("DLG.0003", format!("The parameter {f} must be a String."))),
         }
@@ -36,28 +63,56 @@ pub fn task_body(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
     }
     match map.get("task_config") {
         Some(Value::Object(_)) => {}
-        None | Some(Value::Null) => return Err(("DLG.0002", "The parameter task_config is mandatory.".into())),
-        Some(_) => return Err(("DLG.0003", "The parameter task_config must be an Object.".into())),
+        None | Some(Value::Null) => {
+            return Err(("DLG.0002", "The parameter task_config is mandatory.".into()));
+        }
+        Some(_) => {
+            return Err((
+                "DLG.0003",
+                "The parameter task_config must be an Object.".into(),
+            ));
+        }
     }
     if let Some(v) = map.get("parameter_config") {
         if !(v.is_array() || v.is_null()) {
-            return Err(("DLG.0003", "The parameter parameter_config must be an Array.".into()));
+            return Err((
+                "DLG.0003",
+                "The parameter parameter_config must be an Array.".into(),
+            ));
         }
     }
     let sc = match map.get("schedule_config") {
         Some(Value::Object(sc)) => sc,
-        None | Some(Value::Null) => return Err(("DLG.0002", "The parameter schedule_config is mandatory.".into())),
-        Some(_) => return Err(("DLG.0003", "The parameter schedule_config must be an Object.".into())),
+        None | Some(Value::Null) => {
+            return Err((
+                "DLG.0002",
+                "The parameter schedule_config is mandatory.".into(),
+            ));
+        }
+        Some(_) => {
+            return Err((
+                "DLG.0003",
+                "The parameter schedule_config must be an Object.".into(),
+            ));
+        }
     };
     for (k, v) in sc {
         if v.is_null() {
             continue;
         }
-        if SCHEDULE_INTEGERS.contains(&k.as_str()) && !v.as_i64().is_some_and(|n| i32::try_from(n).is_ok()) {
-            return Err(("DLG.0003", format!("The parameter schedule_config.{k} must be an Integer.")));
+        if SCHEDULE_INTEGERS.contains(&k.as_str())
+            && !v.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+        {
+            return Err((
+                "DLG.0003",
+                format!("The parameter schedule_config.{k} must be an Integer."),
+            ));
         }
         if SCHEDULE_STRINGS.contains(&k.as_str()) && !v.is_string() {
-            return Err(("DLG.0003", format!("The parameter schedule_config.{k} must be a String.")));
+            return Err((
+                "DLG.0003",
+                format!("The parameter schedule_config.{k} must be a String."),
+            ));
         }
     }
     Ok(map)
@@ -78,7 +133,10 @@ mod tests {
         let bad = EXAMPLE.replace("\"max_time_out\": 10", "\"max_time_out\": \"10\"");
         assert_eq!(task_body(bad.as_bytes()).unwrap_err().0, "DLG.0003");
         let missing = EXAMPLE.replace("\"dir_id\": \"0\",", "");
-        assert_eq!(task_body(missing.as_bytes()).unwrap_err(), ("DLG.0002", "The parameter dir_id is mandatory.".to_string()));
+        assert_eq!(
+            task_body(missing.as_bytes()).unwrap_err(),
+            ("DLG.0002", "The parameter dir_id is mandatory.".to_string())
+        );
         assert_eq!(task_body(b"[1]").unwrap_err().0, "DLG.0001");
     }
 }

@@ -1,0 +1,397 @@
+//! Integration-test helpers: a project folder, the real binary, the emulator as a child
+//! process, and a scripted HTTP server for answers the emulator does not give.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const PROJECT: &str = "0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d";
+pub const WORKSPACE: &str = "demo-workspace";
+pub const TOKEN: &str = "taskform-demo-token";
+
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_taskform"))
+}
+
+/// A temporary config repo: `tasks/` with manifests and a settings file.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// A project whose settings name the emulator's demo project and workspace.
+    pub fn new() -> Project {
+        let p = Project {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        p.write("tasks/taskform.yaml", &format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"));
+        p
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, text: &str) -> &Self {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        self
+    }
+
+    /// Writes `tasks/{name}.yaml`, a valid task.
+    pub fn task(&self, name: &str) -> &Self {
+        self.write(&format!("tasks/{name}.yaml"), &manifest(name, 10))
+    }
+
+    /// Writes `n` tasks named `t0000`...
+    pub fn tasks(&self, n: usize) -> &Self {
+        for i in 0..n {
+            self.task(&format!("t{i:04}"));
+        }
+        self
+    }
+
+    /// The binary, run in the project folder with a clean environment.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin());
+        c.current_dir(self.dir.path())
+            .env_clear()
+            .env("NO_COLOR", "1")
+            .args(args);
+        c
+    }
+
+    /// Runs to completion.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.cmd(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null());
+        let out = c.output().expect("run taskform");
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// `apply --yes tasks` against an endpoint with the demo token.
+    pub fn apply(&self, endpoint: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["apply", "--yes", "tasks", "--endpoint", endpoint];
+        args.extend_from_slice(extra);
+        self.run(&args, &[("TASKFORM_AUTH_TOKEN", TOKEN)])
+    }
+
+    /// `plan --format json tasks`, parsed.
+    pub fn plan_json(&self) -> Value {
+        let out = self.run(&["plan", "--format", "json", "tasks"], &[]);
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        serde_json::from_str(&out.stdout).expect("plan JSON")
+    }
+
+    pub fn state(&self) -> Value {
+        serde_json::from_slice(
+            &std::fs::read(self.path("state/taskform.json")).expect("state file"),
+        )
+        .expect("state JSON")
+    }
+
+    /// Every file the run left in the state folder, concatenated.
+    pub fn state_folder_text(&self) -> String {
+        let mut s = String::new();
+        if let Ok(rd) = std::fs::read_dir(self.path("state")) {
+            for e in rd.flatten() {
+                s.push_str(&String::from_utf8_lossy(
+                    &std::fs::read(e.path()).unwrap_or_default(),
+                ));
+            }
+        }
+        s
+    }
+}
+
+/// A valid manifest.
+pub fn manifest(name: &str, timeout: i64) -> String {
+    format!(
+        "name: {name}\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: {timeout}\ntask_config:\n  data_connection_name: dli_test\n  databaseName: [db1]\n"
+    )
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The emulator, as a child process on an ephemeral port.
+pub struct Emu {
+    child: Child,
+    pub url: String,
+    pub addr: String,
+    pub stderr: Arc<Mutex<String>>,
+}
+
+impl Emu {
+    pub fn start(args: &[&str]) -> Emu {
+        let mut c = Command::new(bin());
+        c.env_clear()
+            .args(["emulator", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn emulator");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("emulator URL");
+        let url = line.trim().to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "first line: {url:?}");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let addr = url.trim_start_matches("http://").to_string();
+        Emu {
+            child,
+            url,
+            addr,
+            stderr,
+        }
+    }
+
+    fn get(&self, path: &str) -> Value {
+        get_json(&self.addr, path)
+    }
+
+    /// Every task on the server.
+    pub fn tasks(&self) -> Vec<Value> {
+        self.get("/_emulator/tasks")["tasks"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every API request received.
+    pub fn requests(&self) -> Vec<Value> {
+        self.get("/_emulator/requests")["requests"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Create requests received.
+    pub fn creates(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r["path"].as_str().is_some_and(|p| p.ends_with("/create")))
+            .count()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Emu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.0 GET returning JSON.
+pub fn get_json(addr: &str, path: &str) -> Value {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8_lossy(&resp);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    serde_json::from_str(body).unwrap_or(Value::Null)
+}
+
+/// A request as the scripted server saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+}
+
+/// What the scripted server does with a request.
+pub enum Reply {
+    /// Status, extra headers, body.
+    Answer(u16, Vec<(&'static str, String)>, String),
+    /// Waits, then closes without answering.
+    Hang(Duration),
+    /// Closes the connection without answering.
+    Close,
+}
+
+type Script = dyn Fn(usize, &Received) -> Reply + Send + Sync;
+
+/// An HTTP server on an ephemeral port that answers by a script and records requests.
+pub struct Scripted {
+    pub url: String,
+    pub received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Scripted {
+    pub fn start(script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let rec = received.clone();
+        let script: Arc<Script> = Arc::new(script);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let rec = rec.clone();
+                let script = script.clone();
+                std::thread::spawn(move || serve(stream, &rec, &*script));
+            }
+        });
+        Scripted { url, received }
+    }
+
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+}
+
+fn serve(stream: TcpStream, rec: &Mutex<Vec<Received>>, script: &Script) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let mut start = String::new();
+        if reader.read_line(&mut start).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = start.split_whitespace();
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let len = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse::<usize>().ok())
+            .unwrap_or(0);
+        let mut body = vec![0; len];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let r = Received {
+            method,
+            path,
+            headers,
+            body,
+            at: Instant::now(),
+        };
+        let n = {
+            let mut g = rec.lock().unwrap();
+            g.push(r.clone());
+            g.len() - 1
+        };
+        match script(n, &r) {
+            Reply::Answer(status, extra, body) => {
+                let mut resp = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+                    body.len()
+                );
+                for (k, v) in extra {
+                    resp.push_str(&format!("{k}: {v}\r\n"));
+                }
+                resp.push_str("\r\n");
+                resp.push_str(&body);
+                if out.write_all(resp.as_bytes()).is_err() {
+                    return;
+                }
+            }
+            Reply::Hang(d) => {
+                std::thread::sleep(d);
+                return;
+            }
+            Reply::Close => return,
+        }
+    }
+}
+
+/// `{"task_id": "<n as 32 hex>"}`.
+pub fn created(n: usize) -> Reply {
+    Reply::Answer(200, vec![], format!("{{\"task_id\":\"{n:032x}\"}}"))
+}
+
+pub fn api_error(status: u16, code: &str, msg: &str) -> Reply {
+    Reply::Answer(
+        status,
+        vec![],
+        format!("{{\"error_code\":\"{code}\",\"error_msg\":\"{msg}\"}}"),
+    )
+}
+
+/// Waits until `f` holds or the timeout passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+pub fn file_exists(p: &Path) -> bool {
+    p.exists()
+}

@@ -219,10 +219,10 @@ impl Authenticator {
 
     async fn iam_token(&self) -> Result<Secret, AuthError> {
         let mut cached = self.cached.lock().await;
-        if let Some((tok, until)) = cached.as_ref() {
-            if Instant::now() < *until {
-                return Ok(tok.clone());
-            }
+        if let Some((tok, until)) = cached.as_ref()
+            && Instant::now() < *until
+        {
+            return Ok(tok.clone());
         }
         let Credentials::Password {
             user,

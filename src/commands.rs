@@ -121,11 +121,11 @@ pub fn plan(args: PlanArgs, env: Env) -> Exit {
             return Exit::Error;
         }
     };
-    if let Some(t) = known_target(&resolved) {
-        if let Err(msg) = state::check_target(&state, &t, &store.describe()) {
-            report_error(msg);
-            return Exit::Error;
-        }
+    if let Some(t) = known_target(&resolved)
+        && let Err(msg) = state::check_target(&state, &t, &store.describe())
+    {
+        report_error(msg);
+        return Exit::Error;
     }
     let plan = plan::plan(
         &loaded.manifests,

@@ -33,18 +33,14 @@ fn walk(
     errors: &mut Vec<InterpolationError>,
 ) {
     match value {
-        Value::String(s) => {
-            if s.contains('$') {
-                match expand(s, env) {
-                    Ok(expanded) => *s = expanded,
-                    Err((message, hint)) => errors.push(InterpolationError {
-                        path: path.clone(),
-                        message,
-                        hint,
-                    }),
-                }
-            }
-        }
+        Value::String(s) if s.contains('$') => match expand(s, env) {
+            Ok(expanded) => *s = expanded,
+            Err((message, hint)) => errors.push(InterpolationError {
+                path: path.clone(),
+                message,
+                hint,
+            }),
+        },
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 path.push(Seg::Index(i));

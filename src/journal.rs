@@ -350,10 +350,10 @@ fn writer_loop(mut file: File, rx: mpsc::Receiver<Pending>) {
                 acks.push(a);
             }
         }
-        if failed.is_none() {
-            if let Err(e) = file.write_all(&buf).and_then(|_| file.sync_data()) {
-                failed = Some(format!("cannot write the journal: {e}"));
-            }
+        if failed.is_none()
+            && let Err(e) = file.write_all(&buf).and_then(|_| file.sync_data())
+        {
+            failed = Some(format!("cannot write the journal: {e}"));
         }
         for a in acks.drain(..) {
             let _ = a.send(match &failed {

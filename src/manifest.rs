@@ -291,22 +291,22 @@ fn place(src: &str, display: &str, doc: usize, settings: &Settings, p: Problem) 
     if let Some((l, c)) = yaml::locate(src, doc, &p.path, p.target) {
         return Diagnostic::new(display, l, c, p.message).with_hint_opt(p.hint);
     }
-    if let (Some(file), Some(settings_src)) = (&settings.file, &settings.source) {
-        if !p.path.is_empty() {
-            let mut dpath = vec![Seg::Key("defaults".into())];
-            dpath.extend(p.path.iter().cloned());
-            if let Some((l, c)) = yaml::locate(settings_src, 0, &dpath, p.target) {
-                return Diagnostic::new(
-                    file,
-                    l,
-                    c,
-                    format!(
-                        "{} (from `defaults`, merged into the task in {display})",
-                        p.message
-                    ),
-                )
-                .with_hint_opt(p.hint);
-            }
+    if let (Some(file), Some(settings_src)) = (&settings.file, &settings.source)
+        && !p.path.is_empty()
+    {
+        let mut dpath = vec![Seg::Key("defaults".into())];
+        dpath.extend(p.path.iter().cloned());
+        if let Some((l, c)) = yaml::locate(settings_src, 0, &dpath, p.target) {
+            return Diagnostic::new(
+                file,
+                l,
+                c,
+                format!(
+                    "{} (from `defaults`, merged into the task in {display})",
+                    p.message
+                ),
+            )
+            .with_hint_opt(p.hint);
         }
     }
     let (l, c) = yaml::locate(src, doc, &[], Target::Value).unwrap_or((0, 0));

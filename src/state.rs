@@ -177,13 +177,12 @@ impl State {
             Err(e) => {
                 if let Ok(VersionOnly { version: Some(v) }) =
                     serde_json::from_slice::<VersionOnly>(bytes)
+                    && let Some(found) = v.as_u64().filter(|n| *n > VERSION)
                 {
-                    if let Some(found) = v.as_u64().filter(|n| *n > VERSION) {
-                        return Err(StateError::Newer {
-                            path: path.into(),
-                            found,
-                        });
-                    }
+                    return Err(StateError::Newer {
+                        path: path.into(),
+                        found,
+                    });
                 }
                 let detail = if e.is_eof() {
                     format!(

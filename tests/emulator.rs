@@ -94,7 +94,8 @@ async fn the_reference_example_is_created() {
 async fn documented_error_paths() {
     let api = Api::start(Config::default()).await;
     let create = path("create");
-    let cases: Vec<(Vec<(&str, &str)>, String, &str, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, String, &'a str, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("workspace", W)],
             create.clone(),

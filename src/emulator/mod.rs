@@ -346,7 +346,7 @@ impl Shared {
             return Ok(throttled(wait));
         }
         if let Err(a) = self.authenticate(method, path, query, headers, body) {
-            return Ok(a);
+            return Ok(*a);
         }
         if project != self.cfg.project_id {
             return Ok(error(
@@ -468,12 +468,11 @@ impl Shared {
         fields.insert("create_time".into(), created.unwrap_or_else(|| json!(now)));
         fields.insert("update_time".into(), json!(now));
         fields.insert("project_id".into(), json!(self.cfg.project_id));
-        if let Some(Value::Object(sc)) = fields.get_mut("schedule_config") {
-            if sc.get("schedule_type").and_then(Value::as_str) == Some("CRON")
-                && sc.get("enabled").and_then(Value::as_i64) == Some(1)
-            {
-                sc.insert("enabled".into(), json!(3));
-            }
+        if let Some(Value::Object(sc)) = fields.get_mut("schedule_config")
+            && sc.get("schedule_type").and_then(Value::as_str) == Some("CRON")
+            && sc.get("enabled").and_then(Value::as_i64) == Some(1)
+        {
+            sc.insert("enabled".into(), json!(3));
         }
         fields
     }
@@ -560,80 +559,80 @@ impl Shared {
         query: Option<&str>,
         headers: &hyper::HeaderMap,
         body: &[u8],
-    ) -> Result<(), Answer> {
+    ) -> Result<(), Box<Answer>> {
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         if let Some(tok) = header("x-auth-token") {
             return match &self.cfg.token {
                 Some(t) if t == tok => Ok(()),
-                _ => Err(error(
+                _ => Err(Box::new(error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: the token is invalid or expired.",
-                )),
+                ))),
             };
         }
         if let Some(auth) = header("authorization") {
             let (Some(ak), Some(sk)) = (&self.cfg.access_key, &self.cfg.secret_key) else {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: AK/SK authentication is not enabled.",
-                ));
+                )));
             };
             let Some(parsed) = signer::parse_authorization(auth) else {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: malformed Authorization header.",
-                ));
+                )));
             };
             if parsed.access_key != *ak {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: unknown access key.",
-                ));
+                )));
             }
             let Some(date) = header("x-sdk-date") else {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: the X-Sdk-Date header is missing.",
-                ));
+                )));
             };
             let Some(when) = signer::parse_sdk_date(date) else {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: X-Sdk-Date is malformed.",
-                ));
+                )));
             };
             if (time::OffsetDateTime::now_utc().unix_timestamp() - when).abs() > 15 * 60 {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "APIGW.0303",
                     "Incorrect app authentication information: the request date is more than 15 minutes from the server time.",
-                ));
+                )));
             }
             if !parsed.signed_headers.iter().any(|h| h == "host")
                 || !parsed.signed_headers.iter().any(|h| h == "x-sdk-date")
             {
-                return Err(error(
+                return Err(Box::new(error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: host and x-sdk-date must be signed.",
-                ));
+                )));
             }
             let mut signed = Vec::new();
             for h in &parsed.signed_headers {
                 let Some(v) = header(h) else {
-                    return Err(error(
+                    return Err(Box::new(error(
                         401,
                         "APIGW.0301",
                         format!(
                             "Incorrect IAM authentication information: signed header {h} is missing."
                         ),
-                    ));
+                    )));
                 };
                 signed.push((h.clone(), v.to_string()));
             }
@@ -648,18 +647,18 @@ impl Shared {
             return if expected == parsed.signature {
                 Ok(())
             } else {
-                Err(error(
+                Err(Box::new(error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: verify AK/SK signature failed.",
-                ))
+                )))
             };
         }
-        Err(error(
+        Err(Box::new(error(
             401,
             "APIGW.0301",
             "Incorrect IAM authentication information: no X-Auth-Token or Authorization header.",
-        ))
+        )))
     }
 }
 

@@ -55,10 +55,10 @@ pub fn task_body(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
         }
     }
     for f in OPTIONAL_STRINGS {
-        if let Some(v) = map.get(*f) {
-            if !(v.is_string() || v.is_null()) {
-                return Err(("DLG.0003", format!("The parameter {f} must be a String.")));
-            }
+        if let Some(v) = map.get(*f)
+            && !(v.is_string() || v.is_null())
+        {
+            return Err(("DLG.0003", format!("The parameter {f} must be a String.")));
         }
     }
     match map.get("task_config") {
@@ -73,13 +73,13 @@ pub fn task_body(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
             ));
         }
     }
-    if let Some(v) = map.get("parameter_config") {
-        if !(v.is_array() || v.is_null()) {
-            return Err((
-                "DLG.0003",
-                "The parameter parameter_config must be an Array.".into(),
-            ));
-        }
+    if let Some(v) = map.get("parameter_config")
+        && !(v.is_array() || v.is_null())
+    {
+        return Err((
+            "DLG.0003",
+            "The parameter parameter_config must be an Array.".into(),
+        ));
     }
     let sc = match map.get("schedule_config") {
         Some(Value::Object(sc)) => sc,
@@ -101,7 +101,7 @@ pub fn task_body(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
             continue;
         }
         if SCHEDULE_INTEGERS.contains(&k.as_str())
-            && !v.as_i64().is_some_and(|n| i32::try_from(n).is_ok())
+            && v.as_i64().is_none_or(|n| i32::try_from(n).is_err())
         {
             return Err((
                 "DLG.0003",

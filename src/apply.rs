@@ -147,14 +147,12 @@ pub async fn execute(
         let Some(m) = t.manifest.and_then(|i| manifests.get(i)) else {
             continue;
         };
-        let body = crate::hash::canonical_json(&m.body);
         let job = Job {
             name: m.name.clone(),
             action: t.action,
             hash: m.hash.clone(),
             file: m.file.clone(),
-            body,
-            value: m.body.clone(),
+            body: m.canonical.clone(),
         };
         let (sem, pacer, stop, auth_failure, api, journal, opts, cancel, done) = (
             sem.clone(),
@@ -200,8 +198,8 @@ struct Job {
     action: Action,
     hash: String,
     file: String,
-    body: Vec<u8>,
-    value: serde_json::Value,
+    /// The canonical JSON body: sent as is, and recorded as the applied body.
+    body: String,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -264,7 +262,7 @@ async fn run_one(
         }
         pacer.wait().await;
         result.attempts += 1;
-        let outcome = api.create(&job.body).await;
+        let outcome = api.create(job.body.as_bytes()).await;
         match outcome {
             Outcome::Created(id) => {
                 pacer.succeeded();
@@ -274,7 +272,7 @@ async fn run_one(
                     task_id: id.clone(),
                     file: Some(job.file.clone()),
                     at: crate::clock::now_rfc3339(),
-                    body: Some(job.value.clone()),
+                    body: serde_json::value::RawValue::from_string(job.body.clone()).ok(),
                 };
                 if let Err(e) = journal.append(&rec).await {
                     // The ID is only in memory now: say it loudly so it can be recorded by hand.

@@ -24,9 +24,11 @@ pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 pub struct Manifest {
     /// The task's identity.
     pub name: String,
-    /// The exact request body (manifest + defaults, interpolated).
-    pub body: Value,
-    /// `sha256:<hex>` of the canonical JSON of `body`.
+    /// The exact request body (manifest + defaults, interpolated) as RFC 8785
+    /// canonical JSON: what apply sends, byte for byte. Kept as text rather than a
+    /// parsed value so that 10,000 manifests stay small in memory; see [`Manifest::body`].
+    pub canonical: String,
+    /// `sha256:<hex>` of `canonical`.
     pub hash: String,
     /// Path relative to DIR with `/` separators (what the state records).
     pub file: String,
@@ -34,6 +36,33 @@ pub struct Manifest {
     pub display: String,
     /// Index of the YAML document within the file.
     pub doc_index: usize,
+}
+
+impl Manifest {
+    /// The request body as a JSON value (parsed from the canonical text).
+    pub fn body(&self) -> Value {
+        serde_json::from_str(&self.canonical).unwrap_or(Value::Null)
+    }
+
+    /// Builds a manifest from a body (computes the canonical text and the hash).
+    pub fn from_body(
+        name: String,
+        body: &Value,
+        file: String,
+        display: String,
+        doc_index: usize,
+    ) -> Manifest {
+        let canonical = String::from_utf8(hash::canonical_json(body)).unwrap_or_default();
+        let hash = hash::sha256_tagged(canonical.as_bytes());
+        Manifest {
+            name,
+            canonical,
+            hash,
+            file,
+            display,
+            doc_index,
+        }
+    }
 }
 
 /// Everything read from DIR.
@@ -272,15 +301,13 @@ fn load_file(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        let hash = hash::content_hash(&body);
-        result.manifests.push(Manifest {
+        result.manifests.push(Manifest::from_body(
             name,
-            body,
-            hash,
-            file: rel.to_string(),
-            display: display.clone(),
-            doc_index: doc.index,
-        });
+            &body,
+            rel.to_string(),
+            display.clone(),
+            doc.index,
+        ));
     }
     result
 }

@@ -168,14 +168,15 @@ mod tests {
     use crate::state::{InDoubt, TaskRecord};
 
     fn manifest(name: &str, hash: &str) -> Manifest {
-        Manifest {
-            name: name.into(),
-            body: serde_json::json!({"name": name}),
-            hash: hash.into(),
-            file: format!("{name}.yaml"),
-            display: format!("d/{name}.yaml"),
-            doc_index: 0,
-        }
+        let mut m = Manifest::from_body(
+            name.into(),
+            &serde_json::json!({"name": name}),
+            format!("{name}.yaml"),
+            format!("d/{name}.yaml"),
+            0,
+        );
+        m.hash = hash.into();
+        m
     }
 
     fn record(id: &str, hash: &str) -> TaskRecord {

@@ -102,11 +102,15 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
         out.push('\n');
         match t.action {
             Action::Replace => {
-                let new = t.manifest.and_then(|i| manifests.get(i)).map(|m| &m.body);
-                let old = state.tasks.get(&t.name).and_then(|r| r.body.as_ref());
+                let new = t.manifest.and_then(|i| manifests.get(i)).map(|m| m.body());
+                let old = state
+                    .tasks
+                    .get(&t.name)
+                    .and_then(|r| r.body.as_ref())
+                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b.get()).ok());
                 match (old, new) {
                     (Some(old), Some(new)) => {
-                        for c in diff::diff(old, new) {
+                        for c in diff::diff(&old, &new) {
                             let line = match c {
                                 Change::Added { path, new } => {
                                     style.green(&format!("+ {path}: {}", value_text(&new)))

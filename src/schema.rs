@@ -318,7 +318,27 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
 }
 
 /// Parses a Quartz-style cron expression (seconds first, optional year, `?` allowed).
+/// Results are cached per thread: repos repeat a few expressions many times, and
+/// parsing one costs more than loading the rest of a manifest.
 pub fn parse_cron(expr: &str) -> Result<(), String> {
+    thread_local! {
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Result<(), String>>> = Default::default();
+    }
+    if let Some(hit) = CACHE.with(|c| c.borrow().get(expr).cloned()) {
+        return hit;
+    }
+    let result = parse_cron_uncached(expr);
+    CACHE.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= 4096 {
+            c.clear();
+        }
+        c.insert(expr.to_string(), result.clone());
+    });
+    result
+}
+
+fn parse_cron_uncached(expr: &str) -> Result<(), String> {
     let fields = expr.split_whitespace().count();
     if !(6..=7).contains(&fields) {
         return Err(format!(

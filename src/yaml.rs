@@ -12,7 +12,6 @@
 
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
-use std::collections::HashSet;
 use std::fmt;
 
 /// A YAML problem at a position (1-based line and column; 0 when unknown).
@@ -143,8 +142,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut out = Map::new();
-        let mut seen = HashSet::new();
-        while let Some(key) = map.next_key_seed(KeySeed { seen: &mut seen })? {
+        while let Some(key) = map.next_key_seed(KeySeed { seen: &out })? {
             let value = map.next_value_seed(JsonSeed)?;
             out.insert(key, value);
         }
@@ -159,7 +157,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
 
 /// Reads a mapping key: it must be a string and must not repeat.
 struct KeySeed<'a> {
-    seen: &'a mut HashSet<String>,
+    seen: &'a Map<String, Value>,
 }
 
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
@@ -175,7 +173,13 @@ impl<'de> Visitor<'de> for KeySeed<'_> {
         f.write_str("a string key")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        if !self.seen.insert(v.to_owned()) {
+        // Small mappings (nearly all of a task) are cheaper to scan than to hash.
+        let duplicate = if self.seen.len() <= 16 {
+            self.seen.keys().any(|k| k == v)
+        } else {
+            self.seen.contains_key(v)
+        };
+        if duplicate {
             return Err(E::custom(format!("duplicate key `{v}`")));
         }
         Ok(v.to_owned())

@@ -18,13 +18,15 @@ fn value() -> impl Strategy<Value = Value> {
     leaf().prop_recursive(3, 24, 5, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
-            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..5).prop_map(|m| Value::Object(m.into_iter().collect())),
+            prop::collection::btree_map("[a-z_]{1,8}", inner, 0..5)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
         ]
     })
 }
 
 fn body() -> impl Strategy<Value = Value> {
-    prop::collection::btree_map("[a-z_]{1,10}", value(), 1..8).prop_map(|m| Value::Object(m.into_iter().collect()))
+    prop::collection::btree_map("[a-z_]{1,10}", value(), 1..8)
+        .prop_map(|m| Value::Object(m.into_iter().collect()))
 }
 
 /// The same value with every mapping's keys in reverse order.

@@ -16,7 +16,7 @@ use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
 /// Knobs of an apply.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct ApplyOptions {
     /// First backoff delay; doubles per attempt, with full jitter.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// Show a progress bar on stderr (a terminal); otherwise a log line per task.
+    pub progress_bar: bool,
 }
 
 impl Default for ApplyOptions {
@@ -40,6 +42,7 @@ impl Default for ApplyOptions {
             max_attempts: 5,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
+            progress_bar: false,
         }
     }
 }
@@ -126,6 +129,31 @@ fn backoff(opts: &ApplyOptions, attempt: u32) -> Duration {
     Duration::from_secs_f64(exp.as_secs_f64() * (0.5 + fastrand::f64() * 0.5))
 }
 
+/// What every task of one apply shares.
+struct Run {
+    api: Arc<dyn TaskApi>,
+    journal: Arc<dyn Journal>,
+    opts: ApplyOptions,
+    /// Bounds the requests in flight (not the journal writes around them).
+    slots: Semaphore,
+    pacer: Pacer,
+    /// Set after a refused credential or a journal that cannot be written.
+    stop: AtomicBool,
+    cancel: watch::Receiver<bool>,
+    /// Every record given to the journal, in order, so that the state can be updated
+    /// from memory even when the journal could not be written.
+    records: std::sync::Mutex<Vec<Record>>,
+    progress: Option<indicatif::ProgressBar>,
+}
+
+/// What an apply did.
+pub struct Applied {
+    /// One per task sent (or skipped), in plan order.
+    pub results: Vec<TaskResult>,
+    /// The journal records, in order: fold them into the state with [`crate::journal::replay`].
+    pub records: Vec<Record>,
+}
+
 /// Sends every create/replace of `plan` and returns a result per sent task, in plan
 /// order. `cancel` turning true stops new sends.
 pub async fn execute(
@@ -135,51 +163,30 @@ pub async fn execute(
     journal: Arc<dyn Journal>,
     opts: &ApplyOptions,
     cancel: watch::Receiver<bool>,
-) -> Vec<TaskResult> {
-    let sem = Arc::new(Semaphore::new(opts.concurrency.max(1)));
-    let pacer = Arc::new(Pacer::new(opts.max_rate));
-    let stop = Arc::new(AtomicBool::new(false));
-    let auth_failure: Arc<Mutex<Option<Failure>>> = Arc::new(Mutex::new(None));
+) -> Applied {
+    let run = Arc::new(Run {
+        api,
+        journal,
+        slots: Semaphore::new(opts.concurrency.max(1)),
+        pacer: Pacer::new(opts.max_rate),
+        opts: opts.clone(),
+        stop: AtomicBool::new(false),
+        cancel,
+        records: std::sync::Mutex::new(Vec::new()),
+        progress: opts.progress_bar.then(|| progress_bar(plan.to_send().count() as u64)),
+    });
     let mut handles = Vec::new();
-    let total = plan.to_send().count();
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     for t in plan.to_send() {
         let Some(m) = t.manifest.and_then(|i| manifests.get(i)) else {
             continue;
         };
-        let job = Job {
-            name: m.name.clone(),
-            action: t.action,
-            hash: m.hash.clone(),
-            file: m.file.clone(),
-            body: m.canonical.clone(),
-        };
-        let (sem, pacer, stop, auth_failure, api, journal, opts, cancel, done) = (
-            sem.clone(),
-            pacer.clone(),
-            stop.clone(),
-            auth_failure.clone(),
-            api.clone(),
-            journal.clone(),
-            opts.clone(),
-            cancel.clone(),
-            done.clone(),
-        );
+        let job = Job { name: m.name.clone(), action: t.action, hash: m.hash.clone(), file: m.file.clone(), body: m.canonical.clone() };
+        let run = run.clone();
         handles.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let r = run_one(
-                job,
-                &*api,
-                &*journal,
-                &pacer,
-                &opts,
-                &stop,
-                &auth_failure,
-                &cancel,
-            )
-            .await;
-            let n = done.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::debug!(done = n, total, "progress");
+            let r = run.one(job).await;
+            if let Some(pb) = &run.progress {
+                pb.inc(1);
+            }
             r
         }));
     }
@@ -190,7 +197,20 @@ pub async fn execute(
             Err(e) => tracing::error!(error = %e, "a create task panicked"),
         }
     }
-    results
+    if let Some(pb) = &run.progress {
+        pb.finish_and_clear();
+    }
+    let records = std::mem::take(&mut *run.records.lock().unwrap_or_else(|p| p.into_inner()));
+    Applied { results, records }
+}
+
+fn progress_bar(len: u64) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} creating [{bar:30}] {pos}/{len} {per_sec} eta {eta}") {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
 }
 
 struct Job {
@@ -202,157 +222,134 @@ struct Job {
     body: String,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_one(
-    job: Job,
-    api: &dyn TaskApi,
-    journal: &dyn Journal,
-    pacer: &Pacer,
-    opts: &ApplyOptions,
-    stop: &AtomicBool,
-    auth_failure: &Mutex<Option<Failure>>,
-    cancel: &watch::Receiver<bool>,
-) -> TaskResult {
-    let mut result = TaskResult {
-        name: job.name.clone(),
-        action: job.action,
-        outcome: TaskOutcome::Skipped,
-        task_id: None,
-        file: Some(job.file.clone()),
-        http_status: None,
-        error_code: None,
-        error_msg: None,
-        attempts: 0,
-    };
-    let stopped = |result: &mut TaskResult, why: &str| {
-        result.outcome = TaskOutcome::Skipped;
-        result.error_msg = Some(why.to_string());
-    };
-    if *cancel.borrow() {
-        stopped(&mut result, "not sent: interrupted");
-        return result;
+impl Job {
+    fn failed(&self) -> Record {
+        Record::Failed { name: self.name.clone(), hash: self.hash.clone() }
     }
-    if stop.load(Ordering::SeqCst) {
-        stopped(
-            &mut result,
-            "not sent: the credential was refused for another task",
-        );
-        return result;
+}
+
+impl Run {
+    /// Journals a record and waits until it is durable.
+    async fn record(&self, rec: Record) -> Result<(), String> {
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).push(rec.clone());
+        self.journal.append(&rec).await
     }
-    let intent = Record::Intent {
-        name: job.name.clone(),
-        hash: job.hash.clone(),
-        file: Some(job.file.clone()),
-        at: crate::clock::now_rfc3339(),
-    };
-    if let Err(e) = journal.append(&intent).await {
-        stopped(&mut result, &format!("not sent: {e}"));
-        stop.store(true, Ordering::SeqCst);
-        return result;
+
+    /// Journals a record without waiting (it is durable before any later `record`).
+    fn note(&self, rec: Record) {
+        self.journal.append_nowait(&rec);
+        self.records.lock().unwrap_or_else(|p| p.into_inner()).push(rec);
     }
-    loop {
-        if *cancel.borrow() && result.attempts > 0 {
-            // A retry that was never answered by a create cannot have made a task.
-            journal.append_nowait(&Record::Failed {
-                name: job.name.clone(),
-                hash: job.hash.clone(),
-            });
-            stopped(&mut result, "not sent again: interrupted");
-            return result;
+
+    async fn one(&self, job: Job) -> TaskResult {
+        let mut result = TaskResult {
+            name: job.name.clone(),
+            action: job.action,
+            outcome: TaskOutcome::Skipped,
+            task_id: None,
+            file: Some(job.file.clone()),
+            http_status: None,
+            error_code: None,
+            error_msg: None,
+            attempts: 0,
+        };
+        let skipped = |mut result: TaskResult, why: String| {
+            result.outcome = TaskOutcome::Skipped;
+            result.error_msg = Some(why);
+            result
+        };
+        // The slot covers the intent record and the requests, so that the created
+        // record's fsync does not hold back the next send.
+        let slot = self.slots.acquire().await;
+        if *self.cancel.borrow() {
+            return skipped(result, "not sent: interrupted".into());
         }
-        pacer.wait().await;
-        result.attempts += 1;
-        let outcome = api.create(job.body.as_bytes()).await;
-        match outcome {
-            Outcome::Created(id) => {
-                pacer.succeeded();
-                let rec = Record::Created {
-                    name: job.name.clone(),
-                    hash: job.hash.clone(),
-                    task_id: id.clone(),
-                    file: Some(job.file.clone()),
-                    at: crate::clock::now_rfc3339(),
-                    body: serde_json::value::RawValue::from_string(job.body.clone()).ok(),
-                };
-                if let Err(e) = journal.append(&rec).await {
-                    // The ID is only in memory now: say it loudly so it can be recorded by hand.
-                    tracing::error!(task = %job.name, task_id = %id, error = %e, "task created but its ID could not be journaled; record it by hand if the state write also fails");
-                    stop.store(true, Ordering::SeqCst);
-                }
-                tracing::info!(task = %job.name, task_id = %id, action = job.action.as_str(), "created");
-                result.outcome = TaskOutcome::Created;
-                result.task_id = Some(id);
-                return result;
+        if self.stop.load(Ordering::SeqCst) {
+            return skipped(result, "not sent: the run stopped after an earlier error (see above)".into());
+        }
+        let intent = Record::Intent { name: job.name.clone(), hash: job.hash.clone(), file: Some(job.file.clone()), at: crate::clock::now_rfc3339() };
+        if let Err(e) = self.record(intent).await {
+            self.stop.store(true, Ordering::SeqCst);
+            return skipped(result, format!("not sent: {e}"));
+        }
+        let id = loop {
+            if *self.cancel.borrow() && result.attempts > 0 {
+                // Every earlier attempt was answered with "nothing created".
+                self.note(job.failed());
+                return skipped(result, "not sent again: interrupted".into());
             }
-            Outcome::Retry {
-                failure,
-                retry_after,
-                throttled,
-            } => {
-                if throttled {
-                    pacer.throttled();
+            self.pacer.wait().await;
+            result.attempts += 1;
+            match self.api.create(job.body.as_bytes()).await {
+                Outcome::Created(id) => break id,
+                Outcome::Retry { failure, retry_after, throttled } => {
+                    if throttled {
+                        self.pacer.throttled();
+                    }
+                    if result.attempts >= self.opts.max_attempts {
+                        self.note(job.failed());
+                        tracing::warn!(task = %job.name, attempts = result.attempts, error = %failure, "giving up after retries");
+                        fill_failure(&mut result, &failure);
+                        result.error_msg = Some(format!("{} (gave up after {} attempts)", failure.error_msg, result.attempts));
+                        result.outcome = TaskOutcome::Failed;
+                        return result;
+                    }
+                    let wait = retry_after
+                        .map(|r| r + Duration::from_millis(fastrand::u64(0..250)))
+                        .unwrap_or_else(|| backoff(&self.opts, result.attempts - 1));
+                    tracing::info!(task = %job.name, attempt = result.attempts, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
+                    let mut c = self.cancel.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = c.wait_for(|v| *v) => {}
+                    }
                 }
-                if result.attempts >= opts.max_attempts {
-                    journal.append_nowait(&Record::Failed {
-                        name: job.name.clone(),
-                        hash: job.hash.clone(),
-                    });
-                    tracing::warn!(task = %job.name, attempts = result.attempts, error = %failure, "giving up after retries");
+                Outcome::Failed(failure) => {
+                    self.note(job.failed());
+                    tracing::warn!(task = %job.name, file = %job.file, error = %failure, "create refused");
                     fill_failure(&mut result, &failure);
-                    result.error_msg = Some(format!(
-                        "{} (gave up after {} attempts)",
-                        result.error_msg.clone().unwrap_or_default(),
-                        result.attempts
-                    ));
                     result.outcome = TaskOutcome::Failed;
                     return result;
                 }
-                let wait = retry_after
-                    .map(|r| r + Duration::from_millis(fastrand::u64(0..250)))
-                    .unwrap_or_else(|| backoff(opts, result.attempts - 1));
-                tracing::info!(task = %job.name, attempt = result.attempts, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
-                let mut c = cancel.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = c.wait_for(|v| *v) => {}
+                Outcome::Unauthorized(failure) => {
+                    self.note(job.failed());
+                    self.stop.store(true, Ordering::SeqCst);
+                    fill_failure(&mut result, &failure);
+                    result.outcome = TaskOutcome::Failed;
+                    return result;
+                }
+                Outcome::InDoubt(reason) => {
+                    self.note(Record::InDoubt { name: job.name.clone(), hash: job.hash.clone(), reason: reason.clone() });
+                    tracing::warn!(task = %job.name, reason = %reason, "create outcome unknown; recorded as in doubt");
+                    result.outcome = TaskOutcome::InDoubt;
+                    result.error_msg = Some(reason);
+                    return result;
                 }
             }
-            Outcome::Failed(failure) => {
-                journal.append_nowait(&Record::Failed {
-                    name: job.name.clone(),
-                    hash: job.hash.clone(),
-                });
-                tracing::warn!(task = %job.name, file = %job.file, error = %failure, "create refused");
-                fill_failure(&mut result, &failure);
-                result.outcome = TaskOutcome::Failed;
-                return result;
-            }
-            Outcome::Unauthorized(failure) => {
-                journal.append_nowait(&Record::Failed {
-                    name: job.name.clone(),
-                    hash: job.hash.clone(),
-                });
-                stop.store(true, Ordering::SeqCst);
-                let mut first = auth_failure.lock().await;
-                if first.is_none() {
-                    *first = Some(failure.clone());
-                }
-                fill_failure(&mut result, &failure);
-                result.outcome = TaskOutcome::Failed;
-                return result;
-            }
-            Outcome::InDoubt(reason) => {
-                journal.append_nowait(&Record::InDoubt {
-                    name: job.name.clone(),
-                    hash: job.hash.clone(),
-                    reason: reason.clone(),
-                });
-                tracing::warn!(task = %job.name, reason = %reason, "create outcome unknown; recorded as in doubt");
-                result.outcome = TaskOutcome::InDoubt;
-                result.error_msg = Some(reason);
-                return result;
-            }
+        };
+        drop(slot);
+        self.pacer.succeeded();
+        let rec = Record::Created {
+            name: job.name.clone(),
+            hash: job.hash.clone(),
+            task_id: id.clone(),
+            file: Some(job.file.clone()),
+            at: crate::clock::now_rfc3339(),
+            body: serde_json::value::RawValue::from_string(job.body).ok(),
+        };
+        if let Err(e) = self.record(rec).await {
+            // The ID is in memory only: the state written at the end of the run holds it.
+            tracing::error!(task = %job.name, task_id = %id, error = %e, "task created but its ID could not be journaled");
+            self.stop.store(true, Ordering::SeqCst);
         }
+        if self.progress.is_some() {
+            tracing::debug!(task = %job.name, task_id = %id, action = job.action.as_str(), "created");
+        } else {
+            tracing::info!(task = %job.name, task_id = %id, action = job.action.as_str(), "created");
+        }
+        result.outcome = TaskOutcome::Created;
+        result.task_id = Some(id);
+        result
     }
 }
 

@@ -396,7 +396,7 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
         std::process::exit(Exit::Interrupted.code());
     });
     let started = std::time::Instant::now();
-    let results = crate::apply::execute(
+    let crate::apply::Applied { results, records } = crate::apply::execute(
         &plan,
         &loaded.manifests,
         client.clone(),
@@ -413,8 +413,10 @@ async fn apply_async(args: ApplyArgs, env: Env<'_>) -> Exit {
     );
     journal.close();
 
-    // Fold the journal through the same path a crash recovery takes.
-    let persisted = store.load().and_then(|mut s| store.persist(&mut s));
+    // The records the journal holds, applied to the state in memory: the state is
+    // complete even if a journal write failed (disk full) after a task was created.
+    crate::journal::replay(&mut state, &records);
+    let persisted = store.persist(&mut state);
     let mut exit = Exit::Ok;
     if let Err(e) = persisted {
         report_error(format!(

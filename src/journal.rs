@@ -174,11 +174,17 @@ pub fn fold(state: &mut State, records: &[Record], path: &str) -> Result<bool, J
             expected: state.serial,
         });
     }
+    Ok(replay(state, &records[1..]))
+}
+
+/// Applies records (without an `open` header) to `state`, as folding does. Returns
+/// whether anything was applied.
+pub fn replay(state: &mut State, records: &[Record]) -> bool {
     let mut changed = false;
-    for r in &records[1..] {
+    for r in records {
         changed |= apply(state, r);
     }
-    Ok(changed)
+    changed
 }
 
 /// Applies one record; idempotent, so replaying a journal twice changes nothing more.

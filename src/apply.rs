@@ -173,14 +173,22 @@ pub async fn execute(
         stop: AtomicBool::new(false),
         cancel,
         records: std::sync::Mutex::new(Vec::new()),
-        progress: opts.progress_bar.then(|| progress_bar(plan.to_send().count() as u64)),
+        progress: opts
+            .progress_bar
+            .then(|| progress_bar(plan.to_send().count() as u64)),
     });
     let mut handles = Vec::new();
     for t in plan.to_send() {
         let Some(m) = t.manifest.and_then(|i| manifests.get(i)) else {
             continue;
         };
-        let job = Job { name: m.name.clone(), action: t.action, hash: m.hash.clone(), file: m.file.clone(), body: m.canonical.clone() };
+        let job = Job {
+            name: m.name.clone(),
+            action: t.action,
+            hash: m.hash.clone(),
+            file: m.file.clone(),
+            body: m.canonical.clone(),
+        };
         let run = run.clone();
         handles.push(tokio::spawn(async move {
             let r = run.one(job).await;
@@ -205,8 +213,13 @@ pub async fn execute(
 }
 
 fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    let pb = indicatif::ProgressBar::with_draw_target(Some(len), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template("{spinner} creating [{bar:30}] {pos}/{len} {per_sec} eta {eta}") {
+    let pb = indicatif::ProgressBar::with_draw_target(
+        Some(len),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} creating [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+    ) {
         pb.set_style(style.progress_chars("=> "));
     }
     pb.enable_steady_tick(Duration::from_millis(120));
@@ -224,21 +237,30 @@ struct Job {
 
 impl Job {
     fn failed(&self) -> Record {
-        Record::Failed { name: self.name.clone(), hash: self.hash.clone() }
+        Record::Failed {
+            name: self.name.clone(),
+            hash: self.hash.clone(),
+        }
     }
 }
 
 impl Run {
     /// Journals a record and waits until it is durable.
     async fn record(&self, rec: Record) -> Result<(), String> {
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).push(rec.clone());
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rec.clone());
         self.journal.append(&rec).await
     }
 
     /// Journals a record without waiting (it is durable before any later `record`).
     fn note(&self, rec: Record) {
         self.journal.append_nowait(&rec);
-        self.records.lock().unwrap_or_else(|p| p.into_inner()).push(rec);
+        self.records
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(rec);
     }
 
     async fn one(&self, job: Job) -> TaskResult {
@@ -265,9 +287,17 @@ impl Run {
             return skipped(result, "not sent: interrupted".into());
         }
         if self.stop.load(Ordering::SeqCst) {
-            return skipped(result, "not sent: the run stopped after an earlier error (see above)".into());
+            return skipped(
+                result,
+                "not sent: the run stopped after an earlier error (see above)".into(),
+            );
         }
-        let intent = Record::Intent { name: job.name.clone(), hash: job.hash.clone(), file: Some(job.file.clone()), at: crate::clock::now_rfc3339() };
+        let intent = Record::Intent {
+            name: job.name.clone(),
+            hash: job.hash.clone(),
+            file: Some(job.file.clone()),
+            at: crate::clock::now_rfc3339(),
+        };
         if let Err(e) = self.record(intent).await {
             self.stop.store(true, Ordering::SeqCst);
             return skipped(result, format!("not sent: {e}"));
@@ -282,7 +312,11 @@ impl Run {
             result.attempts += 1;
             match self.api.create(job.body.as_bytes()).await {
                 Outcome::Created(id) => break id,
-                Outcome::Retry { failure, retry_after, throttled } => {
+                Outcome::Retry {
+                    failure,
+                    retry_after,
+                    throttled,
+                } => {
                     if throttled {
                         self.pacer.throttled();
                     }
@@ -290,7 +324,10 @@ impl Run {
                         self.note(job.failed());
                         tracing::warn!(task = %job.name, attempts = result.attempts, error = %failure, "giving up after retries");
                         fill_failure(&mut result, &failure);
-                        result.error_msg = Some(format!("{} (gave up after {} attempts)", failure.error_msg, result.attempts));
+                        result.error_msg = Some(format!(
+                            "{} (gave up after {} attempts)",
+                            failure.error_msg, result.attempts
+                        ));
                         result.outcome = TaskOutcome::Failed;
                         return result;
                     }
@@ -319,7 +356,11 @@ impl Run {
                     return result;
                 }
                 Outcome::InDoubt(reason) => {
-                    self.note(Record::InDoubt { name: job.name.clone(), hash: job.hash.clone(), reason: reason.clone() });
+                    self.note(Record::InDoubt {
+                        name: job.name.clone(),
+                        hash: job.hash.clone(),
+                        reason: reason.clone(),
+                    });
                     tracing::warn!(task = %job.name, reason = %reason, "create outcome unknown; recorded as in doubt");
                     result.outcome = TaskOutcome::InDoubt;
                     result.error_msg = Some(reason);

@@ -255,7 +255,9 @@ fn main() {
                     concurrency: a.concurrency as usize,
                     max_rate: a.max_rate.max(0.0),
                     max_attempts: a.max_attempts,
-                    progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr()) && matches!(cli.log_format, LogFormat::Text) && cli.verbose == 0,
+                    progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr())
+                        && matches!(cli.log_format, LogFormat::Text)
+                        && cli.verbose == 0,
                     ..ApplyOptions::default()
                 },
                 timeout: seconds(a.timeout),

@@ -24,6 +24,7 @@ pub mod logging;
 pub mod manifest;
 pub mod plan;
 pub mod render;
+pub mod saved_plan;
 pub mod schema;
 pub mod settings;
 pub mod signals;

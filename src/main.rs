@@ -56,6 +56,7 @@ enum Color {
 enum OutputFormat {
     Text,
     Json,
+    Markdown,
 }
 
 #[derive(Subcommand)]
@@ -82,6 +83,16 @@ enum Command {
         /// Plan in-doubt tasks as creates again (may make a duplicate on the server).
         #[arg(long)]
         recreate_in_doubt: bool,
+        /// Also write the plan to FILE (JSON), for `taskform apply FILE` and `taskform show FILE`.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Render a saved plan file.
+    Show {
+        /// A plan file written by `plan --out`.
+        file: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Create the tasks the plan lists (create/replace), recording every returned ID.
     #[command(after_help = EXIT_CODES)]
@@ -92,8 +103,9 @@ enum Command {
 
 #[derive(Args)]
 struct ApplyCli {
-    #[arg(default_value = ".")]
-    dir: PathBuf,
+    /// A manifest folder (plan now), or a plan file from `plan --out` (apply exactly that plan, no prompt).
+    #[arg(default_value = ".", value_name = "DIR|PLAN_FILE")]
+    path: PathBuf,
     #[command(flatten)]
     target: TargetArgs,
     /// Output format (json: one result document on stdout).
@@ -206,6 +218,7 @@ fn format(f: OutputFormat) -> Format {
     match f {
         OutputFormat::Text => Format::Text,
         OutputFormat::Json => Format::Json,
+        OutputFormat::Markdown => Format::Markdown,
     }
 }
 
@@ -234,6 +247,7 @@ fn main() {
             format: f,
             detailed_exitcode,
             recreate_in_doubt,
+            out,
         } => commands::plan(
             PlanArgs {
                 dir,
@@ -242,12 +256,13 @@ fn main() {
                 detailed_exitcode,
                 recreate_in_doubt,
                 color,
+                out,
             },
             &env,
         ),
         Command::Apply(a) => commands::apply(
             commands::ApplyArgs {
-                dir: a.dir,
+                path: a.path,
                 target: a.target.into(),
                 format: format(a.format),
                 yes: a.yes,
@@ -268,6 +283,7 @@ fn main() {
             },
             &env,
         ),
+        Command::Show { file, format: f } => commands::show(file, format(f), color),
         Command::Emulator(e) => commands::emulator(taskform::emulator::Config {
             listen: e.listen,
             data: e.data,

@@ -1,43 +1,50 @@
-//! Rendering plans for people (text) and programs (JSON).
+//! Rendering plans and apply results for people (text), programs (JSON) and pull
+//! requests (Markdown). Everything renders from a [`SavedPlan`], so a plan shown now
+//! and a saved plan shown later look the same.
 
+use crate::apply::{TaskOutcome, TaskResult};
 use crate::diff::{self, Change};
-use crate::manifest::Manifest;
-use crate::plan::{Action, Plan};
-use crate::state::State;
+use crate::plan::Action;
+use crate::saved_plan::{Entry, SavedPlan};
 use crate::style::Style;
 use serde::Serialize;
+use serde_json::Value;
 use std::fmt::Write;
 
-/// Output format of plan and apply.
+/// Output format of plan, apply and show.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     #[default]
     Text,
     Json,
+    Markdown,
 }
+
+/// GitHub's limit on one comment; the Markdown plan stays under it.
+pub const MARKDOWN_LIMIT: usize = 65_536;
 
 /// The plan's JSON document (`format_version` "1").
 #[derive(Debug, Serialize)]
-pub struct PlanJson<'a> {
-    pub format_version: &'static str,
-    pub summary: crate::plan::Summary,
-    pub tasks: Vec<PlanTaskJson<'a>>,
+struct PlanJson<'a> {
+    format_version: &'static str,
+    summary: crate::plan::Summary,
+    tasks: Vec<PlanTaskJson<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-pub struct PlanTaskJson<'a> {
-    pub name: &'a str,
-    pub action: Action,
-    pub hash: Option<&'a str>,
-    pub task_id: Option<&'a str>,
-    pub file: Option<&'a str>,
+struct PlanTaskJson<'a> {
+    name: &'a str,
+    action: Action,
+    hash: Option<&'a str>,
+    task_id: Option<&'a str>,
+    file: Option<&'a str>,
 }
 
 /// The plan as one JSON document.
-pub fn plan_json(plan: &Plan) -> String {
+pub fn plan_json(plan: &SavedPlan) -> String {
     let doc = PlanJson {
         format_version: "1",
-        summary: plan.summary(),
+        summary: plan.summary,
         tasks: plan
             .tasks
             .iter()
@@ -55,21 +62,30 @@ pub fn plan_json(plan: &Plan) -> String {
     s
 }
 
-fn value_text(v: &serde_json::Value) -> String {
+fn value_text(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 120 {
-        format!(
-            "{}…",
-            &s[..s.char_indices().nth(117).map_or(s.len(), |(i, _)| i)]
-        )
+    if s.chars().count() > 120 {
+        format!("{}…", s.chars().take(117).collect::<String>())
     } else {
         s
     }
 }
 
+fn parse(raw: Option<&serde_json::value::RawValue>) -> Option<Value> {
+    raw.and_then(|r| serde_json::from_str(r.get()).ok())
+}
+
+/// Field-level changes of a replace, if both bodies are known.
+fn changes(t: &Entry) -> Option<Vec<Change>> {
+    Some(diff::diff(
+        &parse(t.previous_body.as_deref())?,
+        &parse(t.body.as_deref())?,
+    ))
+}
+
 /// The plan for a person: one line per task sorted by name, field diffs for replaces,
 /// and a summary line.
-pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Style) -> String {
+pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
     let mut out = String::new();
     let width = plan
         .tasks
@@ -102,15 +118,9 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
         out.push('\n');
         match t.action {
             Action::Replace => {
-                let new = t.manifest.and_then(|i| manifests.get(i)).map(|m| m.body());
-                let old = state
-                    .tasks
-                    .get(&t.name)
-                    .and_then(|r| r.body.as_ref())
-                    .and_then(|b| serde_json::from_str::<serde_json::Value>(b.get()).ok());
-                match (old, new) {
-                    (Some(old), Some(new)) => {
-                        for c in diff::diff(&old, &new) {
+                match changes(t) {
+                    Some(changes) => {
+                        for c in changes {
                             let line = match c {
                                 Change::Added { path, new } => {
                                     style.green(&format!("+ {path}: {}", value_text(&new)))
@@ -127,17 +137,14 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
                             let _ = writeln!(out, "        {line}");
                         }
                     }
-                    _ => {
+                    None => {
                         let _ = writeln!(out, "        {}", style.dim("(the previously applied body is not in the state, so the changed fields cannot be shown)"));
                     }
                 }
                 let _ = writeln!(
                     out,
                     "        {}",
-                    style.dim(&format!(
-                        "a new task will be created; the previous remote task {} stays on the server",
-                        t.task_id.as_deref().unwrap_or("?")
-                    ))
+                    style.dim(&format!("a new task will be created; the previous remote task {} stays on the server", t.task_id.as_deref().unwrap_or("?")))
                 );
             }
             Action::Orphan => {
@@ -148,15 +155,8 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
                 );
             }
             Action::InDoubt => {
-                let why = state.in_doubt.get(&t.name).map(|d| {
-                    format!(
-                        "a create was sent{} but its answer was never recorded ({}); the task may exist on the server. Check the console, then re-run with --recreate-in-doubt to create it again",
-                        d.sent_at.as_deref().map(|s| format!(" at {s}")).unwrap_or_default(),
-                        d.reason.as_deref().unwrap_or("unknown outcome")
-                    )
-                });
-                if let Some(why) = why {
-                    let _ = writeln!(out, "        {}", style.dim(&why));
+                if let Some(note) = &t.note {
+                    let _ = writeln!(out, "        {}", style.dim(note));
                 }
             }
             _ => {}
@@ -171,8 +171,8 @@ pub fn plan_text(plan: &Plan, manifests: &[Manifest], state: &State, style: Styl
 }
 
 /// `Plan: 1 to create, 0 to replace, 3 unchanged, 0 orphaned, 0 in doubt.`
-pub fn summary_line(plan: &Plan) -> String {
-    let s = plan.summary();
+pub fn summary_line(plan: &SavedPlan) -> String {
+    let s = plan.summary;
     if !plan.has_changes() {
         return format!(
             "No changes. {} task{} up to date.",
@@ -184,4 +184,272 @@ pub fn summary_line(plan: &Plan) -> String {
         "Plan: {} to create, {} to replace, {} unchanged, {} orphaned, {} in doubt.",
         s.create, s.replace, s.unchanged, s.orphan, s.in_doubt
     )
+}
+
+fn md_escape(s: &str) -> String {
+    s.replace('|', "\\|")
+        .replace('`', "'")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn pretty(raw: Option<&serde_json::value::RawValue>) -> String {
+    parse(raw)
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_default()
+}
+
+/// A unified diff of two pretty-printed bodies, with full context.
+fn body_diff(t: &Entry) -> String {
+    let old = pretty(t.previous_body.as_deref());
+    let new = pretty(t.body.as_deref());
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    let mut out = String::new();
+    for change in diff.iter_all_changes() {
+        let sign = match change.tag() {
+            similar::ChangeTag::Delete => '-',
+            similar::ChangeTag::Insert => '+',
+            similar::ChangeTag::Equal => ' ',
+        };
+        out.push(sign);
+        out.push_str(change.value());
+        if !change.value().ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn summary_table(plan: &SavedPlan, out: &mut String) {
+    let s = plan.summary;
+    let _ = writeln!(
+        out,
+        "| create | replace | unchanged | orphan | in doubt |\n|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} |\n",
+        s.create, s.replace, s.unchanged, s.orphan, s.in_doubt
+    );
+}
+
+/// The plan as Markdown for a pull-request comment: a summary table first, then the
+/// tasks that change, then a section per replace with a `diff` of the request body
+/// (collapsed when long). Stays under [`MARKDOWN_LIMIT`]: past it, only the summary
+/// and a note saying where the full plan is (`full_plan_hint`).
+pub fn plan_markdown(plan: &SavedPlan, full_plan_hint: &str) -> String {
+    let mut head = String::from("### taskform plan\n\n");
+    let target = match (&plan.target.project_id, &plan.target.workspace) {
+        (Some(p), Some(w)) => format!("project `{p}`, workspace `{w}`"),
+        _ => "target not set".to_string(),
+    };
+    let _ = writeln!(
+        head,
+        "{} · {target} · state serial {}\n",
+        md_escape(&summary_line(plan)),
+        plan.state.serial
+    );
+    summary_table(plan, &mut head);
+
+    let mut body = String::new();
+    let changed: Vec<&Entry> = plan
+        .tasks
+        .iter()
+        .filter(|t| t.action != Action::Unchanged)
+        .collect();
+    if !changed.is_empty() {
+        body.push_str("| | task | action | file | task ID |\n|---|---|---|---|---|\n");
+        for t in &changed {
+            let icon = match t.action {
+                Action::Create => "➕",
+                Action::Replace => "🔁",
+                Action::Orphan => "➖",
+                Action::InDoubt => "❓",
+                Action::Unchanged => "",
+            };
+            let _ = writeln!(
+                body,
+                "| {icon} | `{}` | {} | {} | {} |",
+                md_escape(&t.name),
+                t.action.as_str(),
+                t.file
+                    .as_deref()
+                    .map(|f| format!("`{}`", md_escape(f)))
+                    .unwrap_or_default(),
+                t.task_id
+                    .as_deref()
+                    .map(|i| format!("`{i}`"))
+                    .unwrap_or_default()
+            );
+        }
+        body.push('\n');
+    }
+    for t in changed.iter().filter(|t| t.action == Action::Replace) {
+        let _ = writeln!(body, "#### 🔁 `{}`\n", md_escape(&t.name));
+        let _ = writeln!(
+            body,
+            "A new task is created; the previous remote task `{}` stays on the server.\n",
+            t.task_id.as_deref().unwrap_or("?")
+        );
+        if t.previous_body.is_none() {
+            body.push_str(
+                "_The previously applied body is not in the state, so no diff can be shown._\n\n",
+            );
+            continue;
+        }
+        let diff = body_diff(t);
+        let fenced = format!("```diff\n{diff}```\n");
+        if diff.lines().count() > 40 {
+            let n = changes(t).map_or(0, |c| c.len());
+            let _ = writeln!(
+                body,
+                "<details><summary>{n} field{} changed</summary>\n\n{fenced}\n</details>\n",
+                if n == 1 { "" } else { "s" }
+            );
+        } else {
+            let _ = writeln!(body, "{fenced}");
+        }
+    }
+    for t in changed.iter().filter(|t| t.action == Action::InDoubt) {
+        if let Some(note) = &t.note {
+            let _ = writeln!(body, "> ❓ `{}`: {}\n", md_escape(&t.name), md_escape(note));
+        }
+    }
+    let full = format!("{head}{body}");
+    if full.chars().count() <= MARKDOWN_LIMIT {
+        return full;
+    }
+    format!(
+        "{head}_The full plan ({} characters) is over GitHub's comment limit; {full_plan_hint}._\n",
+        full.chars().count()
+    )
+}
+
+/// The apply's JSON document.
+#[derive(Serialize)]
+struct ApplyJson<'a> {
+    format_version: &'static str,
+    summary: ApplySummary,
+    plan: crate::plan::Summary,
+    tasks: &'a [TaskResult],
+}
+
+/// Counts of an apply's outcomes.
+#[derive(Debug, Serialize, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ApplySummary {
+    pub created: usize,
+    pub replaced: usize,
+    pub failed: usize,
+    pub in_doubt: usize,
+    pub skipped: usize,
+}
+
+impl ApplySummary {
+    pub fn of(results: &[TaskResult]) -> ApplySummary {
+        let mut s = ApplySummary::default();
+        for r in results {
+            match r.outcome {
+                TaskOutcome::Created if r.action == Action::Replace => s.replaced += 1,
+                TaskOutcome::Created => s.created += 1,
+                TaskOutcome::Failed => s.failed += 1,
+                TaskOutcome::InDoubt => s.in_doubt += 1,
+                TaskOutcome::Skipped => s.skipped += 1,
+            }
+        }
+        s
+    }
+}
+
+/// The apply's result as one JSON document.
+pub fn apply_json(plan: &SavedPlan, results: &[TaskResult]) -> String {
+    let doc = ApplyJson {
+        format_version: "1",
+        summary: ApplySummary::of(results),
+        plan: plan.summary,
+        tasks: results,
+    };
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    s
+}
+
+fn detail(r: &TaskResult) -> String {
+    match (r.http_status, &r.error_code) {
+        (Some(s), Some(c)) => format!(
+            "HTTP {s} {c}: {}",
+            r.error_msg.as_deref().unwrap_or_default()
+        ),
+        (Some(s), None) => format!("HTTP {s}: {}", r.error_msg.as_deref().unwrap_or_default()),
+        _ => r.error_msg.clone().unwrap_or_default(),
+    }
+}
+
+/// One line per task that did not succeed: `failed: name (file): HTTP 400 DLG.0003: ...`.
+pub fn apply_problems_text(results: &[TaskResult]) -> String {
+    let mut out = String::new();
+    for r in results.iter().filter(|r| r.outcome != TaskOutcome::Created) {
+        let file = r
+            .file
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        let what = match r.outcome {
+            TaskOutcome::Failed => "failed",
+            TaskOutcome::InDoubt => "in doubt",
+            _ => "skipped",
+        };
+        let _ = writeln!(out, "{what}: {}{file}: {}", r.name, detail(r));
+    }
+    out
+}
+
+/// `Apply complete: 3 created, 1 replaced, 0 failed, 0 in doubt, 0 skipped.`
+pub fn apply_summary_line(results: &[TaskResult], interrupted: bool) -> String {
+    let s = ApplySummary::of(results);
+    format!(
+        "Apply {}: {} created, {} replaced, {} failed, {} in doubt, {} skipped.",
+        if interrupted {
+            "interrupted"
+        } else {
+            "complete"
+        },
+        s.created,
+        s.replaced,
+        s.failed,
+        s.in_doubt,
+        s.skipped
+    )
+}
+
+/// The apply's result as Markdown: the outcome table, then every task that did not succeed.
+pub fn apply_markdown(results: &[TaskResult], interrupted: bool) -> String {
+    let s = ApplySummary::of(results);
+    let mut out = format!(
+        "### taskform apply\n\n{}\n\n",
+        apply_summary_line(results, interrupted)
+    );
+    let _ = writeln!(
+        out,
+        "| created | replaced | failed | in doubt | skipped |\n|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} |\n",
+        s.created, s.replaced, s.failed, s.in_doubt, s.skipped
+    );
+    let problems: Vec<&TaskResult> = results
+        .iter()
+        .filter(|r| r.outcome != TaskOutcome::Created)
+        .collect();
+    if !problems.is_empty() {
+        out.push_str("| task | outcome | file | error |\n|---|---|---|---|\n");
+        for r in problems {
+            let outcome = match r.outcome {
+                TaskOutcome::Failed => "failed",
+                TaskOutcome::InDoubt => "in doubt",
+                TaskOutcome::Skipped => "skipped",
+                TaskOutcome::Created => "created",
+            };
+            let _ = writeln!(
+                out,
+                "| `{}` | {outcome} | {} | {} |",
+                md_escape(&r.name),
+                r.file.as_deref().map(md_escape).unwrap_or_default(),
+                md_escape(&detail(r))
+            );
+        }
+    }
+    out
 }

@@ -46,6 +46,8 @@ pub struct Settings {
     pub file: Option<String>,
     /// The settings file's text, for locating problems in `defaults`.
     pub source: Option<String>,
+    /// `sha256:<hex>` of the settings file's bytes.
+    pub digest: Option<String>,
 }
 
 /// Reads `DIR/taskform.yaml` if it exists.
@@ -74,7 +76,9 @@ pub fn load(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings
             )]);
         }
     };
-    parse(&src, &display, dir, env)
+    let mut settings = parse(&src, &display, dir, env)?;
+    settings.digest = Some(crate::hash::sha256_tagged(src.as_bytes()));
+    Ok(settings)
 }
 
 /// Parses settings text; `file` names it in messages and `dir` anchors relative paths.

@@ -127,12 +127,14 @@ pub enum StateError {
 }
 
 impl State {
-    /// An empty state with a fresh lineage.
+    /// An empty state. Its lineage is chosen when it is first saved, so that every
+    /// reader of a state not yet written (a plan, then the apply of that plan) sees the
+    /// same one: none.
     pub fn new() -> Self {
         State {
             version: VERSION,
             serial: 0,
-            lineage: uuid::Uuid::new_v4().to_string(),
+            lineage: String::new(),
             target: None,
             tasks: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
@@ -158,7 +160,7 @@ impl State {
             version: Option<Value>,
         }
         match serde_json::from_slice::<State>(bytes) {
-            Ok(mut state) => {
+            Ok(state) => {
                 if state.version > VERSION {
                     return Err(StateError::Newer {
                         path: path.into(),
@@ -170,9 +172,6 @@ impl State {
                         path: path.into(),
                         detail: "version 0 is not a state version".into(),
                     });
-                }
-                if state.lineage.is_empty() {
-                    state.lineage = uuid::Uuid::new_v4().to_string();
                 }
                 Ok(state)
             }
@@ -205,6 +204,9 @@ impl State {
 
     /// Writes the state atomically after incrementing `serial`.
     pub fn save(&mut self, path: &Path) -> Result<(), StateError> {
+        if self.lineage.is_empty() {
+            self.lineage = uuid::Uuid::new_v4().to_string();
+        }
         self.serial += 1;
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| StateError::Corrupt {
             path: path.display().to_string(),

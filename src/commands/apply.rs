@@ -1,0 +1,418 @@
+//! `taskform apply [DIR | PLAN_FILE]`.
+
+use super::plan::{make_plan, print_plan};
+use super::{Env, finish, load_manifests, runtime};
+use crate::apply::{ApplyOptions, TaskOutcome};
+use crate::auth::{Credentials, Secret};
+use crate::client::{Client, ClientConfig};
+use crate::emulator;
+use crate::exit::Exit;
+use crate::manifest::Loaded;
+use crate::render::{self, Format};
+use crate::saved_plan::{self, SavedPlan};
+use crate::state::{self, State, Target};
+use crate::store::{LocalStore, StateStore};
+use crate::style::ColorChoice;
+use crate::target::{self, Resolved, TargetFlags};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options of `taskform apply`.
+#[derive(Debug, Clone)]
+pub struct ApplyArgs {
+    /// A manifest folder (plan now), or a plan file from `plan --out` (apply exactly it).
+    pub path: PathBuf,
+    pub target: TargetFlags,
+    pub format: Format,
+    pub yes: bool,
+    pub apply: ApplyOptions,
+    pub timeout: Duration,
+    pub lock_timeout: Option<Duration>,
+    pub recreate_in_doubt: bool,
+    pub color: ColorChoice,
+    /// Start an emulator in-process and apply to it.
+    pub emulator: bool,
+}
+
+/// `taskform apply`.
+pub fn apply(args: ApplyArgs, env: Env) -> Exit {
+    finish(runtime().and_then(|rt| rt.block_on(run(args, env))))
+}
+
+async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
+    let saved = if args.path.is_file() {
+        Some(SavedPlan::load(&args.path)?)
+    } else {
+        None
+    };
+    let dir = saved
+        .as_ref()
+        .map_or_else(|| args.path.clone(), |s| PathBuf::from(&s.dir));
+    let loaded = load_manifests(&dir, env).map_err(|msg| match &saved {
+        Some(_) if msg.is_empty() => format!("the manifests in {} changed since the plan was made and are now invalid (see above); fix them and make a new plan", dir.display()),
+        _ => msg,
+    })?;
+    let mut resolved = target::resolve(&args.target, env, &loaded.settings);
+    let (creds, _emulator) = credentials(&args, env, &loaded, &mut resolved).await?;
+    let (endpoint, target) = required_target(&resolved)?;
+    if let Some(saved) = &saved {
+        check_saved_target(saved, &resolved)?;
+    }
+    let client = Client::new(
+        ClientConfig {
+            endpoint: endpoint.clone(),
+            project_id: target.project_id.clone(),
+            workspace: target.workspace.clone(),
+            timeout: args.timeout,
+            connect_timeout: Duration::from_secs(10),
+        },
+        creds,
+    )?;
+    if endpoint.starts_with("http://") && !is_loopback(&endpoint) {
+        tracing::warn!(endpoint = %endpoint, "plain http to a host that is not loopback: credentials and bodies travel unencrypted");
+    }
+
+    let store = LocalStore::new(&resolved.state);
+    let _lock = store
+        .lock(
+            &crate::lock::Holder::this_process("apply"),
+            args.lock_timeout,
+        )
+        .map_err(|e| e.to_string())?;
+    let mut state = store.load().map_err(|e| e.to_string())?;
+    state::check_target(&state, &target, &store.describe())?;
+    let fresh = make_plan(&loaded, &resolved, &state, &dir, args.recreate_in_doubt);
+    let doc = match saved {
+        None => fresh,
+        Some(saved) => still_valid(saved, &fresh, &state, &loaded, &args.path)?,
+    };
+    if store.has_journal() || state.serial == 0 || state.target.is_none() {
+        // Fold what an earlier run left, and make a new state's lineage and target
+        // durable, before a journal refers to them.
+        state.target.get_or_insert(target.clone());
+        store.persist(&mut state).map_err(|e| e.to_string())?;
+    }
+
+    if args.format == Format::Text {
+        print_plan(&doc, Format::Text, args.color, None);
+    }
+    let (plan, manifests) = doc.manifests_to_send();
+    let in_doubt_before = doc.summary.in_doubt;
+    if plan.tasks.is_empty() {
+        finish_output(&args, &doc, &[], false);
+        if in_doubt_before > 0 {
+            return Err(format!(
+                "{in_doubt_before} task(s) in doubt: check whether they exist on the server, then re-run with --recreate-in-doubt to create them"
+            ));
+        }
+        return Ok(Exit::Ok);
+    }
+    // Applying a saved plan is the approval.
+    if !args.yes && !args.path.is_file() {
+        confirm(plan.tasks.len())?;
+    }
+
+    let journal: Arc<dyn crate::store::Journal> =
+        Arc::from(store.open_journal(&state).map_err(|e| e.to_string())?);
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    let signals = tokio::spawn(async move {
+        crate::signals::wait_for_shutdown().await;
+        tracing::warn!(
+            "interrupted: no new creates; waiting for those in flight (interrupt again to exit at once; the journal keeps them safe)"
+        );
+        let _ = cancel_tx.send(true);
+        crate::signals::wait_for_shutdown().await;
+        std::process::exit(Exit::Interrupted.code());
+    });
+    let started = std::time::Instant::now();
+    let applied = crate::apply::execute(
+        &plan,
+        &manifests,
+        Arc::new(client),
+        journal.clone(),
+        &args.apply,
+        cancel_rx.clone(),
+    )
+    .await;
+    let interrupted = *cancel_rx.borrow();
+    tracing::info!(
+        tasks = applied.results.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "creates finished"
+    );
+    journal.close();
+    signals.abort();
+
+    // The run's records, applied in memory: the state is complete even if a journal
+    // write failed (disk full) after a task was created.
+    crate::journal::replay(&mut state, &applied.records);
+    let persisted = store.persist(&mut state);
+    let results = applied.results;
+    finish_output(&args, &doc, &results, interrupted);
+    if let Err(e) = persisted {
+        let mut msg = format!(
+            "{e}; the journal {} still holds every result and the next run folds it in",
+            store.journal_path().display()
+        );
+        for r in results.iter().filter(|r| r.outcome == TaskOutcome::Created) {
+            msg.push_str(&format!(
+                "\n  created {} as task {}",
+                r.name,
+                r.task_id.as_deref().unwrap_or("?")
+            ));
+        }
+        return Err(msg);
+    }
+    if results
+        .iter()
+        .any(|r| r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403)))
+    {
+        super::report_error(format!(
+            "the service refused {}; check it and the project/workspace it is valid for",
+            credential_kind(&args, env)
+        ));
+    }
+    let summary = render::ApplySummary::of(&results);
+    if summary.in_doubt + in_doubt_before > 0 {
+        eprintln!(
+            "tasks in doubt may exist on the server: check them, then re-run with --recreate-in-doubt to create them again"
+        );
+    }
+    Ok(if interrupted {
+        Exit::Interrupted
+    } else if summary.failed + summary.in_doubt + summary.skipped + in_doubt_before > 0 {
+        Exit::Error
+    } else {
+        Exit::Ok
+    })
+}
+
+fn credential_kind(args: &ApplyArgs, env: Env) -> &'static str {
+    if args.emulator {
+        return "the built-in emulator's demo token";
+    }
+    Credentials::from_env(env, None)
+        .map(|c| c.kind())
+        .unwrap_or("the credential")
+}
+
+/// Prints the run's results in the chosen format.
+fn finish_output(
+    args: &ApplyArgs,
+    doc: &SavedPlan,
+    results: &[crate::apply::TaskResult],
+    interrupted: bool,
+) {
+    let mut out = std::io::stdout().lock();
+    let text = match args.format {
+        Format::Json => render::apply_json(doc, results),
+        Format::Markdown => format!(
+            "{}\n{}",
+            render::plan_markdown(doc, "run `taskform plan` to see it in full"),
+            render::apply_markdown(results, interrupted)
+        ),
+        Format::Text => {
+            eprint!("{}", render::apply_problems_text(results));
+            if results.is_empty() {
+                return;
+            }
+            format!("{}\n", render::apply_summary_line(results, interrupted))
+        }
+    };
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// The credentials to use, starting the built-in emulator when asked (it then also
+/// sets the endpoint, and the project and workspace where none is set).
+async fn credentials(
+    args: &ApplyArgs,
+    env: Env<'_>,
+    loaded: &Loaded,
+    resolved: &mut Resolved,
+) -> Result<(Credentials, Option<emulator::Emulator>), String> {
+    if !args.emulator {
+        let region = args
+            .target
+            .region
+            .clone()
+            .or_else(|| env("HW_REGION_NAME"))
+            .or_else(|| loaded.settings.region.clone());
+        let creds = Credentials::from_env(env, region.as_deref())
+            .map_err(|msg| format!("{msg}; nothing was sent"))?;
+        return Ok((creds, None));
+    }
+    let project_id = resolved
+        .project_id
+        .clone()
+        .unwrap_or_else(|| emulator::DEMO_PROJECT_ID.to_string());
+    let workspace = resolved
+        .workspace
+        .clone()
+        .unwrap_or_else(|| emulator::DEMO_WORKSPACE.to_string());
+    let data = crate::fsutil::parent_dir(&resolved.state).join("emulator.json");
+    let cfg = emulator::Config {
+        data: Some(data.clone()),
+        project_id: project_id.clone(),
+        workspace: workspace.clone(),
+        ..emulator::Config::default()
+    };
+    let emu = emulator::start(cfg).await.map_err(|e| {
+        format!(
+            "cannot start the built-in emulator (data {}): {e}",
+            data.display()
+        )
+    })?;
+    tracing::info!(url = %emu.url(), data = %data.display(), "started the built-in emulator");
+    resolved.endpoint = Some(emu.url());
+    resolved.project_id = Some(project_id);
+    resolved.workspace = Some(workspace);
+    Ok((
+        Credentials::Token(Secret::new(emulator::DEMO_TOKEN)),
+        Some(emu),
+    ))
+}
+
+fn required_target(resolved: &Resolved) -> Result<(String, Target), String> {
+    match (
+        &resolved.endpoint,
+        &resolved.project_id,
+        &resolved.workspace,
+    ) {
+        (Some(e), Some(p), Some(w)) => Ok((
+            e.clone(),
+            Target {
+                project_id: p.clone(),
+                workspace: w.clone(),
+            },
+        )),
+        _ => {
+            let mut missing = Vec::new();
+            if resolved.endpoint.is_none() {
+                missing.push("the endpoint (--endpoint / TASKFORM_ENDPOINT, --region / HW_REGION_NAME, or `endpoint:`/`region:` in taskform.yaml)");
+            }
+            if resolved.project_id.is_none() {
+                missing.push("the project (--project-id / TASKFORM_PROJECT_ID / HW_PROJECT_ID, or `project_id:` in taskform.yaml)");
+            }
+            if resolved.workspace.is_none() {
+                missing.push("the workspace (--workspace / TASKFORM_WORKSPACE, or `workspace:` in taskform.yaml)");
+            }
+            Err(format!(
+                "apply needs {}; nothing was sent",
+                missing.join(" and ")
+            ))
+        }
+    }
+}
+
+/// A saved plan is applied only to the target it was made for (where it recorded one).
+fn check_saved_target(saved: &SavedPlan, resolved: &Resolved) -> Result<(), String> {
+    let now = super::plan::plan_target(resolved);
+    let pairs = [
+        (
+            "endpoint host",
+            &saved.target.endpoint_host,
+            &now.endpoint_host,
+        ),
+        ("project", &saved.target.project_id, &now.project_id),
+        ("workspace", &saved.target.workspace, &now.workspace),
+    ];
+    for (what, planned, current) in pairs {
+        if let (Some(p), Some(c)) = (planned, current) {
+            if p != c {
+                return Err(format!(
+                    "the plan was made for {what} {p}, but this apply targets {c}; make the plan for this target, or apply with the plan's settings"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a saved plan may still be applied: the state and the manifests are as they
+/// were, or a fresh plan sends exactly the same requests.
+fn still_valid(
+    saved: SavedPlan,
+    fresh: &SavedPlan,
+    state: &State,
+    loaded: &Loaded,
+    file: &std::path::Path,
+) -> Result<SavedPlan, String> {
+    let mut reasons = Vec::new();
+    if saved.state.lineage != state.lineage {
+        reasons.push(format!(
+            "the state is another one (lineage {} in the plan, {} now)",
+            saved.state.lineage, state.lineage
+        ));
+    } else if saved.state.serial != state.serial {
+        reasons.push(format!(
+            "the state moved on (serial {} in the plan, {} now: something was applied since)",
+            saved.state.serial, state.serial
+        ));
+    }
+    let digests = saved_plan::manifests_ref(loaded);
+    if digests.digest != saved.manifests.digest {
+        let changed: Vec<&str> = digests
+            .files
+            .keys()
+            .chain(saved.manifests.files.keys())
+            .filter(|f| digests.files.get(*f) != saved.manifests.files.get(*f))
+            .map(|f| f.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        reasons.push(format!(
+            "the manifests changed since the plan was made ({})",
+            changed.join(", ")
+        ));
+    }
+    if reasons.is_empty() {
+        return Ok(saved);
+    }
+    if saved.sends() == fresh.sends() {
+        tracing::info!(file = %file.display(), "{}; but a fresh plan sends exactly the same requests, so the saved plan is applied", reasons.join("; "));
+        return Ok(saved);
+    }
+    Err(format!(
+        "refusing to apply {}: {}, and a fresh plan would send different requests. Make a new plan (`taskform plan --out {}`), review it, and apply that",
+        file.display(),
+        reasons.join("; "),
+        file.display()
+    ))
+}
+
+fn is_loopback(endpoint: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+    else {
+        return false;
+    };
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Asks on a terminal; refuses without one.
+fn confirm(n: usize) -> Result<(), String> {
+    use std::io::{BufRead, IsTerminal};
+    if !std::io::stdin().is_terminal() {
+        return Err("refusing to apply without confirmation: stdin is not a terminal; pass --yes to apply non-interactively".into());
+    }
+    eprint!(
+        "\nCreate {n} task{}? Only 'yes' will be accepted: ",
+        if n == 1 { "" } else { "s" }
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    if line.trim() == "yes" {
+        Ok(())
+    } else {
+        Err("apply cancelled; nothing was sent".into())
+    }
+}

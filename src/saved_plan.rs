@@ -1,0 +1,283 @@
+//! The plan as a document: what `plan --out FILE` writes, what `apply FILE` applies
+//! and `show FILE` renders, and what every output format is rendered from.
+//!
+//! ```json
+//! {"format_version": "1", "tool_version": "0.1.0", "created_at": "RFC 3339",
+//!  "dir": "examples/tasks", "state_path": "state/taskform.json",
+//!  "target": {"endpoint_host": "dayu.cn-north-4.myhuaweicloud.com" | null,
+//!             "project_id": "..." | null, "workspace": "..." | null},
+//!  "state": {"lineage": "<uuid>", "serial": 3},
+//!  "manifests": {"digest": "sha256:...", "files": {"dli/sales.yaml": "sha256:..."}},
+//!  "summary": {"create": 1, "replace": 0, "unchanged": 4, "orphan": 0, "in_doubt": 0},
+//!  "tasks": [{"name": "...", "action": "create", "hash": "sha256:...", "task_id": null,
+//!             "file": "dli/sales.yaml", "body": {...}, "previous_body": {...}, "note": "..."}]}
+//! ```
+//!
+//! `body` (the exact request body to send) is present for `create` and `replace`;
+//! `previous_body` for `replace` when the state knows it; `note` explains `in_doubt`.
+//! `manifests.files` includes `taskform.yaml` when there is one. No credentials are
+//! ever part of a plan.
+
+use crate::hash;
+use crate::manifest::{Loaded, Manifest};
+use crate::plan::{Action, Plan, Summary};
+use crate::state::State;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The plan file format this version writes and reads.
+pub const FORMAT_VERSION: &str = "1";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanTarget {
+    pub endpoint_host: Option<String>,
+    pub project_id: Option<String>,
+    pub workspace: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRef {
+    pub lineage: String,
+    pub serial: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestsRef {
+    /// `sha256:` over every file's path and digest, in order.
+    pub digest: String,
+    pub files: BTreeMap<String, String>,
+}
+
+/// One task of the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub action: Action,
+    pub hash: Option<String>,
+    pub task_id: Option<String>,
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_body: Option<Box<RawValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A whole plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedPlan {
+    pub format_version: String,
+    pub tool_version: String,
+    pub created_at: String,
+    pub dir: String,
+    pub state_path: String,
+    pub target: PlanTarget,
+    pub state: StateRef,
+    pub manifests: ManifestsRef,
+    pub summary: Summary,
+    pub tasks: Vec<Entry>,
+}
+
+/// The host of an endpoint URL (with a non-default port), if it parses.
+pub fn endpoint_host(endpoint: Option<&str>) -> Option<String> {
+    let url = reqwest::Url::parse(endpoint?).ok()?;
+    Some(crate::auth::host_header(&url))
+}
+
+/// The digest of a set of files.
+pub fn manifests_ref(loaded: &Loaded) -> ManifestsRef {
+    let mut files = loaded.file_digests.clone();
+    if let Some(d) = &loaded.settings.digest {
+        files.insert(crate::settings::FILE_NAME.to_string(), d.clone());
+    }
+    let mut all = String::new();
+    for (f, d) in &files {
+        all.push_str(f);
+        all.push('\0');
+        all.push_str(d);
+        all.push('\n');
+    }
+    ManifestsRef {
+        digest: hash::sha256_tagged(all.as_bytes()),
+        files,
+    }
+}
+
+fn in_doubt_note(state: &State, name: &str) -> Option<String> {
+    state.in_doubt.get(name).map(|d| {
+        format!(
+            "a create was sent{} but its answer was never recorded ({}); the task may exist on the server. Check the console, then re-run apply with --recreate-in-doubt to create it again",
+            d.sent_at.as_deref().map(|s| format!(" at {s}")).unwrap_or_default(),
+            d.reason.as_deref().unwrap_or("unknown outcome")
+        )
+    })
+}
+
+impl SavedPlan {
+    /// The document for a plan just made.
+    pub fn new(
+        plan: &Plan,
+        loaded: &Loaded,
+        state: &State,
+        target: PlanTarget,
+        dir: &Path,
+        state_path: &Path,
+    ) -> SavedPlan {
+        let manifests: &[Manifest] = &loaded.manifests;
+        let tasks = plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let m = t.manifest.and_then(|i| manifests.get(i));
+                let body = if t.action.sends() {
+                    m.and_then(|m| RawValue::from_string(m.canonical.clone()).ok())
+                } else {
+                    None
+                };
+                let previous_body = if t.action == Action::Replace {
+                    state.tasks.get(&t.name).and_then(|r| r.body.clone())
+                } else {
+                    None
+                };
+                let note = if t.action == Action::InDoubt {
+                    in_doubt_note(state, &t.name)
+                } else {
+                    None
+                };
+                Entry {
+                    name: t.name.clone(),
+                    action: t.action,
+                    hash: t.hash.clone(),
+                    task_id: t.task_id.clone(),
+                    file: t.file.clone(),
+                    body,
+                    previous_body,
+                    note,
+                }
+            })
+            .collect();
+        SavedPlan {
+            format_version: FORMAT_VERSION.into(),
+            tool_version: env!("CARGO_PKG_VERSION").into(),
+            created_at: crate::clock::now_rfc3339(),
+            dir: dir.display().to_string(),
+            state_path: state_path.display().to_string(),
+            target,
+            state: StateRef {
+                lineage: state.lineage.clone(),
+                serial: state.serial,
+            },
+            manifests: manifests_ref(loaded),
+            summary: plan.summary(),
+            tasks,
+        }
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.tasks.iter().any(|t| t.action != Action::Unchanged)
+    }
+
+    /// Reads a plan file, refusing other formats and bodies that do not match their hash.
+    pub fn load(path: &Path) -> Result<SavedPlan, String> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| format!("cannot read plan file {}: {e}", path.display()))?;
+        #[derive(Deserialize)]
+        struct Version {
+            format_version: Option<String>,
+        }
+        match serde_json::from_slice::<Version>(&bytes) {
+            Ok(Version {
+                format_version: Some(v),
+            }) if v == FORMAT_VERSION => {}
+            Ok(Version {
+                format_version: Some(v),
+            }) => {
+                return Err(format!(
+                    "plan file {} has format version {v}; this taskform reads version {FORMAT_VERSION}: make the plan again with this version",
+                    path.display()
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "{} is not a taskform plan file (no format_version)",
+                    path.display()
+                ));
+            }
+        }
+        let plan: SavedPlan = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("plan file {} is corrupt: {e}", path.display()))?;
+        for t in &plan.tasks {
+            if t.action.sends() {
+                let Some(body) = &t.body else {
+                    return Err(format!(
+                        "plan file {}: task {} has no body to send",
+                        path.display(),
+                        t.name
+                    ));
+                };
+                let canonical = serde_json::from_str::<serde_json::Value>(body.get())
+                    .map(|v| hash::content_hash(&v))
+                    .ok();
+                if canonical.as_deref() != t.hash.as_deref() {
+                    return Err(format!(
+                        "plan file {}: the body of task {} does not match its hash (edited by hand?); make the plan again",
+                        path.display(),
+                        t.name
+                    ));
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Writes the plan file atomically.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+        bytes.push(b'\n');
+        crate::fsutil::write_atomic(path, &bytes)
+            .map_err(|e| format!("cannot write plan file {}: {e}", path.display()))
+    }
+
+    /// The tasks to send, as manifests (name, canonical body, hash, file).
+    pub fn manifests_to_send(&self) -> (Plan, Vec<Manifest>) {
+        let mut manifests = Vec::new();
+        let mut tasks = Vec::new();
+        for t in self.tasks.iter().filter(|t| t.action.sends()) {
+            let Some(body) = &t.body else { continue };
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(body.get()) else {
+                continue;
+            };
+            let file = t.file.clone().unwrap_or_default();
+            manifests.push(Manifest::from_body(
+                t.name.clone(),
+                &value,
+                file.clone(),
+                file,
+                0,
+            ));
+            tasks.push(crate::plan::PlannedTask {
+                name: t.name.clone(),
+                action: t.action,
+                hash: t.hash.clone(),
+                task_id: t.task_id.clone(),
+                file: t.file.clone(),
+                manifest: Some(manifests.len() - 1),
+                previous_hash: None,
+            });
+        }
+        (Plan { tasks }, manifests)
+    }
+
+    /// The (name, action, hash) of every task that sends a request: two plans with the
+    /// same list send the same requests.
+    pub fn sends(&self) -> Vec<(&str, Action, Option<&str>)> {
+        self.tasks
+            .iter()
+            .filter(|t| t.action.sends())
+            .map(|t| (t.name.as_str(), t.action, t.hash.as_deref()))
+            .collect()
+    }
+}

@@ -320,12 +320,12 @@ fn check_saved_target(saved: &SavedPlan, resolved: &Resolved) -> Result<(), Stri
         ("workspace", &saved.target.workspace, &now.workspace),
     ];
     for (what, planned, current) in pairs {
-        if let (Some(p), Some(c)) = (planned, current) {
-            if p != c {
-                return Err(format!(
-                    "the plan was made for {what} {p}, but this apply targets {c}; make the plan for this target, or apply with the plan's settings"
-                ));
-            }
+        if let (Some(p), Some(c)) = (planned, current)
+            && p != c
+        {
+            return Err(format!(
+                "the plan was made for {what} {p}, but this apply targets {c}; make the plan for this target, or apply with the plan's settings"
+            ));
         }
     }
     Ok(())

@@ -341,7 +341,12 @@ fn still_valid(
     file: &std::path::Path,
 ) -> Result<SavedPlan, String> {
     let mut reasons = Vec::new();
-    if saved.state.lineage != state.lineage {
+    if saved.state.lineage.is_empty() && !state.lineage.is_empty() {
+        reasons.push(format!(
+            "the state moved on (empty in the plan, serial {} now: something was applied since)",
+            state.serial
+        ));
+    } else if saved.state.lineage != state.lineage {
         reasons.push(format!(
             "the state is another one (lineage {} in the plan, {} now)",
             saved.state.lineage, state.lineage

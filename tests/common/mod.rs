@@ -395,3 +395,12 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 pub fn file_exists(p: &Path) -> bool {
     p.exists()
 }
+
+impl Project {
+    /// `apply FILE` (a saved plan) with the demo token and no --yes.
+    pub fn apply_file(&self, file: &str, endpoint: &str, extra: &[&str]) -> Output {
+        let mut args = vec!["apply", file, "--endpoint", endpoint];
+        args.extend_from_slice(extra);
+        self.run(&args, &[("TASKFORM_AUTH_TOKEN", TOKEN)])
+    }
+}

@@ -1,11 +1,9 @@
 //! `taskform apply [DIR | PLAN_FILE]`.
 
+use super::connect::{ConnectOptions, Connection};
 use super::plan::{make_plan, print_plan};
 use super::{Env, finish, load_manifests, runtime};
-use crate::apply::{ApplyOptions, TaskOutcome};
-use crate::auth::{Credentials, Secret};
-use crate::client::{Client, ClientConfig};
-use crate::emulator;
+use crate::apply::{ApplyOptions, TaskOutcome, TaskResult};
 use crate::exit::Exit;
 use crate::manifest::Loaded;
 use crate::render::{self, Format};
@@ -13,7 +11,7 @@ use crate::saved_plan::{self, SavedPlan};
 use crate::state::{self, State, Target};
 use crate::store::{LocalStore, StateStore};
 use crate::style::ColorChoice;
-use crate::target::{self, Resolved, TargetFlags};
+use crate::target::{Resolved, TargetFlags};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,53 +52,38 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
         Some(_) if msg.is_empty() => format!("the manifests in {} changed since the plan was made and are now invalid (see above); fix them and make a new plan", dir.display()),
         _ => msg,
     })?;
-    let mut resolved = target::resolve(&args.target, env, &loaded.settings);
-    let (creds, _emulator) = credentials(&args, env, &loaded, &mut resolved).await?;
-    let (endpoint, target) = required_target(&resolved)?;
+    let conn = Connection::open(&ConnectOptions::from(&args), env, &loaded).await?;
     if let Some(saved) = &saved {
-        check_saved_target(saved, &resolved)?;
+        check_saved_target(saved, &conn.resolved)?;
     }
-    let client = Client::new(
-        ClientConfig {
-            endpoint: endpoint.clone(),
-            project_id: target.project_id.clone(),
-            workspace: target.workspace.clone(),
-            timeout: args.timeout,
-            connect_timeout: Duration::from_secs(10),
-        },
-        creds,
-    )?;
-    if endpoint.starts_with("http://") && !is_loopback(&endpoint) {
-        tracing::warn!(endpoint = %endpoint, "plain http to a host that is not loopback: credentials and bodies travel unencrypted");
-    }
-
-    let store = LocalStore::new(&resolved.state);
+    let store = LocalStore::new(&conn.resolved.state);
     let _lock = store
         .lock(
             &crate::lock::Holder::this_process("apply"),
             args.lock_timeout,
         )
         .map_err(|e| e.to_string())?;
-    let mut state = store.load().map_err(|e| e.to_string())?;
-    state::check_target(&state, &target, &store.describe())?;
-    let fresh = make_plan(&loaded, &resolved, &state, &dir, args.recreate_in_doubt);
+    let state = store.load().map_err(|e| e.to_string())?;
+    state::check_target(&state, &conn.target, &store.describe())?;
+    let fresh = make_plan(
+        &loaded,
+        &conn.resolved,
+        &state,
+        &dir,
+        args.recreate_in_doubt,
+    );
     let doc = match saved {
         None => fresh,
         Some(saved) => still_valid(saved, &fresh, &state, &loaded, &args.path)?,
     };
-    if store.has_journal() || state.serial == 0 || state.target.is_none() {
-        // Fold what an earlier run left, and make a new state's lineage and target
-        // durable, before a journal refers to them.
-        state.target.get_or_insert(target.clone());
-        store.persist(&mut state).map_err(|e| e.to_string())?;
-    }
+    let mut state = ready_for_journal(&store, state, &conn.target)?;
 
     if args.format == Format::Text {
         print_plan(&doc, Format::Text, args.color, None);
     }
-    let (plan, manifests) = doc.manifests_to_send();
+    let to_send = doc.sends().len();
     let in_doubt_before = doc.summary.in_doubt;
-    if plan.tasks.is_empty() {
+    if to_send == 0 {
         finish_output(&args, &doc, &[], false);
         if in_doubt_before > 0 {
             return Err(format!(
@@ -111,11 +94,9 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
     }
     // Applying a saved plan is the approval.
     if !args.yes && !args.path.is_file() {
-        confirm(plan.tasks.len())?;
+        confirm(to_send)?;
     }
 
-    let journal: Arc<dyn crate::store::Journal> =
-        Arc::from(store.open_journal(&state).map_err(|e| e.to_string())?);
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
         crate::signals::wait_for_shutdown().await;
@@ -126,52 +107,32 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
         crate::signals::wait_for_shutdown().await;
         std::process::exit(Exit::Interrupted.code());
     });
-    let started = std::time::Instant::now();
-    let applied = crate::apply::execute(
-        &plan,
-        &manifests,
-        Arc::new(client),
-        journal.clone(),
+    let sent = send(
+        &store,
+        &mut state,
+        &doc,
+        &conn,
         &args.apply,
         cancel_rx.clone(),
     )
     .await;
-    let interrupted = *cancel_rx.borrow();
-    tracing::info!(
-        tasks = applied.results.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "creates finished"
-    );
-    journal.close();
     signals.abort();
-
-    // The run's records, applied in memory: the state is complete even if a journal
-    // write failed (disk full) after a task was created.
-    crate::journal::replay(&mut state, &applied.records);
-    let persisted = store.persist(&mut state);
-    let results = applied.results;
-    finish_output(&args, &doc, &results, interrupted);
-    if let Err(e) = persisted {
-        let mut msg = format!(
-            "{e}; the journal {} still holds every result and the next run folds it in",
-            store.journal_path().display()
-        );
-        for r in results.iter().filter(|r| r.outcome == TaskOutcome::Created) {
-            msg.push_str(&format!(
-                "\n  created {} as task {}",
-                r.name,
-                r.task_id.as_deref().unwrap_or("?")
-            ));
+    let interrupted = *cancel_rx.borrow();
+    let results = match sent {
+        Ok(results) => results,
+        Err((results, msg)) => {
+            finish_output(&args, &doc, &results, interrupted);
+            return Err(msg);
         }
-        return Err(msg);
-    }
+    };
+    finish_output(&args, &doc, &results, interrupted);
     if results
         .iter()
         .any(|r| r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403)))
     {
         super::report_error(format!(
             "the service refused {}; check it and the project/workspace it is valid for",
-            credential_kind(&args, env)
+            conn.client.credentials().kind()
         ));
     }
     let summary = render::ApplySummary::of(&results);
@@ -189,22 +150,79 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
     })
 }
 
-fn credential_kind(args: &ApplyArgs, env: Env) -> &'static str {
-    if args.emulator {
-        return "the built-in emulator's demo token";
+/// Makes the state ready for a journal: folds what an earlier run left, and makes a
+/// new state's lineage and target durable, before a journal refers to them.
+pub(super) fn ready_for_journal(
+    store: &LocalStore,
+    mut state: State,
+    target: &Target,
+) -> Result<State, String> {
+    if store.has_journal() || state.serial == 0 || state.target.is_none() {
+        state.target.get_or_insert(target.clone());
+        store.persist(&mut state).map_err(|e| e.to_string())?;
     }
-    Credentials::from_env(env, None)
-        .map(|c| c.kind())
-        .unwrap_or("the credential")
+    Ok(state)
+}
+
+/// Sends the plan's creates with a journal, then writes the state. On a state write
+/// failure, returns the results with a message that lists every created task ID.
+pub(super) async fn send(
+    store: &LocalStore,
+    state: &mut State,
+    doc: &SavedPlan,
+    conn: &Connection,
+    opts: &ApplyOptions,
+    cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<TaskResult>, (Vec<TaskResult>, String)> {
+    let (plan, manifests) = doc.manifests_to_send();
+    let journal: Arc<dyn crate::store::Journal> = match store.open_journal(state) {
+        Ok(j) => Arc::from(j),
+        Err(e) => return Err((Vec::new(), e.to_string())),
+    };
+    let started = std::time::Instant::now();
+    let applied = crate::apply::execute(
+        &plan,
+        &manifests,
+        conn.client.clone(),
+        journal.clone(),
+        opts,
+        cancel,
+    )
+    .await;
+    tracing::debug!(
+        tasks = applied.results.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "creates finished"
+    );
+    journal.close();
+    // The run's records, applied in memory: the state is complete even if a journal
+    // write failed (disk full) after a task was created.
+    crate::journal::replay(state, &applied.records);
+    match store.persist(state) {
+        Ok(()) => Ok(applied.results),
+        Err(e) => {
+            let mut msg = format!(
+                "{e}; the journal {} still holds every result and the next run folds it in",
+                store.journal_path().display()
+            );
+            for r in applied
+                .results
+                .iter()
+                .filter(|r| r.outcome == TaskOutcome::Created)
+            {
+                msg.push_str(&format!(
+                    "\n  created {} as task {}",
+                    r.name,
+                    r.task_id.as_deref().unwrap_or("?")
+                ));
+            }
+            Err((applied.results, msg))
+        }
+    }
 }
 
 /// Prints the run's results in the chosen format.
-fn finish_output(
-    args: &ApplyArgs,
-    doc: &SavedPlan,
-    results: &[crate::apply::TaskResult],
-    interrupted: bool,
-) {
+fn finish_output(args: &ApplyArgs, doc: &SavedPlan, results: &[TaskResult], interrupted: bool) {
     let mut out = std::io::stdout().lock();
     let text = match args.format {
         Format::Json => render::apply_json(doc, results),
@@ -223,88 +241,6 @@ fn finish_output(
     };
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
-}
-
-/// The credentials to use, starting the built-in emulator when asked (it then also
-/// sets the endpoint, and the project and workspace where none is set).
-async fn credentials(
-    args: &ApplyArgs,
-    env: Env<'_>,
-    loaded: &Loaded,
-    resolved: &mut Resolved,
-) -> Result<(Credentials, Option<emulator::Emulator>), String> {
-    if !args.emulator {
-        let region = args
-            .target
-            .region
-            .clone()
-            .or_else(|| env("HW_REGION_NAME"))
-            .or_else(|| loaded.settings.region.clone());
-        let creds = Credentials::from_env(env, region.as_deref())
-            .map_err(|msg| format!("{msg}; nothing was sent"))?;
-        return Ok((creds, None));
-    }
-    let project_id = resolved
-        .project_id
-        .clone()
-        .unwrap_or_else(|| emulator::DEMO_PROJECT_ID.to_string());
-    let workspace = resolved
-        .workspace
-        .clone()
-        .unwrap_or_else(|| emulator::DEMO_WORKSPACE.to_string());
-    let data = crate::fsutil::parent_dir(&resolved.state).join("emulator.json");
-    let cfg = emulator::Config {
-        data: Some(data.clone()),
-        project_id: project_id.clone(),
-        workspace: workspace.clone(),
-        ..emulator::Config::default()
-    };
-    let emu = emulator::start(cfg).await.map_err(|e| {
-        format!(
-            "cannot start the built-in emulator (data {}): {e}",
-            data.display()
-        )
-    })?;
-    tracing::info!(url = %emu.url(), data = %data.display(), "started the built-in emulator");
-    resolved.endpoint = Some(emu.url());
-    resolved.project_id = Some(project_id);
-    resolved.workspace = Some(workspace);
-    Ok((
-        Credentials::Token(Secret::new(emulator::DEMO_TOKEN)),
-        Some(emu),
-    ))
-}
-
-fn required_target(resolved: &Resolved) -> Result<(String, Target), String> {
-    match (
-        &resolved.endpoint,
-        &resolved.project_id,
-        &resolved.workspace,
-    ) {
-        (Some(e), Some(p), Some(w)) => Ok((
-            e.clone(),
-            Target {
-                project_id: p.clone(),
-                workspace: w.clone(),
-            },
-        )),
-        _ => {
-            let mut missing = Vec::new();
-            if resolved.endpoint.is_none() {
-                missing.push("the endpoint (--endpoint / TASKFORM_ENDPOINT, --region / HW_REGION_NAME, or `endpoint:`/`region:` in taskform.yaml)");
-            }
-            if resolved.project_id.is_none() {
-                missing.push("the project (--project-id / TASKFORM_PROJECT_ID / HW_PROJECT_ID, or `project_id:` in taskform.yaml)");
-            }
-            if resolved.workspace.is_none() {
-                missing.push("the workspace (--workspace / TASKFORM_WORKSPACE, or `workspace:` in taskform.yaml)");
-            }
-            Err(format!(
-                "apply needs {}; nothing was sent",
-                missing.join(" and ")
-            ))
-        }
-    }
 }
 
 /// A saved plan is applied only to the target it was made for (where it recorded one).
@@ -386,20 +322,6 @@ fn still_valid(
         reasons.join("; "),
         file.display()
     ))
-}
-
-fn is_loopback(endpoint: &str) -> bool {
-    let Some(host) = reqwest::Url::parse(endpoint)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-    else {
-        return false;
-    };
-    host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Asks on a terminal; refuses without one.

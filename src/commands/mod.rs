@@ -5,6 +5,7 @@
 //! printed as `error: ...` with exit status 1.
 
 mod apply;
+mod connect;
 mod plan;
 
 pub use apply::{ApplyArgs, apply};

@@ -1,0 +1,167 @@
+//! Reaching the API: target, credentials and client, or the built-in emulator.
+
+use super::Env;
+use crate::auth::{Credentials, Secret};
+use crate::client::{Client, ClientConfig};
+use crate::emulator;
+use crate::manifest::Loaded;
+use crate::state::Target;
+use crate::target::{self, Resolved, TargetFlags};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a command needs to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub target: TargetFlags,
+    pub timeout: Duration,
+    /// Start the built-in emulator in-process and use it.
+    pub emulator: bool,
+}
+
+impl From<&super::ApplyArgs> for ConnectOptions {
+    fn from(a: &super::ApplyArgs) -> Self {
+        ConnectOptions {
+            target: a.target.clone(),
+            timeout: a.timeout,
+            emulator: a.emulator,
+        }
+    }
+}
+
+/// A client for one target.
+pub struct Connection {
+    pub client: Arc<Client>,
+    pub target: Target,
+    pub resolved: Resolved,
+    /// Kept alive while the connection is used.
+    _emulator: Option<emulator::Emulator>,
+}
+
+impl Connection {
+    /// Resolves the target and credentials (failing before anything is sent when
+    /// either is missing) and builds the client.
+    pub async fn open(
+        opts: &ConnectOptions,
+        env: Env<'_>,
+        loaded: &Loaded,
+    ) -> Result<Connection, String> {
+        let mut resolved = target::resolve(&opts.target, env, &loaded.settings);
+        let (creds, emu) = if opts.emulator {
+            let (creds, emu) = start_emulator(&mut resolved).await?;
+            (creds, Some(emu))
+        } else {
+            let region = opts
+                .target
+                .region
+                .clone()
+                .or_else(|| env("HW_REGION_NAME"))
+                .or_else(|| loaded.settings.region.clone());
+            (
+                Credentials::from_env(env, region.as_deref())
+                    .map_err(|msg| format!("{msg}; nothing was sent"))?,
+                None,
+            )
+        };
+        let (endpoint, target) = required_target(&resolved)?;
+        let client = Client::new(
+            ClientConfig {
+                endpoint: endpoint.clone(),
+                project_id: target.project_id.clone(),
+                workspace: target.workspace.clone(),
+                timeout: opts.timeout,
+                connect_timeout: Duration::from_secs(10),
+            },
+            creds,
+        )?;
+        if endpoint.starts_with("http://") && !is_loopback(&endpoint) {
+            tracing::warn!(endpoint = %endpoint, "plain http to a host that is not loopback: credentials and bodies travel unencrypted");
+        }
+        Ok(Connection {
+            client: Arc::new(client),
+            target,
+            resolved,
+            _emulator: emu,
+        })
+    }
+}
+
+/// Starts the built-in emulator with its data beside the state file; it sets the
+/// endpoint, and the project and workspace where none is set.
+async fn start_emulator(
+    resolved: &mut Resolved,
+) -> Result<(Credentials, emulator::Emulator), String> {
+    let project_id = resolved
+        .project_id
+        .clone()
+        .unwrap_or_else(|| emulator::DEMO_PROJECT_ID.to_string());
+    let workspace = resolved
+        .workspace
+        .clone()
+        .unwrap_or_else(|| emulator::DEMO_WORKSPACE.to_string());
+    let data = crate::fsutil::parent_dir(&resolved.state).join("emulator.json");
+    let cfg = emulator::Config {
+        data: Some(data.clone()),
+        project_id: project_id.clone(),
+        workspace: workspace.clone(),
+        ..emulator::Config::default()
+    };
+    let emu = emulator::start(cfg).await.map_err(|e| {
+        format!(
+            "cannot start the built-in emulator (data {}): {e}",
+            data.display()
+        )
+    })?;
+    tracing::info!(url = %emu.url(), data = %data.display(), "started the built-in emulator");
+    resolved.endpoint = Some(emu.url());
+    resolved.project_id = Some(project_id);
+    resolved.workspace = Some(workspace);
+    Ok((Credentials::Token(Secret::new(emulator::DEMO_TOKEN)), emu))
+}
+
+fn required_target(resolved: &Resolved) -> Result<(String, Target), String> {
+    if let (Some(e), Some(p), Some(w)) = (
+        &resolved.endpoint,
+        &resolved.project_id,
+        &resolved.workspace,
+    ) {
+        return Ok((
+            e.clone(),
+            Target {
+                project_id: p.clone(),
+                workspace: w.clone(),
+            },
+        ));
+    }
+    let mut missing = Vec::new();
+    if resolved.endpoint.is_none() {
+        missing.push("the endpoint (--endpoint / TASKFORM_ENDPOINT, --region / HW_REGION_NAME, or `endpoint:`/`region:` in taskform.yaml)");
+    }
+    if resolved.project_id.is_none() {
+        missing.push("the project (--project-id / TASKFORM_PROJECT_ID / HW_PROJECT_ID, or `project_id:` in taskform.yaml)");
+    }
+    if resolved.workspace.is_none() {
+        missing.push(
+            "the workspace (--workspace / TASKFORM_WORKSPACE, or `workspace:` in taskform.yaml)",
+        );
+    }
+    Err(format!(
+        "{} needs {}; nothing was sent",
+        "apply",
+        missing.join(" and ")
+    ))
+}
+
+fn is_loopback(endpoint: &str) -> bool {
+    let Some(host) = reqwest::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+    else {
+        return false;
+    };
+    host == "localhost"
+        || host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}

@@ -33,4 +33,5 @@ pub mod state;
 pub mod store;
 pub mod style;
 pub mod target;
+pub mod watch;
 pub mod yaml;

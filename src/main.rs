@@ -97,23 +97,14 @@ enum Command {
     /// Create the tasks the plan lists (create/replace), recording every returned ID.
     #[command(after_help = EXIT_CODES)]
     Apply(ApplyCli),
+    /// Keep the remote tasks reconciled with DIR: apply at start and after every change.
+    Watch(WatchCli),
     /// Run a local emulator of the DataArts collection-task API (prints its URL first).
     Emulator(EmulatorCli),
 }
 
 #[derive(Args)]
-struct ApplyCli {
-    /// A manifest folder (plan now), or a plan file from `plan --out` (apply exactly that plan, no prompt).
-    #[arg(default_value = ".", value_name = "DIR|PLAN_FILE")]
-    path: PathBuf,
-    #[command(flatten)]
-    target: TargetArgs,
-    /// Output format (json: one result document on stdout).
-    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
-    format: OutputFormat,
-    /// Do not ask for confirmation (required without a terminal).
-    #[arg(long, short = 'y')]
-    yes: bool,
+struct SendArgs {
     /// Creates in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     concurrency: u32,
@@ -129,12 +120,63 @@ struct ApplyCli {
     /// Wait up to SECS for the state lock instead of failing at once.
     #[arg(long, value_name = "SECS")]
     lock_timeout: Option<f64>,
+    /// Start the built-in emulator in-process (data in the state folder's emulator.json) and use it.
+    #[arg(long)]
+    emulator: bool,
+}
+
+impl SendArgs {
+    fn options(&self, progress_bar: bool) -> ApplyOptions {
+        ApplyOptions {
+            concurrency: self.concurrency as usize,
+            max_rate: self.max_rate.max(0.0),
+            max_attempts: self.max_attempts,
+            progress_bar,
+            ..ApplyOptions::default()
+        }
+    }
+}
+
+#[derive(Args)]
+struct WatchCli {
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    #[command(flatten)]
+    target: TargetArgs,
+    #[command(flatten)]
+    send: SendArgs,
+    /// Quiet time after the last file event before reconciling.
+    #[arg(long, default_value_t = 500)]
+    debounce_ms: u64,
+    /// First wait before a failed create with unchanged content is tried again (doubles each time).
+    #[arg(long, default_value_t = 60.0, value_name = "SECS")]
+    retry_interval: f64,
+    /// Also reconcile every SECS without file events (network file systems, drift checks).
+    #[arg(long, value_name = "SECS")]
+    interval: Option<f64>,
+    /// Log the plan after each change; never apply (no credentials needed).
+    #[arg(long)]
+    plan_only: bool,
+}
+
+#[derive(Args)]
+struct ApplyCli {
+    /// A manifest folder (plan now), or a plan file from `plan --out` (apply exactly that plan, no prompt).
+    #[arg(default_value = ".", value_name = "DIR|PLAN_FILE")]
+    path: PathBuf,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Output format (json: one result document on stdout).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+    /// Do not ask for confirmation (required without a terminal).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    #[command(flatten)]
+    send: SendArgs,
     /// Create in-doubt tasks again (may make a duplicate on the server).
     #[arg(long)]
     recreate_in_doubt: bool,
-    /// Start the built-in emulator in-process (data in the state folder's emulator.json) and apply to it.
-    #[arg(long)]
-    emulator: bool,
 }
 
 #[derive(Args)]
@@ -239,6 +281,9 @@ fn main() {
         Color::Never => ColorChoice::Never,
     };
     let env = commands::process_env;
+    let progress_bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && matches!(cli.log_format, LogFormat::Text)
+        && cli.verbose == 0;
     let exit = match cli.command {
         Command::Validate { dir } => commands::validate(dir, &env),
         Command::Plan {
@@ -266,20 +311,27 @@ fn main() {
                 target: a.target.into(),
                 format: format(a.format),
                 yes: a.yes,
-                apply: ApplyOptions {
-                    concurrency: a.concurrency as usize,
-                    max_rate: a.max_rate.max(0.0),
-                    max_attempts: a.max_attempts,
-                    progress_bar: std::io::IsTerminal::is_terminal(&std::io::stderr())
-                        && matches!(cli.log_format, LogFormat::Text)
-                        && cli.verbose == 0,
-                    ..ApplyOptions::default()
-                },
-                timeout: seconds(a.timeout),
-                lock_timeout: a.lock_timeout.map(seconds),
+                apply: a.send.options(progress_bar),
+                timeout: seconds(a.send.timeout),
+                lock_timeout: a.send.lock_timeout.map(seconds),
                 recreate_in_doubt: a.recreate_in_doubt,
                 color,
-                emulator: a.emulator,
+                emulator: a.send.emulator,
+            },
+            &env,
+        ),
+        Command::Watch(w) => commands::watch(
+            commands::WatchArgs {
+                dir: w.dir,
+                target: w.target.into(),
+                apply: w.send.options(false),
+                timeout: seconds(w.send.timeout),
+                debounce: Duration::from_millis(w.debounce_ms),
+                retry_interval: seconds(w.retry_interval),
+                interval: w.interval.map(seconds),
+                plan_only: w.plan_only,
+                lock_timeout: w.send.lock_timeout.map(seconds),
+                emulator: w.send.emulator,
             },
             &env,
         ),

@@ -52,7 +52,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
         Some(_) if msg.is_empty() => format!("the manifests in {} changed since the plan was made and are now invalid (see above); fix them and make a new plan", dir.display()),
         _ => msg,
     })?;
-    let conn = Connection::open(&ConnectOptions::from(&args), env, &loaded).await?;
+    let conn = Connection::open(&ConnectOptions::from(&args), env, &loaded.settings).await?;
     if let Some(saved) = &saved {
         check_saved_target(saved, &conn.resolved)?;
     }

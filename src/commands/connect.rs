@@ -4,7 +4,7 @@ use super::Env;
 use crate::auth::{Credentials, Secret};
 use crate::client::{Client, ClientConfig};
 use crate::emulator;
-use crate::manifest::Loaded;
+use crate::settings::Settings;
 use crate::state::Target;
 use crate::target::{self, Resolved, TargetFlags};
 use std::sync::Arc;
@@ -44,9 +44,9 @@ impl Connection {
     pub async fn open(
         opts: &ConnectOptions,
         env: Env<'_>,
-        loaded: &Loaded,
+        settings: &Settings,
     ) -> Result<Connection, String> {
-        let mut resolved = target::resolve(&opts.target, env, &loaded.settings);
+        let mut resolved = target::resolve(&opts.target, env, settings);
         let (creds, emu) = if opts.emulator {
             let (creds, emu) = start_emulator(&mut resolved).await?;
             (creds, Some(emu))
@@ -56,7 +56,7 @@ impl Connection {
                 .region
                 .clone()
                 .or_else(|| env("HW_REGION_NAME"))
-                .or_else(|| loaded.settings.region.clone());
+                .or_else(|| settings.region.clone());
             (
                 Credentials::from_env(env, region.as_deref())
                     .map_err(|msg| format!("{msg}; nothing was sent"))?,

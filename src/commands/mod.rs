@@ -7,9 +7,11 @@
 mod apply;
 mod connect;
 mod plan;
+mod watch;
 
 pub use apply::{ApplyArgs, apply};
 pub use plan::{PlanArgs, plan, show};
+pub use watch::{WatchArgs, watch};
 
 use crate::diagnostic::Diagnostic;
 use crate::exit::Exit;

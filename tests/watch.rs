@@ -1,0 +1,238 @@
+//! `taskform watch` against the emulator: one reconcile per burst, invalid manifests
+//! block everything until fixed, renames send nothing, SIGTERM leaves a clean state.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const DEBOUNCE_MS: u64 = 300;
+
+struct Watch {
+    child: Child,
+    logs: Arc<Mutex<Vec<Value>>>,
+}
+
+impl Watch {
+    fn start(p: &Project, emu: &Emu, extra: &[&str]) -> Watch {
+        let debounce = DEBOUNCE_MS.to_string();
+        let mut args = vec![
+            "watch",
+            "tasks",
+            "--endpoint",
+            &emu.url,
+            "--log-format",
+            "json",
+            "--debounce-ms",
+            &debounce,
+        ];
+        args.extend_from_slice(extra);
+        let mut c = p.cmd(&args);
+        c.env("TASKFORM_AUTH_TOKEN", TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let sink = logs.clone();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|_| serde_json::json!({"message": line}));
+                sink.lock().unwrap().push(v);
+            }
+        });
+        let w = Watch { child, logs };
+        assert!(
+            w.wait_for(Duration::from_secs(10), |l| l
+                .iter()
+                .any(|v| (v["message"] == "reconciled"
+                    || v["message"] == "planned (plan only)")
+                    && v["trigger"] == "start")),
+            "no first reconcile: {:?}",
+            w.logs()
+        );
+        w
+    }
+
+    fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    fn reconciles(&self, trigger: &str) -> usize {
+        self.logs()
+            .iter()
+            .filter(|v| v["message"] == "reconciled" && v["trigger"] == trigger)
+            .count()
+    }
+
+    fn wait_for(&self, timeout: Duration, f: impl Fn(&[Value]) -> bool) -> bool {
+        wait_until(timeout, || f(&self.logs()))
+    }
+
+    fn terminate(mut self) -> Option<i32> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_new_manifest_is_created_once_within_debounce_plus_a_second() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    let w = Watch::start(&p, &emu, &[]);
+    assert_eq!(emu.creates(), 1);
+    let written = Instant::now();
+    p.task("b");
+    assert!(
+        wait_until(Duration::from_millis(DEBOUNCE_MS + 1000), || emu.creates()
+            == 2),
+        "no create within debounce + 1 s"
+    );
+    let latency = written.elapsed();
+    std::thread::sleep(Duration::from_millis(DEBOUNCE_MS + 300));
+    assert_eq!(emu.creates(), 2, "exactly one create");
+    assert!(
+        latency < Duration::from_millis(DEBOUNCE_MS + 1000),
+        "{latency:?}"
+    );
+    assert_eq!(w.terminate(), Some(0));
+    assert_eq!(p.state()["tasks"].as_object().unwrap().len(), 2);
+}
+
+#[test]
+fn a_burst_of_200_writes_is_one_reconcile() {
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let p = Project::new();
+    let w = Watch::start(&p, &emu, &["--max-rate", "0", "--concurrency", "16"]);
+    for i in 0..200 {
+        p.write(
+            &format!("tasks/burst/t{i:03}.yaml"),
+            &manifest(&format!("t{i:03}"), 10),
+        );
+    }
+    assert!(
+        w.wait_for(Duration::from_secs(15), |l| l
+            .iter()
+            .any(|v| v["message"] == "reconciled" && v["created"] == 200)),
+        "{:?}",
+        w.logs().last()
+    );
+    std::thread::sleep(Duration::from_millis(DEBOUNCE_MS + 300));
+    assert_eq!(w.reconciles("change"), 1, "one reconcile for the burst");
+    assert_eq!(emu.creates(), 200);
+}
+
+#[test]
+fn a_broken_manifest_blocks_everything_until_fixed() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    let w = Watch::start(&p, &emu, &[]);
+    p.write("tasks/good.yaml", &manifest("good", 10));
+    p.write("tasks/bad.yaml", "name: bad\ndata_source_type: DLI\nschedule_config:\n  max_time_out: soon\ntask_config: {}\n");
+    assert!(w.wait_for(Duration::from_secs(5), |l| l.iter().any(
+        |v| v["message"] == "invalid manifests: nothing is applied until they are fixed"
+    )));
+    let logs = w.logs();
+    let err = logs
+        .iter()
+        .find(|v| v["file"] == "tasks/bad.yaml")
+        .expect("the problem is logged with its file");
+    assert_eq!(err["line"], 4);
+    assert!(err["message"].as_str().unwrap().contains("max_time_out"));
+    assert_eq!(emu.creates(), 0, "all or nothing: not even the good task");
+    p.write("tasks/bad.yaml", &manifest("bad", 10));
+    assert!(wait_until(Duration::from_secs(5), || emu.creates() == 2));
+}
+
+#[test]
+fn renaming_a_file_with_unchanged_content_sends_nothing() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    let w = Watch::start(&p, &emu, &[]);
+    std::fs::rename(p.path("tasks/a.yaml"), p.path("tasks/renamed.yaml")).unwrap();
+    assert!(w.wait_for(Duration::from_secs(5), |l| {
+        l.iter()
+            .any(|v| v["message"] == "reconciled" && v["trigger"] == "change")
+    }));
+    assert_eq!(emu.creates(), 1);
+}
+
+#[test]
+fn sigterm_leaves_a_consistent_state_and_no_lock_and_applies_are_told_who_holds_it() {
+    let emu = Emu::start(&["--latency-ms", "200", "--rate-limit", "0"]);
+    let p = Project::new();
+    p.task("first");
+    let w = Watch::start(&p, &emu, &["--max-rate", "0"]);
+    let out = p.apply(&emu.url, &[]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains(&format!(
+            "is locked by taskform watch (pid {}",
+            w.child.id()
+        )),
+        "{}",
+        out.stderr
+    );
+    p.tasks(10);
+    assert!(wait_until(Duration::from_secs(5), || emu.creates() >= 3));
+    assert_eq!(w.terminate(), Some(0));
+    let state = p.state();
+    let recorded = state["tasks"].as_object().unwrap().len();
+    assert_eq!(
+        recorded,
+        emu.tasks().len(),
+        "every task on the server is recorded"
+    );
+    assert!(state.get("in_doubt").is_none());
+    assert!(!p.path("state/taskform.json.journal").exists());
+    let out = p.apply(&emu.url, &[]);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "the lock is free and the rest is applied: {}",
+        out.stderr
+    );
+}
+
+#[test]
+fn plan_only_never_applies_and_a_missing_folder_is_a_clear_error() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    let w = Watch::start(&p, &emu, &["--plan-only"]);
+    assert!(
+        w.logs()
+            .iter()
+            .any(|v| v["message"] == "planned" && v["task"] == "a" && v["action"] == "create")
+    );
+    p.task("b");
+    assert!(w.wait_for(Duration::from_secs(5), |l| {
+        l.iter()
+            .filter(|v| v["message"] == "planned (plan only)")
+            .count()
+            >= 2
+    }));
+    assert_eq!(emu.creates(), 0);
+    let out = p.run(&["watch", "nope"], &[("TASKFORM_AUTH_TOKEN", TOKEN)]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.contains("cannot watch nope: not a folder"),
+        "{}",
+        out.stderr
+    );
+}

@@ -256,22 +256,43 @@ fn load_file(
         }
     };
     result.digest = Some(hash::sha256_tagged(&bytes));
-    let src = match String::from_utf8(bytes) {
+    let (manifests, diags) = parse_source(&bytes, rel, &display, settings, env);
+    result.manifests = manifests;
+    result.diags = diags;
+    result
+}
+
+/// Parses, interpolates, merges `defaults`, validates and hashes one file's bytes:
+/// the loader without the file system (benchmarks and fuzzing call it directly).
+/// `rel` is the path below DIR, `display` the path for messages.
+pub fn parse_source(
+    bytes: &[u8],
+    rel: &str,
+    display: &str,
+    settings: &Settings,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> (Vec<Manifest>, Vec<Diagnostic>) {
+    let mut manifests = Vec::new();
+    let mut diags = Vec::new();
+    let src = match std::str::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
-            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+            let good = &bytes[..e.valid_up_to()];
             let line = good.iter().filter(|b| **b == b'\n').count() + 1;
             let col = good.len() - good.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
-            return fail(
-                result,
-                Diagnostic::new(&display, line, col, "file is not valid UTF-8")
+            diags.push(
+                Diagnostic::new(display, line, col, "file is not valid UTF-8")
                     .with_hint("save the file as UTF-8"),
             );
+            return (manifests, diags);
         }
     };
-    let docs = match yaml::parse_documents(&src) {
+    let docs = match yaml::parse_documents(src) {
         Ok(d) => d,
-        Err(e) => return fail(result, Diagnostic::new(&display, e.line, e.col, e.message)),
+        Err(e) => {
+            diags.push(Diagnostic::new(display, e.line, e.col, e.message));
+            return (manifests, diags);
+        }
     };
     for doc in docs {
         let mut body = doc.value;
@@ -290,9 +311,7 @@ fn load_file(
         }
         if !problems.is_empty() {
             for p in problems {
-                result
-                    .diags
-                    .push(place(&src, &display, doc.index, settings, p));
+                diags.push(place(src, display, doc.index, settings, p));
             }
             continue;
         }
@@ -301,15 +320,15 @@ fn load_file(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        result.manifests.push(Manifest::from_body(
+        manifests.push(Manifest::from_body(
             name,
             &body,
             rel.to_string(),
-            display.clone(),
+            display.to_string(),
             doc.index,
         ));
     }
-    result
+    (manifests, diags)
 }
 
 /// Turns a problem's path into a position: in the manifest when the node is there, in

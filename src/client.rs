@@ -65,6 +65,44 @@ pub struct ClientConfig {
     pub workspace: String,
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Extra trusted roots (PEM), for private CAs; the system's roots stay trusted.
+    pub ca_bundle: Option<std::path::PathBuf>,
+    /// Allow `http://` to a host that is not loopback.
+    pub allow_insecure_http: bool,
+}
+
+/// Whether a URL's host is this machine.
+pub fn is_loopback(url: &reqwest::Url) -> bool {
+    match url.host_str() {
+        Some("localhost") => true,
+        Some(h) => h
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+/// Refuses plain http to another machine unless allowed (then warns).
+pub fn check_scheme(
+    url: &reqwest::Url,
+    what: &str,
+    allow_insecure_http: bool,
+) -> Result<(), String> {
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(url) => Ok(()),
+        "http" if allow_insecure_http => {
+            tracing::warn!(url = %url, "plain http to a host that is not loopback: credentials and bodies travel unencrypted");
+            Ok(())
+        }
+        "http" => Err(format!(
+            "refusing plain http:// for the {what} {url}: credentials would travel unencrypted. Use https:// (with --ca-bundle for a private CA), or pass --allow-insecure-http if you must"
+        )),
+        other => Err(format!(
+            "invalid {what} {url}: the scheme {other}:// is not http or https"
+        )),
+    }
 }
 
 /// The client for one target.
@@ -102,16 +140,36 @@ impl Client {
             .endpoint
             .parse()
             .map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
-        if !matches!(base.scheme(), "http" | "https") {
-            return Err(format!(
-                "invalid endpoint {:?}: use an http:// or https:// URL",
-                cfg.endpoint
-            ));
+        check_scheme(&base, "endpoint", cfg.allow_insecure_http)?;
+        if let Credentials::Password { iam_endpoint, .. } = &creds {
+            let iam: reqwest::Url = iam_endpoint
+                .parse()
+                .map_err(|e| format!("invalid IAM endpoint {iam_endpoint:?}: {e}"))?;
+            check_scheme(&iam, "IAM endpoint", cfg.allow_insecure_http)?;
         }
         let create_url = base
             .join(&api::create_path(&cfg.project_id))
             .map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(path) = &cfg.ca_bundle {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read the CA bundle {}: {e}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                format!(
+                    "the CA bundle {} is not a PEM bundle: {}",
+                    path.display(),
+                    error_chain(&e)
+                )
+            })?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "the CA bundle {} holds no certificate",
+                    path.display()
+                ));
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        let http = builder
             .timeout(cfg.timeout)
             .connect_timeout(cfg.connect_timeout)
             .user_agent(concat!("taskform/", env!("CARGO_PKG_VERSION")))

@@ -123,9 +123,23 @@ struct SendArgs {
     /// Start the built-in emulator in-process (data in the state folder's emulator.json) and use it.
     #[arg(long)]
     emulator: bool,
+    /// Extra trusted CA certificates (PEM bundle) for https endpoints [env: TASKFORM_CA_BUNDLE]
+    #[arg(long, value_name = "FILE")]
+    ca_bundle: Option<PathBuf>,
+    /// Allow plain http:// to a host that is not loopback (credentials travel unencrypted).
+    #[arg(long)]
+    allow_insecure_http: bool,
 }
 
 impl SendArgs {
+    fn ca_bundle(&self) -> Option<PathBuf> {
+        self.ca_bundle.clone().or_else(|| {
+            std::env::var_os("TASKFORM_CA_BUNDLE")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+    }
+
     fn options(&self, progress_bar: bool) -> ApplyOptions {
         ApplyOptions {
             concurrency: self.concurrency as usize,
@@ -317,6 +331,8 @@ fn main() {
                 recreate_in_doubt: a.recreate_in_doubt,
                 color,
                 emulator: a.send.emulator,
+                ca_bundle: a.send.ca_bundle(),
+                allow_insecure_http: a.send.allow_insecure_http,
             },
             &env,
         ),
@@ -332,6 +348,8 @@ fn main() {
                 plan_only: w.plan_only,
                 lock_timeout: w.send.lock_timeout.map(seconds),
                 emulator: w.send.emulator,
+                ca_bundle: w.send.ca_bundle(),
+                allow_insecure_http: w.send.allow_insecure_http,
             },
             &env,
         ),

@@ -32,6 +32,10 @@ pub struct ApplyArgs {
     pub color: ColorChoice,
     /// Start an emulator in-process and apply to it.
     pub emulator: bool,
+    /// Extra trusted roots (PEM) for https endpoints.
+    pub ca_bundle: Option<PathBuf>,
+    /// Allow plain http to a host that is not loopback.
+    pub allow_insecure_http: bool,
 }
 
 /// `taskform apply`.

@@ -17,6 +17,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Start the built-in emulator in-process and use it.
     pub emulator: bool,
+    pub ca_bundle: Option<std::path::PathBuf>,
+    pub allow_insecure_http: bool,
 }
 
 impl From<&super::ApplyArgs> for ConnectOptions {
@@ -25,6 +27,8 @@ impl From<&super::ApplyArgs> for ConnectOptions {
             target: a.target.clone(),
             timeout: a.timeout,
             emulator: a.emulator,
+            ca_bundle: a.ca_bundle.clone(),
+            allow_insecure_http: a.allow_insecure_http,
         }
     }
 }
@@ -71,12 +75,12 @@ impl Connection {
                 workspace: target.workspace.clone(),
                 timeout: opts.timeout,
                 connect_timeout: Duration::from_secs(10),
+                ca_bundle: opts.ca_bundle.clone(),
+                allow_insecure_http: opts.allow_insecure_http,
             },
             creds,
         )?;
-        if endpoint.starts_with("http://") && !is_loopback(&endpoint) {
-            tracing::warn!(endpoint = %endpoint, "plain http to a host that is not loopback: credentials and bodies travel unencrypted");
-        }
+
         Ok(Connection {
             client: Arc::new(client),
             target,
@@ -150,18 +154,4 @@ fn required_target(resolved: &Resolved) -> Result<(String, Target), String> {
         "apply",
         missing.join(" and ")
     ))
-}
-
-fn is_loopback(endpoint: &str) -> bool {
-    let Some(host) = reqwest::Url::parse(endpoint)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-    else {
-        return false;
-    };
-    host == "localhost"
-        || host
-            .trim_matches(['[', ']'])
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -38,6 +38,8 @@ pub struct WatchArgs {
     pub plan_only: bool,
     pub lock_timeout: Option<Duration>,
     pub emulator: bool,
+    pub ca_bundle: Option<PathBuf>,
+    pub allow_insecure_http: bool,
 }
 
 /// `taskform watch`.
@@ -70,6 +72,8 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, String> {
                     target: args.target.clone(),
                     timeout: args.timeout,
                     emulator: args.emulator,
+                    ca_bundle: args.ca_bundle.clone(),
+                    allow_insecure_http: args.allow_insecure_http,
                 },
                 env,
                 &settings,

@@ -537,53 +537,6 @@ fn kill_9_mid_apply_loses_nothing() {
     );
 }
 
-fn check_invariants(p: &Project, emu: &Emu) {
-    let plan = p.plan_json(); // reads state + journal, as every command does
-    let server: BTreeMap<String, Vec<String>> =
-        emu.tasks().iter().fold(BTreeMap::new(), |mut m, t| {
-            m.entry(t["name"].as_str().unwrap().to_string())
-                .or_insert_with(Vec::new)
-                .push(t["id"].as_str().unwrap().to_string());
-            m
-        });
-    for t in plan["tasks"].as_array().unwrap() {
-        let name = t["name"].as_str().unwrap();
-        match t["action"].as_str().unwrap() {
-            "unchanged" => {
-                let id = t["task_id"].as_str().unwrap();
-                assert!(
-                    server
-                        .get(name)
-                        .is_some_and(|ids| ids.iter().any(|i| i == id)),
-                    "{name}: recorded ID {id} not on the server"
-                );
-            }
-            "create" => assert!(
-                !server.contains_key(name),
-                "{name} exists on the server but would be created again"
-            ),
-            "in_doubt" => {}
-            other => panic!("unexpected action {other} for {name}"),
-        }
-    }
-    for (name, ids) in &server {
-        assert_eq!(ids.len(), 1, "{name} created twice: {ids:?}");
-    }
-    let _: Value = p.state_or_empty();
-}
-
-trait StateOrEmpty {
-    fn state_or_empty(&self) -> Value;
-}
-
-impl StateOrEmpty for Project {
-    fn state_or_empty(&self) -> Value {
-        std::fs::read(self.path("state/taskform.json"))
-            .map(|b| serde_json::from_slice(&b).expect("the state file is always readable"))
-            .unwrap_or(Value::Null)
-    }
-}
-
 #[test]
 fn json_output_is_one_result_document() {
     let srv = Scripted::start(|n, r| {

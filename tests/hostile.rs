@@ -7,8 +7,18 @@ use common::*;
 use std::time::{Duration, Instant};
 
 fn assert_refused(out: &Output, needle: &str) {
-    assert_eq!(out.code, Some(1), "stdout: {}\nstderr: {}", out.stdout, out.stderr);
-    assert!(out.stderr.contains(needle), "expected {needle:?} in:\n{}", out.stderr);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "stdout: {}\nstderr: {}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains(needle),
+        "expected {needle:?} in:\n{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -17,21 +27,47 @@ fn yaml_bombs_deep_nesting_and_huge_files_end_in_bounded_errors() {
     let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
     for i in 1..12 {
         let q = i - 1;
-        bomb.push_str(&format!("a{i}: &a{i} [*a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}]\n"));
+        bomb.push_str(&format!(
+            "a{i}: &a{i} [*a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}, *a{q}]\n"
+        ));
     }
     p.write("tasks/bomb.yaml", &bomb);
-    p.write("tasks/deep.yaml", &format!("name: {}{}", "[".repeat(10_000), "]".repeat(10_000)));
-    p.write("tasks/deep-map.yaml", &(0..10_000).map(|i| format!("{}k:", " ".repeat(i))).collect::<Vec<_>>().join("\n"));
+    p.write(
+        "tasks/deep.yaml",
+        &format!("name: {}{}", "[".repeat(10_000), "]".repeat(10_000)),
+    );
+    p.write(
+        "tasks/deep-map.yaml",
+        &(0..10_000)
+            .map(|i| format!("{}k:", " ".repeat(i)))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
     let big = std::fs::File::create(p.path("tasks/huge.yaml")).unwrap();
     big.set_len(100 * 1024 * 1024).unwrap();
     let started = Instant::now();
     let out = p.run(&["validate", "tasks"], &[]);
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
-    assert_refused(&out, "tasks/huge.yaml: file is 104857600 bytes, over the 16777216 byte limit");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_refused(
+        &out,
+        "tasks/huge.yaml: file is 104857600 bytes, over the 16777216 byte limit",
+    );
     assert!(out.stderr.contains("tasks/bomb.yaml:"), "{}", out.stderr);
     assert!(out.stderr.contains("tasks/deep.yaml:1:"), "{}", out.stderr);
-    assert!(out.stderr.contains("tasks/deep-map.yaml:"), "{}", out.stderr);
-    assert!(out.stderr.contains("recursion limit exceeded"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("tasks/deep-map.yaml:"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("recursion limit exceeded"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -59,7 +95,11 @@ fn a_folder_of_100000_files_loads_in_bounded_time() {
     let started = Instant::now();
     let out = p.run(&["plan", "tasks", "--format", "json"], &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["summary"]["create"], 1);
 }
@@ -85,8 +125,16 @@ fn broken_state_and_journal_files_send_nothing() {
         let before = std::fs::read(p.path("state/taskform.json")).unwrap();
         let out = p.apply(&srv.url, &[]);
         assert_refused(&out, needle);
-        assert!(out.stderr.contains("state/taskform.json"), "{what}: names the file: {}", out.stderr);
-        assert_eq!(std::fs::read(p.path("state/taskform.json")).unwrap(), before, "{what}: the state is unchanged");
+        assert!(
+            out.stderr.contains("state/taskform.json"),
+            "{what}: names the file: {}",
+            out.stderr
+        );
+        assert_eq!(
+            std::fs::read(p.path("state/taskform.json")).unwrap(),
+            before,
+            "{what}: the state is unchanged"
+        );
         assert_refused(&p.run(&["plan", "tasks"], &[]), needle);
     }
     assert_eq!(srv.requests().len(), 0, "nothing reached the server");
@@ -96,16 +144,27 @@ fn broken_state_and_journal_files_send_nothing() {
 fn a_torn_journal_tail_is_recovered() {
     let p = Project::new();
     p.task("a");
-    p.write("state/taskform.json", r#"{"version": 1, "serial": 1, "lineage": "l", "tasks": {}}"#);
+    p.write(
+        "state/taskform.json",
+        r#"{"version": 1, "serial": 1, "lineage": "l", "tasks": {}}"#,
+    );
     p.write(
         "state/taskform.json.journal",
         "{\"open\":{\"lineage\":\"l\",\"base_serial\":1,\"at\":\"t\"}}\n{\"intent\":{\"name\":\"a\",\"hash\":\"sha256:1\",\"file\":\"a.yaml\",\"at\":\"t\"}}\n{\"created\":{\"name\":\"a\",\"hash\":\"sha256:1\",\"task_id\":\"T",
     );
     let out = p.run(&["plan", "tasks", "--format", "json"], &[]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stderr.contains("ignoring the journal's last record, cut short by a crash"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("ignoring the journal's last record, cut short by a crash"),
+        "{}",
+        out.stderr
+    );
     let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(v["tasks"][0]["action"], "in_doubt", "the intent without an answer is in doubt");
+    assert_eq!(
+        v["tasks"][0]["action"], "in_doubt",
+        "the intent without an answer is in doubt"
+    );
 }
 
 /// Every file in tests/corpus (found by fuzzing and by hand) through validate and plan,
@@ -119,22 +178,49 @@ fn the_corpus_never_panics() {
         let p = Project::new();
         std::fs::write(p.path("tasks/case.yaml"), &bytes).unwrap();
         let out = p.run(&["validate", "tasks"], &[]);
-        assert!(matches!(out.code, Some(0 | 1)), "{:?}: exit {:?}\n{}", entry.path(), out.code, out.stderr);
+        assert!(
+            matches!(out.code, Some(0 | 1)),
+            "{:?}: exit {:?}\n{}",
+            entry.path(),
+            out.code,
+            out.stderr
+        );
         if out.code == Some(1) {
-            assert!(out.stderr.contains("error: "), "{:?}: no message", entry.path());
+            assert!(
+                out.stderr.contains("error: "),
+                "{:?}: no message",
+                entry.path()
+            );
         }
         std::fs::remove_file(p.path("tasks/case.yaml")).unwrap();
         p.task("a");
         std::fs::create_dir_all(p.path("state")).unwrap();
         std::fs::write(p.path("state/taskform.json"), &bytes).unwrap();
         let out = p.run(&["plan", "tasks"], &[]);
-        assert!(matches!(out.code, Some(0 | 1)), "{:?} as state: exit {:?}\n{}", entry.path(), out.code, out.stderr);
-        std::fs::write(p.path("state/taskform.json"), br#"{"version": 1, "serial": 1, "lineage": "l", "tasks": {}}"#).unwrap();
-        let mut journal = b"{\"open\":{\"lineage\":\"l\",\"base_serial\":1,\"at\":\"t\"}}\n".to_vec();
+        assert!(
+            matches!(out.code, Some(0 | 1)),
+            "{:?} as state: exit {:?}\n{}",
+            entry.path(),
+            out.code,
+            out.stderr
+        );
+        std::fs::write(
+            p.path("state/taskform.json"),
+            br#"{"version": 1, "serial": 1, "lineage": "l", "tasks": {}}"#,
+        )
+        .unwrap();
+        let mut journal =
+            b"{\"open\":{\"lineage\":\"l\",\"base_serial\":1,\"at\":\"t\"}}\n".to_vec();
         journal.extend_from_slice(&bytes);
         std::fs::write(p.path("state/taskform.json.journal"), &journal).unwrap();
         let out = p.run(&["plan", "tasks"], &[]);
-        assert!(matches!(out.code, Some(0 | 1)), "{:?} as journal: exit {:?}\n{}", entry.path(), out.code, out.stderr);
+        assert!(
+            matches!(out.code, Some(0 | 1)),
+            "{:?} as journal: exit {:?}\n{}",
+            entry.path(),
+            out.code,
+            out.stderr
+        );
         n += 1;
     }
     assert!(n >= 10, "the corpus has {n} files");

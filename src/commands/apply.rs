@@ -206,7 +206,7 @@ pub(super) async fn send(
         Ok(()) => Ok(applied.results),
         Err(e) => {
             let mut msg = format!(
-                "{e}; the journal {} still holds every result and the next run folds it in",
+                "{e}; the next run folds in what the journal {} holds (a task it could not record shows as in doubt). These tasks were created:",
                 store.journal_path().display()
             );
             for r in applied

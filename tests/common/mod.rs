@@ -404,3 +404,43 @@ impl Project {
         self.run(&args, &[("TASKFORM_AUTH_TOKEN", TOKEN)])
     }
 }
+
+/// The apply invariants, checked by comparing the emulator's tasks with the state (as
+/// every command reads it, journal included): every recorded ID is one the server
+/// returned; every task on the server is recorded or in doubt (never planned as a
+/// fresh create); no name exists twice on the server. Returns the plan.
+pub fn check_invariants(p: &Project, emu: &Emu) -> Value {
+    let plan = p.plan_json();
+    let mut server: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for t in emu.tasks() {
+        server
+            .entry(t["name"].as_str().unwrap().to_string())
+            .or_default()
+            .push(t["id"].as_str().unwrap().to_string());
+    }
+    for t in plan["tasks"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        match t["action"].as_str().unwrap() {
+            "unchanged" | "replace" | "orphan" => {
+                let id = t["task_id"].as_str().unwrap();
+                assert!(
+                    server
+                        .get(name)
+                        .is_some_and(|ids| ids.iter().any(|i| i == id)),
+                    "{name}: recorded ID {id} is not on the server"
+                );
+            }
+            "create" => assert!(
+                !server.contains_key(name),
+                "{name} exists on the server but would be created again"
+            ),
+            "in_doubt" => {}
+            other => panic!("unexpected action {other} for {name}"),
+        }
+    }
+    for (name, ids) in &server {
+        assert_eq!(ids.len(), 1, "{name} created twice: {ids:?}");
+    }
+    plan
+}

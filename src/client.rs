@@ -8,6 +8,7 @@
 
 use crate::api::{self, ApiError};
 use crate::auth::{Authenticator, Credentials};
+use crate::signer;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -209,7 +210,22 @@ impl Client {
             .header("Content-Type", CT)
             .body(body.to_vec());
         for (k, v) in auth {
-            req = req.header(k, v);
+            // Sensitive values are left out of any debug output of the request.
+            match reqwest::header::HeaderValue::from_str(&v) {
+                Ok(mut value) => {
+                    value.set_sensitive(k != signer::DATE_HEADER);
+                    req = req.header(k, value);
+                }
+                Err(_) => {
+                    return Outcome::Unauthorized(Failure {
+                        status: 0,
+                        error_code: None,
+                        error_msg: format!(
+                            "the credential for {k} holds characters an HTTP header cannot carry"
+                        ),
+                    });
+                }
+            }
         }
         let resp = match req.send().await {
             Ok(r) => r,

@@ -458,12 +458,7 @@ fn a_second_apply_is_refused_while_the_state_is_locked() {
     let emu = Emu::start(&["--latency-ms", "3000"]);
     let p = Project::new();
     p.task("a");
-    let mut first = p.cmd(&["apply", "--yes", "tasks", "--endpoint", &emu.url]);
-    first
-        .env("TASKFORM_AUTH_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let mut child = first.spawn().unwrap();
+    let mut child = p.spawn_apply(&emu.url, &[]);
     assert!(wait_until(Duration::from_secs(10), || {
         std::fs::read_to_string(p.path("state/taskform.json.lock"))
             .is_ok_and(|s| s.contains("\"pid\""))
@@ -492,21 +487,7 @@ fn kill_9_mid_apply_loses_nothing() {
     let p = Project::new();
     p.tasks(150);
     for delay_ms in [300u64, 700] {
-        let mut c = p.cmd(&[
-            "apply",
-            "--yes",
-            "tasks",
-            "--endpoint",
-            &emu.url,
-            "--max-rate",
-            "0",
-            "--concurrency",
-            "4",
-        ]);
-        c.env("TASKFORM_AUTH_TOKEN", TOKEN)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
-        let mut child = c.spawn().unwrap();
+        let mut child = p.spawn_apply(&emu.url, &["--max-rate", "0", "--concurrency", "4"]);
         let start = Instant::now();
         while start.elapsed() < Duration::from_millis(delay_ms) {
             std::thread::sleep(Duration::from_millis(10));
@@ -579,7 +560,7 @@ fn sigterm_records_what_was_in_flight() {
     let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "400"]);
     let p = Project::new();
     p.tasks(40);
-    let mut c = p.cmd(&[
+    let child = p.spawn(&[
         "apply",
         "--yes",
         "tasks",
@@ -590,14 +571,8 @@ fn sigterm_records_what_was_in_flight() {
         "--concurrency",
         "4",
     ]);
-    c.env("TASKFORM_AUTH_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null());
-    let child = c.spawn().unwrap();
     assert!(wait_until(Duration::from_secs(10), || emu.creates() >= 2));
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    sigterm(&child);
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     assert!(String::from_utf8_lossy(&out.stdout).contains("Apply interrupted"));

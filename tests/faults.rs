@@ -5,7 +5,6 @@
 
 mod common;
 use common::*;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 #[test]
@@ -63,10 +62,10 @@ fn the_server_killed_and_restarted_mid_apply() {
         "--rate-limit",
         "0",
     ]);
-    let addr = emu.addr.clone();
+
     let p = Project::new();
     p.tasks(60);
-    let mut c = p.cmd(&[
+    let child = p.spawn(&[
         "apply",
         "--yes",
         "tasks",
@@ -79,15 +78,12 @@ fn the_server_killed_and_restarted_mid_apply() {
         "--max-attempts",
         "4",
     ]);
-    c.env("TASKFORM_AUTH_TOKEN", TOKEN)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let child = c.spawn().unwrap();
     assert!(wait_until(Duration::from_secs(10), || emu.creates() >= 10));
     emu.kill();
     std::thread::sleep(Duration::from_millis(300));
     let emu = Emu::start(&["--data", &data_arg, "--rate-limit", "0"]);
-    let _ = addr; // restarted on a new port: the client sees the old one refuse connections
+    // Restarted on a new port: the running apply sees the old one refuse connections.
+
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(1), "the rest failed or is in doubt");
     let plan = check_invariants(&p, &emu);
@@ -108,21 +104,7 @@ fn kill_9_at_20_seeded_moments() {
     let mut rng = fastrand::Rng::with_seed(2026);
     for run in 0..20 {
         let delay = Duration::from_millis(rng.u64(20..400));
-        let mut c = p.cmd(&[
-            "apply",
-            "--yes",
-            "tasks",
-            "--endpoint",
-            &emu.url,
-            "--max-rate",
-            "0",
-            "--concurrency",
-            "8",
-        ]);
-        c.env("TASKFORM_AUTH_TOKEN", TOKEN)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = c.spawn().unwrap();
+        let mut child = p.spawn_apply(&emu.url, &["--max-rate", "0", "--concurrency", "8"]);
         let start = Instant::now();
         while start.elapsed() < delay {
             std::thread::sleep(Duration::from_millis(5));
@@ -191,14 +173,7 @@ fn two_applies_and_a_watcher_at_once_exactly_one_proceeds() {
     let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "300"]);
     let p = Project::new();
     p.tasks(5);
-    let spawn = |args: &[&str]| {
-        let mut c = p.cmd(args);
-        c.env("TASKFORM_AUTH_TOKEN", TOKEN)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c.spawn().unwrap()
-    };
-    let a = spawn(&[
+    let a = p.spawn(&[
         "apply",
         "--yes",
         "tasks",
@@ -207,7 +182,7 @@ fn two_applies_and_a_watcher_at_once_exactly_one_proceeds() {
         "--max-rate",
         "0",
     ]);
-    let b = spawn(&[
+    let b = p.spawn(&[
         "apply",
         "--yes",
         "tasks",
@@ -216,11 +191,9 @@ fn two_applies_and_a_watcher_at_once_exactly_one_proceeds() {
         "--max-rate",
         "0",
     ]);
-    let w = spawn(&["watch", "tasks", "--endpoint", &emu.url, "--max-rate", "0"]);
+    let w = p.spawn(&["watch", "tasks", "--endpoint", &emu.url, "--max-rate", "0"]);
     std::thread::sleep(Duration::from_secs(3));
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &w.id().to_string()])
-        .status();
+    sigterm(&w);
     let outs: Vec<_> = [a, b, w]
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())

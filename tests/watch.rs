@@ -74,9 +74,7 @@ impl Watch {
     }
 
     fn terminate(mut self) -> Option<i32> {
-        let _ = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
+        sigterm(&self.child);
         self.child.wait().ok().and_then(|s| s.code())
     }
 }

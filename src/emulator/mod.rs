@@ -560,52 +560,35 @@ impl Shared {
         headers: &hyper::HeaderMap,
         body: &[u8],
     ) -> Result<(), Box<Answer>> {
+        let refuse = |why: &str| {
+            Box::new(error(
+                401,
+                "APIGW.0301",
+                format!("Incorrect IAM authentication information: {why}"),
+            ))
+        };
         let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok());
         if let Some(tok) = header("x-auth-token") {
             return match &self.cfg.token {
                 Some(t) if t == tok => Ok(()),
-                _ => Err(Box::new(error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: the token is invalid or expired.",
-                ))),
+                _ => Err(refuse("the token is invalid or expired.")),
             };
         }
         if let Some(auth) = header("authorization") {
             let (Some(ak), Some(sk)) = (&self.cfg.access_key, &self.cfg.secret_key) else {
-                return Err(Box::new(error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: AK/SK authentication is not enabled.",
-                )));
+                return Err(refuse("AK/SK authentication is not enabled."));
             };
             let Some(parsed) = signer::parse_authorization(auth) else {
-                return Err(Box::new(error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: malformed Authorization header.",
-                )));
+                return Err(refuse("malformed Authorization header."));
             };
             if parsed.access_key != *ak {
-                return Err(Box::new(error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: unknown access key.",
-                )));
+                return Err(refuse("unknown access key."));
             }
             let Some(date) = header("x-sdk-date") else {
-                return Err(Box::new(error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: the X-Sdk-Date header is missing.",
-                )));
+                return Err(refuse("the X-Sdk-Date header is missing."));
             };
             let Some(when) = signer::parse_sdk_date(date) else {
-                return Err(Box::new(error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: X-Sdk-Date is malformed.",
-                )));
+                return Err(refuse("X-Sdk-Date is malformed."));
             };
             if (time::OffsetDateTime::now_utc().unix_timestamp() - when).abs() > 15 * 60 {
                 return Err(Box::new(error(
@@ -617,22 +600,12 @@ impl Shared {
             if !parsed.signed_headers.iter().any(|h| h == "host")
                 || !parsed.signed_headers.iter().any(|h| h == "x-sdk-date")
             {
-                return Err(Box::new(error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: host and x-sdk-date must be signed.",
-                )));
+                return Err(refuse("host and x-sdk-date must be signed."));
             }
             let mut signed = Vec::new();
             for h in &parsed.signed_headers {
                 let Some(v) = header(h) else {
-                    return Err(Box::new(error(
-                        401,
-                        "APIGW.0301",
-                        format!(
-                            "Incorrect IAM authentication information: signed header {h} is missing."
-                        ),
-                    )));
+                    return Err(refuse(&format!("signed header {h} is missing.")));
                 };
                 signed.push((h.clone(), v.to_string()));
             }
@@ -647,18 +620,10 @@ impl Shared {
             return if expected == parsed.signature {
                 Ok(())
             } else {
-                Err(Box::new(error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: verify AK/SK signature failed.",
-                )))
+                Err(refuse("verify AK/SK signature failed."))
             };
         }
-        Err(Box::new(error(
-            401,
-            "APIGW.0301",
-            "Incorrect IAM authentication information: no X-Auth-Token or Authorization header.",
-        )))
+        Err(refuse("no X-Auth-Token or Authorization header."))
     }
 }
 

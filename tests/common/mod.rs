@@ -444,3 +444,36 @@ pub fn check_invariants(p: &Project, emu: &Emu) -> Value {
     }
     plan
 }
+
+impl Project {
+    /// Starts taskform with `args` and the demo token in the background; stdout and
+    /// stderr are captured (read them with `wait_with_output`).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        let mut c = self.cmd(args);
+        c.env("TASKFORM_AUTH_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().expect("spawn taskform")
+    }
+
+    /// Starts `apply --yes tasks --endpoint URL EXTRA...` in the background with the
+    /// demo token, its output discarded.
+    pub fn spawn_apply(&self, endpoint: &str, extra: &[&str]) -> Child {
+        let mut args = vec!["apply", "--yes", "tasks", "--endpoint", endpoint];
+        args.extend_from_slice(extra);
+        let mut c = self.cmd(&args);
+        c.env("TASKFORM_AUTH_TOKEN", TOKEN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        c.spawn().expect("spawn taskform")
+    }
+}
+
+/// Sends SIGTERM.
+pub fn sigterm(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}

@@ -366,6 +366,10 @@ fn missing_credentials_or_target_fail_before_anything_is_sent() {
     );
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("pass --yes"), "{}", out.stderr);
+    assert!(
+        !p.path("state/taskform.json").exists(),
+        "a refused apply writes nothing"
+    );
     assert_eq!(srv.requests().len(), 0);
 }
 

@@ -80,7 +80,6 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
         None => fresh,
         Some(saved) => still_valid(saved, &fresh, &state, &loaded, &args.path)?,
     };
-    let mut state = ready_for_journal(&store, state, &conn.target)?;
 
     if args.format == Format::Text {
         print_plan(&doc, Format::Text, args.color, None);
@@ -100,6 +99,8 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
     if !args.yes && !args.path.is_file() {
         confirm(to_send)?;
     }
+    // Nothing is written before this point: a refused confirmation changes nothing.
+    let mut state = ready_for_journal(&store, state, &conn.target)?;
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {

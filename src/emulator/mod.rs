@@ -86,7 +86,7 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub status: u16,
-    /// The task name in a create or update body.
+    /// The `name` in a POST or PUT body (a task's name, or a search filter).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Whether the connection was dropped instead of answering.
@@ -249,20 +249,22 @@ impl Shared {
             Ok(b) => b.to_bytes(),
             Err(_) => return Err(DropConnection),
         };
-        let mut name = None;
+        // The `name` of a POST or PUT body, for the request log.
+        let name = matches!(method, Method::POST | Method::PUT)
+            .then(|| {
+                serde_json::from_slice::<Value>(&body)
+                    .ok()?
+                    .get("name")?
+                    .as_str()
+                    .map(str::to_string)
+            })
+            .flatten();
         let mut dropped = false;
         let answer = if path.starts_with("/_emulator/") {
             self.inspect(&method, &path)
         } else {
             match self
-                .api(
-                    &method,
-                    &path,
-                    query.as_deref(),
-                    &parts.headers,
-                    &body,
-                    &mut name,
-                )
+                .api(&method, &path, query.as_deref(), &parts.headers, &body)
                 .await
             {
                 Ok(a) => a,
@@ -316,7 +318,6 @@ impl Shared {
         query: Option<&str>,
         headers: &hyper::HeaderMap,
         body: &Bytes,
-        name: &mut Option<String>,
     ) -> Result<Answer, DropConnection> {
         let Some((project, route)) = route(path) else {
             return Ok(error(
@@ -388,10 +389,6 @@ impl Shared {
                     Ok(f) => f,
                     Err((code, msg)) => return Ok(error(400, code, msg)),
                 };
-                *name = fields
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .map(str::to_string);
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 let stored = self.stored_fields(fields, &id, None);
                 lock(&self.tasks).insert(stored);
@@ -411,10 +408,6 @@ impl Shared {
                         Ok(f) => f,
                         Err((code, msg)) => return Ok(error(400, code, msg)),
                     };
-                    *name = fields
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .map(str::to_string);
                     let mut tasks = lock(&self.tasks);
                     match tasks.get(&id) {
                         None => error(400, "DLG.2253", format!("The task {id} does not exist.")),

@@ -190,6 +190,80 @@ impl Client {
         self.auth.credentials()
     }
 
+    /// Every remote task whose name is exactly `name` (the service's search matches
+    /// names loosely, so results are filtered here), paging through the results.
+    /// `Ok(None)` when the endpoint offers no search (HTTP 404, e.g. a gateway that
+    /// exposes create only).
+    pub async fn search_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<Vec<serde_json::Value>>, String> {
+        const LIMIT: u64 = 100;
+        const CT: &str = "application/json";
+        let url = self
+            .create_url
+            .join(&api::search_path(&self.cfg.project_id))
+            .map_err(|e| e.to_string())?;
+        let mut found = Vec::new();
+        for page in 0..100u64 {
+            let req = api::SearchRequest {
+                name: Some(name.to_string()),
+                limit: Some(LIMIT),
+                offset: Some(page * LIMIT),
+                ..Default::default()
+            };
+            let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+            let auth = self
+                .auth
+                .headers("POST", &url, CT, &body)
+                .await
+                .map_err(|e| e.0)?;
+            let mut r = self
+                .http
+                .post(url.clone())
+                .header("workspace", &self.cfg.workspace)
+                .header("Content-Type", CT)
+                .body(body);
+            for (k, v) in auth {
+                let mut value = reqwest::header::HeaderValue::from_str(&v)
+                    .map_err(|_| format!("the credential for {k} cannot be sent"))?;
+                value.set_sensitive(k != signer::DATE_HEADER);
+                r = r.header(k, value);
+            }
+            let resp = r
+                .send()
+                .await
+                .map_err(|e| format!("search failed: {}", error_chain(&e)))?;
+            let status = resp.status().as_u16();
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| format!("search failed: {}", error_chain(&e)))?;
+            if status == 404 {
+                return Ok(None);
+            }
+            if status != 200 {
+                return Err(format!(
+                    "search answered {}",
+                    classify_failure(status, &bytes)
+                ));
+            }
+            let page: api::SearchResponse = serde_json::from_slice(&bytes).map_err(|e| {
+                format!("search answered something that is not a search result: {e}")
+            })?;
+            let n = page.resources.len() as u64;
+            found.extend(
+                page.resources
+                    .into_iter()
+                    .filter(|t| t.get("name").and_then(|v| v.as_str()) == Some(name)),
+            );
+            if n < LIMIT {
+                break;
+            }
+        }
+        Ok(Some(found))
+    }
+
     /// One create attempt.
     pub async fn create_once(&self, body: &[u8]) -> Outcome {
         const CT: &str = "application/json";
@@ -331,6 +405,25 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outc
         401 | 403 => Outcome::Unauthorized(failure),
         400..=499 => Outcome::Failed(failure),
         _ => Outcome::InDoubt(format!("{failure} (the service may have created the task)")),
+    }
+}
+
+/// An error answer as `HTTP 400 DLG.0001: message`.
+fn classify_failure(status: u16, body: &[u8]) -> Failure {
+    match api::parse_error(body) {
+        Some(ApiError {
+            error_code,
+            error_msg,
+        }) => Failure {
+            status,
+            error_code: Some(error_code),
+            error_msg,
+        },
+        None => Failure {
+            status,
+            error_code: None,
+            error_msg: snippet(body),
+        },
     }
 }
 

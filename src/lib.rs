@@ -27,6 +27,7 @@ pub mod render;
 pub mod saved_plan;
 pub mod schema;
 pub mod settings;
+pub mod settle;
 pub mod signals;
 pub mod signer;
 pub mod state;

@@ -231,8 +231,11 @@ fn throttling_honours_retry_after() {
 
 #[test]
 fn a_timeout_is_in_doubt_and_not_created_again_unless_asked() {
-    let srv = Scripted::start(|n, _| {
-        if n == 0 {
+    // A create-only gateway: search answers 404, so the in-doubt task cannot be settled.
+    let srv = Scripted::start(|n, r| {
+        if r.path.ends_with("/search") {
+            api_error(404, "APIG.0101", "The API does not exist")
+        } else if n == 0 {
             Reply::Hang(Duration::from_secs(3))
         } else {
             created(n)
@@ -255,10 +258,21 @@ fn a_timeout_is_in_doubt_and_not_created_again_unless_asked() {
         Some(1),
         "in-doubt tasks are reported, and the run fails"
     );
-    assert_eq!(srv.requests().len(), 1, "and not sent again");
+    let creates = || {
+        srv.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/create"))
+            .count()
+    };
+    assert_eq!(creates(), 1, "and not sent again");
+    assert!(
+        out.stderr.contains("the endpoint offers no search"),
+        "{}",
+        out.stderr
+    );
     let out = p.apply(&srv.url, &["--recreate-in-doubt"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert_eq!(srv.requests().len(), 2);
+    assert_eq!(creates(), 2);
     assert!(p.state().get("in_doubt").is_none());
 }
 

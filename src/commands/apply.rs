@@ -67,8 +67,14 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
             args.lock_timeout,
         )
         .map_err(|e| e.to_string())?;
-    let state = store.load().map_err(|e| e.to_string())?;
+    let mut state = store.load().map_err(|e| e.to_string())?;
     state::check_target(&state, &conn.target, &store.describe())?;
+    let before = state.in_doubt.len();
+    if before > 0 && !args.recreate_in_doubt {
+        let settled = crate::settle::settle(&mut state, &loaded.manifests, &conn.client).await?;
+        crate::settle::report(&settled);
+    }
+    let settled_some = state.in_doubt.len() < before;
     let fresh = make_plan(
         &loaded,
         &conn.resolved,
@@ -87,6 +93,9 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
     let to_send = doc.sends().len();
     let in_doubt_before = doc.summary.in_doubt;
     if to_send == 0 {
+        if settled_some {
+            ready_for_journal(&store, state, &conn.target, true)?;
+        }
         finish_output(&args, &doc, &[], false);
         if in_doubt_before > 0 {
             return Err(format!(
@@ -100,7 +109,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
         confirm(to_send)?;
     }
     // Nothing is written before this point: a refused confirmation changes nothing.
-    let mut state = ready_for_journal(&store, state, &conn.target)?;
+    let mut state = ready_for_journal(&store, state, &conn.target, settled_some)?;
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
@@ -161,8 +170,9 @@ pub(super) fn ready_for_journal(
     store: &LocalStore,
     mut state: State,
     target: &Target,
+    changed: bool,
 ) -> Result<State, String> {
-    if store.has_journal() || state.serial == 0 || state.target.is_none() {
+    if changed || store.has_journal() || state.serial == 0 || state.target.is_none() {
         state.target.get_or_insert(target.clone());
         store.persist(&mut state).map_err(|e| e.to_string())?;
     }

@@ -250,7 +250,7 @@ impl Watcher<'_> {
         });
         let mut results = Vec::new();
         if !doc.sends().is_empty() {
-            let mut state = match ready_for_journal(&self.store, state, &conn.target) {
+            let mut state = match ready_for_journal(&self.store, state, &conn.target, false) {
                 Ok(s) => s,
                 Err(msg) => {
                     tracing::error!(trigger, "{msg}");

@@ -234,3 +234,30 @@ fn plan_only_never_applies_and_a_missing_folder_is_a_clear_error() {
         out.stderr
     );
 }
+
+#[test]
+fn a_watcher_settles_in_doubt_creates_by_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("emu.json");
+    let data = data.to_str().unwrap();
+    let p = Project::new();
+    p.task("a");
+    {
+        let emu = Emu::start(&["--data", data, "--drop-rate", "1"]);
+        let w = Watch::start(&p, &emu, &[]);
+        assert_eq!(w.terminate(), Some(0));
+        assert_eq!(p.plan_json()["summary"]["in_doubt"], 1);
+    }
+    let emu = Emu::start(&["--data", data]);
+    let w = Watch::start(&p, &emu, &[]);
+    assert!(
+        w.logs().iter().any(|v| v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("found on the server with the content sent"))),
+        "{:?}",
+        w.logs()
+    );
+    assert_eq!(w.terminate(), Some(0));
+    assert_eq!(emu.creates(), 0, "adopted, not created again");
+    assert_eq!(p.plan_json()["summary"]["unchanged"], 1);
+}

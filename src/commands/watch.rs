@@ -206,7 +206,7 @@ impl Watcher<'_> {
                 return;
             }
         };
-        let state = match self.store.load() {
+        let mut state = match self.store.load() {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(trigger, "{e}");
@@ -219,6 +219,16 @@ impl Watcher<'_> {
             tracing::error!(trigger, "{msg}");
             return;
         }
+        let in_doubt = state.in_doubt.len();
+        if let Some(conn) = &self.conn
+            && in_doubt > 0
+        {
+            match crate::settle::settle(&mut state, &loaded.manifests, &conn.client).await {
+                Ok(settled) => crate::settle::report(&settled),
+                Err(msg) => tracing::error!(trigger, "cannot settle in-doubt tasks: {msg}"),
+            }
+        }
+        let settled_some = state.in_doubt.len() < in_doubt;
         let mut doc = make_plan(&loaded, &self.resolved, &state, &self.args.dir, false);
         for t in doc.tasks.iter().filter(|t| t.action != Action::Unchanged) {
             tracing::info!(task = %t.name, action = t.action.as_str(), file = t.file.as_deref().unwrap_or(""), "planned");
@@ -250,7 +260,8 @@ impl Watcher<'_> {
         });
         let mut results = Vec::new();
         if !doc.sends().is_empty() {
-            let mut state = match ready_for_journal(&self.store, state, &conn.target, false) {
+            let mut state = match ready_for_journal(&self.store, state, &conn.target, settled_some)
+            {
                 Ok(s) => s,
                 Err(msg) => {
                     tracing::error!(trigger, "{msg}");
@@ -273,6 +284,10 @@ impl Watcher<'_> {
                     r
                 }
             };
+        } else if settled_some
+            && let Err(msg) = ready_for_journal(&self.store, state, &conn.target, true)
+        {
+            tracing::error!(trigger, "{msg}");
         }
         let hashes: std::collections::HashMap<&str, &str> = doc
             .tasks

@@ -17,6 +17,8 @@ pub struct ConnectOptions {
     pub timeout: Duration,
     /// Start the built-in emulator in-process and use it.
     pub emulator: bool,
+    /// The command, for messages (`apply`, `watch`).
+    pub command: &'static str,
     pub ca_bundle: Option<std::path::PathBuf>,
     pub allow_insecure_http: bool,
 }
@@ -27,6 +29,7 @@ impl From<&super::ApplyArgs> for ConnectOptions {
             target: a.target.clone(),
             timeout: a.timeout,
             emulator: a.emulator,
+            command: "apply",
             ca_bundle: a.ca_bundle.clone(),
             allow_insecure_http: a.allow_insecure_http,
         }
@@ -67,7 +70,7 @@ impl Connection {
                 None,
             )
         };
-        let (endpoint, target) = required_target(&resolved)?;
+        let (endpoint, target) = required_target(&resolved, opts.command)?;
         let client = Client::new(
             ClientConfig {
                 endpoint: endpoint.clone(),
@@ -123,7 +126,7 @@ async fn start_emulator(
     Ok((Credentials::Token(Secret::new(emulator::DEMO_TOKEN)), emu))
 }
 
-fn required_target(resolved: &Resolved) -> Result<(String, Target), String> {
+fn required_target(resolved: &Resolved, command: &str) -> Result<(String, Target), String> {
     if let (Some(e), Some(p), Some(w)) = (
         &resolved.endpoint,
         &resolved.project_id,
@@ -151,7 +154,7 @@ fn required_target(resolved: &Resolved) -> Result<(String, Target), String> {
     }
     Err(format!(
         "{} needs {}; nothing was sent",
-        "apply",
+        command,
         missing.join(" and ")
     ))
 }

@@ -72,6 +72,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, String> {
                     target: args.target.clone(),
                     timeout: args.timeout,
                     emulator: args.emulator,
+                    command: "watch",
                     ca_bundle: args.ca_bundle.clone(),
                     allow_insecure_http: args.allow_insecure_http,
                 },

@@ -18,6 +18,11 @@ pub fn task_path(project_id: &str, task_id: &str) -> String {
     format!("/v3/{project_id}/metadata/tasks/{task_id}")
 }
 
+/// `POST /v3/{project_id}/metadata/tasks/{task_id}/action?action=run|runimmediate|stop`.
+pub fn action_path(project_id: &str, task_id: &str, action: &str) -> String {
+    format!("/v3/{project_id}/metadata/tasks/{task_id}/action?action={action}")
+}
+
 /// The create answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateResponse {

@@ -1,11 +1,19 @@
-//! The applier: sends the plan's creates with bounded concurrency, a client-side rate
-//! limit that backs off after throttling, safe retries, and durable journal records.
+//! The applier: sends the plan's creates, updates and deletes with bounded concurrency,
+//! a client-side rate limit that backs off after throttling, safe retries, and durable
+//! journal records.
 //!
-//! For every task: an `intent` record is made durable, then the create is sent; a
-//! returned task ID is made durable (`created`) before the task counts as done. A task
-//! whose outcome is unknown stays `in_doubt` in the journal and is never retried here.
-//! After a cancel (Ctrl-C / SIGTERM) no new create is started; those in flight finish
-//! (bounded by the request timeout) and are recorded.
+//! For a create: an `intent` record is made durable, then the create is sent; a
+//! returned task ID is made durable (`created`) before the task counts as done. A
+//! create whose outcome is unknown stays `in_doubt` in the journal and is never retried
+//! here. Updates (PUT of the full body) and deletes are idempotent, so they need no
+//! intent and are retried even after a lost answer; their completion is journaled
+//! (`updated`, `deleted`). A scheduled task that the service refuses to change
+//! (`DLG.2206`) is stopped, changed, and (after an update that keeps it enabled)
+//! started again. A task already gone counts as deleted. An endpoint that offers no
+//! update or delete (HTTP 404: a create-only gateway) falls back to create-only
+//! behaviour: the update becomes a replace, the delete is left undone, with a warning.
+//! After a cancel (Ctrl-C / SIGTERM) nothing new is started; what is in flight finishes
+//! (bounded by the request timeout) and is recorded.
 
 use crate::client::{Failure, Outcome, TaskApi};
 use crate::journal::Record;
@@ -52,6 +60,10 @@ impl Default for ApplyOptions {
 #[serde(rename_all = "snake_case")]
 pub enum TaskOutcome {
     Created,
+    Updated,
+    Deleted,
+    /// Not done because the endpoint offers no such request (create-only gateway).
+    Unsupported,
     Failed,
     InDoubt,
     /// Not sent: cancelled, or stopped after an authentication failure.
@@ -179,15 +191,17 @@ pub async fn execute(
     });
     let mut handles = Vec::new();
     for t in plan.to_send() {
-        let Some(m) = t.manifest.and_then(|i| manifests.get(i)) else {
+        let m = t.manifest.and_then(|i| manifests.get(i));
+        if t.action.sends_body() && m.is_none() {
             continue;
-        };
+        }
         let job = Job {
-            name: m.name.clone(),
+            name: t.name.clone(),
             action: t.action,
-            hash: m.hash.clone(),
-            file: m.file.clone(),
-            body: m.canonical.clone(),
+            hash: m.map_or_else(|| t.hash.clone().unwrap_or_default(), |m| m.hash.clone()),
+            file: m.map(|m| m.file.clone()).or_else(|| t.file.clone()),
+            task_id: t.task_id.clone().unwrap_or_default(),
+            body: m.map(|m| m.canonical.clone()).unwrap_or_default(),
         };
         let run = run.clone();
         handles.push(tokio::spawn(async move {
@@ -218,7 +232,7 @@ fn progress_bar(len: u64) -> indicatif::ProgressBar {
         indicatif::ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} creating [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
+        "{spinner} applying [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
     ) {
         pb.set_style(style.progress_chars("=> "));
     }
@@ -230,7 +244,9 @@ struct Job {
     name: String,
     action: Action,
     hash: String,
-    file: String,
+    file: Option<String>,
+    /// The remote task to update or delete.
+    task_id: String,
     /// The canonical JSON body: sent as is, and recorded as the applied body.
     body: String,
 }
@@ -242,6 +258,36 @@ impl Job {
             hash: self.hash.clone(),
         }
     }
+    fn deleted(&self) -> Record {
+        Record::Deleted {
+            name: self.name.clone(),
+            task_id: self.task_id.clone(),
+        }
+    }
+    fn raw_body(&self) -> Option<Box<serde_json::value::RawValue>> {
+        serde_json::value::RawValue::from_string(self.body.clone()).ok()
+    }
+    /// Whether the task should be scheduled again after an update that had to stop it:
+    /// unless the new body turns scheduling off.
+    fn restart_after_update(&self) -> bool {
+        let body: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
+        let sc = &body["schedule_config"];
+        sc["schedule_type"].as_str() == Some("CRON") && sc["enabled"].as_i64() != Some(0)
+    }
+}
+
+/// How a request ended, when it did not succeed.
+enum Ended {
+    /// Refused by the service (no retry).
+    Failed(Failure),
+    /// The credential is refused.
+    Unauthorized(Failure),
+    /// A create may or may not have happened.
+    InDoubt(String),
+    /// Retried `max_attempts` times.
+    GaveUp(Failure),
+    /// Interrupted between attempts.
+    Cancelled,
 }
 
 impl Run {
@@ -263,55 +309,29 @@ impl Run {
             .push(rec);
     }
 
-    async fn one(&self, job: Job) -> TaskResult {
-        let mut result = TaskResult {
-            name: job.name.clone(),
-            action: job.action,
-            outcome: TaskOutcome::Skipped,
-            task_id: None,
-            file: Some(job.file.clone()),
-            http_status: None,
-            error_code: None,
-            error_msg: None,
-            attempts: 0,
-        };
-        let skipped = |mut result: TaskResult, why: String| {
-            result.outcome = TaskOutcome::Skipped;
-            result.error_msg = Some(why);
-            result
-        };
-        // The slot covers the intent record and the requests, so that the created
-        // record's fsync does not hold back the next send.
-        let slot = self.slots.acquire().await;
-        if *self.cancel.borrow() {
-            return skipped(result, "not sent: interrupted".into());
-        }
-        if self.stop.load(Ordering::SeqCst) {
-            return skipped(
-                result,
-                "not sent: the run stopped after an earlier error (see above)".into(),
-            );
-        }
-        let intent = Record::Intent {
-            name: job.name.clone(),
-            hash: job.hash.clone(),
-            file: Some(job.file.clone()),
-            at: crate::clock::now_rfc3339(),
-        };
-        if let Err(e) = self.record(intent).await {
-            self.stop.store(true, Ordering::SeqCst);
-            return skipped(result, format!("not sent: {e}"));
-        }
-        let id = loop {
-            if *self.cancel.borrow() && result.attempts > 0 {
-                // Every earlier attempt was answered with "nothing created".
-                self.note(job.failed());
-                return skipped(result, "not sent again: interrupted".into());
+    /// Sends one request with retries where they are safe. `idempotent` requests
+    /// (update, delete, action) are retried after a lost answer too.
+    async fn call<F, Fut>(
+        &self,
+        job: &Job,
+        attempts: &mut u32,
+        idempotent: bool,
+        op: F,
+    ) -> Result<Outcome, Ended>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Outcome>,
+    {
+        let mut tries = 0;
+        loop {
+            if *self.cancel.borrow() && *attempts > 0 {
+                return Err(Ended::Cancelled);
             }
             self.pacer.wait().await;
-            result.attempts += 1;
-            match self.api.create(job.body.as_bytes()).await {
-                Outcome::Created(id) => break id,
+            *attempts += 1;
+            tries += 1;
+            let (failure, retry_after) = match op().await {
+                o @ (Outcome::Created(_) | Outcome::Done) => return Ok(o),
                 Outcome::Retry {
                     failure,
                     retry_after,
@@ -320,77 +340,280 @@ impl Run {
                     if throttled {
                         self.pacer.throttled();
                     }
-                    if result.attempts >= self.opts.max_attempts {
-                        self.note(job.failed());
-                        tracing::warn!(task = %job.name, attempts = result.attempts, error = %failure, "giving up after retries");
-                        fill_failure(&mut result, &failure);
-                        result.error_msg = Some(format!(
-                            "{} (gave up after {} attempts)",
-                            failure.error_msg, result.attempts
-                        ));
-                        result.outcome = TaskOutcome::Failed;
-                        return result;
-                    }
-                    let wait = retry_after
-                        .map(|r| r + Duration::from_millis(fastrand::u64(0..250)))
-                        .unwrap_or_else(|| backoff(&self.opts, result.attempts - 1));
-                    tracing::info!(task = %job.name, attempt = result.attempts, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
-                    let mut c = self.cancel.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = c.wait_for(|v| *v) => {}
-                    }
+                    (failure, retry_after)
                 }
-                Outcome::Failed(failure) => {
-                    self.note(job.failed());
-                    tracing::warn!(task = %job.name, file = %job.file, error = %failure, "create refused");
-                    fill_failure(&mut result, &failure);
-                    result.outcome = TaskOutcome::Failed;
-                    return result;
-                }
-                Outcome::Unauthorized(failure) => {
-                    self.note(job.failed());
-                    self.stop.store(true, Ordering::SeqCst);
-                    fill_failure(&mut result, &failure);
-                    result.outcome = TaskOutcome::Failed;
-                    return result;
-                }
-                Outcome::InDoubt(reason) => {
-                    self.note(Record::InDoubt {
-                        name: job.name.clone(),
-                        hash: job.hash.clone(),
-                        reason: reason.clone(),
-                    });
-                    tracing::warn!(task = %job.name, reason = %reason, "create outcome unknown; recorded as in doubt");
-                    result.outcome = TaskOutcome::InDoubt;
-                    result.error_msg = Some(reason);
-                    return result;
-                }
+                Outcome::InDoubt(reason) if idempotent => (
+                    Failure {
+                        status: 0,
+                        error_code: None,
+                        error_msg: reason,
+                    },
+                    None,
+                ),
+                Outcome::InDoubt(reason) => return Err(Ended::InDoubt(reason)),
+                Outcome::Failed(f) => return Err(Ended::Failed(f)),
+                Outcome::Unauthorized(f) => return Err(Ended::Unauthorized(f)),
+            };
+            if tries >= self.opts.max_attempts {
+                tracing::warn!(task = %job.name, attempts = tries, error = %failure, "giving up after retries");
+                return Err(Ended::GaveUp(failure));
+            }
+            let wait = retry_after
+                .map(|r| r + Duration::from_millis(fastrand::u64(0..250)))
+                .unwrap_or_else(|| backoff(&self.opts, tries - 1));
+            tracing::info!(task = %job.name, attempt = tries, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
+            let mut c = self.cancel.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = c.wait_for(|v| *v) => {}
+            }
+        }
+    }
+
+    /// Fills `result` for a request that did not succeed, and stops the run after a
+    /// refused credential.
+    fn ended(&self, result: &mut TaskResult, ended: Ended) {
+        match ended {
+            Ended::Cancelled => {
+                result.outcome = TaskOutcome::Skipped;
+                result.error_msg = Some("not sent again: interrupted".into());
+            }
+            Ended::GaveUp(f) => {
+                fill_failure(result, &f);
+                result.error_msg = Some(format!(
+                    "{} (gave up after {} attempts)",
+                    f.error_msg, result.attempts
+                ));
+                result.outcome = TaskOutcome::Failed;
+            }
+            Ended::Failed(f) => {
+                tracing::warn!(task = %result.name, action = result.action.as_str(), error = %f, "refused");
+                fill_failure(result, &f);
+                result.outcome = TaskOutcome::Failed;
+            }
+            Ended::Unauthorized(f) => {
+                self.stop.store(true, Ordering::SeqCst);
+                fill_failure(result, &f);
+                result.outcome = TaskOutcome::Failed;
+            }
+            Ended::InDoubt(reason) => {
+                result.outcome = TaskOutcome::InDoubt;
+                result.error_msg = Some(reason);
+            }
+        }
+    }
+
+    async fn one(&self, job: Job) -> TaskResult {
+        let mut result = TaskResult {
+            name: job.name.clone(),
+            action: job.action,
+            outcome: TaskOutcome::Skipped,
+            task_id: (!job.task_id.is_empty()).then(|| job.task_id.clone()),
+            file: job.file.clone(),
+            http_status: None,
+            error_code: None,
+            error_msg: None,
+            attempts: 0,
+        };
+        // The slot covers the intent record and the requests, so that the created
+        // record's fsync does not hold back the next send.
+        let slot = self.slots.acquire().await;
+        if *self.cancel.borrow() {
+            result.error_msg = Some("not sent: interrupted".into());
+            return result;
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            result.error_msg =
+                Some("not sent: the run stopped after an earlier error (see above)".into());
+            return result;
+        }
+        match job.action {
+            Action::Update => self.update(&job, &mut result).await,
+            Action::Delete => self.delete(&job, &mut result).await,
+            _ => self.create(&job, &mut result).await,
+        }
+        drop(slot);
+        result
+    }
+
+    async fn create(&self, job: &Job, result: &mut TaskResult) {
+        let intent = Record::Intent {
+            name: job.name.clone(),
+            hash: job.hash.clone(),
+            file: job.file.clone(),
+            at: crate::clock::now_rfc3339(),
+        };
+        if let Err(e) = self.record(intent).await {
+            self.stop.store(true, Ordering::SeqCst);
+            result.error_msg = Some(format!("not sent: {e}"));
+            return;
+        }
+        let id = match self
+            .call(job, &mut result.attempts, false, || {
+                self.api.create(job.body.as_bytes())
+            })
+            .await
+        {
+            Ok(Outcome::Created(id)) => id,
+            Ok(_) => {
+                self.ended(
+                    result,
+                    Ended::InDoubt("the create was answered without a task_id".into()),
+                );
+                self.note_in_doubt(job, result);
+                return;
+            }
+            Err(Ended::InDoubt(reason)) => {
+                self.ended(result, Ended::InDoubt(reason));
+                self.note_in_doubt(job, result);
+                return;
+            }
+            Err(e) => {
+                // Every attempt was answered with "nothing created".
+                self.note(job.failed());
+                self.ended(result, e);
+                return;
             }
         };
-        drop(slot);
         self.pacer.succeeded();
         let rec = Record::Created {
             name: job.name.clone(),
             hash: job.hash.clone(),
             task_id: id.clone(),
-            file: Some(job.file.clone()),
+            file: job.file.clone(),
             at: crate::clock::now_rfc3339(),
-            body: serde_json::value::RawValue::from_string(job.body).ok(),
+            body: job.raw_body(),
         };
-        if let Err(e) = self.record(rec).await {
-            // The ID is in memory only: the state written at the end of the run holds it.
-            tracing::error!(task = %job.name, task_id = %id, error = %e, "task created but its ID could not be journaled");
-            self.stop.store(true, Ordering::SeqCst);
-        }
-        if self.progress.is_some() {
-            tracing::debug!(task = %job.name, task_id = %id, action = job.action.as_str(), "created");
-        } else {
-            tracing::info!(task = %job.name, task_id = %id, action = job.action.as_str(), "created");
-        }
+        self.durable(rec, &job.name, &id).await;
+        self.done(job, "created", &id);
         result.outcome = TaskOutcome::Created;
         result.task_id = Some(id);
-        result
+    }
+
+    fn note_in_doubt(&self, job: &Job, result: &TaskResult) {
+        let reason = result.error_msg.clone().unwrap_or_default();
+        self.note(Record::InDoubt {
+            name: job.name.clone(),
+            hash: job.hash.clone(),
+            reason: reason.clone(),
+        });
+        tracing::warn!(task = %job.name, reason = %reason, "create outcome unknown; recorded as in doubt");
+    }
+
+    /// Journals a completion record durably; a failure stops the run (the record is
+    /// still in memory, so the state written at the end holds it).
+    async fn durable(&self, rec: Record, name: &str, task_id: &str) {
+        if let Err(e) = self.record(rec).await {
+            tracing::error!(task = %name, task_id = %task_id, error = %e, "done, but it could not be journaled");
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn done(&self, job: &Job, what: &str, id: &str) {
+        if self.progress.is_some() {
+            tracing::debug!(task = %job.name, task_id = %id, action = job.action.as_str(), "{what}");
+        } else {
+            tracing::info!(task = %job.name, task_id = %id, action = job.action.as_str(), "{what}");
+        }
+    }
+
+    /// Stops a scheduled task, then sends `op` again.
+    async fn stop_then<F, Fut>(
+        &self,
+        job: &Job,
+        result: &mut TaskResult,
+        op: F,
+    ) -> Result<(), Ended>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Outcome>,
+    {
+        tracing::info!(task = %job.name, task_id = %job.task_id, "the task is being scheduled; stopping it first");
+        self.call(job, &mut result.attempts, true, || {
+            self.api.action(&job.task_id, "stop")
+        })
+        .await?;
+        self.call(job, &mut result.attempts, true, op)
+            .await
+            .map(|_| ())
+    }
+
+    async fn update(&self, job: &Job, result: &mut TaskResult) {
+        let put = || self.api.update(&job.task_id, job.body.as_bytes());
+        let mut stopped = false;
+        let sent = match self.call(job, &mut result.attempts, true, put).await {
+            Err(Ended::Failed(f)) if f.is_scheduling() => {
+                stopped = true;
+                self.stop_then(job, result, put).await
+            }
+            other => other.map(|_| ()),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(Ended::Failed(f)) if f.is_not_found() => {
+                tracing::warn!(task = %job.name, task_id = %job.task_id, "the recorded task no longer exists on the server; creating it again");
+                self.note(job.deleted());
+                return self.create(job, result).await;
+            }
+            Err(Ended::Failed(f)) if f.is_unsupported() => {
+                tracing::warn!(task = %job.name, error = %f, "the endpoint offers no update; replacing the task instead (create-only behaviour)");
+                return self.create(job, result).await;
+            }
+            Err(e) => {
+                if stopped && job.restart_after_update() {
+                    // Leave it scheduled as it was, with its old content.
+                    let _ = self.api.action(&job.task_id, "run").await;
+                }
+                return self.ended(result, e);
+            }
+        }
+        self.pacer.succeeded();
+        let rec = Record::Updated {
+            name: job.name.clone(),
+            task_id: job.task_id.clone(),
+            hash: job.hash.clone(),
+            file: job.file.clone(),
+            at: crate::clock::now_rfc3339(),
+            body: job.raw_body(),
+        };
+        self.durable(rec, &job.name, &job.task_id).await;
+        self.done(job, "updated", &job.task_id);
+        result.outcome = TaskOutcome::Updated;
+        if stopped && job.restart_after_update() {
+            let run = || self.api.action(&job.task_id, "run");
+            if let Err(e) = self.call(job, &mut result.attempts, true, run).await {
+                self.ended(result, e);
+                result.error_msg = Some(format!(
+                    "updated, but starting its schedule again failed: {}; start it in the console or with the action API",
+                    result.error_msg.as_deref().unwrap_or_default()
+                ));
+            }
+        }
+    }
+
+    async fn delete(&self, job: &Job, result: &mut TaskResult) {
+        let del = || self.api.delete(&job.task_id);
+        let sent = match self.call(job, &mut result.attempts, true, del).await {
+            Err(Ended::Failed(f)) if f.is_scheduling() => self.stop_then(job, result, del).await,
+            other => other.map(|_| ()),
+        };
+        match sent {
+            Ok(()) => {}
+            Err(Ended::Failed(f)) if f.is_not_found() => {
+                tracing::info!(task = %job.name, task_id = %job.task_id, "already gone from the server");
+            }
+            Err(Ended::Failed(f)) if f.is_unsupported() => {
+                tracing::warn!(task = %job.name, task_id = %job.task_id, error = %f, "the endpoint offers no delete (create-only); the task stays on the server and in the state");
+                fill_failure(result, &f);
+                result.outcome = TaskOutcome::Unsupported;
+                return;
+            }
+            Err(e) => return self.ended(result, e),
+        }
+        self.pacer.succeeded();
+        self.durable(job.deleted(), &job.name, &job.task_id).await;
+        self.done(job, "deleted", &job.task_id);
+        result.outcome = TaskOutcome::Deleted;
     }
 }
 

@@ -39,6 +39,8 @@ impl std::fmt::Display for Failure {
 pub enum Outcome {
     /// The service created the task.
     Created(String),
+    /// The service did what was asked (update, delete, action).
+    Done,
     /// Nothing was created; trying again is safe.
     Retry {
         failure: Failure,
@@ -53,9 +55,54 @@ pub enum Outcome {
     InDoubt(String),
 }
 
+impl Failure {
+    /// The task does not exist (the service answers 400 with a DLG code, not 404).
+    pub fn is_not_found(&self) -> bool {
+        self.status == 400
+            && matches!(self.error_code.as_deref(), Some(c) if NOT_FOUND_CODES.contains(&c))
+    }
+    /// The endpoint does not exist: a gateway that exposes create only.
+    pub fn is_unsupported(&self) -> bool {
+        self.status == 404 || self.status == 405 || self.status == 501
+    }
+    /// The task is being scheduled and must be stopped first.
+    pub fn is_scheduling(&self) -> bool {
+        self.error_code.as_deref() == Some(SCHEDULING_CODE)
+    }
+}
+
+/// Codes meaning "no such task": show/update/action (`DLG.2253`), delete (`DLG.2208`).
+pub const NOT_FOUND_CODES: &[&str] = &["DLG.2253", "DLG.2208"];
+/// A scheduled task cannot be updated or deleted before it is stopped.
+pub const SCHEDULING_CODE: &str = "DLG.2206";
+
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 /// What the applier needs of the API (a trait so tests can stand in for it).
 pub trait TaskApi: Send + Sync {
-    fn create<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+    fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome>;
+    /// Replaces a task's body (PUT).
+    fn update<'a>(&'a self, task_id: &'a str, body: &'a [u8]) -> Pending<'a, Outcome>;
+    fn delete<'a>(&'a self, task_id: &'a str) -> Pending<'a, Outcome>;
+    /// `run`, `runimmediate` or `stop`.
+    fn action<'a>(&'a self, task_id: &'a str, action: &'a str) -> Pending<'a, Outcome>;
+}
+
+/// What a show found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Shown {
+    Found(serde_json::Value),
+    /// The service says the task does not exist.
+    Gone,
+    /// The endpoint offers no show (create-only gateway).
+    Unsupported,
+}
+
+/// An answer, before it is classified.
+struct Answer {
+    status: u16,
+    body: bytes::Bytes,
+    retry_after: Option<Duration>,
 }
 
 /// Settings of the HTTP client.
@@ -190,6 +237,140 @@ impl Client {
         self.auth.credentials()
     }
 
+    fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+        self.create_url
+            .join(path)
+            .map_err(|e| format!("invalid endpoint {:?}: {e}", self.cfg.endpoint))
+    }
+
+    /// Sends one signed request. `Err` is the outcome when no answer came: not sent
+    /// (retry is safe), or sent without an answer (in doubt).
+    async fn exchange(
+        &self,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+        body: &[u8],
+    ) -> Result<Answer, Outcome> {
+        const CT: &str = "application/json";
+        let unauthorized = |error_msg: String| {
+            Outcome::Unauthorized(Failure {
+                status: 0,
+                error_code: None,
+                error_msg,
+            })
+        };
+        let auth = self
+            .auth
+            .headers(method.as_str(), url, CT, body)
+            .await
+            .map_err(|e| unauthorized(e.0))?;
+        let mut req = self
+            .http
+            .request(method, url.clone())
+            .header("workspace", &self.cfg.workspace)
+            .header("Content-Type", CT)
+            .body(body.to_vec());
+        for (k, v) in auth {
+            // Sensitive values are left out of any debug output of the request.
+            let mut value = reqwest::header::HeaderValue::from_str(&v).map_err(|_| {
+                unauthorized(format!(
+                    "the credential for {k} holds characters an HTTP header cannot carry"
+                ))
+            })?;
+            value.set_sensitive(k != signer::DATE_HEADER);
+            req = req.header(k, value);
+        }
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(Outcome::Retry {
+                    failure: Failure {
+                        status: 0,
+                        error_code: None,
+                        error_msg: format!("cannot connect: {}", error_chain(&e)),
+                    },
+                    retry_after: None,
+                    throttled: false,
+                });
+            }
+            Err(e) if e.is_timeout() => {
+                return Err(Outcome::InDoubt(format!(
+                    "no answer within {} s",
+                    self.cfg.timeout.as_secs_f64()
+                )));
+            }
+            Err(e) => {
+                return Err(Outcome::InDoubt(format!(
+                    "the connection failed after the request was sent: {}",
+                    error_chain(&e)
+                )));
+            }
+        };
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(300.0)));
+        let body = match resp.bytes().await {
+            Ok(b) => b,
+            Err(e) if (200..300).contains(&status) => {
+                return Err(Outcome::InDoubt(format!(
+                    "HTTP {status} but the answer was cut off: {}",
+                    error_chain(&e)
+                )));
+            }
+            Err(_) => Default::default(),
+        };
+        Ok(Answer {
+            status,
+            body,
+            retry_after,
+        })
+    }
+
+    /// A read (search, show), retried while retrying is safe (reads change nothing):
+    /// throttling, 500/503, connection errors and timeouts. `Err` says why it failed.
+    async fn read(
+        &self,
+        what: &str,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+        body: &[u8],
+    ) -> Result<Answer, String> {
+        const ATTEMPTS: u32 = 6;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (failure, wait) = match self.exchange(method.clone(), url, body).await {
+                Ok(a) => match classify_error(a.status, &a.body, a.retry_after) {
+                    Outcome::Retry {
+                        failure,
+                        retry_after,
+                        ..
+                    } => (failure.to_string(), retry_after),
+                    _ => return Ok(a),
+                },
+                Err(Outcome::Retry { failure, .. }) => (failure.to_string(), None),
+                Err(Outcome::InDoubt(why)) => (why, None),
+                Err(Outcome::Unauthorized(f) | Outcome::Failed(f)) => {
+                    return Err(format!("{what} failed: {f}"));
+                }
+                Err(other) => return Err(format!("{what} failed: {other:?}")),
+            };
+            if attempt >= ATTEMPTS {
+                return Err(format!("{what} failed after {attempt} attempts: {failure}"));
+            }
+            let wait = wait.unwrap_or_else(|| {
+                Duration::from_millis(200 << attempt.min(6)).mul_f64(0.5 + fastrand::f64() * 0.5)
+            });
+            tracing::debug!(what, attempt, error = %failure, wait_ms = wait.as_millis() as u64, "retrying a read");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
     /// Every remote task whose name is exactly `name` (the service's search matches
     /// names loosely, so results are filtered here), paging through the results.
     /// `Ok(None)` when the endpoint offers no search (HTTP 404, e.g. a gateway that
@@ -199,11 +380,7 @@ impl Client {
         name: &str,
     ) -> Result<Option<Vec<serde_json::Value>>, String> {
         const LIMIT: u64 = 100;
-        const CT: &str = "application/json";
-        let url = self
-            .create_url
-            .join(&api::search_path(&self.cfg.project_id))
-            .map_err(|e| e.to_string())?;
+        let url = self.url(&api::search_path(&self.cfg.project_id))?;
         let mut found = Vec::new();
         for page in 0..100u64 {
             let req = api::SearchRequest {
@@ -213,42 +390,19 @@ impl Client {
                 ..Default::default()
             };
             let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
-            let auth = self
-                .auth
-                .headers("POST", &url, CT, &body)
-                .await
-                .map_err(|e| e.0)?;
-            let mut r = self
-                .http
-                .post(url.clone())
-                .header("workspace", &self.cfg.workspace)
-                .header("Content-Type", CT)
-                .body(body);
-            for (k, v) in auth {
-                let mut value = reqwest::header::HeaderValue::from_str(&v)
-                    .map_err(|_| format!("the credential for {k} cannot be sent"))?;
-                value.set_sensitive(k != signer::DATE_HEADER);
-                r = r.header(k, value);
-            }
-            let resp = r
-                .send()
-                .await
-                .map_err(|e| format!("search failed: {}", error_chain(&e)))?;
-            let status = resp.status().as_u16();
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| format!("search failed: {}", error_chain(&e)))?;
-            if status == 404 {
+            let a = self
+                .read("search", reqwest::Method::POST, &url, &body)
+                .await?;
+            if classify_failure(a.status, &a.body).is_unsupported() {
                 return Ok(None);
             }
-            if status != 200 {
+            if a.status != 200 {
                 return Err(format!(
                     "search answered {}",
-                    classify_failure(status, &bytes)
+                    classify_failure(a.status, &a.body)
                 ));
             }
-            let page: api::SearchResponse = serde_json::from_slice(&bytes).map_err(|e| {
+            let page: api::SearchResponse = serde_json::from_slice(&a.body).map_err(|e| {
                 format!("search answered something that is not a search result: {e}")
             })?;
             let n = page.resources.len() as u64;
@@ -264,88 +418,53 @@ impl Client {
         Ok(Some(found))
     }
 
+    /// Reads one task.
+    pub async fn show(&self, task_id: &str) -> Result<Shown, String> {
+        let url = self.url(&api::task_path(&self.cfg.project_id, task_id))?;
+        let a = self.read("show", reqwest::Method::GET, &url, b"").await?;
+        if a.status == 200 {
+            return serde_json::from_slice(&a.body)
+                .map(Shown::Found)
+                .map_err(|e| format!("show answered something that is not a task: {e}"));
+        }
+        let f = classify_failure(a.status, &a.body);
+        if f.is_unsupported() {
+            Ok(Shown::Unsupported)
+        } else if f.is_not_found() {
+            Ok(Shown::Gone)
+        } else {
+            Err(format!("show of task {task_id} answered {f}"))
+        }
+    }
+
     /// One create attempt.
     pub async fn create_once(&self, body: &[u8]) -> Outcome {
-        const CT: &str = "application/json";
-        let auth = match self.auth.headers("POST", &self.create_url, CT, body).await {
-            Ok(h) => h,
+        match self
+            .exchange(reqwest::Method::POST, &self.create_url, body)
+            .await
+        {
+            Ok(a) => classify(a.status, &a.body, a.retry_after),
+            Err(o) => o,
+        }
+    }
+
+    /// One attempt of a request that answers without a body (update, delete, action).
+    async fn write_once(&self, method: reqwest::Method, path: String, body: &[u8]) -> Outcome {
+        let url = match self.url(&path) {
+            Ok(u) => u,
             Err(e) => {
-                return Outcome::Unauthorized(Failure {
+                return Outcome::Failed(Failure {
                     status: 0,
                     error_code: None,
-                    error_msg: e.0,
+                    error_msg: e,
                 });
             }
         };
-        let mut req = self
-            .http
-            .post(self.create_url.clone())
-            .header("workspace", &self.cfg.workspace)
-            .header("Content-Type", CT)
-            .body(body.to_vec());
-        for (k, v) in auth {
-            // Sensitive values are left out of any debug output of the request.
-            match reqwest::header::HeaderValue::from_str(&v) {
-                Ok(mut value) => {
-                    value.set_sensitive(k != signer::DATE_HEADER);
-                    req = req.header(k, value);
-                }
-                Err(_) => {
-                    return Outcome::Unauthorized(Failure {
-                        status: 0,
-                        error_code: None,
-                        error_msg: format!(
-                            "the credential for {k} holds characters an HTTP header cannot carry"
-                        ),
-                    });
-                }
-            }
+        match self.exchange(method, &url, body).await {
+            Ok(a) if (200..300).contains(&a.status) => Outcome::Done,
+            Ok(a) => classify_error(a.status, &a.body, a.retry_after),
+            Err(o) => o,
         }
-        let resp = match req.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_connect() => {
-                return Outcome::Retry {
-                    failure: Failure {
-                        status: 0,
-                        error_code: None,
-                        error_msg: format!("cannot connect: {}", error_chain(&e)),
-                    },
-                    retry_after: None,
-                    throttled: false,
-                };
-            }
-            Err(e) if e.is_timeout() => {
-                return Outcome::InDoubt(format!(
-                    "no answer within {} s",
-                    self.cfg.timeout.as_secs_f64()
-                ));
-            }
-            Err(e) => {
-                return Outcome::InDoubt(format!(
-                    "the connection failed after the request was sent: {}",
-                    error_chain(&e)
-                ));
-            }
-        };
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("Retry-After")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(300.0)));
-        let bytes = match resp.bytes().await {
-            Ok(b) => b,
-            Err(e) if status == 200 => {
-                return Outcome::InDoubt(format!(
-                    "HTTP 200 but the answer was cut off: {}",
-                    error_chain(&e)
-                ));
-            }
-            Err(_) => Default::default(),
-        };
-        classify(status, &bytes, retry_after)
     }
 
     /// Forgets cached tokens (after a 401 with IAM authentication).
@@ -355,14 +474,52 @@ impl Client {
 }
 
 impl TaskApi for Client {
-    fn create<'a>(&'a self, body: &'a [u8]) -> Pin<Box<dyn Future<Output = Outcome> + Send + 'a>> {
+    fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome> {
         Box::pin(self.create_once(body))
     }
+    fn update<'a>(&'a self, task_id: &'a str, body: &'a [u8]) -> Pending<'a, Outcome> {
+        let path = api::task_path(&self.cfg.project_id, task_id);
+        Box::pin(self.write_once(reqwest::Method::PUT, path, body))
+    }
+    fn delete<'a>(&'a self, task_id: &'a str) -> Pending<'a, Outcome> {
+        let path = api::task_path(&self.cfg.project_id, task_id);
+        Box::pin(self.write_once(reqwest::Method::DELETE, path, b""))
+    }
+    fn action<'a>(&'a self, task_id: &'a str, action: &'a str) -> Pending<'a, Outcome> {
+        let path = api::action_path(&self.cfg.project_id, task_id, action);
+        Box::pin(self.write_once(reqwest::Method::POST, path, b""))
+    }
+}
+
+/// Runs `f` over `items` with at most `limit` in flight; results in `items`' order.
+pub async fn map_concurrent<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+where
+    T: Send + 'static,
+    R: Send + 'static,
+    F: Fn(T) -> Fut,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, item) in items.into_iter().enumerate() {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
+        let fut = f(item);
+        set.spawn(async move {
+            let r = fut.await;
+            drop(slot);
+            (i, r)
+        });
+    }
+    let mut out: Vec<(usize, R)> = set.join_all().await;
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 /// Classifies an answer.
 pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outcome {
-    if status == 200 || status == 201 {
+    if (200..300).contains(&status) {
         return match serde_json::from_slice::<api::CreateResponse>(body) {
             Ok(r) if !r.task_id.is_empty() => Outcome::Created(r.task_id),
             _ => Outcome::InDoubt(format!(
@@ -371,6 +528,11 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outc
             )),
         };
     }
+    classify_error(status, body, retry_after)
+}
+
+/// Classifies an answer that is not a success.
+fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outcome {
     let err = api::parse_error(body);
     let failure = match &err {
         Some(ApiError {
@@ -404,7 +566,8 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outc
         },
         401 | 403 => Outcome::Unauthorized(failure),
         400..=499 => Outcome::Failed(failure),
-        _ => Outcome::InDoubt(format!("{failure} (the service may have created the task)")),
+        200..=299 => Outcome::Done,
+        _ => Outcome::InDoubt(format!("{failure} (the service may have done it)")),
     }
 }
 

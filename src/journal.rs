@@ -52,6 +52,19 @@ pub enum Record {
         #[serde(default)]
         body: Option<Box<RawValue>>,
     },
+    /// A recorded task was changed in place (PUT) to this content.
+    Updated {
+        name: String,
+        task_id: String,
+        hash: String,
+        #[serde(default)]
+        file: Option<String>,
+        at: String,
+        #[serde(default)]
+        body: Option<Box<RawValue>>,
+    },
+    /// A remote task of this name is gone (deleted, or found already deleted).
+    Deleted { name: String, task_id: String },
     /// The create was answered with an error: no task was made.
     Failed { name: String, hash: String },
     /// The create's outcome is unknown (why, for the user).
@@ -219,6 +232,47 @@ fn apply(state: &mut State, r: &Record) -> bool {
                 state.in_doubt.remove(name);
             }
             true
+        }
+        Record::Updated {
+            name,
+            task_id,
+            hash,
+            file,
+            at,
+            body,
+        } => match state.tasks.get_mut(name) {
+            Some(r) if r.task_id == *task_id => {
+                r.hash = hash.clone();
+                r.file = file.clone().or(r.file.take());
+                r.applied_at = Some(at.clone());
+                r.body = body.clone();
+                true
+            }
+            _ => false,
+        },
+        Record::Deleted { name, task_id } => {
+            let Some(r) = state.tasks.get_mut(name) else {
+                return false;
+            };
+            if r.task_id == *task_id {
+                // The newest superseded task (if any) stays recorded under the name,
+                // so that it is still pruned; otherwise the name is forgotten.
+                match r.superseded.pop() {
+                    Some(s) => {
+                        r.task_id = s.task_id;
+                        r.hash = s.hash;
+                        r.body = None;
+                    }
+                    None => {
+                        state.tasks.remove(name);
+                    }
+                }
+                true
+            } else {
+                let before = r.superseded.len();
+                r.superseded.retain(|s| s.task_id != *task_id);
+                r.superseded.len() != before
+            }
         }
         Record::Created {
             name,
@@ -454,6 +508,49 @@ mod tests {
         fold(&mut s, &recs, "j").unwrap();
         assert_eq!(s.tasks["a"].task_id, "2");
         assert_eq!(s.tasks["a"].superseded[0].task_id, "1");
+    }
+
+    #[test]
+    fn updates_and_deletes_replay_idempotently() {
+        let mut s = State::new();
+        let recs = vec![
+            created("a", "1", "h1"),
+            created("a", "2", "h2"),
+            Record::Updated {
+                name: "a".into(),
+                task_id: "2".into(),
+                hash: "h3".into(),
+                file: None,
+                at: "t".into(),
+                body: None,
+            },
+            Record::Updated {
+                name: "a".into(),
+                task_id: "1".into(),
+                hash: "ignored: not the recorded task".into(),
+                file: None,
+                at: "t".into(),
+                body: None,
+            },
+        ];
+        replay(&mut s, &recs);
+        assert_eq!(s.tasks["a"].hash, "h3");
+        let del = |id: &str| Record::Deleted {
+            name: "a".into(),
+            task_id: id.into(),
+        };
+        // The current task first: the superseded one is still recorded.
+        let mut one = s.clone();
+        replay(&mut one, &[del("2")]);
+        assert_eq!(one.tasks["a"].task_id, "1");
+        replay(&mut one, &[del("1"), del("1"), del("2")]);
+        assert!(one.tasks.is_empty());
+        // The superseded task first.
+        replay(&mut s, &[del("1"), del("1")]);
+        assert_eq!(s.tasks["a"].task_id, "2");
+        assert!(s.tasks["a"].superseded.is_empty());
+        replay(&mut s, &[del("2")]);
+        assert!(s.tasks.is_empty());
     }
 
     #[test]

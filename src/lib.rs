@@ -5,6 +5,7 @@
 //! [`store`] (state file, [`journal`], [`lock`]). [`render`] turns plans into text or
 //! JSON; [`commands`] wires it all for the CLI in `main.rs`.
 
+pub mod adopt;
 pub mod api;
 pub mod apply;
 pub mod auth;
@@ -23,6 +24,7 @@ pub mod lock;
 pub mod logging;
 pub mod manifest;
 pub mod plan;
+pub mod refresh;
 pub mod render;
 pub mod saved_plan;
 pub mod schema;

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 use taskform::apply::ApplyOptions;
-use taskform::commands::{self, PlanArgs};
+use taskform::commands::{self, ConnectArgs, Lifecycle, PlanArgs};
 use taskform::exit::Exit;
 use taskform::render::Format;
 use taskform::style::ColorChoice;
@@ -18,7 +18,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CODES: &str = "\
 Exit codes:
   0    success, or nothing to do
-  1    error: invalid manifests, unusable state, refused confirmation, or (apply) a create that failed or is in doubt
+  1    error: invalid manifests, unusable state, refused confirmation or prune guard, or (apply) a request that failed or is in doubt
   2    plan --detailed-exitcode: the plan lists something other than `unchanged`
   130  interrupted (Ctrl-C / SIGTERM); what was in flight is recorded";
 
@@ -86,6 +86,11 @@ enum Command {
         /// Also write the plan to FILE (JSON), for `taskform apply FILE` and `taskform show FILE`.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        lifecycle: LifecycleCli,
+        /// Used with --refresh or --adopt only.
+        #[command(flatten)]
+        connect: ConnectCli,
     },
     /// Render a saved plan file.
     Show {
@@ -99,27 +104,68 @@ enum Command {
     Apply(ApplyCli),
     /// Keep the remote tasks reconciled with DIR: apply at start and after every change.
     Watch(WatchCli),
+    /// Record remote tasks whose names match manifests the state does not know (no duplicates).
+    Import(ReadCli),
+    /// Read every recorded task from the server and record drift (deleted or changed outside taskform).
+    Refresh(ReadCli),
     /// Run a local emulator of the DataArts collection-task API (prints its URL first).
     Emulator(EmulatorCli),
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum OnChangeCli {
+    /// Create a new task; the previous one is recorded as superseded (create-only APIs).
+    Recreate,
+    /// Change the task in place with PUT, keeping its ID.
+    Update,
+}
+
 #[derive(Args)]
-struct SendArgs {
-    /// Creates in flight at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
-    concurrency: u32,
-    /// Client-side limit in requests a second (0 = none); halves after throttling.
-    #[arg(long, default_value_t = 40.0)]
-    max_rate: f64,
-    /// Attempts per task where a retry is safe (429, 500, 503, throttling, connect errors).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    max_attempts: u32,
+#[command(next_help_heading = "Lifecycle")]
+struct LifecycleCli {
+    /// What a changed task gets [default: `on_change` of taskform.yaml, else recreate]
+    #[arg(long, value_enum)]
+    on_change: Option<OnChangeCli>,
+    /// Delete remote tasks no manifest declares any more, and those a replace superseded.
+    #[arg(long)]
+    prune: bool,
+    /// With --prune: refuse to delete more than N remote tasks.
+    #[arg(long, value_name = "N", default_value_t = commands::DEFAULT_MAX_DELETES)]
+    max_deletes: usize,
+    /// With --prune: delete past the guard (more than --max-deletes, or every recorded task).
+    #[arg(long)]
+    force_prune: bool,
+    /// Read every recorded task from the server first; drift shows in the plan (needs credentials).
+    #[arg(long)]
+    refresh: bool,
+    /// Look up unrecorded manifests' names on the server and record those tasks instead of creating duplicates (needs credentials).
+    #[arg(long)]
+    adopt: bool,
+}
+
+impl LifecycleCli {
+    fn lifecycle(&self, recreate_in_doubt: bool) -> Lifecycle {
+        Lifecycle {
+            on_change: self.on_change.map(|c| match c {
+                OnChangeCli::Recreate => taskform::plan::OnChange::Recreate,
+                OnChangeCli::Update => taskform::plan::OnChange::Update,
+            }),
+            prune: self.prune,
+            max_deletes: self.max_deletes,
+            force_prune: self.force_prune,
+            refresh: self.refresh,
+            adopt: self.adopt,
+            recreate_in_doubt,
+        }
+    }
+}
+
+#[derive(Args)]
+#[command(next_help_heading = "Connection")]
+struct ConnectCli {
     /// Per-request timeout in seconds; a create without an answer in time is in doubt.
     #[arg(long, default_value_t = 30.0)]
     timeout: f64,
-    /// Wait up to SECS for the state lock instead of failing at once.
-    #[arg(long, value_name = "SECS")]
-    lock_timeout: Option<f64>,
     /// Start the built-in emulator in-process (data in the state folder's emulator.json) and use it.
     #[arg(long)]
     emulator: bool,
@@ -131,15 +177,64 @@ struct SendArgs {
     allow_insecure_http: bool,
 }
 
-impl SendArgs {
-    fn ca_bundle(&self) -> Option<PathBuf> {
-        self.ca_bundle.clone().or_else(|| {
-            std::env::var_os("TASKFORM_CA_BUNDLE")
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
+impl ConnectCli {
+    fn args(&self) -> ConnectArgs {
+        ConnectArgs {
+            timeout: seconds(self.timeout),
+            emulator: self.emulator,
+            ca_bundle: self.ca_bundle.clone().or_else(|| {
+                std::env::var_os("TASKFORM_CA_BUNDLE")
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            }),
+            allow_insecure_http: self.allow_insecure_http,
+        }
     }
+}
 
+#[derive(Args)]
+struct ReadCli {
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Wait up to SECS for the state lock instead of failing at once.
+    #[arg(long, value_name = "SECS")]
+    lock_timeout: Option<f64>,
+    #[command(flatten)]
+    connect: ConnectCli,
+}
+
+impl ReadCli {
+    fn args(self) -> commands::ReadArgs {
+        commands::ReadArgs {
+            connect: self.connect.args(),
+            dir: self.dir,
+            target: self.target.into(),
+            lock_timeout: self.lock_timeout.map(seconds),
+        }
+    }
+}
+
+#[derive(Args)]
+struct SendArgs {
+    /// Creates, updates and deletes in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    concurrency: u32,
+    /// Client-side limit in requests a second (0 = none); halves after throttling.
+    #[arg(long, default_value_t = 40.0)]
+    max_rate: f64,
+    /// Attempts per task where a retry is safe (429, 500, 503, throttling, connect errors).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_attempts: u32,
+    /// Wait up to SECS for the state lock instead of failing at once.
+    #[arg(long, value_name = "SECS")]
+    lock_timeout: Option<f64>,
+    #[command(flatten)]
+    connect: ConnectCli,
+}
+
+impl SendArgs {
     fn options(&self, progress_bar: bool) -> ApplyOptions {
         ApplyOptions {
             concurrency: self.concurrency as usize,
@@ -171,6 +266,8 @@ struct WatchCli {
     /// Log the plan after each change; never apply (no credentials needed).
     #[arg(long)]
     plan_only: bool,
+    #[command(flatten)]
+    lifecycle: LifecycleCli,
 }
 
 #[derive(Args)]
@@ -191,6 +288,8 @@ struct ApplyCli {
     /// Create in-doubt tasks again (may make a duplicate on the server).
     #[arg(long)]
     recreate_in_doubt: bool,
+    #[command(flatten)]
+    lifecycle: LifecycleCli,
 }
 
 #[derive(Args)]
@@ -307,13 +406,16 @@ fn main() {
             detailed_exitcode,
             recreate_in_doubt,
             out,
+            lifecycle,
+            connect,
         } => commands::plan(
             PlanArgs {
                 dir,
                 target: target.into(),
                 format: format(f),
                 detailed_exitcode,
-                recreate_in_doubt,
+                lifecycle: lifecycle.lifecycle(recreate_in_doubt),
+                connect: connect.args(),
                 color,
                 out,
             },
@@ -326,13 +428,10 @@ fn main() {
                 format: format(a.format),
                 yes: a.yes,
                 apply: a.send.options(progress_bar),
-                timeout: seconds(a.send.timeout),
+                connect: a.send.connect.args(),
                 lock_timeout: a.send.lock_timeout.map(seconds),
-                recreate_in_doubt: a.recreate_in_doubt,
+                lifecycle: a.lifecycle.lifecycle(a.recreate_in_doubt),
                 color,
-                emulator: a.send.emulator,
-                ca_bundle: a.send.ca_bundle(),
-                allow_insecure_http: a.send.allow_insecure_http,
             },
             &env,
         ),
@@ -341,18 +440,18 @@ fn main() {
                 dir: w.dir,
                 target: w.target.into(),
                 apply: w.send.options(false),
-                timeout: seconds(w.send.timeout),
                 debounce: Duration::from_millis(w.debounce_ms),
                 retry_interval: seconds(w.retry_interval),
                 interval: w.interval.map(seconds),
                 plan_only: w.plan_only,
                 lock_timeout: w.send.lock_timeout.map(seconds),
-                emulator: w.send.emulator,
-                ca_bundle: w.send.ca_bundle(),
-                allow_insecure_http: w.send.allow_insecure_http,
+                connect: w.send.connect.args(),
+                lifecycle: w.lifecycle.lifecycle(false),
             },
             &env,
         ),
+        Command::Import(r) => commands::import(r.args(), &env),
+        Command::Refresh(r) => commands::refresh(r.args(), &env),
         Command::Show { file, format: f } => commands::show(file, format(f), color),
         Command::Emulator(e) => commands::emulator(taskform::emulator::Config {
             listen: e.listen,

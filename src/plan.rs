@@ -8,6 +8,28 @@ use crate::state::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// What apply does with a task whose content changed (`on_change` in taskform.yaml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnChange {
+    /// Create a new task and record the previous one as superseded (works with the
+    /// create endpoint alone).
+    #[default]
+    Recreate,
+    /// Change the task in place with PUT, keeping its ID.
+    Update,
+}
+
+impl OnChange {
+    pub fn parse(s: &str) -> Option<OnChange> {
+        match s {
+            "recreate" => Some(OnChange::Recreate),
+            "update" => Some(OnChange::Update),
+            _ => None,
+        }
+    }
+}
+
 /// What apply will do with a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -15,13 +37,18 @@ pub enum Action {
     /// Not in the state: a create request will be sent.
     Create,
     /// In the state with another hash: a new task will be created and recorded; the
-    /// previous remote task stays on the server (the create API cannot change it).
+    /// previous remote task is recorded as superseded (pruned with `--prune`).
     Replace,
+    /// In the state with another hash: the remote task is changed in place (PUT).
+    Update,
     Unchanged,
-    /// In the state but in no manifest: reported, not acted on.
+    /// In the state but in no manifest: reported, not acted on (without `--prune`).
     Orphan,
     /// A create was sent but its answer never recorded: the task may exist.
     InDoubt,
+    /// A remote task taskform owns that no manifest declares any more (an orphan, or
+    /// the superseded task of a replace): deleted with `--prune`.
+    Delete,
 }
 
 impl Action {
@@ -29,14 +56,23 @@ impl Action {
         match self {
             Action::Create => "create",
             Action::Replace => "replace",
+            Action::Update => "update",
             Action::Unchanged => "unchanged",
             Action::Orphan => "orphan",
             Action::InDoubt => "in_doubt",
+            Action::Delete => "delete",
         }
     }
     /// Whether apply sends a request for it.
     pub fn sends(self) -> bool {
-        matches!(self, Action::Create | Action::Replace)
+        matches!(
+            self,
+            Action::Create | Action::Replace | Action::Update | Action::Delete
+        )
+    }
+    /// Whether apply sends the manifest's body for it.
+    pub fn sends_body(self) -> bool {
+        matches!(self, Action::Create | Action::Replace | Action::Update)
     }
 }
 
@@ -45,16 +81,18 @@ impl Action {
 pub struct PlannedTask {
     pub name: String,
     pub action: Action,
-    /// The manifest's hash (none for orphans).
+    /// The manifest's hash; for a delete, the hash recorded for that remote task.
     pub hash: Option<String>,
-    /// The recorded remote task, if any.
+    /// The recorded remote task, if any (for a delete: the task to delete).
     pub task_id: Option<String>,
-    /// Path relative to DIR (none for orphans).
+    /// Path relative to DIR (for orphans and deletes: the file recorded, if any).
     pub file: Option<String>,
     /// Index into the manifests the plan was made from.
     pub manifest: Option<usize>,
-    /// The hash recorded in the state (replace, orphan, unchanged).
+    /// The hash recorded in the state (replace, update, orphan, unchanged).
     pub previous_hash: Option<String>,
+    /// For a delete: the task is a superseded one (a replace left it), not an orphan.
+    pub superseded: bool,
 }
 
 /// Counts by action.
@@ -62,12 +100,16 @@ pub struct PlannedTask {
 pub struct Summary {
     pub create: usize,
     pub replace: usize,
+    #[serde(default)]
+    pub update: usize,
+    #[serde(default)]
+    pub delete: usize,
     pub unchanged: usize,
     pub orphan: usize,
     pub in_doubt: usize,
 }
 
-/// Every task, sorted by name.
+/// Every task: deletes first, then by name.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub tasks: Vec<PlannedTask>,
@@ -80,6 +122,8 @@ impl Plan {
             match t.action {
                 Action::Create => s.create += 1,
                 Action::Replace => s.replace += 1,
+                Action::Update => s.update += 1,
+                Action::Delete => s.delete += 1,
                 Action::Unchanged => s.unchanged += 1,
                 Action::Orphan => s.orphan += 1,
                 Action::InDoubt => s.in_doubt += 1,
@@ -98,10 +142,24 @@ impl Plan {
 }
 
 /// Options that change what is planned.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanOptions {
     /// Plan in-doubt tasks as create/replace (the user accepts a possible duplicate).
+    #[serde(default)]
     pub recreate_in_doubt: bool,
+    /// Replace or update changed tasks.
+    #[serde(default)]
+    pub on_change: OnChange,
+    /// Delete orphans and superseded tasks.
+    #[serde(default)]
+    pub prune: bool,
+    /// Read every recorded task from the server first (drift). The planner does not
+    /// look at it: it is recorded so that a saved plan is applied the way it was made.
+    #[serde(default)]
+    pub refresh: bool,
+    /// Look up unrecorded manifests on the server first (adoption); as `refresh`.
+    #[serde(default)]
+    pub adopt: bool,
 }
 
 /// Compares manifests (unique names) with the state.
@@ -115,6 +173,7 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
         let action = match recorded {
             _ if in_doubt => Action::InDoubt,
             Some(r) if r.hash == m.hash => Action::Unchanged,
+            Some(_) if opts.on_change == OnChange::Update => Action::Update,
             Some(_) => Action::Replace,
             None => Action::Create,
         };
@@ -126,23 +185,50 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
             file: Some(m.file.clone()),
             manifest: Some(i),
             previous_hash: recorded.map(|r| r.hash.clone()),
+            superseded: false,
         });
     }
     for (name, r) in &state.tasks {
         if !declared.contains_key(name.as_str()) {
+            let action = if state.in_doubt.contains_key(name) {
+                Action::InDoubt
+            } else if opts.prune {
+                Action::Delete
+            } else {
+                Action::Orphan
+            };
             tasks.push(PlannedTask {
                 name: name.clone(),
-                action: if state.in_doubt.contains_key(name) {
-                    Action::InDoubt
+                action,
+                hash: if action == Action::Delete {
+                    Some(r.hash.clone())
                 } else {
-                    Action::Orphan
+                    None
                 },
-                hash: None,
                 task_id: Some(r.task_id.clone()),
-                file: None,
+                file: if action == Action::Delete {
+                    r.file.clone()
+                } else {
+                    None
+                },
                 manifest: None,
                 previous_hash: Some(r.hash.clone()),
+                superseded: false,
             });
+        }
+        if opts.prune {
+            for s in &r.superseded {
+                tasks.push(PlannedTask {
+                    name: name.clone(),
+                    action: Action::Delete,
+                    hash: Some(s.hash.clone()),
+                    task_id: Some(s.task_id.clone()),
+                    file: None,
+                    manifest: None,
+                    previous_hash: Some(s.hash.clone()),
+                    superseded: true,
+                });
+            }
         }
     }
     for (name, d) in &state.in_doubt {
@@ -155,11 +241,46 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                 file: d.file.clone(),
                 manifest: None,
                 previous_hash: None,
+                superseded: false,
             });
         }
     }
-    tasks.sort_by(|a, b| a.name.cmp(&b.name));
+    tasks.sort_by(|a, b| {
+        (
+            a.action != Action::Delete,
+            &a.name,
+            a.superseded,
+            &a.task_id,
+        )
+            .cmp(&(
+                b.action != Action::Delete,
+                &b.name,
+                b.superseded,
+                &b.task_id,
+            ))
+    });
     Plan { tasks }
+}
+
+/// Why a plan's deletes are refused: more than `max_deletes`, or every task the state
+/// records (the usual sign of a wrong folder or an emptied checkout). `None` = allowed.
+pub fn delete_guard(
+    deletes: usize,
+    deletes_of_recorded: usize,
+    recorded: usize,
+    max_deletes: usize,
+) -> Option<String> {
+    if deletes > max_deletes {
+        return Some(format!(
+            "the plan deletes {deletes} remote tasks, more than --max-deletes {max_deletes}"
+        ));
+    }
+    if recorded > 0 && deletes_of_recorded >= recorded {
+        return Some(format!(
+            "the plan deletes every task the state records ({recorded}): is DIR the right folder?"
+        ));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -188,6 +309,66 @@ mod tests {
             body: None,
             superseded: vec![],
         }
+    }
+
+    fn names(p: &Plan) -> Vec<(&str, Action, Option<&str>)> {
+        p.tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.action, t.task_id.as_deref()))
+            .collect()
+    }
+
+    #[test]
+    fn update_and_prune() {
+        let mut state = State::new();
+        let mut changed = record("2", "old");
+        changed.superseded.push(crate::state::Superseded {
+            task_id: "1".into(),
+            hash: "older".into(),
+            replaced_at: None,
+        });
+        state.tasks.insert("changed".into(), changed);
+        state.tasks.insert("gone".into(), record("3", "h"));
+        let ms = vec![manifest("changed", "new")];
+        let opts = PlanOptions {
+            on_change: OnChange::Update,
+            prune: true,
+            ..PlanOptions::default()
+        };
+        let p = plan(&ms, &state, opts);
+        assert_eq!(
+            names(&p),
+            vec![
+                ("changed", Action::Delete, Some("1")),
+                ("gone", Action::Delete, Some("3")),
+                ("changed", Action::Update, Some("2")),
+            ],
+            "deletes first"
+        );
+        assert!(p.tasks[0].superseded && !p.tasks[1].superseded);
+        assert_eq!(p.summary().delete, 2);
+        assert_eq!(p.summary().update, 1);
+        let p = plan(&ms, &state, PlanOptions::default());
+        assert_eq!(
+            names(&p),
+            vec![
+                ("changed", Action::Replace, Some("2")),
+                ("gone", Action::Orphan, Some("3")),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_delete_guard() {
+        assert_eq!(delete_guard(3, 3, 10, 10), None);
+        assert!(
+            delete_guard(11, 11, 100, 10)
+                .unwrap()
+                .contains("--max-deletes 10")
+        );
+        assert!(delete_guard(2, 2, 2, 10).unwrap().contains("every task"));
+        assert_eq!(delete_guard(2, 0, 2, 10), None, "superseded only");
+        assert_eq!(delete_guard(0, 0, 0, 10), None);
     }
 
     #[test]
@@ -234,7 +415,8 @@ mod tests {
                 replace: 1,
                 unchanged: 1,
                 orphan: 1,
-                in_doubt: 1
+                in_doubt: 1,
+                ..Summary::default()
             }
         );
         assert_eq!(p.tasks[0].task_id.as_deref(), Some("2"));
@@ -244,6 +426,7 @@ mod tests {
             &state,
             PlanOptions {
                 recreate_in_doubt: true,
+                ..PlanOptions::default()
             },
         );
         assert_eq!(p.tasks[1].action, Action::Create);

@@ -99,8 +99,10 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
             Action::Create => (style.green("+"), style.green("create   ")),
             Action::Replace => (style.yellow("~"), style.yellow("replace  ")),
             Action::Unchanged => (" ".to_string(), style.dim("unchanged")),
+            Action::Update => (style.yellow("~"), style.yellow("update   ")),
             Action::Orphan => (style.magenta("-"), style.magenta("orphan   ")),
             Action::InDoubt => (style.red("?"), style.red("in doubt ")),
+            Action::Delete => (style.red("-"), style.red("delete   ")),
         };
         let name = format!("{:width$}", t.name, width = width);
         let name = if t.action == Action::Unchanged {
@@ -116,50 +118,47 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
             let _ = write!(out, "  {}", style.dim(&format!("task {id}")));
         }
         out.push('\n');
+        let note = |out: &mut String, text: &str| {
+            let _ = writeln!(out, "        {}", style.dim(text));
+        };
         match t.action {
-            Action::Replace => {
-                match changes(t) {
-                    Some(changes) => {
-                        for c in changes {
-                            let line = match c {
-                                Change::Added { path, new } => {
-                                    style.green(&format!("+ {path}: {}", value_text(&new)))
-                                }
-                                Change::Removed { path, old } => {
-                                    style.red(&format!("- {path}: {}", value_text(&old)))
-                                }
-                                Change::Changed { path, old, new } => style.yellow(&format!(
-                                    "~ {path}: {} -> {}",
-                                    value_text(&old),
-                                    value_text(&new)
-                                )),
-                            };
-                            let _ = writeln!(out, "        {line}");
-                        }
-                    }
-                    None => {
-                        let _ = writeln!(out, "        {}", style.dim("(the previously applied body is not in the state, so the changed fields cannot be shown)"));
-                    }
+            Action::Replace | Action::Update => {
+                field_changes(t, style, &mut out);
+                let id = t.task_id.as_deref().unwrap_or("?");
+                if t.action == Action::Replace {
+                    note(
+                        &mut out,
+                        &format!(
+                            "a new task will be created; the previous remote task {id} is recorded as superseded (deleted by --prune)"
+                        ),
+                    );
+                } else {
+                    note(
+                        &mut out,
+                        &format!("task {id} will be changed in place (PUT), keeping its ID"),
+                    );
                 }
+            }
+            Action::Orphan => note(
+                &mut out,
+                "no manifest declares it any more; the remote task is left alone (--prune deletes it)",
+            ),
+            Action::Delete => {
+                let text = t
+                    .note
+                    .as_deref()
+                    .unwrap_or("no manifest declares it any more");
                 let _ = writeln!(
                     out,
                     "        {}",
-                    style.dim(&format!("a new task will be created; the previous remote task {} stays on the server", t.task_id.as_deref().unwrap_or("?")))
+                    style.red(&format!("{text}; the remote task will be deleted"))
                 );
             }
-            Action::Orphan => {
-                let _ = writeln!(
-                    out,
-                    "        {}",
-                    style.dim("no manifest declares it any more; the remote task is left alone")
-                );
-            }
-            Action::InDoubt => {
-                if let Some(note) = &t.note {
-                    let _ = writeln!(out, "        {}", style.dim(note));
+            _ => {
+                if let Some(text) = &t.note {
+                    note(&mut out, text);
                 }
             }
-            _ => {}
         }
     }
     if !plan.tasks.is_empty() {
@@ -170,7 +169,28 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
     out
 }
 
-/// `Plan: 1 to create, 0 to replace, 3 unchanged, 0 orphaned, 0 in doubt.`
+/// The field changes of a replace or update, one line each.
+fn field_changes(t: &Entry, style: Style, out: &mut String) {
+    let Some(changes) = changes(t) else {
+        let _ = writeln!(out, "        {}", style.dim("(the previously applied body is not in the state, so the changed fields cannot be shown)"));
+        return;
+    };
+    for c in changes {
+        let line = match c {
+            Change::Added { path, new } => style.green(&format!("+ {path}: {}", value_text(&new))),
+            Change::Removed { path, old } => style.red(&format!("- {path}: {}", value_text(&old))),
+            Change::Changed { path, old, new } => style.yellow(&format!(
+                "~ {path}: {} -> {}",
+                value_text(&old),
+                value_text(&new)
+            )),
+        };
+        let _ = writeln!(out, "        {line}");
+    }
+}
+
+/// `Plan: 1 to create, 0 to replace, 3 unchanged, 0 orphaned, 0 in doubt.` (with
+/// `N to update` and `N to delete` when there are any).
 pub fn summary_line(plan: &SavedPlan) -> String {
     let s = plan.summary;
     if !plan.has_changes() {
@@ -180,8 +200,15 @@ pub fn summary_line(plan: &SavedPlan) -> String {
             if s.unchanged == 1 { "" } else { "s" }
         );
     }
+    let mut extra = String::new();
+    if s.update > 0 {
+        let _ = write!(extra, "{} to update, ", s.update);
+    }
+    if s.delete > 0 {
+        let _ = write!(extra, "{} to delete, ", s.delete);
+    }
     format!(
-        "Plan: {} to create, {} to replace, {} unchanged, {} orphaned, {} in doubt.",
+        "Plan: {} to create, {} to replace, {extra}{} unchanged, {} orphaned, {} in doubt.",
         s.create, s.replace, s.unchanged, s.orphan, s.in_doubt
     )
 }
@@ -224,8 +251,8 @@ fn summary_table(plan: &SavedPlan, out: &mut String) {
     let s = plan.summary;
     let _ = writeln!(
         out,
-        "| create | replace | unchanged | orphan | in doubt |\n|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} |\n",
-        s.create, s.replace, s.unchanged, s.orphan, s.in_doubt
+        "| create | replace | update | delete | unchanged | orphan | in doubt |\n|---:|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} | {} |\n",
+        s.create, s.replace, s.update, s.delete, s.unchanged, s.orphan, s.in_doubt
     );
 }
 
@@ -259,6 +286,8 @@ pub fn plan_markdown(plan: &SavedPlan, full_plan_hint: &str) -> String {
             let icon = match t.action {
                 Action::Create => "➕",
                 Action::Replace => "🔁",
+                Action::Update => "✏️",
+                Action::Delete => "🗑️",
                 Action::Orphan => "➖",
                 Action::InDoubt => "❓",
                 Action::Unchanged => "",
@@ -280,13 +309,21 @@ pub fn plan_markdown(plan: &SavedPlan, full_plan_hint: &str) -> String {
         }
         body.push('\n');
     }
-    for t in changed.iter().filter(|t| t.action == Action::Replace) {
-        let _ = writeln!(body, "#### 🔁 `{}`\n", md_escape(&t.name));
-        let _ = writeln!(
-            body,
-            "A new task is created; the previous remote task `{}` stays on the server.\n",
-            t.task_id.as_deref().unwrap_or("?")
-        );
+    for t in changed
+        .iter()
+        .filter(|t| matches!(t.action, Action::Replace | Action::Update))
+    {
+        let id = t.task_id.as_deref().unwrap_or("?");
+        if t.action == Action::Replace {
+            let _ = writeln!(body, "#### 🔁 `{}`\n", md_escape(&t.name));
+            let _ = writeln!(
+                body,
+                "A new task is created; the previous remote task `{id}` is recorded as superseded (deleted by `--prune`).\n"
+            );
+        } else {
+            let _ = writeln!(body, "#### ✏️ `{}`\n", md_escape(&t.name));
+            let _ = writeln!(body, "Task `{id}` is changed in place.\n");
+        }
         if t.previous_body.is_none() {
             body.push_str(
                 "_The previously applied body is not in the state, so no diff can be shown._\n\n",
@@ -306,9 +343,20 @@ pub fn plan_markdown(plan: &SavedPlan, full_plan_hint: &str) -> String {
             let _ = writeln!(body, "{fenced}");
         }
     }
-    for t in changed.iter().filter(|t| t.action == Action::InDoubt) {
+    for t in &changed {
+        let icon = match t.action {
+            Action::InDoubt => "❓",
+            Action::Delete => "🗑️",
+            Action::Create => "➕",
+            _ => continue,
+        };
         if let Some(note) = &t.note {
-            let _ = writeln!(body, "> ❓ `{}`: {}\n", md_escape(&t.name), md_escape(note));
+            let _ = writeln!(
+                body,
+                "> {icon} `{}`: {}\n",
+                md_escape(&t.name),
+                md_escape(note)
+            );
         }
     }
     let full = format!("{head}{body}");
@@ -335,6 +383,10 @@ struct ApplyJson<'a> {
 pub struct ApplySummary {
     pub created: usize,
     pub replaced: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    /// Not done: the endpoint offers no such request.
+    pub unsupported: usize,
     pub failed: usize,
     pub in_doubt: usize,
     pub skipped: usize,
@@ -347,6 +399,9 @@ impl ApplySummary {
             match r.outcome {
                 TaskOutcome::Created if r.action == Action::Replace => s.replaced += 1,
                 TaskOutcome::Created => s.created += 1,
+                TaskOutcome::Updated => s.updated += 1,
+                TaskOutcome::Deleted => s.deleted += 1,
+                TaskOutcome::Unsupported => s.unsupported += 1,
                 TaskOutcome::Failed => s.failed += 1,
                 TaskOutcome::InDoubt => s.in_doubt += 1,
                 TaskOutcome::Skipped => s.skipped += 1,
@@ -380,19 +435,39 @@ fn detail(r: &TaskResult) -> String {
     }
 }
 
+fn succeeded(r: &TaskResult) -> bool {
+    matches!(
+        r.outcome,
+        TaskOutcome::Created | TaskOutcome::Updated | TaskOutcome::Deleted
+    )
+}
+
+fn outcome_text(o: TaskOutcome) -> &'static str {
+    match o {
+        TaskOutcome::Created => "created",
+        TaskOutcome::Updated => "updated",
+        TaskOutcome::Deleted => "deleted",
+        TaskOutcome::Unsupported => "not supported by the endpoint",
+        TaskOutcome::Failed => "failed",
+        TaskOutcome::InDoubt => "in doubt",
+        TaskOutcome::Skipped => "skipped",
+    }
+}
+
 /// One line per task that did not succeed: `failed: name (file): HTTP 400 DLG.0003: ...`.
 pub fn apply_problems_text(results: &[TaskResult]) -> String {
     let mut out = String::new();
-    for r in results.iter().filter(|r| r.outcome != TaskOutcome::Created) {
+    for r in results.iter().filter(|r| !succeeded(r)) {
         let file = r
             .file
             .as_deref()
             .map(|f| format!(" ({f})"))
             .unwrap_or_default();
-        let what = match r.outcome {
-            TaskOutcome::Failed => "failed",
-            TaskOutcome::InDoubt => "in doubt",
-            _ => "skipped",
+        let what = match r.action {
+            Action::Update | Action::Delete => {
+                format!("{} ({})", outcome_text(r.outcome), r.action.as_str())
+            }
+            _ => outcome_text(r.outcome).to_string(),
         };
         let _ = writeln!(out, "{what}: {}{file}: {}", r.name, detail(r));
     }
@@ -402,8 +477,18 @@ pub fn apply_problems_text(results: &[TaskResult]) -> String {
 /// `Apply complete: 3 created, 1 replaced, 0 failed, 0 in doubt, 0 skipped.`
 pub fn apply_summary_line(results: &[TaskResult], interrupted: bool) -> String {
     let s = ApplySummary::of(results);
+    let mut extra = String::new();
+    for (n, what) in [
+        (s.updated, "updated"),
+        (s.deleted, "deleted"),
+        (s.unsupported, "not supported"),
+    ] {
+        if n > 0 {
+            let _ = write!(extra, "{n} {what}, ");
+        }
+    }
     format!(
-        "Apply {}: {} created, {} replaced, {} failed, {} in doubt, {} skipped.",
+        "Apply {}: {} created, {} replaced, {extra}{} failed, {} in doubt, {} skipped.",
         if interrupted {
             "interrupted"
         } else {
@@ -426,22 +511,14 @@ pub fn apply_markdown(results: &[TaskResult], interrupted: bool) -> String {
     );
     let _ = writeln!(
         out,
-        "| created | replaced | failed | in doubt | skipped |\n|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} |\n",
-        s.created, s.replaced, s.failed, s.in_doubt, s.skipped
+        "| created | replaced | updated | deleted | failed | in doubt | skipped |\n|---:|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} | {} |\n",
+        s.created, s.replaced, s.updated, s.deleted, s.failed, s.in_doubt, s.skipped
     );
-    let problems: Vec<&TaskResult> = results
-        .iter()
-        .filter(|r| r.outcome != TaskOutcome::Created)
-        .collect();
+    let problems: Vec<&TaskResult> = results.iter().filter(|r| !succeeded(r)).collect();
     if !problems.is_empty() {
         out.push_str("| task | outcome | file | error |\n|---|---|---|---|\n");
         for r in problems {
-            let outcome = match r.outcome {
-                TaskOutcome::Failed => "failed",
-                TaskOutcome::InDoubt => "in doubt",
-                TaskOutcome::Skipped => "skipped",
-                TaskOutcome::Created => "created",
-            };
+            let outcome = outcome_text(r.outcome);
             let _ = writeln!(
                 out,
                 "| `{}` | {outcome} | {} | {} |",

@@ -8,19 +8,23 @@
 //!             "project_id": "..." | null, "workspace": "..." | null},
 //!  "state": {"lineage": "<uuid>", "serial": 3},
 //!  "manifests": {"digest": "sha256:...", "files": {"dli/sales.yaml": "sha256:..."}},
-//!  "summary": {"create": 1, "replace": 0, "unchanged": 4, "orphan": 0, "in_doubt": 0},
+//!  "options": {"recreate_in_doubt": false, "on_change": "recreate", "prune": false},
+//!  "summary": {"create": 1, "replace": 0, "update": 0, "delete": 0, "unchanged": 4,
+//!              "orphan": 0, "in_doubt": 0},
 //!  "tasks": [{"name": "...", "action": "create", "hash": "sha256:...", "task_id": null,
 //!             "file": "dli/sales.yaml", "body": {...}, "previous_body": {...}, "note": "..."}]}
 //! ```
 //!
-//! `body` (the exact request body to send) is present for `create` and `replace`;
-//! `previous_body` for `replace` when the state knows it; `note` explains `in_doubt`.
+//! `body` (the exact request body to send) is present for `create`, `replace` and
+//! `update`; `previous_body` for `replace` and `update` when the state knows it; `note`
+//! explains `in_doubt`, `delete` and drift found by `--refresh`. A `delete` names the
+//! remote task in `task_id` (one entry per remote task, so a name can appear twice).
 //! `manifests.files` includes `taskform.yaml` when there is one. No credentials are
 //! ever part of a plan.
 
 use crate::hash;
 use crate::manifest::{Loaded, Manifest};
-use crate::plan::{Action, Plan, Summary};
+use crate::plan::{Action, Plan, PlanOptions, Summary};
 use crate::state::State;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -64,6 +68,9 @@ pub struct Entry {
     pub previous_body: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// For a delete: the remote task is a superseded one, not the name's current task.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub superseded: bool,
 }
 
 /// A whole plan.
@@ -77,6 +84,9 @@ pub struct SavedPlan {
     pub target: PlanTarget,
     pub state: StateRef,
     pub manifests: ManifestsRef,
+    /// The options the plan was made with (a fresh plan to compare is made the same way).
+    #[serde(default)]
+    pub options: PlanOptions,
     pub summary: Summary,
     pub tasks: Vec<Entry>,
 }
@@ -116,12 +126,28 @@ fn in_doubt_note(state: &State, name: &str) -> Option<String> {
     })
 }
 
+fn delete_note(state: &State, t: &crate::plan::PlannedTask) -> String {
+    if t.superseded {
+        let by = state.tasks.get(&t.name).map(|r| r.task_id.as_str());
+        format!(
+            "superseded by task {} (a replace left it on the server)",
+            by.unwrap_or("?")
+        )
+    } else {
+        "no manifest declares it any more".to_string()
+    }
+}
+
 impl SavedPlan {
-    /// The document for a plan just made.
+    /// The document for a plan just made with `options`. `notes` adds a note by task
+    /// name (drift found by a refresh, adoptions).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         plan: &Plan,
+        options: PlanOptions,
         loaded: &Loaded,
         state: &State,
+        notes: &BTreeMap<String, String>,
         target: PlanTarget,
         dir: &Path,
         state_path: &Path,
@@ -132,20 +158,20 @@ impl SavedPlan {
             .iter()
             .map(|t| {
                 let m = t.manifest.and_then(|i| manifests.get(i));
-                let body = if t.action.sends() {
+                let body = if t.action.sends_body() {
                     m.and_then(|m| RawValue::from_string(m.canonical.clone()).ok())
                 } else {
                     None
                 };
-                let previous_body = if t.action == Action::Replace {
+                let previous_body = if matches!(t.action, Action::Replace | Action::Update) {
                     state.tasks.get(&t.name).and_then(|r| r.body.clone())
                 } else {
                     None
                 };
-                let note = if t.action == Action::InDoubt {
-                    in_doubt_note(state, &t.name)
-                } else {
-                    None
+                let note = match t.action {
+                    Action::InDoubt => in_doubt_note(state, &t.name),
+                    Action::Delete => Some(delete_note(state, t)),
+                    _ => notes.get(&t.name).cloned(),
                 };
                 Entry {
                     name: t.name.clone(),
@@ -156,6 +182,7 @@ impl SavedPlan {
                     body,
                     previous_body,
                     note,
+                    superseded: t.superseded,
                 }
             })
             .collect();
@@ -171,6 +198,7 @@ impl SavedPlan {
                 serial: state.serial,
             },
             manifests: manifests_ref(loaded),
+            options,
             summary: plan.summary(),
             tasks,
         }
@@ -210,7 +238,15 @@ impl SavedPlan {
         let plan: SavedPlan = serde_json::from_slice(&bytes)
             .map_err(|e| format!("plan file {} is corrupt: {e}", path.display()))?;
         for t in &plan.tasks {
-            if t.action.sends() {
+            if t.action.sends() && t.action != Action::Create && t.task_id.is_none() {
+                return Err(format!(
+                    "plan file {}: task {} ({}) names no remote task",
+                    path.display(),
+                    t.name,
+                    t.action.as_str()
+                ));
+            }
+            if t.action.sends_body() {
                 let Some(body) = &t.body else {
                     return Err(format!(
                         "plan file {}: task {} has no body to send",
@@ -241,43 +277,64 @@ impl SavedPlan {
             .map_err(|e| format!("cannot write plan file {}: {e}", path.display()))
     }
 
-    /// The tasks to send, as manifests (name, canonical body, hash, file).
+    /// The tasks to send, with the manifests (name, canonical body, hash, file) of
+    /// those that send a body.
     pub fn manifests_to_send(&self) -> (Plan, Vec<Manifest>) {
         let mut manifests = Vec::new();
         let mut tasks = Vec::new();
         for t in self.tasks.iter().filter(|t| t.action.sends()) {
-            let Some(body) = &t.body else { continue };
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(body.get()) else {
-                continue;
-            };
-            let file = t.file.clone().unwrap_or_default();
-            manifests.push(Manifest::from_body(
-                t.name.clone(),
-                &value,
-                file.clone(),
-                file,
-                0,
-            ));
+            let mut manifest = None;
+            if t.action.sends_body() {
+                let Some(body) = &t.body else { continue };
+                let Ok(value) = serde_json::from_str::<serde_json::Value>(body.get()) else {
+                    continue;
+                };
+                let file = t.file.clone().unwrap_or_default();
+                manifests.push(Manifest::from_body(
+                    t.name.clone(),
+                    &value,
+                    file.clone(),
+                    file,
+                    0,
+                ));
+                manifest = Some(manifests.len() - 1);
+            }
             tasks.push(crate::plan::PlannedTask {
                 name: t.name.clone(),
                 action: t.action,
                 hash: t.hash.clone(),
                 task_id: t.task_id.clone(),
                 file: t.file.clone(),
-                manifest: Some(manifests.len() - 1),
+                manifest,
                 previous_hash: None,
+                superseded: t.superseded,
             });
         }
         (Plan { tasks }, manifests)
     }
 
-    /// The (name, action, hash) of every task that sends a request: two plans with the
-    /// same list send the same requests.
-    pub fn sends(&self) -> Vec<(&str, Action, Option<&str>)> {
+    /// The (name, action, hash, task ID) of every task that sends a request: two plans
+    /// with the same list send the same requests.
+    pub fn sends(&self) -> Vec<(&str, Action, Option<&str>, Option<&str>)> {
         self.tasks
             .iter()
             .filter(|t| t.action.sends())
-            .map(|t| (t.name.as_str(), t.action, t.hash.as_deref()))
+            .map(|t| {
+                (
+                    t.name.as_str(),
+                    t.action,
+                    t.hash.as_deref(),
+                    t.task_id.as_deref(),
+                )
+            })
             .collect()
+    }
+
+    /// How many remote tasks the plan deletes: all, and those recorded as the current
+    /// task of a name (not superseded).
+    pub fn deletes(&self) -> (usize, usize) {
+        let all = self.tasks.iter().filter(|t| t.action == Action::Delete);
+        let recorded = all.clone().filter(|t| !t.superseded).count();
+        (all.count(), recorded)
     }
 }

@@ -29,6 +29,7 @@ const KEYS: &[&str] = &[
     "region",
     "state",
     "defaults",
+    "on_change",
 ];
 
 /// Parsed settings; every field is optional.
@@ -42,6 +43,8 @@ pub struct Settings {
     pub state: Option<PathBuf>,
     /// Partial task body merged under every manifest (already interpolated).
     pub defaults: Map<String, Value>,
+    /// What apply does with a changed task (`on_change: recreate | update`).
+    pub on_change: Option<crate::plan::OnChange>,
     /// The settings file, when one was read (for messages).
     pub file: Option<String>,
     /// The settings file's text, for locating problems in `defaults`.
@@ -172,6 +175,23 @@ pub fn parse(
             "endpoint" => settings.endpoint = Some(text),
             "region" => settings.region = Some(text),
             "state" => settings.state = Some(dir.join(text)),
+            "on_change" => match crate::plan::OnChange::parse(&text) {
+                Some(v) => settings.on_change = Some(v),
+                None => {
+                    let (l, c) = at(&path, Target::Value);
+                    diags.push(
+                        Diagnostic::new(
+                            file,
+                            l,
+                            c,
+                            format!("`on_change` must be `recreate` or `update`, not `{text}`"),
+                        )
+                        .with_hint(
+                            "recreate: create a new task for changed content (create-only APIs); update: change the task in place with PUT",
+                        ),
+                    );
+                }
+            },
             _ => unreachable!("key list checked above"),
         }
     }
@@ -192,8 +212,17 @@ mod tests {
 
     #[test]
     fn reads_every_setting() {
-        let src = "project_id: p\nworkspace: w\nregion: cn-north-4\nstate: st/x.json\ndefaults:\n  dir_id: \"0\"\n";
+        let src = "project_id: p\nworkspace: w\nregion: cn-north-4\nstate: st/x.json\non_change: update\ndefaults:\n  dir_id: \"0\"\n";
         let s = parse(src, "t/taskform.yaml", Path::new("t"), &no_env).unwrap();
+        assert_eq!(s.on_change, Some(crate::plan::OnChange::Update));
+        let bad = parse("on_change: patch\n", "t.yaml", Path::new("."), &no_env).unwrap_err();
+        assert!(
+            bad[0]
+                .to_string()
+                .starts_with("t.yaml:1:12: `on_change` must be"),
+            "{}",
+            bad[0]
+        );
         assert_eq!(s.project_id.as_deref(), Some("p"));
         assert_eq!(s.state, Some(PathBuf::from("t/st/x.json")));
         assert_eq!(s.defaults.get("dir_id"), Some(&Value::String("0".into())));

@@ -22,14 +22,28 @@ pub enum Settled {
 }
 
 /// The remote task reduced to the fields taskform sent: the service may echo more
-/// (IDs, times, defaults) or echo `task_config` with extra keys.
+/// (IDs, times, defaults) or echo `task_config` with extra keys. The schedule's
+/// `enabled` is read back as a state (3 = scheduling, 5 = paused): it is compared as
+/// what was sent (1, 0).
 pub fn sent_fields(remote: &Value, sent: &Value) -> Value {
+    let mut out = filter(remote, sent);
+    if let Some(enabled) = out.pointer_mut("/schedule_config/enabled") {
+        match enabled.as_i64() {
+            Some(3) => *enabled = Value::from(1),
+            Some(5) => *enabled = Value::from(0),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn filter(remote: &Value, sent: &Value) -> Value {
     match (remote, sent) {
         (Value::Object(r), Value::Object(s)) => {
             let mut out = Map::new();
             for (k, sv) in s {
                 if let Some(rv) = r.get(k) {
-                    out.insert(k.clone(), sent_fields(rv, sv));
+                    out.insert(k.clone(), filter(rv, sv));
                 }
             }
             Value::Object(out)
@@ -147,5 +161,13 @@ mod tests {
         let changed =
             json!({"name": "a", "task_config": {"x": 2}, "schedule_config": {"max_time_out": 10}});
         assert_ne!(sent_fields(&changed, &sent), sent);
+        let sent = json!({"schedule_config": {"enabled": 1}});
+        let scheduling = json!({"schedule_config": {"enabled": 3}});
+        let paused = json!({"schedule_config": {"enabled": 5}});
+        assert_eq!(sent_fields(&scheduling, &sent), sent);
+        assert_eq!(
+            sent_fields(&paused, &sent),
+            json!({"schedule_config": {"enabled": 0}})
+        );
     }
 }

@@ -117,7 +117,7 @@ fn plan_json_schema_and_detailed_exit_codes() {
     assert_eq!(v["format_version"], "1");
     assert_eq!(
         v["summary"],
-        json!({"create": 2, "replace": 0, "unchanged": 0, "orphan": 0, "in_doubt": 0})
+        json!({"create": 2, "replace": 0, "update": 0, "delete": 0, "unchanged": 0, "orphan": 0, "in_doubt": 0})
     );
     let t = &v["tasks"][0];
     assert_eq!(t["name"], "a");
@@ -234,7 +234,7 @@ fn replace_shows_the_changed_fields() {
     );
     assert!(
         out.stdout
-            .contains("the previous remote task T1 stays on the server"),
+            .contains("the previous remote task T1 is recorded as superseded (deleted by --prune)"),
         "{}",
         out.stdout
     );

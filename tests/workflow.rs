@@ -57,6 +57,7 @@ fn saved_plan_holds_bodies_and_no_credentials_and_applies_without_a_prompt() {
             "target",
             "state",
             "manifests",
+            "options",
             "summary",
             "tasks"
         ]
@@ -253,7 +254,7 @@ fn markdown_stays_under_the_comment_limit() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.chars().count() <= 65_536);
     assert!(
-        out.stdout.contains("| 0 | 400 | 0 | 0 | 0 |"),
+        out.stdout.contains("| 0 | 400 | 0 | 0 | 0 | 0 | 0 |"),
         "{}",
         out.stdout
     );
@@ -270,7 +271,15 @@ fn json_documents_keep_their_schema() {
     assert_eq!(keys(&plan), ["format_version", "summary", "tasks"]);
     assert_eq!(
         keys(&plan["summary"]),
-        ["create", "replace", "unchanged", "orphan", "in_doubt"]
+        [
+            "create",
+            "replace",
+            "update",
+            "delete",
+            "unchanged",
+            "orphan",
+            "in_doubt"
+        ]
     );
     for t in plan["tasks"].as_array().unwrap() {
         assert_eq!(keys(t), ["name", "action", "hash", "task_id", "file"]);
@@ -292,7 +301,16 @@ fn json_documents_keep_their_schema() {
     assert_eq!(keys(&v), ["format_version", "summary", "plan", "tasks"]);
     assert_eq!(
         keys(&v["summary"]),
-        ["created", "replaced", "failed", "in_doubt", "skipped"]
+        [
+            "created",
+            "replaced",
+            "updated",
+            "deleted",
+            "unsupported",
+            "failed",
+            "in_doubt",
+            "skipped"
+        ]
     );
     assert_eq!(
         keys(&v["tasks"][0]),

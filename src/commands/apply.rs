@@ -1,6 +1,7 @@
 //! `taskform apply [DIR | PLAN_FILE]`.
 
-use super::connect::{ConnectOptions, Connection};
+use super::connect::{ConnectArgs, ConnectOptions, Connection};
+use super::lifecycle::Lifecycle;
 use super::plan::{make_plan, print_plan};
 use super::{Env, finish, load_manifests, runtime};
 use crate::apply::{ApplyOptions, TaskOutcome, TaskResult};
@@ -26,16 +27,12 @@ pub struct ApplyArgs {
     pub format: Format,
     pub yes: bool,
     pub apply: ApplyOptions,
-    pub timeout: Duration,
+    pub connect: ConnectArgs,
     pub lock_timeout: Option<Duration>,
-    pub recreate_in_doubt: bool,
+    /// A plan file is applied with the options it was made with; the delete guard's
+    /// flags (`max_deletes`, `force_prune`) always come from here.
+    pub lifecycle: Lifecycle,
     pub color: ColorChoice,
-    /// Start an emulator in-process and apply to it.
-    pub emulator: bool,
-    /// Extra trusted roots (PEM) for https endpoints.
-    pub ca_bundle: Option<PathBuf>,
-    /// Allow plain http to a host that is not loopback.
-    pub allow_insecure_http: bool,
 }
 
 /// `taskform apply`.
@@ -56,7 +53,16 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
         Some(_) if msg.is_empty() => format!("the manifests in {} changed since the plan was made and are now invalid (see above); fix them and make a new plan", dir.display()),
         _ => msg,
     })?;
-    let conn = Connection::open(&ConnectOptions::from(&args), env, &loaded.settings).await?;
+    let lifecycle = match &saved {
+        Some(s) => args.lifecycle.from_options(s.options),
+        None => args.lifecycle.clone(),
+    };
+    let conn = Connection::open(
+        &ConnectOptions::new(&args.target, &args.connect, "apply"),
+        env,
+        &loaded.settings,
+    )
+    .await?;
     if let Some(saved) = &saved {
         check_saved_target(saved, &conn.resolved)?;
     }
@@ -69,18 +75,16 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
         .map_err(|e| e.to_string())?;
     let mut state = store.load().map_err(|e| e.to_string())?;
     state::check_target(&state, &conn.target, &store.describe())?;
-    let before = state.in_doubt.len();
-    if before > 0 && !args.recreate_in_doubt {
-        let settled = crate::settle::settle(&mut state, &loaded.manifests, &conn.client).await?;
-        crate::settle::report(&settled);
-    }
-    let settled_some = state.in_doubt.len() < before;
+    let read = lifecycle
+        .read_server(&mut state, &loaded, &conn.client)
+        .await?;
     let fresh = make_plan(
         &loaded,
         &conn.resolved,
         &state,
         &dir,
-        args.recreate_in_doubt,
+        lifecycle.options(&loaded),
+        &read.notes,
     );
     let doc = match saved {
         None => fresh,
@@ -90,8 +94,10 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
     if args.format == Format::Text {
         print_plan(&doc, Format::Text, args.color, None);
     }
+    lifecycle.check_deletes(&doc, &state)?;
     let to_send = doc.sends().len();
     let in_doubt_before = doc.summary.in_doubt;
+    let settled_some = read.changed;
     if to_send == 0 {
         if settled_some {
             ready_for_journal(&store, state, &conn.target, true)?;
@@ -106,7 +112,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
     }
     // Applying a saved plan is the approval.
     if !args.yes && !args.path.is_file() {
-        confirm(to_send)?;
+        confirm(&doc)?;
     }
     // Nothing is written before this point: a refused confirmation changes nothing.
     let mut state = ready_for_journal(&store, state, &conn.target, settled_some)?;
@@ -340,14 +346,26 @@ fn still_valid(
 }
 
 /// Asks on a terminal; refuses without one.
-fn confirm(n: usize) -> Result<(), String> {
+fn confirm(doc: &SavedPlan) -> Result<(), String> {
     use std::io::{BufRead, IsTerminal};
     if !std::io::stdin().is_terminal() {
         return Err("refusing to apply without confirmation: stdin is not a terminal; pass --yes to apply non-interactively".into());
     }
+    let s = doc.summary;
+    let mut what = Vec::new();
+    for (n, verb) in [
+        (s.create, "create"),
+        (s.replace, "replace"),
+        (s.update, "update"),
+        (s.delete, "delete"),
+    ] {
+        if n > 0 {
+            what.push(format!("{verb} {n}"));
+        }
+    }
     eprint!(
-        "\nCreate {n} task{}? Only 'yes' will be accepted: ",
-        if n == 1 { "" } else { "s" }
+        "\nApply these changes ({})? Only 'yes' will be accepted: ",
+        what.join(", ")
     );
     let _ = std::io::stderr().flush();
     let mut line = String::new();

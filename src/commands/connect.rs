@@ -23,15 +23,39 @@ pub struct ConnectOptions {
     pub allow_insecure_http: bool,
 }
 
-impl From<&super::ApplyArgs> for ConnectOptions {
-    fn from(a: &super::ApplyArgs) -> Self {
+/// The connection flags of the commands that reach the API.
+#[derive(Debug, Clone)]
+pub struct ConnectArgs {
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Start the built-in emulator in-process and use it.
+    pub emulator: bool,
+    /// Extra trusted roots (PEM) for https endpoints.
+    pub ca_bundle: Option<std::path::PathBuf>,
+    /// Allow plain http to a host that is not loopback.
+    pub allow_insecure_http: bool,
+}
+
+impl Default for ConnectArgs {
+    fn default() -> Self {
+        ConnectArgs {
+            timeout: Duration::from_secs(30),
+            emulator: false,
+            ca_bundle: None,
+            allow_insecure_http: false,
+        }
+    }
+}
+
+impl ConnectOptions {
+    pub fn new(target: &TargetFlags, c: &ConnectArgs, command: &'static str) -> Self {
         ConnectOptions {
-            target: a.target.clone(),
-            timeout: a.timeout,
-            emulator: a.emulator,
-            command: "apply",
-            ca_bundle: a.ca_bundle.clone(),
-            allow_insecure_http: a.allow_insecure_http,
+            target: target.clone(),
+            timeout: c.timeout,
+            emulator: c.emulator,
+            command,
+            ca_bundle: c.ca_bundle.clone(),
+            allow_insecure_http: c.allow_insecure_http,
         }
     }
 }

@@ -6,11 +6,16 @@
 
 mod apply;
 mod connect;
+mod lifecycle;
 mod plan;
+mod read;
 mod watch;
 
 pub use apply::{ApplyArgs, apply};
+pub use connect::ConnectArgs;
+pub use lifecycle::{DEFAULT_MAX_DELETES, Lifecycle};
 pub use plan::{PlanArgs, plan, show};
+pub use read::{ReadArgs, import, refresh};
 pub use watch::{WatchArgs, watch};
 
 use crate::diagnostic::Diagnostic;

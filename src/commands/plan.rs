@@ -1,6 +1,8 @@
 //! `taskform plan` and `taskform show`.
 
-use super::{Env, finish, load_manifests};
+use super::connect::{ConnectArgs, ConnectOptions, Connection};
+use super::lifecycle::Lifecycle;
+use super::{Env, finish, load_manifests, runtime};
 use crate::exit::Exit;
 use crate::manifest::Loaded;
 use crate::plan::PlanOptions;
@@ -10,6 +12,7 @@ use crate::state::{self, State, Target};
 use crate::store::{LocalStore, StateStore};
 use crate::style::{ColorChoice, Style};
 use crate::target::{self, Resolved, TargetFlags};
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,7 +23,9 @@ pub struct PlanArgs {
     pub target: TargetFlags,
     pub format: Format,
     pub detailed_exitcode: bool,
-    pub recreate_in_doubt: bool,
+    pub lifecycle: Lifecycle,
+    /// Used only with `--refresh` or `--adopt` (plan is offline otherwise).
+    pub connect: ConnectArgs,
     pub color: ColorChoice,
     /// Also write the plan file here.
     pub out: Option<PathBuf>,
@@ -43,19 +48,23 @@ pub fn plan_target(r: &Resolved) -> PlanTarget {
     }
 }
 
-/// Plans DIR against the state: shared by plan and apply.
+/// Plans DIR against the state: shared by plan, apply and watch. `notes` adds notes
+/// by task name (drift, adoptions).
 pub fn make_plan(
     loaded: &Loaded,
     resolved: &Resolved,
     state: &State,
     dir: &Path,
-    recreate_in_doubt: bool,
+    options: PlanOptions,
+    notes: &BTreeMap<String, String>,
 ) -> SavedPlan {
-    let plan = crate::plan::plan(&loaded.manifests, state, PlanOptions { recreate_in_doubt });
+    let plan = crate::plan::plan(&loaded.manifests, state, options);
     SavedPlan::new(
         &plan,
+        options,
         loaded,
         state,
+        notes,
         plan_target(resolved),
         dir,
         &resolved.state,
@@ -84,9 +93,14 @@ pub fn print_plan(doc: &SavedPlan, format: Format, color: ColorChoice, out: Opti
     let _ = stdout.flush();
 }
 
-/// `taskform plan [DIR]`: offline, no credentials.
+/// `taskform plan [DIR]`: offline and without credentials, unless `--refresh` or
+/// `--adopt` asks to read the server (which never writes the state).
 pub fn plan(args: PlanArgs, env: Env) -> Exit {
-    finish(run(args, env))
+    if args.lifecycle.refresh || args.lifecycle.adopt {
+        finish(runtime().and_then(|rt| rt.block_on(run_online(args, env))))
+    } else {
+        finish(run(args, env))
+    }
 }
 
 fn run(args: PlanArgs, env: Env) -> Result<Exit, String> {
@@ -97,13 +111,48 @@ fn run(args: PlanArgs, env: Env) -> Result<Exit, String> {
     if let Some(t) = known_target(&resolved) {
         state::check_target(&state, &t, &store.describe())?;
     }
+    finish_plan(&args, &loaded, &resolved, &state, &BTreeMap::new())
+}
+
+/// `plan --refresh` / `--adopt`: reads the server into a copy of the state.
+async fn run_online(args: PlanArgs, env: Env<'_>) -> Result<Exit, String> {
+    let loaded = load_manifests(&args.dir, env)?;
+    let conn = Connection::open(
+        &ConnectOptions::new(&args.target, &args.connect, "plan --refresh/--adopt"),
+        env,
+        &loaded.settings,
+    )
+    .await?;
+    let store = LocalStore::new(&conn.resolved.state);
+    let mut state = store.load().map_err(|e| e.to_string())?;
+    state::check_target(&state, &conn.target, &store.describe())?;
+    let read = args
+        .lifecycle
+        .read_server(&mut state, &loaded, &conn.client)
+        .await?;
+    finish_plan(&args, &loaded, &conn.resolved, &state, &read.notes)
+}
+
+fn finish_plan(
+    args: &PlanArgs,
+    loaded: &Loaded,
+    resolved: &Resolved,
+    state: &State,
+    notes: &BTreeMap<String, String>,
+) -> Result<Exit, String> {
     let doc = make_plan(
-        &loaded,
-        &resolved,
-        &state,
+        loaded,
+        resolved,
+        state,
         &args.dir,
-        args.recreate_in_doubt,
+        args.lifecycle.options(loaded),
+        notes,
     );
+    if !args.lifecycle.force_prune
+        && let Err(msg) = args.lifecycle.check_deletes(&doc, state)
+    {
+        tracing::warn!("apply would refuse this plan: {msg}");
+    }
     if let Some(out) = &args.out {
         doc.save(out)?;
         tracing::info!(file = %out.display(), "plan saved; apply it with `taskform apply {}`", out.display());

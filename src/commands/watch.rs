@@ -8,7 +8,8 @@
 //! written, the lock released, exit 0.
 
 use super::apply::{ready_for_journal, send};
-use super::connect::{ConnectOptions, Connection};
+use super::connect::{ConnectArgs, ConnectOptions, Connection};
+use super::lifecycle::{Lifecycle, ServerRead};
 use super::plan::make_plan;
 use super::{Env, finish, runtime};
 use crate::apply::{ApplyOptions, TaskOutcome};
@@ -31,15 +32,14 @@ pub struct WatchArgs {
     pub dir: PathBuf,
     pub target: TargetFlags,
     pub apply: ApplyOptions,
-    pub timeout: Duration,
     pub debounce: Duration,
     pub retry_interval: Duration,
     pub interval: Option<Duration>,
     pub plan_only: bool,
     pub lock_timeout: Option<Duration>,
-    pub emulator: bool,
-    pub ca_bundle: Option<PathBuf>,
-    pub allow_insecure_http: bool,
+    pub connect: ConnectArgs,
+    /// `on_change`, `--prune` (with its guard), `--refresh`, `--adopt`.
+    pub lifecycle: Lifecycle,
 }
 
 /// `taskform watch`.
@@ -68,14 +68,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, String> {
     } else {
         Some(
             Connection::open(
-                &ConnectOptions {
-                    target: args.target.clone(),
-                    timeout: args.timeout,
-                    emulator: args.emulator,
-                    command: "watch",
-                    ca_bundle: args.ca_bundle.clone(),
-                    allow_insecure_http: args.allow_insecure_http,
-                },
+                &ConnectOptions::new(&args.target, &args.connect, "watch"),
                 env,
                 &settings,
             )
@@ -220,17 +213,35 @@ impl Watcher<'_> {
             tracing::error!(trigger, "{msg}");
             return;
         }
-        let in_doubt = state.in_doubt.len();
-        if let Some(conn) = &self.conn
-            && in_doubt > 0
-        {
-            match crate::settle::settle(&mut state, &loaded.manifests, &conn.client).await {
-                Ok(settled) => crate::settle::report(&settled),
-                Err(msg) => tracing::error!(trigger, "cannot settle in-doubt tasks: {msg}"),
+        let mut read = ServerRead::default();
+        if let Some(conn) = &self.conn {
+            match self
+                .args
+                .lifecycle
+                .read_server(&mut state, &loaded, &conn.client)
+                .await
+            {
+                Ok(r) => read = r,
+                Err(msg) => {
+                    tracing::error!(trigger, "cannot read the server: {msg}");
+                    return;
+                }
             }
         }
-        let settled_some = state.in_doubt.len() < in_doubt;
-        let mut doc = make_plan(&loaded, &self.resolved, &state, &self.args.dir, false);
+        let settled_some = read.changed;
+        let mut doc = make_plan(
+            &loaded,
+            &self.resolved,
+            &state,
+            &self.args.dir,
+            self.args.lifecycle.options(&loaded),
+            &read.notes,
+        );
+        if let Err(msg) = self.args.lifecycle.check_deletes(&doc, &state) {
+            tracing::error!(trigger, "{msg}");
+            // Everything else is still applied.
+            doc.tasks.retain(|t| t.action != Action::Delete);
+        }
         for t in doc.tasks.iter().filter(|t| t.action != Action::Unchanged) {
             tracing::info!(task = %t.name, action = t.action.as_str(), file = t.file.as_deref().unwrap_or(""), "planned");
         }
@@ -240,6 +251,8 @@ impl Watcher<'_> {
                 trigger,
                 create = s.create,
                 replace = s.replace,
+                update = s.update,
+                delete = s.delete,
                 unchanged = s.unchanged,
                 orphan = s.orphan,
                 in_doubt = s.in_doubt,
@@ -299,7 +312,10 @@ impl Watcher<'_> {
         let mut in_doubt = 0;
         for r in &results {
             match r.outcome {
-                TaskOutcome::Created => self.failures.forget(&r.name),
+                TaskOutcome::Created | TaskOutcome::Updated | TaskOutcome::Deleted => {
+                    self.failures.forget(&r.name)
+                }
+                TaskOutcome::Unsupported => {}
                 TaskOutcome::Failed => {
                     failed += 1;
                     self.failures.failed(
@@ -312,13 +328,12 @@ impl Watcher<'_> {
                 TaskOutcome::Skipped => {}
             }
         }
-        let created = results
-            .iter()
-            .filter(|r| r.outcome == TaskOutcome::Created)
-            .count();
+        let count = |o: TaskOutcome| results.iter().filter(|r| r.outcome == o).count();
         tracing::info!(
             trigger,
-            created,
+            created = count(TaskOutcome::Created),
+            updated = count(TaskOutcome::Updated),
+            deleted = count(TaskOutcome::Deleted),
             failed,
             in_doubt = in_doubt + s.in_doubt,
             held,

@@ -1,0 +1,206 @@
+//! Adoption (`taskform import`, `--adopt`): for manifests the state does not know,
+//! look up remote tasks of the same name and record them instead of creating
+//! duplicates.
+//!
+//! One remote task with the manifest's content (compared on the fields taskform sends)
+//! is recorded as it is: the plan shows it unchanged. One with other content is
+//! recorded with the server's content, so the plan shows an update or replace with the
+//! field diff. Several of the same name cannot be told apart: they are reported with
+//! their IDs and nothing is recorded. [`record`] is pure; [`adopt`] does the searching.
+
+use crate::client::{Client, map_concurrent};
+use crate::hash;
+use crate::manifest::Manifest;
+use crate::settle::sent_fields;
+use crate::state::{State, TaskRecord};
+use serde_json::Value;
+use std::sync::Arc;
+
+/// Searches in flight at once.
+const CONCURRENCY: usize = 8;
+
+/// What adoption did for one manifest that had a remote task of its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adopted {
+    /// Recorded; the server has the manifest's content.
+    Same { name: String, task_id: String },
+    /// Recorded with the server's content, which differs from the manifest's.
+    Differs { name: String, task_id: String },
+    /// Several remote tasks have this name; none was recorded.
+    Ambiguous { name: String, ids: Vec<String> },
+}
+
+fn id_of(t: &Value) -> String {
+    t.get("id")
+        .or_else(|| t.get("task_id"))
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Records the remote task found for `m` (tasks whose name is exactly the manifest's).
+pub fn record(state: &mut State, m: &Manifest, found: &[Value]) -> Option<Adopted> {
+    let name = m.name.clone();
+    let one = match found {
+        [] => return None,
+        [one] => one,
+        several => {
+            return Some(Adopted::Ambiguous {
+                name,
+                ids: several.iter().map(id_of).collect(),
+            });
+        }
+    };
+    let task_id = id_of(one);
+    let theirs = sent_fields(one, &m.body());
+    let h = hash::content_hash(&theirs);
+    let same = h == m.hash;
+    let body = if same {
+        m.canonical.clone()
+    } else {
+        String::from_utf8(hash::canonical_json(&theirs)).unwrap_or_default()
+    };
+    state.tasks.insert(
+        name.clone(),
+        TaskRecord {
+            task_id: task_id.clone(),
+            hash: h,
+            file: Some(m.file.clone()),
+            applied_at: None,
+            body: serde_json::value::RawValue::from_string(body).ok(),
+            superseded: Vec::new(),
+        },
+    );
+    Some(if same {
+        Adopted::Same { name, task_id }
+    } else {
+        Adopted::Differs { name, task_id }
+    })
+}
+
+/// Looks up every manifest the state neither records nor has in doubt, and records
+/// what is found. `Ok(None)` when the endpoint offers no search.
+pub async fn adopt(
+    state: &mut State,
+    manifests: &[Manifest],
+    client: &Arc<Client>,
+) -> Result<Option<Vec<Adopted>>, String> {
+    let wanted: Vec<usize> = manifests
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| {
+            !state.tasks.contains_key(&m.name) && !state.in_doubt.contains_key(&m.name)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let names: Vec<(usize, String)> = wanted
+        .iter()
+        .map(|&i| (i, manifests[i].name.clone()))
+        .collect();
+    let found = map_concurrent(names, CONCURRENCY, |(i, name)| {
+        let client = client.clone();
+        async move { (i, client.search_by_name(&name).await) }
+    })
+    .await;
+    let mut out = Vec::new();
+    for (i, r) in found {
+        let Some(tasks) = r? else { return Ok(None) };
+        out.extend(record(state, &manifests[i], &tasks));
+    }
+    Ok(Some(out))
+}
+
+/// The error for names that several remote tasks share, if any.
+pub fn ambiguous(adopted: &[Adopted]) -> Option<String> {
+    let lines: Vec<String> = adopted
+        .iter()
+        .filter_map(|a| match a {
+            Adopted::Ambiguous { name, ids } => Some(format!("  {name}: tasks {}", ids.join(", "))),
+            _ => None,
+        })
+        .collect();
+    (!lines.is_empty()).then(|| {
+        format!(
+            "several remote tasks share a manifest's name, so taskform cannot tell which one to record:\n{}\ndelete the duplicates on the server (or rename the manifest), then run again",
+            lines.join("\n")
+        )
+    })
+}
+
+/// Logs what adoption did.
+pub fn report(adopted: &Option<Vec<Adopted>>) {
+    match adopted {
+        None => tracing::warn!(
+            "the endpoint offers no search: nothing can be adopted (create-only behaviour)"
+        ),
+        Some(list) => {
+            for a in list {
+                match a {
+                    Adopted::Same { name, task_id } => {
+                        tracing::info!(task = %name, task_id = %task_id, "adopted: the remote task has the manifest's content")
+                    }
+                    Adopted::Differs { name, task_id } => {
+                        tracing::info!(task = %name, task_id = %task_id, "adopted: the remote task's content differs; the plan shows the change")
+                    }
+                    Adopted::Ambiguous { .. } => {}
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn manifest() -> Manifest {
+        Manifest::from_body(
+            "a".into(),
+            &json!({"name": "a", "task_config": {"x": 1}}),
+            "a.yaml".into(),
+            "d/a.yaml".into(),
+            0,
+        )
+    }
+
+    #[test]
+    fn same_content_is_recorded_unchanged() {
+        let mut s = State::new();
+        let m = manifest();
+        let found = [json!({"id": "7", "name": "a", "task_config": {"x": 1, "echo": 1}})];
+        assert_eq!(
+            record(&mut s, &m, &found),
+            Some(Adopted::Same {
+                name: "a".into(),
+                task_id: "7".into()
+            })
+        );
+        assert_eq!(s.tasks["a"].hash, m.hash);
+    }
+
+    #[test]
+    fn other_content_is_recorded_as_the_servers() {
+        let mut s = State::new();
+        let m = manifest();
+        let found = [json!({"id": "7", "name": "a", "task_config": {"x": 2}})];
+        assert!(matches!(
+            record(&mut s, &m, &found),
+            Some(Adopted::Differs { .. })
+        ));
+        assert_ne!(s.tasks["a"].hash, m.hash);
+    }
+
+    #[test]
+    fn several_are_reported_not_recorded() {
+        let mut s = State::new();
+        let found = [
+            json!({"id": "7", "name": "a"}),
+            json!({"id": "8", "name": "a"}),
+        ];
+        let a = record(&mut s, &manifest(), &found).unwrap();
+        assert!(s.tasks.is_empty());
+        assert!(ambiguous(&[a]).unwrap().contains("a: tasks 7, 8"));
+        assert_eq!(record(&mut s, &manifest(), &[]), None);
+    }
+}

@@ -1,0 +1,147 @@
+//! `taskform import [DIR]` and `taskform refresh [DIR]`: read the server into the state
+//! without creating, changing or deleting anything on the server.
+
+use super::connect::{ConnectArgs, ConnectOptions, Connection};
+use super::{Env, finish, load_manifests, runtime};
+use crate::adopt::Adopted;
+use crate::exit::Exit;
+use crate::manifest::Loaded;
+use crate::refresh::Drift;
+use crate::state::{self, State};
+use crate::store::{LocalStore, StateStore};
+use crate::target::TargetFlags;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `taskform import` and `taskform refresh`.
+#[derive(Debug, Clone)]
+pub struct ReadArgs {
+    pub dir: PathBuf,
+    pub target: TargetFlags,
+    pub connect: ConnectArgs,
+    pub lock_timeout: Option<Duration>,
+}
+
+/// `taskform import`: records remote tasks whose names match manifests the state does
+/// not know, so that apply does not create duplicates.
+pub fn import(args: ReadArgs, env: Env) -> Exit {
+    finish(runtime().and_then(|rt| {
+        rt.block_on(with_state(&args, env, "import", |state, loaded, conn| {
+            Box::pin(async move {
+                let Some(adopted) =
+                    crate::adopt::adopt(state, &loaded.manifests, &conn.client).await?
+                else {
+                    return Err("the endpoint offers no search (HTTP 404), so nothing can be imported; tasks created before taskform must be recorded by hand".into());
+                };
+                if let Some(msg) = crate::adopt::ambiguous(&adopted) {
+                    return Err(msg);
+                }
+                let mut out = String::new();
+                for a in &adopted {
+                    match a {
+                        Adopted::Same { name, task_id } => out.push_str(&format!(
+                            "imported {name}: task {task_id} (same content)\n"
+                        )),
+                        Adopted::Differs { name, task_id } => out.push_str(&format!(
+                            "imported {name}: task {task_id} (content differs: the next plan shows the change)\n"
+                        )),
+                        Adopted::Ambiguous { .. } => {}
+                    }
+                }
+                let unknown = loaded
+                    .manifests
+                    .iter()
+                    .filter(|m| !state.tasks.contains_key(&m.name))
+                    .count();
+                out.push_str(&format!(
+                    "Import complete: {} imported, {unknown} not on the server (apply creates them).\n",
+                    adopted.len()
+                ));
+                Ok((!adopted.is_empty(), out))
+            })
+        }))
+    }))
+}
+
+/// `taskform refresh`: reads every recorded task and records drift.
+pub fn refresh(args: ReadArgs, env: Env) -> Exit {
+    finish(runtime().and_then(|rt| {
+        rt.block_on(with_state(&args, env, "refresh", |state, loaded, conn| {
+            Box::pin(async move {
+                let Some(drift) =
+                    crate::refresh::refresh(state, &loaded.manifests, &conn.client).await?
+                else {
+                    return Err(
+                        "the endpoint offers no show (HTTP 404), so the state cannot be refreshed"
+                            .into(),
+                    );
+                };
+                let mut out = String::new();
+                for d in &drift {
+                    match d {
+                        Drift::Gone {
+                            name,
+                            task_id,
+                            superseded,
+                        } => out.push_str(&format!(
+                            "deleted outside taskform: {name} (task {task_id}{}); record dropped\n",
+                            if *superseded { ", superseded" } else { "" }
+                        )),
+                        Drift::Changed { name, task_id } => out.push_str(&format!(
+                            "changed outside taskform: {name} (task {task_id}); the next plan shows the change\n"
+                        )),
+                    }
+                }
+                out.push_str(&if drift.is_empty() {
+                    format!(
+                        "Refresh complete: no drift in {} task(s).\n",
+                        state.tasks.len()
+                    )
+                } else {
+                    format!("Refresh complete: {} drifted.\n", drift.len())
+                });
+                Ok((!drift.is_empty(), out))
+            })
+        }))
+    }))
+}
+
+type Step<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(bool, String), String>> + Send + 'a>,
+>;
+
+/// Connects, locks and loads the state, runs `step` (which says whether it changed the
+/// state, and what to print), and writes the state if it changed.
+async fn with_state<F>(
+    args: &ReadArgs,
+    env: Env<'_>,
+    command: &'static str,
+    step: F,
+) -> Result<Exit, String>
+where
+    F: for<'a> FnOnce(&'a mut State, &'a Loaded, &'a Connection) -> Step<'a>,
+{
+    let loaded = load_manifests(&args.dir, env)?;
+    let conn = Connection::open(
+        &ConnectOptions::new(&args.target, &args.connect, command),
+        env,
+        &loaded.settings,
+    )
+    .await?;
+    let store = LocalStore::new(&conn.resolved.state);
+    let _lock = store
+        .lock(
+            &crate::lock::Holder::this_process(command),
+            args.lock_timeout,
+        )
+        .map_err(|e| e.to_string())?;
+    let mut state = store.load().map_err(|e| e.to_string())?;
+    state::check_target(&state, &conn.target, &store.describe())?;
+    let (changed, out) = step(&mut state, &loaded, &conn).await?;
+    if changed || store.has_journal() {
+        state.target.get_or_insert(conn.target.clone());
+        store.persist(&mut state).map_err(|e| e.to_string())?;
+    }
+    print!("{out}");
+    Ok(Exit::Ok)
+}

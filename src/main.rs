@@ -336,6 +336,9 @@ struct EmulatorCli {
     /// Seed for the fault draws, for repeatable runs.
     #[arg(long)]
     seed: Option<u64>,
+    /// Publish the create endpoint only; search, show, update, delete and actions answer 404.
+    #[arg(long)]
+    create_only: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -467,6 +470,7 @@ fn main() {
             throttle_rate: e.throttle_rate,
             drop_rate: e.drop_rate,
             seed: e.seed,
+            create_only: e.create_only,
         }),
     };
     std::process::exit(Exit::code(exit));

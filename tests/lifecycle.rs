@@ -130,3 +130,525 @@ fn exactly_one_echoed_task_is_adopted_even_with_extra_fields() {
     assert_eq!(p.state()["tasks"]["a"]["task_id"], "ID-ONE");
     assert_eq!(creates(&srv), 1);
 }
+
+// ---- update in place, prune, adoption, refresh, create-only fallback ----
+
+fn cron(name: &str, timeout: i64) -> String {
+    format!(
+        "name: {name}\ndata_source_type: DLI\nschedule_config:\n  schedule_type: CRON\n  cron_expression: \"0 0 * * * ?\"\n  enabled: 1\n  max_time_out: {timeout}\ntask_config:\n  data_connection_name: dli_test\n  databaseName: [db1]\n"
+    )
+}
+
+fn id_of(state: &Value, name: &str) -> String {
+    state["tasks"][name]["task_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{name} not recorded: {state}"))
+        .to_string()
+}
+
+fn remote<'a>(tasks: &'a [Value], id: &str) -> Option<&'a Value> {
+    tasks.iter().find(|t| t["id"] == id)
+}
+
+/// The requests after the first `skip`, without searches and shows.
+fn writes(emu: &Emu, skip: usize) -> Vec<String> {
+    emu.calls()
+        .into_iter()
+        .skip(skip)
+        .filter(|c| !c.contains("/search") && !c.starts_with("GET "))
+        .collect()
+}
+
+#[test]
+fn update_in_place_keeps_the_task_id() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    let id = id_of(&p.state(), "a");
+    p.write("tasks/a.yaml", &manifest("a", 20));
+
+    let out = p.run(&["plan", "tasks", "--on-change", "update"], &[]);
+    assert!(out.stdout.contains("~ a  update"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("~ schedule_config.max_time_out: 10 -> 20"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("1 to update"), "{}", out.stdout);
+
+    let before = emu.requests().len();
+    // The setting in taskform.yaml, not a flag.
+    p.write(
+        "tasks/taskform.yaml",
+        &format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\non_change: update\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"),
+    );
+    let out = p.apply(&emu.url, &["--format", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["summary"]["updated"], 1);
+    assert_eq!(v["tasks"][0]["outcome"], "updated");
+    assert_eq!(writes(&emu, before), vec![format!("PUT /{id} 200")]);
+    let tasks = emu.tasks();
+    assert_eq!(tasks.len(), 1, "no new task");
+    assert_eq!(
+        remote(&tasks, &id).unwrap()["schedule_config"]["max_time_out"],
+        20
+    );
+    let state = p.state();
+    assert_eq!(id_of(&state, "a"), id);
+    assert!(state["tasks"]["a"].get("superseded").is_none());
+    assert_eq!(p.plan_json()["summary"]["unchanged"], 1);
+}
+
+#[test]
+fn a_scheduled_task_is_stopped_around_update_and_delete() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.write("tasks/a.yaml", &cron("a", 10));
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    let id = id_of(&p.state(), "a");
+    assert_eq!(
+        emu.tasks()[0]["schedule_config"]["enabled"],
+        3,
+        "scheduling"
+    );
+
+    p.write("tasks/a.yaml", &cron("a", 30));
+    let before = emu.requests().len();
+    let out = p.apply(&emu.url, &["--on-change", "update"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        writes(&emu, before),
+        vec![
+            format!("PUT /{id} 400"),
+            format!("POST /{id}/action?action=stop 200"),
+            format!("PUT /{id} 200"),
+            format!("POST /{id}/action?action=run 200"),
+        ]
+    );
+    let t = &emu.tasks()[0];
+    assert_eq!(t["schedule_config"]["max_time_out"], 30);
+    assert_eq!(t["schedule_config"]["enabled"], 3, "scheduled again");
+    // Refreshing reads `enabled: 3` back as the 1 that was sent: no drift.
+    let out = p.run(
+        &["refresh", "tasks", "--endpoint", &emu.url],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+    );
+    assert!(
+        out.stdout.contains("no drift"),
+        "{}{}",
+        out.stdout,
+        out.stderr
+    );
+
+    std::fs::remove_file(p.path("tasks/a.yaml")).unwrap();
+    let before = emu.requests().len();
+    let out = p.apply(&emu.url, &["--prune", "--force-prune"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        writes(&emu, before),
+        vec![
+            format!("DELETE /{id} 400"),
+            format!("POST /{id}/action?action=stop 200"),
+            format!("DELETE /{id} 200"),
+        ]
+    );
+    assert!(emu.tasks().is_empty());
+    assert_eq!(p.state()["tasks"], json!({}));
+}
+
+#[test]
+fn prune_deletes_exactly_orphans_and_superseded_tasks() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b").task("c");
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    let old = p.state();
+    p.write("tasks/a.yaml", &manifest("a", 20));
+    std::fs::remove_file(p.path("tasks/c.yaml")).unwrap();
+    // Without --prune: a replace, an orphan, nothing deleted.
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    assert_eq!(emu.tasks().len(), 4);
+    let state = p.state();
+    assert_eq!(
+        state["tasks"]["a"]["superseded"][0]["task_id"],
+        old["tasks"]["a"]["task_id"]
+    );
+
+    let out = p.run(&["plan", "tasks", "--prune"], &[]);
+    let lines: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("  ")).collect();
+    assert!(
+        lines[0].contains("- a") && lines[0].contains("delete"),
+        "deletes first:\n{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("superseded by task"), "{}", out.stdout);
+    assert!(out.stdout.contains("2 to delete"), "{}", out.stdout);
+
+    let before = emu.requests().len();
+    let out = p.apply(&emu.url, &["--prune"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let mut deleted = writes(&emu, before);
+    deleted.sort();
+    let mut expected = vec![
+        format!("DELETE /{} 200", id_of(&old, "a")),
+        format!("DELETE /{} 200", id_of(&old, "c")),
+    ];
+    expected.sort();
+    assert_eq!(deleted, expected);
+    let state = p.state();
+    let mut ids: Vec<String> = emu
+        .tasks()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    let mut kept = vec![id_of(&state, "a"), id_of(&state, "b")];
+    kept.sort();
+    assert_eq!(ids, kept, "exactly the declared tasks remain");
+    assert!(state["tasks"].get("c").is_none());
+    assert!(state["tasks"]["a"].get("superseded").is_none());
+    assert!(
+        !p.plan_json()["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["action"] != "unchanged")
+    );
+    // A task already deleted on the server counts as deleted.
+    p.write("tasks/a.yaml", &manifest("a", 30));
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    let superseded = p.state()["tasks"]["a"]["superseded"][0]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(emu.call("DELETE", &format!("/{superseded}"), "").0, 200);
+    let out = p.apply(&emu.url, &["--prune"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("already gone"), "{}", out.stderr);
+    assert!(p.state()["tasks"]["a"].get("superseded").is_none());
+}
+
+#[test]
+fn the_delete_guard_refuses_mass_deletes_unless_forced() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b").task("c");
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
+    std::fs::remove_file(p.path("tasks/c.yaml")).unwrap();
+    let before = emu.requests().len();
+    let out = p.apply(&emu.url, &["--prune", "--max-deletes", "1"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(
+            "refusing to prune: the plan deletes 2 remote tasks, more than --max-deletes 1"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("- b (task "), "{}", out.stderr);
+    assert_eq!(writes(&emu, before), Vec::<String>::new(), "nothing sent");
+    // `plan` shows the plan and warns.
+    let out = p.run(&["plan", "tasks", "--prune", "--max-deletes", "1"], &[]);
+    assert_eq!(out.code, Some(0));
+    assert!(
+        out.stderr.contains("apply would refuse this plan"),
+        "{}",
+        out.stderr
+    );
+
+    // Every recorded task (an emptied folder) is refused even under the limit.
+    std::fs::remove_file(p.path("tasks/a.yaml")).unwrap();
+    let out = p.apply(&emu.url, &["--prune"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("every task the state records (3)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(emu.tasks().len(), 3);
+    let out = p.apply(&emu.url, &["--prune", "--force-prune"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(emu.tasks().is_empty());
+    assert_eq!(p.state()["tasks"], json!({}));
+}
+
+#[test]
+fn existing_remote_tasks_are_adopted_not_duplicated() {
+    let emu = Emu::start(&[]);
+    let first = Project::new();
+    first.task("a").task("b");
+    assert_eq!(first.apply(&emu.url, &[]).code, Some(0));
+    let ids = first.state();
+
+    // Another checkout with no state: a is the same, b changed, c new.
+    let p = Project::new();
+    p.task("a").task("c");
+    p.write("tasks/b.yaml", &manifest("b", 20));
+    let env = [("TASKFORM_AUTH_TOKEN", TOKEN)];
+    let out = p.run(
+        &[
+            "plan",
+            "tasks",
+            "--adopt",
+            "--endpoint",
+            &emu.url,
+            "--format",
+            "json",
+        ],
+        &env,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+    let actions: Vec<(&str, &str)> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["name"].as_str().unwrap(), t["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![("a", "unchanged"), ("b", "replace"), ("c", "create")]
+    );
+    assert!(
+        !p.path("state/taskform.json").exists(),
+        "plan writes no state"
+    );
+
+    let out = p.run(&["import", "tasks", "--endpoint", &emu.url], &env);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!(
+            "imported a: task {} (same content)",
+            id_of(&ids, "a")
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("imported b"), "{}", out.stdout);
+    assert!(out.stdout.contains("1 not on the server"), "{}", out.stdout);
+    let state = p.state();
+    assert_eq!(id_of(&state, "a"), id_of(&ids, "a"));
+    assert_eq!(id_of(&state, "b"), id_of(&ids, "b"));
+    let out = p.run(&["plan", "tasks", "--on-change", "update"], &[]);
+    assert!(
+        out.stdout
+            .contains("~ schedule_config.max_time_out: 10 -> 20"),
+        "{}",
+        out.stdout
+    );
+    let creates = emu.creates();
+    let out = p.apply(&emu.url, &["--on-change", "update"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(emu.creates(), creates + 1, "only c is created");
+    assert_eq!(emu.tasks().len(), 3);
+
+    // Two remote tasks of one name cannot be told apart.
+    let q = Project::new();
+    q.task("dup");
+    let body = |n: i64| {
+        json!({"name": "dup", "data_source_type": "DLI", "user_id": "u", "dir_id": "0", "schedule_config": {"schedule_type": "RUN_ONCE", "max_time_out": n}, "task_config": {"data_connection_name": "x"}}).to_string()
+    };
+    let (s1, b1) = emu.call("POST", "/create", &body(1));
+    let (s2, b2) = emu.call("POST", "/create", &body(2));
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    let out = q.run(&["import", "tasks", "--endpoint", &emu.url], &env);
+    assert_eq!(out.code, Some(1));
+    let id1 = serde_json::from_str::<Value>(&b1).unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        out.stderr
+            .contains("several remote tasks share a manifest's name")
+            && out.stderr.contains(&id1),
+        "{}",
+        out.stderr
+    );
+    assert!(!q.path("state/taskform.json").exists());
+}
+
+#[test]
+fn refresh_finds_tasks_deleted_or_changed_outside_taskform() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b").task("c");
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    let state = p.state();
+    let (a, b) = (id_of(&state, "a"), id_of(&state, "b"));
+    // An operator deletes a and changes b in the console; c is untouched.
+    assert_eq!(emu.call("DELETE", &format!("/{a}"), "").0, 200);
+    let mut changed = remote(&emu.tasks(), &b).unwrap().clone();
+    changed["schedule_config"]["max_time_out"] = json!(99);
+    changed["description"] = json!("added in the console");
+    assert_eq!(
+        emu.call("PUT", &format!("/{b}"), &changed.to_string()).0,
+        200
+    );
+
+    assert!(
+        !p.run(&["plan", "tasks"], &[]).stdout.contains("create"),
+        "offline plan sees no drift"
+    );
+    let env = [("TASKFORM_AUTH_TOKEN", TOKEN)];
+    let out = p.run(
+        &["plan", "tasks", "--refresh", "--endpoint", &emu.url],
+        &env,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("+ a  create"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!(
+            "drift: task {a} was deleted on the server outside taskform"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("~ b  replace"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("~ schedule_config.max_time_out: 99 -> 10"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("description"),
+        "fields taskform did not send are not drift:\n{}",
+        out.stdout
+    );
+    assert_eq!(p.state(), state, "plan --refresh writes no state");
+
+    let out = p.run(&["refresh", "tasks", "--endpoint", &emu.url], &env);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains(&format!("deleted outside taskform: a (task {a})")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("changed outside taskform: b (task {b})")),
+        "{}",
+        out.stdout
+    );
+    assert!(p.state()["tasks"].get("a").is_none());
+
+    let out = p.apply(&emu.url, &["--on-change", "update", "--refresh"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let tasks = emu.tasks();
+    assert_eq!(tasks.len(), 3);
+    assert_eq!(
+        remote(&tasks, &b).unwrap()["schedule_config"]["max_time_out"],
+        10
+    );
+    assert_eq!(p.plan_json()["summary"]["unchanged"], 3);
+}
+
+#[test]
+fn a_create_only_endpoint_falls_back_with_warnings() {
+    let emu = Emu::start(&["--create-only"]);
+    let p = Project::new();
+    p.task("a").task("b");
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    let first = id_of(&p.state(), "a");
+    p.write("tasks/a.yaml", &manifest("a", 20));
+    std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
+    let out = p.apply(
+        &emu.url,
+        &["--on-change", "update", "--prune", "--refresh", "--adopt"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("offers no show"), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("offers no update; replacing the task instead"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("offers no delete"), "{}", out.stderr);
+    let state = p.state();
+    assert_ne!(id_of(&state, "a"), first, "replaced");
+    assert_eq!(
+        state["tasks"]["a"]["superseded"][0]["task_id"],
+        first.as_str()
+    );
+    assert!(
+        state["tasks"].get("b").is_some(),
+        "kept: it could not be deleted"
+    );
+    assert_eq!(emu.tasks().len(), 3);
+    p.task("c");
+    let out = p.run(
+        &["import", "tasks", "--endpoint", &emu.url],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("offers no search"), "{}", out.stderr);
+}
+
+#[test]
+fn an_update_whose_answer_was_lost_is_sent_again() {
+    let srv = Scripted::start(|n, r| match (r.method.as_str(), n) {
+        ("POST", _) => created(n),
+        // The first PUT is closed without an answer: it may or may not have happened,
+        // but a PUT of the full body can safely be sent again.
+        (_, 1) => Reply::Close,
+        _ => Reply::Answer(200, vec![], String::new()),
+    });
+    let p = Project::new();
+    p.task("a");
+    assert_eq!(p.apply(&srv.url, &[]).code, Some(0));
+    let id = id_of(&p.state(), "a");
+    p.write("tasks/a.yaml", &manifest("a", 20));
+    let out = p.apply(&srv.url, &["--on-change", "update", "--format", "json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(v["tasks"][0]["outcome"], "updated");
+    assert_eq!(v["tasks"][0]["attempts"], 2);
+    let puts: Vec<String> = srv
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(puts.len(), 2);
+    assert!(puts[0].ends_with(&format!("/metadata/tasks/{id}")));
+    let state = p.state();
+    assert_eq!(id_of(&state, "a"), id);
+    assert_eq!(
+        state["tasks"]["a"]["body"]["schedule_config"]["max_time_out"],
+        20
+    );
+}
+
+#[test]
+fn a_saved_plan_prunes_as_it_was_made_and_the_guard_still_applies() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b").task("c");
+    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
+    std::fs::remove_file(p.path("tasks/c.yaml")).unwrap();
+    let out = p.run(&["plan", "tasks", "--prune", "--out", "plan.json"], &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let out = p.apply_file("plan.json", &emu.url, &["--max-deletes", "1"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(out.stderr.contains("refusing to prune"), "{}", out.stderr);
+    assert_eq!(emu.tasks().len(), 3);
+    // No --prune here: the plan file says it.
+    let out = p.apply_file("plan.json", &emu.url, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(emu.tasks().len(), 1);
+    assert_eq!(
+        p.state()["tasks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["a"]
+    );
+}

@@ -58,6 +58,9 @@ pub struct Config {
     pub throttle_rate: f64,
     pub drop_rate: f64,
     pub seed: Option<u64>,
+    /// Expose the create endpoint only (everything else answers 404), as a gateway
+    /// that publishes only the seed's documented API.
+    pub create_only: bool,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             throttle_rate: 0.0,
             drop_rate: 0.0,
             seed: None,
+            create_only: false,
         }
     }
 }
@@ -84,6 +88,7 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize)]
 pub struct Seen {
     pub method: String,
+    /// The path, with the query string if there was one.
     pub path: String,
     pub status: u16,
     /// The `name` in a POST or PUT body (a task's name, or a search filter).
@@ -279,7 +284,10 @@ impl Shared {
             tracing::info!(method = %method, path = %path, status, latency_ms = started.elapsed().as_millis() as u64, dropped, "request");
             lock(&self.seen).push(Seen {
                 method: method.to_string(),
-                path: path.clone(),
+                path: match &query {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                },
                 status,
                 name,
                 dropped,
@@ -326,16 +334,13 @@ impl Shared {
                 "The API does not exist or has not been published in the environment.",
             ));
         };
-        let allowed = matches!(
-            (&route, method),
-            (Route::Create, &Method::POST)
-                | (Route::Search, &Method::POST)
-                | (Route::Action(_), &Method::POST)
-                | (
-                    Route::Task(_),
-                    &Method::GET | &Method::PUT | &Method::DELETE
-                )
-        );
+        let allowed = match (&route, method) {
+            (Route::Create, &Method::POST) => true,
+            _ if self.cfg.create_only => false,
+            (Route::Search | Route::Action(_), &Method::POST) => true,
+            (Route::Task(_), &Method::GET | &Method::PUT | &Method::DELETE) => true,
+            _ => false,
+        };
         if !allowed {
             return Ok(error(
                 404,

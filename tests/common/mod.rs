@@ -205,6 +205,50 @@ impl Emu {
             .count()
     }
 
+    /// An API request made outside taskform (an operator in the console): returns the
+    /// status and the body.
+    pub fn call(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        let path = format!("/v3/{PROJECT}/metadata/tasks{path}");
+        let mut s = TcpStream::connect(&self.addr).expect("connect");
+        write!(
+            s,
+            "{method} {path} HTTP/1.0\r\nHost: {}\r\nX-Auth-Token: {TOKEN}\r\nworkspace: {WORKSPACE}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.addr,
+            body.len()
+        )
+        .unwrap();
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).unwrap();
+        let text = String::from_utf8_lossy(&resp).into_owned();
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// The API requests received, as `METHOD path status` without the project prefix.
+    pub fn calls(&self) -> Vec<String> {
+        let prefix = format!("/v3/{PROJECT}/metadata/tasks");
+        self.requests()
+            .iter()
+            .map(|r| {
+                let path = r["path"].as_str().unwrap_or_default();
+                format!(
+                    "{} {} {}",
+                    r["method"].as_str().unwrap_or_default(),
+                    path.strip_prefix(&prefix).unwrap_or(path),
+                    r["status"]
+                )
+            })
+            .collect()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -4,6 +4,12 @@
 //! [`schema`], [`settings`]) → [`plan`] (pure) → apply's actions → [`state`] via the
 //! [`store`] (state file, [`journal`], [`lock`]). [`render`] turns plans into text or
 //! JSON; [`commands`] wires it all for the CLI in `main.rs`.
+//!
+//! Reaching the API: [`client`] (with [`auth`], [`signer`], [`api`]) sends requests;
+//! [`apply`] sends a plan's creates, updates and deletes with a journal. Before
+//! planning, the server can be read into the state: [`settle`] (in-doubt creates),
+//! [`adopt`] (`import`, `--adopt`) and [`refresh`] (drift). [`watch`] and
+//! [`emulator`] are the long-running modes.
 
 pub mod adopt;
 pub mod api;

@@ -261,3 +261,58 @@ fn a_watcher_settles_in_doubt_creates_by_search() {
     assert_eq!(emu.creates(), 0, "adopted, not created again");
     assert_eq!(p.plan_json()["summary"]["unchanged"], 1);
 }
+
+#[test]
+fn a_watcher_updates_in_place_prunes_and_corrects_drift() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b");
+    let w = Watch::start(
+        &p,
+        &emu,
+        &[
+            "--on-change",
+            "update",
+            "--prune",
+            "--refresh",
+            "--interval",
+            "1",
+        ],
+    );
+    assert_eq!(emu.tasks().len(), 2);
+    let id = p.state()["tasks"]["a"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.write("tasks/a.yaml", &manifest("a", 20));
+    std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
+    assert!(
+        w.wait_for(Duration::from_secs(10), |l| l
+            .iter()
+            .any(|v| v["message"] == "reconciled"
+                && v["updated"] == 1
+                && v["deleted"] == 1)),
+        "{:?}",
+        w.logs()
+    );
+    let tasks = emu.tasks();
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["id"], id.as_str(), "updated in place");
+    assert_eq!(tasks[0]["schedule_config"]["max_time_out"], 20);
+    // Changed in the console: the next interval puts the manifest's content back.
+    let mut changed = tasks[0].clone();
+    changed["schedule_config"]["max_time_out"] = serde_json::json!(99);
+    assert_eq!(
+        emu.call("PUT", &format!("/{id}"), &changed.to_string()).0,
+        200
+    );
+    assert!(
+        wait_until(
+            Duration::from_secs(10),
+            || emu.tasks()[0]["schedule_config"]["max_time_out"] == 20
+        ),
+        "drift not corrected: {:?}",
+        w.logs()
+    );
+    assert_eq!(w.terminate(), Some(0));
+}

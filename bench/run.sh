@@ -54,6 +54,21 @@ for n in 1000 10000; do
 done
 measure "taskform_apply50_1000" "rm -f l.json l.json.journal" "$T" apply --yes m1000 --endpoint "http://127.0.0.1:$P50" --max-rate 0 --concurrency 16 --state l.json
 
+# Lifecycle (issue #7), 1,000 tasks at 0 ms: a refresh without drift (1,000 shows), an
+# update in place of every task (1,000 PUTs; the 500 scheduled CRON tasks also take a
+# refused PUT, a stop and a run: 2,500 requests), a prune of every task (1,000 DELETEs,
+# the 500 scheduled ones after a refused DELETE and a stop: 2,000 requests).
+cp -r m1000 m1000u
+find m1000u -name '*.yaml' ! -name taskform.yaml -exec sed -i 's/queue: default/queue: batch/' {} +
+mkdir -p empty && cp m1000/taskform.yaml empty/
+E0="http://127.0.0.1:$P0"
+measure "taskform_refresh_1000" "true" "$T" refresh m1000 --endpoint "$E0" --state s1000.json
+measure "taskform_update_1000" "cp s1000.json u.json" "$T" apply --yes m1000u --on-change update --endpoint "$E0" --max-rate 0 --concurrency 16 --state u.json
+# hyperfine -N runs --prepare without a shell: the prune's setup (1,000 creates) is a script.
+printf '#!/bin/sh\nrm -f p.json p.json.journal\nexec "%s" apply --yes m1000 --endpoint "%s" --max-rate 0 --concurrency 16 --state p.json >/dev/null 2>&1\n' "$T" "$E0" > prep-prune.sh
+chmod +x prep-prune.sh
+measure "taskform_prune_1000" "./prep-prune.sh" "$T" apply --yes empty --prune --force-prune --endpoint "$E0" --max-rate 0 --concurrency 16 --state p.json
+
 if [ $WITH_TF = 1 ]; then
   export TF_CLI_CONFIG_FILE=/dev/null TF_IN_AUTOMATION=1
   for n in 1000 10000; do
@@ -99,6 +114,9 @@ cd "$ROOT"
   row "apply, 1,000 creates, server at 0 ms" taskform_apply0_1000 terraform_apply_1000
   row "apply, 10,000 creates, server at 0 ms" taskform_apply0_10000
   row "apply, 1,000 creates, server at 50 ms" taskform_apply50_1000
+  row "refresh, 1,000 tasks, no drift (1,000 shows)" taskform_refresh_1000
+  row "apply --on-change update, 1,000 changed tasks (2,500 requests)" taskform_update_1000
+  row "apply --prune --force-prune, 1,000 deletes (2,000 requests)" taskform_prune_1000
   row "no-op plan, 1,000 tasks" taskform_noop_plan_1000 terraform_noop_plan_1000
   row "no-op plan, 10,000 tasks" taskform_noop_plan_10000 terraform_noop_plan_10000
 } > bench/RESULTS.md.new

@@ -560,8 +560,8 @@ impl Run {
                 return self.create(job, result).await;
             }
             Err(e) => {
-                if stopped && job.restart_after_update() {
-                    // Leave it scheduled as it was, with its old content.
+                if stopped {
+                    // It was being scheduled: leave it so, with its old content.
                     let _ = self.api.action(&job.task_id, "run").await;
                 }
                 return self.ended(result, e);

@@ -652,3 +652,76 @@ fn a_saved_plan_prunes_as_it_was_made_and_the_guard_still_applies() {
         ["a"]
     );
 }
+
+#[test]
+fn garbage_from_search_show_update_and_delete_is_an_error_never_a_panic() {
+    // A recorded task `a` (so refresh shows it), an orphan `b` (so prune deletes it),
+    // a new `c` (so adopt searches for it).
+    let srv = Scripted::start(|n, r| match (r.method.as_str(), r.path.as_str()) {
+        ("POST", p) if p.ends_with("/create") => created(n),
+        (_, p) if p.ends_with("/search") => Reply::Answer(200, vec![], "<html>".into()),
+        ("GET", _) => Reply::Answer(200, vec![], "{\"id\": [1, 2".into()),
+        ("PUT", _) => api_error(
+            400,
+            "DLG.0003",
+            "The parameter task_config must be a Object.",
+        ),
+        // Never answered: a DELETE is retried (idempotent), then given up.
+        ("DELETE", _) => Reply::Answer(502, vec![], "bad gateway".into()),
+        _ => Reply::Close,
+    });
+    let p = Project::new();
+    p.task("a").task("b");
+    assert_eq!(p.apply(&srv.url, &[]).code, Some(0));
+    std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
+    p.task("c");
+
+    let out = p.apply(&srv.url, &["--refresh"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr
+            .contains("show answered something that is not a task"),
+        "{}",
+        out.stderr
+    );
+    let out = p.apply(&srv.url, &["--adopt"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr
+            .contains("search answered something that is not a search result"),
+        "{}",
+        out.stderr
+    );
+
+    p.write("tasks/a.yaml", &manifest("a", 20));
+    let out = p.apply(
+        &srv.url,
+        &["--on-change", "update", "--prune", "--max-attempts", "2"],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("failed (update): a (a.yaml): HTTP 400 DLG.0003: The parameter task_config must be a Object."),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("failed (delete): b"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("gave up after 2 attempts"),
+        "{}",
+        out.stderr
+    );
+    let deletes = srv
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 2, "a lost delete answer is retried");
+    // Nothing changed in the state: both are still recorded as they were.
+    let state = p.state();
+    assert!(state["tasks"].get("b").is_some());
+    assert_eq!(
+        state["tasks"]["a"]["body"]["schedule_config"]["max_time_out"],
+        10
+    );
+}

@@ -1,10 +1,14 @@
-//! The DataArts HTTP client: one create attempt at a time, classified so that the
-//! applier knows whether a retry is safe.
+//! The DataArts HTTP client: one attempt at a time of a write (create, update,
+//! delete, action), classified so that the applier knows whether a retry is safe, and
+//! reads (search, show) that retry by themselves.
 //!
-//! The rule: retry only where no task can have been created (the connection was never
-//! made, or the service said 429/500/503 or a throttling code). Anything that may have
-//! reached the service without an answer (read timeout, reset after sending, 502/504,
-//! a 200 whose body was lost) is *in doubt* and never retried blindly.
+//! The rule for creates: retry only where no task can have been created (the
+//! connection was never made, or the service said 429/500/503 or a throttling code).
+//! Anything that may have reached the service without an answer (read timeout, reset
+//! after sending, 502/504, a 200 whose body was lost) is *in doubt* and never retried
+//! blindly. Updates, deletes and actions are idempotent: the applier retries them even
+//! then. The service answers "no such task" with HTTP 400 and a `DLG` code, so HTTP 404
+//! means the endpoint itself is missing (a gateway exposing create only).
 
 use crate::api::{self, ApiError};
 use crate::auth::{Authenticator, Credentials};

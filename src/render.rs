@@ -123,6 +123,9 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
         };
         match t.action {
             Action::Replace | Action::Update => {
+                if let Some(text) = &t.note {
+                    note(&mut out, text);
+                }
                 field_changes(t, style, &mut out);
                 let id = t.task_id.as_deref().unwrap_or("?");
                 if t.action == Action::Replace {
@@ -323,6 +326,9 @@ pub fn plan_markdown(plan: &SavedPlan, full_plan_hint: &str) -> String {
         } else {
             let _ = writeln!(body, "#### ✏️ `{}`\n", md_escape(&t.name));
             let _ = writeln!(body, "Task `{id}` is changed in place.\n");
+        }
+        if let Some(note) = &t.note {
+            let _ = writeln!(body, "_{}_\n", md_escape(note));
         }
         if t.previous_body.is_none() {
             body.push_str(

@@ -509,6 +509,13 @@ fn refresh_finds_tasks_deleted_or_changed_outside_taskform() {
     );
     assert!(out.stdout.contains("~ b  replace"), "{}", out.stdout);
     assert!(
+        out.stdout.contains(&format!(
+            "drift: task {b} was changed on the server outside taskform"
+        )),
+        "{}",
+        out.stdout
+    );
+    assert!(
         out.stdout
             .contains("~ schedule_config.max_time_out: 99 -> 10"),
         "{}",

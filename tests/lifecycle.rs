@@ -732,3 +732,35 @@ fn garbage_from_search_show_update_and_delete_is_an_error_never_a_panic() {
         10
     );
 }
+
+#[test]
+fn a_saved_plan_made_with_adopt_records_the_adopted_tasks_when_applied() {
+    let emu = Emu::start(&[]);
+    let first = Project::new();
+    first.task("a");
+    assert_eq!(first.apply(&emu.url, &[]).code, Some(0));
+    let p = Project::new();
+    p.task("a").task("b");
+    let env = [("TASKFORM_AUTH_TOKEN", TOKEN)];
+    let out = p.run(
+        &[
+            "plan",
+            "tasks",
+            "--adopt",
+            "--out",
+            "plan.json",
+            "--endpoint",
+            &emu.url,
+        ],
+        &env,
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stdout.contains("a  unchanged"), "{}", out.stdout);
+    let out = p.apply_file("plan.json", &emu.url, &[]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(emu.creates(), 2, "only b was created");
+    let state = p.state();
+    assert_eq!(id_of(&state, "a"), id_of(&first.state(), "a"));
+    assert!(state["tasks"]["b"]["task_id"].is_string());
+    assert_eq!(p.plan_json()["summary"]["unchanged"], 2);
+}

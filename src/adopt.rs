@@ -6,7 +6,8 @@
 //! is recorded as it is: the plan shows it unchanged. One with other content is
 //! recorded with the server's content, so the plan shows an update or replace with the
 //! field diff. Several of the same name cannot be told apart: they are reported with
-//! their IDs and nothing is recorded. [`record`] is pure; [`adopt`] does the searching.
+//! their IDs and nothing is recorded. [`record`] is pure; [`adopt`] does the searching:
+//! a search per name, or for more than 20 names one listing of the workspace.
 
 use crate::client::{Client, map_concurrent};
 use crate::hash;
@@ -93,6 +94,65 @@ pub async fn adopt(
         })
         .map(|(i, _)| i)
         .collect();
+    let found = match find(&wanted, manifests, client).await? {
+        Some(found) => found,
+        None => return Ok(None),
+    };
+    let mut out = Vec::new();
+    for (i, tasks) in found {
+        out.extend(record(state, &manifests[i], &tasks));
+    }
+    Ok(Some(out))
+}
+
+/// Above this many names, one listing of the workspace (pages of 100) is cheaper than
+/// a search per name.
+const LIST_ABOVE: usize = 20;
+
+/// The remote tasks named exactly as each wanted manifest. `Ok(None)`: no search.
+async fn find(
+    wanted: &[usize],
+    manifests: &[Manifest],
+    client: &Arc<Client>,
+) -> Result<Option<Vec<(usize, Vec<Value>)>>, String> {
+    if wanted.len() > LIST_ABOVE {
+        match client.list_tasks().await? {
+            None => return Ok(None),
+            Some((all, true)) => {
+                let mut by_name: std::collections::HashMap<&str, Vec<Value>> = wanted
+                    .iter()
+                    .map(|&i| (manifests[i].name.as_str(), Vec::new()))
+                    .collect();
+                for t in all {
+                    if let Some(list) = t
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .and_then(|n| by_name.get_mut(n))
+                    {
+                        list.push(t);
+                    }
+                }
+                return Ok(Some(
+                    wanted
+                        .iter()
+                        .map(|&i| {
+                            (
+                                i,
+                                by_name
+                                    .remove(manifests[i].name.as_str())
+                                    .unwrap_or_default(),
+                            )
+                        })
+                        .collect(),
+                ));
+            }
+            Some((_, false)) => {
+                tracing::info!(
+                    "the workspace has more tasks than a search lists; searching by name"
+                );
+            }
+        }
+    }
     let names: Vec<(usize, String)> = wanted
         .iter()
         .map(|&i| (i, manifests[i].name.clone()))
@@ -102,10 +162,12 @@ pub async fn adopt(
         async move { (i, client.search_by_name(&name).await) }
     })
     .await;
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(found.len());
     for (i, r) in found {
-        let Some(tasks) = r? else { return Ok(None) };
-        out.extend(record(state, &manifests[i], &tasks));
+        match r? {
+            Some(tasks) => out.push((i, tasks)),
+            None => return Ok(None),
+        }
     }
     Ok(Some(out))
 }

@@ -383,12 +383,32 @@ impl Client {
         &self,
         name: &str,
     ) -> Result<Option<Vec<serde_json::Value>>, String> {
+        Ok(self.search(Some(name)).await?.map(|(found, _)| {
+            found
+                .into_iter()
+                .filter(|t| t.get("name").and_then(|v| v.as_str()) == Some(name))
+                .collect()
+        }))
+    }
+
+    /// Every task of the workspace, and whether the listing is complete (the service
+    /// may cap how far a search pages). `Ok(None)` when there is no search endpoint.
+    pub async fn list_tasks(&self) -> Result<Option<(Vec<serde_json::Value>, bool)>, String> {
+        self.search(None).await
+    }
+
+    /// All pages of a search; the flag says whether the last page was reached.
+    async fn search(
+        &self,
+        name: Option<&str>,
+    ) -> Result<Option<(Vec<serde_json::Value>, bool)>, String> {
         const LIMIT: u64 = 100;
+        const MAX_PAGES: u64 = 1000;
         let url = self.url(&api::search_path(&self.cfg.project_id))?;
         let mut found = Vec::new();
-        for page in 0..100u64 {
+        for page in 0..MAX_PAGES {
             let req = api::SearchRequest {
-                name: Some(name.to_string()),
+                name: name.map(str::to_string),
                 limit: Some(LIMIT),
                 offset: Some(page * LIMIT),
                 ..Default::default()
@@ -410,16 +430,12 @@ impl Client {
                 format!("search answered something that is not a search result: {e}")
             })?;
             let n = page.resources.len() as u64;
-            found.extend(
-                page.resources
-                    .into_iter()
-                    .filter(|t| t.get("name").and_then(|v| v.as_str()) == Some(name)),
-            );
-            if n < LIMIT {
-                break;
+            found.extend(page.resources);
+            if n < LIMIT || found.len() as u64 >= page.total_records {
+                return Ok(Some((found, true)));
             }
         }
-        Ok(Some(found))
+        Ok(Some((found, false)))
     }
 
     /// Reads one task.

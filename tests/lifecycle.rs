@@ -764,3 +764,34 @@ fn a_saved_plan_made_with_adopt_records_the_adopted_tasks_when_applied() {
     assert!(state["tasks"]["b"]["task_id"].is_string());
     assert_eq!(p.plan_json()["summary"]["unchanged"], 2);
 }
+
+#[test]
+fn many_manifests_are_adopted_from_one_listing() {
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let first = Project::new();
+    first.tasks(150);
+    assert_eq!(first.apply(&emu.url, &["--max-rate", "0"]).code, Some(0));
+    let p = Project::new();
+    p.tasks(160);
+    let before = emu.requests().len();
+    let out = p.run(
+        &["import", "tasks", "--endpoint", &emu.url],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("Import complete: 150 imported, 10 not on the server"),
+        "{}",
+        out.stdout
+    );
+    let searches = emu.calls()[before..]
+        .iter()
+        .filter(|c| c.contains("/search"))
+        .count();
+    assert_eq!(searches, 2, "two pages of 100, not a search per name");
+    assert_eq!(
+        p.state()["tasks"]["t0149"]["task_id"],
+        first.state()["tasks"]["t0149"]["task_id"]
+    );
+}

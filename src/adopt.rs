@@ -161,7 +161,7 @@ async fn find(
         let client = client.clone();
         async move { (i, client.search_by_name(&name).await) }
     })
-    .await;
+    .await?;
     let mut out = Vec::with_capacity(found.len());
     for (i, r) in found {
         match r? {

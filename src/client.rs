@@ -512,7 +512,12 @@ impl TaskApi for Client {
 }
 
 /// Runs `f` over `items` with at most `limit` in flight; results in `items`' order.
-pub async fn map_concurrent<T, R, F, Fut>(items: Vec<T>, limit: usize, f: F) -> Vec<R>
+/// A task that panicked (a bug) is an error, never a silently missing result.
+pub async fn map_concurrent<T, R, F, Fut>(
+    items: Vec<T>,
+    limit: usize,
+    f: F,
+) -> Result<Vec<R>, String>
 where
     T: Send + 'static,
     R: Send + 'static,
@@ -521,6 +526,7 @@ where
 {
     let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(limit.max(1)));
     let mut set = tokio::task::JoinSet::new();
+    let n = items.len();
     for (i, item) in items.into_iter().enumerate() {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             break;
@@ -532,9 +538,12 @@ where
             (i, r)
         });
     }
-    let mut out: Vec<(usize, R)> = set.join_all().await;
+    let mut out = Vec::with_capacity(n);
+    while let Some(done) = set.join_next().await {
+        out.push(done.map_err(|e| format!("a request task failed: {e}"))?);
+    }
     out.sort_by_key(|(i, _)| *i);
-    out.into_iter().map(|(_, r)| r).collect()
+    Ok(out.into_iter().map(|(_, r)| r).collect())
 }
 
 /// Classifies an answer.
@@ -623,6 +632,27 @@ fn snippet(body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn map_concurrent_keeps_order_and_bounds_what_is_in_flight() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let now = std::sync::Arc::new(AtomicUsize::new(0));
+        let peak = std::sync::Arc::new(AtomicUsize::new(0));
+        let out = map_concurrent((0..40u64).collect(), 4, |i| {
+            let (now, peak) = (now.clone(), peak.clone());
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(n, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis((i * 7) % 5)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                i * 2
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, (0..40).map(|i| i * 2).collect::<Vec<_>>());
+        assert!(peak.load(Ordering::SeqCst) <= 4);
+    }
 
     #[test]
     fn classification() {

@@ -68,7 +68,7 @@ pub async fn observe(
             (name, task_id, r)
         }
     })
-    .await;
+    .await?;
     let mut out = Vec::with_capacity(shown.len());
     for (name, task_id, r) in shown {
         let remote = match r? {

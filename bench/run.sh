@@ -62,7 +62,7 @@ cp -r m1000 m1000u
 find m1000u -name '*.yaml' ! -name taskform.yaml -exec sed -i 's/queue: default/queue: batch/' {} +
 mkdir -p empty && cp m1000/taskform.yaml empty/
 E0="http://127.0.0.1:$P0"
-measure "taskform_refresh_1000" "true" "$T" refresh m1000 --endpoint "$E0" --state s1000.json
+measure "taskform_refresh_1000" "true" "$T" refresh m1000 --endpoint "$E0" --max-rate 0 --state s1000.json
 measure "taskform_update_1000" "cp s1000.json u.json" "$T" apply --yes m1000u --on-change update --endpoint "$E0" --max-rate 0 --concurrency 16 --state u.json
 # hyperfine -N runs --prepare without a shell: the prune's setup (1,000 creates) is a script.
 printf '#!/bin/sh\nrm -f p.json p.json.journal\nexec "%s" apply --yes m1000 --endpoint "%s" --max-rate 0 --concurrency 16 --state p.json >/dev/null 2>&1\n' "$T" "$E0" > prep-prune.sh

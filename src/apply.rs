@@ -18,12 +18,13 @@
 use crate::client::{Failure, Outcome, TaskApi};
 use crate::journal::Record;
 use crate::manifest::Manifest;
+use crate::pacer::Pacer;
 use crate::plan::{Action, Plan};
 use crate::store::Journal;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 /// Knobs of an apply.
@@ -82,55 +83,6 @@ pub struct TaskResult {
     pub error_code: Option<String>,
     pub error_msg: Option<String>,
     pub attempts: u32,
-}
-
-/// Client-side rate limit that halves after throttling and recovers slowly.
-struct Pacer {
-    max: f64,
-    state: std::sync::Mutex<(f64, Instant)>,
-}
-
-impl Pacer {
-    fn new(max: f64) -> Self {
-        Pacer {
-            max,
-            state: std::sync::Mutex::new((max, Instant::now())),
-        }
-    }
-    async fn wait(&self) {
-        let slot = {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let (rate, next) = *s;
-            if rate <= 0.0 {
-                return;
-            }
-            let now = Instant::now();
-            let slot = next.max(now);
-            s.1 = slot + Duration::from_secs_f64(1.0 / rate);
-            slot
-        };
-        tokio::time::sleep_until(slot.into()).await;
-    }
-    fn throttled(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.0 = if s.0 <= 0.0 {
-            10.0
-        } else {
-            (s.0 / 2.0).max(1.0)
-        };
-        tracing::info!(rate = s.0, "throttled by the service; slowing down");
-    }
-    fn succeeded(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.0 > 0.0 && (self.max <= 0.0 || s.0 < self.max) {
-            s.0 += 0.2;
-            if self.max > 0.0 {
-                s.0 = s.0.min(self.max);
-            } else if s.0 > 1000.0 {
-                s.0 = 0.0;
-            }
-        }
-    }
 }
 
 fn backoff(opts: &ApplyOptions, attempt: u32) -> Duration {

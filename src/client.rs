@@ -121,6 +121,8 @@ pub struct ClientConfig {
     pub ca_bundle: Option<std::path::PathBuf>,
     /// Allow `http://` to a host that is not loopback.
     pub allow_insecure_http: bool,
+    /// Reads (search, show) a second; 0 = no limit. Writes are paced by the applier.
+    pub max_rate: f64,
 }
 
 /// Whether a URL's host is this machine.
@@ -163,6 +165,8 @@ pub struct Client {
     cfg: ClientConfig,
     create_url: reqwest::Url,
     auth: Authenticator,
+    /// Paces reads.
+    pacer: crate::pacer::Pacer,
 }
 
 /// Installs rustls' ring provider once per process (reqwest is built without one).
@@ -231,6 +235,7 @@ impl Client {
         let auth = Authenticator::new(creds, cfg.project_id.clone(), http.clone());
         Ok(Client {
             http,
+            pacer: crate::pacer::Pacer::new(cfg.max_rate),
             cfg,
             create_url,
             auth,
@@ -348,14 +353,23 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.pacer.wait().await;
             let (failure, wait) = match self.exchange(method.clone(), url, body).await {
                 Ok(a) => match classify_error(a.status, &a.body, a.retry_after) {
                     Outcome::Retry {
                         failure,
                         retry_after,
-                        ..
-                    } => (failure.to_string(), retry_after),
-                    _ => return Ok(a),
+                        throttled,
+                    } => {
+                        if throttled {
+                            self.pacer.throttled();
+                        }
+                        (failure.to_string(), retry_after)
+                    }
+                    _ => {
+                        self.pacer.succeeded();
+                        return Ok(a);
+                    }
                 },
                 Err(Outcome::Retry { failure, .. }) => (failure.to_string(), None),
                 Err(Outcome::InDoubt(why)) => (why, None),

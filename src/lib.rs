@@ -29,6 +29,7 @@ pub mod journal;
 pub mod lock;
 pub mod logging;
 pub mod manifest;
+pub mod pacer;
 pub mod plan;
 pub mod refresh;
 pub mod render;

@@ -175,6 +175,9 @@ struct ConnectCli {
     /// Allow plain http:// to a host that is not loopback (credentials travel unencrypted).
     #[arg(long)]
     allow_insecure_http: bool,
+    /// Client-side limit in requests a second (0 = none); halves after throttling.
+    #[arg(long, default_value_t = 40.0)]
+    max_rate: f64,
 }
 
 impl ConnectCli {
@@ -188,6 +191,7 @@ impl ConnectCli {
                     .map(PathBuf::from)
             }),
             allow_insecure_http: self.allow_insecure_http,
+            max_rate: self.max_rate.max(0.0),
         }
     }
 }
@@ -221,9 +225,6 @@ struct SendArgs {
     /// Creates, updates and deletes in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     concurrency: u32,
-    /// Client-side limit in requests a second (0 = none); halves after throttling.
-    #[arg(long, default_value_t = 40.0)]
-    max_rate: f64,
     /// Attempts per task where a retry is safe (429, 500, 503, throttling, connect errors).
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
     max_attempts: u32,
@@ -238,7 +239,7 @@ impl SendArgs {
     fn options(&self, progress_bar: bool) -> ApplyOptions {
         ApplyOptions {
             concurrency: self.concurrency as usize,
-            max_rate: self.max_rate.max(0.0),
+            max_rate: self.connect.max_rate.max(0.0),
             max_attempts: self.max_attempts,
             progress_bar,
             ..ApplyOptions::default()

@@ -21,6 +21,8 @@ pub struct ConnectOptions {
     pub command: &'static str,
     pub ca_bundle: Option<std::path::PathBuf>,
     pub allow_insecure_http: bool,
+    /// Reads a second (0 = no limit).
+    pub max_rate: f64,
 }
 
 /// The connection flags of the commands that reach the API.
@@ -34,6 +36,8 @@ pub struct ConnectArgs {
     pub ca_bundle: Option<std::path::PathBuf>,
     /// Allow plain http to a host that is not loopback.
     pub allow_insecure_http: bool,
+    /// Requests a second (0 = no limit).
+    pub max_rate: f64,
 }
 
 impl Default for ConnectArgs {
@@ -43,6 +47,7 @@ impl Default for ConnectArgs {
             emulator: false,
             ca_bundle: None,
             allow_insecure_http: false,
+            max_rate: 40.0,
         }
     }
 }
@@ -56,6 +61,7 @@ impl ConnectOptions {
             command,
             ca_bundle: c.ca_bundle.clone(),
             allow_insecure_http: c.allow_insecure_http,
+            max_rate: c.max_rate,
         }
     }
 }
@@ -104,6 +110,7 @@ impl Connection {
                 connect_timeout: Duration::from_secs(10),
                 ca_bundle: opts.ca_bundle.clone(),
                 allow_insecure_http: opts.allow_insecure_http,
+                max_rate: opts.max_rate,
             },
             creds,
         )?;

@@ -67,7 +67,7 @@ enum Command {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Show what apply would do. Needs no network and no credentials.
+    /// Show what apply would do. Offline and without credentials, unless --refresh or --adopt reads the server.
     #[command(after_help = EXIT_CODES)]
     Plan {
         #[arg(default_value = ".")]
@@ -99,7 +99,7 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
-    /// Create the tasks the plan lists (create/replace), recording every returned ID.
+    /// Send what the plan lists (create, replace, update, delete), recording every result.
     #[command(after_help = EXIT_CODES)]
     Apply(ApplyCli),
     /// Keep the remote tasks reconciled with DIR: apply at start and after every change.

@@ -53,14 +53,9 @@ pub fn record(state: &mut State, m: &Manifest, found: &[Value]) -> Option<Adopte
         }
     };
     let task_id = id_of(one);
-    let theirs = sent_fields(one, &m.body());
-    let h = hash::content_hash(&theirs);
+    let (theirs, h) = hash::canonical_and_hash(&sent_fields(one, &m.body()));
     let same = h == m.hash;
-    let body = if same {
-        m.canonical.clone()
-    } else {
-        String::from_utf8(hash::canonical_json(&theirs)).unwrap_or_default()
-    };
+    let body = if same { m.canonical.clone() } else { theirs };
     state.tasks.insert(
         name.clone(),
         TaskRecord {

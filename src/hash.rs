@@ -21,6 +21,13 @@ pub fn content_hash(body: &Value) -> String {
     sha256_tagged(&canonical_json(body))
 }
 
+/// The canonical text of a body and its content hash, canonicalizing once.
+pub fn canonical_and_hash(body: &Value) -> (String, String) {
+    let canonical = String::from_utf8(canonical_json(body)).unwrap_or_default();
+    let hash = sha256_tagged(canonical.as_bytes());
+    (canonical, hash)
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";

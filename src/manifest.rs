@@ -52,8 +52,7 @@ impl Manifest {
         display: String,
         doc_index: usize,
     ) -> Manifest {
-        let canonical = String::from_utf8(hash::canonical_json(body)).unwrap_or_default();
-        let hash = hash::sha256_tagged(canonical.as_bytes());
+        let (canonical, hash) = hash::canonical_and_hash(body);
         Manifest {
             name,
             canonical,

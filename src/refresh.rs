@@ -123,13 +123,10 @@ pub fn reconcile(state: &mut State, manifests: &[Manifest], seen: &[Observation]
                     .map(|m| m.body())
             });
         let Some(template) = template else { continue };
-        let theirs = sent_fields(remote, &template);
-        let h = hash::content_hash(&theirs);
+        let (theirs, h) = hash::canonical_and_hash(&sent_fields(remote, &template));
         if h != record.hash {
             record.hash = h;
-            record.body = String::from_utf8(hash::canonical_json(&theirs))
-                .ok()
-                .and_then(|s| serde_json::value::RawValue::from_string(s).ok());
+            record.body = serde_json::value::RawValue::from_string(theirs).ok();
             drift.push(Drift::Changed {
                 name: o.name.clone(),
                 task_id: o.task_id.clone(),

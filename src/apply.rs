@@ -85,14 +85,6 @@ pub struct TaskResult {
     pub attempts: u32,
 }
 
-fn backoff(opts: &ApplyOptions, attempt: u32) -> Duration {
-    let exp = opts
-        .backoff_base
-        .saturating_mul(1u32 << attempt.min(16))
-        .min(opts.backoff_max);
-    Duration::from_secs_f64(exp.as_secs_f64() * (0.5 + fastrand::f64() * 0.5))
-}
-
 /// What every task of one apply shares.
 struct Run {
     api: Arc<dyn TaskApi>,
@@ -312,7 +304,9 @@ impl Run {
             }
             let wait = retry_after
                 .map(|r| r + Duration::from_millis(fastrand::u64(0..250)))
-                .unwrap_or_else(|| backoff(&self.opts, tries - 1));
+                .unwrap_or_else(|| {
+                    crate::pacer::backoff(self.opts.backoff_base, self.opts.backoff_max, tries - 1)
+                });
             tracing::info!(task = %job.name, attempt = tries, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
             let mut c = self.cancel.clone();
             tokio::select! {

@@ -382,7 +382,11 @@ impl Client {
                 return Err(format!("{what} failed after {attempt} attempts: {failure}"));
             }
             let wait = wait.unwrap_or_else(|| {
-                Duration::from_millis(200 << attempt.min(6)).mul_f64(0.5 + fastrand::f64() * 0.5)
+                crate::pacer::backoff(
+                    Duration::from_millis(200),
+                    Duration::from_millis(200 << 6),
+                    attempt,
+                )
             });
             tracing::debug!(what, attempt, error = %failure, wait_ms = wait.as_millis() as u64, "retrying a read");
             tokio::time::sleep(wait).await;

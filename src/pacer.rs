@@ -1,9 +1,16 @@
 //! The client-side rate limit shared by writes (the applier) and reads (search, show):
 //! at most `max` requests a second, halving after the service throttles and recovering
 //! slowly, so taskform stays under the service's per-user limit instead of living on
-//! 429 answers.
+//! 429 answers. [`backoff`] is the wait before a retry, for writes and reads alike.
 
 use std::time::{Duration, Instant};
+
+/// The wait before retry `n` (0 for the first): `base` doubled `n` times, at most
+/// `max`, with jitter (50-100 %) so that clients throttled together spread out.
+pub fn backoff(base: Duration, max: Duration, n: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << n.min(16)).min(max);
+    Duration::from_secs_f64(exp.as_secs_f64() * (0.5 + fastrand::f64() * 0.5))
+}
 
 /// Client-side rate limit that halves after throttling and recovers slowly.
 pub struct Pacer {

@@ -9,6 +9,7 @@
 //! their IDs and nothing is recorded. [`record`] is pure; [`adopt`] does the searching:
 //! a search per name, or for more than 20 names one listing of the workspace.
 
+use crate::api::remote_task_id;
 use crate::client::{Client, map_concurrent};
 use crate::hash;
 use crate::manifest::Manifest;
@@ -31,14 +32,6 @@ pub enum Adopted {
     Ambiguous { name: String, ids: Vec<String> },
 }
 
-fn id_of(t: &Value) -> String {
-    t.get("id")
-        .or_else(|| t.get("task_id"))
-        .and_then(Value::as_str)
-        .unwrap_or("?")
-        .to_string()
-}
-
 /// Records the remote task found for `m` (tasks whose name is exactly the manifest's).
 pub fn record(state: &mut State, m: &Manifest, found: &[Value]) -> Option<Adopted> {
     let name = m.name.clone();
@@ -48,11 +41,11 @@ pub fn record(state: &mut State, m: &Manifest, found: &[Value]) -> Option<Adopte
         several => {
             return Some(Adopted::Ambiguous {
                 name,
-                ids: several.iter().map(id_of).collect(),
+                ids: several.iter().map(remote_task_id).collect(),
             });
         }
     };
-    let task_id = id_of(one);
+    let task_id = remote_task_id(one);
     let (theirs, h) = hash::canonical_and_hash(&sent_fields(one, &m.body()));
     let same = h == m.hash;
     let body = if same { m.canonical.clone() } else { theirs };

@@ -23,6 +23,15 @@ pub fn action_path(project_id: &str, task_id: &str, action: &str) -> String {
     format!("/v3/{project_id}/metadata/tasks/{task_id}/action?action={action}")
 }
 
+/// The ID of a task as search and show return it (`id`; `task_id` accepted too).
+pub fn remote_task_id(task: &serde_json::Value) -> String {
+    task.get("id")
+        .or_else(|| task.get("task_id"))
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or("?")
+        .to_string()
+}
+
 /// The create answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateResponse {

@@ -4,6 +4,7 @@
 //! created again. Several, or tasks of that name with other content, stay in doubt
 //! with their IDs named, for a person to decide.
 
+use crate::api::remote_task_id;
 use crate::client::Client;
 use crate::hash;
 use crate::manifest::Manifest;
@@ -72,18 +73,12 @@ pub async fn settle(
             return Ok(None);
         };
         let sent = m.body();
-        let id_of = |t: &Value| {
-            t.get("id")
-                .and_then(Value::as_str)
-                .unwrap_or("?")
-                .to_string()
-        };
         let (matching, other): (Vec<&Value>, Vec<&Value>) = found
             .iter()
             .partition(|t| hash::content_hash(&sent_fields(t, &sent)) == doubt.hash);
         match (matching.as_slice(), other.as_slice()) {
             ([one], []) => {
-                let task_id = id_of(one);
+                let task_id = remote_task_id(one);
                 let mut superseded = Vec::new();
                 if let Some(old) = state.tasks.remove(&name) {
                     superseded = old.superseded;
@@ -112,7 +107,7 @@ pub async fn settle(
                 out.push(Settled::Cleared { name });
             }
             _ => {
-                let ids: Vec<String> = found.iter().map(id_of).collect();
+                let ids: Vec<String> = found.iter().map(remote_task_id).collect();
                 out.push(Settled::Unresolved {
                     name,
                     why: format!("the service has {} task(s) of that name ({}), {} with the content that was sent; delete the extra ones or run with --recreate-in-doubt", found.len(), ids.join(", "), matching.len()),

@@ -232,10 +232,7 @@ fn a_scheduled_task_is_stopped_around_update_and_delete() {
     assert_eq!(t["schedule_config"]["max_time_out"], 30);
     assert_eq!(t["schedule_config"]["enabled"], 3, "scheduled again");
     // Refreshing reads `enabled: 3` back as the 1 that was sent: no drift.
-    let out = p.run(
-        &["refresh", "tasks", "--endpoint", &emu.url],
-        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
-    );
+    let out = p.online(&["refresh", "tasks"], &emu.url);
     assert!(
         out.stdout.contains("no drift"),
         "{}{}",
@@ -388,19 +385,7 @@ fn existing_remote_tasks_are_adopted_not_duplicated() {
     let p = Project::new();
     p.task("a").task("c");
     p.write("tasks/b.yaml", &manifest("b", 20));
-    let env = [("TASKFORM_AUTH_TOKEN", TOKEN)];
-    let out = p.run(
-        &[
-            "plan",
-            "tasks",
-            "--adopt",
-            "--endpoint",
-            &emu.url,
-            "--format",
-            "json",
-        ],
-        &env,
-    );
+    let out = p.online(&["plan", "tasks", "--adopt", "--format", "json"], &emu.url);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let plan: Value = serde_json::from_str(&out.stdout).unwrap();
     let actions: Vec<(&str, &str)> = plan["tasks"]
@@ -418,7 +403,7 @@ fn existing_remote_tasks_are_adopted_not_duplicated() {
         "plan writes no state"
     );
 
-    let out = p.run(&["import", "tasks", "--endpoint", &emu.url], &env);
+    let out = p.online(&["import", "tasks"], &emu.url);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout.contains(&format!(
@@ -455,7 +440,7 @@ fn existing_remote_tasks_are_adopted_not_duplicated() {
     let (s1, b1) = emu.call("POST", "/create", &body(1));
     let (s2, b2) = emu.call("POST", "/create", &body(2));
     assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
-    let out = q.run(&["import", "tasks", "--endpoint", &emu.url], &env);
+    let out = q.online(&["import", "tasks"], &emu.url);
     assert_eq!(out.code, Some(1));
     let id1 = serde_json::from_str::<Value>(&b1).unwrap()["task_id"]
         .as_str()
@@ -493,11 +478,7 @@ fn refresh_finds_tasks_deleted_or_changed_outside_taskform() {
         !p.run(&["plan", "tasks"], &[]).stdout.contains("create"),
         "offline plan sees no drift"
     );
-    let env = [("TASKFORM_AUTH_TOKEN", TOKEN)];
-    let out = p.run(
-        &["plan", "tasks", "--refresh", "--endpoint", &emu.url],
-        &env,
-    );
+    let out = p.online(&["plan", "tasks", "--refresh"], &emu.url);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.contains("+ a  create"), "{}", out.stdout);
     assert!(
@@ -528,7 +509,7 @@ fn refresh_finds_tasks_deleted_or_changed_outside_taskform() {
     );
     assert_eq!(p.state(), state, "plan --refresh writes no state");
 
-    let out = p.run(&["refresh", "tasks", "--endpoint", &emu.url], &env);
+    let out = p.online(&["refresh", "tasks"], &emu.url);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout
@@ -589,10 +570,7 @@ fn a_create_only_endpoint_falls_back_with_warnings() {
     );
     assert_eq!(emu.tasks().len(), 3);
     p.task("c");
-    let out = p.run(
-        &["import", "tasks", "--endpoint", &emu.url],
-        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
-    );
+    let out = p.online(&["import", "tasks"], &emu.url);
     assert_eq!(out.code, Some(1));
     assert!(out.stderr.contains("offers no search"), "{}", out.stderr);
 }
@@ -741,18 +719,9 @@ fn a_saved_plan_made_with_adopt_records_the_adopted_tasks_when_applied() {
     assert_eq!(first.apply(&emu.url, &[]).code, Some(0));
     let p = Project::new();
     p.task("a").task("b");
-    let env = [("TASKFORM_AUTH_TOKEN", TOKEN)];
-    let out = p.run(
-        &[
-            "plan",
-            "tasks",
-            "--adopt",
-            "--out",
-            "plan.json",
-            "--endpoint",
-            &emu.url,
-        ],
-        &env,
+    let out = p.online(
+        &["plan", "tasks", "--adopt", "--out", "plan.json"],
+        &emu.url,
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(out.stdout.contains("a  unchanged"), "{}", out.stdout);
@@ -774,10 +743,7 @@ fn many_manifests_are_adopted_from_one_listing() {
     let p = Project::new();
     p.tasks(160);
     let before = emu.requests().len();
-    let out = p.run(
-        &["import", "tasks", "--endpoint", &emu.url],
-        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
-    );
+    let out = p.online(&["import", "tasks"], &emu.url);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout

@@ -82,11 +82,18 @@ impl Project {
         }
     }
 
+    /// Runs `args --endpoint ENDPOINT` with the demo token.
+    pub fn online(&self, args: &[&str], endpoint: &str) -> Output {
+        let mut all = args.to_vec();
+        all.extend(["--endpoint", endpoint]);
+        self.run(&all, &[("TASKFORM_AUTH_TOKEN", TOKEN)])
+    }
+
     /// `apply --yes tasks` against an endpoint with the demo token.
     pub fn apply(&self, endpoint: &str, extra: &[&str]) -> Output {
-        let mut args = vec!["apply", "--yes", "tasks", "--endpoint", endpoint];
+        let mut args = vec!["apply", "--yes", "tasks"];
         args.extend_from_slice(extra);
-        self.run(&args, &[("TASKFORM_AUTH_TOKEN", TOKEN)])
+        self.online(&args, endpoint)
     }
 
     /// `plan --format json tasks`, parsed.
@@ -443,9 +450,9 @@ pub fn file_exists(p: &Path) -> bool {
 impl Project {
     /// `apply FILE` (a saved plan) with the demo token and no --yes.
     pub fn apply_file(&self, file: &str, endpoint: &str, extra: &[&str]) -> Output {
-        let mut args = vec!["apply", file, "--endpoint", endpoint];
+        let mut args = vec!["apply", file];
         args.extend_from_slice(extra);
-        self.run(&args, &[("TASKFORM_AUTH_TOKEN", TOKEN)])
+        self.online(&args, endpoint)
     }
 }
 

@@ -5,10 +5,10 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use taskform::journal::{Record, Writer};
-use taskform::manifest::{Manifest, parse_source};
+use taskform::load::manifest::{Manifest, parse_source};
+use taskform::load::settings::Settings;
 use taskform::plan::{PlanOptions, plan};
-use taskform::settings::Settings;
+use taskform::state::journal::{Record, Writer};
 use taskform::state::{State, TaskRecord};
 
 const MANIFEST: &str = r#"# a typical 1 KB manifest

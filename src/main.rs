@@ -3,12 +3,12 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
-use taskform::apply::ApplyOptions;
-use taskform::commands::{self, ConnectArgs, Lifecycle, PlanArgs};
-use taskform::exit::Exit;
+use taskform::cli::{self, ConnectArgs, Lifecycle, PlanArgs};
+use taskform::error::Exit;
+use taskform::load::target::TargetFlags;
+use taskform::reconcile::applier::ApplyOptions;
 use taskform::render::Format;
-use taskform::style::ColorChoice;
-use taskform::target::TargetFlags;
+use taskform::render::style::ColorChoice;
 
 /// mimalloc: loading thousands of manifests is allocation-heavy, and the system
 /// allocator spent about a quarter of a 10,000-manifest plan in malloc/free.
@@ -130,7 +130,7 @@ struct LifecycleCli {
     #[arg(long)]
     prune: bool,
     /// With --prune: refuse to delete more than N remote tasks.
-    #[arg(long, value_name = "N", default_value_t = commands::DEFAULT_MAX_DELETES)]
+    #[arg(long, value_name = "N", default_value_t = cli::DEFAULT_MAX_DELETES)]
     max_deletes: usize,
     /// With --prune: delete past the guard (more than --max-deletes, or every recorded task).
     #[arg(long)]
@@ -210,8 +210,8 @@ struct ReadCli {
 }
 
 impl ReadCli {
-    fn args(self) -> commands::ReadArgs {
-        commands::ReadArgs {
+    fn args(self) -> cli::ReadArgs {
+        cli::ReadArgs {
             connect: self.connect.args(),
             dir: self.dir,
             target: self.target.into(),
@@ -391,18 +391,18 @@ fn seconds(s: f64) -> Duration {
 
 fn main() {
     let cli = Cli::parse();
-    taskform::logging::init(cli.verbose, matches!(cli.log_format, LogFormat::Json));
+    taskform::cli::logging::init(cli.verbose, matches!(cli.log_format, LogFormat::Json));
     let color = match cli.color {
         Color::Auto => ColorChoice::Auto,
         Color::Always => ColorChoice::Always,
         Color::Never => ColorChoice::Never,
     };
-    let env = commands::process_env;
+    let env = cli::process_env;
     let progress_bar = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && matches!(cli.log_format, LogFormat::Text)
         && cli.verbose == 0;
     let exit = match cli.command {
-        Command::Validate { dir } => commands::validate(dir, &env),
+        Command::Validate { dir } => cli::validate(dir, &env),
         Command::Plan {
             dir,
             target,
@@ -412,7 +412,7 @@ fn main() {
             out,
             lifecycle,
             connect,
-        } => commands::plan(
+        } => cli::plan(
             PlanArgs {
                 dir,
                 target: target.into(),
@@ -425,8 +425,8 @@ fn main() {
             },
             &env,
         ),
-        Command::Apply(a) => commands::apply(
-            commands::ApplyArgs {
+        Command::Apply(a) => cli::apply(
+            cli::ApplyArgs {
                 path: a.path,
                 target: a.target.into(),
                 format: format(a.format),
@@ -439,8 +439,8 @@ fn main() {
             },
             &env,
         ),
-        Command::Watch(w) => commands::watch(
-            commands::WatchArgs {
+        Command::Watch(w) => cli::watch(
+            cli::WatchArgs {
                 dir: w.dir,
                 target: w.target.into(),
                 apply: w.send.options(false),
@@ -454,10 +454,10 @@ fn main() {
             },
             &env,
         ),
-        Command::Import(r) => commands::import(r.args(), &env),
-        Command::Refresh(r) => commands::refresh(r.args(), &env),
-        Command::Show { file, format: f } => commands::show(file, format(f), color),
-        Command::Emulator(e) => commands::emulator(taskform::emulator::Config {
+        Command::Import(r) => cli::import(r.args(), &env),
+        Command::Refresh(r) => cli::refresh(r.args(), &env),
+        Command::Show { file, format: f } => cli::show(file, format(f), color),
+        Command::Emulator(e) => cli::emulator(taskform::emulator::Config {
             listen: e.listen,
             data: e.data,
             token: Some(e.token),

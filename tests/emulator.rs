@@ -4,7 +4,7 @@
 use serde_json::Value;
 use std::time::Duration;
 use taskform::emulator::{self, Config, DEMO_PROJECT_ID as P, DEMO_TOKEN, DEMO_WORKSPACE as W};
-use taskform::signer;
+use taskform::remote::signer;
 
 const EXAMPLE: &str = r#"{
 "id" : null, "data_source_type" : "DLI", "description" : "", "name" : "Test collection 110",
@@ -22,7 +22,7 @@ struct Api {
 
 impl Api {
     async fn start(cfg: Config) -> Api {
-        taskform::client::install_crypto_provider();
+        taskform::remote::client::install_crypto_provider();
         let emu = emulator::start(cfg).await.unwrap();
         Api {
             base: emu.url(),
@@ -420,7 +420,7 @@ async fn aksk_signatures_are_verified() {
     })
     .await;
     let url: reqwest::Url = format!("{}{}", api.base, path("create")).parse().unwrap();
-    let host = taskform::auth::host_header(&url);
+    let host = taskform::remote::auth::host_header(&url);
     let date = signer::sdk_date_now();
     let headers = vec![
         ("content-type".to_string(), "application/json".to_string()),

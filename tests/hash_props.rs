@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use taskform::hash::content_hash;
-use taskform::yaml::parse_documents;
+use taskform::load::yaml::parse_documents;
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![

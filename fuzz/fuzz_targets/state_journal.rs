@@ -5,12 +5,12 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(mut state) = taskform::state::State::from_bytes(data, "s.json") {
         let _ = serde_json_roundtrip(&state);
-        let records = taskform::journal::parse(data, "j").unwrap_or_default();
-        let _ = taskform::journal::fold(&mut state, &records, "j");
+        let records = taskform::state::journal::parse(data, "j").unwrap_or_default();
+        let _ = taskform::state::journal::fold(&mut state, &records, "j");
     }
-    if let Ok(records) = taskform::journal::parse(data, "j") {
+    if let Ok(records) = taskform::state::journal::parse(data, "j") {
         let mut state = taskform::state::State::new();
-        taskform::journal::replay(&mut state, &records);
+        taskform::state::journal::replay(&mut state, &records);
     }
 });
 

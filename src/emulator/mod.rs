@@ -12,14 +12,14 @@
 //! `GET /_emulator/tasks` (every task) and `GET /_emulator/requests` (every API request
 //! received: method, path, status, task name).
 //!
-//! The emulator shares only [`crate::api`] and [`crate::signer`] with the client.
+//! The emulator shares only [`crate::remote::api`] and [`crate::remote::signer`] with the client.
 
 mod faults;
 mod tasks;
 mod validate;
 
-use crate::api::{self, ApiError};
-use crate::signer;
+use crate::remote::api::{self, ApiError};
+use crate::remote::signer;
 use bytes::Bytes;
 use faults::{Fault, Faults, RateLimit};
 use http_body_util::{BodyExt, Full};
@@ -647,7 +647,7 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         let _ = writeln!(out, "{}", emu.url());
         let _ = out.flush();
     }
-    crate::signals::wait_for_shutdown().await;
+    crate::cli::signals::wait_for_shutdown().await;
     tracing::info!("emulator stopping");
     drop(emu);
     Ok(())

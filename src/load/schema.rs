@@ -4,7 +4,7 @@
 //! problem as a [`Problem`] with the path of the node concerned; the loader turns the
 //! paths into `file:line:col` positions.
 
-use crate::yaml::{Seg, Target, path_string};
+use crate::load::yaml::{Seg, Target, path_string};
 use croner::parser::{CronParser, Seconds, Year};
 use serde_json::{Map, Value};
 

@@ -3,14 +3,14 @@
 //! In order of preference:
 //! 1. `TASKFORM_AUTH_TOKEN`: sent as `X-Auth-Token`;
 //! 2. `HW_ACCESS_KEY` + `HW_SECRET_KEY` (+ `HW_SECURITY_TOKEN`): `SDK-HMAC-SHA256`
-//!    signing (see [`crate::signer`]);
+//!    signing (see [`crate::remote::signer`]);
 //! 3. `HW_USER_NAME` + `HW_PASSWORD` + `HW_DOMAIN_NAME`: an IAM token from
 //!    `POST {iam}/v3/auth/tokens`, cached until shortly before it expires.
 //!
 //! Secret values are wrapped in [`Secret`], whose `Debug` and `Display` print `***`,
 //! so no log line or error message can carry them.
 
-use crate::signer;
+use crate::remote::signer;
 use std::fmt;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
@@ -248,7 +248,7 @@ impl Authenticator {
             .map_err(|e| {
                 AuthError(format!(
                     "cannot reach IAM at {url}: {}",
-                    crate::client::error_chain(&e)
+                    crate::remote::error_chain(&e)
                 ))
             })?;
         let status = resp.status();
@@ -259,7 +259,7 @@ impl Authenticator {
             .map(str::to_string);
         let text = resp.bytes().await.unwrap_or_default();
         if !status.is_success() {
-            let detail = crate::api::parse_error(&text)
+            let detail = crate::remote::api::parse_error(&text)
                 .map(|e| format!("{}: {}", e.error_code, e.error_msg))
                 .unwrap_or_default();
             return Err(AuthError(format!(

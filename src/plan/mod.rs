@@ -3,7 +3,10 @@
 //! No I/O happens here, so tests call [`plan`] directly and every command (plan,
 //! apply, watch) plans the same way.
 
-use crate::manifest::Manifest;
+pub mod diff;
+pub mod document;
+
+use crate::load::manifest::Manifest;
 use crate::state::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

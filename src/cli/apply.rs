@@ -4,15 +4,15 @@ use super::connect::{ConnectArgs, ConnectOptions, Connection};
 use super::lifecycle::Lifecycle;
 use super::plan::{make_plan, print_plan};
 use super::{Env, finish, load_manifests, runtime};
-use crate::apply::{ApplyOptions, TaskOutcome, TaskResult};
-use crate::exit::Exit;
-use crate::manifest::Loaded;
+use crate::error::Exit;
+use crate::load::manifest::Loaded;
+use crate::load::target::{Resolved, TargetFlags};
+use crate::plan::document::{self, SavedPlan};
+use crate::reconcile::applier::{ApplyOptions, TaskOutcome, TaskResult};
+use crate::render::style::ColorChoice;
 use crate::render::{self, Format};
-use crate::saved_plan::{self, SavedPlan};
+use crate::state::store::{LocalStore, StateStore};
 use crate::state::{self, State, Target};
-use crate::store::{LocalStore, StateStore};
-use crate::style::ColorChoice;
-use crate::target::{Resolved, TargetFlags};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,7 +69,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
     let store = LocalStore::new(&conn.resolved.state);
     let _lock = store
         .lock(
-            &crate::lock::Holder::this_process("apply"),
+            &crate::state::lock::Holder::this_process("apply"),
             args.lock_timeout,
         )
         .map_err(|e| e.to_string())?;
@@ -119,12 +119,12 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
-        crate::signals::wait_for_shutdown().await;
+        crate::cli::signals::wait_for_shutdown().await;
         tracing::warn!(
             "interrupted: no new creates; waiting for those in flight (interrupt again to exit at once; the journal keeps them safe)"
         );
         let _ = cancel_tx.send(true);
-        crate::signals::wait_for_shutdown().await;
+        crate::cli::signals::wait_for_shutdown().await;
         std::process::exit(Exit::Interrupted.code());
     });
     let sent = send(
@@ -196,12 +196,12 @@ pub(super) async fn send(
     cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Vec<TaskResult>, (Vec<TaskResult>, String)> {
     let (plan, manifests) = doc.manifests_to_send();
-    let journal: Arc<dyn crate::store::Journal> = match store.open_journal(state) {
+    let journal: Arc<dyn crate::state::store::Journal> = match store.open_journal(state) {
         Ok(j) => Arc::from(j),
         Err(e) => return Err((Vec::new(), e.to_string())),
     };
     let started = std::time::Instant::now();
-    let applied = crate::apply::execute(
+    let applied = crate::reconcile::applier::execute(
         &plan,
         &manifests,
         conn.client.clone(),
@@ -218,7 +218,7 @@ pub(super) async fn send(
     journal.close();
     // The run's records, applied in memory: the state is complete even if a journal
     // write failed (disk full) after a task was created.
-    crate::journal::replay(state, &applied.records);
+    crate::state::journal::replay(state, &applied.records);
     match store.persist(state) {
         Ok(()) => Ok(applied.results),
         Err(e) => {
@@ -314,7 +314,7 @@ fn still_valid(
             saved.state.serial, state.serial
         ));
     }
-    let digests = saved_plan::manifests_ref(loaded);
+    let digests = document::manifests_ref(loaded);
     if digests.digest != saved.manifests.digest {
         let changed: Vec<&str> = digests
             .files

@@ -4,7 +4,7 @@
 //! a `$` not followed by `{` is kept. Only string values are interpolated, never keys,
 //! so a task's structure cannot change with the environment.
 
-use crate::yaml::Seg;
+use crate::load::yaml::Seg;
 use serde_json::Value;
 
 /// A problem with one interpolation, at a path in the document.

@@ -1,7 +1,7 @@
 //! Where requests go and where the state lives: flags beat the environment, which
 //! beats `taskform.yaml`.
 
-use crate::settings::Settings;
+use crate::load::settings::Settings;
 use std::path::PathBuf;
 
 /// The state file used when nothing else names one (relative to the working folder).

@@ -15,12 +15,12 @@
 //! After a cancel (Ctrl-C / SIGTERM) nothing new is started; what is in flight finishes
 //! (bounded by the request timeout) and is recorded.
 
-use crate::client::{Failure, Outcome, TaskApi};
-use crate::journal::Record;
-use crate::manifest::Manifest;
-use crate::pacer::Pacer;
+use crate::load::manifest::Manifest;
 use crate::plan::{Action, Plan};
-use crate::store::Journal;
+use crate::remote::client::{Failure, Outcome, TaskApi};
+use crate::remote::pacer::Pacer;
+use crate::state::journal::Record;
+use crate::state::store::Journal;
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -106,7 +106,7 @@ struct Run {
 pub struct Applied {
     /// One per task sent (or skipped), in plan order.
     pub results: Vec<TaskResult>,
-    /// The journal records, in order: fold them into the state with [`crate::journal::replay`].
+    /// The journal records, in order: fold them into the state with [`crate::state::journal::replay`].
     pub records: Vec<Record>,
 }
 
@@ -305,7 +305,11 @@ impl Run {
             let wait = retry_after
                 .map(|r| r + Duration::from_millis(fastrand::u64(0..250)))
                 .unwrap_or_else(|| {
-                    crate::pacer::backoff(self.opts.backoff_base, self.opts.backoff_max, tries - 1)
+                    crate::remote::pacer::backoff(
+                        self.opts.backoff_base,
+                        self.opts.backoff_max,
+                        tries - 1,
+                    )
                 });
             tracing::info!(task = %job.name, attempt = tries, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
             let mut c = self.cancel.clone();

@@ -12,15 +12,15 @@ use super::connect::{ConnectArgs, ConnectOptions, Connection};
 use super::lifecycle::{Lifecycle, ServerRead};
 use super::plan::make_plan;
 use super::{Env, finish, runtime};
-use crate::apply::{ApplyOptions, TaskOutcome};
-use crate::diagnostic::Diagnostic;
-use crate::exit::Exit;
-use crate::manifest::{self, LoadError};
+use crate::error::Exit;
+use crate::load::diagnostic::Diagnostic;
+use crate::load::manifest::{self, LoadError};
+use crate::load::target::{self, Resolved, TargetFlags};
 use crate::plan::Action;
+use crate::reconcile::applier::{ApplyOptions, TaskOutcome};
+use crate::reconcile::events::{self, FailureMemory};
 use crate::state;
-use crate::store::{LocalStore, StateStore};
-use crate::target::{self, Resolved, TargetFlags};
-use crate::watch::{self, FailureMemory};
+use crate::state::store::{LocalStore, StateStore};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -61,7 +61,8 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, String> {
     if !args.dir.is_dir() {
         return Err(format!("cannot watch {}: not a folder", args.dir.display()));
     }
-    let settings = crate::settings::load(&args.dir, env).map_err(|d| diagnostics_message(&d))?;
+    let settings =
+        crate::load::settings::load(&args.dir, env).map_err(|d| diagnostics_message(&d))?;
     let resolved = target::resolve(&args.target, env, &settings);
     let conn = if args.plan_only {
         None
@@ -82,7 +83,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, String> {
         false => Some(
             store
                 .lock(
-                    &crate::lock::Holder::this_process("watch"),
+                    &crate::state::lock::Holder::this_process("watch"),
                     args.lock_timeout,
                 )
                 .map_err(|e| e.to_string())?,
@@ -91,15 +92,15 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, String> {
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let root = std::fs::canonicalize(&args.dir).unwrap_or_else(|_| args.dir.clone());
-    let _watcher = watch::start(&root, tx)?;
+    let _watcher = events::start(&root, tx)?;
     let state_dir = std::fs::canonicalize(crate::fsutil::parent_dir(&resolved.state)).ok();
     let ignore = state_dir.filter(|d| d.starts_with(&root) && *d != root);
     let (cancel_tx, cancel) = signal::channel(false);
     tokio::spawn(async move {
-        crate::signals::wait_for_shutdown().await;
+        crate::cli::signals::wait_for_shutdown().await;
         tracing::info!("stopping: finishing creates in flight");
         let _ = cancel_tx.send(true);
-        crate::signals::wait_for_shutdown().await;
+        crate::cli::signals::wait_for_shutdown().await;
         std::process::exit(Exit::Interrupted.code());
     });
     tracing::info!(dir = %args.dir.display(), debounce_ms = args.debounce.as_millis() as u64, plan_only = args.plan_only, "watching");
@@ -137,7 +138,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, String> {
                         _ = tokio::time::sleep(w.args.debounce) => break,
                     }
                 }
-                let relevant: Vec<&PathBuf> = paths.iter().filter(|p| p.as_os_str().is_empty() || watch::relevant(p, &root, ignore.as_deref())).collect();
+                let relevant: Vec<&PathBuf> = paths.iter().filter(|p| p.as_os_str().is_empty() || events::relevant(p, &root, ignore.as_deref())).collect();
                 if relevant.is_empty() {
                     continue;
                 }

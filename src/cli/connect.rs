@@ -1,12 +1,12 @@
 //! Reaching the API: target, credentials and client, or the built-in emulator.
 
 use super::Env;
-use crate::auth::{Credentials, Secret};
-use crate::client::{Client, ClientConfig};
 use crate::emulator;
-use crate::settings::Settings;
+use crate::load::settings::Settings;
+use crate::load::target::{self, Resolved, TargetFlags};
+use crate::remote::auth::{Credentials, Secret};
+use crate::remote::client::{Client, ClientConfig};
 use crate::state::Target;
-use crate::target::{self, Resolved, TargetFlags};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -13,6 +13,10 @@
 //! `serial` grows by one on every write; `lineage` identifies one state's history so
 //! that a saved plan or journal can never be applied to another state.
 
+pub mod journal;
+pub mod lock;
+pub mod store;
+
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;

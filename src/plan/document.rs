@@ -24,7 +24,7 @@
 //! ever part of a plan.
 
 use crate::hash;
-use crate::manifest::{Loaded, Manifest};
+use crate::load::manifest::{Loaded, Manifest};
 use crate::plan::{Action, Plan, PlanOptions, Summary};
 use crate::state::State;
 use serde::{Deserialize, Serialize};
@@ -95,14 +95,14 @@ pub struct SavedPlan {
 /// The host of an endpoint URL (with a non-default port), if it parses.
 pub fn endpoint_host(endpoint: Option<&str>) -> Option<String> {
     let url = reqwest::Url::parse(endpoint?).ok()?;
-    Some(crate::auth::host_header(&url))
+    Some(crate::remote::auth::host_header(&url))
 }
 
 /// The digest of a set of files.
 pub fn manifests_ref(loaded: &Loaded) -> ManifestsRef {
     let mut files = loaded.file_digests.clone();
     if let Some(d) = &loaded.settings.digest {
-        files.insert(crate::settings::FILE_NAME.to_string(), d.clone());
+        files.insert(crate::load::settings::FILE_NAME.to_string(), d.clone());
     }
     let mut all = String::new();
     for (f, d) in &files {

@@ -2,10 +2,10 @@
 //! (`on_change`, `--prune` and its guard), and reading the server before planning
 //! (settling in-doubt creates, `--adopt`, `--refresh`).
 
-use crate::client::Client;
-use crate::manifest::Loaded;
+use crate::load::manifest::Loaded;
+use crate::plan::document::SavedPlan;
 use crate::plan::{self, OnChange, PlanOptions};
-use crate::saved_plan::SavedPlan;
+use crate::remote::client::Client;
 use crate::state::State;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -125,28 +125,34 @@ impl Lifecycle {
         let mut read = ServerRead::default();
         let before = state.in_doubt.len();
         if before > 0 && !self.recreate_in_doubt {
-            let settled = crate::settle::settle(state, &loaded.manifests, client).await?;
-            crate::settle::report(&settled);
+            let settled =
+                crate::reconcile::observe::settle::settle(state, &loaded.manifests, client).await?;
+            crate::reconcile::observe::settle::report(&settled);
             read.changed |= state.in_doubt.len() < before;
         }
         if self.refresh {
-            let drift = crate::refresh::refresh(state, &loaded.manifests, client).await?;
-            crate::refresh::report(&drift);
+            let drift =
+                crate::reconcile::observe::refresh::refresh(state, &loaded.manifests, client)
+                    .await?;
+            crate::reconcile::observe::refresh::report(&drift);
             if let Some(drift) = drift {
                 read.changed |= !drift.is_empty();
-                read.notes.extend(crate::refresh::notes(&drift));
+                read.notes
+                    .extend(crate::reconcile::observe::refresh::notes(&drift));
             }
         }
         if self.adopt {
-            let adopted = crate::adopt::adopt(state, &loaded.manifests, client).await?;
-            crate::adopt::report(&adopted);
+            let adopted =
+                crate::reconcile::observe::adopt::adopt(state, &loaded.manifests, client).await?;
+            crate::reconcile::observe::adopt::report(&adopted);
             if let Some(adopted) = adopted {
-                if let Some(msg) = crate::adopt::ambiguous(&adopted) {
+                if let Some(msg) = crate::reconcile::observe::adopt::ambiguous(&adopted) {
                     return Err(msg);
                 }
                 read.changed |= !adopted.is_empty();
                 for a in adopted {
-                    if let crate::adopt::Adopted::Differs { name, task_id } = a {
+                    if let crate::reconcile::observe::adopt::Adopted::Differs { name, task_id } = a
+                    {
                         read.notes.insert(name, format!("adopted task {task_id}, whose content on the server differs from the manifest's; the diff goes from the server's content to the manifest's"));
                     }
                 }

@@ -3,13 +3,13 @@
 
 use super::connect::{ConnectArgs, ConnectOptions, Connection};
 use super::{Env, finish, load_manifests, runtime};
-use crate::adopt::Adopted;
-use crate::exit::Exit;
-use crate::manifest::Loaded;
-use crate::refresh::Drift;
+use crate::error::Exit;
+use crate::load::manifest::Loaded;
+use crate::load::target::TargetFlags;
+use crate::reconcile::observe::adopt::Adopted;
+use crate::reconcile::observe::refresh::Drift;
+use crate::state::store::{LocalStore, StateStore};
 use crate::state::{self, State};
-use crate::store::{LocalStore, StateStore};
-use crate::target::TargetFlags;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -29,11 +29,11 @@ pub fn import(args: ReadArgs, env: Env) -> Exit {
         rt.block_on(with_state(&args, env, "import", |state, loaded, conn| {
             Box::pin(async move {
                 let Some(adopted) =
-                    crate::adopt::adopt(state, &loaded.manifests, &conn.client).await?
+                    crate::reconcile::observe::adopt::adopt(state, &loaded.manifests, &conn.client).await?
                 else {
                     return Err("the endpoint offers no search (HTTP 404), so nothing can be imported; tasks created before taskform must be recorded by hand".into());
                 };
-                if let Some(msg) = crate::adopt::ambiguous(&adopted) {
+                if let Some(msg) = crate::reconcile::observe::adopt::ambiguous(&adopted) {
                     return Err(msg);
                 }
                 let mut out = String::new();
@@ -69,7 +69,7 @@ pub fn refresh(args: ReadArgs, env: Env) -> Exit {
         rt.block_on(with_state(&args, env, "refresh", |state, loaded, conn| {
             Box::pin(async move {
                 let Some(drift) =
-                    crate::refresh::refresh(state, &loaded.manifests, &conn.client).await?
+                    crate::reconcile::observe::refresh::refresh(state, &loaded.manifests, &conn.client).await?
                 else {
                     return Err(
                         "the endpoint offers no show (HTTP 404), so the state cannot be refreshed"
@@ -131,7 +131,7 @@ where
     let store = LocalStore::new(&conn.resolved.state);
     let _lock = store
         .lock(
-            &crate::lock::Holder::this_process(command),
+            &crate::state::lock::Holder::this_process(command),
             args.lock_timeout,
         )
         .map_err(|e| e.to_string())?;

@@ -2,11 +2,13 @@
 //! requests (Markdown). Everything renders from a [`SavedPlan`], so a plan shown now
 //! and a saved plan shown later look the same.
 
-use crate::apply::{TaskOutcome, TaskResult};
-use crate::diff::{self, Change};
+pub mod style;
+
 use crate::plan::Action;
-use crate::saved_plan::{Entry, SavedPlan};
-use crate::style::Style;
+use crate::plan::diff::{self, Change};
+use crate::plan::document::{Entry, SavedPlan};
+use crate::reconcile::applier::{TaskOutcome, TaskResult};
+use crate::render::style::Style;
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt::Write;

@@ -9,11 +9,11 @@
 //! their IDs and nothing is recorded. [`record`] is pure; [`adopt`] does the searching:
 //! a search per name, or for more than 20 names one listing of the workspace.
 
-use crate::api::remote_task_id;
-use crate::client::{Client, map_concurrent};
 use crate::hash;
-use crate::manifest::Manifest;
-use crate::settle::sent_fields;
+use crate::load::manifest::Manifest;
+use crate::reconcile::observe::settle::sent_fields;
+use crate::remote::api::remote_task_id;
+use crate::remote::client::{Client, map_concurrent};
 use crate::state::{State, TaskRecord};
 use serde_json::Value;
 use std::sync::Arc;

@@ -3,15 +3,15 @@
 use super::connect::{ConnectArgs, ConnectOptions, Connection};
 use super::lifecycle::Lifecycle;
 use super::{Env, finish, load_manifests, runtime};
-use crate::exit::Exit;
-use crate::manifest::Loaded;
+use crate::error::Exit;
+use crate::load::manifest::Loaded;
+use crate::load::target::{self, Resolved, TargetFlags};
 use crate::plan::PlanOptions;
+use crate::plan::document::{self, PlanTarget, SavedPlan};
+use crate::render::style::{ColorChoice, Style};
 use crate::render::{self, Format};
-use crate::saved_plan::{self, PlanTarget, SavedPlan};
+use crate::state::store::{LocalStore, StateStore};
 use crate::state::{self, State, Target};
-use crate::store::{LocalStore, StateStore};
-use crate::style::{ColorChoice, Style};
-use crate::target::{self, Resolved, TargetFlags};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,7 +42,7 @@ pub fn known_target(r: &Resolved) -> Option<Target> {
 /// What a plan records of its target.
 pub fn plan_target(r: &Resolved) -> PlanTarget {
     PlanTarget {
-        endpoint_host: saved_plan::endpoint_host(r.endpoint.as_deref()),
+        endpoint_host: document::endpoint_host(r.endpoint.as_deref()),
         project_id: r.project_id.clone(),
         workspace: r.workspace.clone(),
     }

@@ -4,10 +4,10 @@
 //! created again. Several, or tasks of that name with other content, stay in doubt
 //! with their IDs named, for a person to decide.
 
-use crate::api::remote_task_id;
-use crate::client::Client;
 use crate::hash;
-use crate::manifest::Manifest;
+use crate::load::manifest::Manifest;
+use crate::remote::api::remote_task_id;
+use crate::remote::client::Client;
 use crate::state::{State, Superseded, TaskRecord};
 use serde_json::{Map, Value};
 

@@ -5,12 +5,12 @@
 //! (manifests are sorted by name, diagnostics by position). Every problem of every file
 //! is collected before the load fails, so one run shows everything to fix.
 
-use crate::diagnostic::{self, Diagnostic};
 use crate::hash;
-use crate::interpolate;
-use crate::schema::{self, Problem};
-use crate::settings::{self, Settings};
-use crate::yaml::{self, Seg, Target};
+use crate::load::diagnostic::{self, Diagnostic};
+use crate::load::interpolate;
+use crate::load::schema::{self, Problem};
+use crate::load::settings::{self, Settings};
+use crate::load::yaml::{self, Seg, Target};
 use rayon::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -7,8 +7,10 @@
 mod apply;
 mod connect;
 mod lifecycle;
+pub mod logging;
 mod plan;
 mod read;
+pub mod signals;
 mod watch;
 
 pub use apply::{ApplyArgs, apply};
@@ -18,9 +20,9 @@ pub use plan::{PlanArgs, plan, show};
 pub use read::{ReadArgs, import, refresh};
 pub use watch::{WatchArgs, watch};
 
-use crate::diagnostic::Diagnostic;
-use crate::exit::Exit;
-use crate::manifest::{self, LoadError, Loaded};
+use crate::error::Exit;
+use crate::load::diagnostic::Diagnostic;
+use crate::load::manifest::{self, LoadError, Loaded};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

@@ -10,12 +10,12 @@
 //!
 //! [`observe`] does the reading; [`reconcile`] is pure, so tests call it directly.
 
-use crate::client::{Client, Shown, map_concurrent};
 use crate::hash;
-use crate::journal::{self, Record};
-use crate::manifest::Manifest;
-use crate::settle::sent_fields;
+use crate::load::manifest::Manifest;
+use crate::reconcile::observe::settle::sent_fields;
+use crate::remote::client::{Client, Shown, map_concurrent};
 use crate::state::State;
+use crate::state::journal::{self, Record};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -10,9 +10,9 @@
 //! then. The service answers "no such task" with HTTP 400 and a `DLG` code, so HTTP 404
 //! means the endpoint itself is missing (a gateway exposing create only).
 
-use crate::api::{self, ApiError};
-use crate::auth::{Authenticator, Credentials};
-use crate::signer;
+use crate::remote::api::{self, ApiError};
+use crate::remote::auth::{Authenticator, Credentials};
+use crate::remote::{error_chain, signer};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -166,27 +166,12 @@ pub struct Client {
     create_url: reqwest::Url,
     auth: Authenticator,
     /// Paces reads.
-    pacer: crate::pacer::Pacer,
+    pacer: crate::remote::pacer::Pacer,
 }
 
 /// Installs rustls' ring provider once per process (reqwest is built without one).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// An error with its sources, on one line.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
 }
 
 impl Client {
@@ -235,7 +220,7 @@ impl Client {
         let auth = Authenticator::new(creds, cfg.project_id.clone(), http.clone());
         Ok(Client {
             http,
-            pacer: crate::pacer::Pacer::new(cfg.max_rate),
+            pacer: crate::remote::pacer::Pacer::new(cfg.max_rate),
             cfg,
             create_url,
             auth,
@@ -382,7 +367,7 @@ impl Client {
                 return Err(format!("{what} failed after {attempt} attempts: {failure}"));
             }
             let wait = wait.unwrap_or_else(|| {
-                crate::pacer::backoff(
+                crate::remote::pacer::backoff(
                     Duration::from_millis(200),
                     Duration::from_millis(200 << 6),
                     attempt,

@@ -5,8 +5,8 @@
 //! as Terraform's pg backend) can slot in beside [`LocalStore`] without touching the
 //! planner or the applier.
 
-use crate::journal::{self, JournalError, Record};
-use crate::lock::{self, FileLock, Holder, LockError};
+use crate::state::journal::{self, JournalError, Record};
+use crate::state::lock::{self, FileLock, Holder, LockError};
 use crate::state::{State, StateError};
 use std::future::Future;
 use std::path::{Path, PathBuf};

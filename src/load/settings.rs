@@ -12,10 +12,10 @@
 //!
 //! Flags and environment variables override every setting (see `target`).
 
-use crate::diagnostic::Diagnostic;
-use crate::interpolate;
-use crate::schema::suggest;
-use crate::yaml::{self, Seg, Target};
+use crate::load::diagnostic::Diagnostic;
+use crate::load::interpolate;
+use crate::load::schema::suggest;
+use crate::load::yaml::{self, Seg, Target};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 

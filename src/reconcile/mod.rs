@@ -1,0 +1,5 @@
+//! Stage 3: making the server match the plan.
+
+pub mod applier;
+pub mod events;
+pub mod observe;

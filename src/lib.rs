@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod clock;
 pub mod emulator;
+pub mod endpoint;
 pub mod error;
 pub mod fsutil;
 pub mod hash;
@@ -11,4 +12,5 @@ pub mod plan;
 pub mod reconcile;
 pub mod remote;
 pub mod render;
+pub mod signals;
 pub mod state;

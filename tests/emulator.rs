@@ -420,7 +420,7 @@ async fn aksk_signatures_are_verified() {
     })
     .await;
     let url: reqwest::Url = format!("{}{}", api.base, path("create")).parse().unwrap();
-    let host = taskform::remote::auth::host_header(&url);
+    let host = taskform::endpoint::host_header(&url);
     let date = signer::sdk_date_now();
     let headers = vec![
         ("content-type".to_string(), "application/json".to_string()),

@@ -119,12 +119,12 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, String> {
 
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     let signals = tokio::spawn(async move {
-        crate::cli::signals::wait_for_shutdown().await;
+        crate::signals::wait_for_shutdown().await;
         tracing::warn!(
             "interrupted: no new creates; waiting for those in flight (interrupt again to exit at once; the journal keeps them safe)"
         );
         let _ = cancel_tx.send(true);
-        crate::cli::signals::wait_for_shutdown().await;
+        crate::signals::wait_for_shutdown().await;
         std::process::exit(Exit::Interrupted.code());
     });
     let sent = send(

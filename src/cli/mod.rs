@@ -10,7 +10,6 @@ mod lifecycle;
 pub mod logging;
 mod plan;
 mod read;
-pub mod signals;
 mod watch;
 
 pub use apply::{ApplyArgs, apply};

@@ -42,7 +42,7 @@ pub fn known_target(r: &Resolved) -> Option<Target> {
 /// What a plan records of its target.
 pub fn plan_target(r: &Resolved) -> PlanTarget {
     PlanTarget {
-        endpoint_host: document::endpoint_host(r.endpoint.as_deref()),
+        endpoint_host: crate::endpoint::endpoint_host(r.endpoint.as_deref()),
         project_id: r.project_id.clone(),
         workspace: r.workspace.clone(),
     }

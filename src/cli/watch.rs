@@ -97,10 +97,10 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, String> {
     let ignore = state_dir.filter(|d| d.starts_with(&root) && *d != root);
     let (cancel_tx, cancel) = signal::channel(false);
     tokio::spawn(async move {
-        crate::cli::signals::wait_for_shutdown().await;
+        crate::signals::wait_for_shutdown().await;
         tracing::info!("stopping: finishing creates in flight");
         let _ = cancel_tx.send(true);
-        crate::cli::signals::wait_for_shutdown().await;
+        crate::signals::wait_for_shutdown().await;
         std::process::exit(Exit::Interrupted.code());
     });
     tracing::info!(dir = %args.dir.display(), debounce_ms = args.debounce.as_millis() as u64, plan_only = args.plan_only, "watching");

@@ -647,7 +647,7 @@ pub async fn run(cfg: Config) -> std::io::Result<()> {
         let _ = writeln!(out, "{}", emu.url());
         let _ = out.flush();
     }
-    crate::cli::signals::wait_for_shutdown().await;
+    crate::signals::wait_for_shutdown().await;
     tracing::info!("emulator stopping");
     drop(emu);
     Ok(())

@@ -16,6 +16,7 @@ use crate::load::diagnostic::Diagnostic;
 use crate::load::interpolate;
 use crate::load::schema::suggest;
 use crate::load::yaml::{self, Seg, Target};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +33,28 @@ const KEYS: &[&str] = &[
     "on_change",
 ];
 
+/// What apply does with a task whose content changed (`on_change` in taskform.yaml).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnChange {
+    /// Create a new task and record the previous one as superseded (works with the
+    /// create endpoint alone).
+    #[default]
+    Recreate,
+    /// Change the task in place with PUT, keeping its ID.
+    Update,
+}
+
+impl OnChange {
+    pub fn parse(s: &str) -> Option<OnChange> {
+        match s {
+            "recreate" => Some(OnChange::Recreate),
+            "update" => Some(OnChange::Update),
+            _ => None,
+        }
+    }
+}
+
 /// Parsed settings; every field is optional.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Settings {
@@ -44,7 +67,7 @@ pub struct Settings {
     /// Partial task body merged under every manifest (already interpolated).
     pub defaults: Map<String, Value>,
     /// What apply does with a changed task (`on_change: recreate | update`).
-    pub on_change: Option<crate::plan::OnChange>,
+    pub on_change: Option<OnChange>,
     /// The settings file, when one was read (for messages).
     pub file: Option<String>,
     /// The settings file's text, for locating problems in `defaults`.
@@ -175,7 +198,7 @@ pub fn parse(
             "endpoint" => settings.endpoint = Some(text),
             "region" => settings.region = Some(text),
             "state" => settings.state = Some(dir.join(text)),
-            "on_change" => match crate::plan::OnChange::parse(&text) {
+            "on_change" => match OnChange::parse(&text) {
                 Some(v) => settings.on_change = Some(v),
                 None => {
                     let (l, c) = at(&path, Target::Value);
@@ -214,7 +237,7 @@ mod tests {
     fn reads_every_setting() {
         let src = "project_id: p\nworkspace: w\nregion: cn-north-4\nstate: st/x.json\non_change: update\ndefaults:\n  dir_id: \"0\"\n";
         let s = parse(src, "t/taskform.yaml", Path::new("t"), &no_env).unwrap();
-        assert_eq!(s.on_change, Some(crate::plan::OnChange::Update));
+        assert_eq!(s.on_change, Some(OnChange::Update));
         let bad = parse("on_change: patch\n", "t.yaml", Path::new("."), &no_env).unwrap_err();
         assert!(
             bad[0]

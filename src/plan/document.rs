@@ -92,12 +92,6 @@ pub struct SavedPlan {
     pub tasks: Vec<Entry>,
 }
 
-/// The host of an endpoint URL (with a non-default port), if it parses.
-pub fn endpoint_host(endpoint: Option<&str>) -> Option<String> {
-    let url = reqwest::Url::parse(endpoint?).ok()?;
-    Some(crate::remote::auth::host_header(&url))
-}
-
 /// The digest of a set of files.
 pub fn manifests_ref(loaded: &Loaded) -> ManifestsRef {
     let mut files = loaded.file_digests.clone();

@@ -11,27 +11,7 @@ use crate::state::State;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// What apply does with a task whose content changed (`on_change` in taskform.yaml).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnChange {
-    /// Create a new task and record the previous one as superseded (works with the
-    /// create endpoint alone).
-    #[default]
-    Recreate,
-    /// Change the task in place with PUT, keeping its ID.
-    Update,
-}
-
-impl OnChange {
-    pub fn parse(s: &str) -> Option<OnChange> {
-        match s {
-            "recreate" => Some(OnChange::Recreate),
-            "update" => Some(OnChange::Update),
-            _ => None,
-        }
-    }
-}
+pub use crate::load::settings::OnChange;
 
 /// What apply will do with a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -184,7 +184,7 @@ impl Authenticator {
                 let date = signer::sdk_date_now();
                 let mut signed = vec![
                     ("content-type".to_string(), content_type.to_string()),
-                    ("host".to_string(), host_header(url)),
+                    ("host".to_string(), crate::endpoint::host_header(url)),
                     ("x-sdk-date".to_string(), date.clone()),
                 ];
                 if let Some(st) = security_token {
@@ -296,16 +296,6 @@ impl Authenticator {
     }
 }
 
-/// The Host header as reqwest sends it: the host, with the port when it is not the
-/// scheme's default.
-pub fn host_header(url: &reqwest::Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,11 +368,11 @@ mod tests {
     #[test]
     fn host_header_keeps_non_default_ports() {
         assert_eq!(
-            host_header(&"http://127.0.0.1:8080/x".parse().unwrap()),
+            crate::endpoint::host_header(&"http://127.0.0.1:8080/x".parse().unwrap()),
             "127.0.0.1:8080"
         );
         assert_eq!(
-            host_header(
+            crate::endpoint::host_header(
                 &"https://dayu.cn-north-4.myhuaweicloud.com/x"
                     .parse()
                     .unwrap()

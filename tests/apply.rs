@@ -3,7 +3,6 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -19,14 +18,9 @@ fn happy_path_records_every_id_and_a_second_apply_sends_nothing() {
     let emu = Emu::start(&["--rate-limit", "0"]);
     let p = Project::new();
     p.tasks(20);
-    let out = p.apply(&emu.url, &["--max-rate", "0"]);
-    assert_eq!(out.code, Some(0), "{}\n{}", out.stdout, out.stderr);
-    assert!(
-        out.stdout
-            .contains("Apply complete: 20 created, 0 replaced, 0 failed, 0 in doubt, 0 skipped."),
-        "{}",
-        out.stdout
-    );
+    p.apply(&emu.url, &["--max-rate", "0"])
+        .succeeds()
+        .stdout_has("Apply complete: 20 created, 0 replaced, 0 failed, 0 in doubt, 0 skipped.");
     let server: BTreeMap<String, String> = emu
         .tasks()
         .iter()
@@ -58,13 +52,9 @@ fn happy_path_records_every_id_and_a_second_apply_sends_nothing() {
     let plan = p.plan_json();
     assert_eq!(plan["summary"]["unchanged"], 20);
     let before = emu.requests().len();
-    let out = p.apply(&emu.url, &[]);
-    assert_eq!(out.code, Some(0));
-    assert!(
-        out.stdout.contains("No changes. 20 tasks up to date."),
-        "{}",
-        out.stdout
-    );
+    p.apply(&emu.url, &[])
+        .succeeds()
+        .stdout_has("No changes. 20 tasks up to date.");
     assert_eq!(emu.requests().len(), before, "no request for a no-op apply");
 }
 
@@ -73,25 +63,16 @@ fn a_changed_task_is_replaced_and_the_old_one_kept_as_superseded() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a").task("b");
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     let old_id = p.state()["tasks"]["a"]["task_id"]
         .as_str()
         .unwrap()
         .to_string();
     p.write("tasks/a.yaml", &manifest("a", 99));
-    let out = p.apply(&emu.url, &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout
-            .contains("~ schedule_config.max_time_out: 10 -> 99"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout.contains("0 created, 1 replaced"),
-        "{}",
-        out.stdout
-    );
+    p.apply(&emu.url, &[])
+        .succeeds()
+        .stdout_has("~ schedule_config.max_time_out: 10 -> 99")
+        .stdout_has("0 created, 1 replaced");
     let rec = &p.state()["tasks"]["a"];
     assert_ne!(rec["task_id"].as_str().unwrap(), old_id);
     assert_eq!(rec["superseded"][0]["task_id"], old_id.as_str());
@@ -109,20 +90,10 @@ fn a_refused_task_fails_alone_with_the_service_error() {
     });
     let p = Project::new();
     p.task("a").task("bad").task("c");
-    let out = p.apply(&srv.url, &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains(
-            "failed: bad (bad.yaml): HTTP 400 DLG.0003: The parameter dir_id is invalid."
-        ),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stdout.contains("2 created, 0 replaced, 1 failed"),
-        "{}",
-        out.stdout
-    );
+    p.apply(&srv.url, &[])
+        .fails_with(1)
+        .stderr_has("failed: bad (bad.yaml): HTTP 400 DLG.0003: The parameter dir_id is invalid.")
+        .stdout_has("2 created, 0 replaced, 1 failed");
     let state = p.state();
     assert!(
         state["tasks"].get("a").is_some()
@@ -161,8 +132,7 @@ fn retryable_answers_are_retried_and_in_doubt_ones_are_not() {
     });
     let p = Project::new();
     p.task("a");
-    let out = p.apply(&srv.url, &["--max-rate", "0"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&srv.url, &["--max-rate", "0"]).succeeds();
     assert_eq!(srv.requests().len(), 4);
     assert_eq!(p.state()["tasks"]["a"]["task_id"], format!("{:032x}", 3));
 
@@ -171,13 +141,9 @@ fn retryable_answers_are_retried_and_in_doubt_ones_are_not() {
         let srv = Scripted::start(move |_, _| api_error(status, "GW", "gateway"));
         let p = Project::new();
         p.task("a");
-        let out = p.apply(&srv.url, &[]);
-        assert_eq!(out.code, Some(1));
-        assert!(
-            out.stderr.contains("in doubt: a (a.yaml)"),
-            "{}",
-            out.stderr
-        );
+        p.apply(&srv.url, &[])
+            .fails_with(1)
+            .stderr_has("in doubt: a (a.yaml)");
         assert_eq!(srv.requests().len(), 1);
         assert!(p.state()["in_doubt"]["a"].is_object());
     }
@@ -189,14 +155,9 @@ fn retries_give_up_after_max_attempts() {
     let p = Project::new();
     p.task("a");
     let out = p.apply(&srv.url, &["--max-attempts", "3"]);
-    assert_eq!(out.code, Some(1));
+    out.fails_with(1);
     assert_eq!(srv.requests().len(), 3);
-    assert!(
-        out.stderr
-            .contains("failed: a (a.yaml): HTTP 500 DLG.0500: always (gave up after 3 attempts)"),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("failed: a (a.yaml): HTTP 500 DLG.0500: always (gave up after 3 attempts)");
     assert!(
         p.state().get("in_doubt").is_none(),
         "nothing was created, so nothing is in doubt"
@@ -218,8 +179,7 @@ fn throttling_honours_retry_after() {
     });
     let p = Project::new();
     p.task("a");
-    let out = p.apply(&srv.url, &["--max-rate", "0"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&srv.url, &["--max-rate", "0"]).succeeds();
     let r = srv.requests();
     assert_eq!(r.len(), 2);
     assert!(
@@ -243,21 +203,13 @@ fn a_timeout_is_in_doubt_and_not_created_again_unless_asked() {
     });
     let p = Project::new();
     p.task("a");
-    let out = p.apply(&srv.url, &["--timeout", "0.5"]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("in doubt: a (a.yaml): no answer within 0.5 s"),
-        "{}",
-        out.stderr
-    );
+    p.apply(&srv.url, &["--timeout", "0.5"])
+        .fails_with(1)
+        .stderr_has("in doubt: a (a.yaml): no answer within 0.5 s");
     assert_eq!(p.plan_json()["tasks"][0]["action"], "in_doubt");
+    // In-doubt tasks are reported, and the run fails.
     let out = p.apply(&srv.url, &[]);
-    assert_eq!(
-        out.code,
-        Some(1),
-        "in-doubt tasks are reported, and the run fails"
-    );
+    out.fails_with(1);
     let creates = || {
         srv.requests()
             .iter()
@@ -265,13 +217,8 @@ fn a_timeout_is_in_doubt_and_not_created_again_unless_asked() {
             .count()
     };
     assert_eq!(creates(), 1, "and not sent again");
-    assert!(
-        out.stderr.contains("the endpoint offers no search"),
-        "{}",
-        out.stderr
-    );
-    let out = p.apply(&srv.url, &["--recreate-in-doubt"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.stderr_has("the endpoint offers no search");
+    p.apply(&srv.url, &["--recreate-in-doubt"]).succeeds();
     assert_eq!(creates(), 2);
     assert!(p.state().get("in_doubt").is_none());
 }
@@ -281,9 +228,9 @@ fn a_dropped_connection_after_the_create_is_in_doubt() {
     let emu = Emu::start(&["--drop-rate", "1"]);
     let p = Project::new();
     p.task("a");
-    let out = p.apply(&emu.url, &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("in doubt: a"), "{}", out.stderr);
+    p.apply(&emu.url, &[])
+        .fails_with(1)
+        .stderr_has("in doubt: a");
     assert_eq!(emu.tasks().len(), 1, "the server did create it");
     assert_eq!(emu.creates(), 1, "never retried blindly");
 }
@@ -297,16 +244,12 @@ fn connection_refused_is_retried_then_failed() {
         .port();
     let p = Project::new();
     p.task("a");
-    let out = p.apply(
+    p.apply(
         &format!("http://127.0.0.1:{port}"),
         &["--max-attempts", "2"],
-    );
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains("failed: a (a.yaml): cannot connect"),
-        "{}",
-        out.stderr
-    );
+    )
+    .fails_with(1)
+    .stderr_has("failed: a (a.yaml): cannot connect");
     assert!(p.state().get("in_doubt").is_none());
 }
 
@@ -328,15 +271,11 @@ fn unauthorized_stops_the_run_and_names_the_credential_not_its_value() {
         ],
         &[("TASKFORM_AUTH_TOKEN", "wrong-token-XYZZY")],
     );
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("HTTP 401 APIGW.0301"), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("the service refused the token in TASKFORM_AUTH_TOKEN"),
-        "{}",
-        out.stderr
-    );
-    assert!(!out.stderr.contains("XYZZY") && !out.stdout.contains("XYZZY"));
+    out.fails_with(1)
+        .stderr_has("HTTP 401 APIGW.0301")
+        .stderr_has("the service refused the token in TASKFORM_AUTH_TOKEN")
+        .stderr_lacks("XYZZY")
+        .stdout_lacks("XYZZY");
     assert_eq!(emu.creates(), 1, "no more creates after a 401");
     assert!(!p.state_folder_text().contains("XYZZY"));
 }
@@ -346,40 +285,27 @@ fn missing_credentials_or_target_fail_before_anything_is_sent() {
     let srv = Scripted::start(|n, _| created(n));
     let p = Project::new();
     p.task("a");
-    let out = p.run(&["apply", "--yes", "tasks", "--endpoint", &srv.url], &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("error: no credentials: set TASKFORM_AUTH_TOKEN"),
-        "{}",
-        out.stderr
-    );
-    let out = p.run(
+    p.run(&["apply", "--yes", "tasks", "--endpoint", &srv.url], &[])
+        .fails_with(1)
+        .stderr_has("error: no credentials: set TASKFORM_AUTH_TOKEN");
+    p.run(
         &["apply", "--yes", "tasks"],
         &[("TASKFORM_AUTH_TOKEN", "t")],
-    );
-    assert!(
-        out.stderr.contains("apply needs the endpoint"),
-        "{}",
-        out.stderr
-    );
-    let out = p.run(
+    )
+    .stderr_has("apply needs the endpoint");
+    p.run(
         &["apply", "--yes", "tasks", "--endpoint", &srv.url],
         &[("HW_ACCESS_KEY", "ak")],
-    );
-    assert!(
-        out.stderr.contains("HW_SECRET_KEY is not"),
-        "{}",
-        out.stderr
-    );
+    )
+    .stderr_has("HW_SECRET_KEY is not");
     assert_eq!(srv.requests().len(), 0);
     // Without a terminal and without --yes, apply refuses.
-    let out = p.run(
+    p.run(
         &["apply", "tasks", "--endpoint", &srv.url],
         &[("TASKFORM_AUTH_TOKEN", "t")],
-    );
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("pass --yes"), "{}", out.stderr);
+    )
+    .fails_with(1)
+    .stderr_has("pass --yes");
     assert!(
         !p.path("state/taskform.json").exists(),
         "a refused apply writes nothing"
@@ -392,7 +318,7 @@ fn aksk_signed_requests_are_accepted_by_the_emulator() {
     let emu = Emu::start(&["--access-key", "AKTEST", "--secret-key", "SKSECRET-123"]);
     let p = Project::new();
     p.task("a");
-    let out = p.run(
+    p.run(
         &[
             "apply",
             "--yes",
@@ -407,11 +333,13 @@ fn aksk_signed_requests_are_accepted_by_the_emulator() {
             ("HW_ACCESS_KEY", "AKTEST"),
             ("HW_SECRET_KEY", "SKSECRET-123"),
         ],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(!out.stderr.contains("SKSECRET") && !p.state_folder_text().contains("SKSECRET"));
+    )
+    .succeeds()
+    .stderr_lacks("SKSECRET");
+    assert!(!p.state_folder_text().contains("SKSECRET"));
     assert!(!emu.stderr.lock().unwrap().contains("SKSECRET"));
-    let out = p.run(
+    // Nothing to do needs no request.
+    p.run(
         &[
             "apply",
             "--yes",
@@ -421,13 +349,8 @@ fn aksk_signed_requests_are_accepted_by_the_emulator() {
             "--recreate-in-doubt",
         ],
         &[("HW_ACCESS_KEY", "AKTEST"), ("HW_SECRET_KEY", "wrong")],
-    );
-    assert_eq!(
-        out.code,
-        Some(0),
-        "nothing to do needs no request: {}",
-        out.stderr
-    );
+    )
+    .succeeds();
 }
 
 #[test]
@@ -459,7 +382,7 @@ fn iam_password_login_gets_a_token_once() {
             ("TASKFORM_IAM_ENDPOINT", &srv.url),
         ],
     );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.succeeds();
     assert_eq!(
         srv.requests()
             .iter()
@@ -468,7 +391,7 @@ fn iam_password_login_gets_a_token_once() {
         1,
         "the token is cached"
     );
-    assert!(!out.stderr.contains("pw-SECRET") && !out.stderr.contains("iam-token-123"));
+    out.stderr_lacks("pw-SECRET").stderr_lacks("iam-token-123");
 }
 
 #[test]
@@ -481,19 +404,14 @@ fn a_second_apply_is_refused_while_the_state_is_locked() {
         std::fs::read_to_string(p.path("state/taskform.json.lock"))
             .is_ok_and(|s| s.contains("\"pid\""))
     }));
-    let out = p.apply(&emu.url, &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains(&format!("is locked by taskform apply (pid {}", child.id())),
-        "{}",
-        out.stderr
-    );
+    p.apply(&emu.url, &[])
+        .fails_with(1)
+        .stderr_has(&format!("is locked by taskform apply (pid {}", child.id()));
     let _ = child.kill();
     let _ = child.wait();
     // A lock left by a dead process blocks nobody.
-    let out = p.apply(&emu.url, &["--recreate-in-doubt", "--lock-timeout", "1"]);
-    assert!(!out.stderr.contains("is locked"), "{}", out.stderr);
+    p.apply(&emu.url, &["--recreate-in-doubt", "--lock-timeout", "1"])
+        .stderr_lacks("is locked");
 }
 
 /// kill -9 in the middle of a large apply: the state stays readable, every recorded ID
@@ -517,12 +435,11 @@ fn kill_9_mid_apply_loses_nothing() {
     let out = p.apply(&emu.url, &["--max-rate", "0"]);
     let plan = p.plan_json();
     let in_doubt = plan["summary"]["in_doubt"].as_u64().unwrap();
-    assert_eq!(
-        out.code,
-        Some(if in_doubt > 0 { 1 } else { 0 }),
-        "{}",
-        out.stderr
-    );
+    if in_doubt > 0 {
+        out.fails_with(1);
+    } else {
+        out.succeeds();
+    }
     check_invariants(&p, &emu);
     assert_eq!(plan["summary"]["create"], 0);
     let names = names_on_server(&emu);
@@ -547,9 +464,10 @@ fn json_output_is_one_result_document() {
     });
     let p = Project::new();
     p.task("a").task("b");
-    let out = p.apply(&srv.url, &["--format", "json"]);
-    assert_eq!(out.code, Some(1));
-    let v: Value = serde_json::from_str(&out.stdout).expect("one JSON document on stdout");
+    let v = p
+        .apply(&srv.url, &["--format", "json"])
+        .fails_with(1)
+        .json();
     assert_eq!(v["format_version"], "1");
     assert_eq!(v["summary"]["created"], 1);
     assert_eq!(v["summary"]["failed"], 1);
@@ -591,9 +509,9 @@ fn sigterm_records_what_was_in_flight() {
     ]);
     assert!(wait_until(Duration::from_secs(10), || emu.creates() >= 2));
     sigterm(&child);
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Apply interrupted"));
+    Output::from(child.wait_with_output().unwrap())
+        .fails_with(130)
+        .stdout_has("Apply interrupted");
     std::thread::sleep(Duration::from_millis(500));
     let state = p.state();
     let recorded = state["tasks"].as_object().unwrap().len();

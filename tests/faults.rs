@@ -29,8 +29,8 @@ fn dropped_connections_leave_tasks_in_doubt_never_duplicated() {
     let emu = Emu::start(&["--drop-rate", "0.3", "--seed", "11", "--rate-limit", "0"]);
     let p = Project::new();
     p.tasks(30);
-    let out = p.apply(&emu.url, &["--max-rate", "0"]);
-    assert_eq!(out.code, Some(1), "drops make tasks in doubt");
+    // Drops make tasks in doubt.
+    p.apply(&emu.url, &["--max-rate", "0"]).fails_with(1);
     let plan = check_invariants(&p, &emu);
     let dropped = emu
         .requests()
@@ -84,8 +84,8 @@ fn the_server_killed_and_restarted_mid_apply() {
     let emu = Emu::start(&["--data", &data_arg, "--rate-limit", "0"]);
     // Restarted on a new port: the running apply sees the old one refuse connections.
 
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "the rest failed or is in doubt");
+    // The rest failed or is in doubt.
+    Output::from(child.wait_with_output().unwrap()).fails_with(1);
     let plan = check_invariants(&p, &emu);
     assert!(plan["summary"]["unchanged"].as_u64().unwrap() >= 10);
     // Finishing against the restarted server creates the rest, once.
@@ -145,8 +145,9 @@ fn a_full_disk_loses_no_task_id() {
         .env("NO_COLOR", "1")
         .output()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let out = Output::from(out);
+    out.fails_with(1);
+    let stderr = &out.stderr;
     assert!(
         stderr.contains("File too large") || stderr.contains("cannot write"),
         "{stderr}"

@@ -6,21 +6,6 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-fn assert_refused(out: &Output, needle: &str) {
-    assert_eq!(
-        out.code,
-        Some(1),
-        "stdout: {}\nstderr: {}",
-        out.stdout,
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains(needle),
-        "expected {needle:?} in:\n{}",
-        out.stderr
-    );
-}
-
 #[test]
 fn yaml_bombs_deep_nesting_and_huge_files_end_in_bounded_errors() {
     let p = Project::new();
@@ -52,22 +37,12 @@ fn yaml_bombs_deep_nesting_and_huge_files_end_in_bounded_errors() {
         "took {:?}",
         started.elapsed()
     );
-    assert_refused(
-        &out,
-        "tasks/huge.yaml: file is 104857600 bytes, over the 16777216 byte limit",
-    );
-    assert!(out.stderr.contains("tasks/bomb.yaml:"), "{}", out.stderr);
-    assert!(out.stderr.contains("tasks/deep.yaml:1:"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("tasks/deep-map.yaml:"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("recursion limit exceeded"),
-        "{}",
-        out.stderr
-    );
+    out.fails_with(1)
+        .stderr_has("tasks/huge.yaml: file is 104857600 bytes, over the 16777216 byte limit")
+        .stderr_has("tasks/bomb.yaml:")
+        .stderr_has("tasks/deep.yaml:1:")
+        .stderr_has("tasks/deep-map.yaml:")
+        .stderr_has("recursion limit exceeded");
 }
 
 #[test]
@@ -77,8 +52,9 @@ fn non_utf8_and_nul_bytes_are_errors_with_positions() {
     std::fs::write(p.path("tasks/latin1.yaml"), b"name: caf\xe9\n").unwrap();
     std::fs::write(p.path("tasks/nul.yaml"), b"name: a\x00b\n").unwrap();
     let out = p.run(&["validate", "tasks"], &[]);
-    assert_refused(&out, "tasks/latin1.yaml:1:10: file is not valid UTF-8");
-    assert!(out.stderr.contains("tasks/nul.yaml:1:"), "{}", out.stderr);
+    out.fails_with(1)
+        .stderr_has("tasks/latin1.yaml:1:10: file is not valid UTF-8")
+        .stderr_has("tasks/nul.yaml:1:");
 }
 
 #[test]
@@ -94,13 +70,13 @@ fn a_folder_of_100000_files_loads_in_bounded_time() {
     p.task("real");
     let started = Instant::now();
     let out = p.run(&["plan", "tasks", "--format", "json"], &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.succeeds();
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "took {:?}",
         started.elapsed()
     );
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let v = out.json();
     assert_eq!(v["summary"]["create"], 1);
 }
 
@@ -124,7 +100,7 @@ fn broken_state_and_journal_files_send_nothing() {
         }
         let before = std::fs::read(p.path("state/taskform.json")).unwrap();
         let out = p.apply(&srv.url, &[]);
-        assert_refused(&out, needle);
+        out.fails_with(1).stderr_has(needle);
         assert!(
             out.stderr.contains("state/taskform.json"),
             "{what}: names the file: {}",
@@ -135,7 +111,9 @@ fn broken_state_and_journal_files_send_nothing() {
             before,
             "{what}: the state is unchanged"
         );
-        assert_refused(&p.run(&["plan", "tasks"], &[]), needle);
+        p.run(&["plan", "tasks"], &[])
+            .fails_with(1)
+            .stderr_has(needle);
     }
     assert_eq!(srv.requests().len(), 0, "nothing reached the server");
 }
@@ -152,15 +130,11 @@ fn a_torn_journal_tail_is_recovered() {
         "state/taskform.json.journal",
         "{\"open\":{\"lineage\":\"l\",\"base_serial\":1,\"at\":\"t\"}}\n{\"intent\":{\"name\":\"a\",\"hash\":\"sha256:1\",\"file\":\"a.yaml\",\"at\":\"t\"}}\n{\"created\":{\"name\":\"a\",\"hash\":\"sha256:1\",\"task_id\":\"T",
     );
-    let out = p.run(&["plan", "tasks", "--format", "json"], &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("ignoring the journal's last record, cut short by a crash"),
-        "{}",
-        out.stderr
-    );
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let v = p
+        .run(&["plan", "tasks", "--format", "json"], &[])
+        .succeeds()
+        .stderr_has("ignoring the journal's last record, cut short by a crash")
+        .json();
     assert_eq!(
         v["tasks"][0]["action"], "in_doubt",
         "the intent without an answer is in doubt"

@@ -23,18 +23,13 @@ fn a_create_that_did_happen_is_adopted_not_repeated() {
     p.task("a").task("b");
     {
         let emu = Emu::start(&["--data", data, "--drop-rate", "1"]);
-        assert_eq!(p.apply(&emu.url, &[]).code, Some(1));
+        p.apply(&emu.url, &[]).fails_with(1);
         assert_eq!(p.plan_json()["summary"]["in_doubt"], 2);
     }
     let emu = Emu::start(&["--data", data]);
-    let out = p.apply(&emu.url, &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("found on the server with the content sent; recorded"),
-        "{}",
-        out.stderr
-    );
+    p.apply(&emu.url, &[])
+        .succeeds()
+        .stderr_has("found on the server with the content sent; recorded");
     assert_eq!(emu.creates(), 0, "nothing created again");
     let state = p.state();
     assert!(state.get("in_doubt").is_none());
@@ -80,15 +75,10 @@ fn a_create_that_did_not_happen_is_sent_again() {
     let (srv, _) = server(|_| search_result(vec![json!({"id": "X", "name": "a-longer-name"})]));
     let p = Project::new();
     p.task("a");
-    assert_eq!(p.apply(&srv.url, &["--timeout", "0.5"]).code, Some(1));
-    let out = p.apply(&srv.url, &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("no task of that name on the server; it will be created"),
-        "{}",
-        out.stderr
-    );
+    p.apply(&srv.url, &["--timeout", "0.5"]).fails_with(1);
+    p.apply(&srv.url, &[])
+        .succeeds()
+        .stderr_has("no task of that name on the server; it will be created");
     assert_eq!(creates(&srv), 2);
     assert!(p.state().get("in_doubt").is_none());
 }
@@ -105,10 +95,10 @@ fn several_remote_tasks_leave_it_in_doubt_with_their_ids() {
     });
     let p = Project::new();
     p.task("a");
-    assert_eq!(p.apply(&srv.url, &["--timeout", "0.5"]).code, Some(1));
-    let out = p.apply(&srv.url, &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("the service has 2 task(s) of that name (ID-ONE, ID-TWO), 2 with the content that was sent"), "{}", out.stderr);
+    p.apply(&srv.url, &["--timeout", "0.5"]).fails_with(1);
+    p.apply(&srv.url, &[]).fails_with(1).stderr_has(
+        "the service has 2 task(s) of that name (ID-ONE, ID-TWO), 2 with the content that was sent",
+    );
     assert_eq!(creates(&srv), 1);
     assert_eq!(p.plan_json()["tasks"][0]["action"], "in_doubt");
 }
@@ -124,9 +114,8 @@ fn exactly_one_echoed_task_is_adopted_even_with_extra_fields() {
     });
     let p = Project::new();
     p.task("a");
-    assert_eq!(p.apply(&srv.url, &["--timeout", "0.5"]).code, Some(1));
-    let out = p.apply(&srv.url, &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&srv.url, &["--timeout", "0.5"]).fails_with(1);
+    p.apply(&srv.url, &[]).succeeds();
     assert_eq!(p.state()["tasks"]["a"]["task_id"], "ID-ONE");
     assert_eq!(creates(&srv), 1);
 }
@@ -164,19 +153,14 @@ fn update_in_place_keeps_the_task_id() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a");
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     let id = id_of(&p.state(), "a");
     p.write("tasks/a.yaml", &manifest("a", 20));
 
-    let out = p.run(&["plan", "tasks", "--on-change", "update"], &[]);
-    assert!(out.stdout.contains("~ a  update"), "{}", out.stdout);
-    assert!(
-        out.stdout
-            .contains("~ schedule_config.max_time_out: 10 -> 20"),
-        "{}",
-        out.stdout
-    );
-    assert!(out.stdout.contains("1 to update"), "{}", out.stdout);
+    p.run(&["plan", "tasks", "--on-change", "update"], &[])
+        .stdout_has("~ a  update")
+        .stdout_has("~ schedule_config.max_time_out: 10 -> 20")
+        .stdout_has("1 to update");
 
     let before = emu.requests().len();
     // The setting in taskform.yaml, not a flag.
@@ -184,9 +168,7 @@ fn update_in_place_keeps_the_task_id() {
         "tasks/taskform.yaml",
         &format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\non_change: update\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"),
     );
-    let out = p.apply(&emu.url, &["--format", "json"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let v = p.apply(&emu.url, &["--format", "json"]).succeeds().json();
     assert_eq!(v["summary"]["updated"], 1);
     assert_eq!(v["tasks"][0]["outcome"], "updated");
     assert_eq!(writes(&emu, before), vec![format!("PUT /{id} 200")]);
@@ -207,7 +189,7 @@ fn a_scheduled_task_is_stopped_around_update_and_delete() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.write("tasks/a.yaml", &cron("a", 10));
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     let id = id_of(&p.state(), "a");
     assert_eq!(
         emu.tasks()[0]["schedule_config"]["enabled"],
@@ -217,8 +199,7 @@ fn a_scheduled_task_is_stopped_around_update_and_delete() {
 
     p.write("tasks/a.yaml", &cron("a", 30));
     let before = emu.requests().len();
-    let out = p.apply(&emu.url, &["--on-change", "update"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&emu.url, &["--on-change", "update"]).succeeds();
     assert_eq!(
         writes(&emu, before),
         vec![
@@ -232,18 +213,12 @@ fn a_scheduled_task_is_stopped_around_update_and_delete() {
     assert_eq!(t["schedule_config"]["max_time_out"], 30);
     assert_eq!(t["schedule_config"]["enabled"], 3, "scheduled again");
     // Refreshing reads `enabled: 3` back as the 1 that was sent: no drift.
-    let out = p.online(&["refresh", "tasks"], &emu.url);
-    assert!(
-        out.stdout.contains("no drift"),
-        "{}{}",
-        out.stdout,
-        out.stderr
-    );
+    p.online(&["refresh", "tasks"], &emu.url)
+        .stdout_has("no drift");
 
     std::fs::remove_file(p.path("tasks/a.yaml")).unwrap();
     let before = emu.requests().len();
-    let out = p.apply(&emu.url, &["--prune", "--force-prune"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&emu.url, &["--prune", "--force-prune"]).succeeds();
     assert_eq!(
         writes(&emu, before),
         vec![
@@ -261,12 +236,12 @@ fn prune_deletes_exactly_orphans_and_superseded_tasks() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a").task("b").task("c");
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     let old = p.state();
     p.write("tasks/a.yaml", &manifest("a", 20));
     std::fs::remove_file(p.path("tasks/c.yaml")).unwrap();
     // Without --prune: a replace, an orphan, nothing deleted.
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     assert_eq!(emu.tasks().len(), 4);
     let state = p.state();
     assert_eq!(
@@ -281,12 +256,11 @@ fn prune_deletes_exactly_orphans_and_superseded_tasks() {
         "deletes first:\n{}",
         out.stdout
     );
-    assert!(out.stdout.contains("superseded by task"), "{}", out.stdout);
-    assert!(out.stdout.contains("2 to delete"), "{}", out.stdout);
+    out.stdout_has("superseded by task")
+        .stdout_has("2 to delete");
 
     let before = emu.requests().len();
-    let out = p.apply(&emu.url, &["--prune"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&emu.url, &["--prune"]).succeeds();
     let mut deleted = writes(&emu, before);
     deleted.sort();
     let mut expected = vec![
@@ -316,15 +290,15 @@ fn prune_deletes_exactly_orphans_and_superseded_tasks() {
     );
     // A task already deleted on the server counts as deleted.
     p.write("tasks/a.yaml", &manifest("a", 30));
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     let superseded = p.state()["tasks"]["a"]["superseded"][0]["task_id"]
         .as_str()
         .unwrap()
         .to_string();
     assert_eq!(emu.call("DELETE", &format!("/{superseded}"), "").0, 200);
-    let out = p.apply(&emu.url, &["--prune"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stderr.contains("already gone"), "{}", out.stderr);
+    p.apply(&emu.url, &["--prune"])
+        .succeeds()
+        .stderr_has("already gone");
     assert!(p.state()["tasks"]["a"].get("superseded").is_none());
 }
 
@@ -333,42 +307,27 @@ fn the_delete_guard_refuses_mass_deletes_unless_forced() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a").task("b").task("c");
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
     std::fs::remove_file(p.path("tasks/c.yaml")).unwrap();
     let before = emu.requests().len();
-    let out = p.apply(&emu.url, &["--prune", "--max-deletes", "1"]);
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(
-        out.stderr.contains(
-            "refusing to prune: the plan deletes 2 remote tasks, more than --max-deletes 1"
-        ),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("- b (task "), "{}", out.stderr);
+    p.apply(&emu.url, &["--prune", "--max-deletes", "1"])
+        .fails_with(1)
+        .stderr_has("refusing to prune: the plan deletes 2 remote tasks, more than --max-deletes 1")
+        .stderr_has("- b (task ");
     assert_eq!(writes(&emu, before), Vec::<String>::new(), "nothing sent");
     // `plan` shows the plan and warns.
-    let out = p.run(&["plan", "tasks", "--prune", "--max-deletes", "1"], &[]);
-    assert_eq!(out.code, Some(0));
-    assert!(
-        out.stderr.contains("apply would refuse this plan"),
-        "{}",
-        out.stderr
-    );
+    p.run(&["plan", "tasks", "--prune", "--max-deletes", "1"], &[])
+        .succeeds()
+        .stderr_has("apply would refuse this plan");
 
     // Every recorded task (an emptied folder) is refused even under the limit.
     std::fs::remove_file(p.path("tasks/a.yaml")).unwrap();
-    let out = p.apply(&emu.url, &["--prune"]);
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("every task the state records (3)"),
-        "{}",
-        out.stderr
-    );
+    p.apply(&emu.url, &["--prune"])
+        .fails_with(1)
+        .stderr_has("every task the state records (3)");
     assert_eq!(emu.tasks().len(), 3);
-    let out = p.apply(&emu.url, &["--prune", "--force-prune"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&emu.url, &["--prune", "--force-prune"]).succeeds();
     assert!(emu.tasks().is_empty());
     assert_eq!(p.state()["tasks"], json!({}));
 }
@@ -378,16 +337,17 @@ fn existing_remote_tasks_are_adopted_not_duplicated() {
     let emu = Emu::start(&[]);
     let first = Project::new();
     first.task("a").task("b");
-    assert_eq!(first.apply(&emu.url, &[]).code, Some(0));
+    first.apply(&emu.url, &[]).succeeds();
     let ids = first.state();
 
     // Another checkout with no state: a is the same, b changed, c new.
     let p = Project::new();
     p.task("a").task("c");
     p.write("tasks/b.yaml", &manifest("b", 20));
-    let out = p.online(&["plan", "tasks", "--adopt", "--format", "json"], &emu.url);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let plan: Value = serde_json::from_str(&out.stdout).unwrap();
+    let plan = p
+        .online(&["plan", "tasks", "--adopt", "--format", "json"], &emu.url)
+        .succeeds()
+        .json();
     let actions: Vec<(&str, &str)> = plan["tasks"]
         .as_array()
         .unwrap()
@@ -403,31 +363,21 @@ fn existing_remote_tasks_are_adopted_not_duplicated() {
         "plan writes no state"
     );
 
-    let out = p.online(&["import", "tasks"], &emu.url);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout.contains(&format!(
+    p.online(&["import", "tasks"], &emu.url)
+        .succeeds()
+        .stdout_has(&format!(
             "imported a: task {} (same content)",
             id_of(&ids, "a")
-        )),
-        "{}",
-        out.stdout
-    );
-    assert!(out.stdout.contains("imported b"), "{}", out.stdout);
-    assert!(out.stdout.contains("1 not on the server"), "{}", out.stdout);
+        ))
+        .stdout_has("imported b")
+        .stdout_has("1 not on the server");
     let state = p.state();
     assert_eq!(id_of(&state, "a"), id_of(&ids, "a"));
     assert_eq!(id_of(&state, "b"), id_of(&ids, "b"));
-    let out = p.run(&["plan", "tasks", "--on-change", "update"], &[]);
-    assert!(
-        out.stdout
-            .contains("~ schedule_config.max_time_out: 10 -> 20"),
-        "{}",
-        out.stdout
-    );
+    p.run(&["plan", "tasks", "--on-change", "update"], &[])
+        .stdout_has("~ schedule_config.max_time_out: 10 -> 20");
     let creates = emu.creates();
-    let out = p.apply(&emu.url, &["--on-change", "update"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&emu.url, &["--on-change", "update"]).succeeds();
     assert_eq!(emu.creates(), creates + 1, "only c is created");
     assert_eq!(emu.tasks().len(), 3);
 
@@ -441,18 +391,13 @@ fn existing_remote_tasks_are_adopted_not_duplicated() {
     let (s2, b2) = emu.call("POST", "/create", &body(2));
     assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
     let out = q.online(&["import", "tasks"], &emu.url);
-    assert_eq!(out.code, Some(1));
+    out.fails_with(1);
     let id1 = serde_json::from_str::<Value>(&b1).unwrap()["task_id"]
         .as_str()
         .unwrap()
         .to_string();
-    assert!(
-        out.stderr
-            .contains("several remote tasks share a manifest's name")
-            && out.stderr.contains(&id1),
-        "{}",
-        out.stderr
-    );
+    out.stderr_has("several remote tasks share a manifest's name")
+        .stderr_has(&id1);
     assert!(!q.path("state/taskform.json").exists());
 }
 
@@ -461,7 +406,7 @@ fn refresh_finds_tasks_deleted_or_changed_outside_taskform() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a").task("b").task("c");
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     let state = p.state();
     let (a, b) = (id_of(&state, "a"), id_of(&state, "b"));
     // An operator deletes a and changes b in the console; c is untouched.
@@ -474,59 +419,31 @@ fn refresh_finds_tasks_deleted_or_changed_outside_taskform() {
         200
     );
 
-    assert!(
-        !p.run(&["plan", "tasks"], &[]).stdout.contains("create"),
-        "offline plan sees no drift"
-    );
-    let out = p.online(&["plan", "tasks", "--refresh"], &emu.url);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stdout.contains("+ a  create"), "{}", out.stdout);
-    assert!(
-        out.stdout.contains(&format!(
+    // Offline, plan sees no drift.
+    p.run(&["plan", "tasks"], &[]).stdout_lacks("create");
+    p.online(&["plan", "tasks", "--refresh"], &emu.url)
+        .succeeds()
+        .stdout_has("+ a  create")
+        .stdout_has(&format!(
             "drift: task {a} was deleted on the server outside taskform"
-        )),
-        "{}",
-        out.stdout
-    );
-    assert!(out.stdout.contains("~ b  replace"), "{}", out.stdout);
-    assert!(
-        out.stdout.contains(&format!(
+        ))
+        .stdout_has("~ b  replace")
+        .stdout_has(&format!(
             "drift: task {b} was changed on the server outside taskform"
-        )),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains("~ schedule_config.max_time_out: 99 -> 10"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        !out.stdout.contains("description"),
-        "fields taskform did not send are not drift:\n{}",
-        out.stdout
-    );
+        ))
+        .stdout_has("~ schedule_config.max_time_out: 99 -> 10")
+        // Fields taskform did not send are not drift.
+        .stdout_lacks("description");
     assert_eq!(p.state(), state, "plan --refresh writes no state");
 
-    let out = p.online(&["refresh", "tasks"], &emu.url);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout
-            .contains(&format!("deleted outside taskform: a (task {a})")),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains(&format!("changed outside taskform: b (task {b})")),
-        "{}",
-        out.stdout
-    );
+    p.online(&["refresh", "tasks"], &emu.url)
+        .succeeds()
+        .stdout_has(&format!("deleted outside taskform: a (task {a})"))
+        .stdout_has(&format!("changed outside taskform: b (task {b})"));
     assert!(p.state()["tasks"].get("a").is_none());
 
-    let out = p.apply(&emu.url, &["--on-change", "update", "--refresh"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&emu.url, &["--on-change", "update", "--refresh"])
+        .succeeds();
     let tasks = emu.tasks();
     assert_eq!(tasks.len(), 3);
     assert_eq!(
@@ -541,23 +458,18 @@ fn a_create_only_endpoint_falls_back_with_warnings() {
     let emu = Emu::start(&["--create-only"]);
     let p = Project::new();
     p.task("a").task("b");
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     let first = id_of(&p.state(), "a");
     p.write("tasks/a.yaml", &manifest("a", 20));
     std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
-    let out = p.apply(
+    p.apply(
         &emu.url,
         &["--on-change", "update", "--prune", "--refresh", "--adopt"],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stderr.contains("offers no show"), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("offers no update; replacing the task instead"),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("offers no delete"), "{}", out.stderr);
+    )
+    .succeeds()
+    .stderr_has("offers no show")
+    .stderr_has("offers no update; replacing the task instead")
+    .stderr_has("offers no delete");
     let state = p.state();
     assert_ne!(id_of(&state, "a"), first, "replaced");
     assert_eq!(
@@ -570,9 +482,9 @@ fn a_create_only_endpoint_falls_back_with_warnings() {
     );
     assert_eq!(emu.tasks().len(), 3);
     p.task("c");
-    let out = p.online(&["import", "tasks"], &emu.url);
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("offers no search"), "{}", out.stderr);
+    p.online(&["import", "tasks"], &emu.url)
+        .fails_with(1)
+        .stderr_has("offers no search");
 }
 
 #[test]
@@ -586,12 +498,13 @@ fn an_update_whose_answer_was_lost_is_sent_again() {
     });
     let p = Project::new();
     p.task("a");
-    assert_eq!(p.apply(&srv.url, &[]).code, Some(0));
+    p.apply(&srv.url, &[]).succeeds();
     let id = id_of(&p.state(), "a");
     p.write("tasks/a.yaml", &manifest("a", 20));
-    let out = p.apply(&srv.url, &["--on-change", "update", "--format", "json"]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let v = p
+        .apply(&srv.url, &["--on-change", "update", "--format", "json"])
+        .succeeds()
+        .json();
     assert_eq!(v["tasks"][0]["outcome"], "updated");
     assert_eq!(v["tasks"][0]["attempts"], 2);
     let puts: Vec<String> = srv
@@ -615,18 +528,17 @@ fn a_saved_plan_prunes_as_it_was_made_and_the_guard_still_applies() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a").task("b").task("c");
-    assert_eq!(p.apply(&emu.url, &[]).code, Some(0));
+    p.apply(&emu.url, &[]).succeeds();
     std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
     std::fs::remove_file(p.path("tasks/c.yaml")).unwrap();
-    let out = p.run(&["plan", "tasks", "--prune", "--out", "plan.json"], &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let out = p.apply_file("plan.json", &emu.url, &["--max-deletes", "1"]);
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(out.stderr.contains("refusing to prune"), "{}", out.stderr);
+    p.run(&["plan", "tasks", "--prune", "--out", "plan.json"], &[])
+        .succeeds();
+    p.apply_file("plan.json", &emu.url, &["--max-deletes", "1"])
+        .fails_with(1)
+        .stderr_has("refusing to prune");
     assert_eq!(emu.tasks().len(), 3);
     // No --prune here: the plan file says it.
-    let out = p.apply_file("plan.json", &emu.url, &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply_file("plan.json", &emu.url, &[]).succeeds();
     assert_eq!(emu.tasks().len(), 1);
     assert_eq!(
         p.state()["tasks"]
@@ -657,45 +569,27 @@ fn garbage_from_search_show_update_and_delete_is_an_error_never_a_panic() {
     });
     let p = Project::new();
     p.task("a").task("b");
-    assert_eq!(p.apply(&srv.url, &[]).code, Some(0));
+    p.apply(&srv.url, &[]).succeeds();
     std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
     p.task("c");
 
-    let out = p.apply(&srv.url, &["--refresh"]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("show answered something that is not a task"),
-        "{}",
-        out.stderr
-    );
-    let out = p.apply(&srv.url, &["--adopt"]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("search answered something that is not a search result"),
-        "{}",
-        out.stderr
-    );
+    p.apply(&srv.url, &["--refresh"])
+        .fails_with(1)
+        .stderr_has("show answered something that is not a task");
+    p.apply(&srv.url, &["--adopt"])
+        .fails_with(1)
+        .stderr_has("search answered something that is not a search result");
 
     p.write("tasks/a.yaml", &manifest("a", 20));
-    let out = p.apply(
+    p.apply(
         &srv.url,
         &["--on-change", "update", "--prune", "--max-attempts", "2"],
-    );
-    assert_eq!(out.code, Some(1), "{}", out.stderr);
-    assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("failed (update): a (a.yaml): HTTP 400 DLG.0003: The parameter task_config must be a Object."),
-        "{}",
-        out.stderr
-    );
-    assert!(out.stderr.contains("failed (delete): b"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("gave up after 2 attempts"),
-        "{}",
-        out.stderr
-    );
+    )
+    .fails_with(1)
+    .stderr_lacks("panicked")
+    .stderr_has("failed (update): a (a.yaml): HTTP 400 DLG.0003: The parameter task_config must be a Object.")
+    .stderr_has("failed (delete): b")
+    .stderr_has("gave up after 2 attempts");
     let deletes = srv
         .requests()
         .iter()
@@ -716,17 +610,16 @@ fn a_saved_plan_made_with_adopt_records_the_adopted_tasks_when_applied() {
     let emu = Emu::start(&[]);
     let first = Project::new();
     first.task("a");
-    assert_eq!(first.apply(&emu.url, &[]).code, Some(0));
+    first.apply(&emu.url, &[]).succeeds();
     let p = Project::new();
     p.task("a").task("b");
-    let out = p.online(
+    p.online(
         &["plan", "tasks", "--adopt", "--out", "plan.json"],
         &emu.url,
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(out.stdout.contains("a  unchanged"), "{}", out.stdout);
-    let out = p.apply_file("plan.json", &emu.url, &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    )
+    .succeeds()
+    .stdout_has("a  unchanged");
+    p.apply_file("plan.json", &emu.url, &[]).succeeds();
     assert_eq!(emu.creates(), 2, "only b was created");
     let state = p.state();
     assert_eq!(id_of(&state, "a"), id_of(&first.state(), "a"));
@@ -739,18 +632,13 @@ fn many_manifests_are_adopted_from_one_listing() {
     let emu = Emu::start(&["--rate-limit", "0"]);
     let first = Project::new();
     first.tasks(150);
-    assert_eq!(first.apply(&emu.url, &["--max-rate", "0"]).code, Some(0));
+    first.apply(&emu.url, &["--max-rate", "0"]).succeeds();
     let p = Project::new();
     p.tasks(160);
     let before = emu.requests().len();
-    let out = p.online(&["import", "tasks"], &emu.url);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout
-            .contains("Import complete: 150 imported, 10 not on the server"),
-        "{}",
-        out.stdout
-    );
+    p.online(&["import", "tasks"], &emu.url)
+        .succeeds()
+        .stdout_has("Import complete: 150 imported, 10 not on the server");
     let searches = emu.calls()[before..]
         .iter()
         .filter(|c| c.contains("/search"))

@@ -14,16 +14,9 @@ fn validate_accepts_the_examples() {
         ])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "5 tasks in 4 files are valid.\n"
-    );
+    Output::from(out)
+        .succeeds()
+        .stdout_is("5 tasks in 4 files are valid.\n");
 }
 
 #[test]
@@ -43,24 +36,17 @@ fn validate_reports_every_problem_with_its_position() {
         "tasks/typo.yaml",
         &manifest("typo", 1).replace("data_source_type", "data_sorce_type"),
     );
-    let out = p.run(&["validate", "tasks"], &[]);
-    assert_eq!(out.code, Some(1));
-    assert_eq!(out.stdout, "");
-    let e = &out.stderr;
-    assert!(e.contains("error: tasks/bad.yaml:5:17: `schedule_config.max_time_out` must be a 32-bit integer, found a string"), "{e}");
-    assert!(e.contains("error: tasks/bad.yaml:7:9: `dir_id` must be a string, found an integer\n  hint: YAML reads the unquoted `0` as an integer; quote it to send a string: dir_id: \"0\""), "{e}");
-    assert!(e.contains("error: tasks/dup1.yaml:1:7: duplicate task name `same`, also defined at tasks/dup2.yaml:2:7"), "{e}");
-    assert!(e.contains("error: tasks/dup2.yaml:2:7: duplicate task name `same`, also defined at tasks/dup1.yaml:1:7"), "{e}");
-    assert!(e.contains("error: tasks/typo.yaml:2:1: unknown field `data_sorce_type`\n  hint: did you mean `data_source_type`?"), "{e}");
-    assert!(
-        e.contains("error: tasks/typo.yaml:1:1: missing mandatory field `data_source_type`"),
-        "{e}"
-    );
-    assert!(e.contains("error: tasks/sub/broken.yml:2:"), "{e}");
-    assert!(
-        e.contains("7 problems in 5 files; nothing was planned or sent"),
-        "{e}"
-    );
+    p.run(&["validate", "tasks"], &[])
+        .fails_with(1)
+        .stdout_is("")
+        .stderr_has("error: tasks/bad.yaml:5:17: `schedule_config.max_time_out` must be a 32-bit integer, found a string")
+        .stderr_has("error: tasks/bad.yaml:7:9: `dir_id` must be a string, found an integer\n  hint: YAML reads the unquoted `0` as an integer; quote it to send a string: dir_id: \"0\"")
+        .stderr_has("error: tasks/dup1.yaml:1:7: duplicate task name `same`, also defined at tasks/dup2.yaml:2:7")
+        .stderr_has("error: tasks/dup2.yaml:2:7: duplicate task name `same`, also defined at tasks/dup1.yaml:1:7")
+        .stderr_has("error: tasks/typo.yaml:2:1: unknown field `data_sorce_type`\n  hint: did you mean `data_source_type`?")
+        .stderr_has("error: tasks/typo.yaml:1:1: missing mandatory field `data_source_type`")
+        .stderr_has("error: tasks/sub/broken.yml:2:")
+        .stderr_has("7 problems in 5 files; nothing was planned or sent");
 }
 
 #[test]
@@ -68,9 +54,9 @@ fn fields_from_defaults_are_reported_in_the_settings_file() {
     let p = Project::new();
     p.write("tasks/taskform.yaml", &format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\ndefaults:\n  user_id: 7\n  dir_id: \"0\"\n"));
     p.task("a");
-    let out = p.run(&["validate", "tasks"], &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("error: tasks/taskform.yaml:4:12: `user_id` must be a string, found an integer (from `defaults`, merged into the task in tasks/a.yaml)"), "{}", out.stderr);
+    p.run(&["validate", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("error: tasks/taskform.yaml:4:12: `user_id` must be a string, found an integer (from `defaults`, merged into the task in tasks/a.yaml)");
 }
 
 #[test]
@@ -80,27 +66,24 @@ fn interpolation_uses_the_environment_and_names_missing_variables() {
         "tasks/a.yaml",
         &manifest("a", 1).replace("dli_test", "${CONN}-$${LITERAL}"),
     );
-    let out = p.run(&["plan", "--format", "json", "tasks"], &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("error: tasks/a.yaml:7:25: environment variable `CONN` is not set"),
-        "{}",
-        out.stderr
-    );
-    let out = p.run(
-        &["plan", "--format", "json", "tasks"],
-        &[("CONN", "dli_prod")],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let h1 =
-        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["tasks"][0]["hash"].clone();
-    let out = p.run(
-        &["plan", "--format", "json", "tasks"],
-        &[("CONN", "dli_other")],
-    );
-    let h2 =
-        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["tasks"][0]["hash"].clone();
+    p.run(&["plan", "--format", "json", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("error: tasks/a.yaml:7:25: environment variable `CONN` is not set");
+    let h1 = p
+        .run(
+            &["plan", "--format", "json", "tasks"],
+            &[("CONN", "dli_prod")],
+        )
+        .succeeds()
+        .json()["tasks"][0]["hash"]
+        .clone();
+    let h2 = p
+        .run(
+            &["plan", "--format", "json", "tasks"],
+            &[("CONN", "dli_other")],
+        )
+        .json()["tasks"][0]["hash"]
+        .clone();
     assert_ne!(h1, h2, "the interpolated value is part of the hash");
 }
 
@@ -108,12 +91,13 @@ fn interpolation_uses_the_environment_and_names_missing_variables() {
 fn plan_json_schema_and_detailed_exit_codes() {
     let p = Project::new();
     p.task("b").task("a");
-    let out = p.run(
-        &["plan", "--format", "json", "--detailed-exitcode", "tasks"],
-        &[],
-    );
-    assert_eq!(out.code, Some(2), "{}", out.stderr);
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let v = p
+        .run(
+            &["plan", "--format", "json", "--detailed-exitcode", "tasks"],
+            &[],
+        )
+        .fails_with(2)
+        .json();
     assert_eq!(v["format_version"], "1");
     assert_eq!(
         v["summary"],
@@ -142,12 +126,13 @@ fn plan_json_schema_and_detailed_exit_codes() {
         json!({"task_id": "id-gone", "hash": "sha256:00"}),
     );
     p.write("state/taskform.json", &json!({"version": 1, "serial": 3, "lineage": "l", "target": {"project_id": PROJECT, "workspace": WORKSPACE}, "tasks": recorded}).to_string());
-    let out = p.run(
-        &["plan", "--format", "json", "--detailed-exitcode", "tasks"],
-        &[],
-    );
-    assert_eq!(out.code, Some(2));
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let v = p
+        .run(
+            &["plan", "--format", "json", "--detailed-exitcode", "tasks"],
+            &[],
+        )
+        .fails_with(2)
+        .json();
     assert_eq!(v["summary"]["orphan"], 1);
     assert_eq!(v["tasks"][2]["name"], "gone");
     assert_eq!(v["tasks"][2]["hash"], json!(null));
@@ -169,21 +154,16 @@ fn plan_json_schema_and_detailed_exit_codes() {
     s["tasks"].as_object_mut().unwrap().remove("b");
     p.write("state/taskform.json", &s.to_string());
     let out = p.run(&["plan", "--detailed-exitcode", "tasks"], &[]);
-    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    out.succeeds();
     assert!(
         out.stdout.ends_with("No changes. 2 tasks up to date.\n"),
         "{}",
         out.stdout
     );
 
-    let out = p.run(&["plan", "--detailed-exitcode", "missing-dir"], &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("cannot read manifest folder missing-dir"),
-        "{}",
-        out.stderr
-    );
+    p.run(&["plan", "--detailed-exitcode", "missing-dir"], &[])
+        .fails_with(1)
+        .stderr_has("cannot read manifest folder missing-dir");
 }
 
 #[test]
@@ -213,48 +193,20 @@ fn replace_shows_the_changed_fields() {
         "tasks/a.yaml",
         &manifest("a", 20).replace("[db1]", "[db1, db2]"),
     );
-    let out = p.run(&["plan", "tasks"], &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stdout.contains("~ a  replace    a.yaml  task T1"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains("~ schedule_config.max_time_out: 10 -> 20"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains("~ task_config.databaseName: [\"db1\"] -> [\"db1\",\"db2\"]"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains("the previous remote task T1 is recorded as superseded (deleted by --prune)"),
-        "{}",
-        out.stdout
-    );
-    assert!(
-        out.stdout
-            .contains("Plan: 0 to create, 1 to replace, 0 unchanged, 0 orphaned, 0 in doubt."),
-        "{}",
-        out.stdout
-    );
-    assert!(!out.stdout.contains('\x1b'), "no colour without a terminal");
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("~ a  replace    a.yaml  task T1")
+        .stdout_has("~ schedule_config.max_time_out: 10 -> 20")
+        .stdout_has("~ task_config.databaseName: [\"db1\"] -> [\"db1\",\"db2\"]")
+        .stdout_has("the previous remote task T1 is recorded as superseded (deleted by --prune)")
+        .stdout_has("Plan: 0 to create, 1 to replace, 0 unchanged, 0 orphaned, 0 in doubt.")
+        // No colour without a terminal.
+        .stdout_lacks("\x1b");
 
     // A hand-repaired state without bodies still plans, and says why no diff is shown.
     p.write("state/taskform.json", &json!({"version": 1, "serial": 1, "lineage": "l", "tasks": {"a": {"task_id": "T1", "hash": "sha256:old"}}}).to_string());
-    let out = p.run(&["plan", "tasks"], &[]);
-    assert!(
-        out.stdout
-            .contains("previously applied body is not in the state"),
-        "{}",
-        out.stdout
-    );
+    p.run(&["plan", "tasks"], &[])
+        .stdout_has("previously applied body is not in the state");
 }
 
 #[test]
@@ -262,48 +214,25 @@ fn unusable_state_files_are_errors_that_name_the_file() {
     let p = Project::new();
     p.task("a");
     p.write("state/taskform.json", "{\"version\": 1, \"tasks\": {");
-    let out = p.run(&["plan", "tasks"], &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("state file state/taskform.json is corrupt: the file ends early"),
-        "{}",
-        out.stderr
-    );
+    p.run(&["plan", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("state file state/taskform.json is corrupt: the file ends early");
     p.write("state/taskform.json", "{\"version\": 9, \"tasks\": {}}");
-    let out = p.run(&["plan", "tasks"], &[]);
-    assert!(
-        out.stderr
-            .contains("has version 9, written by a newer taskform"),
-        "{}",
-        out.stderr
-    );
+    p.run(&["plan", "tasks"], &[])
+        .stderr_has("has version 9, written by a newer taskform");
     p.write("state/taskform.json", &json!({"version": 1, "serial": 1, "lineage": "l", "target": {"project_id": "other", "workspace": WORKSPACE}, "tasks": {}}).to_string());
-    let out = p.run(&["plan", "tasks"], &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("belongs to project other / workspace demo-workspace"),
-        "{}",
-        out.stderr
-    );
-    let out = p.run(&["plan", "tasks", "--state", "elsewhere/s.json"], &[]);
-    assert_eq!(
-        out.code,
-        Some(0),
-        "--state picks another file: {}",
-        out.stderr
-    );
-    let out = p.run(
+    p.run(&["plan", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("belongs to project other / workspace demo-workspace");
+    // --state picks another file.
+    p.run(&["plan", "tasks", "--state", "elsewhere/s.json"], &[])
+        .succeeds();
+    // TASKFORM_STATE picks another file.
+    p.run(
         &["plan", "tasks"],
         &[("TASKFORM_STATE", "elsewhere/s.json")],
-    );
-    assert_eq!(
-        out.code,
-        Some(0),
-        "TASKFORM_STATE picks another file: {}",
-        out.stderr
-    );
+    )
+    .succeeds();
 }
 
 #[test]
@@ -325,12 +254,7 @@ fn symlinks_out_of_the_folder_are_refused() {
     p.task("a");
     p.write("outside/secret.yaml", &manifest("evil", 1));
     std::os::unix::fs::symlink(p.path("outside/secret.yaml"), p.path("tasks/link.yaml")).unwrap();
-    let out = p.run(&["validate", "tasks"], &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("link.yaml: symbolic link points outside the manifest folder"),
-        "{}",
-        out.stderr
-    );
+    p.run(&["validate", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("link.yaml: symbolic link points outside the manifest folder");
 }

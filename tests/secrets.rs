@@ -94,10 +94,8 @@ fn no_secret_in_any_output_or_file() {
         assert_clean(&format!("run {i} stdout"), &out.stdout);
         assert_clean(&format!("run {i} stderr"), &out.stderr);
     }
-    assert!(
-        runs.last().unwrap().stderr.contains("TRACE"),
-        "RUST_LOG=trace was on"
-    );
+    // RUST_LOG=trace was on.
+    runs.last().unwrap().stderr_has("TRACE");
 
     // A journal left by a killed apply, and the saved plan.
     for i in 0..5 {
@@ -160,7 +158,7 @@ fn iam_passwords_and_tokens_stay_out_of_logs() {
             ("RUST_LOG", "trace"),
         ],
     );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.succeeds();
     assert_clean("stderr", &out.stderr);
     assert_clean("stdout", &out.stdout);
     assert_clean("state", &p.state_folder_text());

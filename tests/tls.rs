@@ -83,8 +83,9 @@ fn certificates_are_verified_and_a_private_ca_can_be_added() {
     let p = Project::new();
     p.task("a");
     let (url, ca) = https_server(p.dir.path());
+    // An unknown CA is refused.
     let out = p.apply(&url, &["--max-attempts", "1"]);
-    assert_eq!(out.code, Some(1), "an unknown CA is refused");
+    out.fails_with(1);
     assert!(
         out.stderr.to_lowercase().contains("certificate"),
         "{}",
@@ -94,49 +95,38 @@ fn certificates_are_verified_and_a_private_ca_can_be_added() {
         p.state().get("in_doubt").is_none(),
         "a failed handshake sent nothing"
     );
-    let out = p.apply(&url, &["--ca-bundle", ca.to_str().unwrap()]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    p.apply(&url, &["--ca-bundle", ca.to_str().unwrap()])
+        .succeeds();
     assert_eq!(
         p.state()["tasks"]["a"]["task_id"],
         "0123456789abcdef0123456789abcdef"
     );
-    let out = p.run(&["plan", "tasks"], &[]);
-    assert!(out.stdout.contains("No changes."));
+    p.run(&["plan", "tasks"], &[]).stdout_has("No changes.");
     // TASKFORM_CA_BUNDLE works the same; a file that is no bundle is an error.
     p.write("bad.pem", "not a certificate");
-    let out = p.run(
+    p.run(
         &["apply", "--yes", "tasks", "--endpoint", &url],
         &[
             ("TASKFORM_AUTH_TOKEN", TOKEN),
             ("TASKFORM_CA_BUNDLE", "bad.pem"),
         ],
-    );
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("the CA bundle bad.pem holds no certificate"),
-        "{}",
-        out.stderr
-    );
+    )
+    .fails_with(1)
+    .stderr_has("the CA bundle bad.pem holds no certificate");
 }
 
 #[test]
 fn plain_http_is_refused_off_loopback_unless_allowed() {
     let p = Project::new();
     p.task("a");
-    let out = p.apply("http://192.0.2.10:8080", &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("refusing plain http:// for the endpoint http://192.0.2.10:8080/"),
-        "{}",
-        out.stderr
-    );
+    p.apply("http://192.0.2.10:8080", &[])
+        .fails_with(1)
+        .stderr_has("refusing plain http:// for the endpoint http://192.0.2.10:8080/");
     assert!(
         !p.path("state/taskform.json").exists(),
         "refused before anything"
     );
-    let out = p.run(
+    p.run(
         &[
             "apply",
             "--yes",
@@ -150,10 +140,6 @@ fn plain_http_is_refused_off_loopback_unless_allowed() {
             ("HW_DOMAIN_NAME", "d"),
             ("TASKFORM_IAM_ENDPOINT", "http://192.0.2.11"),
         ],
-    );
-    assert!(
-        out.stderr.contains("refusing plain http:// for the"),
-        "{}",
-        out.stderr
-    );
+    )
+    .stderr_has("refusing plain http:// for the");
 }

@@ -176,16 +176,10 @@ fn sigterm_leaves_a_consistent_state_and_no_lock_and_applies_are_told_who_holds_
     let p = Project::new();
     p.task("first");
     let w = Watch::start(&p, &emu, &["--max-rate", "0"]);
-    let out = p.apply(&emu.url, &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains(&format!(
-            "is locked by taskform watch (pid {}",
-            w.child.id()
-        )),
-        "{}",
-        out.stderr
-    );
+    p.apply(&emu.url, &[]).fails_with(1).stderr_has(&format!(
+        "is locked by taskform watch (pid {}",
+        w.child.id()
+    ));
     p.tasks(10);
     assert!(wait_until(Duration::from_secs(5), || emu.creates() >= 3));
     assert_eq!(w.terminate(), Some(0));
@@ -198,13 +192,8 @@ fn sigterm_leaves_a_consistent_state_and_no_lock_and_applies_are_told_who_holds_
     );
     assert!(state.get("in_doubt").is_none());
     assert!(!p.path("state/taskform.json.journal").exists());
-    let out = p.apply(&emu.url, &[]);
-    assert_eq!(
-        out.code,
-        Some(0),
-        "the lock is free and the rest is applied: {}",
-        out.stderr
-    );
+    // The lock is free and the rest is applied.
+    p.apply(&emu.url, &[]).succeeds();
 }
 
 #[test]
@@ -226,13 +215,9 @@ fn plan_only_never_applies_and_a_missing_folder_is_a_clear_error() {
             >= 2
     }));
     assert_eq!(emu.creates(), 0);
-    let out = p.run(&["watch", "nope"], &[("TASKFORM_AUTH_TOKEN", TOKEN)]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains("cannot watch nope: not a folder"),
-        "{}",
-        out.stderr
-    );
+    p.run(&["watch", "nope"], &[("TASKFORM_AUTH_TOKEN", TOKEN)])
+        .fails_with(1)
+        .stderr_has("cannot watch nope: not a folder");
 }
 
 #[test]

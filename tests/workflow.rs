@@ -31,7 +31,7 @@ fn saved_plan_holds_bodies_and_no_credentials_and_applies_without_a_prompt() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a").task("b");
-    let out = p.run(
+    p.run(
         &[
             "plan",
             "tasks",
@@ -41,8 +41,8 @@ fn saved_plan_holds_bodies_and_no_credentials_and_applies_without_a_prompt() {
             &emu.url,
         ],
         &[("TASKFORM_AUTH_TOKEN", "SECRET-TOKEN-42")],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    )
+    .succeeds();
     let text = std::fs::read_to_string(p.path("plan.json")).unwrap();
     assert!(!text.contains("SECRET-TOKEN-42"));
     let plan: Value = serde_json::from_str(&text).unwrap();
@@ -80,11 +80,11 @@ fn saved_plan_holds_bodies_and_no_credentials_and_applies_without_a_prompt() {
     );
 
     // No --yes and no terminal: a saved plan is its own approval.
-    let out = p.run(
+    p.run(
         &["apply", "plan.json", "--endpoint", &emu.url],
         &[("TASKFORM_AUTH_TOKEN", TOKEN)],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    )
+    .succeeds();
     assert_eq!(emu.creates(), 2);
     let sent: Vec<Value> = emu.tasks();
     assert_eq!(
@@ -92,23 +92,13 @@ fn saved_plan_holds_bodies_and_no_credentials_and_applies_without_a_prompt() {
         plan["tasks"][0]["body"]["schedule_config"]
     );
     // Applying it again is refused: the state moved on and a fresh plan sends nothing.
-    let out = p.run(
+    p.run(
         &["apply", "plan.json", "--endpoint", &emu.url],
         &[("TASKFORM_AUTH_TOKEN", TOKEN)],
-    );
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr.contains(
-            "refusing to apply plan.json: the state moved on (empty in the plan, serial 2 now"
-        ),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("taskform plan --out plan.json"),
-        "{}",
-        out.stderr
-    );
+    )
+    .fails_with(1)
+    .stderr_has("refusing to apply plan.json: the state moved on (empty in the plan, serial 2 now")
+    .stderr_has("taskform plan --out plan.json");
     assert_eq!(emu.creates(), 2);
 }
 
@@ -117,50 +107,33 @@ fn a_saved_plan_is_refused_when_manifests_changed_or_the_target_differs() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a");
-    assert_eq!(
-        p.run(&["plan", "tasks", "--out", "plan.json"], &[]).code,
-        Some(0)
-    );
+    p.run(&["plan", "tasks", "--out", "plan.json"], &[])
+        .succeeds();
 
     // A new manifest is not applied by an old plan.
     p.task("b");
-    let out = p.apply_file("plan.json", &emu.url, &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("the manifests changed since the plan was made (b.yaml)"),
-        "{}",
-        out.stderr
-    );
+    p.apply_file("plan.json", &emu.url, &[])
+        .fails_with(1)
+        .stderr_has("the manifests changed since the plan was made (b.yaml)");
     std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
 
     // A changed value is not applied either.
     p.write("tasks/a.yaml", &manifest("a", 11));
-    let out = p.apply_file("plan.json", &emu.url, &[]);
-    assert!(
-        out.stderr
-            .contains("the manifests changed since the plan was made (a.yaml)"),
-        "{}",
-        out.stderr
-    );
+    p.apply_file("plan.json", &emu.url, &[])
+        .stderr_has("the manifests changed since the plan was made (a.yaml)");
 
     // Reformatting changes the file but not the requests: applied, and said so.
     p.write(
         "tasks/a.yaml",
         &format!("# reviewed\n{}", manifest("a", 10)),
     );
-    let out = p.apply_file("plan.json", &emu.url, &["--project-id", "other-project"]);
-    assert_eq!(out.code, Some(1));
-    assert!(out.stderr.contains("the plan was made for project 0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d, but this apply targets other-project"), "{}", out.stderr);
+    p.apply_file("plan.json", &emu.url, &["--project-id", "other-project"])
+        .fails_with(1)
+        .stderr_has("the plan was made for project 0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d, but this apply targets other-project");
     assert_eq!(emu.creates(), 0);
-    let out = p.apply_file("plan.json", &emu.url, &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("a fresh plan sends exactly the same requests"),
-        "{}",
-        out.stderr
-    );
+    p.apply_file("plan.json", &emu.url, &[])
+        .succeeds()
+        .stderr_has("a fresh plan sends exactly the same requests");
     assert_eq!(emu.creates(), 1);
 }
 
@@ -168,30 +141,19 @@ fn a_saved_plan_is_refused_when_manifests_changed_or_the_target_differs() {
 fn a_tampered_plan_file_is_refused() {
     let p = Project::new();
     p.task("a");
-    assert_eq!(
-        p.run(&["plan", "tasks", "--out", "plan.json"], &[]).code,
-        Some(0)
-    );
+    p.run(&["plan", "tasks", "--out", "plan.json"], &[])
+        .succeeds();
     let text = std::fs::read_to_string(p.path("plan.json"))
         .unwrap()
         .replace("\"max_time_out\":10", "\"max_time_out\":99");
     assert!(text.contains("\"max_time_out\":99"));
     p.write("plan.json", &text);
-    let out = p.apply_file("plan.json", "http://127.0.0.1:9", &[]);
-    assert_eq!(out.code, Some(1));
-    assert!(
-        out.stderr
-            .contains("the body of task a does not match its hash"),
-        "{}",
-        out.stderr
-    );
+    p.apply_file("plan.json", "http://127.0.0.1:9", &[])
+        .fails_with(1)
+        .stderr_has("the body of task a does not match its hash");
     p.write("plan.json", r#"{"format_version": "9"}"#);
-    let out = p.run(&["show", "plan.json"], &[]);
-    assert!(
-        out.stderr.contains("has format version 9"),
-        "{}",
-        out.stderr
-    );
+    p.run(&["show", "plan.json"], &[])
+        .stderr_has("has format version 9");
 }
 
 #[test]
@@ -204,23 +166,15 @@ fn markdown_plan_snapshot() {
     );
     p.task("new-task");
     let out = p.run(&["plan", "tasks", "--format", "markdown"], &[]);
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.succeeds();
     insta::assert_snapshot!("markdown_plan", out.stdout);
     // show renders a saved plan the same way.
-    assert_eq!(
-        p.run(&["plan", "tasks", "--out", "plan.json"], &[]).code,
-        Some(0)
-    );
-    let shown = p.run(&["show", "plan.json", "--format", "markdown"], &[]);
-    assert_eq!(shown.stdout, out.stdout);
-    let shown = p.run(&["show", "plan.json"], &[]);
-    assert!(
-        shown
-            .stdout
-            .contains("~ schedule_config.max_time_out: 10 -> 20"),
-        "{}",
-        shown.stdout
-    );
+    p.run(&["plan", "tasks", "--out", "plan.json"], &[])
+        .succeeds();
+    p.run(&["show", "plan.json", "--format", "markdown"], &[])
+        .stdout_is(&out.stdout);
+    p.run(&["show", "plan.json"], &[])
+        .stdout_has("~ schedule_config.max_time_out: 10 -> 20");
 }
 
 #[test]
@@ -251,14 +205,10 @@ fn markdown_stays_under_the_comment_limit() {
         ],
         &[],
     );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.succeeds();
     assert!(out.stdout.chars().count() <= 65_536);
-    assert!(
-        out.stdout.contains("| 0 | 400 | 0 | 0 | 0 | 0 | 0 |"),
-        "{}",
-        out.stdout
-    );
-    assert!(out.stdout.contains("is over GitHub's comment limit; the full plan is in `plan.json` (`taskform show plan.json`)"), "{}", out.stdout);
+    out.stdout_has("| 0 | 400 | 0 | 0 | 0 | 0 | 0 |")
+        .stdout_has("is over GitHub's comment limit; the full plan is in `plan.json` (`taskform show plan.json`)");
 }
 
 #[test]
@@ -284,20 +234,21 @@ fn json_documents_keep_their_schema() {
     for t in plan["tasks"].as_array().unwrap() {
         assert_eq!(keys(t), ["name", "action", "hash", "task_id", "file"]);
     }
-    let out = p.run(
-        &[
-            "apply",
-            "--yes",
-            "tasks",
-            "--format",
-            "json",
-            "--endpoint",
-            &srv.url,
-        ],
-        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
-    );
-    assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let v = p
+        .run(
+            &[
+                "apply",
+                "--yes",
+                "tasks",
+                "--format",
+                "json",
+                "--endpoint",
+                &srv.url,
+            ],
+            &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+        )
+        .succeeds()
+        .json();
     assert_eq!(keys(&v), ["format_version", "summary", "plan", "tasks"]);
     assert_eq!(
         keys(&v["summary"]),
@@ -331,10 +282,7 @@ fn json_documents_keep_their_schema() {
 
 #[test]
 fn help_documents_the_exit_codes() {
-    let out = Project::new().run(&["plan", "--help"], &[]);
-    assert!(
-        out.stdout.contains("2    plan --detailed-exitcode"),
-        "{}",
-        out.stdout
-    );
+    Project::new()
+        .run(&["plan", "--help"], &[])
+        .stdout_has("2    plan --detailed-exitcode");
 }

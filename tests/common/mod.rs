@@ -98,9 +98,9 @@ impl Project {
 
     /// `plan --format json tasks`, parsed.
     pub fn plan_json(&self) -> Value {
-        let out = self.run(&["plan", "--format", "json", "tasks"], &[]);
-        assert_eq!(out.code, Some(0), "{}", out.stderr);
-        serde_json::from_str(&out.stdout).expect("plan JSON")
+        self.run(&["plan", "--format", "json", "tasks"], &[])
+            .succeeds()
+            .json()
     }
 
     pub fn state(&self) -> Value {
@@ -136,6 +136,104 @@ pub struct Output {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
+}
+
+impl From<std::process::Output> for Output {
+    fn from(out: std::process::Output) -> Output {
+        Output {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// Chainable assertions, in the style of casey/just's tests:
+/// `p.run(&["plan", "tasks"], &[]).succeeds().stdout_has("No changes")`. A failure
+/// names the expectation and shows the exit code and the whole stdout and stderr, and
+/// (through `#[track_caller]`) points at the line in the test.
+impl Output {
+    /// Panics with `expectation`, the exit code, stdout and stderr.
+    #[track_caller]
+    pub fn fail(&self, expectation: &str) -> ! {
+        let code = match self.code {
+            Some(c) => c.to_string(),
+            None => "none (killed by a signal)".to_string(),
+        };
+        panic!(
+            "{expectation}\nexit code: {code}\n--- stdout ---\n{}\n--- stderr ---\n{}\n--- end ---",
+            self.stdout, self.stderr
+        )
+    }
+
+    /// Exit code 0.
+    #[track_caller]
+    pub fn succeeds(&self) -> &Self {
+        if self.code != Some(0) {
+            self.fail("expected success (exit code 0)");
+        }
+        self
+    }
+
+    /// Exactly exit code `code` (not 0: use `succeeds`).
+    #[track_caller]
+    pub fn fails_with(&self, code: i32) -> &Self {
+        assert_ne!(code, 0, "fails_with(0): use succeeds()");
+        if self.code != Some(code) {
+            self.fail(&format!("expected exit code {code}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Self {
+        if !self.stdout.contains(needle) {
+            self.fail(&format!("expected stdout to contain {needle:?}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Self {
+        if !self.stderr.contains(needle) {
+            self.fail(&format!("expected stderr to contain {needle:?}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_lacks(&self, needle: &str) -> &Self {
+        if self.stdout.contains(needle) {
+            self.fail(&format!("expected stdout not to contain {needle:?}"));
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_lacks(&self, needle: &str) -> &Self {
+        if self.stderr.contains(needle) {
+            self.fail(&format!("expected stderr not to contain {needle:?}"));
+        }
+        self
+    }
+
+    /// stdout is exactly `expected`.
+    #[track_caller]
+    pub fn stdout_is(&self, expected: &str) -> &Self {
+        if self.stdout != expected {
+            self.fail(&format!("expected stdout to be exactly {expected:?}"));
+        }
+        self
+    }
+
+    /// stdout parsed as one JSON document.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        match serde_json::from_str(&self.stdout) {
+            Ok(v) => v,
+            Err(e) => self.fail(&format!("expected stdout to be one JSON document: {e}")),
+        }
+    }
 }
 
 /// The emulator, as a child process on an ephemeral port.

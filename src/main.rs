@@ -3,9 +3,10 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
-use taskform::cli::{self, ConnectArgs, Lifecycle, PlanArgs};
+use taskform::cli::{self, ConnectArgs, PlanArgs};
 use taskform::error::Exit;
 use taskform::load::target::TargetFlags;
+use taskform::reconcile::Policy;
 use taskform::reconcile::applier::ApplyOptions;
 use taskform::render::Format;
 use taskform::render::style::ColorChoice;
@@ -130,7 +131,7 @@ struct LifecycleCli {
     #[arg(long)]
     prune: bool,
     /// With --prune: refuse to delete more than N remote tasks.
-    #[arg(long, value_name = "N", default_value_t = cli::DEFAULT_MAX_DELETES)]
+    #[arg(long, value_name = "N", default_value_t = taskform::plan::guard::DEFAULT_MAX_DELETES)]
     max_deletes: usize,
     /// With --prune: delete past the guard (more than --max-deletes, or every recorded task).
     #[arg(long)]
@@ -144,8 +145,8 @@ struct LifecycleCli {
 }
 
 impl LifecycleCli {
-    fn lifecycle(&self, recreate_in_doubt: bool) -> Lifecycle {
-        Lifecycle {
+    fn policy(&self, recreate_in_doubt: bool) -> Policy {
+        Policy {
             on_change: self.on_change.map(|c| match c {
                 OnChangeCli::Recreate => taskform::plan::OnChange::Recreate,
                 OnChangeCli::Update => taskform::plan::OnChange::Update,
@@ -236,12 +237,11 @@ struct SendArgs {
 }
 
 impl SendArgs {
-    fn options(&self, progress_bar: bool) -> ApplyOptions {
+    fn options(&self) -> ApplyOptions {
         ApplyOptions {
             concurrency: self.concurrency as usize,
             max_rate: self.connect.max_rate.max(0.0),
             max_attempts: self.max_attempts,
-            progress_bar,
             ..ApplyOptions::default()
         }
     }
@@ -418,7 +418,7 @@ fn main() {
                 target: target.into(),
                 format: format(f),
                 detailed_exitcode,
-                lifecycle: lifecycle.lifecycle(recreate_in_doubt),
+                policy: lifecycle.policy(recreate_in_doubt),
                 connect: connect.args(),
                 color,
                 out,
@@ -431,10 +431,11 @@ fn main() {
                 target: a.target.into(),
                 format: format(a.format),
                 yes: a.yes,
-                apply: a.send.options(progress_bar),
+                apply: a.send.options(),
+                progress_bar,
                 connect: a.send.connect.args(),
                 lock_timeout: a.send.lock_timeout.map(seconds),
-                lifecycle: a.lifecycle.lifecycle(a.recreate_in_doubt),
+                policy: a.lifecycle.policy(a.recreate_in_doubt),
                 color,
             },
             &env,
@@ -443,14 +444,14 @@ fn main() {
             cli::WatchArgs {
                 dir: w.dir,
                 target: w.target.into(),
-                apply: w.send.options(false),
+                apply: w.send.options(),
                 debounce: Duration::from_millis(w.debounce_ms),
                 retry_interval: seconds(w.retry_interval),
                 interval: w.interval.map(seconds),
                 plan_only: w.plan_only,
                 lock_timeout: w.send.lock_timeout.map(seconds),
                 connect: w.send.connect.args(),
-                lifecycle: w.lifecycle.lifecycle(false),
+                policy: w.lifecycle.policy(false),
             },
             &env,
         ),

@@ -1,29 +1,16 @@
-//! Reaching the API: target, credentials and client, or the built-in emulator.
+//! Reaching the API: target, credentials (from the environment only) and client, or
+//! the built-in emulator started in-process.
 
 use super::Env;
 use crate::emulator;
+use crate::error::Error;
 use crate::load::settings::Settings;
 use crate::load::target::{self, Resolved, TargetFlags};
 use crate::remote::auth::{Credentials, Secret};
-use crate::remote::client::{Client, ClientConfig};
+use crate::remote::client::{Client, ClientConfig, TaskApi};
 use crate::state::Target;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// What a command needs to connect.
-#[derive(Debug, Clone)]
-pub struct ConnectOptions {
-    pub target: TargetFlags,
-    pub timeout: Duration,
-    /// Start the built-in emulator in-process and use it.
-    pub emulator: bool,
-    /// The command, for messages (`apply`, `watch`).
-    pub command: &'static str,
-    pub ca_bundle: Option<std::path::PathBuf>,
-    pub allow_insecure_http: bool,
-    /// Reads a second (0 = no limit).
-    pub max_rate: f64,
-}
 
 /// The connection flags of the commands that reach the API.
 #[derive(Debug, Clone)]
@@ -52,23 +39,11 @@ impl Default for ConnectArgs {
     }
 }
 
-impl ConnectOptions {
-    pub fn new(target: &TargetFlags, c: &ConnectArgs, command: &'static str) -> Self {
-        ConnectOptions {
-            target: target.clone(),
-            timeout: c.timeout,
-            emulator: c.emulator,
-            command,
-            ca_bundle: c.ca_bundle.clone(),
-            allow_insecure_http: c.allow_insecure_http,
-            max_rate: c.max_rate,
-        }
-    }
-}
-
 /// A client for one target.
 pub struct Connection {
     pub client: Arc<Client>,
+    /// The same client, as the library takes it.
+    pub api: Arc<dyn TaskApi>,
     pub target: Target,
     pub resolved: Resolved,
     /// Kept alive while the connection is used.
@@ -77,30 +52,32 @@ pub struct Connection {
 
 impl Connection {
     /// Resolves the target and credentials (failing before anything is sent when
-    /// either is missing) and builds the client.
+    /// either is missing) and builds the client. `command` names the command in
+    /// messages (`apply`, `watch`).
     pub async fn open(
-        opts: &ConnectOptions,
+        flags: &TargetFlags,
+        opts: &ConnectArgs,
+        command: &str,
         env: Env<'_>,
         settings: &Settings,
-    ) -> Result<Connection, String> {
-        let mut resolved = target::resolve(&opts.target, env, settings);
+    ) -> Result<Connection, Error> {
+        let mut resolved = target::resolve(flags, env, settings);
         let (creds, emu) = if opts.emulator {
             let (creds, emu) = start_emulator(&mut resolved).await?;
             (creds, Some(emu))
         } else {
-            let region = opts
-                .target
+            let region = flags
                 .region
                 .clone()
                 .or_else(|| env("HW_REGION_NAME"))
                 .or_else(|| settings.region.clone());
             (
                 Credentials::from_env(env, region.as_deref())
-                    .map_err(|msg| format!("{msg}; nothing was sent"))?,
+                    .map_err(|e| Error::Command(format!("{e}; nothing was sent")))?,
                 None,
             )
         };
-        let (endpoint, target) = required_target(&resolved, opts.command)?;
+        let (endpoint, target) = required_target(&resolved, command)?;
         let client = Client::new(
             ClientConfig {
                 endpoint: endpoint.clone(),
@@ -115,8 +92,10 @@ impl Connection {
             creds,
         )?;
 
+        let client = Arc::new(client);
         Ok(Connection {
-            client: Arc::new(client),
+            api: client.clone(),
+            client,
             target,
             resolved,
             _emulator: emu,
@@ -128,7 +107,7 @@ impl Connection {
 /// endpoint, and the project and workspace where none is set.
 async fn start_emulator(
     resolved: &mut Resolved,
-) -> Result<(Credentials, emulator::Emulator), String> {
+) -> Result<(Credentials, emulator::Emulator), Error> {
     let project_id = resolved
         .project_id
         .clone()
@@ -145,10 +124,10 @@ async fn start_emulator(
         ..emulator::Config::default()
     };
     let emu = emulator::start(cfg).await.map_err(|e| {
-        format!(
+        Error::Command(format!(
             "cannot start the built-in emulator (data {}): {e}",
             data.display()
-        )
+        ))
     })?;
     tracing::info!(url = %emu.url(), data = %data.display(), "started the built-in emulator");
     resolved.endpoint = Some(emu.url());
@@ -157,7 +136,7 @@ async fn start_emulator(
     Ok((Credentials::Token(Secret::new(emulator::DEMO_TOKEN)), emu))
 }
 
-fn required_target(resolved: &Resolved, command: &str) -> Result<(String, Target), String> {
+fn required_target(resolved: &Resolved, command: &str) -> Result<(String, Target), Error> {
     if let (Some(e), Some(p), Some(w)) = (
         &resolved.endpoint,
         &resolved.project_id,
@@ -183,9 +162,9 @@ fn required_target(resolved: &Resolved, command: &str) -> Result<(String, Target
             "the workspace (--workspace / TASKFORM_WORKSPACE, or `workspace:` in taskform.yaml)",
         );
     }
-    Err(format!(
+    Err(Error::Command(format!(
         "{} needs {}; nothing was sent",
         command,
         missing.join(" and ")
-    ))
+    )))
 }

@@ -1,27 +1,25 @@
-//! The commands behind the CLI: each takes its options, does its work and returns the
-//! process's [`Exit`]. `main.rs` only parses arguments and calls these.
-//!
-//! Inside, steps return `Result<_, String>`: an `Err` is a message for a person,
-//! printed as `error: ...` with exit status 1.
+//! Stage 5, the CLI: each command takes its options, calls the library and prints.
+//! `main.rs` only parses arguments and calls these; this module is the one place that
+//! prints errors ([`finish`]), and where the terminal's concerns live (the progress
+//! bar in [`progress`], the confirmation prompt in [`prompt`]).
 
 mod apply;
 mod connect;
-mod lifecycle;
 pub mod logging;
 mod plan;
+pub mod progress;
+pub mod prompt;
 mod read;
 mod watch;
 
 pub use apply::{ApplyArgs, apply};
 pub use connect::ConnectArgs;
-pub use lifecycle::{DEFAULT_MAX_DELETES, Lifecycle};
 pub use plan::{PlanArgs, plan, show};
 pub use read::{ReadArgs, import, refresh};
 pub use watch::{WatchArgs, watch};
 
-use crate::error::Exit;
-use crate::load::diagnostic::Diagnostic;
-use crate::load::manifest::{self, LoadError, Loaded};
+use crate::error::{Error, Exit};
+use crate::load::{self, Loaded};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -33,57 +31,43 @@ pub fn process_env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-/// Prints an error for a person on stderr.
-pub fn report_error(message: impl std::fmt::Display) {
+/// Prints an error for a person on stderr: `error: ...`, or for invalid manifests
+/// every problem as `error: file:line:col: message` and a summary line.
+pub fn report(e: &Error) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {message}");
+    match e {
+        Error::Reported => {}
+        Error::Invalid(diags) => {
+            for d in diags {
+                let _ = writeln!(err, "error: {d}");
+            }
+            let _ = writeln!(err, "{e}");
+        }
+        other => {
+            let _ = writeln!(err, "error: {other}");
+        }
+    }
 }
 
-/// Runs a step, turning an error message into exit status 1.
-fn finish(result: Result<Exit, String>) -> Exit {
-    result.unwrap_or_else(|msg| {
-        if !msg.is_empty() {
-            report_error(msg);
-        }
-        Exit::Error
+/// Ends a command: an error is reported and gives its exit code.
+fn finish(result: Result<Exit, Error>) -> Exit {
+    result.unwrap_or_else(|e| {
+        report(&e);
+        e.exit()
     })
 }
 
-fn report_diagnostics(diags: &[Diagnostic]) {
-    let mut err = std::io::stderr().lock();
-    for d in diags {
-        let _ = writeln!(err, "error: {d}");
-    }
-    let files: std::collections::BTreeSet<&str> = diags.iter().map(|d| d.file.as_str()).collect();
-    let _ = writeln!(
-        err,
-        "{} problem{} in {} file{}; nothing was planned or sent",
-        diags.len(),
-        if diags.len() == 1 { "" } else { "s" },
-        files.len(),
-        if files.len() == 1 { "" } else { "s" }
-    );
-}
-
-/// Loads DIR. Problems are printed; the `Err` is then empty (already reported).
-pub fn load_manifests(dir: &Path, env: Env) -> Result<Loaded, String> {
+/// Loads DIR.
+pub fn load_manifests(dir: &Path, env: Env) -> Result<Loaded, Error> {
     let started = std::time::Instant::now();
-    match manifest::load(dir, env) {
-        Ok(loaded) => {
-            tracing::debug!(
-                manifests = loaded.manifests.len(),
-                files = loaded.file_digests.len(),
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "manifests loaded"
-            );
-            Ok(loaded)
-        }
-        Err(LoadError::Dir(msg)) => Err(msg),
-        Err(LoadError::Invalid(diags)) => {
-            report_diagnostics(&diags);
-            Err(String::new())
-        }
-    }
+    let loaded = load::load(dir, env)?;
+    tracing::debug!(
+        manifests = loaded.manifests.len(),
+        files = loaded.file_digests.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "manifests loaded"
+    );
+    Ok(loaded)
 }
 
 /// `taskform validate [DIR]`.
@@ -100,19 +84,45 @@ pub fn validate(dir: PathBuf, env: Env) -> Exit {
 }
 
 /// Builds the runtime commands use: two workers suit the CLI's I/O-bound work.
-pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, Error> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
+        .map_err(|e| Error::Command(format!("cannot start the async runtime: {e}")))
+}
+
+/// Runs an async command on the runtime.
+fn block_on<F: std::future::Future<Output = Result<Exit, Error>>>(f: F) -> Exit {
+    finish(runtime().and_then(|rt| rt.block_on(f)))
 }
 
 /// `taskform emulator`.
 pub fn emulator(cfg: crate::emulator::Config) -> Exit {
-    finish(runtime().and_then(|rt| {
-        rt.block_on(crate::emulator::run(cfg))
+    block_on(async {
+        crate::emulator::run(cfg)
+            .await
             .map(|_| Exit::Ok)
-            .map_err(|e| format!("emulator: {e}"))
-    }))
+            .map_err(|e| Error::Command(format!("emulator: {e}")))
+    })
+}
+
+/// Ctrl-C / SIGTERM: the first turns `cancel` true (no new sends; what is in flight
+/// finishes and is recorded), the second exits at once (the journal keeps what was
+/// sent).
+fn cancel_on_signals(
+    cancel: tokio::sync::watch::Sender<bool>,
+    first: &'static str,
+    warn: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        crate::signals::wait_for_shutdown().await;
+        match warn {
+            true => tracing::warn!("{first}"),
+            false => tracing::info!("{first}"),
+        }
+        let _ = cancel.send(true);
+        crate::signals::wait_for_shutdown().await;
+        std::process::exit(Exit::Interrupted.code());
+    })
 }

@@ -1,15 +1,14 @@
 //! `taskform import [DIR]` and `taskform refresh [DIR]`: read the server into the state
 //! without creating, changing or deleting anything on the server.
 
-use super::connect::{ConnectArgs, ConnectOptions, Connection};
-use super::{Env, finish, load_manifests, runtime};
-use crate::error::Exit;
+use super::connect::{ConnectArgs, Connection};
+use super::{Env, block_on, load_manifests};
+use crate::error::{Error, Exit};
 use crate::load::manifest::Loaded;
 use crate::load::target::TargetFlags;
-use crate::reconcile::observe::adopt::Adopted;
-use crate::reconcile::observe::refresh::Drift;
-use crate::state::store::{LocalStore, StateStore};
-use crate::state::{self, State};
+use crate::reconcile::observe::adopt::{self, Adopted};
+use crate::reconcile::observe::refresh::{self, Drift};
+use crate::state::{self, State, lock::Holder};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -25,20 +24,17 @@ pub struct ReadArgs {
 /// `taskform import`: records remote tasks whose names match manifests the state does
 /// not know, so that apply does not create duplicates.
 pub fn import(args: ReadArgs, env: Env) -> Exit {
-    finish(runtime().and_then(|rt| {
-        rt.block_on(with_state(&args, env, "import", |state, loaded, conn| {
-            Box::pin(async move {
-                let Some(adopted) =
-                    crate::reconcile::observe::adopt::adopt(state, &loaded.manifests, &conn.client).await?
-                else {
-                    return Err("the endpoint offers no search (HTTP 404), so nothing can be imported; tasks created before taskform must be recorded by hand".into());
-                };
-                if let Some(msg) = crate::reconcile::observe::adopt::ambiguous(&adopted) {
-                    return Err(msg);
-                }
-                let mut out = String::new();
-                for a in &adopted {
-                    match a {
+    block_on(with_state(&args, env, "import", |state, loaded, conn| {
+        Box::pin(async move {
+            let Some(adopted) = adopt::adopt(state, &loaded.manifests, &conn.api).await? else {
+                return Err(Error::Command("the endpoint offers no search (HTTP 404), so nothing can be imported; tasks created before taskform must be recorded by hand".into()));
+            };
+            if let Some(e) = adopt::ambiguous(&adopted) {
+                return Err(crate::reconcile::Error::from(e).into());
+            }
+            let mut out = String::new();
+            for a in &adopted {
+                match a {
                         Adopted::Same { name, task_id } => out.push_str(&format!(
                             "imported {name}: task {task_id} (same content)\n"
                         )),
@@ -47,38 +43,34 @@ pub fn import(args: ReadArgs, env: Env) -> Exit {
                         )),
                         Adopted::Ambiguous { .. } => {}
                     }
-                }
-                let unknown = loaded
-                    .manifests
-                    .iter()
-                    .filter(|m| !state.tasks.contains_key(&m.name))
-                    .count();
-                out.push_str(&format!(
-                    "Import complete: {} imported, {unknown} not on the server (apply creates them).\n",
-                    adopted.len()
-                ));
-                Ok((!adopted.is_empty(), out))
-            })
-        }))
+            }
+            let unknown = loaded
+                .manifests
+                .iter()
+                .filter(|m| !state.tasks.contains_key(&m.name))
+                .count();
+            out.push_str(&format!(
+                "Import complete: {} imported, {unknown} not on the server (apply creates them).\n",
+                adopted.len()
+            ));
+            Ok((!adopted.is_empty(), out))
+        })
     }))
 }
 
 /// `taskform refresh`: reads every recorded task and records drift.
 pub fn refresh(args: ReadArgs, env: Env) -> Exit {
-    finish(runtime().and_then(|rt| {
-        rt.block_on(with_state(&args, env, "refresh", |state, loaded, conn| {
-            Box::pin(async move {
-                let Some(drift) =
-                    crate::reconcile::observe::refresh::refresh(state, &loaded.manifests, &conn.client).await?
-                else {
-                    return Err(
-                        "the endpoint offers no show (HTTP 404), so the state cannot be refreshed"
-                            .into(),
-                    );
-                };
-                let mut out = String::new();
-                for d in &drift {
-                    match d {
+    block_on(with_state(&args, env, "refresh", |state, loaded, conn| {
+        Box::pin(async move {
+            let Some(drift) = refresh::refresh(state, &loaded.manifests, &conn.api).await? else {
+                return Err(Error::Command(
+                    "the endpoint offers no show (HTTP 404), so the state cannot be refreshed"
+                        .into(),
+                ));
+            };
+            let mut out = String::new();
+            for d in &drift {
+                match d {
                         Drift::Gone {
                             name,
                             task_id,
@@ -91,24 +83,22 @@ pub fn refresh(args: ReadArgs, env: Env) -> Exit {
                             "changed outside taskform: {name} (task {task_id}); the next plan shows the change\n"
                         )),
                     }
-                }
-                out.push_str(&if drift.is_empty() {
-                    format!(
-                        "Refresh complete: no drift in {} task(s).\n",
-                        state.tasks.len()
-                    )
-                } else {
-                    format!("Refresh complete: {} drifted.\n", drift.len())
-                });
-                Ok((!drift.is_empty(), out))
-            })
-        }))
+            }
+            out.push_str(&if drift.is_empty() {
+                format!(
+                    "Refresh complete: no drift in {} task(s).\n",
+                    state.tasks.len()
+                )
+            } else {
+                format!("Refresh complete: {} drifted.\n", drift.len())
+            });
+            Ok((!drift.is_empty(), out))
+        })
     }))
 }
 
-type Step<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<(bool, String), String>> + Send + 'a>,
->;
+type Step<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(bool, String), Error>> + Send + 'a>>;
 
 /// Connects, locks and loads the state, runs `step` (which says whether it changed the
 /// state, and what to print), and writes the state if it changed.
@@ -117,30 +107,21 @@ async fn with_state<F>(
     env: Env<'_>,
     command: &'static str,
     step: F,
-) -> Result<Exit, String>
+) -> Result<Exit, Error>
 where
     F: for<'a> FnOnce(&'a mut State, &'a Loaded, &'a Connection) -> Step<'a>,
 {
     let loaded = load_manifests(&args.dir, env)?;
-    let conn = Connection::open(
-        &ConnectOptions::new(&args.target, &args.connect, command),
-        env,
-        &loaded.settings,
-    )
-    .await?;
-    let store = LocalStore::new(&conn.resolved.state);
-    let _lock = store
-        .lock(
-            &crate::state::lock::Holder::this_process(command),
-            args.lock_timeout,
-        )
-        .map_err(|e| e.to_string())?;
-    let mut state = store.load().map_err(|e| e.to_string())?;
+    let conn =
+        Connection::open(&args.target, &args.connect, command, env, &loaded.settings).await?;
+    let store = state::open(&conn.resolved.state);
+    let _lock = store.lock(&Holder::this_process(command), args.lock_timeout)?;
+    let mut state = store.load()?;
     state::check_target(&state, &conn.target, &store.describe())?;
     let (changed, out) = step(&mut state, &loaded, &conn).await?;
     if changed || store.has_journal() {
         state.target.get_or_insert(conn.target.clone());
-        store.persist(&mut state).map_err(|e| e.to_string())?;
+        store.persist(&mut state)?;
     }
     print!("{out}");
     Ok(Exit::Ok)

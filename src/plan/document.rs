@@ -25,6 +25,7 @@
 
 use crate::hash;
 use crate::load::manifest::{Loaded, Manifest};
+use crate::load::target::Resolved;
 use crate::plan::{Action, Plan, PlanOptions, Summary};
 use crate::state::State;
 use serde::{Deserialize, Serialize};
@@ -35,11 +36,22 @@ use std::path::Path;
 /// The plan file format this version writes and reads.
 pub const FORMAT_VERSION: &str = "1";
 
+/// What a plan records of its target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PlanTarget {
+pub struct TargetRef {
     pub endpoint_host: Option<String>,
     pub project_id: Option<String>,
     pub workspace: Option<String>,
+}
+
+impl TargetRef {
+    pub fn of(r: &Resolved) -> TargetRef {
+        TargetRef {
+            endpoint_host: crate::endpoint::endpoint_host(r.endpoint.as_deref()),
+            project_id: r.project_id.clone(),
+            workspace: r.workspace.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +94,7 @@ pub struct SavedPlan {
     pub created_at: String,
     pub dir: String,
     pub state_path: String,
-    pub target: PlanTarget,
+    pub target: TargetRef,
     pub state: StateRef,
     pub manifests: ManifestsRef,
     /// The options the plan was made with (a fresh plan to compare is made the same way).
@@ -143,7 +155,7 @@ impl SavedPlan {
         loaded: &Loaded,
         state: &State,
         notes: &BTreeMap<String, String>,
-        target: PlanTarget,
+        target: TargetRef,
         dir: &Path,
         state_path: &Path,
     ) -> SavedPlan {
@@ -199,14 +211,40 @@ impl SavedPlan {
         }
     }
 
+    /// Plans `loaded` against `state` with `options` and makes the document: what plan,
+    /// apply and watch all show and send.
+    pub fn make(
+        loaded: &Loaded,
+        resolved: &Resolved,
+        state: &State,
+        dir: &Path,
+        options: PlanOptions,
+        notes: &BTreeMap<String, String>,
+    ) -> SavedPlan {
+        let plan = crate::plan::plan(&loaded.manifests, state, options);
+        SavedPlan::new(
+            &plan,
+            options,
+            loaded,
+            state,
+            notes,
+            TargetRef::of(resolved),
+            dir,
+            &resolved.state,
+        )
+    }
+
     pub fn has_changes(&self) -> bool {
         self.tasks.iter().any(|t| t.action != Action::Unchanged)
     }
 
     /// Reads a plan file, refusing other formats and bodies that do not match their hash.
-    pub fn load(path: &Path) -> Result<SavedPlan, String> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read plan file {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<SavedPlan, FileError> {
+        let file = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| FileError::Read {
+            file: file.clone(),
+            source,
+        })?;
         #[derive(Deserialize)]
         struct Version {
             format_version: Option<String>,
@@ -216,48 +254,37 @@ impl SavedPlan {
                 format_version: Some(v),
             }) if v == FORMAT_VERSION => {}
             Ok(Version {
-                format_version: Some(v),
-            }) => {
-                return Err(format!(
-                    "plan file {} has format version {v}; this taskform reads version {FORMAT_VERSION}: make the plan again with this version",
-                    path.display()
-                ));
-            }
-            _ => {
-                return Err(format!(
-                    "{} is not a taskform plan file (no format_version)",
-                    path.display()
-                ));
-            }
+                format_version: Some(found),
+            }) => return Err(FileError::Version { file, found }),
+            _ => return Err(FileError::NotAPlan { file }),
         }
-        let plan: SavedPlan = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("plan file {} is corrupt: {e}", path.display()))?;
+        let plan: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| FileError::Corrupt {
+            file: file.clone(),
+            detail: e.to_string(),
+        })?;
         for t in &plan.tasks {
             if t.action.sends() && t.action != Action::Create && t.task_id.is_none() {
-                return Err(format!(
-                    "plan file {}: task {} ({}) names no remote task",
-                    path.display(),
-                    t.name,
-                    t.action.as_str()
-                ));
+                return Err(FileError::NoRemoteTask {
+                    file,
+                    task: t.name.clone(),
+                    action: t.action,
+                });
             }
             if t.action.sends_body() {
                 let Some(body) = &t.body else {
-                    return Err(format!(
-                        "plan file {}: task {} has no body to send",
-                        path.display(),
-                        t.name
-                    ));
+                    return Err(FileError::NoBody {
+                        file,
+                        task: t.name.clone(),
+                    });
                 };
                 let canonical = serde_json::from_str::<serde_json::Value>(body.get())
                     .map(|v| hash::content_hash(&v))
                     .ok();
                 if canonical.as_deref() != t.hash.as_deref() {
-                    return Err(format!(
-                        "plan file {}: the body of task {} does not match its hash (edited by hand?); make the plan again",
-                        path.display(),
-                        t.name
-                    ));
+                    return Err(FileError::HashMismatch {
+                        file,
+                        task: t.name.clone(),
+                    });
                 }
             }
         }
@@ -265,11 +292,96 @@ impl SavedPlan {
     }
 
     /// Writes the plan file atomically.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| e.to_string())?;
+    pub fn save(&self, path: &Path) -> Result<(), FileError> {
+        let file = path.display().to_string();
+        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| FileError::Corrupt {
+            file: file.clone(),
+            detail: e.to_string(),
+        })?;
         bytes.push(b'\n');
         crate::fsutil::write_atomic(path, &bytes)
-            .map_err(|e| format!("cannot write plan file {}: {e}", path.display()))
+            .map_err(|source| FileError::Write { file, source })
+    }
+
+    /// Refuses to apply this plan to another target than the one it was made for
+    /// (where it recorded one).
+    pub fn check_target(&self, now: &TargetRef) -> Result<(), TargetChanged> {
+        let pairs = [
+            (
+                "endpoint host",
+                &self.target.endpoint_host,
+                &now.endpoint_host,
+            ),
+            ("project", &self.target.project_id, &now.project_id),
+            ("workspace", &self.target.workspace, &now.workspace),
+        ];
+        for (what, planned, current) in pairs {
+            if let (Some(p), Some(c)) = (planned, current)
+                && p != c
+            {
+                return Err(TargetChanged {
+                    what,
+                    planned: p.clone(),
+                    current: c.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether this saved plan may still be applied, given a `fresh` plan made now of
+    /// the same manifests against `state`: the state and the manifests are as they
+    /// were, or the fresh plan sends exactly the same requests.
+    pub fn still_valid(
+        self,
+        fresh: &SavedPlan,
+        state: &State,
+        file: &Path,
+    ) -> Result<SavedPlan, Stale> {
+        let mut reasons = Vec::new();
+        if self.state.lineage.is_empty() && !state.lineage.is_empty() {
+            reasons.push(format!(
+                "the state moved on (empty in the plan, serial {} now: something was applied since)",
+                state.serial
+            ));
+        } else if self.state.lineage != state.lineage {
+            reasons.push(format!(
+                "the state is another one (lineage {} in the plan, {} now)",
+                self.state.lineage, state.lineage
+            ));
+        } else if self.state.serial != state.serial {
+            reasons.push(format!(
+                "the state moved on (serial {} in the plan, {} now: something was applied since)",
+                self.state.serial, state.serial
+            ));
+        }
+        let now = &fresh.manifests;
+        if now.digest != self.manifests.digest {
+            let changed: Vec<&str> = now
+                .files
+                .keys()
+                .chain(self.manifests.files.keys())
+                .filter(|f| now.files.get(*f) != self.manifests.files.get(*f))
+                .map(|f| f.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            reasons.push(format!(
+                "the manifests changed since the plan was made ({})",
+                changed.join(", ")
+            ));
+        }
+        if reasons.is_empty() {
+            return Ok(self);
+        }
+        if self.sends() == fresh.sends() {
+            tracing::info!(file = %file.display(), "{}; but a fresh plan sends exactly the same requests, so the saved plan is applied", reasons.join("; "));
+            return Ok(self);
+        }
+        Err(Stale {
+            file: file.display().to_string(),
+            reasons,
+        })
     }
 
     /// The tasks to send, with the manifests (name, canonical body, hash, file) of
@@ -332,4 +444,59 @@ impl SavedPlan {
         let recorded = all.clone().filter(|t| !t.superseded).count();
         (all.count(), recorded)
     }
+}
+
+/// Why a plan file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    #[error("cannot read plan file {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "plan file {file} has format version {found}; this taskform reads version {FORMAT_VERSION}: make the plan again with this version"
+    )]
+    Version { file: String, found: String },
+    #[error("{file} is not a taskform plan file (no format_version)")]
+    NotAPlan { file: String },
+    #[error("plan file {file} is corrupt: {detail}")]
+    Corrupt { file: String, detail: String },
+    #[error("plan file {file}: task {task} ({}) names no remote task", .action.as_str())]
+    NoRemoteTask {
+        file: String,
+        task: String,
+        action: Action,
+    },
+    #[error("plan file {file}: task {task} has no body to send")]
+    NoBody { file: String, task: String },
+    #[error(
+        "plan file {file}: the body of task {task} does not match its hash (edited by hand?); make the plan again"
+    )]
+    HashMismatch { file: String, task: String },
+    #[error("cannot write plan file {file}: {source}")]
+    Write {
+        file: String,
+        source: std::io::Error,
+    },
+}
+
+/// A saved plan applied to another target than it was made for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the plan was made for {what} {planned}, but this apply targets {current}; make the plan for this target, or apply with the plan's settings"
+)]
+pub struct TargetChanged {
+    pub what: &'static str,
+    pub planned: String,
+    pub current: String,
+}
+
+/// A saved plan that no longer matches the state or the manifests, and whose requests
+/// a fresh plan would not send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("refusing to apply {file}: {}, and a fresh plan would send different requests. Make a new plan (`taskform plan --out {file}`), review it, and apply that", .reasons.join("; "))]
+pub struct Stale {
+    pub file: String,
+    pub reasons: Vec<String>,
 }

@@ -5,6 +5,7 @@
 
 pub mod diff;
 pub mod document;
+pub mod guard;
 
 use crate::load::manifest::Manifest;
 use crate::state::State;
@@ -245,30 +246,10 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
     Plan { tasks }
 }
 
-/// Why a plan's deletes are refused: more than `max_deletes`, or every task the state
-/// records (the usual sign of a wrong folder or an emptied checkout). `None` = allowed.
-pub fn delete_guard(
-    deletes: usize,
-    deletes_of_recorded: usize,
-    recorded: usize,
-    max_deletes: usize,
-) -> Option<String> {
-    if deletes > max_deletes {
-        return Some(format!(
-            "the plan deletes {deletes} remote tasks, more than --max-deletes {max_deletes}"
-        ));
-    }
-    if recorded > 0 && deletes_of_recorded >= recorded {
-        return Some(format!(
-            "the plan deletes every task the state records ({recorded}): is DIR the right folder?"
-        ));
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::guard::delete_guard;
     use crate::state::{InDoubt, TaskRecord};
 
     fn manifest(name: &str, hash: &str) -> Manifest {

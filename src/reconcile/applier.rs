@@ -19,7 +19,7 @@ use crate::load::manifest::Manifest;
 use crate::plan::{Action, Plan};
 use crate::remote::client::{Failure, Outcome, TaskApi};
 use crate::remote::pacer::Pacer;
-use crate::state::journal::Record;
+use crate::state::journal::{JournalError, Record};
 use crate::state::store::Journal;
 use serde::Serialize;
 use std::sync::Arc;
@@ -39,9 +39,26 @@ pub struct ApplyOptions {
     /// First backoff delay; doubles per attempt, with full jitter.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
-    /// Show a progress bar on stderr (a terminal); otherwise a log line per task.
-    pub progress_bar: bool,
 }
+
+/// How an apply reports its progress. The applier calls it; the CLI draws a bar on a
+/// terminal with it, and everything else passes [`Silent`].
+pub trait Progress: Send + Sync {
+    /// `total` tasks are about to be sent.
+    fn start(&self, _total: u64) {}
+    /// One task is done (whatever its outcome).
+    fn task_done(&self) {}
+    /// The apply is over.
+    fn finish(&self) {}
+    /// Whether the display replaces the log line per task (a bar on a terminal).
+    fn replaces_logs(&self) -> bool {
+        false
+    }
+}
+
+/// No progress display: a log line per task.
+pub struct Silent;
+impl Progress for Silent {}
 
 impl Default for ApplyOptions {
     fn default() -> Self {
@@ -51,7 +68,6 @@ impl Default for ApplyOptions {
             max_attempts: 5,
             backoff_base: Duration::from_millis(500),
             backoff_max: Duration::from_secs(30),
-            progress_bar: false,
         }
     }
 }
@@ -99,7 +115,7 @@ struct Run {
     /// Every record given to the journal, in order, so that the state can be updated
     /// from memory even when the journal could not be written.
     records: std::sync::Mutex<Vec<Record>>,
-    progress: Option<indicatif::ProgressBar>,
+    progress: Arc<dyn Progress>,
 }
 
 /// What an apply did.
@@ -110,7 +126,7 @@ pub struct Applied {
     pub records: Vec<Record>,
 }
 
-/// Sends every create/replace of `plan` and returns a result per sent task, in plan
+/// Sends every create, replace, update and delete of `plan` and returns a result per sent task, in plan
 /// order. `cancel` turning true stops new sends.
 pub async fn execute(
     plan: &Plan,
@@ -119,7 +135,9 @@ pub async fn execute(
     journal: Arc<dyn Journal>,
     opts: &ApplyOptions,
     cancel: watch::Receiver<bool>,
+    progress: Arc<dyn Progress>,
 ) -> Applied {
+    progress.start(plan.to_send().count() as u64);
     let run = Arc::new(Run {
         api,
         journal,
@@ -129,9 +147,7 @@ pub async fn execute(
         stop: AtomicBool::new(false),
         cancel,
         records: std::sync::Mutex::new(Vec::new()),
-        progress: opts
-            .progress_bar
-            .then(|| progress_bar(plan.to_send().count() as u64)),
+        progress,
     });
     let mut handles = Vec::new();
     for t in plan.to_send() {
@@ -150,9 +166,7 @@ pub async fn execute(
         let run = run.clone();
         handles.push(tokio::spawn(async move {
             let r = run.one(job).await;
-            if let Some(pb) = &run.progress {
-                pb.inc(1);
-            }
+            run.progress.task_done();
             r
         }));
     }
@@ -163,25 +177,9 @@ pub async fn execute(
             Err(e) => tracing::error!(error = %e, "a create task panicked"),
         }
     }
-    if let Some(pb) = &run.progress {
-        pb.finish_and_clear();
-    }
+    run.progress.finish();
     let records = std::mem::take(&mut *run.records.lock().unwrap_or_else(|p| p.into_inner()));
     Applied { results, records }
-}
-
-fn progress_bar(len: u64) -> indicatif::ProgressBar {
-    let pb = indicatif::ProgressBar::with_draw_target(
-        Some(len),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{spinner} applying [{bar:30}] {pos}/{len} {per_sec} eta {eta}",
-    ) {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.enable_steady_tick(Duration::from_millis(120));
-    pb
 }
 
 struct Job {
@@ -236,7 +234,7 @@ enum Ended {
 
 impl Run {
     /// Journals a record and waits until it is durable.
-    async fn record(&self, rec: Record) -> Result<(), String> {
+    async fn record(&self, rec: Record) -> Result<(), JournalError> {
         self.records
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -460,7 +458,7 @@ impl Run {
     }
 
     fn done(&self, job: &Job, what: &str, id: &str) {
-        if self.progress.is_some() {
+        if self.progress.replaces_logs() {
             tracing::debug!(task = %job.name, task_id = %id, action = job.action.as_str(), "{what}");
         } else {
             tracing::info!(task = %job.name, task_id = %id, action = job.action.as_str(), "{what}");

@@ -1,5 +1,244 @@
-//! Stage 3: making the server match the plan.
+//! Stage 3: making the server match the manifests. One operation, [`once`], that
+//! `apply`, `watch` and (for its read-only part) `plan` call:
+//!
+//! 1. read the state through its [`StateStore`] (the caller holds the lock) and refuse
+//!    a state of another target;
+//! 2. online, observe the server ([`observe`]): settle in-doubt creates, `--refresh`,
+//!    `--adopt`;
+//! 3. plan (the pure planner, as a [`SavedPlan`] document), or check that a saved plan
+//!    still holds;
+//! 4. ask the caller's approval step, which may print, confirm, apply the prune guard,
+//!    hold back tasks, or stop there (a plan);
+//! 5. make the state ready for a journal, send with the [`applier`], and persist.
+//!
+//! `watch` runs it in a loop with an error policy ([`watch`]), as kube-rs's controller
+//! runs `reconcile` with `error_policy`. `import` and `refresh` use [`observe`] alone.
 
 pub mod applier;
 pub mod events;
 pub mod observe;
+pub mod policy;
+pub mod watch;
+
+pub use observe::Observed;
+pub use policy::Policy;
+
+use crate::load::Loaded;
+use crate::load::target::Resolved;
+use crate::plan::document::{SavedPlan, Stale};
+use crate::plan::guard::Refused;
+use crate::remote::client::TaskApi;
+use crate::state::store::{Journal, StateStore, StoreError};
+use crate::state::{State, Target, TargetMismatch};
+use applier::{ApplyOptions, Progress, TaskOutcome, TaskResult};
+use observe::adopt::Ambiguous;
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::watch as signal;
+
+/// Why a reconcile stopped before its end.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Target(#[from] TargetMismatch),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::Error),
+    #[error(transparent)]
+    Ambiguous(#[from] Ambiguous),
+    #[error(transparent)]
+    Stale(#[from] Stale),
+    #[error(transparent)]
+    Guard(#[from] Refused),
+    /// The caller's approval step refused the plan: nothing was written or sent.
+    #[error("{0}")]
+    Declined(String),
+    /// The file watcher could not start.
+    #[error("{0}")]
+    Watch(String),
+}
+
+/// The state could not be written after requests were sent: what was created is in
+/// the journal (folded in by the next run) and listed here.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}; the next run folds in what the journal {journal} holds (a task it could not record shows as in doubt). These tasks were created:{}", .created.iter().map(|(n, id)| format!("\n  created {n} as task {id}")).collect::<String>())]
+pub struct PersistFailed {
+    pub source: StoreError,
+    pub journal: String,
+    /// (name, task ID) of every task created in the run.
+    pub created: Vec<(String, String)>,
+}
+
+/// What one reconcile works with.
+pub struct Context<'a> {
+    pub loaded: &'a Loaded,
+    /// Where requests go and where the state lives, as the plan records them.
+    pub resolved: &'a Resolved,
+    /// The manifest folder, as the plan records it.
+    pub dir: &'a Path,
+    pub store: &'a dyn StateStore,
+    /// The target the state must belong to (`None`: not known, an offline plan).
+    pub target: Option<&'a Target>,
+    /// The service: read before planning, and sent to. `None`: offline.
+    pub api: Option<&'a Arc<dyn TaskApi>>,
+    pub policy: &'a Policy,
+}
+
+/// How a reconcile sends.
+pub struct Sending<'a> {
+    pub options: &'a ApplyOptions,
+    /// Turning true stops new sends (Ctrl-C, SIGTERM); what is in flight is recorded.
+    pub cancel: signal::Receiver<bool>,
+    pub progress: Arc<dyn Progress>,
+}
+
+/// What the approval step decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send what the plan (as the step left it) lists, and write what observing found.
+    Apply,
+    /// Stop after planning: nothing is written or sent.
+    Stop,
+}
+
+/// What a reconcile did.
+pub struct Report {
+    /// The plan, as approved (a saved plan when one was applied).
+    pub doc: SavedPlan,
+    /// One per task sent, in plan order.
+    pub results: Vec<TaskResult>,
+    pub observed: Observed,
+    /// The state could not be written after sending (the results still hold).
+    pub persist_error: Option<PersistFailed>,
+}
+
+/// Reads the state (and, online, the server) and plans: steps 1-3. Nothing is written.
+/// With `saved`, the saved plan is returned when it still holds.
+pub async fn prepare(
+    ctx: &Context<'_>,
+    saved: Option<(SavedPlan, &Path)>,
+) -> Result<(State, SavedPlan, Observed), Error> {
+    let mut state = ctx.store.load()?;
+    if let Some(t) = ctx.target {
+        crate::state::check_target(&state, t, &ctx.store.describe())?;
+    }
+    let observed = match ctx.api {
+        Some(api) => observe::observe(&mut state, &ctx.loaded.manifests, api, ctx.policy).await?,
+        None => Observed::default(),
+    };
+    let fresh = SavedPlan::make(
+        ctx.loaded,
+        ctx.resolved,
+        &state,
+        ctx.dir,
+        ctx.policy.options(ctx.loaded),
+        &observed.notes,
+    );
+    let doc = match saved {
+        None => fresh,
+        Some((saved, file)) => saved.still_valid(&fresh, &state, file)?,
+    };
+    Ok((state, doc, observed))
+}
+
+/// One reconcile: prepare, approve, send, persist. `approve` sees the plan and the
+/// state before anything is written; it may change the plan (drop tasks), stop, or
+/// refuse with an error. The caller holds the state lock.
+pub async fn once<F>(
+    ctx: &Context<'_>,
+    saved: Option<(SavedPlan, &Path)>,
+    approve: F,
+    sending: &Sending<'_>,
+) -> Result<Report, Error>
+where
+    F: FnOnce(&mut SavedPlan, &State) -> Result<Decision, Error>,
+{
+    let (state, mut doc, observed) = prepare(ctx, saved).await?;
+    let decision = approve(&mut doc, &state)?;
+    let mut report = Report {
+        doc,
+        results: Vec::new(),
+        observed,
+        persist_error: None,
+    };
+    let (Decision::Apply, Some(api), Some(target)) = (decision, ctx.api, ctx.target) else {
+        return Ok(report);
+    };
+    if report.doc.sends().is_empty() {
+        if report.observed.changed {
+            ready_for_journal(ctx.store, state, target, true)?;
+        }
+        return Ok(report);
+    }
+    // Nothing is written before this point: a refused approval changes nothing.
+    let mut state = ready_for_journal(ctx.store, state, target, report.observed.changed)?;
+    let (results, persisted) = send(ctx.store, &mut state, &report.doc, api, sending).await?;
+    report.results = results;
+    report.persist_error = persisted.err();
+    Ok(report)
+}
+
+/// Makes the state ready for a journal: folds what an earlier run left, and makes a
+/// new state's lineage and target durable, before a journal refers to them.
+pub fn ready_for_journal(
+    store: &dyn StateStore,
+    mut state: State,
+    target: &Target,
+    changed: bool,
+) -> Result<State, StoreError> {
+    if changed || store.has_journal() || state.serial == 0 || state.target.is_none() {
+        state.target.get_or_insert(target.clone());
+        store.persist(&mut state)?;
+    }
+    Ok(state)
+}
+
+/// Sends the plan with a journal, folds the run's records into `state` and writes it.
+/// A state that cannot be written is reported with every created task ID.
+async fn send(
+    store: &dyn StateStore,
+    state: &mut State,
+    doc: &SavedPlan,
+    api: &Arc<dyn TaskApi>,
+    sending: &Sending<'_>,
+) -> Result<(Vec<TaskResult>, Result<(), PersistFailed>), Error> {
+    let (plan, manifests) = doc.manifests_to_send();
+    let journal: Arc<dyn Journal> = Arc::from(store.open_journal(state)?);
+    let started = std::time::Instant::now();
+    let applied = applier::execute(
+        &plan,
+        &manifests,
+        api.clone(),
+        journal.clone(),
+        sending.options,
+        sending.cancel.clone(),
+        sending.progress.clone(),
+    )
+    .await;
+    tracing::debug!(
+        tasks = applied.results.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "requests finished"
+    );
+    journal.close();
+    // The run's records, applied in memory: the state is complete even if a journal
+    // write failed (disk full) after a task was created.
+    crate::state::journal::replay(state, &applied.records);
+    let persisted = store.persist(state).map_err(|source| PersistFailed {
+        source,
+        journal: store.describe_journal(),
+        created: applied
+            .results
+            .iter()
+            .filter(|r| r.outcome == TaskOutcome::Created)
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.task_id.clone().unwrap_or_else(|| "?".into()),
+                )
+            })
+            .collect(),
+    });
+    Ok((applied.results, persisted))
+}

@@ -64,7 +64,7 @@ impl Credentials {
     pub fn from_env(
         env: &dyn Fn(&str) -> Option<String>,
         region: Option<&str>,
-    ) -> Result<Credentials, String> {
+    ) -> Result<Credentials, crate::remote::Error> {
         let get = |k: &str| env(k).filter(|v| !v.is_empty());
         if let Some(t) = get("TASKFORM_AUTH_TOKEN") {
             return Ok(Credentials::Token(Secret::new(t)));
@@ -78,16 +78,16 @@ impl Credentials {
                 });
             }
             (Some(_), None) => {
-                return Err(
+                return Err(crate::remote::Error::Credentials(
                     "HW_ACCESS_KEY is set but HW_SECRET_KEY is not; set both for AK/SK signing"
                         .into(),
-                );
+                ));
             }
             (None, Some(_)) => {
-                return Err(
+                return Err(crate::remote::Error::Credentials(
                     "HW_SECRET_KEY is set but HW_ACCESS_KEY is not; set both for AK/SK signing"
                         .into(),
-                );
+                ));
             }
             (None, None) => {}
         }
@@ -98,12 +98,12 @@ impl Credentials {
         );
         if user.is_some() || password.is_some() {
             let (Some(user), Some(password), Some(domain)) = (user, password, domain) else {
-                return Err("IAM password authentication needs HW_USER_NAME, HW_PASSWORD and HW_DOMAIN_NAME together".into());
+                return Err(crate::remote::Error::Credentials("IAM password authentication needs HW_USER_NAME, HW_PASSWORD and HW_DOMAIN_NAME together".into()));
             };
             let iam_endpoint = match (get("TASKFORM_IAM_ENDPOINT"), region) {
                 (Some(e), _) => e.trim_end_matches('/').to_string(),
                 (None, Some(r)) => format!("https://iam.{r}.myhuaweicloud.com"),
-                (None, None) => return Err("IAM password authentication needs the IAM endpoint: set TASKFORM_IAM_ENDPOINT, or a region (--region / HW_REGION_NAME)".into()),
+                (None, None) => return Err(crate::remote::Error::Credentials("IAM password authentication needs the IAM endpoint: set TASKFORM_IAM_ENDPOINT, or a region (--region / HW_REGION_NAME)".into())),
             };
             return Ok(Credentials::Password {
                 user,
@@ -112,7 +112,7 @@ impl Credentials {
                 iam_endpoint,
             });
         }
-        Err("no credentials: set TASKFORM_AUTH_TOKEN, or HW_ACCESS_KEY and HW_SECRET_KEY, or HW_USER_NAME, HW_PASSWORD and HW_DOMAIN_NAME".into())
+        Err(crate::remote::Error::Credentials("no credentials: set TASKFORM_AUTH_TOKEN, or HW_ACCESS_KEY and HW_SECRET_KEY, or HW_USER_NAME, HW_PASSWORD and HW_DOMAIN_NAME".into()))
     }
 
     /// The credential's kind, for messages (never its value).
@@ -330,11 +330,13 @@ mod tests {
         assert!(
             Credentials::from_env(&env_of(&[("HW_ACCESS_KEY", "a")]), None)
                 .unwrap_err()
+                .to_string()
                 .contains("HW_SECRET_KEY is not")
         );
         assert!(
             Credentials::from_env(&env_of(&[]), None)
                 .unwrap_err()
+                .to_string()
                 .starts_with("no credentials")
         );
         let c = Credentials::from_env(

@@ -12,7 +12,8 @@
 
 use crate::remote::api::{self, ApiError};
 use crate::remote::auth::{Authenticator, Credentials};
-use crate::remote::{error_chain, signer};
+use crate::remote::{Error, error_chain, signer};
+use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -82,7 +83,9 @@ pub const SCHEDULING_CODE: &str = "DLG.2206";
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// What the applier needs of the API (a trait so tests can stand in for it).
+/// What taskform needs of the API: the writes the applier sends one attempt at a time,
+/// and the reads that observe the server. A trait, so that in-process tests stand in
+/// for the service.
 pub trait TaskApi: Send + Sync {
     fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome>;
     /// Replaces a task's body (PUT).
@@ -90,6 +93,25 @@ pub trait TaskApi: Send + Sync {
     fn delete<'a>(&'a self, task_id: &'a str) -> Pending<'a, Outcome>;
     /// `run`, `runimmediate` or `stop`.
     fn action<'a>(&'a self, task_id: &'a str, action: &'a str) -> Pending<'a, Outcome>;
+    /// Every remote task whose name is exactly `name`; `None` when the endpoint offers
+    /// no search (a gateway exposing create only).
+    fn search_by_name<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pending<'a, Result<Option<Vec<Value>>, Error>>;
+    /// Every task of the workspace, and whether the listing is complete; `None` when the
+    /// endpoint offers no search.
+    fn list_tasks(&self) -> Pending<'_, Result<Option<Listing>, Error>>;
+    /// Reads one task.
+    fn show<'a>(&'a self, task_id: &'a str) -> Pending<'a, Result<Shown, Error>>;
+}
+
+/// The tasks a search listed, and whether the listing is complete (the service may cap
+/// how far a search pages).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listing {
+    pub tasks: Vec<Value>,
+    pub complete: bool,
 }
 
 /// What a show found.
@@ -142,7 +164,7 @@ pub fn check_scheme(
     url: &reqwest::Url,
     what: &str,
     allow_insecure_http: bool,
-) -> Result<(), String> {
+) -> Result<(), Error> {
     match url.scheme() {
         "https" => Ok(()),
         "http" if is_loopback(url) => Ok(()),
@@ -150,12 +172,12 @@ pub fn check_scheme(
             tracing::warn!(url = %url, "plain http to a host that is not loopback: credentials and bodies travel unencrypted");
             Ok(())
         }
-        "http" => Err(format!(
+        "http" => Err(Error::Setup(format!(
             "refusing plain http:// for the {what} {url}: credentials would travel unencrypted. Use https:// (with --ca-bundle for a private CA), or pass --allow-insecure-http if you must"
-        )),
-        other => Err(format!(
+        ))),
+        other => Err(Error::Setup(format!(
             "invalid {what} {url}: the scheme {other}:// is not http or https"
-        )),
+        ))),
     }
 }
 
@@ -175,38 +197,39 @@ pub fn install_crypto_provider() {
 }
 
 impl Client {
-    pub fn new(cfg: ClientConfig, creds: Credentials) -> Result<Client, String> {
+    pub fn new(cfg: ClientConfig, creds: Credentials) -> Result<Client, Error> {
         install_crypto_provider();
         let base: reqwest::Url = cfg
             .endpoint
             .parse()
-            .map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
+            .map_err(|e| Error::Setup(format!("invalid endpoint {:?}: {e}", cfg.endpoint)))?;
         check_scheme(&base, "endpoint", cfg.allow_insecure_http)?;
         if let Credentials::Password { iam_endpoint, .. } = &creds {
             let iam: reqwest::Url = iam_endpoint
                 .parse()
-                .map_err(|e| format!("invalid IAM endpoint {iam_endpoint:?}: {e}"))?;
+                .map_err(|e| Error::Setup(format!("invalid IAM endpoint {iam_endpoint:?}: {e}")))?;
             check_scheme(&iam, "IAM endpoint", cfg.allow_insecure_http)?;
         }
         let create_url = base
             .join(&api::create_path(&cfg.project_id))
-            .map_err(|e| format!("invalid endpoint {:?}: {e}", cfg.endpoint))?;
+            .map_err(|e| Error::Setup(format!("invalid endpoint {:?}: {e}", cfg.endpoint)))?;
         let mut builder = reqwest::Client::builder();
         if let Some(path) = &cfg.ca_bundle {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read the CA bundle {}: {e}", path.display()))?;
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::Setup(format!("cannot read the CA bundle {}: {e}", path.display()))
+            })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                format!(
+                Error::Setup(format!(
                     "the CA bundle {} is not a PEM bundle: {}",
                     path.display(),
                     error_chain(&e)
-                )
+                ))
             })?;
             if certs.is_empty() {
-                return Err(format!(
+                return Err(Error::Setup(format!(
                     "the CA bundle {} holds no certificate",
                     path.display()
-                ));
+                )));
             }
             builder = builder.tls_certs_merge(certs);
         }
@@ -216,7 +239,9 @@ impl Client {
             .user_agent(concat!("taskform/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(64)
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+            .map_err(|e| {
+                Error::Setup(format!("cannot build the HTTP client: {}", error_chain(&e)))
+            })?;
         let auth = Authenticator::new(creds, cfg.project_id.clone(), http.clone());
         Ok(Client {
             http,
@@ -231,10 +256,10 @@ impl Client {
         self.auth.credentials()
     }
 
-    fn url(&self, path: &str) -> Result<reqwest::Url, String> {
+    fn url(&self, path: &str) -> Result<reqwest::Url, Error> {
         self.create_url
             .join(path)
-            .map_err(|e| format!("invalid endpoint {:?}: {e}", self.cfg.endpoint))
+            .map_err(|e| Error::Setup(format!("invalid endpoint {:?}: {e}", self.cfg.endpoint)))
     }
 
     /// Sends one signed request. `Err` is the outcome when no answer came: not sent
@@ -329,11 +354,11 @@ impl Client {
     /// throttling, 500/503, connection errors and timeouts. `Err` says why it failed.
     async fn read(
         &self,
-        what: &str,
+        what: &'static str,
         method: reqwest::Method,
         url: &reqwest::Url,
         body: &[u8],
-    ) -> Result<Answer, String> {
+    ) -> Result<Answer, Error> {
         const ATTEMPTS: u32 = 6;
         let mut attempt = 0;
         loop {
@@ -358,13 +383,26 @@ impl Client {
                 },
                 Err(Outcome::Retry { failure, .. }) => (failure.to_string(), None),
                 Err(Outcome::InDoubt(why)) => (why, None),
-                Err(Outcome::Unauthorized(f) | Outcome::Failed(f)) => {
-                    return Err(format!("{what} failed: {f}"));
+                Err(Outcome::Unauthorized(failure) | Outcome::Failed(failure)) => {
+                    return Err(Error::Refused { what, failure });
                 }
-                Err(other) => return Err(format!("{what} failed: {other:?}")),
+                Err(other) => {
+                    return Err(Error::Refused {
+                        what,
+                        failure: Failure {
+                            status: 0,
+                            error_code: None,
+                            error_msg: format!("{other:?}"),
+                        },
+                    });
+                }
             };
             if attempt >= ATTEMPTS {
-                return Err(format!("{what} failed after {attempt} attempts: {failure}"));
+                return Err(Error::GaveUp {
+                    what,
+                    attempts: attempt,
+                    last: failure,
+                });
             }
             let wait = wait.unwrap_or_else(|| {
                 crate::remote::pacer::backoff(
@@ -385,9 +423,10 @@ impl Client {
     pub async fn search_by_name(
         &self,
         name: &str,
-    ) -> Result<Option<Vec<serde_json::Value>>, String> {
-        Ok(self.search(Some(name)).await?.map(|(found, _)| {
-            found
+    ) -> Result<Option<Vec<serde_json::Value>>, Error> {
+        Ok(self.search(Some(name)).await?.map(|listing| {
+            listing
+                .tasks
                 .into_iter()
                 .filter(|t| t.get("name").and_then(|v| v.as_str()) == Some(name))
                 .collect()
@@ -396,15 +435,12 @@ impl Client {
 
     /// Every task of the workspace, and whether the listing is complete (the service
     /// may cap how far a search pages). `Ok(None)` when there is no search endpoint.
-    pub async fn list_tasks(&self) -> Result<Option<(Vec<serde_json::Value>, bool)>, String> {
+    pub async fn list_tasks(&self) -> Result<Option<Listing>, Error> {
         self.search(None).await
     }
 
     /// All pages of a search; the flag says whether the last page was reached.
-    async fn search(
-        &self,
-        name: Option<&str>,
-    ) -> Result<Option<(Vec<serde_json::Value>, bool)>, String> {
+    async fn search(&self, name: Option<&str>) -> Result<Option<Listing>, Error> {
         const LIMIT: u64 = 100;
         const MAX_PAGES: u64 = 1000;
         let url = self.url(&api::search_path(&self.cfg.project_id))?;
@@ -416,7 +452,7 @@ impl Client {
                 offset: Some(page * LIMIT),
                 ..Default::default()
             };
-            let body = serde_json::to_vec(&req).map_err(|e| e.to_string())?;
+            let body = serde_json::to_vec(&req).map_err(|e| Error::Setup(e.to_string()))?;
             let a = self
                 .read("search", reqwest::Method::POST, &url, &body)
                 .await?;
@@ -424,31 +460,44 @@ impl Client {
                 return Ok(None);
             }
             if a.status != 200 {
-                return Err(format!(
-                    "search answered {}",
-                    classify_failure(a.status, &a.body)
-                ));
+                return Err(Error::Unexpected {
+                    what: "search".into(),
+                    failure: classify_failure(a.status, &a.body),
+                });
             }
-            let page: api::SearchResponse = serde_json::from_slice(&a.body).map_err(|e| {
-                format!("search answered something that is not a search result: {e}")
-            })?;
+            let page: api::SearchResponse =
+                serde_json::from_slice(&a.body).map_err(|e| Error::Garbage {
+                    what: "search",
+                    expected: "a search result",
+                    detail: e.to_string(),
+                })?;
             let n = page.resources.len() as u64;
             found.extend(page.resources);
             if n < LIMIT || found.len() as u64 >= page.total_records {
-                return Ok(Some((found, true)));
+                return Ok(Some(Listing {
+                    tasks: found,
+                    complete: true,
+                }));
             }
         }
-        Ok(Some((found, false)))
+        Ok(Some(Listing {
+            tasks: found,
+            complete: false,
+        }))
     }
 
     /// Reads one task.
-    pub async fn show(&self, task_id: &str) -> Result<Shown, String> {
+    pub async fn show(&self, task_id: &str) -> Result<Shown, Error> {
         let url = self.url(&api::task_path(&self.cfg.project_id, task_id))?;
         let a = self.read("show", reqwest::Method::GET, &url, b"").await?;
         if a.status == 200 {
             return serde_json::from_slice(&a.body)
                 .map(Shown::Found)
-                .map_err(|e| format!("show answered something that is not a task: {e}"));
+                .map_err(|e| Error::Garbage {
+                    what: "show",
+                    expected: "a task",
+                    detail: e.to_string(),
+                });
         }
         let f = classify_failure(a.status, &a.body);
         if f.is_unsupported() {
@@ -456,7 +505,10 @@ impl Client {
         } else if f.is_not_found() {
             Ok(Shown::Gone)
         } else {
-            Err(format!("show of task {task_id} answered {f}"))
+            Err(Error::Unexpected {
+                what: format!("show of task {task_id}"),
+                failure: f,
+            })
         }
     }
 
@@ -479,7 +531,7 @@ impl Client {
                 return Outcome::Failed(Failure {
                     status: 0,
                     error_code: None,
-                    error_msg: e,
+                    error_msg: e.to_string(),
                 });
             }
         };
@@ -512,6 +564,18 @@ impl TaskApi for Client {
         let path = api::action_path(&self.cfg.project_id, task_id, action);
         Box::pin(self.write_once(reqwest::Method::POST, path, b""))
     }
+    fn search_by_name<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pending<'a, Result<Option<Vec<Value>>, Error>> {
+        Box::pin(Client::search_by_name(self, name))
+    }
+    fn list_tasks(&self) -> Pending<'_, Result<Option<Listing>, Error>> {
+        Box::pin(Client::list_tasks(self))
+    }
+    fn show<'a>(&'a self, task_id: &'a str) -> Pending<'a, Result<Shown, Error>> {
+        Box::pin(Client::show(self, task_id))
+    }
 }
 
 /// Runs `f` over `items` with at most `limit` in flight; results in `items`' order.
@@ -520,7 +584,7 @@ pub async fn map_concurrent<T, R, F, Fut>(
     items: Vec<T>,
     limit: usize,
     f: F,
-) -> Result<Vec<R>, String>
+) -> Result<Vec<R>, Error>
 where
     T: Send + 'static,
     R: Send + 'static,
@@ -543,7 +607,7 @@ where
     }
     let mut out = Vec::with_capacity(n);
     while let Some(done) = set.join_next().await {
-        out.push(done.map_err(|e| format!("a request task failed: {e}"))?);
+        out.push(done.map_err(|e| Error::TaskFailed(e.to_string()))?);
     }
     out.sort_by_key(|(i, _)| *i);
     Ok(out.into_iter().map(|(_, r)| r).collect())

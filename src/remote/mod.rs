@@ -10,6 +10,47 @@ pub mod client;
 pub mod pacer;
 pub mod signer;
 
+/// Why the API could not be used, for a person: what was asked, and the service's
+/// words (HTTP status, `error_code`, `error_msg`) where it answered.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The client cannot be set up: the endpoint, its scheme, the CA bundle.
+    #[error("{0}")]
+    Setup(String),
+    /// No usable credentials in the environment.
+    #[error("{0}")]
+    Credentials(String),
+    /// A read the service refused (no retry helps).
+    #[error("{what} failed: {failure}")]
+    Refused {
+        what: &'static str,
+        failure: client::Failure,
+    },
+    /// A read retried until its attempts ran out.
+    #[error("{what} failed after {attempts} attempts: {last}")]
+    GaveUp {
+        what: &'static str,
+        attempts: u32,
+        last: String,
+    },
+    /// An answer that is neither a result nor a known error.
+    #[error("{what} answered {failure}")]
+    Unexpected {
+        what: String,
+        failure: client::Failure,
+    },
+    /// A success whose body is not what the operation returns.
+    #[error("{what} answered something that is not {expected}: {detail}")]
+    Garbage {
+        what: &'static str,
+        expected: &'static str,
+        detail: String,
+    },
+    /// A request task ended without a result (a bug).
+    #[error("a request task failed: {0}")]
+    TaskFailed(String),
+}
+
 /// An error with its sources, on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

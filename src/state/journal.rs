@@ -16,7 +16,7 @@
 //! single `write` + `fdatasync` (group commit), so durability costs one sync per batch,
 //! not per task.
 
-use crate::state::{InDoubt, State, Superseded, TaskRecord};
+use crate::state::{State, TaskRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::fs::{File, OpenOptions};
@@ -96,6 +96,9 @@ pub enum JournalError {
         found: String,
         expected: String,
     },
+    /// An append did not become durable.
+    #[error("{0}")]
+    Write(String),
     #[error(
         "journal {path} continues state serial {found}, but the state file is at serial {expected}: the state file was replaced by an older copy; restore the newer state file or move the journal aside after checking it"
     )]
@@ -200,7 +203,8 @@ pub fn replay(state: &mut State, records: &[Record]) -> bool {
     changed
 }
 
-/// Applies one record; idempotent, so replaying a journal twice changes nothing more.
+/// Applies one record through the state's transitions; idempotent, so replaying a
+/// journal twice changes nothing more.
 fn apply(state: &mut State, r: &Record) -> bool {
     match r {
         Record::Open { .. } => false,
@@ -210,27 +214,15 @@ fn apply(state: &mut State, r: &Record) -> bool {
             file,
             at,
         } => {
-            state.in_doubt.insert(
-                name.clone(),
-                InDoubt {
-                    hash: hash.clone(),
-                    file: file.clone(),
-                    sent_at: Some(at.clone()),
-                    reason: Some("taskform stopped before the answer arrived".into()),
-                },
-            );
+            state.record_intent(name, hash, file.clone(), at);
             true
         }
         Record::InDoubt { name, hash, reason } => {
-            if let Some(d) = state.in_doubt.get_mut(name).filter(|d| d.hash == *hash) {
-                d.reason = Some(reason.clone());
-            }
+            state.record_in_doubt_reason(name, hash, reason);
             true
         }
         Record::Failed { name, hash } => {
-            if state.in_doubt.get(name).is_some_and(|d| d.hash == *hash) {
-                state.in_doubt.remove(name);
-            }
+            state.record_failed(name, hash);
             true
         }
         Record::Updated {
@@ -240,40 +232,8 @@ fn apply(state: &mut State, r: &Record) -> bool {
             file,
             at,
             body,
-        } => match state.tasks.get_mut(name) {
-            Some(r) if r.task_id == *task_id => {
-                r.hash = hash.clone();
-                r.file = file.clone().or(r.file.take());
-                r.applied_at = Some(at.clone());
-                r.body = body.clone();
-                true
-            }
-            _ => false,
-        },
-        Record::Deleted { name, task_id } => {
-            let Some(r) = state.tasks.get_mut(name) else {
-                return false;
-            };
-            if r.task_id == *task_id {
-                // The newest superseded task (if any) stays recorded under the name,
-                // so that it is still pruned; otherwise the name is forgotten.
-                match r.superseded.pop() {
-                    Some(s) => {
-                        r.task_id = s.task_id;
-                        r.hash = s.hash;
-                        r.body = None;
-                    }
-                    None => {
-                        state.tasks.remove(name);
-                    }
-                }
-                true
-            } else {
-                let before = r.superseded.len();
-                r.superseded.retain(|s| s.task_id != *task_id);
-                r.superseded.len() != before
-            }
-        }
+        } => state.record_updated(name, task_id, hash, file.clone(), at, body.clone()),
+        Record::Deleted { name, task_id } => state.record_deleted(name, task_id),
         Record::Created {
             name,
             hash,
@@ -282,29 +242,15 @@ fn apply(state: &mut State, r: &Record) -> bool {
             at,
             body,
         } => {
-            if state.in_doubt.get(name).is_some_and(|d| d.hash == *hash) {
-                state.in_doubt.remove(name);
-            }
-            let mut superseded = Vec::new();
-            if let Some(old) = state.tasks.remove(name) {
-                superseded = old.superseded;
-                if old.task_id != *task_id {
-                    superseded.push(Superseded {
-                        task_id: old.task_id,
-                        hash: old.hash,
-                        replaced_at: Some(at.clone()),
-                    });
-                }
-            }
-            state.tasks.insert(
-                name.clone(),
+            state.record_created(
+                name,
                 TaskRecord {
                     task_id: task_id.clone(),
                     hash: hash.clone(),
                     file: file.clone(),
                     applied_at: Some(at.clone()),
                     body: body.clone(),
-                    superseded,
+                    superseded: Vec::new(),
                 },
             );
             true
@@ -312,7 +258,7 @@ fn apply(state: &mut State, r: &Record) -> bool {
     }
 }
 
-type Pending = (Vec<u8>, Option<oneshot::Sender<Result<(), String>>>);
+type Pending = (Vec<u8>, Option<oneshot::Sender<Result<(), JournalError>>>);
 
 /// Appends records durably from one writer thread with group commit.
 pub struct Writer {
@@ -350,16 +296,17 @@ impl Writer {
     }
 
     /// Appends a record and waits until it is on disk.
-    pub async fn append(&self, record: &Record) -> Result<(), String> {
+    pub async fn append(&self, record: &Record) -> Result<(), JournalError> {
+        let stopped = || JournalError::Write("journal writer stopped".into());
         let (ack, done) = oneshot::channel();
         {
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = tx.as_ref().ok_or("journal closed")?;
-            tx.send((line(record), Some(ack)))
-                .map_err(|_| "journal writer stopped".to_string())?;
+            let tx = tx
+                .as_ref()
+                .ok_or_else(|| JournalError::Write("journal closed".into()))?;
+            tx.send((line(record), Some(ack))).map_err(|_| stopped())?;
         }
-        done.await
-            .map_err(|_| "journal writer stopped".to_string())?
+        done.await.map_err(|_| stopped())?
     }
 
     /// Appends a record without waiting for it to reach the disk (it will, in order,
@@ -419,7 +366,7 @@ fn writer_loop(mut file: File, rx: mpsc::Receiver<Pending>) {
         for a in acks.drain(..) {
             let _ = a.send(match &failed {
                 None => Ok(()),
-                Some(e) => Err(e.clone()),
+                Some(e) => Err(JournalError::Write(e.clone())),
             });
         }
     }

@@ -14,8 +14,13 @@
 //! that a saved plan or journal can never be applied to another state.
 
 pub mod journal;
+pub mod local;
 pub mod lock;
+pub mod memory;
 pub mod store;
+
+pub use local::LocalStore;
+pub use store::{StateStore, StoreError};
 
 use crate::fsutil;
 use serde::{Deserialize, Serialize};
@@ -227,14 +232,151 @@ impl State {
     }
 }
 
+/// The transitions of a state: every change to the recorded tasks goes through one of
+/// these, whether it comes from a journal being replayed, an in-doubt create settled,
+/// a remote task adopted or refreshed, or a record forgotten. Each is idempotent, so
+/// replaying a journal twice changes nothing more.
+impl State {
+    /// A create is about to be sent: until its answer is recorded, the task is in doubt.
+    pub fn record_intent(&mut self, name: &str, hash: &str, file: Option<String>, at: &str) {
+        self.in_doubt.insert(
+            name.to_string(),
+            InDoubt {
+                hash: hash.to_string(),
+                file,
+                sent_at: Some(at.to_string()),
+                reason: Some("taskform stopped before the answer arrived".into()),
+            },
+        );
+    }
+
+    /// The create's outcome is unknown, for this reason.
+    pub fn record_in_doubt_reason(&mut self, name: &str, hash: &str, reason: &str) {
+        if let Some(d) = self.in_doubt.get_mut(name).filter(|d| d.hash == hash) {
+            d.reason = Some(reason.to_string());
+        }
+    }
+
+    /// The create was refused: no task was made.
+    pub fn record_failed(&mut self, name: &str, hash: &str) {
+        if self.in_doubt.get(name).is_some_and(|d| d.hash == hash) {
+            self.in_doubt.remove(name);
+        }
+    }
+
+    /// A remote task now holds this name's content (a create answered, an in-doubt
+    /// create found on the server, a remote task adopted). A different task recorded
+    /// under the name before stays on the server: it becomes superseded, so that
+    /// `--prune` deletes it. An in-doubt create of the same content is settled.
+    pub fn record_created(&mut self, name: &str, mut record: TaskRecord) {
+        if self
+            .in_doubt
+            .get(name)
+            .is_some_and(|d| d.hash == record.hash)
+        {
+            self.in_doubt.remove(name);
+        }
+        record.superseded.clear();
+        if let Some(old) = self.tasks.remove(name) {
+            record.superseded = old.superseded;
+            if old.task_id != record.task_id {
+                record.superseded.push(Superseded {
+                    task_id: old.task_id,
+                    hash: old.hash,
+                    replaced_at: record.applied_at.clone(),
+                });
+            }
+        }
+        self.tasks.insert(name.to_string(), record);
+    }
+
+    /// The recorded task was changed in place to this content (PUT). Returns whether
+    /// `task_id` is the name's recorded task (otherwise nothing changes).
+    pub fn record_updated(
+        &mut self,
+        name: &str,
+        task_id: &str,
+        hash: &str,
+        file: Option<String>,
+        at: &str,
+        body: Option<Box<RawValue>>,
+    ) -> bool {
+        match self.tasks.get_mut(name) {
+            Some(r) if r.task_id == task_id => {
+                r.hash = hash.to_string();
+                r.file = file.or(r.file.take());
+                r.applied_at = Some(at.to_string());
+                r.body = body;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The remote task `task_id` of this name is gone (deleted, or found deleted). The
+    /// newest superseded task, if any, stays recorded under the name so that it is
+    /// still pruned; otherwise the name is forgotten. Returns whether anything changed.
+    pub fn record_deleted(&mut self, name: &str, task_id: &str) -> bool {
+        let Some(r) = self.tasks.get_mut(name) else {
+            return false;
+        };
+        if r.task_id == task_id {
+            match r.superseded.pop() {
+                Some(s) => {
+                    r.task_id = s.task_id;
+                    r.hash = s.hash;
+                    r.body = None;
+                }
+                None => {
+                    self.tasks.remove(name);
+                }
+            }
+            true
+        } else {
+            let before = r.superseded.len();
+            r.superseded.retain(|s| s.task_id != task_id);
+            r.superseded.len() != before
+        }
+    }
+
+    /// The server holds other content for the recorded task (changed outside
+    /// taskform): the record takes the server's content, so the next plan shows the
+    /// change back to the manifest's.
+    pub fn record_drift(&mut self, name: &str, hash: String, body: Option<Box<RawValue>>) {
+        if let Some(r) = self.tasks.get_mut(name) {
+            r.hash = hash;
+            r.body = body;
+        }
+    }
+}
+
+/// A state that belongs to another target than the one a command is pointed at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "state file {state} belongs to {recorded}, but the target is {target}; use the state file of that target (--state) or check --project-id/--workspace"
+)]
+pub struct TargetMismatch {
+    /// Where the state lives ([`store::StateStore::describe`]).
+    pub state: String,
+    pub recorded: Target,
+    pub target: Target,
+}
+
 /// Refuses a target other than the one the state records.
-pub fn check_target(state: &State, target: &Target, state_path: &str) -> Result<(), String> {
+pub fn check_target(state: &State, target: &Target, location: &str) -> Result<(), TargetMismatch> {
     match &state.target {
-        Some(recorded) if recorded != target => Err(format!(
-            "state file {state_path} belongs to {recorded}, but the target is {target}; use the state file of that target (--state) or check --project-id/--workspace"
-        )),
+        Some(recorded) if recorded != target => Err(TargetMismatch {
+            state: location.to_string(),
+            recorded: recorded.clone(),
+            target: target.clone(),
+        }),
         _ => Ok(()),
     }
+}
+
+/// The store for a `--state` location: a path is the local file backend.
+pub fn open(location: &Path) -> Box<dyn StateStore> {
+    Box::new(LocalStore::new(location))
 }
 
 #[cfg(test)]
@@ -304,6 +446,7 @@ mod tests {
         assert!(
             check_target(&s, &t, "s")
                 .unwrap_err()
+                .to_string()
                 .contains("belongs to project p / workspace other")
         );
     }

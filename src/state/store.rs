@@ -5,11 +5,10 @@
 //! as Terraform's pg backend) can slot in beside [`LocalStore`] without touching the
 //! planner or the applier.
 
-use crate::state::journal::{self, JournalError, Record};
-use crate::state::lock::{self, FileLock, Holder, LockError};
+use crate::state::journal::{JournalError, Record};
+use crate::state::lock::{FileLock, Holder, LockError};
 use crate::state::{State, StateError};
 use std::future::Future;
-use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::time::Duration;
 
@@ -39,7 +38,7 @@ pub trait Journal: Send + Sync {
     fn append<'a>(
         &'a self,
         record: &'a Record,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+    ) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>>;
     /// Appends a record that need not be waited for (it is durable before any later
     /// durable append is acknowledged).
     fn append_nowait(&self, record: &Record);
@@ -51,6 +50,8 @@ pub trait Journal: Send + Sync {
 pub trait StateStore: Send + Sync {
     /// For messages: where the state lives.
     fn describe(&self) -> String;
+    /// For messages: where the journal lives.
+    fn describe_journal(&self) -> String;
     /// The state with any journal folded in (in memory; nothing is written).
     fn load(&self) -> Result<State, StoreError>;
     /// Takes the exclusive lock, waiting up to `timeout`.
@@ -66,84 +67,4 @@ pub trait StateStore: Send + Sync {
     /// Whether a journal exists that `load` folded in (so `persist` should be called
     /// before a new journal is opened).
     fn has_journal(&self) -> bool;
-}
-
-/// The state file on a local disk, with `<state>.journal` and `<state>.lock` beside it.
-#[derive(Debug, Clone)]
-pub struct LocalStore {
-    path: PathBuf,
-}
-
-impl LocalStore {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
-        LocalStore { path: path.into() }
-    }
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-    pub fn journal_path(&self) -> PathBuf {
-        journal::path_for(&self.path)
-    }
-}
-
-impl StateStore for LocalStore {
-    fn describe(&self) -> String {
-        self.path.display().to_string()
-    }
-
-    fn load(&self) -> Result<State, StoreError> {
-        let mut state = State::load(&self.path)?;
-        let jpath = self.journal_path();
-        let records = journal::read(&jpath)?;
-        journal::fold(&mut state, &records, &jpath.display().to_string())?;
-        Ok(state)
-    }
-
-    fn lock(
-        &self,
-        me: &Holder,
-        timeout: Option<Duration>,
-    ) -> Result<Box<dyn StoreLock>, StoreError> {
-        let l = lock::acquire(&lock::path_for(&self.path), &self.describe(), me, timeout)?;
-        Ok(Box::new(l))
-    }
-
-    fn persist(&self, state: &mut State) -> Result<(), StoreError> {
-        state.save(&self.path)?;
-        // The journal's records are now in the state; a crash before this removal
-        // leaves a journal whose serial is older than the state's, which is ignored.
-        let _ = std::fs::remove_file(self.journal_path());
-        Ok(())
-    }
-
-    fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError> {
-        let p = self.journal_path();
-        let w =
-            journal::Writer::create(&p, state, crate::clock::now_rfc3339()).map_err(|source| {
-                StoreError::JournalOpen {
-                    path: p.display().to_string(),
-                    source,
-                }
-            })?;
-        Ok(Box::new(w))
-    }
-
-    fn has_journal(&self) -> bool {
-        self.journal_path().exists()
-    }
-}
-
-impl Journal for journal::Writer {
-    fn append<'a>(
-        &'a self,
-        record: &'a Record,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
-        Box::pin(journal::Writer::append(self, record))
-    }
-    fn append_nowait(&self, record: &Record) {
-        journal::Writer::append_nowait(self, record)
-    }
-    fn close(&self) {
-        journal::Writer::close(self)
-    }
 }

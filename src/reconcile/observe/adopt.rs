@@ -9,11 +9,12 @@
 //! their IDs and nothing is recorded. [`record`] is pure; [`adopt`] does the searching:
 //! a search per name, or for more than 20 names one listing of the workspace.
 
+use super::sent_fields;
 use crate::hash;
 use crate::load::manifest::Manifest;
-use crate::reconcile::observe::settle::sent_fields;
+use crate::remote::Error;
 use crate::remote::api::remote_task_id;
-use crate::remote::client::{Client, map_concurrent};
+use crate::remote::client::{Listing, TaskApi, map_concurrent};
 use crate::state::{State, TaskRecord};
 use serde_json::Value;
 use std::sync::Arc;
@@ -49,8 +50,8 @@ pub fn record(state: &mut State, m: &Manifest, found: &[Value]) -> Option<Adopte
     let (theirs, h) = hash::canonical_and_hash(&sent_fields(one, &m.body()));
     let same = h == m.hash;
     let body = if same { m.canonical.clone() } else { theirs };
-    state.tasks.insert(
-        name.clone(),
+    state.record_created(
+        &name,
         TaskRecord {
             task_id: task_id.clone(),
             hash: h,
@@ -72,8 +73,8 @@ pub fn record(state: &mut State, m: &Manifest, found: &[Value]) -> Option<Adopte
 pub async fn adopt(
     state: &mut State,
     manifests: &[Manifest],
-    client: &Arc<Client>,
-) -> Result<Option<Vec<Adopted>>, String> {
+    api: &Arc<dyn TaskApi>,
+) -> Result<Option<Vec<Adopted>>, Error> {
     let wanted: Vec<usize> = manifests
         .iter()
         .enumerate()
@@ -82,7 +83,7 @@ pub async fn adopt(
         })
         .map(|(i, _)| i)
         .collect();
-    let found = match find(&wanted, manifests, client).await? {
+    let found = match find(&wanted, manifests, api).await? {
         Some(found) => found,
         None => return Ok(None),
     };
@@ -101,12 +102,15 @@ const LIST_ABOVE: usize = 20;
 async fn find(
     wanted: &[usize],
     manifests: &[Manifest],
-    client: &Arc<Client>,
-) -> Result<Option<Vec<(usize, Vec<Value>)>>, String> {
+    api: &Arc<dyn TaskApi>,
+) -> Result<Option<Vec<(usize, Vec<Value>)>>, Error> {
     if wanted.len() > LIST_ABOVE {
-        match client.list_tasks().await? {
+        match api.list_tasks().await? {
             None => return Ok(None),
-            Some((all, true)) => {
+            Some(Listing {
+                tasks: all,
+                complete: true,
+            }) => {
                 let mut by_name: std::collections::HashMap<&str, Vec<Value>> = wanted
                     .iter()
                     .map(|&i| (manifests[i].name.as_str(), Vec::new()))
@@ -134,7 +138,9 @@ async fn find(
                         .collect(),
                 ));
             }
-            Some((_, false)) => {
+            Some(Listing {
+                complete: false, ..
+            }) => {
                 tracing::info!(
                     "the workspace has more tasks than a search lists; searching by name"
                 );
@@ -146,8 +152,8 @@ async fn find(
         .map(|&i| (i, manifests[i].name.clone()))
         .collect();
     let found = map_concurrent(names, CONCURRENCY, |(i, name)| {
-        let client = client.clone();
-        async move { (i, client.search_by_name(&name).await) }
+        let api = api.clone();
+        async move { (i, api.search_by_name(&name).await) }
     })
     .await?;
     let mut out = Vec::with_capacity(found.len());
@@ -160,21 +166,27 @@ async fn find(
     Ok(Some(out))
 }
 
+/// Several remote tasks share a manifest's name: taskform cannot tell which to record.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "several remote tasks share a manifest's name, so taskform cannot tell which one to record:\n{}\ndelete the duplicates on the server (or rename the manifest), then run again",
+    .names.iter().map(|(name, ids)| format!("  {name}: tasks {}", ids.join(", "))).collect::<Vec<_>>().join("\n")
+)]
+pub struct Ambiguous {
+    /// Each name with the IDs of the remote tasks that bear it.
+    pub names: Vec<(String, Vec<String>)>,
+}
+
 /// The error for names that several remote tasks share, if any.
-pub fn ambiguous(adopted: &[Adopted]) -> Option<String> {
-    let lines: Vec<String> = adopted
+pub fn ambiguous(adopted: &[Adopted]) -> Option<Ambiguous> {
+    let names: Vec<(String, Vec<String>)> = adopted
         .iter()
         .filter_map(|a| match a {
-            Adopted::Ambiguous { name, ids } => Some(format!("  {name}: tasks {}", ids.join(", "))),
+            Adopted::Ambiguous { name, ids } => Some((name.clone(), ids.clone())),
             _ => None,
         })
         .collect();
-    (!lines.is_empty()).then(|| {
-        format!(
-            "several remote tasks share a manifest's name, so taskform cannot tell which one to record:\n{}\ndelete the duplicates on the server (or rename the manifest), then run again",
-            lines.join("\n")
-        )
-    })
+    (!names.is_empty()).then_some(Ambiguous { names })
 }
 
 /// Logs what adoption did.
@@ -250,7 +262,12 @@ mod tests {
         ];
         let a = record(&mut s, &manifest(), &found).unwrap();
         assert!(s.tasks.is_empty());
-        assert!(ambiguous(&[a]).unwrap().contains("a: tasks 7, 8"));
+        assert!(
+            ambiguous(&[a])
+                .unwrap()
+                .to_string()
+                .contains("a: tasks 7, 8")
+        );
         assert_eq!(record(&mut s, &manifest(), &[]), None);
     }
 }

@@ -10,12 +10,12 @@
 //!
 //! [`observe`] does the reading; [`reconcile`] is pure, so tests call it directly.
 
+use super::sent_fields;
 use crate::hash;
 use crate::load::manifest::Manifest;
-use crate::reconcile::observe::settle::sent_fields;
-use crate::remote::client::{Client, Shown, map_concurrent};
+use crate::remote::Error;
+use crate::remote::client::{Shown, TaskApi, map_concurrent};
 use crate::state::State;
-use crate::state::journal::{self, Record};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,8 +48,8 @@ pub enum Drift {
 /// Reads every recorded task. `Ok(None)` when the endpoint offers no show.
 pub async fn observe(
     state: &State,
-    client: &Arc<Client>,
-) -> Result<Option<Vec<Observation>>, String> {
+    api: &Arc<dyn TaskApi>,
+) -> Result<Option<Vec<Observation>>, Error> {
     let ids: Vec<(String, String)> = state
         .tasks
         .iter()
@@ -62,9 +62,9 @@ pub async fn observe(
         })
         .collect();
     let shown = map_concurrent(ids, CONCURRENCY, |(name, task_id)| {
-        let client = client.clone();
+        let api = api.clone();
         async move {
-            let r = client.show(&task_id).await;
+            let r = api.show(&task_id).await;
             (name, task_id, r)
         }
     })
@@ -89,7 +89,7 @@ pub async fn observe(
 pub fn reconcile(state: &mut State, manifests: &[Manifest], seen: &[Observation]) -> Vec<Drift> {
     let mut drift = Vec::new();
     for o in seen {
-        let Some(record) = state.tasks.get_mut(&o.name) else {
+        let Some(record) = state.tasks.get(&o.name) else {
             continue;
         };
         let current = record.task_id == o.task_id;
@@ -99,13 +99,7 @@ pub fn reconcile(state: &mut State, manifests: &[Manifest], seen: &[Observation]
                 task_id: o.task_id.clone(),
                 superseded: !current,
             });
-            journal::replay(
-                state,
-                &[Record::Deleted {
-                    name: o.name.clone(),
-                    task_id: o.task_id.clone(),
-                }],
-            );
+            state.record_deleted(&o.name, &o.task_id);
             continue;
         };
         if !current {
@@ -125,8 +119,11 @@ pub fn reconcile(state: &mut State, manifests: &[Manifest], seen: &[Observation]
         let Some(template) = template else { continue };
         let (theirs, h) = hash::canonical_and_hash(&sent_fields(remote, &template));
         if h != record.hash {
-            record.hash = h;
-            record.body = serde_json::value::RawValue::from_string(theirs).ok();
+            state.record_drift(
+                &o.name,
+                h,
+                serde_json::value::RawValue::from_string(theirs).ok(),
+            );
             drift.push(Drift::Changed {
                 name: o.name.clone(),
                 task_id: o.task_id.clone(),
@@ -141,9 +138,9 @@ pub fn reconcile(state: &mut State, manifests: &[Manifest], seen: &[Observation]
 pub async fn refresh(
     state: &mut State,
     manifests: &[Manifest],
-    client: &Arc<Client>,
-) -> Result<Option<Vec<Drift>>, String> {
-    let Some(seen) = observe(state, client).await? else {
+    api: &Arc<dyn TaskApi>,
+) -> Result<Option<Vec<Drift>>, Error> {
+    let Some(seen) = observe(state, api).await? else {
         return Ok(None);
     };
     Ok(Some(reconcile(state, manifests, &seen)))

@@ -4,12 +4,14 @@
 //! created again. Several, or tasks of that name with other content, stay in doubt
 //! with their IDs named, for a person to decide.
 
+use super::sent_fields;
 use crate::hash;
 use crate::load::manifest::Manifest;
+use crate::remote::Error;
 use crate::remote::api::remote_task_id;
-use crate::remote::client::Client;
-use crate::state::{State, Superseded, TaskRecord};
-use serde_json::{Map, Value};
+use crate::remote::client::TaskApi;
+use crate::state::{State, TaskRecord};
+use serde_json::Value;
 
 /// What became of one in-doubt task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,44 +24,13 @@ pub enum Settled {
     Unresolved { name: String, why: String },
 }
 
-/// The remote task reduced to the fields taskform sent: the service may echo more
-/// (IDs, times, defaults) or echo `task_config` with extra keys. The schedule's
-/// `enabled` is read back as a state (3 = scheduling, 5 = paused): it is compared as
-/// what was sent (1, 0).
-pub fn sent_fields(remote: &Value, sent: &Value) -> Value {
-    let mut out = filter(remote, sent);
-    if let Some(enabled) = out.pointer_mut("/schedule_config/enabled") {
-        match enabled.as_i64() {
-            Some(3) => *enabled = Value::from(1),
-            Some(5) => *enabled = Value::from(0),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn filter(remote: &Value, sent: &Value) -> Value {
-    match (remote, sent) {
-        (Value::Object(r), Value::Object(s)) => {
-            let mut out = Map::new();
-            for (k, sv) in s {
-                if let Some(rv) = r.get(k) {
-                    out.insert(k.clone(), filter(rv, sv));
-                }
-            }
-            Value::Object(out)
-        }
-        (r, _) => r.clone(),
-    }
-}
-
 /// Settles every in-doubt task of `state` that a manifest still declares with the same
 /// content. Returns `None` when the endpoint offers no search (create-only gateway).
 pub async fn settle(
     state: &mut State,
     manifests: &[Manifest],
-    client: &Client,
-) -> Result<Option<Vec<Settled>>, String> {
+    api: &dyn TaskApi,
+) -> Result<Option<Vec<Settled>>, Error> {
     let mut out = Vec::new();
     for (name, doubt) in state.in_doubt.clone() {
         let Some(m) = manifests
@@ -69,7 +40,7 @@ pub async fn settle(
             out.push(Settled::Unresolved { name, why: "its manifest changed since the create was sent, so the remote task cannot be compared".into() });
             continue;
         };
-        let Some(found) = client.search_by_name(&name).await? else {
+        let Some(found) = api.search_by_name(&name).await? else {
             return Ok(None);
         };
         let sent = m.body();
@@ -79,31 +50,22 @@ pub async fn settle(
         match (matching.as_slice(), other.as_slice()) {
             ([one], []) => {
                 let task_id = remote_task_id(one);
-                let mut superseded = Vec::new();
-                if let Some(old) = state.tasks.remove(&name) {
-                    superseded = old.superseded;
-                    superseded.push(Superseded {
-                        task_id: old.task_id,
-                        hash: old.hash,
-                        replaced_at: Some(crate::clock::now_rfc3339()),
-                    });
-                }
-                state.tasks.insert(
-                    name.clone(),
+                state.record_created(
+                    &name,
                     TaskRecord {
                         task_id: task_id.clone(),
                         hash: m.hash.clone(),
                         file: Some(m.file.clone()),
                         applied_at: doubt.sent_at.clone(),
                         body: serde_json::value::RawValue::from_string(m.canonical.clone()).ok(),
-                        superseded,
+                        superseded: Vec::new(),
                     },
                 );
-                state.in_doubt.remove(&name);
                 out.push(Settled::Adopted { name, task_id });
             }
             ([], []) => {
-                state.in_doubt.remove(&name);
+                // The create never happened: as if it had been refused.
+                state.record_failed(&name, &doubt.hash);
                 out.push(Settled::Cleared { name });
             }
             _ => {
@@ -139,30 +101,5 @@ pub fn report(settled: &Option<Vec<Settled>>) {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn only_the_fields_sent_are_compared() {
-        let sent =
-            json!({"name": "a", "task_config": {"x": 1}, "schedule_config": {"max_time_out": 10}});
-        let remote = json!({"id": "7", "name": "a", "create_time": "t", "task_config": {"x": 1, "echoed": true}, "schedule_config": {"max_time_out": 10, "enabled": 3}});
-        assert_eq!(sent_fields(&remote, &sent), sent);
-        let changed =
-            json!({"name": "a", "task_config": {"x": 2}, "schedule_config": {"max_time_out": 10}});
-        assert_ne!(sent_fields(&changed, &sent), sent);
-        let sent = json!({"schedule_config": {"enabled": 1}});
-        let scheduling = json!({"schedule_config": {"enabled": 3}});
-        let paused = json!({"schedule_config": {"enabled": 5}});
-        assert_eq!(sent_fields(&scheduling, &sent), sent);
-        assert_eq!(
-            sent_fields(&paused, &sent),
-            json!({"schedule_config": {"enabled": 0}})
-        );
     }
 }

@@ -1,0 +1,321 @@
+//! `taskform watch`: [`super::once`] in a loop, with an error policy (kube-rs's
+//! controller: `reconcile -> Result<Action>` and `error_policy(err) -> Action`).
+//!
+//! A full reconcile at start, then one after each burst of file changes (trailing
+//! debounce: `debounce` of quiet after the last event), after `--interval`, when a
+//! failed create's backoff ends, and when the error policy requeues a failed
+//! reconcile. One reconcile at a time: changes during a reconcile queue up and trigger
+//! one more after it. The caller holds the state lock for the watcher's whole life.
+//! Cancelled (SIGINT/SIGTERM): creates in flight finish and are recorded, the state is
+//! written, and [`run`] returns.
+
+use super::applier::{ApplyOptions, Silent, TaskOutcome};
+use super::events::{self, FailureMemory};
+use super::{Context, Decision, Error, Policy, Sending};
+use crate::load::diagnostic::Diagnostic;
+use crate::load::target::Resolved;
+use crate::load::{self, LoadError};
+use crate::plan::Action;
+use crate::remote::client::TaskApi;
+use crate::state::Target;
+use crate::state::store::StateStore;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch as signal};
+
+/// How the watcher runs.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub dir: PathBuf,
+    pub debounce: Duration,
+    /// First wait before a failing create (or a failed reconcile) is tried again.
+    pub retry_interval: Duration,
+    pub interval: Option<Duration>,
+    /// Log the plan; never send.
+    pub plan_only: bool,
+    pub apply: ApplyOptions,
+    pub policy: Policy,
+}
+
+/// Why one reconcile of the watcher failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failed {
+    #[error("invalid manifests: nothing is applied until they are fixed")]
+    Invalid(Vec<Diagnostic>),
+    #[error("{0}")]
+    Folder(String),
+    #[error(transparent)]
+    Reconcile(#[from] Error),
+}
+
+/// What the watcher does next after a failed reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requeue {
+    /// Wait for the next change (or `--interval`): a person must fix something.
+    AwaitChange,
+    /// Reconcile again after this long: the failure may pass by itself.
+    After(Duration),
+}
+
+/// The error policy: manifests, a state of another target or ambiguous names need a
+/// person; a service or a store that failed may recover, so the reconcile is tried
+/// again after `retry`.
+pub fn error_policy(failed: &Failed, retry: Duration) -> Requeue {
+    match failed {
+        Failed::Invalid(_) | Failed::Folder(_) => Requeue::AwaitChange,
+        Failed::Reconcile(e) => match e {
+            Error::Remote(_) | Error::Store(_) => Requeue::After(retry),
+            Error::Target(_)
+            | Error::Ambiguous(_)
+            | Error::Stale(_)
+            | Error::Guard(_)
+            | Error::Declined(_)
+            | Error::Watch(_) => Requeue::AwaitChange,
+        },
+    }
+}
+
+/// What the watcher reconciles against.
+pub struct Watcher<'a> {
+    pub spec: Spec,
+    pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    pub resolved: Resolved,
+    pub store: &'a dyn StateStore,
+    /// The service and the target; `None` with `--plan-only`.
+    pub remote: Option<(Arc<dyn TaskApi>, Target)>,
+    pub cancel: signal::Receiver<bool>,
+}
+
+/// Watches `spec.dir` and reconciles until cancelled.
+pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let root = std::fs::canonicalize(&w.spec.dir).unwrap_or_else(|_| w.spec.dir.clone());
+    let _watcher = events::start(&root, tx).map_err(Error::Watch)?;
+    let state_dir = std::fs::canonicalize(crate::fsutil::parent_dir(&w.resolved.state)).ok();
+    let ignore = state_dir.filter(|d| d.starts_with(&root) && *d != root);
+    tracing::info!(dir = %w.spec.dir.display(), debounce_ms = w.spec.debounce.as_millis() as u64, plan_only = w.spec.plan_only, "watching");
+    let mut failures = FailureMemory::new(w.spec.retry_interval);
+    let mut requeue = w.reconcile(&mut failures, "start").await;
+    let mut next_interval = w.spec.interval.map(|i| Instant::now() + i);
+    loop {
+        if *w.cancel.borrow() {
+            break;
+        }
+        let timer = [next_interval, failures.next_retry(), requeue]
+            .into_iter()
+            .flatten()
+            .min();
+        let mut cancel = w.cancel.clone();
+        let why = tokio::select! {
+            biased;
+            _ = cancel.changed() => break,
+            Some(first) = rx.recv() => {
+                // Trailing debounce: wait for `debounce` of quiet after the last event.
+                let mut paths = BTreeSet::new();
+                paths.insert(first);
+                loop {
+                    tokio::select! {
+                        Some(p) = rx.recv() => { paths.insert(p); }
+                        _ = tokio::time::sleep(w.spec.debounce) => break,
+                    }
+                }
+                if !log_changes(&paths, &root, ignore.as_deref()) {
+                    continue;
+                }
+                "change"
+            }
+            _ = sleep_until(timer) => {
+                let now = Instant::now();
+                if next_interval.is_some_and(|t| t <= now) {
+                    next_interval = w.spec.interval.map(|i| now + i);
+                    "interval"
+                } else if requeue.is_some_and(|t| t <= now) {
+                    "requeue"
+                } else {
+                    "retry"
+                }
+            }
+        };
+        requeue = w.reconcile(&mut failures, why).await;
+    }
+    tracing::info!("stopped; the state is written and the lock released");
+    Ok(())
+}
+
+/// Logs the changed paths that matter; false when none does.
+fn log_changes(paths: &BTreeSet<PathBuf>, root: &Path, ignore: Option<&Path>) -> bool {
+    let relevant: Vec<&PathBuf> = paths
+        .iter()
+        .filter(|p| p.as_os_str().is_empty() || events::relevant(p, root, ignore))
+        .collect();
+    for p in relevant.iter().take(20) {
+        tracing::info!(path = %p.strip_prefix(root).unwrap_or(p).display(), "changed");
+    }
+    if relevant.len() > 20 {
+        tracing::info!(more = relevant.len() - 20, "more paths changed");
+    }
+    !relevant.is_empty()
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Watcher<'_> {
+    /// One reconcile of the whole folder. Never fails: every problem is logged, and
+    /// the error policy says when to try again (the returned instant, if any).
+    async fn reconcile(&self, failures: &mut FailureMemory, trigger: &str) -> Option<Instant> {
+        let started = Instant::now();
+        match self.try_reconcile(failures, trigger, started).await {
+            Ok(()) => None,
+            Err(failed) => {
+                match &failed {
+                    Failed::Invalid(diags) => {
+                        for d in diags {
+                            tracing::error!(file = %d.file, line = d.line, col = d.col, hint = d.hint.as_deref().unwrap_or(""), "{}", d.message);
+                        }
+                        tracing::error!(trigger, problems = diags.len(), "{failed}");
+                    }
+                    Failed::Reconcile(e @ (Error::Remote(_) | Error::Ambiguous(_))) => {
+                        tracing::error!(trigger, "cannot read the server: {e}")
+                    }
+                    other => tracing::error!(trigger, "{other}"),
+                }
+                match error_policy(&failed, self.spec.retry_interval) {
+                    Requeue::AwaitChange => None,
+                    Requeue::After(d) => {
+                        tracing::info!(
+                            trigger,
+                            retry_in_ms = d.as_millis() as u64,
+                            "reconciling again later"
+                        );
+                        Some(Instant::now() + d)
+                    }
+                }
+            }
+        }
+    }
+
+    async fn try_reconcile(
+        &self,
+        failures: &mut FailureMemory,
+        trigger: &str,
+        started: Instant,
+    ) -> Result<(), Failed> {
+        let loaded = match load::load(&self.spec.dir, self.env) {
+            Ok(l) => l,
+            Err(LoadError::Dir(msg)) => return Err(Failed::Folder(msg)),
+            Err(LoadError::Invalid(diags)) => return Err(Failed::Invalid(diags)),
+        };
+        let api = self.remote.as_ref().map(|(api, _)| api);
+        let ctx = Context {
+            loaded: &loaded,
+            resolved: &self.resolved,
+            dir: &self.spec.dir,
+            store: self.store,
+            target: self.remote.as_ref().map(|(_, t)| t),
+            api,
+            policy: &self.spec.policy,
+        };
+        let sending = Sending {
+            options: &self.spec.apply,
+            cancel: self.cancel.clone(),
+            progress: Arc::new(Silent),
+        };
+        let plan_only = self.spec.plan_only;
+        let policy = &self.spec.policy;
+        let mut held = 0;
+        let report = super::once(
+            &ctx,
+            None,
+            |doc, state| {
+                if let Err(refused) = policy.check_deletes(doc, state) {
+                    tracing::error!(trigger, "{refused}");
+                    // Everything else is still applied.
+                    doc.tasks.retain(|t| t.action != Action::Delete);
+                }
+                for t in doc.tasks.iter().filter(|t| t.action != Action::Unchanged) {
+                    tracing::info!(task = %t.name, action = t.action.as_str(), file = t.file.as_deref().unwrap_or(""), "planned");
+                }
+                if plan_only {
+                    let s = doc.summary;
+                    tracing::info!(
+                        trigger,
+                        create = s.create,
+                        replace = s.replace,
+                        update = s.update,
+                        delete = s.delete,
+                        unchanged = s.unchanged,
+                        orphan = s.orphan,
+                        in_doubt = s.in_doubt,
+                        duration_ms = started.elapsed().as_millis() as u64,
+                        "planned (plan only)"
+                    );
+                    return Ok(Decision::Stop);
+                }
+                // The same failing content is not sent again before its backoff ends.
+                let now = Instant::now();
+                doc.tasks.retain(|t| {
+                    let blocked = t.action.sends()
+                        && failures.blocked(&t.name, t.hash.as_deref().unwrap_or(""), now);
+                    if blocked {
+                        tracing::info!(task = %t.name, "failed recently with this content; retried after its backoff");
+                        held += 1;
+                    }
+                    !blocked
+                });
+                Ok(Decision::Apply)
+            },
+            &sending,
+        )
+        .await?;
+        if plan_only {
+            return Ok(());
+        }
+        if let Some(e) = &report.persist_error {
+            tracing::error!(trigger, "{e}");
+        }
+        let hashes: std::collections::HashMap<&str, &str> = report
+            .doc
+            .tasks
+            .iter()
+            .filter_map(|t| Some((t.name.as_str(), t.hash.as_deref()?)))
+            .collect();
+        let (mut failed, mut in_doubt) = (0, 0);
+        for r in &report.results {
+            match r.outcome {
+                TaskOutcome::Created | TaskOutcome::Updated | TaskOutcome::Deleted => {
+                    failures.forget(&r.name)
+                }
+                TaskOutcome::Failed => {
+                    failed += 1;
+                    let hash = hashes.get(r.name.as_str()).copied().unwrap_or("");
+                    failures.failed(&r.name, hash, Instant::now());
+                }
+                TaskOutcome::InDoubt => in_doubt += 1,
+                TaskOutcome::Unsupported | TaskOutcome::Skipped => {}
+            }
+        }
+        let count = |o: TaskOutcome| report.results.iter().filter(|r| r.outcome == o).count();
+        let s = report.doc.summary;
+        tracing::info!(
+            trigger,
+            created = count(TaskOutcome::Created),
+            updated = count(TaskOutcome::Updated),
+            deleted = count(TaskOutcome::Deleted),
+            failed,
+            in_doubt = in_doubt + s.in_doubt,
+            held,
+            unchanged = s.unchanged,
+            orphan = s.orphan,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "reconciled"
+        );
+        Ok(())
+    }
+}

@@ -10,7 +10,7 @@ use crate::load::diagnostic::{self, Diagnostic};
 use crate::load::interpolate;
 use crate::load::schema::{self, Problem};
 use crate::load::settings::{self, Settings};
-use crate::load::yaml::{self, Seg, Target};
+use crate::load::yaml::{self, Part, Seg};
 use rayon::prelude::*;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -299,7 +299,7 @@ pub fn parse_source(
             .into_iter()
             .map(|e| Problem {
                 path: e.path,
-                target: Target::Value,
+                part: Part::Value,
                 message: e.message,
                 hint: e.hint,
             })
@@ -333,7 +333,7 @@ pub fn parse_source(
 /// Turns a problem's path into a position: in the manifest when the node is there, in
 /// the settings file when it came from `defaults`, else at the document's start.
 fn place(src: &str, display: &str, doc: usize, settings: &Settings, p: Problem) -> Diagnostic {
-    if let Some((l, c)) = yaml::locate(src, doc, &p.path, p.target) {
+    if let Some((l, c)) = yaml::locate(src, doc, &p.path, p.part) {
         return Diagnostic::new(display, l, c, p.message).with_hint_opt(p.hint);
     }
     if let (Some(file), Some(settings_src)) = (&settings.file, &settings.source)
@@ -341,7 +341,7 @@ fn place(src: &str, display: &str, doc: usize, settings: &Settings, p: Problem) 
     {
         let mut dpath = vec![Seg::Key("defaults".into())];
         dpath.extend(p.path.iter().cloned());
-        if let Some((l, c)) = yaml::locate(settings_src, 0, &dpath, p.target) {
+        if let Some((l, c)) = yaml::locate(settings_src, 0, &dpath, p.part) {
             return Diagnostic::new(
                 file,
                 l,
@@ -354,7 +354,7 @@ fn place(src: &str, display: &str, doc: usize, settings: &Settings, p: Problem) 
             .with_hint_opt(p.hint);
         }
     }
-    let (l, c) = yaml::locate(src, doc, &[], Target::Value).unwrap_or((0, 0));
+    let (l, c) = yaml::locate(src, doc, &[], Part::Value).unwrap_or((0, 0));
     Diagnostic::new(display, l, c, p.message).with_hint_opt(p.hint)
 }
 
@@ -401,6 +401,6 @@ fn duplicate_names(dir: &Path, manifests: &[Manifest], diags: &mut Vec<Diagnosti
 fn name_position(dir: &Path, m: &Manifest) -> (usize, usize) {
     std::fs::read_to_string(dir.join(&m.file))
         .ok()
-        .and_then(|src| yaml::locate(&src, m.doc_index, &[Seg::Key("name".into())], Target::Value))
+        .and_then(|src| yaml::locate(&src, m.doc_index, &[Seg::Key("name".into())], Part::Value))
         .unwrap_or((0, 0))
 }

@@ -4,7 +4,7 @@
 //! problem as a [`Problem`] with the path of the node concerned; the loader turns the
 //! paths into `file:line:col` positions.
 
-use crate::load::yaml::{Seg, Target, path_string};
+use crate::load::yaml::{Part, Seg, path_string};
 use croner::parser::{CronParser, Seconds, Year};
 use serde_json::{Map, Value};
 
@@ -71,16 +71,16 @@ const SCHEDULE_INTEGERS: &[&str] = &["max_time_out", "job_id", "enabled"];
 pub struct Problem {
     pub path: Vec<Seg>,
     /// Whether the problem is best shown at the key or at the value.
-    pub target: Target,
+    pub part: Part,
     pub message: String,
     pub hint: Option<String>,
 }
 
 impl Problem {
-    fn at(path: Vec<Seg>, target: Target, message: impl Into<String>) -> Self {
+    fn at(path: Vec<Seg>, part: Part, message: impl Into<String>) -> Self {
         Problem {
             path,
-            target,
+            part,
             message: message.into(),
             hint: None,
         }
@@ -134,7 +134,7 @@ fn not_a_string(path: Vec<Seg>, value: &Value) -> Problem {
     };
     Problem::at(
         path,
-        Target::Value,
+        Part::Value,
         format!("`{name}` must be a string, found {}", type_name(value)),
     )
     .hint(hint)
@@ -146,7 +146,7 @@ pub fn validate(body: &Value) -> Vec<Problem> {
     let Value::Object(map) = body else {
         problems.push(Problem::at(
             vec![],
-            Target::Value,
+            Part::Value,
             format!(
                 "a task manifest must be a mapping of task fields, found {}",
                 type_name(body)
@@ -160,7 +160,7 @@ pub fn validate(body: &Value) -> Vec<Problem> {
             problems.push(
                 Problem::at(
                     path,
-                    Target::Key,
+                    Part::Key,
                     format!("`{k}` is set by the service and must not be in a manifest"),
                 )
                 .hint(Some(format!("remove `{k}`"))),
@@ -173,7 +173,7 @@ pub fn validate(body: &Value) -> Vec<Problem> {
                 if !v.is_object() {
                     problems.push(Problem::at(
                         path,
-                        Target::Value,
+                        Part::Value,
                         format!(
                             "`task_config` must be a mapping of attributes, found {}",
                             type_name(v)
@@ -187,7 +187,7 @@ pub fn validate(body: &Value) -> Vec<Problem> {
                         if !item.is_object() {
                             problems.push(Problem::at(
                                 vec![key(k), Seg::Index(i)],
-                                Target::Value,
+                                Part::Value,
                                 format!("`parameter_config[{i}]` must be a mapping (description, type, task_id), found {}", type_name(item)),
                             ));
                         }
@@ -195,7 +195,7 @@ pub fn validate(body: &Value) -> Vec<Problem> {
                 }
                 _ => problems.push(Problem::at(
                     path,
-                    Target::Value,
+                    Part::Value,
                     format!("`parameter_config` must be a list, found {}", type_name(v)),
                 )),
             },
@@ -203,11 +203,11 @@ pub fn validate(body: &Value) -> Vec<Problem> {
                 if !v.is_string() {
                     problems.push(not_a_string(path, v));
                 } else if known == "name" && v.as_str().is_some_and(|s| s.trim().is_empty()) {
-                    problems.push(Problem::at(path, Target::Value, "`name` must not be empty"));
+                    problems.push(Problem::at(path, Part::Value, "`name` must not be empty"));
                 }
             }
             unknown => problems.push(
-                Problem::at(path, Target::Key, format!("unknown field `{unknown}`"))
+                Problem::at(path, Part::Key, format!("unknown field `{unknown}`"))
                     .hint(Some(match suggest(unknown, FIELDS) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => {
@@ -223,7 +223,7 @@ pub fn validate(body: &Value) -> Vec<Problem> {
             problems.push(
                 Problem::at(
                     vec![],
-                    Target::Value,
+                    Part::Value,
                     format!("missing mandatory field `{m}`"),
                 )
                 .hint(Some(format!(
@@ -239,7 +239,7 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
     let Value::Object(sc) = v else {
         problems.push(Problem::at(
             vec![key("schedule_config")],
-            Target::Value,
+            Part::Value,
             format!(
                 "`schedule_config` must be a mapping, found {}",
                 type_name(v)
@@ -266,7 +266,7 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
                 problems.push(
                     Problem::at(
                         path,
-                        Target::Value,
+                        Part::Value,
                         format!("`schedule_config.{k}` must be a 32-bit integer, found {found}"),
                     )
                     .hint(hint),
@@ -280,7 +280,7 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
             problems.push(
                 Problem::at(
                     path,
-                    Target::Key,
+                    Part::Key,
                     format!("unknown field `schedule_config.{k}`"),
                 )
                 .hint(suggest(k, SCHEDULE_FIELDS).map(|s| format!("did you mean `{s}`?"))),
@@ -292,7 +292,7 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
             None => problems.push(
                 Problem::at(
                     vec![key("schedule_config")],
-                    Target::Key,
+                    Part::Key,
                     "`schedule_type: CRON` needs a `cron_expression`",
                 )
                 .hint(Some(
@@ -305,7 +305,7 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
                     problems.push(
                         Problem::at(
                             vec![key("schedule_config"), key("cron_expression")],
-                            Target::Value,
+                            Part::Value,
                             format!("invalid cron_expression `{expr}`: {e}"),
                         )
                         .hint(Some("Quartz style with seconds first: SEC MIN HOUR DAY MONTH WEEKDAY [YEAR], e.g. \"0 0 2 * * ?\"".into())),

@@ -15,7 +15,7 @@
 use crate::load::diagnostic::Diagnostic;
 use crate::load::interpolate;
 use crate::load::schema::suggest;
-use crate::load::yaml::{self, Seg, Target};
+use crate::load::yaml::{self, Part, Seg};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -133,12 +133,12 @@ pub fn parse(
             )]);
         }
     };
-    let at = |path: &[Seg], target: Target| yaml::locate(src, 0, path, target).unwrap_or((0, 0));
+    let at = |path: &[Seg], part: Part| yaml::locate(src, 0, path, part).unwrap_or((0, 0));
     let mut diags = Vec::new();
     for (key, value) in map {
         let path = [Seg::Key(key.clone())];
         if !KEYS.contains(&key.as_str()) {
-            let (l, c) = at(&path, Target::Key);
+            let (l, c) = at(&path, Part::Key);
             diags.push(
                 Diagnostic::new(file, l, c, format!("unknown setting `{key}`"))
                     .with_hint_opt(suggest(&key, KEYS).map(|s| format!("did you mean `{s}`?"))),
@@ -152,7 +152,7 @@ pub fn parse(
                     for err in interpolate::interpolate(&mut v, env) {
                         let mut p = vec![Seg::Key("defaults".into())];
                         p.extend(err.path);
-                        let (l, c) = at(&p, Target::Value);
+                        let (l, c) = at(&p, Part::Value);
                         diags
                             .push(Diagnostic::new(file, l, c, err.message).with_hint_opt(err.hint));
                     }
@@ -162,7 +162,7 @@ pub fn parse(
                 }
                 Value::Null => {}
                 _ => {
-                    let (l, c) = at(&path, Target::Value);
+                    let (l, c) = at(&path, Part::Value);
                     diags.push(Diagnostic::new(
                         file,
                         l,
@@ -177,14 +177,14 @@ pub fn parse(
             Value::String(s) => match interpolate::expand(&s, env) {
                 Ok(s) => s,
                 Err((message, hint)) => {
-                    let (l, c) = at(&path, Target::Value);
+                    let (l, c) = at(&path, Part::Value);
                     diags.push(Diagnostic::new(file, l, c, message).with_hint_opt(hint));
                     continue;
                 }
             },
             Value::Null => continue,
             other => {
-                let (l, c) = at(&path, Target::Value);
+                let (l, c) = at(&path, Part::Value);
                 diags.push(
                     Diagnostic::new(file, l, c, format!("`{key}` must be a string"))
                         .with_hint(format!("quote the value: {key}: \"{other}\"")),
@@ -201,7 +201,7 @@ pub fn parse(
             "on_change" => match OnChange::parse(&text) {
                 Some(v) => settings.on_change = Some(v),
                 None => {
-                    let (l, c) = at(&path, Target::Value);
+                    let (l, c) = at(&path, Part::Value);
                     diags.push(
                         Diagnostic::new(
                             file,

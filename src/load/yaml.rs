@@ -252,7 +252,7 @@ pub fn path_string(path: &[Seg]) -> String {
 
 /// What to point at: the key of a mapping entry, or the value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub enum Part {
     Key,
     Value,
 }
@@ -260,11 +260,11 @@ pub enum Target {
 const HERE: &str = "\u{1}taskform-locate";
 
 /// Finds the 1-based (line, column) of the node at `path` in document `doc` of `src`.
-/// With [`Target::Key`] and a path ending in a key, points at the key itself.
+/// With [`Part::Key`] and a path ending in a key, points at the key itself.
 /// Returns `None` when the path does not exist.
-pub fn locate(src: &str, doc: usize, path: &[Seg], target: Target) -> Option<(usize, usize)> {
+pub fn locate(src: &str, doc: usize, path: &[Seg], part: Part) -> Option<(usize, usize)> {
     let de = serde_yaml::Deserializer::from_str(src).nth(doc)?;
-    match (LocateSeed { path, target }).deserialize(de) {
+    match (LocateSeed { path, part }).deserialize(de) {
         Err(err) if err.to_string().contains(HERE) => {
             err.location().map(|l| (l.line(), l.column()))
         }
@@ -274,7 +274,7 @@ pub fn locate(src: &str, doc: usize, path: &[Seg], target: Target) -> Option<(us
 
 struct LocateSeed<'p> {
     path: &'p [Seg],
-    target: Target,
+    part: Part,
 }
 
 impl<'de> DeserializeSeed<'de> for LocateSeed<'_> {
@@ -340,7 +340,7 @@ impl<'de> Visitor<'de> for LocateSeed<'_> {
         }
         seq.next_element_seed(LocateSeed {
             path: rest,
-            target: self.target,
+            part: self.part,
         })?;
         Ok(())
     }
@@ -349,7 +349,7 @@ impl<'de> Visitor<'de> for LocateSeed<'_> {
             return Err(here());
         };
         let Seg::Key(want) = first else { return Ok(()) };
-        let fire_on_key = rest.is_empty() && self.target == Target::Key;
+        let fire_on_key = rest.is_empty() && self.part == Part::Key;
         while let Some(matched) = map.next_key_seed(KeyProbe {
             want,
             fire: fire_on_key,
@@ -357,7 +357,7 @@ impl<'de> Visitor<'de> for LocateSeed<'_> {
             if matched {
                 map.next_value_seed(LocateSeed {
                     path: rest,
-                    target: self.target,
+                    part: self.part,
                 })?;
                 return Ok(());
             }
@@ -488,15 +488,15 @@ mod tests {
     fn locate_finds_keys_and_values() {
         let src = "---\nname: a\n---\nname: b\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: ten\nlist:\n  - one\n  - two\n";
         let path = [key("schedule_config"), key("max_time_out")];
-        assert_eq!(locate(src, 1, &path, Target::Value), Some((7, 17)));
-        assert_eq!(locate(src, 1, &path, Target::Key), Some((7, 3)));
+        assert_eq!(locate(src, 1, &path, Part::Value), Some((7, 17)));
+        assert_eq!(locate(src, 1, &path, Part::Key), Some((7, 3)));
         assert_eq!(
-            locate(src, 1, &[key("list"), Seg::Index(1)], Target::Value),
+            locate(src, 1, &[key("list"), Seg::Index(1)], Part::Value),
             Some((10, 5))
         );
-        assert_eq!(locate(src, 1, &[], Target::Value), Some((4, 1)));
-        assert_eq!(locate(src, 1, &[key("missing")], Target::Value), None);
-        assert_eq!(locate(src, 0, &[key("name")], Target::Value), Some((2, 7)));
+        assert_eq!(locate(src, 1, &[], Part::Value), Some((4, 1)));
+        assert_eq!(locate(src, 1, &[key("missing")], Part::Value), None);
+        assert_eq!(locate(src, 0, &[key("name")], Part::Value), Some((2, 7)));
     }
 
     #[test]

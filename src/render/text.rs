@@ -1,0 +1,190 @@
+//! Plans and apply results as text for a person on a terminal or in a CI log.
+
+use super::{ApplySummary, changes, detail, outcome_text, succeeded, value_text};
+use crate::plan::Action;
+use crate::plan::diff::Change;
+use crate::plan::document::{Entry, SavedPlan};
+use crate::reconcile::applier::TaskResult;
+use crate::render::style::Style;
+use std::fmt::Write;
+
+/// The plan for a person: one line per task sorted by name, field diffs for replaces,
+/// and a summary line.
+pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
+    let mut out = String::new();
+    let width = plan
+        .tasks
+        .iter()
+        .map(|t| t.name.chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(48);
+    for t in &plan.tasks {
+        let (mark, label) = match t.action {
+            Action::Create => (style.green("+"), style.green("create   ")),
+            Action::Replace => (style.yellow("~"), style.yellow("replace  ")),
+            Action::Unchanged => (" ".to_string(), style.dim("unchanged")),
+            Action::Update => (style.yellow("~"), style.yellow("update   ")),
+            Action::Orphan => (style.magenta("-"), style.magenta("orphan   ")),
+            Action::InDoubt => (style.red("?"), style.red("in doubt ")),
+            Action::Delete => (style.red("-"), style.red("delete   ")),
+        };
+        let name = format!("{:width$}", t.name, width = width);
+        let name = if t.action == Action::Unchanged {
+            style.dim(&name)
+        } else {
+            style.bold(&name)
+        };
+        let _ = write!(out, "  {mark} {name}  {label}");
+        if let Some(f) = &t.file {
+            let _ = write!(out, "  {}", style.dim(f));
+        }
+        if let Some(id) = &t.task_id {
+            let _ = write!(out, "  {}", style.dim(&format!("task {id}")));
+        }
+        out.push('\n');
+        let note = |out: &mut String, text: &str| {
+            let _ = writeln!(out, "        {}", style.dim(text));
+        };
+        match t.action {
+            Action::Replace | Action::Update => {
+                if let Some(text) = &t.note {
+                    note(&mut out, text);
+                }
+                field_changes(t, style, &mut out);
+                let id = t.task_id.as_deref().unwrap_or("?");
+                if t.action == Action::Replace {
+                    note(
+                        &mut out,
+                        &format!(
+                            "a new task will be created; the previous remote task {id} is recorded as superseded (deleted by --prune)"
+                        ),
+                    );
+                } else {
+                    note(
+                        &mut out,
+                        &format!("task {id} will be changed in place (PUT), keeping its ID"),
+                    );
+                }
+            }
+            Action::Orphan => note(
+                &mut out,
+                "no manifest declares it any more; the remote task is left alone (--prune deletes it)",
+            ),
+            Action::Delete => {
+                let text = t
+                    .note
+                    .as_deref()
+                    .unwrap_or("no manifest declares it any more");
+                let _ = writeln!(
+                    out,
+                    "        {}",
+                    style.red(&format!("{text}; the remote task will be deleted"))
+                );
+            }
+            _ => {
+                if let Some(text) = &t.note {
+                    note(&mut out, text);
+                }
+            }
+        }
+    }
+    if !plan.tasks.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(&summary_line(plan));
+    out.push('\n');
+    out
+}
+
+/// The field changes of a replace or update, one line each.
+fn field_changes(t: &Entry, style: Style, out: &mut String) {
+    let Some(changes) = changes(t) else {
+        let _ = writeln!(out, "        {}", style.dim("(the previously applied body is not in the state, so the changed fields cannot be shown)"));
+        return;
+    };
+    for c in changes {
+        let line = match c {
+            Change::Added { path, new } => style.green(&format!("+ {path}: {}", value_text(&new))),
+            Change::Removed { path, old } => style.red(&format!("- {path}: {}", value_text(&old))),
+            Change::Changed { path, old, new } => style.yellow(&format!(
+                "~ {path}: {} -> {}",
+                value_text(&old),
+                value_text(&new)
+            )),
+        };
+        let _ = writeln!(out, "        {line}");
+    }
+}
+
+/// `Plan: 1 to create, 0 to replace, 3 unchanged, 0 orphaned, 0 in doubt.` (with
+/// `N to update` and `N to delete` when there are any).
+pub fn summary_line(plan: &SavedPlan) -> String {
+    let s = plan.summary;
+    if !plan.has_changes() {
+        return format!(
+            "No changes. {} task{} up to date.",
+            s.unchanged,
+            if s.unchanged == 1 { "" } else { "s" }
+        );
+    }
+    let mut extra = String::new();
+    if s.update > 0 {
+        let _ = write!(extra, "{} to update, ", s.update);
+    }
+    if s.delete > 0 {
+        let _ = write!(extra, "{} to delete, ", s.delete);
+    }
+    format!(
+        "Plan: {} to create, {} to replace, {extra}{} unchanged, {} orphaned, {} in doubt.",
+        s.create, s.replace, s.unchanged, s.orphan, s.in_doubt
+    )
+}
+
+/// One line per task that did not succeed: `failed: name (file): HTTP 400 DLG.0003: ...`.
+pub fn apply_problems_text(results: &[TaskResult]) -> String {
+    let mut out = String::new();
+    for r in results.iter().filter(|r| !succeeded(r)) {
+        let file = r
+            .file
+            .as_deref()
+            .map(|f| format!(" ({f})"))
+            .unwrap_or_default();
+        let what = match r.action {
+            Action::Update | Action::Delete => {
+                format!("{} ({})", outcome_text(r.outcome), r.action.as_str())
+            }
+            _ => outcome_text(r.outcome).to_string(),
+        };
+        let _ = writeln!(out, "{what}: {}{file}: {}", r.name, detail(r));
+    }
+    out
+}
+
+/// `Apply complete: 3 created, 1 replaced, 0 failed, 0 in doubt, 0 skipped.`
+pub fn apply_summary_line(results: &[TaskResult], interrupted: bool) -> String {
+    let s = ApplySummary::of(results);
+    let mut extra = String::new();
+    for (n, what) in [
+        (s.updated, "updated"),
+        (s.deleted, "deleted"),
+        (s.unsupported, "not supported"),
+    ] {
+        if n > 0 {
+            let _ = write!(extra, "{n} {what}, ");
+        }
+    }
+    format!(
+        "Apply {}: {} created, {} replaced, {extra}{} failed, {} in doubt, {} skipped.",
+        if interrupted {
+            "interrupted"
+        } else {
+            "complete"
+        },
+        s.created,
+        s.replaced,
+        s.failed,
+        s.in_doubt,
+        s.skipped
+    )
+}

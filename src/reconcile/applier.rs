@@ -272,19 +272,10 @@ impl Run {
             self.pacer.wait().await;
             *attempts += 1;
             tries += 1;
-            let (failure, retry_after) = match op().await {
-                o @ (Outcome::Created(_) | Outcome::Done) => return Ok(o),
-                Outcome::Retry {
-                    failure,
-                    retry_after,
-                    throttled,
-                } => {
-                    if throttled {
-                        self.pacer.throttled();
-                    }
-                    (failure, retry_after)
-                }
-                Outcome::InDoubt(reason) if idempotent => (
+            let (failure, retry_after) = match op().await.retry(&self.pacer) {
+                Ok(retry) => retry,
+                Err(o @ (Outcome::Created(_) | Outcome::Done)) => return Ok(o),
+                Err(Outcome::InDoubt(reason)) if idempotent => (
                     Failure {
                         status: 0,
                         error_code: None,
@@ -292,9 +283,15 @@ impl Run {
                     },
                     None,
                 ),
-                Outcome::InDoubt(reason) => return Err(Ended::InDoubt(reason)),
-                Outcome::Failed(f) => return Err(Ended::Failed(f)),
-                Outcome::Unauthorized(f) => return Err(Ended::Unauthorized(f)),
+                Err(Outcome::InDoubt(reason)) => return Err(Ended::InDoubt(reason)),
+                Err(Outcome::Failed(f)) => return Err(Ended::Failed(f)),
+                Err(Outcome::Unauthorized(f)) => return Err(Ended::Unauthorized(f)),
+                // `retry()` takes every Retry; kept for an exhaustive match.
+                Err(Outcome::Retry {
+                    failure,
+                    retry_after,
+                    ..
+                }) => (failure, retry_after),
             };
             if tries >= self.opts.max_attempts {
                 tracing::warn!(task = %job.name, attempts = tries, error = %failure, "giving up after retries");

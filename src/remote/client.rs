@@ -60,6 +60,29 @@ pub enum Outcome {
     InDoubt(String),
 }
 
+impl Outcome {
+    /// For a retry: the failure and the wait the service asked for, after telling
+    /// `pacer` about throttling. Any other outcome is given back.
+    pub fn retry(
+        self,
+        pacer: &crate::remote::pacer::Pacer,
+    ) -> Result<(Failure, Option<Duration>), Outcome> {
+        match self {
+            Outcome::Retry {
+                failure,
+                retry_after,
+                throttled,
+            } => {
+                if throttled {
+                    pacer.throttled();
+                }
+                Ok((failure, retry_after))
+            }
+            other => Err(other),
+        }
+    }
+}
+
 impl Failure {
     /// The task does not exist (the service answers 400 with a DLG code, not 404).
     pub fn is_not_found(&self) -> bool {
@@ -365,22 +388,15 @@ impl Client {
             attempt += 1;
             self.pacer.wait().await;
             let (failure, wait) = match self.exchange(method.clone(), url, body).await {
-                Ok(a) => match classify_error(a.status, &a.body, a.retry_after) {
-                    Outcome::Retry {
-                        failure,
-                        retry_after,
-                        throttled,
-                    } => {
-                        if throttled {
-                            self.pacer.throttled();
+                Ok(a) => {
+                    match classify_error(a.status, &a.body, a.retry_after).retry(&self.pacer) {
+                        Ok((failure, retry_after)) => (failure.to_string(), retry_after),
+                        Err(_) => {
+                            self.pacer.succeeded();
+                            return Ok(a);
                         }
-                        (failure.to_string(), retry_after)
                     }
-                    _ => {
-                        self.pacer.succeeded();
-                        return Ok(a);
-                    }
-                },
+                }
                 Err(Outcome::Retry { failure, .. }) => (failure.to_string(), None),
                 Err(Outcome::InDoubt(why)) => (why, None),
                 Err(Outcome::Unauthorized(failure) | Outcome::Failed(failure)) => {

@@ -1,4 +1,15 @@
 //! taskform: GitOps for Huawei Cloud DataArts Catalog metadata collection tasks.
+//!
+//! The source is laid out by pipeline stage, and data flows one way:
+//!
+//! files → [`load`] (manifests) → [`plan`] (pure: the planner and the plan document)
+//! → [`reconcile`] (observe the server, approve, send, record) → [`render`] → [`cli`].
+//!
+//! [`state`] (the state, its journal and lock behind `StateStore`) is read by the
+//! planner and written by reconcile; [`remote`] (the API client behind `TaskApi`) is
+//! used by reconcile alone. [`error`] gathers the stages' errors for the CLI. The
+//! small modules at the top are used by every stage. [`emulator`] is an independent
+//! model of the service. `tests/layering.rs` keeps these arrows true.
 
 pub mod cli;
 pub mod clock;

@@ -1,0 +1,980 @@
+//! In-process tests of one reconcile ([`taskform::reconcile::once`]), the applier and
+//! the observers, against a fake of the DataArts task API ([`FakeApi`]) and the state
+//! store in memory ([`MemoryStore`]). No process, socket or file is involved.
+//!
+//! The crate's tokio has no `test-util` feature (and Cargo.toml is not ours to change),
+//! so the clock cannot be paused: the test of retries after throttling waits in real
+//! time, with short `Retry-After` values.
+
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use taskform::load::manifest::{Loaded, Manifest};
+use taskform::load::target::Resolved;
+use taskform::plan::document::SavedPlan;
+use taskform::plan::{Action, OnChange, PlanOptions};
+use taskform::reconcile::applier::{self, ApplyOptions, Silent, TaskOutcome, TaskResult};
+use taskform::reconcile::observe::settle::{self, Settled};
+use taskform::reconcile::{self, Context, Decision, Error, Policy, Report, Sending};
+use taskform::remote::client::{Failure, Listing, Outcome, Shown, TaskApi};
+use taskform::state::journal::Record;
+use taskform::state::memory::MemoryStore;
+use taskform::state::store::Journal;
+use taskform::state::{InDoubt, State, StateStore, Target, TaskRecord};
+use tokio::sync::watch;
+
+const PROJECT: &str = "0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d";
+const WORKSPACE: &str = "demo-workspace";
+
+// ---------------------------------------------------------------------------------
+// The fake service
+// ---------------------------------------------------------------------------------
+
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a scripted call does instead of the fake's own answer.
+enum Scripted {
+    /// Answer this, doing nothing.
+    Answer(Outcome),
+    /// Do the request, then lose the answer (`InDoubt`).
+    Lost,
+}
+
+struct RemoteTask {
+    body: Value,
+    /// Being scheduled: the service refuses update and delete (`DLG.2206`) until stopped.
+    scheduled: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// By ID; IDs are zero-padded, so this is creation order.
+    tasks: BTreeMap<String, RemoteTask>,
+    next_id: u64,
+    calls: Vec<String>,
+    /// Answers to give first, by operation (`create`, `update`, `delete`, `action`).
+    script: HashMap<&'static str, VecDeque<Scripted>>,
+    /// A gateway that exposes create only: everything else is HTTP 404.
+    create_only: bool,
+}
+
+/// The DataArts task API in memory, answering as the service does: "no such task" is
+/// HTTP 400 `DLG.2253` (delete: `DLG.2208`), a scheduled task refuses update and delete
+/// with `DLG.2206`, and a create-only gateway answers 404 to everything but create.
+/// Every call is logged in order: `POST create NAME`, `PUT ID`, `DELETE ID`,
+/// `POST ACTION ID`, `SEARCH NAME`, `LIST`, `GET ID`.
+#[derive(Default)]
+struct FakeApi {
+    inner: Mutex<Inner>,
+}
+
+fn failure(status: u16, code: Option<&str>) -> Failure {
+    Failure {
+        status,
+        error_code: code.map(str::to_string),
+        error_msg: match code {
+            Some(c) => format!("fake service error {c}"),
+            None => "fake gateway: no such endpoint".into(),
+        },
+    }
+}
+
+fn is_cron(body: &Value) -> bool {
+    let sc = &body["schedule_config"];
+    sc["schedule_type"].as_str() == Some("CRON") && sc["enabled"].as_i64() != Some(0)
+}
+
+impl FakeApi {
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a task out of band (made by someone else, or by a create whose answer was
+    /// lost); not logged as a call.
+    fn insert(&self, body: Value) -> String {
+        let mut s = self.inner();
+        s.next_id += 1;
+        let id = format!("task-{:04}", s.next_id);
+        let scheduled = is_cron(&body);
+        s.tasks.insert(id.clone(), RemoteTask { body, scheduled });
+        id
+    }
+
+    fn set_create_only(&self) {
+        self.inner().create_only = true;
+    }
+
+    /// Answers to give to the next calls of `op`, before the fake's own.
+    fn script(&self, op: &'static str, answers: impl IntoIterator<Item = Scripted>) {
+        self.inner().script.entry(op).or_default().extend(answers);
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.inner().calls.clone()
+    }
+
+    fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut self.inner().calls)
+    }
+
+    fn creates(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| c.starts_with("POST create"))
+            .count()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.inner().tasks.keys().cloned().collect()
+    }
+
+    fn body(&self, id: &str) -> Option<Value> {
+        self.inner().tasks.get(id).map(|t| t.body.clone())
+    }
+
+    fn scheduled(&self, id: &str) -> bool {
+        self.inner().tasks.get(id).is_some_and(|t| t.scheduled)
+    }
+
+    /// A task as search and show return it: the body with its ID, echoed fields, and
+    /// `enabled` read back as a state (3 scheduling, 5 paused).
+    fn shown(id: &str, t: &RemoteTask) -> Value {
+        let mut v = t.body.clone();
+        v["id"] = json!(id);
+        v["create_time"] = json!("2024-05-01T00:00:00Z");
+        if let Some(e) = v.pointer_mut("/schedule_config/enabled") {
+            *e = json!(if t.scheduled { 3 } else { 5 });
+        }
+        v
+    }
+
+    /// One write: logged, then the scripted answer or `act`.
+    async fn write(
+        &self,
+        op: &'static str,
+        call: String,
+        act: impl FnOnce(&mut Inner) -> Outcome,
+    ) -> Outcome {
+        // A request takes a moment: other tasks of the run go on meanwhile.
+        tokio::task::yield_now().await;
+        let mut s = self.inner();
+        s.calls.push(call);
+        match s.script.get_mut(op).and_then(VecDeque::pop_front) {
+            Some(Scripted::Answer(o)) => o,
+            Some(Scripted::Lost) => {
+                let _ = act(&mut s);
+                Outcome::InDoubt("the connection was reset after the request was sent".into())
+            }
+            None => act(&mut s),
+        }
+    }
+
+    async fn read<T>(&self, call: String, act: impl FnOnce(&Inner) -> T) -> T {
+        tokio::task::yield_now().await;
+        let mut s = self.inner();
+        s.calls.push(call);
+        act(&s)
+    }
+}
+
+impl TaskApi for FakeApi {
+    fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome> {
+        Box::pin(async move {
+            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let name = body["name"].as_str().unwrap_or("?").to_string();
+            self.write("create", format!("POST create {name}"), |s| {
+                s.next_id += 1;
+                let id = format!("task-{:04}", s.next_id);
+                let scheduled = is_cron(&body);
+                s.tasks.insert(id.clone(), RemoteTask { body, scheduled });
+                Outcome::Created(id)
+            })
+            .await
+        })
+    }
+
+    fn update<'a>(&'a self, task_id: &'a str, body: &'a [u8]) -> Pending<'a, Outcome> {
+        Box::pin(async move {
+            let body: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            self.write("update", format!("PUT {task_id}"), |s| {
+                if s.create_only {
+                    return Outcome::Failed(failure(404, None));
+                }
+                match s.tasks.get_mut(task_id) {
+                    None => Outcome::Failed(failure(400, Some("DLG.2253"))),
+                    Some(t) if t.scheduled => Outcome::Failed(failure(400, Some("DLG.2206"))),
+                    Some(t) => {
+                        t.body = body;
+                        Outcome::Done
+                    }
+                }
+            })
+            .await
+        })
+    }
+
+    fn delete<'a>(&'a self, task_id: &'a str) -> Pending<'a, Outcome> {
+        Box::pin(async move {
+            self.write("delete", format!("DELETE {task_id}"), |s| {
+                if s.create_only {
+                    return Outcome::Failed(failure(404, None));
+                }
+                match s.tasks.get(task_id) {
+                    None => Outcome::Failed(failure(400, Some("DLG.2208"))),
+                    Some(t) if t.scheduled => Outcome::Failed(failure(400, Some("DLG.2206"))),
+                    Some(_) => {
+                        s.tasks.remove(task_id);
+                        Outcome::Done
+                    }
+                }
+            })
+            .await
+        })
+    }
+
+    fn action<'a>(&'a self, task_id: &'a str, action: &'a str) -> Pending<'a, Outcome> {
+        Box::pin(async move {
+            self.write("action", format!("POST {action} {task_id}"), |s| {
+                if s.create_only {
+                    return Outcome::Failed(failure(404, None));
+                }
+                let Some(t) = s.tasks.get_mut(task_id) else {
+                    return Outcome::Failed(failure(400, Some("DLG.2253")));
+                };
+                match action {
+                    "stop" => t.scheduled = false,
+                    "run" => t.scheduled = is_cron(&t.body),
+                    _ => {}
+                }
+                Outcome::Done
+            })
+            .await
+        })
+    }
+
+    fn search_by_name<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pending<'a, Result<Option<Vec<Value>>, taskform::remote::Error>> {
+        Box::pin(async move {
+            self.read(format!("SEARCH {name}"), |s| {
+                Ok((!s.create_only).then(|| {
+                    s.tasks
+                        .iter()
+                        .filter(|(_, t)| t.body["name"].as_str() == Some(name))
+                        .map(|(id, t)| FakeApi::shown(id, t))
+                        .collect()
+                }))
+            })
+            .await
+        })
+    }
+
+    fn list_tasks(&self) -> Pending<'_, Result<Option<Listing>, taskform::remote::Error>> {
+        Box::pin(async move {
+            self.read("LIST".into(), |s| {
+                Ok((!s.create_only).then(|| Listing {
+                    tasks: s
+                        .tasks
+                        .iter()
+                        .map(|(id, t)| FakeApi::shown(id, t))
+                        .collect(),
+                    complete: true,
+                }))
+            })
+            .await
+        })
+    }
+
+    fn show<'a>(&'a self, task_id: &'a str) -> Pending<'a, Result<Shown, taskform::remote::Error>> {
+        Box::pin(async move {
+            self.read(format!("GET {task_id}"), |s| {
+                Ok(match (s.create_only, s.tasks.get(task_id)) {
+                    (true, _) => Shown::Unsupported,
+                    (false, None) => Shown::Gone,
+                    (false, Some(t)) => Shown::Found(FakeApi::shown(task_id, t)),
+                })
+            })
+            .await
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Manifests, state and one reconcile
+// ---------------------------------------------------------------------------------
+
+/// A valid run-once task body (as the loader makes it, defaults merged).
+fn body(name: &str, timeout: i64) -> Value {
+    json!({
+        "name": name,
+        "data_source_type": "DLI",
+        "user_id": "u-1",
+        "dir_id": "0",
+        "schedule_config": {"schedule_type": "RUN_ONCE", "max_time_out": timeout},
+        "task_config": {"data_connection_name": "dli_test", "databaseName": ["db1"]}
+    })
+}
+
+/// A task body scheduled by cron, enabled.
+fn cron_body(name: &str, timeout: i64) -> Value {
+    json!({
+        "name": name,
+        "data_source_type": "DLI",
+        "user_id": "u-1",
+        "dir_id": "0",
+        "schedule_config": {
+            "schedule_type": "CRON",
+            "cron_expression": "0 0 2 * * ?",
+            "enabled": 1,
+            "max_time_out": timeout
+        },
+        "task_config": {"data_connection_name": "dli_test", "databaseName": ["db1"]}
+    })
+}
+
+fn manifest(body: &Value) -> Manifest {
+    let name = body["name"].as_str().unwrap().to_string();
+    Manifest::from_body(
+        name.clone(),
+        body,
+        format!("{name}.yaml"),
+        format!("tasks/{name}.yaml"),
+        0,
+    )
+}
+
+/// The record of a task taskform created with `body`.
+fn record(task_id: &str, body: &Value) -> TaskRecord {
+    let m = manifest(body);
+    TaskRecord {
+        task_id: task_id.into(),
+        hash: m.hash,
+        file: Some(m.file),
+        applied_at: None,
+        body: serde_json::value::RawValue::from_string(m.canonical).ok(),
+        superseded: Vec::new(),
+    }
+}
+
+/// Everything a reconcile works with: the fake, a store, manifests, flags.
+struct World {
+    fake: Arc<FakeApi>,
+    api: Arc<dyn TaskApi>,
+    store: MemoryStore,
+    loaded: Loaded,
+    resolved: Resolved,
+    target: Target,
+    policy: Policy,
+    options: ApplyOptions,
+    /// Kept alive: the run is never cancelled.
+    cancel: (watch::Sender<bool>, watch::Receiver<bool>),
+}
+
+impl World {
+    /// Manifests of run-once tasks with these names.
+    fn new(names: &[&str]) -> World {
+        World::with(names.iter().map(|n| body(n, 10)).collect())
+    }
+
+    fn with(bodies: Vec<Value>) -> World {
+        let fake = Arc::new(FakeApi::default());
+        let mut manifests: Vec<Manifest> = bodies.iter().map(manifest).collect();
+        manifests.sort_by(|a, b| a.name.cmp(&b.name));
+        World {
+            api: fake.clone(),
+            fake,
+            store: MemoryStore::new(),
+            loaded: Loaded {
+                manifests,
+                ..Loaded::default()
+            },
+            resolved: Resolved {
+                endpoint: Some("https://dayu.cn-north-4.myhuaweicloud.com".into()),
+                project_id: Some(PROJECT.into()),
+                workspace: Some(WORKSPACE.into()),
+                state: "state/taskform.json".into(),
+            },
+            target: Target {
+                project_id: PROJECT.into(),
+                workspace: WORKSPACE.into(),
+            },
+            policy: Policy::default(),
+            options: ApplyOptions {
+                concurrency: 4,
+                max_rate: 0.0,
+                max_attempts: 5,
+                backoff_base: Duration::from_millis(10),
+                backoff_max: Duration::from_millis(100),
+            },
+            cancel: watch::channel(false),
+        }
+    }
+
+    /// Writes a state that records these (name, task ID, body applied).
+    fn seed(&self, tasks: &[(&str, &str, &Value)]) {
+        let mut state = State::new();
+        for (name, id, body) in tasks {
+            state.tasks.insert(name.to_string(), record(id, body));
+        }
+        self.store.persist(&mut state).unwrap();
+    }
+
+    /// The state as last persisted.
+    fn state(&self) -> State {
+        self.store.persisted().expect("a persisted state")
+    }
+
+    fn sending(&self) -> Sending<'_> {
+        Sending {
+            options: &self.options,
+            cancel: self.cancel.1.clone(),
+            progress: Arc::new(Silent),
+        }
+    }
+
+    /// One reconcile whose approval step decides with `approve`.
+    async fn run_with<F>(&self, approve: F) -> Result<Report, Error>
+    where
+        F: FnOnce(&mut SavedPlan, &State) -> Result<Decision, Error>,
+    {
+        let ctx = Context {
+            loaded: &self.loaded,
+            resolved: &self.resolved,
+            dir: Path::new("tasks"),
+            store: &self.store,
+            target: Some(&self.target),
+            api: Some(&self.api),
+            policy: &self.policy,
+        };
+        reconcile::once(&ctx, None, approve, &self.sending()).await
+    }
+
+    /// One reconcile, approved.
+    async fn apply(&self) -> Report {
+        match self.run_with(|_, _| Ok(Decision::Apply)).await {
+            Ok(r) => r,
+            Err(e) => panic!("reconcile failed: {e}"),
+        }
+    }
+}
+
+fn result<'a>(report: &'a Report, name: &str) -> &'a TaskResult {
+    report
+        .results
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("no result for {name}"))
+}
+
+fn outcomes(report: &Report) -> Vec<(&str, TaskOutcome)> {
+    report
+        .results
+        .iter()
+        .map(|r| (r.name.as_str(), r.outcome))
+        .collect()
+}
+
+fn actions(doc: &SavedPlan) -> Vec<(&str, Action)> {
+    doc.tasks
+        .iter()
+        .map(|t| (t.name.as_str(), t.action))
+        .collect()
+}
+
+fn throttled(after: Duration) -> Scripted {
+    Scripted::Answer(Outcome::Retry {
+        failure: failure(429, Some("APIGW.0308")),
+        retry_after: Some(after),
+        throttled: true,
+    })
+}
+
+// ---------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn three_creates_are_sent_and_recorded_with_the_services_ids() {
+    let w = World::new(&["a", "b", "c"]);
+    let report = w.apply().await;
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            ("a", TaskOutcome::Created),
+            ("b", TaskOutcome::Created),
+            ("c", TaskOutcome::Created)
+        ]
+    );
+    assert_eq!(w.fake.creates(), 3);
+    let state = w.state();
+    let recorded: Vec<&str> = state.tasks.values().map(|r| r.task_id.as_str()).collect();
+    let mut remote = w.fake.ids();
+    remote.sort();
+    let mut recorded_sorted = recorded.clone();
+    recorded_sorted.sort();
+    assert_eq!(recorded_sorted, remote);
+    for (name, r) in &state.tasks {
+        assert_eq!(result(&report, name).task_id.as_deref(), Some(&*r.task_id));
+        assert_eq!(w.fake.body(&r.task_id).unwrap()["name"], json!(name));
+    }
+    assert!(state.in_doubt.is_empty());
+    // Written once to start the journal, once at the end.
+    assert_eq!(state.serial, 2);
+    assert!(!state.lineage.is_empty());
+    assert_eq!(state.target.as_ref(), Some(&w.target));
+    assert!(w.store.journal().is_empty(), "the journal is retired");
+    assert!(!w.store.has_journal());
+    assert!(report.persist_error.is_none());
+}
+
+#[tokio::test]
+async fn a_stopped_plan_sends_and_writes_nothing() {
+    let w = World::new(&["a", "b", "c"]);
+    let report = w.run_with(|_, _| Ok(Decision::Stop)).await.unwrap();
+    assert_eq!(report.doc.summary.create, 3);
+    assert!(report.results.is_empty());
+    assert_eq!(w.fake.calls(), Vec::<String>::new());
+    assert!(w.store.persisted().is_none());
+    assert!(!w.store.has_journal());
+}
+
+#[tokio::test]
+async fn a_declined_approval_sends_and_writes_nothing() {
+    let w = World::new(&["a", "b", "c"]);
+    let r = w
+        .run_with(|doc, _| {
+            assert_eq!(doc.sends().len(), 3);
+            Err(Error::Declined("apply cancelled; nothing was sent".into()))
+        })
+        .await;
+    match r {
+        Err(Error::Declined(m)) => assert!(m.contains("nothing was sent")),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("a declined plan was applied"),
+    }
+    assert_eq!(w.fake.calls(), Vec::<String>::new());
+    assert!(w.store.persisted().is_none());
+    assert!(!w.store.has_journal());
+}
+
+#[tokio::test]
+async fn throttled_creates_wait_as_told_and_then_succeed() {
+    let w = World::new(&["a"]);
+    let after = Duration::from_millis(500);
+    w.fake
+        .script("create", [throttled(after), throttled(after)]);
+    let started = tokio::time::Instant::now();
+    let report = w.apply().await;
+    let waited = started.elapsed();
+    let r = result(&report, "a");
+    assert_eq!(r.outcome, TaskOutcome::Created);
+    assert_eq!(r.attempts, 3);
+    assert_eq!(w.fake.creates(), 3);
+    assert_eq!(w.fake.ids().len(), 1, "one task made");
+    assert!(
+        waited >= after * 2,
+        "waited {waited:?}, less than the two Retry-After of {after:?}"
+    );
+    assert_eq!(w.state().tasks["a"].task_id, w.fake.ids()[0]);
+}
+
+#[tokio::test]
+async fn a_create_in_doubt_is_not_retried_and_stays_in_doubt() {
+    let w = World::new(&["a"]);
+    w.fake.script(
+        "create",
+        [Scripted::Answer(Outcome::InDoubt(
+            "no answer within 30 s".into(),
+        ))],
+    );
+    let report = w.apply().await;
+    let r = result(&report, "a");
+    assert_eq!(r.outcome, TaskOutcome::InDoubt);
+    assert_eq!(r.attempts, 1);
+    assert_eq!(w.fake.calls(), vec!["POST create a"]);
+    let state = w.state();
+    assert!(state.tasks.is_empty());
+    let doubt = &state.in_doubt["a"];
+    assert_eq!(doubt.hash, w.loaded.manifests[0].hash);
+    assert_eq!(doubt.reason.as_deref(), Some("no answer within 30 s"));
+}
+
+#[tokio::test]
+async fn an_in_doubt_create_that_happened_is_adopted_next_time() {
+    let w = World::new(&["a"]);
+    w.fake.script("create", [Scripted::Lost]);
+    assert_eq!(
+        outcomes(&w.apply().await),
+        vec![("a", TaskOutcome::InDoubt)]
+    );
+    assert!(w.state().in_doubt.contains_key("a"));
+    let made = w.fake.ids();
+    assert_eq!(made.len(), 1, "the create did happen");
+    w.fake.take_calls();
+
+    let report = w.apply().await;
+    assert_eq!(w.fake.calls(), vec!["SEARCH a"], "no create sent");
+    assert_eq!(actions(&report.doc), vec![("a", Action::Unchanged)]);
+    let state = w.state();
+    assert_eq!(state.tasks["a"].task_id, made[0]);
+    assert!(state.in_doubt.is_empty());
+    assert_eq!(w.fake.ids(), made);
+}
+
+#[tokio::test]
+async fn an_in_doubt_create_that_did_not_happen_is_sent_again() {
+    let w = World::new(&["a"]);
+    w.fake.script(
+        "create",
+        [Scripted::Answer(Outcome::InDoubt(
+            "no answer within 30 s".into(),
+        ))],
+    );
+    w.apply().await;
+    assert!(w.state().in_doubt.contains_key("a"));
+    assert!(w.fake.ids().is_empty());
+    w.fake.take_calls();
+
+    let report = w.apply().await;
+    assert_eq!(w.fake.calls(), vec!["SEARCH a", "POST create a"]);
+    assert_eq!(outcomes(&report), vec![("a", TaskOutcome::Created)]);
+    let state = w.state();
+    assert_eq!(state.tasks["a"].task_id, w.fake.ids()[0]);
+    assert!(state.in_doubt.is_empty());
+}
+
+#[tokio::test]
+async fn settling_leaves_several_tasks_of_the_name_in_doubt() {
+    let fake = FakeApi::default();
+    let m = manifest(&body("a", 10));
+    let first = fake.insert(body("a", 10));
+    let second = fake.insert(body("a", 10));
+    let mut state = State::new();
+    state.in_doubt.insert(
+        "a".into(),
+        InDoubt {
+            hash: m.hash.clone(),
+            file: Some(m.file.clone()),
+            sent_at: None,
+            reason: None,
+        },
+    );
+    let settled = settle::settle(&mut state, std::slice::from_ref(&m), &fake)
+        .await
+        .unwrap()
+        .unwrap();
+    match settled.as_slice() {
+        [Settled::Unresolved { name, why }] => {
+            assert_eq!(name, "a");
+            assert!(why.contains(&first) && why.contains(&second), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(state.tasks.is_empty());
+    assert!(state.in_doubt.contains_key("a"));
+}
+
+#[tokio::test]
+async fn a_scheduled_task_is_stopped_updated_and_started_again() {
+    let w = World::with(vec![cron_body("a", 20)]);
+    let id = w.fake.insert(cron_body("a", 10));
+    assert!(w.fake.scheduled(&id));
+    w.seed(&[("a", &id, &cron_body("a", 10))]);
+    let mut w = w;
+    w.policy = Policy {
+        on_change: Some(OnChange::Update),
+        ..Policy::default()
+    };
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Update)]);
+    assert_eq!(
+        w.fake.calls(),
+        vec![
+            format!("PUT {id}"),
+            format!("POST stop {id}"),
+            format!("PUT {id}"),
+            format!("POST run {id}"),
+        ]
+    );
+    let r = result(&report, "a");
+    assert_eq!(r.outcome, TaskOutcome::Updated);
+    assert_eq!(r.error_msg, None);
+    assert_eq!(w.fake.body(&id).unwrap(), cron_body("a", 20));
+    assert!(w.fake.scheduled(&id), "scheduled again");
+    let state = w.state();
+    assert_eq!(state.tasks["a"].task_id, id);
+    assert_eq!(state.tasks["a"].hash, w.loaded.manifests[0].hash);
+}
+
+#[tokio::test]
+async fn pruning_a_task_already_gone_counts_as_deleted() {
+    let mut w = World::new(&[]);
+    w.seed(&[("gone", "task-9999", &body("gone", 10))]);
+    w.policy = Policy {
+        prune: true,
+        ..Policy::default()
+    };
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("gone", Action::Delete)]);
+    assert_eq!(w.fake.calls(), vec!["DELETE task-9999"]);
+    assert_eq!(outcomes(&report), vec![("gone", TaskOutcome::Deleted)]);
+    assert!(w.state().tasks.is_empty(), "record dropped");
+}
+
+#[tokio::test]
+async fn the_applier_stops_a_scheduled_task_before_deleting_it() {
+    let fake = Arc::new(FakeApi::default());
+    let id = fake.insert(cron_body("old", 10));
+    let store = MemoryStore::new();
+    let mut state = State::new();
+    state
+        .tasks
+        .insert("old".into(), record(&id, &cron_body("old", 10)));
+    store.persist(&mut state).unwrap();
+    let plan = taskform::plan::plan(
+        &[],
+        &state,
+        PlanOptions {
+            prune: true,
+            ..PlanOptions::default()
+        },
+    );
+    let journal: Arc<dyn Journal> = Arc::from(store.open_journal(&state).unwrap());
+    let (_tx, cancel) = watch::channel(false);
+    let applied = applier::execute(
+        &plan,
+        &[],
+        fake.clone(),
+        journal,
+        &ApplyOptions::default(),
+        cancel,
+        Arc::new(Silent),
+    )
+    .await;
+    assert_eq!(
+        fake.calls(),
+        vec![
+            format!("DELETE {id}"),
+            format!("POST stop {id}"),
+            format!("DELETE {id}")
+        ]
+    );
+    assert_eq!(applied.results.len(), 1);
+    assert_eq!(applied.results[0].outcome, TaskOutcome::Deleted);
+    assert!(fake.ids().is_empty());
+    // The deletion is durable in the journal before the run ends.
+    assert!(matches!(
+        store.journal().as_slice(),
+        [Record::Open { .. }, Record::Deleted { name, task_id }] if name == "old" && *task_id == id
+    ));
+    taskform::state::journal::replay(&mut state, &applied.records);
+    assert!(state.tasks.is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_credential_stops_the_run() {
+    let mut w = World::new(&["a", "b", "c"]);
+    w.options.concurrency = 1;
+    w.fake.script(
+        "create",
+        [Scripted::Answer(Outcome::Unauthorized(failure(
+            401,
+            Some("APIGW.0301"),
+        )))],
+    );
+    let report = w.apply().await;
+    assert_eq!(w.fake.calls(), vec!["POST create a"]);
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            ("a", TaskOutcome::Failed),
+            ("b", TaskOutcome::Skipped),
+            ("c", TaskOutcome::Skipped)
+        ]
+    );
+    assert_eq!(result(&report, "a").http_status, Some(401));
+    assert_eq!(result(&report, "b").attempts, 0);
+    let state = w.state();
+    assert!(state.tasks.is_empty());
+    assert!(state.in_doubt.is_empty(), "{:?}", state.in_doubt);
+}
+
+#[tokio::test]
+async fn a_journal_that_cannot_be_written_loses_no_created_task() {
+    let mut w = World::new(&["a", "b", "c", "d", "e"]);
+    w.options.concurrency = 2;
+    // Two intents are durable; every record after them fails, as on a full disk.
+    w.store.fail_appends_after(2);
+    let report = w.apply().await;
+    assert!(report.persist_error.is_none());
+    let created: Vec<&TaskResult> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome == TaskOutcome::Created)
+        .collect();
+    assert!(!created.is_empty());
+    assert!(
+        w.fake.creates() < 5,
+        "the run went on sending: {:?}",
+        w.fake.calls()
+    );
+    assert_eq!(w.fake.creates(), created.len());
+    assert!(
+        report
+            .results
+            .iter()
+            .filter(|r| r.outcome != TaskOutcome::Created)
+            .all(|r| r.outcome == TaskOutcome::Skipped && r.attempts == 0)
+    );
+    let state = w.state();
+    let mut recorded: Vec<String> = state.tasks.values().map(|r| r.task_id.clone()).collect();
+    recorded.sort();
+    assert_eq!(recorded, w.fake.ids(), "every created task is recorded");
+}
+
+#[tokio::test]
+#[ignore = "bug: an intent that could not be journaled is still folded into the state, so a create never sent is persisted as in doubt (applier.rs Run::record pushes to `records` before the append fails)"]
+async fn a_create_that_was_never_sent_is_not_in_doubt() {
+    let mut w = World::new(&["a", "b", "c"]);
+    w.options.concurrency = 3;
+    // Two intents are durable; the third fails, so that task is not sent.
+    w.store.fail_appends_after(2);
+    let report = w.apply().await;
+    let skipped: Vec<&str> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome == TaskOutcome::Skipped)
+        .map(|r| r.name.as_str())
+        .collect();
+    let [unsent] = skipped.as_slice() else {
+        panic!("one task should be left unsent: {:?}", outcomes(&report));
+    };
+    assert_eq!(w.fake.creates(), 2);
+    assert!(!w.fake.calls().contains(&format!("POST create {unsent}")));
+    let state = w.state();
+    assert_eq!(state.tasks.len(), 2);
+    assert!(
+        !state.in_doubt.contains_key(*unsent),
+        "{unsent} was never sent, yet the state says it may exist: {:?}",
+        state.in_doubt.get(*unsent)
+    );
+}
+
+#[tokio::test]
+#[ignore = "bug: with the cancel sender dropped, Run::call's `c.wait_for(|v| *v)` returns Err at once, so retries skip Retry-After and backoff"]
+async fn retries_wait_even_when_nobody_can_cancel() {
+    let mut w = World::new(&["a"]);
+    // As `cli/plan.rs` builds its Sending: `watch::channel(false).1`.
+    let (tx, rx) = watch::channel(false);
+    drop(tx);
+    w.cancel.1 = rx;
+    let after = Duration::from_millis(500);
+    w.fake
+        .script("create", [throttled(after), throttled(after)]);
+    let started = tokio::time::Instant::now();
+    let report = w.apply().await;
+    let waited = started.elapsed();
+    assert_eq!(result(&report, "a").outcome, TaskOutcome::Created);
+    assert!(
+        waited >= after * 2,
+        "retried after {waited:?} although the service asked for {after:?} twice"
+    );
+}
+
+#[tokio::test]
+async fn adopting_refuses_several_remote_tasks_of_one_name() {
+    let mut w = World::new(&["a"]);
+    let first = w.fake.insert(body("a", 10));
+    let second = w.fake.insert(body("a", 10));
+    w.policy = Policy {
+        adopt: true,
+        ..Policy::default()
+    };
+    match w.run_with(|_, _| Ok(Decision::Apply)).await {
+        Err(Error::Ambiguous(a)) => {
+            assert_eq!(
+                a.names,
+                vec![("a".to_string(), vec![first.clone(), second.clone()])]
+            );
+            let msg = a.to_string();
+            assert!(msg.contains(&first) && msg.contains(&second), "{msg}");
+        }
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("an ambiguous adoption was applied"),
+    }
+    assert_eq!(w.fake.calls(), vec!["SEARCH a"]);
+    assert!(w.store.persisted().is_none());
+}
+
+#[tokio::test]
+async fn adopting_records_the_one_remote_task_of_the_name() {
+    let mut w = World::new(&["a"]);
+    let id = w.fake.insert(body("a", 10));
+    w.policy = Policy {
+        adopt: true,
+        ..Policy::default()
+    };
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Unchanged)]);
+    assert!(report.results.is_empty());
+    assert_eq!(w.fake.calls(), vec!["SEARCH a"], "nothing created");
+    let state = w.state();
+    assert_eq!(state.tasks["a"].task_id, id);
+    assert_eq!(state.tasks["a"].hash, w.loaded.manifests[0].hash);
+}
+
+#[tokio::test]
+async fn refreshing_creates_again_a_task_deleted_outside_taskform() {
+    let mut w = World::new(&["a"]);
+    w.seed(&[("a", "task-0042", &body("a", 10))]);
+    w.policy = Policy {
+        refresh: true,
+        ..Policy::default()
+    };
+    let report = w.apply().await;
+    let note = &report.observed.notes["a"];
+    assert!(
+        note.contains("drift") && note.contains("task-0042"),
+        "{note}"
+    );
+    assert_eq!(actions(&report.doc), vec![("a", Action::Create)]);
+    assert_eq!(report.doc.tasks[0].note.as_deref(), Some(note.as_str()));
+    assert_eq!(w.fake.calls(), vec!["GET task-0042", "POST create a"]);
+    let state = w.state();
+    assert_eq!(state.tasks["a"].task_id, w.fake.ids()[0]);
+    assert!(state.tasks["a"].superseded.is_empty());
+}
+
+#[tokio::test]
+async fn a_create_only_gateway_turns_an_update_into_a_replace() {
+    let mut w = World::new(&["a"]);
+    let old = w.fake.insert(body("a", 10));
+    w.fake.set_create_only();
+    w.seed(&[("a", &old, &body("a", 10))]);
+    w.loaded.manifests = vec![manifest(&body("a", 20))];
+    w.policy = Policy {
+        on_change: Some(OnChange::Update),
+        ..Policy::default()
+    };
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Update)]);
+    let r = result(&report, "a");
+    assert_eq!(r.outcome, TaskOutcome::Created);
+    let new = r.task_id.clone().unwrap();
+    assert_ne!(new, old);
+    assert_eq!(
+        w.fake.calls(),
+        vec![format!("PUT {old}"), "POST create a".into()]
+    );
+    let state = w.state();
+    let rec = &state.tasks["a"];
+    assert_eq!(rec.task_id, new);
+    assert_eq!(rec.hash, w.loaded.manifests[0].hash);
+    let superseded: Vec<&str> = rec.superseded.iter().map(|s| s.task_id.as_str()).collect();
+    assert_eq!(superseded, vec![old.as_str()]);
+}

@@ -308,9 +308,10 @@ impl Run {
                 });
             tracing::info!(task = %job.name, attempt = tries, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
             let mut c = self.cancel.clone();
+            // A cancel cuts the wait short; a closed channel (nobody can cancel) does not.
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = c.wait_for(|v| *v) => {}
+                Ok(_) = c.wait_for(|v| *v) => {}
             }
         }
     }
@@ -389,6 +390,8 @@ impl Run {
             at: crate::clock::now_rfc3339(),
         };
         if let Err(e) = self.record(intent).await {
+            // Never sent: the intent kept in memory must not leave it in doubt.
+            self.note(job.failed());
             self.stop.store(true, Ordering::SeqCst);
             result.error_msg = Some(format!("not sent: {e}"));
             return;

@@ -103,6 +103,7 @@ pub enum Decision {
 }
 
 /// What a reconcile did.
+#[derive(Debug)]
 pub struct Report {
     /// The plan, as approved (a saved plan when one was applied).
     pub doc: SavedPlan,

@@ -3,7 +3,9 @@
 //! slowly, so taskform stays under the service's per-user limit instead of living on
 //! 429 answers. [`backoff`] is the wait before a retry, for writes and reads alike.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so that tests with paused time see the pacer's waits as virtual time.
+use tokio::time::Instant;
 
 /// The wait before retry `n` (0 for the first): `base` doubled `n` times, at most
 /// `max`, with jitter (50-100 %) so that clients throttled together spread out.
@@ -39,7 +41,7 @@ impl Pacer {
             s.1 = slot + Duration::from_secs_f64(1.0 / rate);
             slot
         };
-        tokio::time::sleep_until(slot.into()).await;
+        tokio::time::sleep_until(slot).await;
     }
     /// The service throttled a request: halve the rate.
     pub fn throttled(&self) {

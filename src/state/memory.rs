@@ -39,6 +39,13 @@ impl MemoryStore {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A store whose persisted state is `state`, as it is (serial and lineage kept).
+    pub fn with_state(state: State) -> Self {
+        let store = MemoryStore::default();
+        store.inner().state = Some(state);
+        store
+    }
+
     /// The state as last persisted (without the journal).
     pub fn persisted(&self) -> Option<State> {
         self.inner().state.clone()

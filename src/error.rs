@@ -38,6 +38,8 @@ pub enum Error {
     #[error("{0}")]
     Folder(String),
     #[error(transparent)]
+    LegacyState(#[from] crate::load::target::LegacyState),
+    #[error(transparent)]
     Store(#[from] crate::state::StoreError),
     #[error(transparent)]
     Target(#[from] crate::state::TargetMismatch),

@@ -52,3 +52,78 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// `path` with `.` and `name/..` removed, lexically (no file system access), so that
+/// `tasks/../state/taskform.json` reads `state/taskform.json` in messages. A leading
+/// `..` stays.
+pub fn normalize(path: &Path) -> std::path::PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                Some(Component::RootDir | Component::Prefix(_)) => {}
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        return std::path::PathBuf::from(".");
+    }
+    out.iter().collect()
+}
+
+/// `path` relative to the folder `base` (both taken from the working folder when
+/// relative), lexically: `relative_to("tasks", "plans")` is `../tasks`.
+pub fn relative_to(path: &Path, base: &Path) -> io::Result<std::path::PathBuf> {
+    let cwd = std::env::current_dir()?;
+    let path = normalize(&cwd.join(path));
+    let base = normalize(&cwd.join(base));
+    let p: Vec<_> = path.components().collect();
+    let b: Vec<_> = base.components().collect();
+    let common = p.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut out = std::path::PathBuf::new();
+    for _ in common..b.len() {
+        out.push("..");
+    }
+    for c in &p[common..] {
+        out.push(c.as_os_str());
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_and_relative_paths() {
+        assert_eq!(
+            normalize(Path::new("tasks/../state/t.json")),
+            Path::new("state/t.json")
+        );
+        assert_eq!(normalize(Path::new("./a/./b/..")), Path::new("a"));
+        assert_eq!(normalize(Path::new("../x/../y")), Path::new("../y"));
+        assert_eq!(normalize(Path::new("a/..")), Path::new("."));
+        assert_eq!(
+            relative_to(Path::new("tasks"), Path::new("plans")).unwrap(),
+            Path::new("../tasks")
+        );
+        assert_eq!(
+            relative_to(Path::new("state/t.json"), Path::new(".")).unwrap(),
+            Path::new("state/t.json")
+        );
+        assert_eq!(
+            relative_to(Path::new("a/b"), Path::new("a/b")).unwrap(),
+            Path::new(".")
+        );
+    }
+}

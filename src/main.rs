@@ -19,8 +19,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const EXIT_CODES: &str = "\
 Exit codes:
   0    success, or nothing to do
-  1    error: invalid manifests, unusable state, refused confirmation or prune guard, or (apply) a request that failed or is in doubt
-  2    plan --detailed-exitcode: the plan lists something other than `unchanged`
+  1    error: a usage error (unknown flag, bad value), invalid manifests, unusable state, refused confirmation or prune guard, or (apply) a request that failed or is in doubt
+  2    plan --detailed-exitcode: apply would send something (create, replace, update, delete), or a task is in doubt
   130  interrupted (Ctrl-C / SIGTERM); what was in flight is recorded";
 
 /// GitOps for Huawei Cloud DataArts Catalog metadata collection tasks.
@@ -144,9 +144,24 @@ struct LifecycleCli {
     adopt: bool,
 }
 
+/// The checks that stop apply and watch before an ordinary mistake costs tasks.
+#[derive(Args, Default)]
+#[command(next_help_heading = "Safety")]
+struct SafetyCli {
+    /// Apply a folder that holds no manifest (without it, an empty folder is refused).
+    #[arg(long)]
+    allow_empty: bool,
+    /// Create tasks whose names the service already has although the state records none
+    /// (without it, such an apply stops and points to `taskform import`).
+    #[arg(long)]
+    allow_duplicate_names: bool,
+}
+
 impl LifecycleCli {
-    fn policy(&self, recreate_in_doubt: bool) -> Policy {
+    fn policy(&self, recreate_in_doubt: bool, safety: &SafetyCli) -> Policy {
         Policy {
+            allow_empty: safety.allow_empty,
+            allow_duplicate_names: safety.allow_duplicate_names,
             on_change: self.on_change.map(|c| match c {
                 OnChangeCli::Recreate => taskform::plan::OnChange::Recreate,
                 OnChangeCli::Update => taskform::plan::OnChange::Update,
@@ -269,6 +284,10 @@ struct WatchCli {
     plan_only: bool,
     #[command(flatten)]
     lifecycle: LifecycleCli,
+    /// Create tasks whose names the service already has although the state records none
+    /// (without it, the watcher refuses and logs the names; see `taskform import`).
+    #[arg(long)]
+    allow_duplicate_names: bool,
 }
 
 #[derive(Args)]
@@ -291,6 +310,8 @@ struct ApplyCli {
     recreate_in_doubt: bool,
     #[command(flatten)]
     lifecycle: LifecycleCli,
+    #[command(flatten)]
+    safety: SafetyCli,
 }
 
 #[derive(Args)]
@@ -390,7 +411,21 @@ fn seconds(s: f64) -> Duration {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Usage errors exit 1, never 2 (`plan --detailed-exitcode`'s "there are changes"):
+    // a typo in a pipeline must not look like a plan with changes.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    Exit::Ok
+                }
+                _ => Exit::Error,
+            };
+            std::process::exit(code.code());
+        }
+    };
     taskform::cli::logging::init(cli.verbose, matches!(cli.log_format, LogFormat::Json));
     let color = match cli.color {
         Color::Auto => ColorChoice::Auto,
@@ -418,7 +453,7 @@ fn main() {
                 target: target.into(),
                 format: format(f),
                 detailed_exitcode,
-                policy: lifecycle.policy(recreate_in_doubt),
+                policy: lifecycle.policy(recreate_in_doubt, &SafetyCli::default()),
                 connect: connect.args(),
                 color,
                 out,
@@ -435,7 +470,7 @@ fn main() {
                 progress_bar,
                 connect: a.send.connect.args(),
                 lock_timeout: a.send.lock_timeout.map(seconds),
-                policy: a.lifecycle.policy(a.recreate_in_doubt),
+                policy: a.lifecycle.policy(a.recreate_in_doubt, &a.safety),
                 color,
             },
             &env,
@@ -451,7 +486,13 @@ fn main() {
                 plan_only: w.plan_only,
                 lock_timeout: w.send.lock_timeout.map(seconds),
                 connect: w.send.connect.args(),
-                policy: w.lifecycle.policy(false),
+                policy: w.lifecycle.policy(
+                    false,
+                    &SafetyCli {
+                        allow_empty: true,
+                        allow_duplicate_names: w.allow_duplicate_names,
+                    },
+                ),
             },
             &env,
         ),

@@ -397,6 +397,7 @@ impl World {
                 project_id: Some(PROJECT.into()),
                 workspace: Some(WORKSPACE.into()),
                 state: "state/taskform.json".into(),
+                ..Resolved::default()
             },
             target: Target {
                 project_id: PROJECT.into(),
@@ -595,7 +596,8 @@ async fn a_create_in_doubt_is_not_retried_and_stays_in_doubt() {
     let r = result(&report, "a");
     assert_eq!(r.outcome, TaskOutcome::InDoubt);
     assert_eq!(r.attempts, 1);
-    assert_eq!(w.fake.calls(), vec!["POST create a"]);
+    // The search is the check for duplicate names before creating into an empty state.
+    assert_eq!(w.fake.calls(), vec!["SEARCH a", "POST create a"]);
     let state = w.state();
     assert!(state.tasks.is_empty());
     let doubt = &state.in_doubt["a"];
@@ -716,6 +718,7 @@ async fn pruning_a_task_already_gone_counts_as_deleted() {
     w.seed(&[("gone", "task-9999", &body("gone", 10))]);
     w.policy = Policy {
         prune: true,
+        allow_empty: true,
         ..Policy::default()
     };
     let report = w.apply().await;
@@ -779,6 +782,8 @@ async fn the_applier_stops_a_scheduled_task_before_deleting_it() {
 async fn a_refused_credential_stops_the_run() {
     let mut w = World::new(&["a", "b", "c"]);
     w.options.concurrency = 1;
+    // No search for duplicate names first: this test is about the creates alone.
+    w.policy.allow_duplicate_names = true;
     w.fake.script(
         "create",
         [Scripted::Answer(Outcome::Unauthorized(failure(

@@ -92,7 +92,7 @@ fn certificates_are_verified_and_a_private_ca_can_be_added() {
         out.stderr
     );
     assert!(
-        p.state().get("in_doubt").is_none(),
+        !p.path("state/taskform.json").exists() || p.state().get("in_doubt").is_none(),
         "a failed handshake sent nothing"
     );
     p.apply(&url, &["--ca-bundle", ca.to_str().unwrap()])

@@ -54,6 +54,7 @@ fn saved_plan_holds_bodies_and_no_credentials_and_applies_without_a_prompt() {
             "created_at",
             "dir",
             "state_path",
+            "paths_from_plan_file",
             "target",
             "state",
             "manifests",
@@ -98,7 +99,7 @@ fn saved_plan_holds_bodies_and_no_credentials_and_applies_without_a_prompt() {
     )
     .fails_with(1)
     .stderr_has("refusing to apply plan.json: the state moved on (empty in the plan, serial 2 now")
-    .stderr_has("taskform plan --out plan.json");
+    .stderr_has("taskform plan tasks --out plan.json");
     assert_eq!(emu.creates(), 2);
 }
 
@@ -213,7 +214,7 @@ fn markdown_stays_under_the_comment_limit() {
 
 #[test]
 fn json_documents_keep_their_schema() {
-    let srv = Scripted::start(|n, _| created(n));
+    let srv = Scripted::without_search(|n, _| created(n));
     let p = Project::new();
     state_with_a(&p);
     p.task("a").task("b");

@@ -5,7 +5,7 @@ use super::plan::print_plan;
 use super::progress::Bar;
 use super::{Env, block_on, load_manifests, prompt};
 use crate::error::{Error, Exit};
-use crate::load::target::TargetFlags;
+use crate::load::target::{Resolved, StateSource, TargetFlags};
 use crate::plan::document::{SavedPlan, TargetRef};
 use crate::reconcile::applier::{ApplyOptions, Progress, Silent, TaskOutcome, TaskResult};
 use crate::reconcile::{self, Context, Decision, Policy, Sending};
@@ -46,29 +46,50 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         true => Some(SavedPlan::load(&args.path)?),
         false => None,
     };
+    if let Some(s) = &saved {
+        refuse_other_flags(&args, s)?;
+    }
     let dir = saved
         .as_ref()
         .map_or_else(|| args.path.clone(), |s| PathBuf::from(&s.dir));
-    let loaded = match load_manifests(&dir, env) {
-        Err(e @ Error::Invalid(_)) if saved.is_some() => {
+    let loaded = match (load_manifests(&dir, env), &saved) {
+        (Err(e @ Error::Invalid(_)), Some(_)) => {
             super::report(&e);
             return Err(Error::Command(format!(
                 "the manifests in {} changed since the plan was made and are now invalid (see above); fix them and make a new plan",
                 dir.display()
             )));
         }
-        other => other?,
+        (Err(Error::Folder(e)), Some(_)) => {
+            return Err(Error::Command(format!(
+                "the plan {} was made for the manifest folder {} (as seen from the plan file's folder), which cannot be read here: {e}",
+                args.path.display(),
+                dir.display()
+            )));
+        }
+        (other, _) => other?,
     };
     let policy = match &saved {
         Some(s) => args.policy.for_saved(s.options),
         None => args.policy.clone(),
     };
-    let conn =
-        Connection::open(&args.target, &args.connect, "apply", env, &loaded.settings).await?;
-    if let Some(saved) = &saved {
-        saved.check_target(&TargetRef::of(&conn.resolved))?;
-    }
-    let store = state::open(&conn.resolved.state);
+    let mut conn = Connection::open(
+        &args.target,
+        &args.connect,
+        "apply",
+        env,
+        &loaded.settings,
+        &dir,
+    )
+    .await?;
+    let store = match &saved {
+        Some(saved) => {
+            saved.check_target(&TargetRef::of(&conn.resolved))?;
+            conn.resolved.state = saved_state(saved, &conn.resolved)?;
+            state::open(&conn.resolved.state)
+        }
+        None => super::open_store(&conn.resolved, &dir)?,
+    };
     let _lock = store.lock(&Holder::this_process("apply"), args.lock_timeout)?;
     let ctx = Context {
         loaded: &loaded,
@@ -115,7 +136,15 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     if let Some(s) = signals {
         s.abort();
     }
-    let report = report?;
+    let report = match report {
+        Ok(r) => r,
+        Err(reconcile::Error::Remote(e)) if matches!(e.status(), Some(401 | 403)) => {
+            super::report(&Error::Remote(e));
+            super::report(&refused_credential(&conn));
+            return Err(Error::Reported);
+        }
+        Err(e) => return Err(e.into()),
+    };
     let doc = &report.doc;
     let in_doubt_before = doc.summary.in_doubt;
     if doc.sends().is_empty() {
@@ -137,10 +166,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         .iter()
         .any(|r| r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403)))
     {
-        super::report(&Error::Command(format!(
-            "the service refused {}; check it and the project/workspace it is valid for",
-            conn.client.credentials().kind()
-        )));
+        super::report(&refused_credential(&conn));
     }
     let summary = render::ApplySummary::of(results);
     if summary.in_doubt + in_doubt_before > 0 {
@@ -155,6 +181,74 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     } else {
         Exit::Ok
     })
+}
+
+/// What to say after the service refused the credential (HTTP 401/403).
+fn refused_credential(conn: &Connection) -> Error {
+    Error::Command(format!(
+        "the service refused {}; check it and the project/workspace it is valid for",
+        conn.client.credentials().kind()
+    ))
+}
+
+/// A saved plan applies to the state it was made against; a state named otherwise
+/// (`--state`, `TASKFORM_STATE`) is refused with both named.
+fn saved_state(saved: &SavedPlan, resolved: &Resolved) -> Result<PathBuf, Error> {
+    let planned = PathBuf::from(&saved.state_path);
+    match resolved.state_source {
+        StateSource::Flag | StateSource::Env if !same_file(&resolved.state, &planned) => {
+            Err(Error::Command(format!(
+                "the plan was made against the state {}, but this apply names the state {}; apply the plan without --state/TASKFORM_STATE, or make a plan against {}",
+                planned.display(),
+                resolved.state.display(),
+                resolved.state.display()
+            )))
+        }
+        _ => Ok(planned),
+    }
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    let abs = |p: &std::path::Path| {
+        std::env::current_dir()
+            .map(|cwd| crate::fsutil::normalize(&cwd.join(p)))
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
+    abs(a) == abs(b)
+}
+
+/// A saved plan is applied with the options it was made with: a lifecycle flag that
+/// asks for something else is refused rather than silently ignored.
+fn refuse_other_flags(args: &ApplyArgs, saved: &SavedPlan) -> Result<(), Error> {
+    let o = saved.options;
+    let p = &args.policy;
+    let mut other = Vec::new();
+    if p.prune && !o.prune {
+        other.push("--prune");
+    }
+    if p.refresh && !o.refresh {
+        other.push("--refresh");
+    }
+    if p.adopt && !o.adopt {
+        other.push("--adopt");
+    }
+    if p.recreate_in_doubt && !o.recreate_in_doubt {
+        other.push("--recreate-in-doubt");
+    }
+    if p.on_change.is_some_and(|c| c != o.on_change) {
+        other.push("--on-change");
+    }
+    if other.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Command(format!(
+        "{} cannot change a saved plan: {} was made without it and is applied exactly as it was made; make a new plan with the flag (`taskform plan {} {} --out {}`)",
+        other.join(", "),
+        args.path.display(),
+        saved.dir,
+        other.join(" "),
+        args.path.display()
+    )))
 }
 
 /// Prints the run's results in the chosen format.

@@ -51,17 +51,18 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Resolves the target and credentials (failing before anything is sent when
-    /// either is missing) and builds the client. `command` names the command in
-    /// messages (`apply`, `watch`).
+    /// Resolves the target of the manifest folder `dir` and the credentials (failing
+    /// before anything is sent when either is missing) and builds the client.
+    /// `command` names the command in messages (`apply`, `watch`).
     pub async fn open(
         flags: &TargetFlags,
         opts: &ConnectArgs,
         command: &str,
         env: Env<'_>,
         settings: &Settings,
+        dir: &std::path::Path,
     ) -> Result<Connection, Error> {
-        let mut resolved = target::resolve(flags, env, settings);
+        let mut resolved = target::resolve(flags, env, settings, dir);
         let (creds, emu) = if opts.emulator {
             let (creds, emu) = start_emulator(&mut resolved).await?;
             (creds, Some(emu))

@@ -70,9 +70,30 @@ pub fn load_manifests(dir: &Path, env: Env) -> Result<Loaded, Error> {
     Ok(loaded)
 }
 
+/// The state store for a resolved target; a default location left empty while the
+/// old default (in the working folder) holds a state is refused.
+pub fn open_store(
+    resolved: &crate::load::target::Resolved,
+    dir: &Path,
+) -> Result<Box<dyn crate::state::StateStore>, Error> {
+    crate::load::target::check_legacy_state(resolved, dir)?;
+    Ok(crate::state::open(&resolved.state))
+}
+
+/// Warns that DIR holds no manifest (apply refuses it without `--allow-empty`).
+fn warn_if_empty(loaded: &Loaded, dir: &Path) {
+    if loaded.manifests.is_empty() {
+        tracing::warn!(
+            "no manifests found in {}: check the folder (apply refuses an empty folder without --allow-empty)",
+            dir.display()
+        );
+    }
+}
+
 /// `taskform validate [DIR]`.
 pub fn validate(dir: PathBuf, env: Env) -> Exit {
     finish(load_manifests(&dir, env).map(|l| {
+        warn_if_empty(&l, &dir);
         let (m, f) = (l.manifests.len(), l.file_digests.len());
         println!(
             "{m} task{} in {f} file{} valid.",

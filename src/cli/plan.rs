@@ -9,7 +9,7 @@ use crate::reconcile::applier::{ApplyOptions, Silent};
 use crate::reconcile::{self, Context, Decision, Policy, Sending};
 use crate::render::style::{ColorChoice, Style};
 use crate::render::{self, Format};
-use crate::state::{self, Target};
+use crate::state::Target;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,6 +68,7 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
                 "plan --refresh/--adopt",
                 env,
                 &loaded.settings,
+                &args.dir,
             )
             .await?,
         ),
@@ -75,7 +76,7 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
     };
     let resolved = match &conn {
         Some(c) => c.resolved.clone(),
-        None => target::resolve(&args.target, env, &loaded.settings),
+        None => target::resolve(&args.target, env, &loaded.settings, &args.dir),
     };
     // Offline, the state is checked against the target when both parts are known.
     let known: Option<Target> = match &conn {
@@ -89,7 +90,8 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
                 workspace,
             }),
     };
-    let store = state::open(&resolved.state);
+    let store = super::open_store(&resolved, &args.dir)?;
+    super::warn_if_empty(&loaded, &args.dir);
     let ctx = Context {
         loaded: &loaded,
         resolved: &resolved,
@@ -114,6 +116,7 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
             {
                 tracing::warn!("apply would refuse this plan: {refused}");
             }
+            warn_left_on_server(doc);
             // A plan stops before anything is written or sent.
             Ok(Decision::Stop)
         },
@@ -126,11 +129,29 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
         tracing::info!(file = %out.display(), "plan saved; apply it with `taskform apply {}`", out.display());
     }
     print_plan(&doc, args.format, args.color, args.out.as_deref());
-    Ok(if args.detailed_exitcode && doc.has_changes() {
+    Ok(if args.detailed_exitcode && doc.would_send() {
         Exit::Changes
     } else {
         Exit::Ok
     })
+}
+
+/// Remote tasks apply leaves alone without `--prune` are named on stderr: they stay on
+/// the server (and a superseded one may still be scheduled).
+fn warn_left_on_server(doc: &SavedPlan) {
+    let orphans: Vec<&str> = doc
+        .tasks
+        .iter()
+        .filter(|t| t.action == crate::plan::Action::Orphan)
+        .map(|t| t.name.as_str())
+        .collect();
+    if !orphans.is_empty() {
+        tracing::warn!(
+            "{} orphan task(s) stay on the server (no manifest declares them; apply leaves them alone, --prune deletes them): {}",
+            orphans.len(),
+            orphans.join(", ")
+        );
+    }
 }
 
 /// `taskform show FILE`: renders a saved plan.

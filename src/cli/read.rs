@@ -112,9 +112,16 @@ where
     F: for<'a> FnOnce(&'a mut State, &'a Loaded, &'a Connection) -> Step<'a>,
 {
     let loaded = load_manifests(&args.dir, env)?;
-    let conn =
-        Connection::open(&args.target, &args.connect, command, env, &loaded.settings).await?;
-    let store = state::open(&conn.resolved.state);
+    let conn = Connection::open(
+        &args.target,
+        &args.connect,
+        command,
+        env,
+        &loaded.settings,
+        &args.dir,
+    )
+    .await?;
+    let store = super::open_store(&conn.resolved, &args.dir)?;
     let _lock = store.lock(&Holder::this_process(command), args.lock_timeout)?;
     let mut state = store.load()?;
     state::check_target(&state, &conn.target, &store.describe())?;

@@ -8,7 +8,7 @@ use crate::load::settings;
 use crate::load::target::{self, TargetFlags};
 use crate::reconcile::applier::ApplyOptions;
 use crate::reconcile::{self, Policy};
-use crate::state::{self, lock::Holder};
+use crate::state::lock::Holder;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,15 +43,23 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
     let settings = settings::load(&args.dir, env).map_err(Error::Invalid)?;
     let conn = match args.plan_only {
         true => None,
-        false => {
-            Some(Connection::open(&args.target, &args.connect, "watch", env, &settings).await?)
-        }
+        false => Some(
+            Connection::open(
+                &args.target,
+                &args.connect,
+                "watch",
+                env,
+                &settings,
+                &args.dir,
+            )
+            .await?,
+        ),
     };
     let resolved = match &conn {
         Some(c) => c.resolved.clone(),
-        None => target::resolve(&args.target, env, &settings),
+        None => target::resolve(&args.target, env, &settings, &args.dir),
     };
-    let store = state::open(&resolved.state);
+    let store = super::open_store(&resolved, &args.dir)?;
     let _lock = match args.plan_only {
         true => None,
         false => Some(store.lock(&Holder::this_process("watch"), args.lock_timeout)?),

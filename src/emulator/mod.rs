@@ -511,7 +511,8 @@ impl Shared {
             .collect();
         json_response(
             200,
-            &json!({"count": page.len(), "total_records": matching.len(), "max_records": 10000, "resources": page}),
+            // As the service: `total_records` counts every task, not the matches.
+            &json!({"count": page.len(), "total_records": tasks.len(), "max_records": 10000, "resources": page}),
         )
     }
 

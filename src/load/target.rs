@@ -1,11 +1,27 @@
 //! Where requests go and where the state lives: flags beat the environment, which
-//! beats `taskform.yaml`.
+//! beats `taskform.yaml`; an endpoint given explicitly beats one derived from a region.
+//! The state's default lives in the manifest folder, never in whatever folder the
+//! command happens to run in.
 
 use crate::load::settings::Settings;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// The state file used when nothing else names one (relative to the working folder).
+/// The state file used when nothing else names one, relative to the manifest folder.
 pub const DEFAULT_STATE: &str = "state/taskform.json";
+
+/// Where the state location came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StateSource {
+    /// `--state`.
+    Flag,
+    /// `TASKFORM_STATE`.
+    Env,
+    /// `state:` in taskform.yaml (relative to that file).
+    Settings,
+    /// Nothing named one: [`DEFAULT_STATE`] in the manifest folder.
+    #[default]
+    Default,
+}
 
 /// Values given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +40,7 @@ pub struct Resolved {
     pub project_id: Option<String>,
     pub workspace: Option<String>,
     pub state: PathBuf,
+    pub state_source: StateSource,
 }
 
 /// `https://dayu.{region}.myhuaweicloud.com`.
@@ -35,17 +52,21 @@ fn nonempty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
-/// Resolves flags, environment and settings.
+/// Resolves flags, environment and settings for the manifest folder `dir`.
 pub fn resolve(
     flags: &TargetFlags,
     env: &dyn Fn(&str) -> Option<String>,
     settings: &Settings,
+    dir: &Path,
 ) -> Resolved {
+    // An endpoint named explicitly anywhere beats one derived from a region: a region
+    // in the environment (HW_REGION_NAME, set for the SDKs) must not send requests
+    // elsewhere than taskform.yaml's endpoint.
     let endpoint = nonempty(flags.endpoint.clone())
-        .or_else(|| nonempty(flags.region.clone()).map(|r| endpoint_for_region(&r)))
         .or_else(|| nonempty(env("TASKFORM_ENDPOINT")))
-        .or_else(|| nonempty(env("HW_REGION_NAME")).map(|r| endpoint_for_region(&r)))
         .or_else(|| nonempty(settings.endpoint.clone()))
+        .or_else(|| nonempty(flags.region.clone()).map(|r| endpoint_for_region(&r)))
+        .or_else(|| nonempty(env("HW_REGION_NAME")).map(|r| endpoint_for_region(&r)))
         .or_else(|| nonempty(settings.region.clone()).map(|r| endpoint_for_region(&r)))
         .map(|e| e.trim_end_matches('/').to_string());
     let project_id = nonempty(flags.project_id.clone())
@@ -55,18 +76,68 @@ pub fn resolve(
     let workspace = nonempty(flags.workspace.clone())
         .or_else(|| nonempty(env("TASKFORM_WORKSPACE")))
         .or_else(|| nonempty(settings.workspace.clone()));
-    let state = flags
-        .state
-        .clone()
-        .or_else(|| nonempty(env("TASKFORM_STATE")).map(PathBuf::from))
-        .or_else(|| settings.state.clone())
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE));
+    let (state, state_source) = if let Some(s) = &flags.state {
+        (s.clone(), StateSource::Flag)
+    } else if let Some(s) = nonempty(env("TASKFORM_STATE")) {
+        (PathBuf::from(s), StateSource::Env)
+    } else if let Some(s) = &settings.state {
+        (s.clone(), StateSource::Settings)
+    } else {
+        (dir.join(DEFAULT_STATE), StateSource::Default)
+    };
     Resolved {
         endpoint,
         project_id,
         workspace,
-        state,
+        state: crate::fsutil::normalize(&state),
+        state_source,
     }
+}
+
+/// The state file the working folder held by default before the default followed the
+/// manifest folder: a state there, while the default location has none, is refused
+/// instead of silently starting from an empty state (which would create every task
+/// again).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no state at {default}, but {legacy} holds one: taskform keeps the state in the manifest folder ({default}) unless `state:` in taskform.yaml, TASKFORM_STATE or --state names it. Move the state there (with its .journal, if any), or set `state: {suggested}` in {settings}"
+)]
+pub struct LegacyState {
+    pub default: String,
+    pub legacy: String,
+    /// The `state:` value that keeps using the old file.
+    pub suggested: String,
+    pub settings: String,
+}
+
+/// Refuses a default state location that is empty while the old default (relative to
+/// the working folder) holds a state.
+pub fn check_legacy_state(r: &Resolved, dir: &Path) -> Result<(), LegacyState> {
+    if r.state_source != StateSource::Default || r.state.exists() {
+        return Ok(());
+    }
+    let legacy = Path::new(DEFAULT_STATE);
+    let same = match (
+        std::fs::canonicalize(legacy),
+        std::fs::canonicalize(crate::fsutil::parent_dir(&r.state)),
+    ) {
+        (Ok(l), Ok(d)) => l.parent() == Some(d.as_path()),
+        _ => false,
+    };
+    if same || !legacy.exists() {
+        return Ok(());
+    }
+    let suggested = crate::fsutil::relative_to(legacy, dir)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| DEFAULT_STATE.to_string());
+    Err(LegacyState {
+        default: r.state.display().to_string(),
+        legacy: legacy.display().to_string(),
+        suggested,
+        settings: crate::fsutil::normalize(&dir.join(crate::load::settings::FILE_NAME))
+            .display()
+            .to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -86,21 +157,53 @@ mod tests {
             "HW_REGION_NAME" => Some("ap-southeast-1".into()),
             _ => None,
         };
-        let r = resolve(&TargetFlags::default(), &env, &settings);
+        let r = resolve(&TargetFlags::default(), &env, &settings, Path::new("t"));
         assert_eq!(r.project_id.as_deref(), Some("from-env"));
         assert_eq!(r.workspace.as_deref(), Some("ws-file"));
         assert_eq!(
             r.endpoint.as_deref(),
             Some("https://dayu.ap-southeast-1.myhuaweicloud.com")
         );
-        assert_eq!(r.state, PathBuf::from(DEFAULT_STATE));
+        assert_eq!(r.state, PathBuf::from("t/state/taskform.json"));
+        assert_eq!(r.state_source, StateSource::Default);
         let flags = TargetFlags {
             project_id: Some("flag".into()),
             endpoint: Some("http://127.0.0.1:1/".into()),
             ..TargetFlags::default()
         };
-        let r = resolve(&flags, &env, &settings);
+        let r = resolve(&flags, &env, &settings, Path::new("t"));
         assert_eq!(r.project_id.as_deref(), Some("flag"));
         assert_eq!(r.endpoint.as_deref(), Some("http://127.0.0.1:1"));
+    }
+
+    #[test]
+    fn an_explicit_endpoint_beats_a_region_wherever_each_is_set() {
+        let settings = Settings {
+            endpoint: Some("https://gw.example".into()),
+            ..Settings::default()
+        };
+        let env = |k: &str| (k == "HW_REGION_NAME").then(|| "cn-north-4".to_string());
+        let flags = TargetFlags {
+            region: Some("ap-southeast-1".into()),
+            ..TargetFlags::default()
+        };
+        let r = resolve(&flags, &env, &settings, Path::new("."));
+        assert_eq!(r.endpoint.as_deref(), Some("https://gw.example"));
+        let r = resolve(&flags, &env, &Settings::default(), Path::new("."));
+        assert_eq!(
+            r.endpoint.as_deref(),
+            Some("https://dayu.ap-southeast-1.myhuaweicloud.com")
+        );
+        let r = resolve(
+            &TargetFlags::default(),
+            &env,
+            &Settings::default(),
+            Path::new("."),
+        );
+        assert_eq!(
+            r.endpoint.as_deref(),
+            Some("https://dayu.cn-north-4.myhuaweicloud.com")
+        );
+        assert_eq!(r.state, PathBuf::from("state/taskform.json"));
     }
 }

@@ -92,8 +92,14 @@ pub struct SavedPlan {
     pub format_version: String,
     pub tool_version: String,
     pub created_at: String,
+    /// The manifest folder and the state the plan was made against. In a plan file
+    /// they are relative to the plan file's folder (`paths_from_plan_file`), so that
+    /// applying the file works from any folder; in memory, relative to the working
+    /// folder.
     pub dir: String,
     pub state_path: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paths_from_plan_file: bool,
     pub target: TargetRef,
     pub state: StateRef,
     pub manifests: ManifestsRef,
@@ -199,6 +205,7 @@ impl SavedPlan {
             created_at: crate::clock::now_rfc3339(),
             dir: dir.display().to_string(),
             state_path: state_path.display().to_string(),
+            paths_from_plan_file: false,
             target,
             state: StateRef {
                 lineage: state.lineage.clone(),
@@ -234,6 +241,16 @@ impl SavedPlan {
         )
     }
 
+    /// Whether apply would send anything, or a task is in doubt: what
+    /// `--detailed-exitcode` reports as 2. Orphans and superseded tasks that apply
+    /// leaves alone (no `--prune`) do not count.
+    pub fn would_send(&self) -> bool {
+        self.tasks
+            .iter()
+            .any(|t| t.action.sends() || t.action == Action::InDoubt)
+    }
+
+    /// Whether the plan lists anything besides `unchanged`.
     pub fn has_changes(&self) -> bool {
         self.tasks.iter().any(|t| t.action != Action::Unchanged)
     }
@@ -291,10 +308,25 @@ impl SavedPlan {
         Ok(plan)
     }
 
-    /// Writes the plan file atomically.
+    /// Writes the plan file atomically, with its paths relative to the file's folder.
     pub fn save(&self, path: &Path) -> Result<(), FileError> {
         let file = path.display().to_string();
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| FileError::Corrupt {
+        let base = crate::fsutil::parent_dir(path);
+        let relative = |p: &str| {
+            crate::fsutil::relative_to(Path::new(p), base)
+                .map(|r| r.display().to_string())
+                .map_err(|source| FileError::Write {
+                    file: file.clone(),
+                    source,
+                })
+        };
+        let mut doc = self.clone();
+        if !doc.paths_from_plan_file {
+            doc.dir = relative(&self.dir)?;
+            doc.state_path = relative(&self.state_path)?;
+            doc.paths_from_plan_file = true;
+        }
+        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| FileError::Corrupt {
             file: file.clone(),
             detail: e.to_string(),
         })?;
@@ -345,9 +377,14 @@ impl SavedPlan {
                 state.serial
             ));
         } else if self.state.lineage != state.lineage {
+            let shown = |l: &str| match l {
+                "" => "(none: not written yet)".to_string(),
+                l => l.to_string(),
+            };
             reasons.push(format!(
                 "the state is another one (lineage {} in the plan, {} now)",
-                self.state.lineage, state.lineage
+                shown(&self.state.lineage),
+                shown(&state.lineage)
             ));
         } else if self.state.serial != state.serial {
             reasons.push(format!(
@@ -380,6 +417,7 @@ impl SavedPlan {
         }
         Err(Stale {
             file: file.display().to_string(),
+            dir: self.dir.clone(),
             reasons,
         })
     }
@@ -495,8 +533,10 @@ pub struct TargetChanged {
 /// A saved plan that no longer matches the state or the manifests, and whose requests
 /// a fresh plan would not send.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("refusing to apply {file}: {}, and a fresh plan would send different requests. Make a new plan (`taskform plan --out {file}`), review it, and apply that", .reasons.join("; "))]
+#[error("refusing to apply {file}: {}, and a fresh plan would send different requests. Make a new plan (`taskform plan {dir} --out {file}`), review it, and apply that", .reasons.join("; "))]
 pub struct Stale {
     pub file: String,
+    /// The manifest folder, for the command that makes a new plan.
+    pub dir: String,
     pub reasons: Vec<String>,
 }

@@ -57,6 +57,24 @@ pub enum Error {
     /// The file watcher could not start.
     #[error("{0}")]
     Watch(String),
+    /// Nothing to apply: the folder holds no manifest.
+    #[error(
+        "no manifests found in {dir}: nothing to apply. Check the folder (an emptied checkout?), or pass --allow-empty"
+    )]
+    Empty { dir: String },
+    #[error(transparent)]
+    Duplicates(#[from] Duplicates),
+}
+
+/// A state that records no task, about to create tasks whose names the service
+/// already has: another copy of the state, or tasks made before taskform.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the state {state} records no task, but the service already has tasks with the names of manifests about to be created:\n{}\ncreating them would make duplicates; nothing was sent. If they are these manifests' tasks, record them with `taskform import {dir}` (or apply with --adopt); if another state records them, use that state (--state, `state:` in taskform.yaml); to create them anyway, pass --allow-duplicate-names", .names.iter().map(|(n, ids)| format!("  {n}: task {}", ids.join(", "))).collect::<Vec<_>>().join("\n"))]
+pub struct Duplicates {
+    pub state: String,
+    pub dir: String,
+    /// Each name with the IDs of the remote tasks that bear it.
+    pub names: Vec<(String, Vec<String>)>,
 }
 
 /// The state could not be written after requests were sent: what was created is in
@@ -126,7 +144,10 @@ pub async fn prepare(
     }
     let observed = match ctx.api {
         Some(api) => observe::observe(&mut state, &ctx.loaded.manifests, api, ctx.policy).await?,
-        None => Observed::default(),
+        None => Observed {
+            started_empty: state.tasks.is_empty() && state.in_doubt.is_empty(),
+            ..Observed::default()
+        },
     };
     let fresh = SavedPlan::make(
         ctx.loaded,
@@ -166,6 +187,17 @@ where
     let (Decision::Apply, Some(api), Some(target)) = (decision, ctx.api, ctx.target) else {
         return Ok(report);
     };
+    // An empty folder is refused (an emptied checkout), unless allowed, or unless the
+    // plan is a forced prune (deleting everything was asked for twice).
+    let forced_prune = ctx.policy.prune && ctx.policy.force_prune;
+    if ctx.loaded.manifests.is_empty() && !ctx.policy.allow_empty && !forced_prune {
+        return Err(Error::Empty {
+            dir: ctx.dir.display().to_string(),
+        });
+    }
+    if report.observed.started_empty && !ctx.policy.allow_duplicate_names && !ctx.policy.adopt {
+        check_duplicates(ctx, &report.doc, api).await?;
+    }
     if report.doc.sends().is_empty() {
         if report.observed.changed {
             ready_for_journal(ctx.store, state, target, true)?;
@@ -178,6 +210,49 @@ where
     report.results = results;
     report.persist_error = persisted.err();
     Ok(report)
+}
+
+/// Refuses creates of names the service already has when the state records nothing
+/// (a new or another copy of the state: the usual way to make duplicates). One listing
+/// of the workspace, or a search per name for a few names. A service without search
+/// (create-only) cannot be asked: the creates go ahead.
+async fn check_duplicates(
+    ctx: &Context<'_>,
+    doc: &SavedPlan,
+    api: &Arc<dyn TaskApi>,
+) -> Result<(), Error> {
+    let creates: Vec<String> = doc
+        .tasks
+        .iter()
+        .filter(|t| t.action == crate::plan::Action::Create)
+        .map(|t| t.name.clone())
+        .collect();
+    if creates.is_empty() {
+        return Ok(());
+    }
+    let Some(found) = observe::adopt::named(creates.clone(), api).await? else {
+        return Ok(());
+    };
+    let names: Vec<(String, Vec<String>)> = creates
+        .into_iter()
+        .filter_map(|n| {
+            let ids = found
+                .get(&n)?
+                .iter()
+                .map(crate::remote::api::remote_task_id)
+                .collect();
+            Some((n, ids))
+        })
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(Duplicates {
+        state: ctx.store.describe(),
+        dir: ctx.dir.display().to_string(),
+        names,
+    }
+    .into())
 }
 
 /// Makes the state ready for a journal: folds what an earlier run left, and makes a

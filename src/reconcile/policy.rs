@@ -20,6 +20,12 @@ pub struct Policy {
     pub refresh: bool,
     pub adopt: bool,
     pub recreate_in_doubt: bool,
+    /// Apply (or watch) a folder without manifests (with `--prune`, the guard still
+    /// refuses to delete every recorded task).
+    pub allow_empty: bool,
+    /// Create tasks although the service already has tasks of their names (a state
+    /// that records nothing is checked against the service before creating).
+    pub allow_duplicate_names: bool,
 }
 
 impl Default for Policy {
@@ -32,6 +38,8 @@ impl Default for Policy {
             refresh: false,
             adopt: false,
             recreate_in_doubt: false,
+            allow_empty: false,
+            allow_duplicate_names: false,
         }
     }
 }

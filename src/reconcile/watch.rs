@@ -72,7 +72,9 @@ pub fn error_policy(failed: &Failed, retry: Duration) -> Requeue {
             | Error::Stale(_)
             | Error::Guard(_)
             | Error::Declined(_)
-            | Error::Watch(_) => Requeue::AwaitChange,
+            | Error::Watch(_)
+            | Error::Empty { .. }
+            | Error::Duplicates(_) => Requeue::AwaitChange,
         },
     }
 }
@@ -212,6 +214,9 @@ impl Watcher<'_> {
             Err(LoadError::Dir(msg)) => return Err(Failed::Folder(msg)),
             Err(LoadError::Invalid(diags)) => return Err(Failed::Invalid(diags)),
         };
+        if loaded.manifests.is_empty() {
+            tracing::warn!(trigger, dir = %self.spec.dir.display(), "no manifests found");
+        }
         let api = self.remote.as_ref().map(|(api, _)| api);
         let ctx = Context {
             loaded: &loaded,

@@ -75,14 +75,25 @@ pub struct SearchRequest {
     pub offset: Option<u64>,
 }
 
-/// A search answer.
+/// A search answer. Huawei's SDK marks every field optional, and `total_records`
+/// counts the tasks of the whole project, not those matching the filter: a reader pages
+/// until a page holds fewer than `limit` tasks, and a missing or null field is empty.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResponse {
-    pub count: u64,
-    pub total_records: u64,
+    #[serde(default)]
+    pub count: Option<u64>,
+    #[serde(default)]
+    pub total_records: Option<u64>,
     #[serde(default)]
     pub max_records: Option<u64>,
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub resources: Vec<serde_json::Value>,
+}
+
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<serde_json::Value>, D::Error> {
+    Ok(Option::<Vec<serde_json::Value>>::deserialize(d)?.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -96,5 +107,17 @@ mod tests {
             parse_error(br#"{"errors":[{"error_code":"DLG.0001","error_msg":"bad"}]}"#).unwrap();
         assert_eq!(flat, wrapped);
         assert_eq!(parse_error(b"<html>"), None);
+    }
+
+    #[test]
+    fn search_answers_with_missing_or_null_fields_parse() {
+        let r: SearchResponse = serde_json::from_str(r#"{"resources": null}"#).unwrap();
+        assert!(r.resources.is_empty());
+        let r: SearchResponse = serde_json::from_str("{}").unwrap();
+        assert_eq!((r.count, r.total_records), (None, None));
+        let r: SearchResponse =
+            serde_json::from_str(r#"{"count": 1, "total_records": 9, "resources": [{"id": "a"}]}"#)
+                .unwrap();
+        assert_eq!(r.resources.len(), 1);
     }
 }

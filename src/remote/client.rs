@@ -487,9 +487,11 @@ impl Client {
                     expected: "a search result",
                     detail: e.to_string(),
                 })?;
+            // `total_records` counts the whole project, not the matches: page until a
+            // page holds fewer than asked for.
             let n = page.resources.len() as u64;
             found.extend(page.resources);
-            if n < LIMIT || found.len() as u64 >= page.total_records {
+            if n < LIMIT {
                 return Ok(Some(Listing {
                     tasks: found,
                     complete: true,

@@ -51,6 +51,18 @@ pub enum Error {
     TaskFailed(String),
 }
 
+impl Error {
+    /// The HTTP status the service answered, where it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Refused { failure, .. } | Error::Unexpected { failure, .. } => {
+                Some(failure.status).filter(|s| *s != 0)
+            }
+            _ => None,
+        }
+    }
+}
+
 /// An error with its sources, on one line.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();

@@ -24,12 +24,13 @@ pub struct Project {
 }
 
 impl Project {
-    /// A project whose settings name the emulator's demo project and workspace.
+    /// A project whose settings name the emulator's demo project and workspace, and the
+    /// state file `state/taskform.json` beside `tasks/`.
     pub fn new() -> Project {
         let p = Project {
             dir: tempfile::tempdir().expect("temp dir"),
         };
-        p.write("tasks/taskform.yaml", &format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"));
+        p.write("tasks/taskform.yaml", &format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\nstate: ../state/taskform.json\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"));
         p
     }
 
@@ -80,6 +81,17 @@ impl Project {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+
+    /// Runs to completion in the folder `sub` of the project.
+    pub fn run_in(&self, sub: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = self.cmd(args);
+        c.current_dir(self.path(sub));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.stdin(Stdio::null());
+        c.output().expect("run taskform").into()
     }
 
     /// Runs `args --endpoint ENDPOINT` with the demo token.
@@ -426,6 +438,38 @@ pub struct Scripted {
 
 impl Scripted {
     pub fn start(script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static) -> Scripted {
+        Scripted::start_filtered(|_| None, script)
+    }
+
+    /// A gateway that publishes the create endpoint alone: searches are answered 404
+    /// `APIG.0101` here (so taskform's search before creating into an empty state finds
+    /// no search, as on such a gateway) and are neither scripted nor recorded; every
+    /// other request goes to `script`, numbered from 0.
+    pub fn without_search(
+        script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
+    ) -> Scripted {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        Scripted::start_filtered(
+            |r| {
+                r.path.ends_with("/metadata/tasks/search").then(|| {
+                    api_error(
+                        404,
+                        "APIG.0101",
+                        "The API does not exist or has not been published in the environment",
+                    )
+                })
+            },
+            move |_, r| script(n.fetch_add(1, std::sync::atomic::Ordering::SeqCst), r),
+        )
+    }
+
+    /// Like `start`, but a request for which `answer` gives a reply gets it without
+    /// being scripted or recorded.
+    fn start_filtered(
+        answer: impl Fn(&Received) -> Option<Reply> + Send + Sync + 'static,
+        script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
+    ) -> Scripted {
+        let answer: Arc<dyn Fn(&Received) -> Option<Reply> + Send + Sync> = Arc::new(answer);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -435,7 +479,8 @@ impl Scripted {
             for stream in listener.incoming().flatten() {
                 let rec = rec.clone();
                 let script = script.clone();
-                std::thread::spawn(move || serve(stream, &rec, &*script));
+                let answer = answer.clone();
+                std::thread::spawn(move || serve_filtered(stream, &rec, &*script, &*answer));
             }
         });
         Scripted { url, received }
@@ -446,7 +491,12 @@ impl Scripted {
     }
 }
 
-fn serve(stream: TcpStream, rec: &Mutex<Vec<Received>>, script: &Script) {
+fn serve_filtered(
+    stream: TcpStream,
+    rec: &Mutex<Vec<Received>>,
+    script: &Script,
+    answer: &(dyn Fn(&Received) -> Option<Reply> + Send + Sync),
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
@@ -487,12 +537,18 @@ fn serve(stream: TcpStream, rec: &Mutex<Vec<Received>>, script: &Script) {
             body,
             at: Instant::now(),
         };
-        let n = {
-            let mut g = rec.lock().unwrap();
-            g.push(r.clone());
-            g.len() - 1
+        let reply = match answer(&r) {
+            Some(reply) => reply,
+            None => {
+                let n = {
+                    let mut g = rec.lock().unwrap();
+                    g.push(r.clone());
+                    g.len() - 1
+                };
+                script(n, &r)
+            }
         };
-        match script(n, &r) {
+        match reply {
             Reply::Answer(status, extra, body) => {
                 let mut resp = format!(
                     "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",

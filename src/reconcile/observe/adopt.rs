@@ -17,6 +17,7 @@ use crate::remote::api::remote_task_id;
 use crate::remote::client::{Listing, TaskApi, map_concurrent};
 use crate::state::{State, TaskRecord};
 use serde_json::Value;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Searches in flight at once.
@@ -104,39 +105,44 @@ async fn find(
     manifests: &[Manifest],
     api: &Arc<dyn TaskApi>,
 ) -> Result<Option<Vec<(usize, Vec<Value>)>>, Error> {
-    if wanted.len() > LIST_ABOVE {
+    let names = wanted.iter().map(|&i| manifests[i].name.clone()).collect();
+    let Some(mut by_name) = named(names, api).await? else {
+        return Ok(None);
+    };
+    Ok(Some(
+        wanted
+            .iter()
+            .map(|&i| (i, by_name.remove(&manifests[i].name).unwrap_or_default()))
+            .collect(),
+    ))
+}
+
+/// Every remote task whose name is exactly one of `names`, by name (names without
+/// one are absent): a search per name, or for more than 20 names one listing of the
+/// workspace. `Ok(None)` when the endpoint offers no search.
+pub async fn named(
+    names: Vec<String>,
+    api: &Arc<dyn TaskApi>,
+) -> Result<Option<HashMap<String, Vec<Value>>>, Error> {
+    if names.len() > LIST_ABOVE {
         match api.list_tasks().await? {
             None => return Ok(None),
             Some(Listing {
-                tasks: all,
+                tasks,
                 complete: true,
             }) => {
-                let mut by_name: std::collections::HashMap<&str, Vec<Value>> = wanted
-                    .iter()
-                    .map(|&i| (manifests[i].name.as_str(), Vec::new()))
-                    .collect();
-                for t in all {
-                    if let Some(list) = t
+                let wanted: HashSet<&str> = names.iter().map(String::as_str).collect();
+                let mut by_name: HashMap<String, Vec<Value>> = HashMap::new();
+                for t in tasks {
+                    if let Some(n) = t
                         .get("name")
                         .and_then(Value::as_str)
-                        .and_then(|n| by_name.get_mut(n))
+                        .filter(|n| wanted.contains(n))
                     {
-                        list.push(t);
+                        by_name.entry(n.to_string()).or_default().push(t);
                     }
                 }
-                return Ok(Some(
-                    wanted
-                        .iter()
-                        .map(|&i| {
-                            (
-                                i,
-                                by_name
-                                    .remove(manifests[i].name.as_str())
-                                    .unwrap_or_default(),
-                            )
-                        })
-                        .collect(),
-                ));
+                return Ok(Some(by_name));
             }
             Some(Listing {
                 complete: false, ..
@@ -147,23 +153,25 @@ async fn find(
             }
         }
     }
-    let names: Vec<(usize, String)> = wanted
-        .iter()
-        .map(|&i| (i, manifests[i].name.clone()))
-        .collect();
-    let found = map_concurrent(names, CONCURRENCY, |(i, name)| {
+    let found = map_concurrent(names, CONCURRENCY, |name| {
         let api = api.clone();
-        async move { (i, api.search_by_name(&name).await) }
+        async move {
+            let r = api.search_by_name(&name).await;
+            (name, r)
+        }
     })
     .await?;
-    let mut out = Vec::with_capacity(found.len());
-    for (i, r) in found {
+    let mut by_name = HashMap::new();
+    for (name, r) in found {
         match r? {
-            Some(tasks) => out.push((i, tasks)),
+            Some(tasks) if !tasks.is_empty() => {
+                by_name.insert(name, tasks);
+            }
+            Some(_) => {}
             None => return Ok(None),
         }
     }
-    Ok(Some(out))
+    Ok(Some(by_name))
 }
 
 /// Several remote tasks share a manifest's name: taskform cannot tell which to record.

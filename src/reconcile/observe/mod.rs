@@ -27,6 +27,9 @@ use std::sync::Arc;
 pub struct Observed {
     /// The state changed (settled, adopted or refreshed records): write it before use.
     pub changed: bool,
+    /// The state recorded nothing (no task, nothing in doubt) before it was observed: a
+    /// new state, or another copy of one, which the check for duplicate names guards.
+    pub started_empty: bool,
     /// Notes for the plan, by task name.
     pub notes: BTreeMap<String, String>,
 }
@@ -40,7 +43,10 @@ pub async fn observe(
     api: &Arc<dyn TaskApi>,
     policy: &Policy,
 ) -> Result<Observed, Error> {
-    let mut read = Observed::default();
+    let mut read = Observed {
+        started_empty: state.tasks.is_empty() && state.in_doubt.is_empty(),
+        ..Observed::default()
+    };
     let before = state.in_doubt.len();
     if before > 0 && !policy.recreate_in_doubt {
         let settled = settle::settle(state, manifests, api.as_ref()).await?;

@@ -1,0 +1,216 @@
+//! Real pipelines (issue #14): no ordinary path creates a task twice, and CI can rely
+//! on exit codes and on what a plan says about its target.
+
+mod common;
+use common::*;
+
+const SETTINGS: &str = "project_id: 0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d\nworkspace: demo-workspace\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n";
+
+/// A project whose settings do not name a state file, so the default applies.
+fn without_state_setting() -> Project {
+    let p = Project::new();
+    p.write("tasks/taskform.yaml", SETTINGS);
+    p
+}
+
+#[test]
+fn usage_errors_exit_1_not_the_changes_code() {
+    let p = Project::new();
+    p.run(&["plan", "--no-such-flag", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("--no-such-flag");
+    p.run(&["plan", "--format", "yaml", "tasks"], &[])
+        .fails_with(1);
+    p.run(&[], &[]).fails_with(1);
+    p.run(&["--help"], &[]).succeeds().stdout_has("Usage");
+    p.run(&["--version"], &[]).succeeds().stdout_has("taskform");
+}
+
+#[test]
+fn detailed_exitcode_is_2_only_when_apply_would_send() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b");
+    p.apply(&emu.url, &[]).succeeds();
+    std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
+    // The orphan is reported and warned about, but apply would send nothing.
+    p.run(&["plan", "--detailed-exitcode", "tasks"], &[])
+        .succeeds()
+        .stdout_has("orphan")
+        .stderr_has("b");
+    p.run(&["plan", "--detailed-exitcode", "--prune", "tasks"], &[])
+        .fails_with(2);
+    p.task("c");
+    p.run(&["plan", "--detailed-exitcode", "tasks"], &[])
+        .fails_with(2);
+}
+
+#[test]
+fn an_explicit_endpoint_beats_one_derived_from_a_region() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.write(
+        "tasks/taskform.yaml",
+        &format!(
+            "{SETTINGS}endpoint: {}\nstate: ../state/taskform.json\n",
+            emu.url
+        ),
+    );
+    p.task("a");
+    p.run(
+        &["apply", "--yes", "tasks"],
+        &[
+            ("TASKFORM_AUTH_TOKEN", TOKEN),
+            ("HW_REGION_NAME", "cn-north-4"),
+        ],
+    )
+    .succeeds();
+    assert_eq!(emu.creates(), 1);
+}
+
+#[test]
+fn an_empty_folder_warns_on_validate_and_is_refused_by_apply() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.run(&["validate", "tasks"], &[])
+        .succeeds()
+        .stderr_has("no manifests");
+    p.apply(&emu.url, &[])
+        .fails_with(1)
+        .stderr_has("no manifests")
+        .stderr_has("--allow-empty");
+    p.apply(&emu.url, &["--allow-empty"]).succeeds();
+    assert_eq!(emu.creates(), 0);
+}
+
+#[test]
+fn the_default_state_follows_the_manifest_folder_not_the_working_folder() {
+    let emu = Emu::start(&[]);
+    let p = without_state_setting();
+    p.task("a").task("b");
+    p.apply(&emu.url, &[]).succeeds();
+    assert!(p.path("tasks/state/taskform.json").exists());
+    // The same folder, from inside it: nothing to do.
+    p.run_in(
+        "tasks",
+        &["apply", "--yes", ".", "--endpoint", &emu.url],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+    )
+    .succeeds()
+    .stdout_has("No changes");
+    assert_eq!(emu.creates(), 2);
+}
+
+#[test]
+fn a_state_at_the_old_default_location_is_not_silently_ignored() {
+    let p = without_state_setting();
+    p.task("a");
+    p.write(
+        "state/taskform.json",
+        r#"{"version": 1, "serial": 1, "lineage": "l", "tasks": {"a": {"task_id": "T1", "hash": "sha256:x"}}}"#,
+    );
+    p.run(&["plan", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("state/taskform.json")
+        .stderr_has("state: ../state/taskform.json");
+}
+
+#[test]
+fn apply_with_a_new_state_refuses_to_create_names_the_service_already_has() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b");
+    p.apply(&emu.url, &[]).succeeds();
+    let ids: Vec<String> = emu
+        .tasks()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    // Another runner with another (empty) copy of the state.
+    let out = p.apply(&emu.url, &["--state", "other/taskform.json"]);
+    out.fails_with(1).stderr_has("taskform import");
+    for id in &ids {
+        out.stderr_has(id);
+    }
+    assert_eq!(emu.creates(), 2, "nothing created twice");
+    p.apply(
+        &emu.url,
+        &["--state", "other/taskform.json", "--allow-duplicate-names"],
+    )
+    .succeeds();
+    assert_eq!(emu.creates(), 4);
+}
+
+#[test]
+fn a_saved_plan_applies_to_the_state_it_was_made_against() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    p.run(
+        &[
+            "plan",
+            "tasks",
+            "--state",
+            "m9state.json",
+            "--out",
+            "p.json",
+        ],
+        &[],
+    )
+    .succeeds();
+    p.online(&["apply", "p.json"], &emu.url).succeeds();
+    assert!(p.path("m9state.json").exists());
+    assert!(!p.path("state/taskform.json").exists());
+    p.run(
+        &[
+            "plan",
+            "tasks",
+            "--state",
+            "m9state.json",
+            "--detailed-exitcode",
+        ],
+        &[],
+    )
+    .succeeds();
+    assert_eq!(emu.creates(), 1);
+}
+
+#[test]
+fn a_saved_plan_resolves_its_paths_from_its_own_folder() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    p.run(&["plan", "tasks", "--out", "plans/p.json"], &[])
+        .succeeds();
+    std::fs::create_dir_all(p.path("elsewhere")).unwrap();
+    p.run_in(
+        "elsewhere",
+        &["apply", "../plans/p.json", "--endpoint", &emu.url],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+    )
+    .succeeds();
+    assert!(p.path("state/taskform.json").exists());
+    assert!(!p.path("elsewhere/state").exists());
+    assert_eq!(emu.creates(), 1);
+}
+
+#[test]
+fn a_saved_plan_refuses_another_state_and_flags_it_was_not_made_with() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    p.run(&["plan", "tasks", "--out", "p.json"], &[]).succeeds();
+    p.online(&["apply", "p.json", "--state", "other.json"], &emu.url)
+        .fails_with(1)
+        .stderr_has("other.json")
+        .stderr_has("state/taskform.json");
+    p.online(&["apply", "p.json", "--prune"], &emu.url)
+        .fails_with(1)
+        .stderr_has("--prune");
+    assert_eq!(emu.creates(), 0);
+    // A stale plan names the folder to plan again.
+    p.task("b");
+    p.online(&["apply", "p.json"], &emu.url)
+        .fails_with(1)
+        .stderr_has("taskform plan tasks --out p.json");
+}

@@ -429,6 +429,8 @@ pub enum Reply {
 }
 
 type Script = dyn Fn(usize, &Received) -> Reply + Send + Sync;
+/// Answers a request itself (not scripted, not recorded), or passes it on.
+type Answer = dyn Fn(&Received) -> Option<Reply> + Send + Sync;
 
 /// An HTTP server on an ephemeral port that answers by a script and records requests.
 pub struct Scripted {
@@ -469,7 +471,7 @@ impl Scripted {
         answer: impl Fn(&Received) -> Option<Reply> + Send + Sync + 'static,
         script: impl Fn(usize, &Received) -> Reply + Send + Sync + 'static,
     ) -> Scripted {
-        let answer: Arc<dyn Fn(&Received) -> Option<Reply> + Send + Sync> = Arc::new(answer);
+        let answer: Arc<Answer> = Arc::new(answer);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let received = Arc::new(Mutex::new(Vec::new()));
@@ -491,12 +493,7 @@ impl Scripted {
     }
 }
 
-fn serve_filtered(
-    stream: TcpStream,
-    rec: &Mutex<Vec<Received>>,
-    script: &Script,
-    answer: &(dyn Fn(&Received) -> Option<Reply> + Send + Sync),
-) {
+fn serve_filtered(stream: TcpStream, rec: &Mutex<Vec<Received>>, script: &Script, answer: &Answer) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {

@@ -702,9 +702,12 @@ fn check_cron_item(field: CronField, item: &str) -> Result<(), String> {
         None => (item, None),
     };
     if let Some(step) = step {
-        let n: u32 = step
-            .parse()
-            .map_err(|_| format!("the step after `/` must be a number, not `{step}`"))?;
+        let n: u32 = step.parse().map_err(|_| {
+            format!(
+                "the step after `/` must be a number, not `{}`",
+                diagnostic::escape(step)
+            )
+        })?;
         if n == 0 {
             return Err("the step after `/` must be 1 or more".to_string());
         }

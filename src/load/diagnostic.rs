@@ -2,7 +2,12 @@
 //!
 //! Every validation problem becomes one [`Diagnostic`]; the loader collects all of them
 //! (not only the first) so that a user can fix a whole manifest folder in one pass.
+//!
+//! Messages quote text from manifests, which is untrusted: [`Diagnostic`]'s `Display`
+//! shows control and bidirectional-override characters escaped ([`escape`]), so a
+//! message can neither move the cursor, colour the terminal nor forge a line.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// One problem in one place of one file.
@@ -56,12 +61,59 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.location(), self.message)?;
+        write!(f, "{}: {}", escape(&self.location()), escape(&self.message))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
+            write!(f, "\n  hint: {}", escape(hint))?;
         }
         Ok(())
     }
+}
+
+impl Diagnostic {
+    /// One line for a log: `file:line:col: message (hint: ...)`, escaped like `Display`.
+    pub fn log_line(&self) -> String {
+        let mut line = format!("{}: {}", escape(&self.location()), escape(&self.message));
+        if let Some(hint) = &self.hint {
+            line.push_str(&format!(" (hint: {})", escape(hint)));
+        }
+        line
+    }
+}
+
+/// Whether `c` must never reach a terminal raw: a control character (C0, DEL, C1) or
+/// a Unicode bidirectional embedding, override or isolate (U+202A-U+202E,
+/// U+2066-U+2069), which can reorder what a reader sees.
+pub fn is_unsafe_char(c: char) -> bool {
+    c.is_control()
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+/// `c` written visibly: `\n`, `\t`, `\r`, else `\u{1b}` (Rust's notation).
+pub fn escape_char(c: char) -> String {
+    match c {
+        '\n' => "\\n".to_string(),
+        '\t' => "\\t".to_string(),
+        '\r' => "\\r".to_string(),
+        c => format!("\\u{{{:x}}}", c as u32),
+    }
+}
+
+/// `s` with every [`is_unsafe_char`] written visibly ([`escape_char`]); borrowed when
+/// there is none.
+pub fn escape(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if is_unsafe_char(c) {
+            out.push_str(&escape_char(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Sorts diagnostics by file, line and column so that output does not depend on
@@ -70,4 +122,28 @@ pub fn sort(diags: &mut [Diagnostic]) {
     diags.sort_by(|a, b| {
         (&a.file, a.line, a.col, &a.message).cmp(&(&b.file, b.line, b.col, &b.message))
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_and_bidi_characters_are_shown_escaped() {
+        assert_eq!(escape("plain dépôt 日本"), "plain dépôt 日本");
+        assert_eq!(
+            escape("a\u{1b}[31mb\nc\td\u{7f}\u{9b}\u{202e}\u{2066}"),
+            "a\\u{1b}[31mb\\nc\\td\\u{7f}\\u{9b}\\u{202e}\\u{2066}"
+        );
+        assert!(!is_unsafe_char('\u{2029}') && !is_unsafe_char('\u{2070}'));
+        let d = Diagnostic::new("f\u{7}.yaml", 1, 2, "bad `\u{1b}`").with_hint("x\ny");
+        assert_eq!(
+            d.to_string(),
+            "f\\u{7}.yaml:1:2: bad `\\u{1b}`\n  hint: x\\ny"
+        );
+        assert_eq!(
+            d.log_line(),
+            "f\\u{7}.yaml:1:2: bad `\\u{1b}` (hint: x\\ny)"
+        );
+    }
 }

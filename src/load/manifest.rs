@@ -4,6 +4,12 @@
 //! Files are read and hashed in parallel; the result never depends on discovery order
 //! (manifests are sorted by name, diagnostics by position). Every problem of every file
 //! is collected before the load fails, so one run shows everything to fix.
+//!
+//! Settings files are never tasks: `DIR/taskform.yaml` is the settings, a
+//! `taskform.yml` anywhere is refused (rename it), and a folder below DIR holding its
+//! own `taskform.yaml` is a separate target: it is skipped whole and named in an info
+//! line (or in the error, when DIR holds nothing else). Warnings (a `data_source_type`
+//! nobody has seen) are logged and kept in [`Loaded::warnings`]; they never fail a load.
 
 use crate::hash;
 use crate::load::diagnostic::{self, Diagnostic};
@@ -72,6 +78,11 @@ pub struct Loaded {
     /// `sha256:<hex>` of every manifest file's bytes, by path relative to DIR.
     pub file_digests: BTreeMap<String, String>,
     pub settings: Settings,
+    /// What the service may refuse but taskform cannot know (already logged), sorted.
+    pub warnings: Vec<Diagnostic>,
+    /// Folders below DIR skipped because they hold their own `taskform.yaml` (separate
+    /// targets), as the user would name them (`envs/dev`), sorted.
+    pub separate_targets: Vec<String>,
 }
 
 /// Why loading failed.
@@ -99,7 +110,19 @@ pub fn load(
     }
     let settings = settings::load(dir, env).map_err(LoadError::Invalid)?;
     let mut diags = Vec::new();
-    let files = discover(dir, &mut diags);
+    let Discovered {
+        files,
+        separate_targets,
+    } = discover(dir, &mut diags);
+    if !separate_targets.is_empty() {
+        if files.is_empty() && diags.is_empty() {
+            return Err(LoadError::Dir(only_separate_targets(
+                dir,
+                &separate_targets,
+            )));
+        }
+        tracing::info!("{}", skipped_targets(&separate_targets));
+    }
 
     let results: Vec<FileResult> = files
         .par_iter()
@@ -108,8 +131,10 @@ pub fn load(
 
     let mut manifests = Vec::new();
     let mut file_digests = BTreeMap::new();
+    let mut warnings = defaults_warnings(&settings);
     for r in results {
         diags.extend(r.diags);
+        warnings.extend(r.warnings);
         manifests.extend(r.manifests);
         if let Some(d) = r.digest {
             file_digests.insert(r.rel.clone(), d);
@@ -122,12 +147,18 @@ pub fn load(
             .then(a.doc_index.cmp(&b.doc_index))
     });
     duplicate_names(dir, &manifests, &mut diags);
+    diagnostic::sort(&mut warnings);
+    for w in &warnings {
+        tracing::warn!("{}", w.log_line());
+    }
 
     if diags.is_empty() {
         Ok(Loaded {
             manifests,
             file_digests,
             settings,
+            warnings,
+            separate_targets,
         })
     } else {
         diagnostic::sort(&mut diags);
@@ -135,14 +166,25 @@ pub fn load(
     }
 }
 
-/// Walks `dir`, returning (path relative to DIR, full path) of each manifest file, sorted.
-fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
+/// What [`discover`] found below DIR.
+struct Discovered {
+    /// (path relative to DIR, full path) of each manifest file, sorted.
+    files: Vec<(String, PathBuf)>,
+    /// Folders holding their own `taskform.yaml`, as the user would name them, sorted.
+    separate_targets: Vec<String>,
+}
+
+/// Walks `dir` for manifest files. Skips hidden entries, the settings file and every
+/// folder that is a target of its own; reports a `taskform.yml` (and skips the folder
+/// holding it, below DIR: it was meant as a target).
+fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Discovered {
     let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut out = Vec::new();
+    let mut separate_targets = Vec::new();
     let mut stack = vec![(String::new(), dir.to_path_buf())];
     while let Some((rel_dir, path)) = stack.pop() {
-        let entries = match std::fs::read_dir(&path) {
-            Ok(e) => e,
+        let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&path) {
+            Ok(e) => e.flatten().collect(),
             Err(e) => {
                 diags.push(Diagnostic::new(
                     path.display().to_string(),
@@ -153,7 +195,45 @@ fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
                 continue;
             }
         };
-        for entry in entries.flatten() {
+        let at_root = rel_dir.is_empty();
+        let has = |file: &str| {
+            entries
+                .iter()
+                .any(|e| e.file_name() == file && path.join(file).is_file())
+        };
+        let (settings_here, wrong_here) =
+            (has(settings::FILE_NAME), has(settings::WRONG_FILE_NAME));
+        if wrong_here && (at_root || !settings_here) {
+            let hint = if settings_here {
+                format!(
+                    "merge it into {} and delete it",
+                    path.join(settings::FILE_NAME).display()
+                )
+            } else {
+                format!("rename it to {}", settings::FILE_NAME)
+            };
+            diags.push(
+                Diagnostic::new(
+                    path.join(settings::WRONG_FILE_NAME).display().to_string(),
+                    0,
+                    0,
+                    format!(
+                        "`{}` is not read as settings: taskform reads settings only from `{}`",
+                        settings::WRONG_FILE_NAME,
+                        settings::FILE_NAME
+                    ),
+                )
+                .with_hint(hint),
+            );
+            if !at_root {
+                continue;
+            }
+        }
+        if !at_root && settings_here {
+            separate_targets.push(user_path(dir, &rel_dir));
+            continue;
+        }
+        for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
                 continue;
@@ -186,20 +266,120 @@ fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Vec<(String, PathBuf)> {
                 stack.push((rel, full));
             } else if ft.is_file()
                 && is_manifest_name
-                && !(rel_dir.is_empty() && name == settings::FILE_NAME)
+                && !(at_root && (name == settings::FILE_NAME || name == settings::WRONG_FILE_NAME))
             {
                 out.push((rel, full));
             }
         }
     }
     out.sort();
-    out
+    separate_targets.sort();
+    Discovered {
+        files: out,
+        separate_targets,
+    }
+}
+
+/// A folder below DIR as the user would name it: `envs/dev` for DIR `envs`, `dev`
+/// for DIR `.`.
+fn user_path(dir: &Path, rel: &str) -> String {
+    if dir == Path::new(".") || dir.as_os_str().is_empty() {
+        rel.to_string()
+    } else {
+        dir.join(rel).display().to_string()
+    }
+}
+
+/// `` `taskform plan A`, `taskform plan B` `` for the first few targets.
+fn plan_commands(targets: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut cmds: Vec<String> = targets
+        .iter()
+        .take(SHOWN)
+        .map(|t| format!("`taskform plan {}`", diagnostic::escape(t)))
+        .collect();
+    if targets.len() > SHOWN {
+        cmds.push("...".into());
+    }
+    cmds.join(", ")
+}
+
+fn folder_list(targets: &[String]) -> String {
+    targets
+        .iter()
+        .map(|t| diagnostic::escape(t).into_owned())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The info line naming the separate targets skipped below DIR.
+fn skipped_targets(targets: &[String]) -> String {
+    if let [one] = targets {
+        format!(
+            "skipped {}: it has its own {} and is a separate target; plan it on its own: {}",
+            diagnostic::escape(one),
+            settings::FILE_NAME,
+            plan_commands(targets)
+        )
+    } else {
+        format!(
+            "skipped {}: each has its own {} and is a separate target; plan each on its own: {}",
+            folder_list(targets),
+            settings::FILE_NAME,
+            plan_commands(targets)
+        )
+    }
+}
+
+/// The error when DIR holds no manifest files, only separate targets.
+fn only_separate_targets(dir: &Path, targets: &[String]) -> String {
+    let dir = if dir == Path::new(".") || dir.as_os_str().is_empty() {
+        "this folder".to_string()
+    } else {
+        diagnostic::escape(&dir.display().to_string()).into_owned()
+    };
+    if let [one] = targets {
+        format!(
+            "no task manifests in {dir}: its subfolder {} has its own {} and is a separate target; plan it on its own: {}",
+            diagnostic::escape(one),
+            settings::FILE_NAME,
+            plan_commands(targets)
+        )
+    } else {
+        format!(
+            "no task manifests in {dir}: its subfolders {} have their own {} and are separate targets; plan each on its own: {}",
+            folder_list(targets),
+            settings::FILE_NAME,
+            plan_commands(targets)
+        )
+    }
+}
+
+/// Warnings about `defaults` in the settings file, reported once there rather than once
+/// per task that inherits them.
+fn defaults_warnings(settings: &Settings) -> Vec<Diagnostic> {
+    let (Some(file), Some(src)) = (&settings.file, &settings.source) else {
+        return Vec::new();
+    };
+    schema::warnings(
+        &Value::Object(settings.defaults.clone()),
+        &settings.known_data_source_types,
+    )
+    .into_iter()
+    .map(|p| {
+        let mut path = vec![Seg::Key("defaults".into())];
+        path.extend(p.path);
+        let (l, c) = yaml::locate(src, 0, &path, p.part).unwrap_or((0, 0));
+        Diagnostic::new(file, l, c, p.message).with_hint_opt(p.hint)
+    })
+    .collect()
 }
 
 struct FileResult {
     rel: String,
     manifests: Vec<Manifest>,
     diags: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
     digest: Option<String>,
 }
 
@@ -214,6 +394,7 @@ fn load_file(
         rel: rel.to_string(),
         manifests: Vec::new(),
         diags: Vec::new(),
+        warnings: Vec::new(),
         digest: None,
     };
     let fail = |mut r: FileResult, d: Diagnostic| {
@@ -255,15 +436,29 @@ fn load_file(
         }
     };
     result.digest = Some(hash::sha256_tagged(&bytes));
-    let (manifests, diags) = parse_source(&bytes, rel, &display, settings, env);
-    result.manifests = manifests;
-    result.diags = diags;
+    let parsed = parse_source_full(&bytes, rel, &display, settings, env);
+    result.manifests = parsed.manifests;
+    result.diags = parsed.diags;
+    result.warnings = parsed.warnings;
     result
+}
+
+/// One file's manifests, problems and warnings.
+#[derive(Debug, Default)]
+pub struct Parsed {
+    pub manifests: Vec<Manifest>,
+    /// Problems: any one fails the load.
+    pub diags: Vec<Diagnostic>,
+    /// What the service may refuse (never fails the load). Values inherited from
+    /// `defaults` are not repeated here: the loader reports them once, in the settings
+    /// file.
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Parses, interpolates, merges `defaults`, validates and hashes one file's bytes:
 /// the loader without the file system (benchmarks and fuzzing call it directly).
-/// `rel` is the path below DIR, `display` the path for messages.
+/// `rel` is the path below DIR, `display` the path for messages. Warnings are dropped
+/// ([`parse_source_full`] keeps them).
 pub fn parse_source(
     bytes: &[u8],
     rel: &str,
@@ -271,8 +466,24 @@ pub fn parse_source(
     settings: &Settings,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> (Vec<Manifest>, Vec<Diagnostic>) {
-    let mut manifests = Vec::new();
-    let mut diags = Vec::new();
+    let parsed = parse_source_full(bytes, rel, display, settings, env);
+    (parsed.manifests, parsed.diags)
+}
+
+/// [`parse_source`], with the warnings.
+pub fn parse_source_full(
+    bytes: &[u8],
+    rel: &str,
+    display: &str,
+    settings: &Settings,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Parsed {
+    let mut out = Parsed::default();
+    let Parsed {
+        manifests,
+        diags,
+        warnings,
+    } = &mut out;
     let src = match std::str::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
@@ -283,14 +494,14 @@ pub fn parse_source(
                 Diagnostic::new(display, line, col, "file is not valid UTF-8")
                     .with_hint("save the file as UTF-8"),
             );
-            return (manifests, diags);
+            return out;
         }
     };
     let docs = match yaml::parse_documents(src) {
         Ok(d) => d,
         Err(e) => {
             diags.push(Diagnostic::new(display, e.line, e.col, e.message));
-            return (manifests, diags);
+            return out;
         }
     };
     for doc in docs {
@@ -307,6 +518,12 @@ pub fn parse_source(
         schema::merge_defaults(&mut body, &settings.defaults);
         if problems.is_empty() {
             problems = schema::validate(&body);
+        }
+        for w in schema::warnings(&body, &settings.known_data_source_types) {
+            // Not in the manifest: inherited from `defaults`, reported there once.
+            if let Some((l, c)) = yaml::locate(src, doc.index, &w.path, w.part) {
+                warnings.push(Diagnostic::new(display, l, c, w.message).with_hint_opt(w.hint));
+            }
         }
         if !problems.is_empty() {
             for p in problems {
@@ -327,7 +544,7 @@ pub fn parse_source(
             doc.index,
         ));
     }
-    (manifests, diags)
+    out
 }
 
 /// Turns a problem's path into a position: in the manifest when the node is there, in

@@ -2,10 +2,16 @@
 //!
 //! [`validate`] checks a merged task body (manifest plus `defaults`) and returns every
 //! problem as a [`Problem`] with the path of the node concerned; the loader turns the
-//! paths into `file:line:col` positions.
+//! paths into `file:line:col` positions. [`warnings`] finds what the service may refuse
+//! but taskform cannot know for sure (a `data_source_type` nobody has seen).
+//!
+//! Beyond types, it checks what the service would reject: `schedule_type` (RUN_ONCE or
+//! CRON), `enabled` (0 or 1), a Quartz `cron_expression` field by field ([`parse_cron`]),
+//! no server-assigned `job_id`, and task names free of control and bidirectional-override
+//! characters (they would reach terminals and pull-request comments).
 
+use crate::load::diagnostic;
 use crate::load::yaml::{Part, Seg, path_string};
-use croner::parser::{CronParser, Seconds, Year};
 use serde_json::{Map, Value};
 
 /// Body fields the API accepts, as listed on the create page.
@@ -65,6 +71,30 @@ pub const SCHEDULE_FIELDS: &[&str] = &[
 ];
 
 const SCHEDULE_INTEGERS: &[&str] = &["max_time_out", "job_id", "enabled"];
+
+/// `schedule_config.schedule_type` values: the reference's example and the Terraform
+/// provider use these two; nothing else is published.
+pub const SCHEDULE_TYPES: &[&str] = &["RUN_ONCE", "CRON"];
+
+/// `data_source_type` values seen in Huawei's documentation and SDKs (no list is
+/// published for collection tasks): `DLI` on the create page; the Go SDK's
+/// `services/dataartsstudio/v1/model/model_dw_type.go` lists DLI, DWS, MRS_HIVE,
+/// POSTGRESQL, MRS_SPARK, CLICKHOUSE, MYSQL, ORACLE and DORIS as connection types, and
+/// `model_data_ware_house_dto.go` HIVE, DWS and SPARK. Others only warn
+/// ([`warnings`]); `known_data_source_types` in taskform.yaml adds to the list.
+pub const KNOWN_DATA_SOURCE_TYPES: &[&str] = &[
+    "CLICKHOUSE",
+    "DLI",
+    "DORIS",
+    "DWS",
+    "HIVE",
+    "MRS_HIVE",
+    "MRS_SPARK",
+    "MYSQL",
+    "ORACLE",
+    "POSTGRESQL",
+    "SPARK",
+];
 
 /// One validation problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,11 +234,33 @@ pub fn validate(body: &Value) -> Vec<Problem> {
                     problems.push(not_a_string(path, v));
                 } else if known == "name" && v.as_str().is_some_and(|s| s.trim().is_empty()) {
                     problems.push(Problem::at(path, Part::Value, "`name` must not be empty"));
+                } else if known == "name"
+                    && let Some(name) = v.as_str()
+                    && let Some(c) = name.chars().find(|c| diagnostic::is_unsafe_char(*c))
+                {
+                    problems.push(
+                        Problem::at(
+                            path,
+                            Part::Value,
+                            format!(
+                                "`name` contains a control or bidirectional-override character, shown here as `{}`: `{}`",
+                                diagnostic::escape_char(c),
+                                diagnostic::escape(name)
+                            ),
+                        )
+                        .hint(Some(
+                            "task names are shown in plans, logs and pull-request comments, where such characters can hide or forge text; remove it".into(),
+                        )),
+                    );
                 }
             }
             unknown => problems.push(
-                Problem::at(path, Part::Key, format!("unknown field `{unknown}`"))
-                    .hint(Some(match suggest(unknown, FIELDS) {
+                Problem::at(
+                    path,
+                    Part::Key,
+                    format!("unknown field `{}`", diagnostic::escape(unknown)),
+                )
+                .hint(Some(match suggest(unknown, FIELDS) {
                     Some(s) => format!("did you mean `{s}`?"),
                     None => {
                         "task fields are those of the create API's request body (see the README)"
@@ -249,13 +301,29 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
     };
     for (k, v) in sc {
         let path = vec![key("schedule_config"), key(k)];
-        if SCHEDULE_INTEGERS.contains(&k.as_str()) {
+        if k == "job_id" {
+            problems.push(
+                Problem::at(
+                    path,
+                    Part::Key,
+                    "`schedule_config.job_id` is assigned by the service and must not be in a manifest",
+                )
+                .hint(Some(
+                    "remove `job_id`: the service assigns it when it creates the task's schedule"
+                        .into(),
+                )),
+            );
+        } else if SCHEDULE_INTEGERS.contains(&k.as_str()) {
             let ok = v.as_i64().is_some_and(|n| i32::try_from(n).is_ok());
             if !ok {
                 let hint = match v {
                     Value::String(s) if s.trim().parse::<i64>().is_ok() => {
                         Some(format!("remove the quotes: {k}: {}", s.trim()))
                     }
+                    Value::Bool(b) if k == "enabled" => Some(format!(
+                        "write {k}: {} (1 schedules the task, 0 leaves it stopped)",
+                        u8::from(*b)
+                    )),
                     _ => None,
                 };
                 let found = if v.as_i64().is_some() {
@@ -271,6 +339,29 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
                     )
                     .hint(hint),
                 );
+            } else if k == "enabled"
+                && let Some(n) = v.as_i64()
+                && n != 0
+                && n != 1
+            {
+                problems.push(
+                    Problem::at(
+                        path,
+                        Part::Value,
+                        format!("`schedule_config.enabled` must be 0 or 1, found {n}"),
+                    )
+                    .hint(Some(
+                        "1 schedules the task (CRON), 0 leaves it stopped; the service reports 3 (scheduling) and 5 (paused) when read back, which a manifest does not set".into(),
+                    )),
+                );
+            }
+        } else if k == "schedule_type" {
+            match v {
+                Value::String(t) if !SCHEDULE_TYPES.contains(&t.as_str()) => {
+                    problems.push(bad_schedule_type(path, t))
+                }
+                Value::String(_) => {}
+                _ => problems.push(not_a_string(path, v)),
             }
         } else if SCHEDULE_FIELDS.contains(&k.as_str()) {
             if !v.is_string() {
@@ -281,53 +372,133 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
                 Problem::at(
                     path,
                     Part::Key,
-                    format!("unknown field `schedule_config.{k}`"),
+                    format!("unknown field `schedule_config.{}`", diagnostic::escape(k)),
                 )
                 .hint(suggest(k, SCHEDULE_FIELDS).map(|s| format!("did you mean `{s}`?"))),
             );
         }
     }
-    if sc.get("schedule_type").and_then(Value::as_str) == Some("CRON") {
-        match sc.get("cron_expression") {
-            None => problems.push(
-                Problem::at(
-                    vec![key("schedule_config")],
-                    Part::Key,
-                    "`schedule_type: CRON` needs a `cron_expression`",
-                )
-                .hint(Some(
-                    "Quartz style, seconds first, e.g. cron_expression: \"0 */15 9-23 * * ?\""
-                        .into(),
-                )),
-            ),
-            Some(Value::String(expr)) => {
-                if let Err(e) = parse_cron(expr) {
-                    problems.push(
-                        Problem::at(
-                            vec![key("schedule_config"), key("cron_expression")],
-                            Part::Value,
-                            format!("invalid cron_expression `{expr}`: {e}"),
-                        )
-                        .hint(Some("Quartz style with seconds first: SEC MIN HOUR DAY MONTH WEEKDAY [YEAR], e.g. \"0 0 2 * * ?\"".into())),
-                    );
-                }
+    let is_cron = sc.get("schedule_type").and_then(Value::as_str) == Some("CRON");
+    match sc.get("cron_expression") {
+        None if is_cron => problems.push(
+            Problem::at(
+                vec![key("schedule_config")],
+                Part::Key,
+                "`schedule_type: CRON` needs a `cron_expression`",
+            )
+            .hint(Some(
+                "Quartz style, seconds first, e.g. cron_expression: \"0 */15 9-23 * * ?\"".into(),
+            )),
+        ),
+        // Checked whatever the schedule type: a wrong one is reported on its own, and
+        // a nonsense expression is never what was meant. An empty one (as the service
+        // may echo for RUN_ONCE) is left alone unless the task is CRON.
+        Some(Value::String(expr)) if is_cron || !expr.trim().is_empty() => {
+            if let Err(e) = parse_cron(expr) {
+                problems.push(
+                    Problem::at(
+                        vec![key("schedule_config"), key("cron_expression")],
+                        Part::Value,
+                        format!(
+                            "invalid cron_expression `{}`: {}",
+                            diagnostic::escape(expr),
+                            e.message
+                        ),
+                    )
+                    .hint(Some(e.hint)),
+                );
             }
-            Some(_) => {} // reported as a type problem above
         }
+        _ => {} // absent where not needed, or reported as a type problem above
     }
 }
 
-/// Parses a Quartz-style cron expression (seconds first, optional year, `?` allowed).
-/// Results are cached per thread: repos repeat a few expressions many times, and
-/// parsing one costs more than loading the rest of a manifest.
-pub fn parse_cron(expr: &str) -> Result<(), String> {
+/// A `schedule_type` that is neither RUN_ONCE nor CRON, with a did-you-mean.
+fn bad_schedule_type(path: Vec<Seg>, t: &str) -> Problem {
+    let upper = t.trim().to_ascii_uppercase();
+    let hint = match SCHEDULE_TYPES.iter().find(|s| **s == upper) {
+        Some(s) => format!("did you mean `{s}`? (the values are upper case)"),
+        None => match suggest(&upper, SCHEDULE_TYPES) {
+            Some(s) => format!("did you mean `{s}`?"),
+            None => "RUN_ONCE runs the task once; CRON runs it on `cron_expression`".into(),
+        },
+    };
+    Problem::at(
+        path,
+        Part::Value,
+        format!(
+            "`schedule_config.schedule_type` must be RUN_ONCE or CRON, not `{}`",
+            diagnostic::escape(t)
+        ),
+    )
+    .hint(Some(hint))
+}
+
+/// What the service may refuse though taskform cannot tell for sure: a
+/// `data_source_type` outside [`KNOWN_DATA_SOURCE_TYPES`] and `known` (the setting
+/// `known_data_source_types`). Problems to show as warnings, never errors.
+pub fn warnings(body: &Value, known: &[String]) -> Vec<Problem> {
+    let Some(Value::String(t)) = body.get("data_source_type") else {
+        return Vec::new();
+    };
+    if KNOWN_DATA_SOURCE_TYPES.contains(&t.as_str()) || known.iter().any(|k| k == t) {
+        return Vec::new();
+    }
+    let upper = t.trim().to_ascii_uppercase();
+    let listed = format!("known_data_source_types: [{}]", diagnostic::escape(t));
+    let hint = match KNOWN_DATA_SOURCE_TYPES
+        .iter()
+        .find(|s| **s == upper)
+        .copied()
+        .or_else(|| suggest(&upper, KNOWN_DATA_SOURCE_TYPES))
+    {
+        Some(s) => format!(
+            "did you mean `{s}`? If `{}` is right, list it in taskform.yaml to silence this warning: {listed}",
+            diagnostic::escape(t)
+        ),
+        None => format!(
+            "values seen: {}. If `{}` is right, list it in taskform.yaml to silence this warning: {listed}",
+            KNOWN_DATA_SOURCE_TYPES.join(", "),
+            diagnostic::escape(t)
+        ),
+    };
+    vec![
+        Problem::at(
+            vec![key("data_source_type")],
+            Part::Value,
+            format!(
+                "`data_source_type` `{}` is not a value seen in the DataArts documentation or SDKs; the service may refuse it",
+                diagnostic::escape(t)
+            ),
+        )
+        .hint(Some(hint)),
+    ]
+}
+
+/// Why a cron expression is not valid Quartz: the message (naming the field at fault
+/// and its value) and a hint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronError {
+    pub message: String,
+    pub hint: String,
+}
+
+/// The layout every field-level hint starts with.
+const QUARTZ_LAYOUT: &str =
+    "Quartz fields, seconds first: seconds minutes hours day-of-month month day-of-week [year]";
+
+/// Checks a Quartz cron expression (seconds first, optional year), as Quartz's
+/// `CronExpression` reads it: every field's values, ranges, steps and special forms
+/// (`L`, `W`, `#`), and `?` in exactly one of day-of-month and day-of-week.
+/// Results are cached per thread: repos repeat a few expressions many times.
+pub fn parse_cron(expr: &str) -> Result<(), CronError> {
     thread_local! {
-        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Result<(), String>>> = Default::default();
+        static CACHE: std::cell::RefCell<std::collections::HashMap<String, Result<(), CronError>>> = Default::default();
     }
     if let Some(hit) = CACHE.with(|c| c.borrow().get(expr).cloned()) {
         return hit;
     }
-    let result = parse_cron_uncached(expr);
+    let result = check_quartz(expr);
     CACHE.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= 4096 {
@@ -338,22 +509,315 @@ pub fn parse_cron(expr: &str) -> Result<(), String> {
     result
 }
 
-fn parse_cron_uncached(expr: &str) -> Result<(), String> {
-    let fields = expr.split_whitespace().count();
-    if !(6..=7).contains(&fields) {
-        return Err(format!(
-            "expected 6 or 7 fields (seconds first), found {fields}"
-        ));
+/// The fields of a Quartz expression, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CronField {
+    Seconds,
+    Minutes,
+    Hours,
+    DayOfMonth,
+    Month,
+    DayOfWeek,
+    Year,
+}
+
+const CRON_FIELDS: [CronField; 7] = [
+    CronField::Seconds,
+    CronField::Minutes,
+    CronField::Hours,
+    CronField::DayOfMonth,
+    CronField::Month,
+    CronField::DayOfWeek,
+    CronField::Year,
+];
+
+const MONTHS: &[&str] = &[
+    "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
+];
+const WEEKDAYS: &[&str] = &["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"];
+
+impl CronField {
+    fn name(self) -> &'static str {
+        match self {
+            CronField::Seconds => "seconds",
+            CronField::Minutes => "minutes",
+            CronField::Hours => "hours",
+            CronField::DayOfMonth => "day-of-month",
+            CronField::Month => "month",
+            CronField::DayOfWeek => "day-of-week",
+            CronField::Year => "year",
+        }
     }
-    CronParser::builder()
-        .seconds(Seconds::Required)
-        .year(Year::Optional)
-        .alternative_weekdays(true)
-        .sloppy_ranges(true)
-        .build()
-        .parse(expr)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+
+    fn bounds(self) -> (u32, u32) {
+        match self {
+            CronField::Seconds | CronField::Minutes => (0, 59),
+            CronField::Hours => (0, 23),
+            CronField::DayOfMonth => (1, 31),
+            CronField::Month => (1, 12),
+            CronField::DayOfWeek => (1, 7),
+            CronField::Year => (1970, 2099),
+        }
+    }
+
+    /// The range as a message shows it.
+    fn range_text(self) -> String {
+        let (lo, hi) = self.bounds();
+        match self {
+            CronField::DayOfWeek => format!("{lo}-{hi} (1 = Sunday) or SUN-SAT"),
+            CronField::Month => format!("{lo}-{hi} or JAN-DEC"),
+            _ => format!("{lo}-{hi}"),
+        }
+    }
+
+    fn names(self) -> &'static [&'static str] {
+        match self {
+            CronField::Month => MONTHS,
+            CronField::DayOfWeek => WEEKDAYS,
+            _ => &[],
+        }
+    }
+
+    /// The largest step Quartz accepts after `/` (none for the year).
+    fn max_step(self) -> Option<u32> {
+        match self {
+            CronField::Seconds | CronField::Minutes => Some(59),
+            CronField::Hours => Some(23),
+            CronField::DayOfMonth => Some(31),
+            CronField::Month => Some(12),
+            CronField::DayOfWeek => Some(7),
+            CronField::Year => None,
+        }
+    }
+}
+
+fn check_quartz(expr: &str) -> Result<(), CronError> {
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    if !(6..=7).contains(&fields.len()) {
+        let hint = if fields.len() == 5 {
+            // A Unix cron line: add the seconds and the `?`.
+            let (dom, dow) = match (fields[2], fields[4]) {
+                (dom, "*") => (dom, "?"),
+                ("*", dow) => ("?", dow),
+                other => other,
+            };
+            format!(
+                "{QUARTZ_LAYOUT}. A five-field Unix line has no seconds: `{}` is \"0 {} {} {dom} {} {dow}\" in Quartz (day-of-week there counts 1-7 from Sunday)",
+                diagnostic::escape(expr),
+                fields[0],
+                fields[1],
+                fields[3]
+            )
+        } else {
+            format!("{QUARTZ_LAYOUT}, e.g. \"0 30 2 * * ?\" (02:30 every day)")
+        };
+        return Err(CronError {
+            message: format!(
+                "expected 6 or 7 fields (seconds first), found {}",
+                fields.len()
+            ),
+            hint,
+        });
+    }
+    for (field, text) in CRON_FIELDS.iter().zip(&fields) {
+        if let Err(detail) = check_cron_field(*field, &text.to_ascii_uppercase()) {
+            return Err(CronError {
+                message: format!(
+                    "{} field `{}`: {detail}",
+                    field.name(),
+                    diagnostic::escape(text)
+                ),
+                hint: match field {
+                    CronField::DayOfWeek => format!(
+                        "{QUARTZ_LAYOUT}; day-of-week is 1-7 from Sunday (not 0-6) or SUN-SAT"
+                    ),
+                    _ => QUARTZ_LAYOUT.to_string(),
+                },
+            });
+        }
+    }
+    let (dom, dow) = (fields[3], fields[5]);
+    let with_days = |d: &str, w: &str| {
+        let mut f = fields.clone();
+        f[3] = d;
+        f[5] = w;
+        f.join(" ")
+    };
+    let problem = |hint: String| CronError {
+        message: format!(
+            "day-of-month `{}` and day-of-week `{}`: Quartz needs `?` in exactly one of them",
+            diagnostic::escape(dom),
+            diagnostic::escape(dow)
+        ),
+        hint,
+    };
+    match (dom == "?", dow == "?") {
+        (true, false) | (false, true) => Ok(()),
+        (true, true) => Err(problem(format!(
+            "put `*` in one of them, e.g. \"{}\" (every day)",
+            diagnostic::escape(&with_days("*", "?"))
+        ))),
+        (false, false) if dow == "*" => Err(problem(format!(
+            "put `?` in the one you do not use, e.g. \"{}\"",
+            diagnostic::escape(&with_days(dom, "?"))
+        ))),
+        (false, false) if dom == "*" => Err(problem(format!(
+            "put `?` in the one you do not use, e.g. \"{}\"",
+            diagnostic::escape(&with_days("?", dow))
+        ))),
+        (false, false) => Err(problem(
+            "Quartz cannot combine a day of the month with a day of the week: keep one and put `?` in the other".into(),
+        )),
+    }
+}
+
+/// Checks one field (upper-cased); the error is the detail after `{field} field `{text}`: `.
+fn check_cron_field(field: CronField, text: &str) -> Result<(), String> {
+    if text.contains('?') {
+        return match field {
+            CronField::DayOfMonth | CronField::DayOfWeek if text == "?" => Ok(()),
+            CronField::DayOfMonth | CronField::DayOfWeek => Err("`?` must stand alone".to_string()),
+            _ => Err("`?` is allowed only in day-of-month and day-of-week".to_string()),
+        };
+    }
+    if field == CronField::DayOfMonth && (text.contains('L') || text.contains('W')) {
+        return check_last_or_weekday(text);
+    }
+    if field == CronField::DayOfWeek && (text.contains('L') || text.contains('#')) {
+        return check_last_or_nth_weekday(text);
+    }
+    for item in text.split(',') {
+        if item.is_empty() {
+            return Err("an empty item in the list (two commas, or one at an end)".to_string());
+        }
+        check_cron_item(field, item)?;
+    }
+    Ok(())
+}
+
+/// `*`, `a`, `a-b`, each optionally followed by `/step`.
+fn check_cron_item(field: CronField, item: &str) -> Result<(), String> {
+    let (base, step) = match item.split_once('/') {
+        Some((base, step)) => (base, Some(step)),
+        None => (item, None),
+    };
+    if let Some(step) = step {
+        let n: u32 = step.parse().map_err(|_| {
+            format!(
+                "the step after `/` must be a number, not `{}`",
+                diagnostic::escape(step)
+            )
+        })?;
+        if n == 0 {
+            return Err("the step after `/` must be 1 or more".to_string());
+        }
+        if let Some(max) = field.max_step()
+            && n > max
+        {
+            return Err(format!("the step /{n} is larger than the field's {max}"));
+        }
+        if base.is_empty() {
+            return Err("a step needs a start: `*/n` or `a/n`".to_string());
+        }
+    }
+    if base == "*" {
+        return Ok(());
+    }
+    match base.split_once('-') {
+        Some((a, b)) => {
+            let start = cron_value(field, a)?;
+            let end = cron_value(field, b)?;
+            if field == CronField::Year && end < start {
+                return Err(format!("the range {start}-{end} ends before it starts"));
+            }
+            // Quartz wraps other reversed ranges (hours 22-2 is 22, 23, 0, 1, 2).
+            Ok(())
+        }
+        None => cron_value(field, base).map(|_| ()),
+    }
+}
+
+/// A number or (month, day-of-week) a name, within the field's bounds.
+fn cron_value(field: CronField, text: &str) -> Result<u32, String> {
+    if text.is_empty() {
+        return Err("a range needs a value on both sides of `-`".to_string());
+    }
+    if let Some(i) = field.names().iter().position(|n| *n == text) {
+        return Ok(i as u32 + 1);
+    }
+    let Ok(n) = text.parse::<u32>() else {
+        return Err(match field {
+            CronField::Month => {
+                format!(
+                    "`{}` is not a number or a month name (JAN-DEC)",
+                    diagnostic::escape(text)
+                )
+            }
+            CronField::DayOfWeek => format!(
+                "`{}` is not a number or a day name (SUN-SAT)",
+                diagnostic::escape(text)
+            ),
+            _ => format!("`{}` is not a number", diagnostic::escape(text)),
+        });
+    };
+    let (lo, hi) = field.bounds();
+    if !(lo..=hi).contains(&n) {
+        return Err(format!("{n} is out of range {}", field.range_text()));
+    }
+    Ok(n)
+}
+
+/// Day-of-month `L`, `L-n` (n 0-30), `LW`, `nW` (n 1-31): alone, never in a list.
+fn check_last_or_weekday(text: &str) -> Result<(), String> {
+    let misuse = || {
+        "the special forms are `L` (last day), `L-3` (third-to-last day), `LW` (last weekday) and `15W` (weekday nearest the 15th), each alone".to_string()
+    };
+    if text == "L" || text == "LW" {
+        return Ok(());
+    }
+    if let Some(offset) = text.strip_prefix("L-") {
+        return match offset.parse::<u32>() {
+            Ok(n) if n <= 30 => Ok(()),
+            Ok(n) => Err(format!("the offset L-{n} is over 30")),
+            Err(_) => Err(misuse()),
+        };
+    }
+    if let Some(day) = text.strip_suffix('W') {
+        return match day.parse::<u32>() {
+            Ok(n) if (1..=31).contains(&n) => Ok(()),
+            Ok(n) => Err(format!("{n} is out of range 1-31")),
+            Err(_) => Err(misuse()),
+        };
+    }
+    Err(misuse())
+}
+
+/// Day-of-week `L` (Saturday), `nL` (last n-day of the month), `n#k` (k-th n-day,
+/// k 1-5): alone, never in a list.
+fn check_last_or_nth_weekday(text: &str) -> Result<(), String> {
+    let misuse = || {
+        "the special forms are `L` (Saturday), `6L` (the month's last Friday) and `6#3` (its third Friday), each alone".to_string()
+    };
+    if text == "L" {
+        return Ok(());
+    }
+    if let Some(day) = text.strip_suffix('L') {
+        if day.contains([',', '-', '/', 'L', '#']) {
+            return Err(misuse());
+        }
+        return cron_value(CronField::DayOfWeek, day).map(|_| ());
+    }
+    if let Some((day, nth)) = text.split_once('#') {
+        if day.contains([',', '-', '/']) {
+            return Err(misuse());
+        }
+        cron_value(CronField::DayOfWeek, day)?;
+        return match nth.parse::<u32>() {
+            Ok(k) if (1..=5).contains(&k) => Ok(()),
+            _ => Err("the week after `#` must be 1-5".to_string()),
+        };
+    }
+    Err(misuse())
 }
 
 /// Deep-merges `defaults` under `body`: mappings merge key by key, the manifest wins
@@ -448,10 +912,172 @@ mod tests {
     fn empty_name_and_out_of_range_integers() {
         let mut v = valid();
         v["name"] = json!("  ");
-        v["schedule_config"]["job_id"] = json!(4_000_000_000u64);
+        v["schedule_config"]["max_time_out"] = json!(4_000_000_000u64);
         let m = messages(&v);
         assert!(m.contains(&"`name` must not be empty".to_string()));
         assert!(m.iter().any(|s| s.contains("out of 32-bit range")));
+    }
+
+    #[test]
+    fn job_id_enabled_and_schedule_type_follow_the_service() {
+        let mut v = valid();
+        v["schedule_config"] = json!({"schedule_type": "Cron", "job_id": 7, "enabled": 2, "cron_expression": "0 0 2 * * ?"});
+        let p = validate(&v);
+        assert_eq!(p.len(), 3, "{p:?}");
+        let job = p.iter().find(|p| p.message.contains("job_id")).unwrap();
+        assert_eq!(job.part, Part::Key);
+        assert!(job.message.contains("assigned by the service"));
+        let ty = p
+            .iter()
+            .find(|p| p.message.contains("schedule_type"))
+            .unwrap();
+        assert!(
+            ty.hint
+                .as_deref()
+                .unwrap()
+                .starts_with("did you mean `CRON`?")
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.message == "`schedule_config.enabled` must be 0 or 1, found 2")
+        );
+        v["schedule_config"] = json!({"schedule_type": "RUN_PNCE"});
+        assert_eq!(
+            validate(&v)[0].hint.as_deref(),
+            Some("did you mean `RUN_ONCE`?")
+        );
+        v["schedule_config"] =
+            json!({"schedule_type": "RUN_ONCE", "enabled": 0, "cron_expression": ""});
+        assert!(validate(&v).is_empty());
+        v["schedule_config"] = json!({"schedule_type": "RUN_ONCE", "cron_expression": "nonsense"});
+        assert!(messages(&v)[0].starts_with("invalid cron_expression `nonsense`"));
+    }
+
+    #[test]
+    fn names_with_control_or_bidi_characters_are_refused() {
+        for bad in [
+            "a\u{1b}[2J",
+            "a\nb",
+            "a\u{7f}",
+            "a\u{85}",
+            "a\u{202d}",
+            "a\u{2069}",
+        ] {
+            let mut v = valid();
+            v["name"] = json!(bad);
+            let m = messages(&v);
+            assert_eq!(m.len(), 1, "{bad:?}: {m:?}");
+            assert!(m[0].starts_with("`name` contains a control"), "{m:?}");
+            assert!(!m[0].contains(bad), "raw in {m:?}");
+        }
+        let mut v = valid();
+        v["name"] = json!("dépôt-日本-\u{200d}");
+        assert!(validate(&v).is_empty());
+    }
+
+    #[test]
+    fn unknown_data_source_types_are_warnings() {
+        let mut v = valid();
+        assert!(warnings(&v, &[]).is_empty());
+        v["data_source_type"] = json!("mrs_hive");
+        let w = warnings(&v, &[]);
+        assert!(
+            w[0].hint
+                .as_deref()
+                .unwrap()
+                .starts_with("did you mean `MRS_HIVE`?")
+        );
+        assert!(warnings(&v, &["mrs_hive".to_string()]).is_empty());
+        v["data_source_type"] = json!("KAFKA");
+        assert!(
+            w.len() == 1
+                && warnings(&v, &[])[0]
+                    .hint
+                    .as_deref()
+                    .unwrap()
+                    .contains("known_data_source_types: [KAFKA]")
+        );
+        assert!(validate(&v).is_empty(), "a warning, never an error");
+    }
+
+    fn cron_err(expr: &str) -> String {
+        parse_cron(expr).unwrap_err().message
+    }
+
+    #[test]
+    fn quartz_expressions_are_checked_field_by_field() {
+        for ok in [
+            "0 30 2 * * ?",
+            "0 0 2 ? * MON-FRI",
+            "0 0 2 ? * 2-6",
+            "0 0 2 ? * fri-mon",
+            "0 0 22-2 * * ?",
+            "0 0 0 ? 1/2 SUN",
+            "0 0 0 L-30 * ?",
+            "0 0 0 31W * ?",
+            "0 0 0 ? * SAT#5",
+            "0 0 0 ? * 7L",
+            "0 0 0 * * ? *",
+            "0 0 0 * * ? 2030/5",
+            "0\t0  0 * * ?",
+        ] {
+            assert_eq!(parse_cron(ok), Ok(()), "{ok}");
+        }
+        for (bad, msg) in [
+            (
+                "0 0 0 ? * 1,L",
+                "day-of-week field `1,L`: the special forms",
+            ),
+            (
+                "0 0 0 L,5 * ?",
+                "day-of-month field `L,5`: the special forms",
+            ),
+            ("0 0 0 L-31 * ?", "the offset L-31 is over 30"),
+            (
+                "0 0 0 32W * ?",
+                "day-of-month field `32W`: 32 is out of range 1-31",
+            ),
+            ("0 0 0 ? * 8L", "8 is out of range 1-7"),
+            ("0 0 0 ? * MON#0", "the week after `#` must be 1-5"),
+            (
+                "0 0 0 * * ? 2030-2020",
+                "year field `2030-2020`: the range 2030-2020 ends before it starts",
+            ),
+            (
+                "0 0/60 0 * * ?",
+                "minutes field `0/60`: the step /60 is larger than the field's 59",
+            ),
+            (
+                "0 0/x 0 * * ?",
+                "the step after `/` must be a number, not `X`",
+            ),
+            ("0 0 0,,1 * * ?", "hours field `0,,1`: an empty item"),
+            (
+                "0 0 1- * * ?",
+                "hours field `1-`: a range needs a value on both sides",
+            ),
+            (
+                "0 0 0 ?/2 * MON",
+                "day-of-month field `?/2`: `?` must stand alone",
+            ),
+            (
+                "0 0 0 * MON ?",
+                "month field `MON`: `MON` is not a number or a month name",
+            ),
+            (
+                "0 0 0 * * ? 2030 1",
+                "expected 6 or 7 fields (seconds first), found 8",
+            ),
+        ] {
+            let e = cron_err(bad);
+            assert!(e.contains(msg), "{bad}: {e}");
+        }
+        let e = parse_cron("*/5 * * * *").unwrap_err();
+        assert!(
+            e.hint.contains("is \"0 */5 * * * ?\" in Quartz"),
+            "{}",
+            e.hint
+        );
     }
 
     #[test]

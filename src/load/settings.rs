@@ -5,12 +5,17 @@
 //! workspace: 1a2b3c4d
 //! endpoint: https://dayu.cn-north-4.myhuaweicloud.com   # or: region: cn-north-4
 //! state: ../state/taskform.json                         # relative to this file
+//! known_data_source_types: [MY_SOURCE]                # no warning for these values
 //! defaults:                                             # deep-merged under every manifest
 //!   user_id: 0833a573fe80d5401f6dc010a775569a
 //!   dir_id: "0"
 //! ```
 //!
 //! Flags and environment variables override every setting (see `target`).
+//!
+//! Only `taskform.yaml` is a settings file: a `taskform.yml` is refused (with a hint to
+//! rename it) rather than read as a task, and a folder below DIR holding its own
+//! `taskform.yaml` is a separate target that the loader skips (see `manifest`).
 
 use crate::load::diagnostic::Diagnostic;
 use crate::load::interpolate;
@@ -23,6 +28,9 @@ use std::path::{Path, PathBuf};
 /// The settings file's name inside DIR.
 pub const FILE_NAME: &str = "taskform.yaml";
 
+/// A near miss of [`FILE_NAME`] that taskform refuses rather than reading it as a task.
+pub const WRONG_FILE_NAME: &str = "taskform.yml";
+
 const KEYS: &[&str] = &[
     "project_id",
     "workspace",
@@ -31,6 +39,7 @@ const KEYS: &[&str] = &[
     "state",
     "defaults",
     "on_change",
+    "known_data_source_types",
 ];
 
 /// What apply does with a task whose content changed (`on_change` in taskform.yaml).
@@ -68,6 +77,9 @@ pub struct Settings {
     pub defaults: Map<String, Value>,
     /// What apply does with a changed task (`on_change: recreate | update`).
     pub on_change: Option<OnChange>,
+    /// `data_source_type` values to accept without a warning, besides those seen in
+    /// Huawei's documentation (`schema::KNOWN_DATA_SOURCE_TYPES`).
+    pub known_data_source_types: Vec<String>,
     /// The settings file, when one was read (for messages).
     pub file: Option<String>,
     /// The settings file's text, for locating problems in `defaults`.
@@ -173,6 +185,30 @@ pub fn parse(
             }
             continue;
         }
+        if key == "known_data_source_types" {
+            match value {
+                Value::Array(items) if items.iter().all(Value::is_string) => {
+                    settings.known_data_source_types = items
+                        .iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect();
+                }
+                Value::Null => {}
+                _ => {
+                    let (l, c) = at(&path, Part::Value);
+                    diags.push(
+                        Diagnostic::new(
+                            file,
+                            l,
+                            c,
+                            "`known_data_source_types` must be a list of strings",
+                        )
+                        .with_hint("known_data_source_types: [MY_TYPE, OTHER_TYPE]"),
+                    );
+                }
+            }
+            continue;
+        }
         let text = match value {
             Value::String(s) => match interpolate::expand(&s, env) {
                 Ok(s) => s,
@@ -235,8 +271,20 @@ mod tests {
 
     #[test]
     fn reads_every_setting() {
-        let src = "project_id: p\nworkspace: w\nregion: cn-north-4\nstate: st/x.json\non_change: update\ndefaults:\n  dir_id: \"0\"\n";
+        let src = "project_id: p\nworkspace: w\nregion: cn-north-4\nstate: st/x.json\non_change: update\nknown_data_source_types: [KAFKA, ES]\ndefaults:\n  dir_id: \"0\"\n";
         let s = parse(src, "t/taskform.yaml", Path::new("t"), &no_env).unwrap();
+        assert_eq!(s.known_data_source_types, ["KAFKA", "ES"]);
+        let bad = parse(
+            "known_data_source_types: [1]\n",
+            "t.yaml",
+            Path::new("."),
+            &no_env,
+        )
+        .unwrap_err();
+        assert_eq!(
+            bad[0].to_string(),
+            "t.yaml:1:26: `known_data_source_types` must be a list of strings\n  hint: known_data_source_types: [MY_TYPE, OTHER_TYPE]"
+        );
         assert_eq!(s.on_change, Some(OnChange::Update));
         let bad = parse("on_change: patch\n", "t.yaml", Path::new("."), &no_env).unwrap_err();
         assert!(

@@ -178,8 +178,11 @@ impl Watcher<'_> {
             Err(failed) => {
                 match &failed {
                     Failed::Invalid(diags) => {
+                        // Structured for log shippers, with untrusted text escaped.
+                        use crate::load::diagnostic::escape;
                         for d in diags {
-                            tracing::error!(file = %d.file, line = d.line, col = d.col, hint = d.hint.as_deref().unwrap_or(""), "{}", d.message);
+                            let hint = d.hint.as_deref().map(escape).unwrap_or_default();
+                            tracing::error!(file = %escape(&d.file), line = d.line, col = d.col, hint = %hint, "{}", escape(&d.message));
                         }
                         tracing::error!(trigger, problems = diags.len(), "{failed}");
                     }

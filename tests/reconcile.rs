@@ -665,10 +665,15 @@ async fn settling_leaves_several_tasks_of_the_name_in_doubt() {
             reason: None,
         },
     );
-    let settled = settle::settle(&mut state, std::slice::from_ref(&m), &fake)
-        .await
-        .unwrap()
-        .unwrap();
+    let settled = settle::settle(
+        &mut state,
+        std::slice::from_ref(&m),
+        &fake,
+        &taskform::load::secret::Key::default(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     match settled.as_slice() {
         [Settled::Unresolved { name, why }] => {
             assert_eq!(name, "a");

@@ -26,7 +26,14 @@ pub struct ReadArgs {
 pub fn import(args: ReadArgs, env: Env) -> Exit {
     block_on(with_state(&args, env, "import", |state, loaded, conn| {
         Box::pin(async move {
-            let Some(adopted) = adopt::adopt(state, &loaded.manifests, &conn.api).await? else {
+            let Some(adopted) = adopt::adopt(
+                state,
+                &loaded.manifests,
+                &conn.api,
+                &loaded.settings.secret_key,
+            )
+            .await?
+            else {
                 return Err(Error::Command("the endpoint offers no search (HTTP 404), so nothing can be imported; tasks created before taskform must be recorded by hand".into()));
             };
             if let Some(e) = adopt::ambiguous(&adopted) {
@@ -62,7 +69,14 @@ pub fn import(args: ReadArgs, env: Env) -> Exit {
 pub fn refresh(args: ReadArgs, env: Env) -> Exit {
     block_on(with_state(&args, env, "refresh", |state, loaded, conn| {
         Box::pin(async move {
-            let Some(drift) = refresh::refresh(state, &loaded.manifests, &conn.api).await? else {
+            let Some(drift) = refresh::refresh(
+                state,
+                &loaded.manifests,
+                &conn.api,
+                &loaded.settings.secret_key,
+            )
+            .await?
+            else {
                 return Err(Error::Command(
                     "the endpoint offers no show (HTTP 404), so the state cannot be refreshed"
                         .into(),

@@ -1,8 +1,12 @@
 //! `${VAR}` interpolation of string values from the environment.
 //!
-//! `${NAME}` is replaced by the environment variable NAME; `$${` writes a literal `${`;
-//! a `$` not followed by `{` is kept. Only string values are interpolated, never keys,
-//! so a task's structure cannot change with the environment.
+//! `${NAME}` is replaced by the environment variable NAME; `${secret:NAME}` too, and
+//! the value is then sensitive (see [`crate::load::secret`]); `$${` writes a literal
+//! `${`; a `$` not followed by `{` is kept. Only string values are interpolated, never
+//! keys, so a task's structure cannot change with the environment.
+//!
+//! Typed where the schema is: a value that is exactly one `${NAME}` in a field the
+//! schema wants an integer becomes an integer (`enabled: ${ENABLED}`).
 
 use crate::load::yaml::Seg;
 use serde_json::Value;
@@ -15,43 +19,87 @@ pub struct InterpolationError {
     pub hint: Option<String>,
 }
 
-/// Interpolates every string in `value` in place; returns every problem found.
+/// A value read from a `${secret:...}`: where, and the string as written (with its
+/// references unexpanded).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sensitive {
+    pub path: Vec<Seg>,
+    pub template: String,
+}
+
+/// What interpolating a document found.
+#[derive(Debug, Default)]
+pub struct Interpolated {
+    pub errors: Vec<InterpolationError>,
+    pub sensitive: Vec<Sensitive>,
+}
+
+/// Interpolates every string in `value` in place. `integer_at` says where the schema
+/// wants an integer (a whole `${NAME}` there becomes one).
 pub fn interpolate(
     value: &mut Value,
     env: &dyn Fn(&str) -> Option<String>,
-) -> Vec<InterpolationError> {
-    let mut errors = Vec::new();
+    integer_at: &dyn Fn(&[Seg]) -> bool,
+) -> Interpolated {
+    let mut out = Interpolated::default();
     let mut path = Vec::new();
-    walk(value, env, &mut path, &mut errors);
-    errors
+    walk(value, env, integer_at, &mut path, &mut out);
+    out
 }
 
 fn walk(
     value: &mut Value,
     env: &dyn Fn(&str) -> Option<String>,
+    integer_at: &dyn Fn(&[Seg]) -> bool,
     path: &mut Vec<Seg>,
-    errors: &mut Vec<InterpolationError>,
+    out: &mut Interpolated,
 ) {
     match value {
-        Value::String(s) if s.contains('$') => match expand(s, env) {
-            Ok(expanded) => *s = expanded,
-            Err((message, hint)) => errors.push(InterpolationError {
-                path: path.clone(),
-                message,
-                hint,
-            }),
-        },
+        Value::String(s) if s.contains('$') => {
+            let template = s.clone();
+            match expand_marked(s, env) {
+                Ok((expanded, secret)) => {
+                    if secret {
+                        out.sensitive.push(Sensitive {
+                            path: path.clone(),
+                            template: template.clone(),
+                        });
+                    }
+                    match whole_reference(&template) {
+                        Some(name) if integer_at(path) => {
+                            match expanded.trim().parse::<i64>() {
+                                Ok(n) => *value = Value::from(n),
+                                Err(_) => out.errors.push(InterpolationError {
+                                    path: path.clone(),
+                                    message: format!(
+                                        "`{template}` must give a whole number for this integer field, but {name} is {:?}",
+                                        if secret { "(sensitive)".to_string() } else { expanded }
+                                    ),
+                                    hint: Some(format!("set {name} to a whole number, e.g. {name}=1")),
+                                }),
+                            }
+                        }
+                        _ => *s = expanded,
+                    }
+                }
+                Err((message, hint)) => out.errors.push(InterpolationError {
+                    path: path.clone(),
+                    message,
+                    hint,
+                }),
+            }
+        }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 path.push(Seg::Index(i));
-                walk(item, env, path, errors);
+                walk(item, env, integer_at, path, out);
                 path.pop();
             }
         }
         Value::Object(map) => {
             for (k, v) in map.iter_mut() {
                 path.push(Seg::Key(k.clone()));
-                walk(v, env, path, errors);
+                walk(v, env, integer_at, path, out);
                 path.pop();
             }
         }
@@ -59,11 +107,35 @@ fn walk(
     }
 }
 
-/// Expands one string.
+/// The variable of a string that is exactly one reference (`${NAME}` or
+/// `${secret:NAME}`).
+fn whole_reference(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix("${")?.strip_suffix('}')?;
+    let name = inner.strip_prefix("secret:").unwrap_or(inner);
+    is_var_name(name).then_some(name)
+}
+
+/// Expands one string; a `${secret:NAME}` is refused (outside task values, a secret
+/// could not be kept out of output).
 pub fn expand(
     s: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, (String, Option<String>)> {
+    match expand_marked(s, env)? {
+        (_, true) => Err((
+            "`${secret:...}` is only for task values".into(),
+            Some("use `${NAME}` here, or move the value into a manifest or `defaults`".into()),
+        )),
+        (v, false) => Ok(v),
+    }
+}
+
+/// Expands one string; the flag says whether a `${secret:...}` was part of it.
+pub fn expand_marked(
+    s: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, bool), (String, Option<String>)> {
+    let mut secret = false;
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(pos) = rest.find('$') {
@@ -79,7 +151,14 @@ pub fn expand(
                     Some("close it with `}`, or write `$${` for a literal `${`".into()),
                 ));
             };
-            let name = &tail[..end];
+            let reference = &tail[..end];
+            let name = match reference.strip_prefix("secret:") {
+                Some(n) => {
+                    secret = true;
+                    n
+                }
+                None => reference,
+            };
             if !is_var_name(name) {
                 return Err((
                     format!("`${{{name}}}` is not a valid variable reference"),
@@ -104,7 +183,7 @@ pub fn expand(
         }
     }
     out.push_str(rest);
-    Ok(out)
+    Ok((out, secret))
 }
 
 fn is_var_name(name: &str) -> bool {
@@ -153,13 +232,44 @@ mod tests {
     #[test]
     fn walks_nested_values_and_reports_paths() {
         let mut v = serde_json::json!({"a": ["${CONN}", {"b": "${NOPE}"}], "k${CONN}": 1});
-        let errs = interpolate(&mut v, &env);
+        let errs = interpolate(&mut v, &env, &|_| false).errors;
         assert_eq!(v["a"][0], "dli_prod");
         assert!(v.get("k${CONN}").is_some(), "keys are not interpolated");
         assert_eq!(errs.len(), 1);
         assert_eq!(
             errs[0].path,
             vec![Seg::Key("a".into()), Seg::Index(1), Seg::Key("b".into())]
+        );
+    }
+
+    #[test]
+    fn secrets_are_marked_and_whole_references_are_typed() {
+        let env = |n: &str| match n {
+            "PW" => Some("s3cret".to_string()),
+            "ENABLED" => Some(" 1 ".to_string()),
+            "WORD" => Some("yes".to_string()),
+            _ => None,
+        };
+        let mut v = serde_json::json!({"tc": {"password": "${secret:PW}", "dsn": "db;pw=${secret:PW}"}, "sc": {"enabled": "${ENABLED}", "max_time_out": "${WORD}"}, "d": "${ENABLED}"});
+        let integer_at = |p: &[Seg]| {
+            p.last() == Some(&Seg::Key("enabled".into()))
+                || p.last() == Some(&Seg::Key("max_time_out".into()))
+        };
+        let r = interpolate(&mut v, &env, &integer_at);
+        assert_eq!(v["tc"]["password"], "s3cret");
+        assert_eq!(v["sc"]["enabled"], 1, "an integer field gets an integer");
+        assert_eq!(v["d"], " 1 ", "a string field keeps the string");
+        assert_eq!(r.sensitive.len(), 2);
+        assert_eq!(r.sensitive[1].template, "db;pw=${secret:PW}");
+        assert_eq!(r.errors.len(), 1);
+        assert!(
+            r.errors[0].message.contains("whole number"),
+            "{:?}",
+            r.errors
+        );
+        assert!(
+            expand("${secret:PW}", &env).is_err(),
+            "not outside task values"
         );
     }
 }

@@ -15,6 +15,7 @@ use crate::hash;
 use crate::load::diagnostic::{self, Diagnostic};
 use crate::load::interpolate;
 use crate::load::schema::{self, Problem};
+use crate::load::secret;
 use crate::load::settings::{self, Settings};
 use crate::load::yaml::{self, Part, Seg};
 use rayon::prelude::*;
@@ -34,8 +35,13 @@ pub struct Manifest {
     /// canonical JSON: what apply sends, byte for byte. Kept as text rather than a
     /// parsed value so that 10,000 manifests stay small in memory; see [`Manifest::body`].
     pub canonical: String,
-    /// `sha256:<hex>` of `canonical`.
+    /// `sha256:<hex>` of the shown body (of `canonical` when nothing is sensitive).
     pub hash: String,
+    /// Dotted paths of the values read from `${secret:...}`.
+    pub sensitive: Vec<String>,
+    /// With sensitive values: the canonical body with each replaced by its fingerprint,
+    /// which is all that plans, the state, the journal and logs ever hold.
+    pub shown: Option<String>,
     /// Path relative to DIR with `/` separators (what the state records).
     pub file: String,
     /// Path as the user named it (DIR joined), for messages.
@@ -63,10 +69,36 @@ impl Manifest {
             name,
             canonical,
             hash,
+            sensitive: Vec::new(),
+            shown: None,
             file,
             display,
             doc_index,
         }
+    }
+
+    /// Marks the values at `paths` sensitive: the shown body and the hash then hold
+    /// their fingerprints.
+    pub fn with_sensitive(mut self, paths: Vec<String>, key: &secret::Key) -> Manifest {
+        if paths.is_empty() {
+            return self;
+        }
+        let shown = secret::fingerprint_paths(&self.body(), &paths, key);
+        let (text, hash) = hash::canonical_and_hash(&shown);
+        self.shown = Some(text);
+        self.hash = hash;
+        self.sensitive = paths;
+        self
+    }
+
+    /// The body as plans, the state and the journal hold it (canonical JSON).
+    pub fn shown_canonical(&self) -> &str {
+        self.shown.as_deref().unwrap_or(&self.canonical)
+    }
+
+    /// The body as plans, the state and the journal hold it.
+    pub fn shown_body(&self) -> Value {
+        serde_json::from_str(self.shown_canonical()).unwrap_or(Value::Null)
     }
 }
 
@@ -150,6 +182,13 @@ pub fn load(
     diagnostic::sort(&mut warnings);
     for w in &warnings {
         tracing::warn!("{}", w.log_line());
+    }
+    if !settings.secret_key.explicit && manifests.iter().any(|m| !m.sensitive.is_empty()) {
+        tracing::warn!(
+            "${{secret:...}} is used but {} is not set: plans and the state hold fingerprints of the sensitive values made with a fixed key, which anyone who reads them could test guesses against; set {} to a long random value (the same for every run of this repo)",
+            secret::KEY_VAR,
+            secret::KEY_VAR
+        );
     }
 
     if diags.is_empty() {
@@ -506,7 +545,21 @@ pub fn parse_source_full(
     };
     for doc in docs {
         let mut body = doc.value;
-        let mut problems: Vec<Problem> = interpolate::interpolate(&mut body, env)
+        let found = interpolate::interpolate(&mut body, env, &schema::wants_integer);
+        let mut sensitive: Vec<String> = found
+            .sensitive
+            .iter()
+            .map(|s| yaml::path_string(&s.path))
+            .collect();
+        // Sensitive defaults the manifest does not set itself.
+        for d in &settings.sensitive_defaults {
+            let p = yaml::path_string(&d.path);
+            if secret::pointer_mut(&mut body, &p).is_none() {
+                sensitive.push(p);
+            }
+        }
+        let mut problems: Vec<Problem> = found
+            .errors
             .into_iter()
             .map(|e| Problem {
                 path: e.path,
@@ -536,13 +589,10 @@ pub fn parse_source_full(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        manifests.push(Manifest::from_body(
-            name,
-            &body,
-            rel.to_string(),
-            display.to_string(),
-            doc.index,
-        ));
+        manifests.push(
+            Manifest::from_body(name, &body, rel.to_string(), display.to_string(), doc.index)
+                .with_sensitive(sensitive, &settings.secret_key),
+        );
     }
     out
 }

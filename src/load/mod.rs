@@ -9,6 +9,7 @@ pub mod diagnostic;
 pub mod interpolate;
 pub mod manifest;
 pub mod schema;
+pub mod secret;
 pub mod settings;
 pub mod target;
 pub mod yaml;

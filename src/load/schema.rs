@@ -72,6 +72,11 @@ pub const SCHEDULE_FIELDS: &[&str] = &[
 
 const SCHEDULE_INTEGERS: &[&str] = &["max_time_out", "job_id", "enabled"];
 
+/// Whether the schema wants an integer at `path` (a whole `${VAR}` there is typed).
+pub fn wants_integer(path: &[Seg]) -> bool {
+    matches!(path, [Seg::Key(a), Seg::Key(b)] if a == "schedule_config" && SCHEDULE_INTEGERS.contains(&b.as_str()))
+}
+
 /// `schedule_config.schedule_type` values: the reference's example and the Terraform
 /// provider use these two; nothing else is published.
 pub const SCHEDULE_TYPES: &[&str] = &["RUN_ONCE", "CRON"];

@@ -75,6 +75,10 @@ pub struct Settings {
     pub state: Option<PathBuf>,
     /// Partial task body merged under every manifest (already interpolated).
     pub defaults: Map<String, Value>,
+    /// Values of `defaults` read from `${secret:...}`, by path in the task body.
+    pub sensitive_defaults: Vec<interpolate::Sensitive>,
+    /// The key of sensitive values' fingerprints (`TASKFORM_SECRET_KEY`).
+    pub secret_key: crate::load::secret::Key,
     /// What apply does with a changed task (`on_change: recreate | update`).
     pub on_change: Option<OnChange>,
     /// `data_source_type` values to accept without a warning, besides those seen in
@@ -90,6 +94,12 @@ pub struct Settings {
 
 /// Reads `DIR/taskform.yaml` if it exists.
 pub fn load(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<Diagnostic>> {
+    let mut settings = read(dir, env)?;
+    settings.secret_key = crate::load::secret::Key::from_env(env);
+    Ok(settings)
+}
+
+fn read(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<Diagnostic>> {
     let path = dir.join(FILE_NAME);
     let display = path.display().to_string();
     let src = match std::fs::read(&path) {
@@ -161,7 +171,10 @@ pub fn parse(
             match value {
                 Value::Object(mut defaults) => {
                     let mut v = Value::Object(std::mem::take(&mut defaults));
-                    for err in interpolate::interpolate(&mut v, env) {
+                    let found =
+                        interpolate::interpolate(&mut v, env, &crate::load::schema::wants_integer);
+                    settings.sensitive_defaults = found.sensitive;
+                    for err in found.errors {
                         let mut p = vec![Seg::Key("defaults".into())];
                         p.extend(err.path);
                         let (l, c) = at(&p, Part::Value);

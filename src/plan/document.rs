@@ -172,7 +172,7 @@ impl SavedPlan {
             .map(|t| {
                 let m = t.manifest.and_then(|i| manifests.get(i));
                 let body = if t.action.sends_body() {
-                    m.and_then(|m| RawValue::from_string(m.canonical.clone()).ok())
+                    m.and_then(|m| RawValue::from_string(m.shown_canonical().to_string()).ok())
                 } else {
                     None
                 };
@@ -423,8 +423,13 @@ impl SavedPlan {
     }
 
     /// The tasks to send, with the manifests (name, canonical body, hash, file) of
-    /// those that send a body.
-    pub fn manifests_to_send(&self) -> (Plan, Vec<Manifest>) {
+    /// those that send a body. A body with sensitive values holds only their
+    /// fingerprints: it is sent as `loaded` (the manifests as read now) has it, which
+    /// must have the same hash, or the secret changed since the plan was made.
+    pub fn manifests_to_send(
+        &self,
+        loaded: &Loaded,
+    ) -> Result<(Plan, Vec<Manifest>), SecretChanged> {
         let mut manifests = Vec::new();
         let mut tasks = Vec::new();
         for t in self.tasks.iter().filter(|t| t.action.sends()) {
@@ -435,13 +440,19 @@ impl SavedPlan {
                     continue;
                 };
                 let file = t.file.clone().unwrap_or_default();
-                manifests.push(Manifest::from_body(
-                    t.name.clone(),
-                    &value,
-                    file.clone(),
-                    file,
-                    0,
-                ));
+                let m = if has_fingerprint(&value) {
+                    loaded
+                        .manifests
+                        .iter()
+                        .find(|m| m.name == t.name && Some(&m.hash) == t.hash.as_ref())
+                        .cloned()
+                        .ok_or_else(|| SecretChanged {
+                            task: t.name.clone(),
+                        })?
+                } else {
+                    Manifest::from_body(t.name.clone(), &value, file.clone(), file, 0)
+                };
+                manifests.push(m);
                 manifest = Some(manifests.len() - 1);
             }
             tasks.push(crate::plan::PlannedTask {
@@ -455,7 +466,7 @@ impl SavedPlan {
                 superseded: t.superseded,
             });
         }
-        (Plan { tasks }, manifests)
+        Ok((Plan { tasks }, manifests))
     }
 
     /// The (name, action, hash, task ID) of every task that sends a request: two plans
@@ -539,4 +550,24 @@ pub struct Stale {
     /// The manifest folder, for the command that makes a new plan.
     pub dir: String,
     pub reasons: Vec<String>,
+}
+
+/// Whether a body holds a sensitive value's fingerprint.
+fn has_fingerprint(v: &serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::String(s) => crate::load::secret::is_fingerprint(s),
+        serde_json::Value::Array(a) => a.iter().any(has_fingerprint),
+        serde_json::Value::Object(m) => m.values().any(has_fingerprint),
+        _ => false,
+    }
+}
+
+/// A planned body with sensitive values whose values are not what they were when the
+/// plan was made (the plan holds only their fingerprints, so it cannot send them).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "task {task}: a sensitive value (`${{secret:...}}`) or the manifest differs from when the plan was made; nothing was sent. Make a new plan with the environment apply runs in"
+)]
+pub struct SecretChanged {
+    pub task: String,
 }

@@ -162,6 +162,9 @@ pub async fn execute(
             file: m.map(|m| m.file.clone()).or_else(|| t.file.clone()),
             task_id: t.task_id.clone().unwrap_or_default(),
             body: m.map(|m| m.canonical.clone()).unwrap_or_default(),
+            shown: m
+                .map(|m| m.shown_canonical().to_string())
+                .unwrap_or_default(),
         };
         let run = run.clone();
         handles.push(tokio::spawn(async move {
@@ -189,8 +192,10 @@ struct Job {
     file: Option<String>,
     /// The remote task to update or delete.
     task_id: String,
-    /// The canonical JSON body: sent as is, and recorded as the applied body.
+    /// The canonical JSON body: sent as is.
     body: String,
+    /// The body as the journal and the state record it (sensitive values fingerprinted).
+    shown: String,
 }
 
 impl Job {
@@ -206,8 +211,9 @@ impl Job {
             task_id: self.task_id.clone(),
         }
     }
+    /// The applied body as recorded: never a sensitive value.
     fn raw_body(&self) -> Option<Box<serde_json::value::RawValue>> {
-        serde_json::value::RawValue::from_string(self.body.clone()).ok()
+        serde_json::value::RawValue::from_string(self.shown.clone()).ok()
     }
     /// Whether the task should be scheduled again after an update that had to stop it:
     /// unless the new body turns scheduling off.

@@ -64,6 +64,8 @@ pub enum Error {
     Empty { dir: String },
     #[error(transparent)]
     Duplicates(#[from] Duplicates),
+    #[error(transparent)]
+    SecretChanged(#[from] crate::plan::document::SecretChanged),
 }
 
 /// A state that records no task, about to create tasks whose names the service
@@ -143,7 +145,7 @@ pub async fn prepare(
         crate::state::check_target(&state, t, &ctx.store.describe())?;
     }
     let observed = match ctx.api {
-        Some(api) => observe::observe(&mut state, &ctx.loaded.manifests, api, ctx.policy).await?,
+        Some(api) => observe::observe(&mut state, ctx.loaded, api, ctx.policy).await?,
         None => Observed {
             started_empty: state.tasks.is_empty() && state.in_doubt.is_empty(),
             ..Observed::default()
@@ -206,7 +208,9 @@ where
     }
     // Nothing is written before this point: a refused approval changes nothing.
     let mut state = ready_for_journal(ctx.store, state, target, report.observed.changed)?;
-    let (results, persisted) = send(ctx.store, &mut state, &report.doc, api, sending).await?;
+    let (plan, manifests) = report.doc.manifests_to_send(ctx.loaded)?;
+    let (results, persisted) =
+        send(ctx.store, &mut state, (&plan, &manifests), api, sending).await?;
     report.results = results;
     report.persist_error = persisted.err();
     Ok(report)
@@ -275,16 +279,15 @@ pub fn ready_for_journal(
 async fn send(
     store: &dyn StateStore,
     state: &mut State,
-    doc: &SavedPlan,
+    (plan, manifests): (&crate::plan::Plan, &[crate::load::Manifest]),
     api: &Arc<dyn TaskApi>,
     sending: &Sending<'_>,
 ) -> Result<(Vec<TaskResult>, Result<(), PersistFailed>), Error> {
-    let (plan, manifests) = doc.manifests_to_send();
     let journal: Arc<dyn Journal> = Arc::from(store.open_journal(state)?);
     let started = std::time::Instant::now();
     let applied = applier::execute(
-        &plan,
-        &manifests,
+        plan,
+        manifests,
         api.clone(),
         journal.clone(),
         sending.options,

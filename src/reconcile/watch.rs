@@ -74,7 +74,8 @@ pub fn error_policy(failed: &Failed, retry: Duration) -> Requeue {
             | Error::Declined(_)
             | Error::Watch(_)
             | Error::Empty { .. }
-            | Error::Duplicates(_) => Requeue::AwaitChange,
+            | Error::Duplicates(_)
+            | Error::SecretChanged(_) => Requeue::AwaitChange,
         },
     }
 }

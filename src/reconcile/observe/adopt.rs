@@ -12,6 +12,7 @@
 use super::sent_fields;
 use crate::hash;
 use crate::load::manifest::Manifest;
+use crate::load::secret::Key;
 use crate::remote::Error;
 use crate::remote::api::remote_task_id;
 use crate::remote::client::{Listing, TaskApi, map_concurrent};
@@ -35,7 +36,7 @@ pub enum Adopted {
 }
 
 /// Records the remote task found for `m` (tasks whose name is exactly the manifest's).
-pub fn record(state: &mut State, m: &Manifest, found: &[Value]) -> Option<Adopted> {
+pub fn record(state: &mut State, m: &Manifest, found: &[Value], key: &Key) -> Option<Adopted> {
     let name = m.name.clone();
     let one = match found {
         [] => return None,
@@ -48,9 +49,13 @@ pub fn record(state: &mut State, m: &Manifest, found: &[Value]) -> Option<Adopte
         }
     };
     let task_id = remote_task_id(one);
-    let (theirs, h) = hash::canonical_and_hash(&sent_fields(one, &m.body()));
+    let (theirs, h) = hash::canonical_and_hash(&sent_fields(one, &m.shown_body(), key));
     let same = h == m.hash;
-    let body = if same { m.canonical.clone() } else { theirs };
+    let body = if same {
+        m.shown_canonical().to_string()
+    } else {
+        theirs
+    };
     state.record_created(
         &name,
         TaskRecord {
@@ -75,6 +80,7 @@ pub async fn adopt(
     state: &mut State,
     manifests: &[Manifest],
     api: &Arc<dyn TaskApi>,
+    key: &Key,
 ) -> Result<Option<Vec<Adopted>>, Error> {
     let wanted: Vec<usize> = manifests
         .iter()
@@ -90,7 +96,7 @@ pub async fn adopt(
     };
     let mut out = Vec::new();
     for (i, tasks) in found {
-        out.extend(record(state, &manifests[i], &tasks));
+        out.extend(record(state, &manifests[i], &tasks, key));
     }
     Ok(Some(out))
 }
@@ -240,7 +246,7 @@ mod tests {
         let m = manifest();
         let found = [json!({"id": "7", "name": "a", "task_config": {"x": 1, "echo": 1}})];
         assert_eq!(
-            record(&mut s, &m, &found),
+            record(&mut s, &m, &found, &Key::default()),
             Some(Adopted::Same {
                 name: "a".into(),
                 task_id: "7".into()
@@ -255,7 +261,7 @@ mod tests {
         let m = manifest();
         let found = [json!({"id": "7", "name": "a", "task_config": {"x": 2}})];
         assert!(matches!(
-            record(&mut s, &m, &found),
+            record(&mut s, &m, &found, &Key::default()),
             Some(Adopted::Differs { .. })
         ));
         assert_ne!(s.tasks["a"].hash, m.hash);
@@ -268,7 +274,7 @@ mod tests {
             json!({"id": "7", "name": "a"}),
             json!({"id": "8", "name": "a"}),
         ];
-        let a = record(&mut s, &manifest(), &found).unwrap();
+        let a = record(&mut s, &manifest(), &found, &Key::default()).unwrap();
         assert!(s.tasks.is_empty());
         assert!(
             ambiguous(&[a])
@@ -276,6 +282,6 @@ mod tests {
                 .to_string()
                 .contains("a: tasks 7, 8")
         );
-        assert_eq!(record(&mut s, &manifest(), &[]), None);
+        assert_eq!(record(&mut s, &manifest(), &[], &Key::default()), None);
     }
 }

@@ -15,7 +15,8 @@ pub mod refresh;
 pub mod settle;
 
 use super::{Error, Policy};
-use crate::load::manifest::Manifest;
+use crate::load::Loaded;
+use crate::load::secret::Key;
 use crate::remote::client::TaskApi;
 use crate::state::State;
 use serde_json::{Map, Value};
@@ -39,22 +40,24 @@ pub struct Observed {
 /// without search or show falls back to create-only behaviour with a warning.
 pub async fn observe(
     state: &mut State,
-    manifests: &[Manifest],
+    loaded: &Loaded,
     api: &Arc<dyn TaskApi>,
     policy: &Policy,
 ) -> Result<Observed, Error> {
+    let manifests = &loaded.manifests;
+    let key = &loaded.settings.secret_key;
     let mut read = Observed {
         started_empty: state.tasks.is_empty() && state.in_doubt.is_empty(),
         ..Observed::default()
     };
     let before = state.in_doubt.len();
     if before > 0 && !policy.recreate_in_doubt {
-        let settled = settle::settle(state, manifests, api.as_ref()).await?;
+        let settled = settle::settle(state, manifests, api.as_ref(), key).await?;
         settle::report(&settled);
         read.changed |= state.in_doubt.len() < before;
     }
     if policy.refresh {
-        let drift = refresh::refresh(state, manifests, api).await?;
+        let drift = refresh::refresh(state, manifests, api, key).await?;
         refresh::report(&drift);
         if let Some(drift) = drift {
             read.changed |= !drift.is_empty();
@@ -62,7 +65,7 @@ pub async fn observe(
         }
     }
     if policy.adopt {
-        let adopted = adopt::adopt(state, manifests, api).await?;
+        let adopted = adopt::adopt(state, manifests, api, key).await?;
         adopt::report(&adopted);
         if let Some(adopted) = adopted {
             if let Some(e) = adopt::ambiguous(&adopted) {
@@ -82,9 +85,11 @@ pub async fn observe(
 /// The remote task reduced to the fields taskform sent: the service may echo more
 /// (IDs, times, defaults) or echo `task_config` with extra keys. The schedule's
 /// `enabled` is read back as a state (3 = scheduling, 5 = paused): it is compared as
-/// what was sent (1, 0).
-pub fn sent_fields(remote: &Value, sent: &Value) -> Value {
+/// what was sent (1, 0). Where `sent` holds a sensitive value's fingerprint, the
+/// server's value is fingerprinted with `key` too: compared, and recorded, as such.
+pub fn sent_fields(remote: &Value, sent: &Value, key: &Key) -> Value {
     let mut out = filter(remote, sent);
+    crate::load::secret::fingerprint_like(&mut out, sent, key);
     if let Some(enabled) = out.pointer_mut("/schedule_config/enabled") {
         match enabled.as_i64() {
             Some(3) => *enabled = Value::from(1),
@@ -120,16 +125,16 @@ mod tests {
         let sent =
             json!({"name": "a", "task_config": {"x": 1}, "schedule_config": {"max_time_out": 10}});
         let remote = json!({"id": "7", "name": "a", "create_time": "t", "task_config": {"x": 1, "echoed": true}, "schedule_config": {"max_time_out": 10, "enabled": 3}});
-        assert_eq!(sent_fields(&remote, &sent), sent);
+        assert_eq!(sent_fields(&remote, &sent, &Key::default()), sent);
         let changed =
             json!({"name": "a", "task_config": {"x": 2}, "schedule_config": {"max_time_out": 10}});
-        assert_ne!(sent_fields(&changed, &sent), sent);
+        assert_ne!(sent_fields(&changed, &sent, &Key::default()), sent);
         let sent = json!({"schedule_config": {"enabled": 1}});
         let scheduling = json!({"schedule_config": {"enabled": 3}});
         let paused = json!({"schedule_config": {"enabled": 5}});
-        assert_eq!(sent_fields(&scheduling, &sent), sent);
+        assert_eq!(sent_fields(&scheduling, &sent, &Key::default()), sent);
         assert_eq!(
-            sent_fields(&paused, &sent),
+            sent_fields(&paused, &sent, &Key::default()),
             json!({"schedule_config": {"enabled": 0}})
         );
     }

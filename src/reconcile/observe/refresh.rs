@@ -13,6 +13,7 @@
 use super::sent_fields;
 use crate::hash;
 use crate::load::manifest::Manifest;
+use crate::load::secret::Key;
 use crate::remote::Error;
 use crate::remote::client::{Shown, TaskApi, map_concurrent};
 use crate::state::State;
@@ -86,7 +87,12 @@ pub async fn observe(
 }
 
 /// Applies observations to the state; returns the drift found, in state order.
-pub fn reconcile(state: &mut State, manifests: &[Manifest], seen: &[Observation]) -> Vec<Drift> {
+pub fn reconcile(
+    state: &mut State,
+    manifests: &[Manifest],
+    seen: &[Observation],
+    key: &Key,
+) -> Vec<Drift> {
     let mut drift = Vec::new();
     for o in seen {
         let Some(record) = state.tasks.get(&o.name) else {
@@ -114,10 +120,10 @@ pub fn reconcile(state: &mut State, manifests: &[Manifest], seen: &[Observation]
                 manifests
                     .iter()
                     .find(|m| m.name == o.name)
-                    .map(|m| m.body())
+                    .map(|m| m.shown_body())
             });
         let Some(template) = template else { continue };
-        let (theirs, h) = hash::canonical_and_hash(&sent_fields(remote, &template));
+        let (theirs, h) = hash::canonical_and_hash(&sent_fields(remote, &template, key));
         if h != record.hash {
             state.record_drift(
                 &o.name,
@@ -139,11 +145,12 @@ pub async fn refresh(
     state: &mut State,
     manifests: &[Manifest],
     api: &Arc<dyn TaskApi>,
+    key: &Key,
 ) -> Result<Option<Vec<Drift>>, Error> {
     let Some(seen) = observe(state, api).await? else {
         return Ok(None);
     };
-    Ok(Some(reconcile(state, manifests, &seen)))
+    Ok(Some(reconcile(state, manifests, &seen, key)))
 }
 
 /// Notes for the plan, by task name.
@@ -239,7 +246,10 @@ mod tests {
         let mut s = state();
         let before = s.tasks["a"].hash.clone();
         let remote = json!({"id": "2", "name": "a", "task_config": {"x": 1, "extra": true}, "update_time": "t"});
-        assert_eq!(reconcile(&mut s, &[], &[seen("2", Some(remote))]), vec![]);
+        assert_eq!(
+            reconcile(&mut s, &[], &[seen("2", Some(remote))], &Key::default()),
+            vec![]
+        );
         assert_eq!(s.tasks["a"].hash, before);
     }
 
@@ -247,7 +257,7 @@ mod tests {
     fn changed_content_is_recorded_as_the_servers() {
         let mut s = state();
         let remote = json!({"id": "2", "name": "a", "task_config": {"x": 2}});
-        let d = reconcile(&mut s, &[], &[seen("2", Some(remote))]);
+        let d = reconcile(&mut s, &[], &[seen("2", Some(remote))], &Key::default());
         assert_eq!(
             d,
             vec![Drift::Changed {
@@ -272,7 +282,7 @@ mod tests {
     #[test]
     fn deleted_tasks_are_dropped() {
         let mut s = state();
-        let d = reconcile(&mut s, &[], &[seen("1", None)]);
+        let d = reconcile(&mut s, &[], &[seen("1", None)], &Key::default());
         assert!(matches!(
             d[0],
             Drift::Gone {
@@ -281,7 +291,7 @@ mod tests {
             }
         ));
         assert!(s.tasks["a"].superseded.is_empty());
-        let d = reconcile(&mut s, &[], &[seen("2", None)]);
+        let d = reconcile(&mut s, &[], &[seen("2", None)], &Key::default());
         assert!(matches!(
             d[0],
             Drift::Gone {

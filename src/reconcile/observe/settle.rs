@@ -7,6 +7,7 @@
 use super::sent_fields;
 use crate::hash;
 use crate::load::manifest::Manifest;
+use crate::load::secret::Key;
 use crate::remote::Error;
 use crate::remote::api::remote_task_id;
 use crate::remote::client::TaskApi;
@@ -30,6 +31,7 @@ pub async fn settle(
     state: &mut State,
     manifests: &[Manifest],
     api: &dyn TaskApi,
+    key: &Key,
 ) -> Result<Option<Vec<Settled>>, Error> {
     let mut out = Vec::new();
     for (name, doubt) in state.in_doubt.clone() {
@@ -43,10 +45,10 @@ pub async fn settle(
         let Some(found) = api.search_by_name(&name).await? else {
             return Ok(None);
         };
-        let sent = m.body();
+        let sent = m.shown_body();
         let (matching, other): (Vec<&Value>, Vec<&Value>) = found
             .iter()
-            .partition(|t| hash::content_hash(&sent_fields(t, &sent)) == doubt.hash);
+            .partition(|t| hash::content_hash(&sent_fields(t, &sent, key)) == doubt.hash);
         match (matching.as_slice(), other.as_slice()) {
             ([one], []) => {
                 let task_id = remote_task_id(one);
@@ -57,7 +59,10 @@ pub async fn settle(
                         hash: m.hash.clone(),
                         file: Some(m.file.clone()),
                         applied_at: doubt.sent_at.clone(),
-                        body: serde_json::value::RawValue::from_string(m.canonical.clone()).ok(),
+                        body: serde_json::value::RawValue::from_string(
+                            m.shown_canonical().to_string(),
+                        )
+                        .ok(),
                         superseded: Vec::new(),
                     },
                 );

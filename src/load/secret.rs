@@ -1,0 +1,206 @@
+//! Sensitive values: `${secret:NAME}` in a task's value reads the environment variable
+//! NAME like `${NAME}`, and marks the value sensitive. A sensitive value is sent to the
+//! service, and nowhere else: plans (text, Markdown, JSON, plan files), the state, the
+//! journal and logs hold its *fingerprint* instead, `(sensitive:<hex>)`, an HMAC-SHA256
+//! of the field's path and value keyed with `TASKFORM_SECRET_KEY`.
+//!
+//! The fingerprint stands in for the value in the content hash too, so a changed secret
+//! still changes the task's hash (the plan shows the task, and the field as
+//! `(sensitive)` changed), while no hash of the bare value is ever stored. A task
+//! without sensitive values hashes exactly as before.
+//!
+//! Observing the server, a value at a path whose recorded content holds a fingerprint
+//! is fingerprinted the same way before it is compared or recorded
+//! ([`fingerprint_like`]), so refresh and adoption never write a secret either.
+//!
+//! Without `TASKFORM_SECRET_KEY`, a fixed key is used and a warning says that the
+//! fingerprints of short or guessable secrets could then be tested offline by anyone
+//! who reads a plan or the state: set it (the same long random value for every run of
+//! a repo) wherever `${secret:...}` is used.
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+/// How a fingerprint starts.
+pub const PREFIX: &str = "(sensitive:";
+
+/// The environment variable holding the fingerprint key.
+pub const KEY_VAR: &str = "TASKFORM_SECRET_KEY";
+
+/// The key of fingerprints.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Key {
+    bytes: Vec<u8>,
+    /// From [`KEY_VAR`] (else the fixed key).
+    pub explicit: bool,
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Key {{ explicit: {} }}", self.explicit)
+    }
+}
+
+impl Default for Key {
+    fn default() -> Self {
+        Key {
+            bytes: b"taskform fingerprint key v1".to_vec(),
+            explicit: false,
+        }
+    }
+}
+
+impl Key {
+    /// [`KEY_VAR`] from the environment, else the fixed key.
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Key {
+        match env(KEY_VAR).filter(|k| !k.is_empty()) {
+            Some(k) => Key {
+                bytes: k.into_bytes(),
+                explicit: true,
+            },
+            None => Key::default(),
+        }
+    }
+
+    /// `(sensitive:<32 hex>)` for `value` at `path` (a dotted path such as
+    /// `task_config.password`).
+    pub fn fingerprint(&self, path: &str, value: &Value) -> String {
+        let text = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.bytes) else {
+            return format!("{PREFIX}?)");
+        };
+        mac.update(path.as_bytes());
+        mac.update(b"\0");
+        mac.update(text.as_bytes());
+        let hex = crate::hash::hex(&mac.finalize().into_bytes());
+        format!("{PREFIX}{})", &hex[..32])
+    }
+}
+
+/// Whether `s` is a fingerprint.
+pub fn is_fingerprint(s: &str) -> bool {
+    s.strip_prefix(PREFIX)
+        .and_then(|r| r.strip_suffix(')'))
+        .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// `body` with the value at each of `paths` replaced by its fingerprint.
+pub fn fingerprint_paths(body: &Value, paths: &[String], key: &Key) -> Value {
+    let mut out = body.clone();
+    for p in paths {
+        if let Some(v) = pointer_mut(&mut out, p) {
+            let fp = key.fingerprint(p, v);
+            *v = Value::String(fp);
+        }
+    }
+    out
+}
+
+/// `remote` with each value fingerprinted where `template` (content taskform recorded)
+/// holds a fingerprint at the same path: what the server holds, comparable with what
+/// was recorded, and safe to record.
+pub fn fingerprint_like(remote: &mut Value, template: &Value, key: &Key) {
+    let mut paths = Vec::new();
+    collect(template, &mut String::new(), &mut paths);
+    for p in paths {
+        if let Some(v) = pointer_mut(remote, &p) {
+            let fp = key.fingerprint(&p, v);
+            *v = Value::String(fp);
+        }
+    }
+}
+
+/// The dotted paths of every fingerprint in `v`.
+fn collect(v: &Value, path: &mut String, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if is_fingerprint(s) => out.push(path.clone()),
+        Value::Object(m) => {
+            for (k, v) in m {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                collect(v, path, out);
+                path.truncate(len);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                collect(v, path, out);
+                path.truncate(len);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The value at a dotted path (`a.b[2].c`), as [`crate::load::yaml::path_string`]
+/// writes paths.
+pub fn pointer_mut<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
+    let mut cur = v;
+    for part in path.split('.') {
+        let (key, mut rest) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        if !key.is_empty() {
+            cur = cur.as_object_mut()?.get_mut(key)?;
+        }
+        while let Some(r) = rest.strip_prefix('[') {
+            let end = r.find(']')?;
+            let i: usize = r[..end].parse().ok()?;
+            cur = cur.as_array_mut()?.get_mut(i)?;
+            rest = &r[end + 1..];
+        }
+    }
+    Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn fingerprints_are_keyed_recognised_and_follow_paths() {
+        let k = Key::default();
+        let other = Key::from_env(&|_| Some("another key".into()));
+        let a = k.fingerprint("task_config.password", &json!("s3cret"));
+        assert!(is_fingerprint(&a), "{a}");
+        assert!(!a.contains("s3cret"));
+        assert_ne!(
+            a,
+            other.fingerprint("task_config.password", &json!("s3cret"))
+        );
+        assert_ne!(a, k.fingerprint("task_config.other", &json!("s3cret")));
+        assert_ne!(a, k.fingerprint("task_config.password", &json!("s3cret2")));
+        let body = json!({"task_config": {"password": "s3cret", "list": [{"x": "y"}]}});
+        let shown = fingerprint_paths(
+            &body,
+            &[
+                "task_config.password".into(),
+                "task_config.list[0].x".into(),
+            ],
+            &k,
+        );
+        assert_eq!(shown["task_config"]["password"], json!(a));
+        assert!(is_fingerprint(
+            shown["task_config"]["list"][0]["x"].as_str().unwrap()
+        ));
+        let mut remote =
+            json!({"task_config": {"password": "s3cret", "list": [{"x": "y"}], "echo": 1}});
+        fingerprint_like(&mut remote, &shown, &k);
+        assert_eq!(
+            remote["task_config"]["password"],
+            shown["task_config"]["password"]
+        );
+        assert_eq!(remote["task_config"]["echo"], 1);
+    }
+}

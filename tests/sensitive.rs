@@ -1,0 +1,207 @@
+//! Sensitive values (`${secret:NAME}`, issue #14.9): sent to the service and nowhere
+//! else. Every output, file and log of a run is searched for the value.
+
+mod common;
+use common::*;
+
+const SECRET: &str = "Hunter2-S3cret-Value";
+
+fn project() -> Project {
+    let p = Project::new();
+    p.write(
+        "tasks/db.yaml",
+        "name: db\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: dli\n  password: ${secret:DB_PASSWORD}\n  dsn: host=db;pw=${secret:DB_PASSWORD}\n",
+    );
+    p
+}
+
+fn env(secret: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("DB_PASSWORD", secret.to_string()),
+        ("TASKFORM_SECRET_KEY", "k-0123456789abcdef".into()),
+        ("TASKFORM_AUTH_TOKEN", TOKEN.into()),
+    ]
+}
+
+fn run(p: &Project, args: &[&str], env: &[(&'static str, String)]) -> Output {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    p.run(args, &env)
+}
+
+/// Every file below the project, concatenated.
+fn all_files(p: &Project) -> String {
+    fn walk(dir: &std::path::Path, out: &mut String) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if let Ok(b) = std::fs::read(&path) {
+                out.push_str(&String::from_utf8_lossy(&b));
+            }
+        }
+    }
+    let mut s = String::new();
+    walk(p.dir.path(), &mut s);
+    s
+}
+
+fn assert_hidden(o: &Output) {
+    assert!(!o.stdout.contains(SECRET), "stdout: {}", o.stdout);
+    assert!(!o.stderr.contains(SECRET), "stderr: {}", o.stderr);
+}
+
+#[test]
+fn a_secret_reaches_the_service_and_no_output_file_or_log() {
+    let emu = Emu::start(&[]);
+    let p = project();
+    let e = env(SECRET);
+    for format in ["text", "json", "markdown"] {
+        let o = run(&p, &["plan", "tasks", "--format", format], &e);
+        o.succeeds();
+        assert_hidden(&o);
+    }
+    let o = run(&p, &["plan", "tasks", "--out", "plan.json", "-vv"], &e);
+    o.succeeds();
+    assert_hidden(&o);
+    let o = run(
+        &p,
+        &[
+            "apply",
+            "plan.json",
+            "--endpoint",
+            &emu.url,
+            "-vv",
+            "--format",
+            "json",
+        ],
+        &e,
+    );
+    o.succeeds();
+    assert_hidden(&o);
+    // The service got the value, exactly as written.
+    let tasks = emu.tasks();
+    assert_eq!(tasks[0]["task_config"]["password"], SECRET);
+    assert_eq!(
+        tasks[0]["task_config"]["dsn"],
+        format!("host=db;pw={SECRET}")
+    );
+    // Nothing written here holds it: plan file, state, journal.
+    let files = all_files(&p);
+    assert!(!files.contains(SECRET), "a file holds the secret");
+    assert!(
+        files.contains("(sensitive:"),
+        "the state records a fingerprint"
+    );
+    // Reading the server back finds no drift, and records no secret.
+    let o = run(&p, &["refresh", "tasks", "--endpoint", &emu.url, "-vv"], &e);
+    o.succeeds().stdout_has("no drift");
+    assert_hidden(&o);
+    let o = run(
+        &p,
+        &[
+            "apply",
+            "--yes",
+            "tasks",
+            "--endpoint",
+            &emu.url,
+            "--refresh",
+            "--adopt",
+        ],
+        &e,
+    );
+    o.succeeds().stdout_has("No changes");
+    assert!(!all_files(&p).contains(SECRET));
+}
+
+#[test]
+fn a_changed_secret_changes_the_plan_but_shows_no_value() {
+    let emu = Emu::start(&[]);
+    let p = project();
+    run(
+        &p,
+        &["apply", "--yes", "tasks", "--endpoint", &emu.url],
+        &env(SECRET),
+    )
+    .succeeds();
+    let rotated = "Rotated-N3w-Secret";
+    let e = env(rotated);
+    for format in ["text", "json", "markdown"] {
+        let o = run(
+            &p,
+            &["plan", "tasks", "--format", format, "--detailed-exitcode"],
+            &e,
+        );
+        o.fails_with(2);
+        assert!(
+            !o.stdout.contains(rotated) && !o.stdout.contains(SECRET),
+            "{}",
+            o.stdout
+        );
+    }
+    let o = run(
+        &p,
+        &[
+            "apply",
+            "--yes",
+            "tasks",
+            "--endpoint",
+            &emu.url,
+            "--on-change",
+            "update",
+        ],
+        &e,
+    );
+    o.succeeds();
+    assert!(!o.stdout.contains(rotated) && !o.stderr.contains(rotated));
+    assert_eq!(emu.tasks()[0]["task_config"]["password"], rotated);
+    assert!(!all_files(&p).contains(rotated));
+}
+
+#[test]
+fn a_saved_plan_refuses_a_secret_that_changed_since() {
+    let emu = Emu::start(&[]);
+    let p = project();
+    run(&p, &["plan", "tasks", "--out", "plan.json"], &env(SECRET)).succeeds();
+    run(
+        &p,
+        &["apply", "plan.json", "--endpoint", &emu.url],
+        &env("Another-Value-42"),
+    )
+    .fails_with(1)
+    .stderr_has("sensitive value");
+    assert_eq!(emu.creates(), 0, "nothing sent");
+}
+
+#[test]
+fn a_whole_variable_in_an_integer_field_is_an_integer() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.write(
+        "tasks/t.yaml",
+        "name: t\ndata_source_type: DLI\nschedule_config:\n  schedule_type: CRON\n  cron_expression: \"0 0 2 * * ?\"\n  enabled: ${ENABLED}\n  max_time_out: ${TIMEOUT}\ntask_config: {}\n",
+    );
+    p.run(
+        &["validate", "tasks"],
+        &[("ENABLED", "0"), ("TIMEOUT", "30")],
+    )
+    .succeeds();
+    p.run(
+        &["validate", "tasks"],
+        &[("ENABLED", "yes"), ("TIMEOUT", "30")],
+    )
+    .fails_with(1)
+    .stderr_has("tasks/t.yaml:6:12")
+    .stderr_has("whole number")
+    .stderr_lacks("remove the quotes");
+    p.run(
+        &["apply", "--yes", "tasks", "--endpoint", &emu.url],
+        &[
+            ("ENABLED", "0"),
+            ("TIMEOUT", "30"),
+            ("TASKFORM_AUTH_TOKEN", TOKEN),
+        ],
+    )
+    .succeeds();
+    assert_eq!(emu.tasks()[0]["schedule_config"]["enabled"], 0);
+    assert_eq!(emu.tasks()[0]["schedule_config"]["max_time_out"], 30);
+}

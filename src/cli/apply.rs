@@ -133,14 +133,26 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     if let Some(e) = report.persist_error {
         return Err(e.into());
     }
-    if results
+    if let Some(r) = results
         .iter()
-        .any(|r| r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403)))
+        .find(|r| r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403)))
     {
-        super::report(&Error::Command(format!(
-            "the service refused {}; check it and the project/workspace it is valid for",
-            conn.client.credentials().kind()
-        )));
+        // DLG.0818 with 403: the credential is valid, the workspace is not its.
+        let message = if r.http_status == Some(403) && r.error_code.as_deref() == Some("DLG.0818") {
+            format!(
+                "the service refused access to workspace {} of project {} ({}); check --workspace / TASKFORM_WORKSPACE / `workspace:` in taskform.yaml and the permissions of {}",
+                conn.target.workspace,
+                conn.target.project_id,
+                render::detail(r),
+                conn.client.credentials().kind()
+            )
+        } else {
+            format!(
+                "the service refused {}; check it and the project/workspace it is valid for",
+                conn.client.credentials().kind()
+            )
+        };
+        super::report(&Error::Command(message));
     }
     let summary = render::ApplySummary::of(results);
     if summary.in_doubt + in_doubt_before > 0 {

@@ -194,6 +194,9 @@ struct ConnectCli {
     /// Client-side limit in requests a second (0 = none); halves after throttling.
     #[arg(long, default_value_t = 40.0)]
     max_rate: f64,
+    /// Attempts per request where a retry is safe (429, 500, 503, throttling, connect errors; reads also timeouts).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    max_attempts: u32,
 }
 
 impl ConnectCli {
@@ -208,6 +211,7 @@ impl ConnectCli {
             }),
             allow_insecure_http: self.allow_insecure_http,
             max_rate: self.max_rate.max(0.0),
+            max_attempts: self.max_attempts,
         }
     }
 }
@@ -241,9 +245,6 @@ struct SendArgs {
     /// Creates, updates and deletes in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
     concurrency: u32,
-    /// Attempts per task where a retry is safe (429, 500, 503, throttling, connect errors).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
-    max_attempts: u32,
     /// Wait up to SECS for the state lock instead of failing at once.
     #[arg(long, value_name = "SECS")]
     lock_timeout: Option<f64>,
@@ -256,7 +257,7 @@ impl SendArgs {
         ApplyOptions {
             concurrency: self.concurrency as usize,
             max_rate: self.connect.max_rate.max(0.0),
-            max_attempts: self.max_attempts,
+            max_attempts: self.connect.max_attempts,
             ..ApplyOptions::default()
         }
     }

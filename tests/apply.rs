@@ -205,7 +205,7 @@ fn a_timeout_is_in_doubt_and_not_created_again_unless_asked() {
     p.task("a");
     p.apply(&srv.url, &["--timeout", "0.5"])
         .fails_with(1)
-        .stderr_has("in doubt: a (a.yaml): no answer within 0.5 s");
+        .stderr_has("in doubt: a (a.yaml): no answer (timeout after 0.5 s)");
     assert_eq!(p.plan_json()["tasks"][0]["action"], "in_doubt");
     // In-doubt tasks are reported, and the run fails.
     let out = p.apply(&srv.url, &[]);
@@ -251,7 +251,7 @@ fn connection_refused_is_retried_then_failed() {
         &["--max-attempts", "2", "--allow-duplicate-names"],
     )
     .fails_with(1)
-    .stderr_has("failed: a (a.yaml): cannot connect");
+    .stderr_has("failed: a (a.yaml): no answer (connection refused)");
     assert!(p.state().get("in_doubt").is_none());
 }
 

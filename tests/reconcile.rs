@@ -859,18 +859,21 @@ async fn a_create_that_was_never_sent_is_not_in_doubt() {
         .filter(|r| r.outcome == TaskOutcome::Skipped)
         .map(|r| r.name.as_str())
         .collect();
-    let [unsent] = skipped.as_slice() else {
-        panic!("one task should be left unsent: {:?}", outcomes(&report));
-    };
-    assert_eq!(w.fake.creates(), 2);
-    assert!(!w.fake.calls().contains(&format!("POST create {unsent}")));
+    // The first create goes out alone; the others' intents are made meanwhile, and
+    // the run stops at the one that fails: every other create is left unsent.
+    assert!(!skipped.is_empty(), "{:?}", outcomes(&report));
+    let created = report.results.len() - skipped.len();
+    assert_eq!(w.fake.creates(), created);
     let state = w.state();
-    assert_eq!(state.tasks.len(), 2);
-    assert!(
-        !state.in_doubt.contains_key(*unsent),
-        "{unsent} was never sent, yet the state says it may exist: {:?}",
-        state.in_doubt.get(*unsent)
-    );
+    assert_eq!(state.tasks.len(), created);
+    for unsent in skipped {
+        assert!(!w.fake.calls().contains(&format!("POST create {unsent}")));
+        assert!(
+            !state.in_doubt.contains_key(unsent),
+            "{unsent} was never sent, yet the state says it may exist: {:?}",
+            state.in_doubt.get(unsent)
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -984,4 +987,292 @@ async fn a_create_only_gateway_turns_an_update_into_a_replace() {
     assert_eq!(rec.hash, w.loaded.manifests[0].hash);
     let superseded: Vec<&str> = rec.superseded.iter().map(|s| s.task_id.as_str()).collect();
     assert_eq!(superseded, vec![old.as_str()]);
+}
+
+// ---------------------------------------------------------------------------------
+// Failing fast (issue #14, point 12)
+// ---------------------------------------------------------------------------------
+
+/// A connection that could not be made: nothing sent, no answer.
+fn unreachable() -> Scripted {
+    Scripted::Answer(Outcome::Retry {
+        failure: Failure {
+            status: 0,
+            error_code: None,
+            error_msg: "no answer (connection refused)".into(),
+        },
+        retry_after: None,
+        throttled: false,
+    })
+}
+
+fn created_as(id: &str) -> Scripted {
+    Scripted::Answer(Outcome::Created(id.into()))
+}
+
+#[tokio::test]
+async fn a_refused_credential_lets_only_the_first_create_out() {
+    let mut w = World::new(&["a", "b", "c", "d", "e", "f"]);
+    w.policy.allow_duplicate_names = true;
+    w.options.concurrency = 4;
+    w.fake.script(
+        "create",
+        [Scripted::Answer(Outcome::Unauthorized(failure(
+            401,
+            Some("APIGW.0301"),
+        )))],
+    );
+    let report = w.apply().await;
+    assert_eq!(w.fake.calls(), vec!["POST create a"]);
+    let skipped: Vec<&TaskResult> = report
+        .results
+        .iter()
+        .filter(|r| r.outcome == TaskOutcome::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 5, "{:?}", outcomes(&report));
+    assert!(skipped.iter().all(|r| r.attempts == 0));
+    assert!(w.state().in_doubt.is_empty(), "{:?}", w.state().in_doubt);
+}
+
+#[tokio::test]
+async fn a_workspace_403_on_the_first_update_stops_the_others() {
+    let bodies: Vec<Value> = ["a", "b", "c"].iter().map(|n| body(n, 20)).collect();
+    let mut w = World::with(bodies);
+    let ids: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|n| w.fake.insert(body(n, 10)))
+        .collect();
+    w.seed(&[
+        ("a", &ids[0], &body("a", 10)),
+        ("b", &ids[1], &body("b", 10)),
+        ("c", &ids[2], &body("c", 10)),
+    ]);
+    w.policy = Policy {
+        on_change: Some(OnChange::Update),
+        ..Policy::default()
+    };
+    w.fake.script(
+        "update",
+        [Scripted::Answer(Outcome::Unauthorized(failure(
+            403,
+            Some("DLG.0818"),
+        )))],
+    );
+    let report = w.apply().await;
+    assert_eq!(w.fake.calls(), vec![format!("PUT {}", ids[0])]);
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            ("a", TaskOutcome::Failed),
+            ("b", TaskOutcome::Skipped),
+            ("c", TaskOutcome::Skipped)
+        ]
+    );
+}
+
+/// Creates that take 10 ms, counting how many are in flight: at most, and before the
+/// first has been answered.
+struct Timed {
+    fake: Arc<FakeApi>,
+    /// (in flight, answered, peak before the first answer, peak)
+    counts: Mutex<(usize, usize, usize, usize)>,
+}
+
+impl TaskApi for Timed {
+    fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome> {
+        Box::pin(async move {
+            {
+                let mut c = self.counts.lock().unwrap();
+                c.0 += 1;
+                if c.1 == 0 {
+                    c.2 = c.2.max(c.0);
+                }
+                c.3 = c.3.max(c.0);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let o = self.fake.create(body).await;
+            let mut c = self.counts.lock().unwrap();
+            c.0 -= 1;
+            c.1 += 1;
+            o
+        })
+    }
+    fn update<'a>(&'a self, task_id: &'a str, body: &'a [u8]) -> Pending<'a, Outcome> {
+        self.fake.update(task_id, body)
+    }
+    fn delete<'a>(&'a self, task_id: &'a str) -> Pending<'a, Outcome> {
+        self.fake.delete(task_id)
+    }
+    fn action<'a>(&'a self, task_id: &'a str, action: &'a str) -> Pending<'a, Outcome> {
+        self.fake.action(task_id, action)
+    }
+    fn search_by_name<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pending<'a, Result<Option<Vec<Value>>, taskform::remote::Error>> {
+        self.fake.search_by_name(name)
+    }
+    fn list_tasks(&self) -> Pending<'_, Result<Option<Listing>, taskform::remote::Error>> {
+        self.fake.list_tasks()
+    }
+    fn show<'a>(&'a self, task_id: &'a str) -> Pending<'a, Result<Shown, taskform::remote::Error>> {
+        self.fake.show(task_id)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_write_goes_out_alone_and_then_they_fan_out() {
+    let names: Vec<String> = (0..20).map(|i| format!("t{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut w = World::new(&names);
+    w.options.concurrency = 4;
+    let timed = Arc::new(Timed {
+        fake: w.fake.clone(),
+        counts: Mutex::new((0, 0, 0, 0)),
+    });
+    w.api = timed.clone();
+    let report = w.apply().await;
+    assert!(
+        report
+            .results
+            .iter()
+            .all(|r| r.outcome == TaskOutcome::Created)
+    );
+    assert_eq!(w.fake.creates(), 20);
+    let (_, answered, before_first, peak) = *timed.counts.lock().unwrap();
+    assert_eq!(answered, 20);
+    assert_eq!(before_first, 1, "alone until the first answer");
+    assert_eq!(peak, 4, "then as many as --concurrency");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_never_answers_stops_the_run_after_the_first_task() {
+    let names: Vec<String> = (0..12).map(|i| format!("t{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut w = World::new(&names);
+    w.options.max_attempts = 3;
+    w.fake.script("create", (0..100).map(|_| unreachable()));
+    let report = w.apply().await;
+    // Before: every task made its 3 attempts (36 creates).
+    assert_eq!(w.fake.creates(), 3, "{:?}", w.fake.calls());
+    let first = result(&report, "t00");
+    assert_eq!(first.outcome, TaskOutcome::Failed);
+    assert_eq!(first.http_status, None);
+    assert!(
+        first
+            .error_msg
+            .as_deref()
+            .unwrap()
+            .starts_with("no answer (connection refused)"),
+        "{first:?}"
+    );
+    for r in report.results.iter().filter(|r| r.name != "t00") {
+        assert_eq!(r.outcome, TaskOutcome::Skipped, "{r:?}");
+        assert_eq!(r.attempts, 0);
+        assert!(
+            r.error_msg.as_deref().unwrap().contains("no answer"),
+            "{r:?}"
+        );
+    }
+    let state = w.state();
+    assert!(state.in_doubt.is_empty() && state.tasks.is_empty());
+    let text = taskform::render::apply_problems_text(&report.results);
+    assert!(!text.contains("HTTP 0"), "{text}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_endpoint_that_dies_mid_run_stops_it_after_three_tasks_in_a_row() {
+    let names: Vec<String> = (0..10).map(|i| format!("t{i:02}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut w = World::new(&names);
+    w.options.concurrency = 1;
+    w.options.max_attempts = 2;
+    w.fake.script(
+        "create",
+        [created_as("task-a"), created_as("task-b")]
+            .into_iter()
+            .chain((0..100).map(|_| unreachable())),
+    );
+    let report = w.apply().await;
+    let got = outcomes(&report);
+    assert_eq!(
+        got,
+        vec![
+            ("t00", TaskOutcome::Created),
+            ("t01", TaskOutcome::Created),
+            ("t02", TaskOutcome::Failed),
+            ("t03", TaskOutcome::Failed),
+            ("t04", TaskOutcome::Failed),
+            ("t05", TaskOutcome::Skipped),
+            ("t06", TaskOutcome::Skipped),
+            ("t07", TaskOutcome::Skipped),
+            ("t08", TaskOutcome::Skipped),
+            ("t09", TaskOutcome::Skipped),
+        ]
+    );
+    // Before: all 8 remaining tasks made their 2 attempts.
+    assert_eq!(w.fake.creates(), 2 + 3 * 2);
+    assert_eq!(w.state().tasks.len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_between_failures_to_connect_starts_the_count_again() {
+    let mut w = World::new(&["a", "b", "c", "d", "e", "f", "g"]);
+    w.options.concurrency = 1;
+    w.options.max_attempts = 2;
+    w.fake.script(
+        "create",
+        [
+            created_as("task-a"),
+            unreachable(),
+            unreachable(),
+            unreachable(),
+            unreachable(),
+            created_as("task-d"),
+            unreachable(),
+            unreachable(),
+            unreachable(),
+            unreachable(),
+            created_as("task-g"),
+        ],
+    );
+    let report = w.apply().await;
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            ("a", TaskOutcome::Created),
+            ("b", TaskOutcome::Failed),
+            ("c", TaskOutcome::Failed),
+            ("d", TaskOutcome::Created),
+            ("e", TaskOutcome::Failed),
+            ("f", TaskOutcome::Failed),
+            ("g", TaskOutcome::Created),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_first_create_without_an_answer_stops_the_run_in_doubt() {
+    let mut w = World::new(&["a", "b", "c"]);
+    w.policy.allow_duplicate_names = true;
+    w.options.concurrency = 3;
+    w.fake.script(
+        "create",
+        [Scripted::Answer(Outcome::InDoubt(
+            "no answer (timeout after 30 s)".into(),
+        ))],
+    );
+    let report = w.apply().await;
+    // Before: all three were sent, each waiting out its timeout.
+    assert_eq!(w.fake.calls(), vec!["POST create a"]);
+    assert_eq!(
+        outcomes(&report),
+        vec![
+            ("a", TaskOutcome::InDoubt),
+            ("b", TaskOutcome::Skipped),
+            ("c", TaskOutcome::Skipped)
+        ]
+    );
+    let state = w.state();
+    assert_eq!(state.in_doubt.keys().collect::<Vec<_>>(), vec!["a"]);
 }

@@ -139,8 +139,18 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     let report = match report {
         Ok(r) => r,
         Err(reconcile::Error::Remote(e)) if matches!(e.status(), Some(401 | 403)) => {
+            let hint = e.failure().map(|f| {
+                refused(
+                    &conn,
+                    Some(f.status),
+                    f.error_code.as_deref(),
+                    f.to_string(),
+                )
+            });
             super::report(&Error::Remote(e));
-            super::report(&refused_credential(&conn));
+            if let Some(hint) = hint {
+                super::report(&hint);
+            }
             return Err(Error::Reported);
         }
         Err(e) => return Err(e.into()),
@@ -162,11 +172,16 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     if let Some(e) = report.persist_error {
         return Err(e.into());
     }
-    if results
+    if let Some(r) = results
         .iter()
-        .any(|r| r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403)))
+        .find(|r| r.outcome == TaskOutcome::Failed && matches!(r.http_status, Some(401 | 403)))
     {
-        super::report(&refused_credential(&conn));
+        super::report(&refused(
+            &conn,
+            r.http_status,
+            r.error_code.as_deref(),
+            render::detail(r),
+        ));
     }
     let summary = render::ApplySummary::of(results);
     if summary.in_doubt + in_doubt_before > 0 {
@@ -183,12 +198,19 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     })
 }
 
-/// What to say after the service refused the credential (HTTP 401/403).
-fn refused_credential(conn: &Connection) -> Error {
-    Error::Command(format!(
-        "the service refused {}; check it and the project/workspace it is valid for",
-        conn.client.credentials().kind()
-    ))
+/// What to say after the service refused a request with HTTP 401/403: the workspace
+/// for a 403 `DLG.0818` (the credential is valid, the workspace is not its), else the
+/// credential.
+fn refused(conn: &Connection, status: Option<u16>, code: Option<&str>, detail: String) -> Error {
+    let kind = conn.client.credentials().kind();
+    Error::Command(if status == Some(403) && code == Some("DLG.0818") {
+        format!(
+            "the service refused access to workspace {} of project {} ({detail}); check --workspace / TASKFORM_WORKSPACE / `workspace:` in taskform.yaml and the permissions of {kind}",
+            conn.target.workspace, conn.target.project_id,
+        )
+    } else {
+        format!("the service refused {kind}; check it and the project/workspace it is valid for")
+    })
 }
 
 /// A saved plan applies to the state it was made against; a state named otherwise

@@ -25,6 +25,9 @@ pub struct ConnectArgs {
     pub allow_insecure_http: bool,
     /// Requests a second (0 = no limit).
     pub max_rate: f64,
+    /// Attempts per read where a retry is safe (writes: `ApplyOptions::max_attempts`,
+    /// from the same flag).
+    pub max_attempts: u32,
 }
 
 impl Default for ConnectArgs {
@@ -35,6 +38,7 @@ impl Default for ConnectArgs {
             ca_bundle: None,
             allow_insecure_http: false,
             max_rate: 40.0,
+            max_attempts: 5,
         }
     }
 }
@@ -89,6 +93,7 @@ impl Connection {
                 ca_bundle: opts.ca_bundle.clone(),
                 allow_insecure_http: opts.allow_insecure_http,
                 max_rate: opts.max_rate,
+                max_attempts: opts.max_attempts,
             },
             creds,
         )?;

@@ -14,6 +14,15 @@
 //! behaviour: the update becomes a replace, the delete is left undone, with a warning.
 //! After a cancel (Ctrl-C / SIGTERM) nothing new is started; what is in flight finishes
 //! (bounded by the request timeout) and is recorded.
+//!
+//! Failing fast: the first write of a run goes out alone (with its retries), and the
+//! others follow only once the service has answered something other than a refused
+//! credential or throttling, so that a wrong token or workspace costs one request, not
+//! one per slot. A refused credential (401/403) stops the run. So does an endpoint that
+//! does not answer: when the first write got no answer to any attempt (connection
+//! refused, timeouts), or when [`UNREACHABLE_IN_A_ROW`] requests in a row did after
+//! the service had answered. The tasks not sent then are `skipped`, and one error line
+//! names the endpoint.
 
 use crate::load::manifest::Manifest;
 use crate::plan::{Action, Plan};
@@ -23,9 +32,13 @@ use crate::state::journal::{JournalError, Record};
 use crate::state::store::Journal;
 use serde::Serialize;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
+
+/// Once the service has answered, this many requests in a row that got no answer to
+/// any attempt (each after its retries) stop the run.
+pub const UNREACHABLE_IN_A_ROW: u32 = 3;
 
 /// Knobs of an apply.
 #[derive(Debug, Clone)]
@@ -109,8 +122,18 @@ struct Run {
     /// Bounds the requests in flight (not the journal writes around them).
     slots: Semaphore,
     pacer: Pacer,
-    /// Set after a refused credential or a journal that cannot be written.
-    stop: AtomicBool,
+    /// Why the run stopped sending, once it did: a refused credential, an endpoint
+    /// that does not answer, a journal that cannot be written.
+    halt: watch::Sender<Option<String>>,
+    /// Held by the write that goes out alone while the gate is closed.
+    probe: tokio::sync::Mutex<()>,
+    /// The gate: the service answered a write with something other than a refused
+    /// credential or throttling, so writes may go out side by side.
+    open: AtomicBool,
+    /// The endpoint answered a request of this run (any HTTP status).
+    reached: AtomicBool,
+    /// Requests in a row (since the last answer) that got no answer to any attempt.
+    unanswered: AtomicU32,
     cancel: watch::Receiver<bool>,
     /// Every record given to the journal, in order, so that the state can be updated
     /// from memory even when the journal could not be written.
@@ -144,7 +167,11 @@ pub async fn execute(
         slots: Semaphore::new(opts.concurrency.max(1)),
         pacer: Pacer::new(opts.max_rate),
         opts: opts.clone(),
-        stop: AtomicBool::new(false),
+        halt: watch::Sender::new(None),
+        probe: tokio::sync::Mutex::new(()),
+        open: AtomicBool::new(false),
+        reached: AtomicBool::new(false),
+        unanswered: AtomicU32::new(0),
         cancel,
         records: std::sync::Mutex::new(Vec::new()),
         progress,
@@ -236,6 +263,9 @@ enum Ended {
     GaveUp(Failure),
     /// Interrupted between attempts.
     Cancelled,
+    /// The run stopped (why); `last` is the failure of this request's last attempt,
+    /// `None` when it was not sent.
+    Halted { why: String, last: Option<Failure> },
 }
 
 impl Run {
@@ -257,8 +287,81 @@ impl Run {
             .push(rec);
     }
 
+    /// Why the run stopped, once it did.
+    fn halted(&self) -> Option<String> {
+        self.halt.borrow().clone()
+    }
+
+    /// Stops the run (the first reason stays).
+    fn stop(&self, why: String) {
+        self.halt.send_if_modified(|h| {
+            if h.is_some() {
+                return false;
+            }
+            *h = Some(why);
+            true
+        });
+    }
+
+    /// While the gate is closed, waits for the write that goes out alone to finish, and
+    /// returns the guard for this one to go out alone; `None` once it is open.
+    async fn probe(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.open.load(Ordering::SeqCst) {
+            return None;
+        }
+        let guard = self.probe.lock().await;
+        (!self.open.load(Ordering::SeqCst)).then_some(guard)
+    }
+
+    /// Learns from an attempt's outcome: opens the gate, counts what got no answer,
+    /// stops the run after a refused credential.
+    fn saw(&self, outcome: &Outcome) {
+        match outcome {
+            Outcome::Unauthorized(f) => {
+                self.stop(format!("the service answered {f}"));
+            }
+            Outcome::Retry {
+                throttled: true, ..
+            } => {}
+            o if o.answered() => self.open.store(true, Ordering::SeqCst),
+            _ => {}
+        }
+        if outcome.answered() {
+            self.reached.store(true, Ordering::SeqCst);
+            self.unanswered.store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// A request got no answer to any of its attempts: stops the run when it was the
+    /// first of the run, or the [`UNREACHABLE_IN_A_ROW`]th in a row.
+    fn no_answer(&self, job: &Job, tries: u32, last: &str) {
+        let n = self.unanswered.fetch_add(1, Ordering::SeqCst) + 1;
+        let first = !self.reached.load(Ordering::SeqCst);
+        if !first && n < UNREACHABLE_IN_A_ROW {
+            return;
+        }
+        if self.halted().is_some() {
+            return;
+        }
+        let endpoint = self.api.endpoint().unwrap_or_else(|| "the endpoint".into());
+        let why = crate::remote::client::no_answer_why(last);
+        let what = match first {
+            true => format!(
+                "the first request of the run ({}, {tries} attempt{})",
+                job.name,
+                if tries == 1 { "" } else { "s" }
+            ),
+            false => format!("{n} requests in a row"),
+        };
+        tracing::error!(
+            "stopping the run: no answer from {endpoint} ({why}) to {what}; the tasks not sent yet are skipped. Check the endpoint (--endpoint / TASKFORM_ENDPOINT / `endpoint:` or `region:` in taskform.yaml) and the network, then run again"
+        );
+        self.stop(format!("no answer from {endpoint}"));
+    }
+
     /// Sends one request with retries where they are safe. `idempotent` requests
-    /// (update, delete, action) are retried after a lost answer too.
+    /// (update, delete, action) are retried after a lost answer too. While the gate is
+    /// closed, the request goes out alone, retries included.
     async fn call<F, Fut>(
         &self,
         job: &Job,
@@ -271,14 +374,26 @@ impl Run {
         Fut: std::future::Future<Output = Outcome>,
     {
         let mut tries = 0;
+        let mut probe = self.probe().await;
+        let mut last: Option<Failure> = None;
+        let mut answered = false;
         loop {
-            if *self.cancel.borrow() && *attempts > 0 {
+            if *self.cancel.borrow() {
                 return Err(Ended::Cancelled);
+            }
+            if let Some(why) = self.halted() {
+                return Err(Ended::Halted { why, last });
             }
             self.pacer.wait().await;
             *attempts += 1;
             tries += 1;
-            let (failure, retry_after) = match op().await.retry(&self.pacer) {
+            let outcome = op().await;
+            self.saw(&outcome);
+            answered |= outcome.answered();
+            if self.open.load(Ordering::SeqCst) {
+                drop(probe.take());
+            }
+            let (failure, retry_after) = match outcome.retry(&self.pacer) {
                 Ok(retry) => retry,
                 Err(o @ (Outcome::Created(_) | Outcome::Done)) => return Ok(o),
                 Err(Outcome::InDoubt(reason)) if idempotent => (
@@ -289,7 +404,12 @@ impl Run {
                     },
                     None,
                 ),
-                Err(Outcome::InDoubt(reason)) => return Err(Ended::InDoubt(reason)),
+                Err(Outcome::InDoubt(reason)) => {
+                    if !answered {
+                        self.no_answer(job, tries, &reason);
+                    }
+                    return Err(Ended::InDoubt(reason));
+                }
                 Err(Outcome::Failed(f)) => return Err(Ended::Failed(f)),
                 Err(Outcome::Unauthorized(f)) => return Err(Ended::Unauthorized(f)),
                 // `retry()` takes every Retry; kept for an exhaustive match.
@@ -301,6 +421,9 @@ impl Run {
             };
             if tries >= self.opts.max_attempts {
                 tracing::warn!(task = %job.name, attempts = tries, error = %failure, "giving up after retries");
+                if !answered {
+                    self.no_answer(job, tries, &failure.error_msg);
+                }
                 return Err(Ended::GaveUp(failure));
             }
             let wait = retry_after
@@ -313,11 +436,15 @@ impl Run {
                     )
                 });
             tracing::info!(task = %job.name, attempt = tries, error = %failure, wait_ms = wait.as_millis() as u64, "retrying");
+            last = Some(failure);
             let mut c = self.cancel.clone();
-            // A cancel cuts the wait short; a closed channel (nobody can cancel) does not.
+            let mut h = self.halt.subscribe();
+            // A cancel or a stop cuts the wait short; a closed channel (nobody can
+            // cancel) does not.
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 Ok(_) = c.wait_for(|v| *v) => {}
+                Ok(_) = h.wait_for(Option::is_some) => {}
             }
         }
     }
@@ -328,7 +455,10 @@ impl Run {
         match ended {
             Ended::Cancelled => {
                 result.outcome = TaskOutcome::Skipped;
-                result.error_msg = Some("not sent again: interrupted".into());
+                result.error_msg = Some(match result.attempts {
+                    0 => "not sent: interrupted".into(),
+                    _ => "not sent again: interrupted".into(),
+                });
             }
             Ended::GaveUp(f) => {
                 fill_failure(result, &f);
@@ -344,8 +474,19 @@ impl Run {
                 result.outcome = TaskOutcome::Failed;
             }
             Ended::Unauthorized(f) => {
-                self.stop.store(true, Ordering::SeqCst);
                 fill_failure(result, &f);
+                result.outcome = TaskOutcome::Failed;
+            }
+            Ended::Halted { why, last: None } => {
+                result.outcome = TaskOutcome::Skipped;
+                result.error_msg = Some(format!("not sent: the run stopped ({why}; see above)"));
+            }
+            Ended::Halted { why, last: Some(f) } => {
+                fill_failure(result, &f);
+                result.error_msg = Some(format!(
+                    "{} (not retried: the run stopped: {why})",
+                    f.error_msg
+                ));
                 result.outcome = TaskOutcome::Failed;
             }
             Ended::InDoubt(reason) => {
@@ -374,9 +515,8 @@ impl Run {
             result.error_msg = Some("not sent: interrupted".into());
             return result;
         }
-        if self.stop.load(Ordering::SeqCst) {
-            result.error_msg =
-                Some("not sent: the run stopped after an earlier error (see above)".into());
+        if let Some(why) = self.halted() {
+            result.error_msg = Some(format!("not sent: the run stopped ({why}; see above)"));
             return result;
         }
         match job.action {
@@ -398,7 +538,7 @@ impl Run {
         if let Err(e) = self.record(intent).await {
             // Never sent: the intent kept in memory must not leave it in doubt.
             self.note(job.failed());
-            self.stop.store(true, Ordering::SeqCst);
+            self.stop("the journal cannot be written".into());
             result.error_msg = Some(format!("not sent: {e}"));
             return;
         }
@@ -459,7 +599,7 @@ impl Run {
     async fn durable(&self, rec: Record, name: &str, task_id: &str) {
         if let Err(e) = self.record(rec).await {
             tracing::error!(task = %name, task_id = %task_id, error = %e, "done, but it could not be journaled");
-            self.stop.store(true, Ordering::SeqCst);
+            self.stop("the journal cannot be written".into());
         }
     }
 

@@ -9,6 +9,12 @@
 //! blindly. Updates, deletes and actions are idempotent: the applier retries them even
 //! then. The service answers "no such task" with HTTP 400 and a `DLG` code, so HTTP 404
 //! means the endpoint itself is missing (a gateway exposing create only).
+//!
+//! When no answer came at all (connection refused, timeout), messages say so ("no
+//! answer (connection refused)"), never "HTTP 0"; a [`Failure`] with status 0 is one.
+//! Reads that got no answer to any of their attempts make the client fail the reads
+//! that follow at once, until the endpoint answers again: a dead endpoint costs one
+//! read's retries, not every read's.
 
 use crate::remote::api::{self, ApiError};
 use crate::remote::auth::{Authenticator, Credentials};
@@ -18,7 +24,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// An error answer, for the user: HTTP status, `error_code`, `error_msg`.
+/// An error answer, for the user: HTTP status, `error_code`, `error_msg`. Status 0:
+/// no answer came (or the request was never sent); `error_msg` then says why, whole
+/// (`no answer (connection refused)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub status: u16,
@@ -26,8 +34,28 @@ pub struct Failure {
     pub error_msg: String,
 }
 
+/// How a reason begins when the endpoint did not respond at all (in a [`Failure`] of
+/// status 0, and in [`Outcome::InDoubt`]): `no answer (connection refused)`, `no answer
+/// (timeout after 30 s)`.
+pub const NO_ANSWER: &str = "no answer";
+
+impl Failure {
+    /// No answer came, for this reason (`connection refused`).
+    pub fn no_answer(why: &str) -> Failure {
+        Failure {
+            status: 0,
+            error_code: None,
+            error_msg: format!("{NO_ANSWER} ({why})"),
+        }
+    }
+}
+
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.status == 0 {
+            // Not an HTTP answer: the message says what happened.
+            return f.write_str(&self.error_msg);
+        }
         write!(f, "HTTP {}", self.status)?;
         if let Some(c) = &self.error_code {
             write!(f, " {c}")?;
@@ -61,6 +89,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the endpoint responded: with any HTTP status, or by closing a connection
+    /// it had taken; not when the connection could not be made or no answer came within
+    /// the timeout (the reasons that begin with [`NO_ANSWER`]).
+    pub fn answered(&self) -> bool {
+        match self {
+            Outcome::Created(_) | Outcome::Done => true,
+            Outcome::Retry { failure, .. }
+            | Outcome::Failed(failure)
+            | Outcome::Unauthorized(failure) => failure.status != 0,
+            Outcome::InDoubt(reason) => !reason.starts_with(NO_ANSWER),
+        }
+    }
+
     /// For a retry: the failure and the wait the service asked for, after telling
     /// `pacer` about throttling. Any other outcome is given back.
     pub fn retry(
@@ -110,6 +151,10 @@ type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// and the reads that observe the server. A trait, so that in-process tests stand in
 /// for the service.
 pub trait TaskApi: Send + Sync {
+    /// Where requests go, for messages (`https://dayu.cn-north-4.myhuaweicloud.com`).
+    fn endpoint(&self) -> Option<String> {
+        None
+    }
     fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome>;
     /// Replaces a task's body (PUT).
     fn update<'a>(&'a self, task_id: &'a str, body: &'a [u8]) -> Pending<'a, Outcome>;
@@ -168,6 +213,8 @@ pub struct ClientConfig {
     pub allow_insecure_http: bool,
     /// Reads (search, show) a second; 0 = no limit. Writes are paced by the applier.
     pub max_rate: f64,
+    /// Attempts per read, counting the first (writes: the applier's own setting).
+    pub max_attempts: u32,
 }
 
 /// Whether a URL's host is this machine.
@@ -212,6 +259,9 @@ pub struct Client {
     auth: Authenticator,
     /// Paces reads.
     pacer: crate::remote::pacer::Pacer,
+    /// Set when a read got no answer to any of its attempts (with the last reason);
+    /// cleared by any answer. While set, reads fail at once.
+    unreachable: std::sync::Mutex<Option<String>>,
 }
 
 /// Installs rustls' ring provider once per process (reqwest is built without one).
@@ -269,6 +319,7 @@ impl Client {
         Ok(Client {
             http,
             pacer: crate::remote::pacer::Pacer::new(cfg.max_rate),
+            unreachable: std::sync::Mutex::new(None),
             cfg,
             create_url,
             auth,
@@ -324,27 +375,25 @@ impl Client {
         }
         let resp = match req.send().await {
             Ok(r) => r,
+            // Never sent: nothing can have happened.
             Err(e) if e.is_connect() => {
                 return Err(Outcome::Retry {
-                    failure: Failure {
-                        status: 0,
-                        error_code: None,
-                        error_msg: format!("cannot connect: {}", error_chain(&e)),
-                    },
+                    failure: Failure::no_answer(&self.why_no_answer(&e)),
                     retry_after: None,
                     throttled: false,
                 });
             }
             Err(e) if e.is_timeout() => {
                 return Err(Outcome::InDoubt(format!(
-                    "no answer within {} s",
-                    self.cfg.timeout.as_secs_f64()
+                    "{NO_ANSWER} ({})",
+                    self.why_no_answer(&e)
                 )));
             }
             Err(e) => {
+                // The endpoint is there (it took the connection); what it did is unknown.
                 return Err(Outcome::InDoubt(format!(
                     "the connection failed after the request was sent: {}",
-                    error_chain(&e)
+                    self.why_no_answer(&e)
                 )));
             }
         };
@@ -373,8 +422,43 @@ impl Client {
         })
     }
 
+    /// Why a request got no answer, for a person: `connection refused`, `timeout after
+    /// 30 s`, `cannot connect: invalid peer certificate: UnknownIssuer`.
+    fn why_no_answer(&self, e: &reqwest::Error) -> String {
+        if e.is_timeout() {
+            let after = match e.is_connect() {
+                true => self.cfg.connect_timeout,
+                false => self.cfg.timeout,
+            };
+            return format!("timeout after {} s", after.as_secs_f64());
+        }
+        // The innermost error says what happened; an I/O error's kind says it best.
+        let mut innermost: &dyn std::error::Error = e;
+        let mut kind = None;
+        let mut src: Option<&dyn std::error::Error> = Some(e);
+        while let Some(s) = src {
+            if let Some(io) = s.downcast_ref::<std::io::Error>() {
+                kind = Some(io.kind());
+            }
+            innermost = s;
+            src = s.source();
+        }
+        use std::io::ErrorKind as K;
+        match kind {
+            Some(K::ConnectionRefused) => "connection refused".into(),
+            Some(K::ConnectionReset) => "connection reset".into(),
+            Some(K::ConnectionAborted) => "connection aborted".into(),
+            Some(K::TimedOut) => "timed out".into(),
+            Some(K::BrokenPipe | K::NotConnected | K::UnexpectedEof) => "connection closed".into(),
+            _ if e.is_connect() => format!("cannot connect: {innermost}"),
+            _ => innermost.to_string(),
+        }
+    }
+
     /// A read (search, show), retried while retrying is safe (reads change nothing):
-    /// throttling, 500/503, connection errors and timeouts. `Err` says why it failed.
+    /// throttling, 500/503, connection errors and timeouts, up to `max_attempts`
+    /// attempts. `Err` says why it failed. While an earlier read got no answer at all,
+    /// a read fails at once ([`Error::NoAnswer`]).
     async fn read(
         &self,
         what: &'static str,
@@ -382,13 +466,25 @@ impl Client {
         url: &reqwest::Url,
         body: &[u8],
     ) -> Result<Answer, Error> {
-        const ATTEMPTS: u32 = 6;
+        let max_attempts = self.cfg.max_attempts.max(1);
         let mut attempt = 0;
+        let mut answered = false;
         loop {
+            if let Some(why) = self.unreachable() {
+                return Err(Error::NoAnswer {
+                    what,
+                    endpoint: self.cfg.endpoint.clone(),
+                    attempts: attempt,
+                    why,
+                });
+            }
             attempt += 1;
             self.pacer.wait().await;
-            let (failure, wait) = match self.exchange(method.clone(), url, body).await {
+            let outcome = self.exchange(method.clone(), url, body).await;
+            let (failure, wait) = match outcome {
                 Ok(a) => {
+                    self.set_unreachable(None);
+                    answered = true;
                     match classify_error(a.status, &a.body, a.retry_after).retry(&self.pacer) {
                         Ok((failure, retry_after)) => (failure.to_string(), retry_after),
                         Err(_) => {
@@ -402,18 +498,24 @@ impl Client {
                 Err(Outcome::Unauthorized(failure) | Outcome::Failed(failure)) => {
                     return Err(Error::Refused { what, failure });
                 }
-                Err(other) => {
-                    return Err(Error::Refused {
-                        what,
-                        failure: Failure {
-                            status: 0,
-                            error_code: None,
-                            error_msg: format!("{other:?}"),
-                        },
-                    });
+                // `exchange` gives back no other outcome.
+                Err(Outcome::Created(_) | Outcome::Done) => {
+                    return Err(Error::TaskFailed(format!(
+                        "{what}: an unexpected outcome without an answer"
+                    )));
                 }
             };
-            if attempt >= ATTEMPTS {
+            if attempt >= max_attempts {
+                if !answered {
+                    let why = no_answer_why(&failure).to_string();
+                    self.set_unreachable(Some(why.clone()));
+                    return Err(Error::NoAnswer {
+                        what,
+                        endpoint: self.cfg.endpoint.clone(),
+                        attempts: attempt,
+                        why,
+                    });
+                }
                 return Err(Error::GaveUp {
                     what,
                     attempts: attempt,
@@ -430,6 +532,17 @@ impl Client {
             tracing::debug!(what, attempt, error = %failure, wait_ms = wait.as_millis() as u64, "retrying a read");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    fn unreachable(&self) -> Option<String> {
+        self.unreachable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_unreachable(&self, last: Option<String>) {
+        *self.unreachable.lock().unwrap_or_else(|p| p.into_inner()) = last;
     }
 
     /// Every remote task whose name is exactly `name` (the service's search matches
@@ -567,6 +680,9 @@ impl Client {
 }
 
 impl TaskApi for Client {
+    fn endpoint(&self) -> Option<String> {
+        Some(self.cfg.endpoint.clone())
+    }
     fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome> {
         Box::pin(self.create_once(body))
     }
@@ -704,6 +820,16 @@ fn classify_failure(status: u16, body: &[u8]) -> Failure {
     }
 }
 
+/// `connection refused` of `no answer (connection refused)`.
+pub fn no_answer_why(reason: &str) -> &str {
+    reason
+        .strip_prefix(NO_ANSWER)
+        .map(str::trim_start)
+        .and_then(|r| r.strip_prefix('('))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or(reason)
+}
+
 fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(body);
     let s = s.trim();
@@ -737,6 +863,29 @@ mod tests {
         .unwrap();
         assert_eq!(out, (0..40).map(|i| i * 2).collect::<Vec<_>>());
         assert!(peak.load(Ordering::SeqCst) <= 4);
+    }
+
+    #[test]
+    fn a_missing_answer_is_never_shown_as_http_0() {
+        let f = Failure {
+            status: 0,
+            error_code: None,
+            error_msg: "no answer (connection refused)".into(),
+        };
+        assert_eq!(f.to_string(), "no answer (connection refused)");
+        assert_eq!(Failure::no_answer("connection refused"), f);
+        assert_eq!(no_answer_why(&f.error_msg), "connection refused");
+        let retry = Outcome::Retry {
+            failure: f,
+            retry_after: None,
+            throttled: false,
+        };
+        assert!(!retry.answered());
+        assert!(!Outcome::InDoubt("no answer (timeout after 30 s)".into()).answered());
+        assert!(
+            Outcome::InDoubt("HTTP 502: gateway (the service may have done it)".into()).answered()
+        );
+        assert!(classify(429, b"", None).answered());
     }
 
     #[test]

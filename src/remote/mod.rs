@@ -33,6 +33,19 @@ pub enum Error {
         attempts: u32,
         last: String,
     },
+    /// No attempt got an answer (connection refused, timeouts), or an earlier read got
+    /// none (`attempts` 0: this one was not sent).
+    #[error(
+        "{what} failed: no answer from {endpoint} ({why}){}; check the endpoint (--endpoint / TASKFORM_ENDPOINT / `endpoint:` or `region:` in taskform.yaml) and the network",
+        match attempts { 0 => " to an earlier request; not sent".to_string(), 1 => String::new(), n => format!(" to {n} attempts") }
+    )]
+    NoAnswer {
+        what: &'static str,
+        endpoint: String,
+        attempts: u32,
+        /// Why, as in `connection refused`.
+        why: String,
+    },
     /// An answer that is neither a result nor a known error.
     #[error("{what} answered {failure}")]
     Unexpected {
@@ -52,6 +65,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The service's answer, where it answered with an error.
+    pub fn failure(&self) -> Option<&client::Failure> {
+        match self {
+            Error::Refused { failure, .. } | Error::Unexpected { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+
     /// The HTTP status the service answered, where it answered.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -87,6 +87,9 @@ enum Command {
         /// Also write the plan to FILE (JSON), for `taskform apply FILE` and `taskform show FILE`.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Markdown: where else the full plan is (e.g. "the artifact taskform-plan-SHA of this run"), named when details are cut to fit a comment.
+        #[arg(long, value_name = "TEXT")]
+        full_plan_hint: Option<String>,
         #[command(flatten)]
         lifecycle: LifecycleCli,
         /// Used with --refresh or --adopt only.
@@ -99,6 +102,9 @@ enum Command {
         file: PathBuf,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// Markdown: where else the full plan is, named when details are cut to fit a comment.
+        #[arg(long, value_name = "TEXT")]
+        full_plan_hint: Option<String>,
     },
     /// Send what the plan lists (create, replace, update, delete), recording every result.
     #[command(after_help = EXIT_CODES)]
@@ -446,6 +452,7 @@ fn main() {
             detailed_exitcode,
             recreate_in_doubt,
             out,
+            full_plan_hint,
             lifecycle,
             connect,
         } => cli::plan(
@@ -458,6 +465,7 @@ fn main() {
                 connect: connect.args(),
                 color,
                 out,
+                full_plan_hint,
             },
             &env,
         ),
@@ -499,7 +507,11 @@ fn main() {
         ),
         Command::Import(r) => cli::import(r.args(), &env),
         Command::Refresh(r) => cli::refresh(r.args(), &env),
-        Command::Show { file, format: f } => cli::show(file, format(f), color),
+        Command::Show {
+            file,
+            format: f,
+            full_plan_hint,
+        } => cli::show(file, format(f), color, full_plan_hint),
         Command::Emulator(e) => cli::emulator(taskform::emulator::Config {
             listen: e.listen,
             data: e.data,

@@ -110,7 +110,11 @@ fn plan_json_schema_and_detailed_exit_codes() {
     assert_eq!(t["file"], "a.yaml");
     assert!(t["hash"].as_str().unwrap().starts_with("sha256:"));
     let keys: Vec<&str> = t.as_object().unwrap().keys().map(|k| k.as_str()).collect();
-    assert_eq!(keys, ["name", "action", "hash", "task_id", "file"]);
+    assert_eq!(
+        keys,
+        ["name", "action", "hash", "task_id", "file", "changes"]
+    );
+    assert_eq!(t["changes"], json!(null));
 
     // A state that records both tasks with the planned hashes: no changes, exit 0.
     let tasks = v["tasks"].as_array().unwrap();

@@ -209,7 +209,10 @@ fn markdown_stays_under_the_comment_limit() {
     out.succeeds();
     assert!(out.stdout.chars().count() <= 65_536);
     out.stdout_has("| 0 | 400 | 0 | 0 | 0 | 0 | 0 |")
-        .stdout_has("is over GitHub's comment limit; the full plan is in `plan.json` (`taskform show plan.json`)");
+        .stdout_has("The full plan: `plan.json` (`taskform show plan.json`)");
+    for i in 0..400 {
+        out.stdout_has(&format!("`task-{i:03}`"));
+    }
 }
 
 #[test]
@@ -233,7 +236,10 @@ fn json_documents_keep_their_schema() {
         ]
     );
     for t in plan["tasks"].as_array().unwrap() {
-        assert_eq!(keys(t), ["name", "action", "hash", "task_id", "file"]);
+        assert_eq!(
+            keys(t),
+            ["name", "action", "hash", "task_id", "file", "changes"]
+        );
     }
     let v = p
         .run(

@@ -280,7 +280,14 @@ fn finish_output(args: &ApplyArgs, doc: &SavedPlan, results: &[TaskResult], inte
         Format::Json => render::apply_json(doc, results),
         Format::Markdown => format!(
             "{}\n{}",
-            render::plan_markdown(doc, "run `taskform plan` to see it in full"),
+            render::plan_markdown(
+                doc,
+                &render::full_plan_hint(
+                    args.path.is_file().then_some(args.path.as_path()),
+                    None,
+                    &doc.dir
+                )
+            ),
             render::apply_markdown(results, interrupted)
         ),
         Format::Text => {

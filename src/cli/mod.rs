@@ -32,19 +32,22 @@ pub fn process_env(name: &str) -> Option<String> {
 }
 
 /// Prints an error for a person on stderr: `error: ...`, or for invalid manifests
-/// every problem as `error: file:line:col: message` and a summary line.
+/// every problem as `error: file:line:col: message` and a summary line. Messages quote
+/// untrusted text (names, files, the server's words): control and bidi characters are
+/// escaped visibly, line by line.
 pub fn report(e: &Error) {
+    use crate::render::escape_lines;
     let mut err = std::io::stderr().lock();
     match e {
         Error::Reported => {}
         Error::Invalid(diags) => {
             for d in diags {
-                let _ = writeln!(err, "error: {d}");
+                let _ = writeln!(err, "error: {}", escape_lines(&d.to_string()));
             }
             let _ = writeln!(err, "{e}");
         }
         other => {
-            let _ = writeln!(err, "error: {other}");
+            let _ = writeln!(err, "error: {}", escape_lines(&other.to_string()));
         }
     }
 }

@@ -27,23 +27,29 @@ pub struct PlanArgs {
     pub color: ColorChoice,
     /// Also write the plan file here.
     pub out: Option<PathBuf>,
+    /// Where else the full plan is (Markdown, e.g. a CI artifact), for the note of a
+    /// Markdown plan cut to fit a comment.
+    pub full_plan_hint: Option<String>,
 }
 
 /// Prints a plan in a format. `out` names the plan file for the Markdown size note.
 pub fn print_plan(doc: &SavedPlan, format: Format, color: ColorChoice, out: Option<&Path>) {
+    print_plan_hinted(doc, format, color, out, None)
+}
+
+/// [`print_plan`], with where else the full plan is (`--full-plan-hint`).
+pub fn print_plan_hinted(
+    doc: &SavedPlan,
+    format: Format,
+    color: ColorChoice,
+    out: Option<&Path>,
+    hint: Option<&str>,
+) {
     let text = match format {
         Format::Json => render::plan_json(doc),
         Format::Text => render::plan_text(doc, Style::for_stdout(color)),
         Format::Markdown => {
-            let hint = match out {
-                Some(f) => format!(
-                    "the full plan is in `{}` (`taskform show {}`)",
-                    f.display(),
-                    f.display()
-                ),
-                None => "run `taskform plan` to see it in full".to_string(),
-            };
-            render::plan_markdown(doc, &hint)
+            render::plan_markdown(doc, &render::full_plan_hint(out, hint, &doc.dir))
         }
     };
     let mut stdout = std::io::stdout().lock();
@@ -128,7 +134,13 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
         doc.save(out)?;
         tracing::info!(file = %out.display(), "plan saved; apply it with `taskform apply {}`", out.display());
     }
-    print_plan(&doc, args.format, args.color, args.out.as_deref());
+    print_plan_hinted(
+        &doc,
+        args.format,
+        args.color,
+        args.out.as_deref(),
+        args.full_plan_hint.as_deref(),
+    );
     Ok(if args.detailed_exitcode && doc.would_send() {
         Exit::Changes
     } else {
@@ -155,11 +167,11 @@ fn warn_left_on_server(doc: &SavedPlan) {
 }
 
 /// `taskform show FILE`: renders a saved plan.
-pub fn show(file: PathBuf, format: Format, color: ColorChoice) -> Exit {
+pub fn show(file: PathBuf, format: Format, color: ColorChoice, hint: Option<String>) -> Exit {
     finish(
         SavedPlan::load(&file)
             .map(|doc| {
-                print_plan(&doc, format, color, Some(&file));
+                print_plan_hinted(&doc, format, color, Some(&file), hint.as_deref());
                 Exit::Ok
             })
             .map_err(Error::from),

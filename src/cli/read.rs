@@ -144,6 +144,6 @@ where
         state.target.get_or_insert(conn.target.clone());
         store.persist(&mut state)?;
     }
-    print!("{out}");
+    print!("{}", crate::render::escape_lines(&out));
     Ok(Exit::Ok)
 }

@@ -1,6 +1,11 @@
 //! Plans and apply results as JSON documents for programs (`format_version` "1").
+//!
+//! Values are exact: serde escapes control characters inside strings, and
+//! [`json_safe`] writes DEL, C1 controls and bidi characters as `\uXXXX` too, so the
+//! bytes are safe on a terminal and decode to exactly the same strings. Versions only
+//! ever add keys: `changes` (per task) came after the first release.
 
-use super::ApplySummary;
+use super::{ApplySummary, FieldChange, field_changes, json_safe};
 use crate::plan::Action;
 use crate::plan::document::SavedPlan;
 use crate::reconcile::applier::TaskResult;
@@ -21,6 +26,30 @@ struct PlanTaskJson<'a> {
     hash: Option<&'a str>,
     task_id: Option<&'a str>,
     file: Option<&'a str>,
+    /// For a replace or update whose previous body is known: every changed field with
+    /// its value before and after (`kind`: added, removed, changed). Null otherwise.
+    changes: Option<Vec<FieldChangeJson>>,
+}
+
+/// `{"path", "kind", "before", "after"}`: `before` is null for an added field, `after`
+/// for a removed one (`kind` tells those from a field whose value is null).
+#[derive(Debug, Serialize)]
+struct FieldChangeJson {
+    path: String,
+    kind: super::ChangeKind,
+    before: serde_json::Value,
+    after: serde_json::Value,
+}
+
+impl From<FieldChange> for FieldChangeJson {
+    fn from(c: FieldChange) -> Self {
+        FieldChangeJson {
+            path: c.path,
+            kind: c.kind,
+            before: c.before.unwrap_or_default(),
+            after: c.after.unwrap_or_default(),
+        }
+    }
 }
 
 /// The plan as one JSON document.
@@ -37,10 +66,11 @@ pub fn plan_json(plan: &SavedPlan) -> String {
                 hash: t.hash.as_deref(),
                 task_id: t.task_id.as_deref(),
                 file: t.file.as_deref(),
+                changes: field_changes(t).map(|c| c.into_iter().map(Into::into).collect()),
             })
             .collect(),
     };
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    let mut s = json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default());
     s.push('\n');
     s
 }
@@ -62,7 +92,7 @@ pub fn apply_json(plan: &SavedPlan, results: &[TaskResult]) -> String {
         plan: plan.summary,
         tasks: results,
     };
-    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    let mut s = json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default());
     s.push('\n');
     s
 }

@@ -1,8 +1,12 @@
 //! Plans and apply results as text for a person on a terminal or in a CI log.
 
-use super::{ApplySummary, changes, detail, outcome_text, succeeded, value_text};
+//!
+//! Every name, file, task ID, note, path and value is untrusted (manifests, the state
+//! and the server write them) and goes through [`escape`]: a task is one line,
+//! whatever its name holds, with or without colour.
+
+use super::{ApplySummary, ChangeKind, detail, escape, field_changes, outcome_text, succeeded};
 use crate::plan::Action;
-use crate::plan::diff::Change;
 use crate::plan::document::{Entry, SavedPlan};
 use crate::reconcile::applier::TaskResult;
 use crate::render::style::Style;
@@ -12,14 +16,14 @@ use std::fmt::Write;
 /// and a summary line.
 pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
     let mut out = String::new();
-    let width = plan
-        .tasks
+    let names: Vec<_> = plan.tasks.iter().map(|t| escape(&t.name)).collect();
+    let width = names
         .iter()
-        .map(|t| t.name.chars().count())
+        .map(|n| n.chars().count())
         .max()
         .unwrap_or(0)
         .min(48);
-    for t in &plan.tasks {
+    for (t, name) in plan.tasks.iter().zip(&names) {
         let (mark, label) = match t.action {
             Action::Create => (style.green("+"), style.green("create   ")),
             Action::Replace => (style.yellow("~"), style.yellow("replace  ")),
@@ -29,7 +33,7 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
             Action::InDoubt => (style.red("?"), style.red("in doubt ")),
             Action::Delete => (style.red("-"), style.red("delete   ")),
         };
-        let name = format!("{:width$}", t.name, width = width);
+        let name = format!("{name:width$}");
         let name = if t.action == Action::Unchanged {
             style.dim(&name)
         } else {
@@ -37,21 +41,21 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
         };
         let _ = write!(out, "  {mark} {name}  {label}");
         if let Some(f) = &t.file {
-            let _ = write!(out, "  {}", style.dim(f));
+            let _ = write!(out, "  {}", style.dim(&escape(f)));
         }
         if let Some(id) = &t.task_id {
-            let _ = write!(out, "  {}", style.dim(&format!("task {id}")));
+            let _ = write!(out, "  {}", style.dim(&format!("task {}", escape(id))));
         }
         out.push('\n');
         let note = |out: &mut String, text: &str| {
-            let _ = writeln!(out, "        {}", style.dim(text));
+            let _ = writeln!(out, "        {}", style.dim(&escape(text)));
         };
         match t.action {
             Action::Replace | Action::Update => {
                 if let Some(text) = &t.note {
                     note(&mut out, text);
                 }
-                field_changes(t, style, &mut out);
+                changed_fields(t, style, &mut out);
                 let id = t.task_id.as_deref().unwrap_or("?");
                 if t.action == Action::Replace {
                     note(
@@ -79,7 +83,10 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
                 let _ = writeln!(
                     out,
                     "        {}",
-                    style.red(&format!("{text}; the remote task will be deleted"))
+                    style.red(&format!(
+                        "{}; the remote task will be deleted",
+                        escape(text)
+                    ))
                 );
             }
             _ => {
@@ -98,20 +105,17 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
 }
 
 /// The field changes of a replace or update, one line each.
-fn field_changes(t: &Entry, style: Style, out: &mut String) {
-    let Some(changes) = changes(t) else {
+fn changed_fields(t: &Entry, style: Style, out: &mut String) {
+    let Some(changes) = field_changes(t) else {
         let _ = writeln!(out, "        {}", style.dim("(the previously applied body is not in the state, so the changed fields cannot be shown)"));
         return;
     };
     for c in changes {
-        let line = match c {
-            Change::Added { path, new } => style.green(&format!("+ {path}: {}", value_text(&new))),
-            Change::Removed { path, old } => style.red(&format!("- {path}: {}", value_text(&old))),
-            Change::Changed { path, old, new } => style.yellow(&format!(
-                "~ {path}: {} -> {}",
-                value_text(&old),
-                value_text(&new)
-            )),
+        let line = c.line("->");
+        let line = match c.kind {
+            ChangeKind::Added => style.green(&line),
+            ChangeKind::Removed => style.red(&line),
+            ChangeKind::Changed => style.yellow(&line),
         };
         let _ = writeln!(out, "        {line}");
     }
@@ -148,7 +152,7 @@ pub fn apply_problems_text(results: &[TaskResult]) -> String {
         let file = r
             .file
             .as_deref()
-            .map(|f| format!(" ({f})"))
+            .map(|f| format!(" ({})", escape(f)))
             .unwrap_or_default();
         let what = match r.action {
             Action::Update | Action::Delete => {
@@ -156,7 +160,12 @@ pub fn apply_problems_text(results: &[TaskResult]) -> String {
             }
             _ => outcome_text(r.outcome).to_string(),
         };
-        let _ = writeln!(out, "{what}: {}{file}: {}", r.name, detail(r));
+        let _ = writeln!(
+            out,
+            "{what}: {}{file}: {}",
+            escape(&r.name),
+            escape(&detail(r))
+        );
     }
     out
 }

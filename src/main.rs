@@ -130,7 +130,7 @@ enum OnChangeCli {
 #[derive(Args)]
 #[command(next_help_heading = "Lifecycle")]
 struct LifecycleCli {
-    /// What a changed task gets [default: `on_change` of taskform.yaml, else recreate]
+    /// What a changed task gets [default: `on_change` of taskform.yaml, else update]
     #[arg(long, value_enum)]
     on_change: Option<OnChangeCli>,
     /// Delete remote tasks no manifest declares any more, and those a replace superseded.

@@ -69,7 +69,7 @@ fn a_changed_task_is_replaced_and_the_old_one_kept_as_superseded() {
         .unwrap()
         .to_string();
     p.write("tasks/a.yaml", &manifest("a", 99));
-    p.apply(&emu.url, &[])
+    p.apply(&emu.url, &["--on-change", "recreate"])
         .succeeds()
         .stdout_has("~ schedule_config.max_time_out: 10 -> 99")
         .stdout_has("0 created, 1 replaced");

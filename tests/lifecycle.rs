@@ -248,7 +248,7 @@ fn prune_deletes_exactly_orphans_and_superseded_tasks() {
     p.write("tasks/a.yaml", &manifest("a", 20));
     std::fs::remove_file(p.path("tasks/c.yaml")).unwrap();
     // Without --prune: a replace, an orphan, nothing deleted.
-    p.apply(&emu.url, &[]).succeeds();
+    p.apply(&emu.url, &["--on-change", "recreate"]).succeeds();
     assert_eq!(emu.tasks().len(), 4);
     let state = p.state();
     assert_eq!(
@@ -297,7 +297,7 @@ fn prune_deletes_exactly_orphans_and_superseded_tasks() {
     );
     // A task already deleted on the server counts as deleted.
     p.write("tasks/a.yaml", &manifest("a", 30));
-    p.apply(&emu.url, &[]).succeeds();
+    p.apply(&emu.url, &["--on-change", "recreate"]).succeeds();
     let superseded = p.state()["tasks"]["a"]["superseded"][0]["task_id"]
         .as_str()
         .unwrap()
@@ -363,7 +363,7 @@ fn existing_remote_tasks_are_adopted_not_duplicated() {
         .collect();
     assert_eq!(
         actions,
-        vec![("a", "unchanged"), ("b", "replace"), ("c", "create")]
+        vec![("a", "unchanged"), ("b", "update"), ("c", "create")]
     );
     assert!(
         !p.path("state/taskform.json").exists(),
@@ -434,7 +434,7 @@ fn refresh_finds_tasks_deleted_or_changed_outside_taskform() {
         .stdout_has(&format!(
             "drift: task {a} was deleted on the server outside taskform"
         ))
-        .stdout_has("~ b  replace")
+        .stdout_has("~ b  update")
         .stdout_has(&format!(
             "drift: task {b} was changed on the server outside taskform"
         ))
@@ -476,7 +476,9 @@ fn a_create_only_endpoint_falls_back_with_warnings() {
     .succeeds()
     .stderr_has("offers no show")
     .stderr_has("offers no update; replacing the task instead")
-    .stderr_has("offers no delete");
+    .stderr_has("offers no delete")
+    // Reported as the replace it became, not as a create (#14.13).
+    .stdout_has("0 created, 1 replaced");
     let state = p.state();
     assert_ne!(id_of(&state, "a"), first, "replaced");
     assert_eq!(

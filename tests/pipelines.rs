@@ -214,3 +214,81 @@ fn a_saved_plan_refuses_another_state_and_flags_it_was_not_made_with() {
         .fails_with(1)
         .stderr_has("taskform plan tasks --out p.json");
 }
+
+#[test]
+fn a_changed_task_is_updated_in_place_by_default() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    p.apply(&emu.url, &[]).succeeds();
+    let id = p.state()["tasks"]["a"]["task_id"].clone();
+    p.write("tasks/a.yaml", &manifest("a", 20));
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("1 to update");
+    p.apply(&emu.url, &[]).succeeds();
+    assert_eq!(
+        p.state()["tasks"]["a"]["task_id"],
+        id,
+        "same task, changed in place"
+    );
+    assert_eq!(emu.tasks().len(), 1, "no second copy on the server");
+}
+
+#[test]
+fn superseded_tasks_left_on_the_server_stay_visible_in_every_plan() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b");
+    p.apply(&emu.url, &[]).succeeds();
+    p.write("tasks/a.yaml", &manifest("a", 20));
+    p.apply(&emu.url, &["--on-change", "recreate"]).succeeds();
+    assert_eq!(emu.tasks().len(), 3, "the replace left the previous task");
+    // Not "No changes": the previous copy still runs.
+    let out = p.run(&["plan", "tasks", "--detailed-exitcode"], &[]);
+    out.succeeds()
+        .stdout_lacks("No changes")
+        .stdout_has("superseded")
+        .stdout_has("1 superseded still on the server")
+        .stderr_has("superseded task(s)");
+    let v = p.plan_json();
+    assert_eq!(v["summary"]["superseded"], 1);
+    assert!(
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["action"] == "superseded")
+    );
+    p.run(&["plan", "tasks", "--format", "markdown"], &[])
+        .succeeds()
+        .stdout_has("superseded");
+    // --prune deletes it.
+    p.run(&["plan", "tasks", "--prune", "--detailed-exitcode"], &[])
+        .fails_with(2)
+        .stdout_has("1 to delete");
+}
+
+#[test]
+fn every_plan_names_its_target_and_state() {
+    let p = Project::new();
+    p.task("a");
+    let env = [("HW_REGION_NAME", "cn-north-4")];
+    p.run(&["plan", "tasks"], &env).succeeds().stdout_has(
+        "Target: endpoint dayu.cn-north-4.myhuaweicloud.com · project 0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d · workspace demo-workspace · state state/taskform.json",
+    );
+    p.run(&["plan", "tasks", "--format", "markdown"], &env)
+        .succeeds()
+        .stdout_has("endpoint `dayu.cn-north-4.myhuaweicloud.com`")
+        .stdout_has("state `state/taskform.json`");
+    let v = p
+        .run(&["plan", "tasks", "--format", "json"], &env)
+        .succeeds()
+        .json();
+    assert_eq!(
+        v["target"]["endpoint_host"],
+        "dayu.cn-north-4.myhuaweicloud.com"
+    );
+    assert_eq!(v["target"]["workspace"], "demo-workspace");
+    assert_eq!(v["target"]["state"], "state/taskform.json");
+}

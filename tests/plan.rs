@@ -101,7 +101,7 @@ fn plan_json_schema_and_detailed_exit_codes() {
     assert_eq!(v["format_version"], "1");
     assert_eq!(
         v["summary"],
-        json!({"create": 2, "replace": 0, "update": 0, "delete": 0, "unchanged": 0, "orphan": 0, "in_doubt": 0})
+        json!({"create": 2, "replace": 0, "update": 0, "delete": 0, "unchanged": 0, "orphan": 0, "in_doubt": 0, "superseded": 0})
     );
     let t = &v["tasks"][0];
     assert_eq!(t["name"], "a");
@@ -153,7 +153,7 @@ fn plan_json_schema_and_detailed_exit_codes() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|t| t["name"] == "gone" && t["action"] == "replace")
+        .find(|t| t["name"] == "gone" && t["action"] == "update")
         .unwrap()["hash"]
         .clone();
     s["tasks"]["gone"]["hash"] = gone_hash;
@@ -199,7 +199,7 @@ fn replace_shows_the_changed_fields() {
         "tasks/a.yaml",
         &manifest("a", 20).replace("[db1]", "[db1, db2]"),
     );
-    p.run(&["plan", "tasks"], &[])
+    p.run(&["plan", "tasks", "--on-change", "recreate"], &[])
         .succeeds()
         .stdout_has("~ a  replace    a.yaml  task T1")
         .stdout_has("~ schedule_config.max_time_out: 10 -> 20")

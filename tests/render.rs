@@ -322,15 +322,17 @@ fn the_text_plan_escapes_control_and_bidi_characters_and_keeps_one_line_per_task
     }
     let text = String::from_utf8(stdout).unwrap();
     // One line per task (a, b, the state's hostile orphan): every other line is
-    // indented detail, blank, or the summary.
+    // indented detail, blank, the target line first, or the summary.
     let task_lines: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("  ") && !l.starts_with("        "))
         .collect();
     assert_eq!(task_lines.len(), 3, "{text}");
     assert!(
-        text.lines()
-            .all(|l| l.starts_with("  ") || l.is_empty() || l.starts_with("Plan: ")),
+        text.lines().all(|l| l.starts_with("  ")
+            || l.is_empty()
+            || l.starts_with("Plan: ")
+            || l.starts_with("Target: endpoint ")),
         "a line was forged:\n{text}"
     );
     assert!(!text.contains("\n  + forged-task"), "{text}");

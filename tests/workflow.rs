@@ -203,6 +203,8 @@ fn markdown_stays_under_the_comment_limit() {
             "markdown",
             "--out",
             "plan.json",
+            "--on-change",
+            "recreate",
         ],
         &[],
     );
@@ -222,7 +224,14 @@ fn json_documents_keep_their_schema() {
     state_with_a(&p);
     p.task("a").task("b");
     let plan = p.plan_json();
-    assert_eq!(keys(&plan), ["format_version", "summary", "tasks"]);
+    assert_eq!(
+        keys(&plan),
+        ["format_version", "target", "summary", "tasks"]
+    );
+    assert_eq!(
+        keys(&plan["target"]),
+        ["endpoint_host", "project_id", "workspace", "state"]
+    );
     assert_eq!(
         keys(&plan["summary"]),
         [
@@ -232,7 +241,8 @@ fn json_documents_keep_their_schema() {
             "delete",
             "unchanged",
             "orphan",
-            "in_doubt"
+            "in_doubt",
+            "superseded"
         ]
     );
     for t in plan["tasks"].as_array().unwrap() {

@@ -164,6 +164,19 @@ fn warn_left_on_server(doc: &SavedPlan) {
             orphans.join(", ")
         );
     }
+    let superseded: Vec<String> = doc
+        .tasks
+        .iter()
+        .filter(|t| t.action == crate::plan::Action::Superseded)
+        .map(|t| format!("{} (task {})", t.name, t.task_id.as_deref().unwrap_or("?")))
+        .collect();
+    if !superseded.is_empty() {
+        tracing::warn!(
+            "{} superseded task(s) that replaces left stay on the server and may still be scheduled (--prune deletes them): {}",
+            superseded.len(),
+            superseded.join(", ")
+        );
+    }
 }
 
 /// `taskform show FILE`: renders a saved plan.

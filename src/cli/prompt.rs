@@ -21,8 +21,9 @@ pub fn confirm(doc: &SavedPlan) -> Result<(), String> {
         }
     }
     eprint!(
-        "\nApply these changes ({})? Only 'yes' will be accepted: ",
-        what.join(", ")
+        "\nApply these changes ({}) to {}? Only 'yes' will be accepted: ",
+        what.join(", "),
+        crate::render::target_line(doc)
     );
     let _ = std::io::stderr().flush();
     let mut line = String::new();

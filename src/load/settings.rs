@@ -47,10 +47,12 @@ const KEYS: &[&str] = &[
 #[serde(rename_all = "snake_case")]
 pub enum OnChange {
     /// Create a new task and record the previous one as superseded (works with the
-    /// create endpoint alone).
-    #[default]
+    /// create endpoint alone; the previous task stays on the server until `--prune`).
     Recreate,
-    /// Change the task in place with PUT, keeping its ID.
+    /// Change the task in place with PUT, keeping its ID: the default, as the service
+    /// offers update. A gateway that exposes create alone answers the PUT 404, and
+    /// apply then replaces the task instead, with a warning.
+    #[default]
     Update,
 }
 

@@ -184,6 +184,10 @@ impl SavedPlan {
                 let note = match t.action {
                     Action::InDoubt => in_doubt_note(state, &t.name),
                     Action::Delete => Some(delete_note(state, t)),
+                    Action::Superseded => Some(format!(
+                        "{}; it may still be scheduled: --prune deletes it",
+                        delete_note(state, t)
+                    )),
                     _ => notes.get(&t.name).cloned(),
                 };
                 Entry {

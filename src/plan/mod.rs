@@ -33,6 +33,9 @@ pub enum Action {
     /// A remote task taskform owns that no manifest declares any more (an orphan, or
     /// the superseded task of a replace): deleted with `--prune`.
     Delete,
+    /// A previous remote task of this name that a replace left on the server (it may
+    /// still be scheduled, so two copies run): reported, deleted with `--prune`.
+    Superseded,
 }
 
 impl Action {
@@ -45,6 +48,7 @@ impl Action {
             Action::Orphan => "orphan",
             Action::InDoubt => "in_doubt",
             Action::Delete => "delete",
+            Action::Superseded => "superseded",
         }
     }
     /// Whether apply sends a request for it.
@@ -91,6 +95,9 @@ pub struct Summary {
     pub unchanged: usize,
     pub orphan: usize,
     pub in_doubt: usize,
+    /// Previous remote tasks that replaces left on the server (without `--prune`).
+    #[serde(default)]
+    pub superseded: usize,
 }
 
 /// Every task: deletes first, then by name.
@@ -111,6 +118,7 @@ impl Plan {
                 Action::Unchanged => s.unchanged += 1,
                 Action::Orphan => s.orphan += 1,
                 Action::InDoubt => s.in_doubt += 1,
+                Action::Superseded => s.superseded += 1,
             }
         }
         s
@@ -200,11 +208,15 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                 superseded: false,
             });
         }
-        if opts.prune {
-            for s in &r.superseded {
+        for s in &r.superseded {
+            {
                 tasks.push(PlannedTask {
                     name: name.clone(),
-                    action: Action::Delete,
+                    action: if opts.prune {
+                        Action::Delete
+                    } else {
+                        Action::Superseded
+                    },
                     hash: Some(s.hash.clone()),
                     task_id: Some(s.task_id.clone()),
                     file: None,
@@ -312,13 +324,25 @@ mod tests {
         assert!(p.tasks[0].superseded && !p.tasks[1].superseded);
         assert_eq!(p.summary().delete, 2);
         assert_eq!(p.summary().update, 1);
-        let p = plan(&ms, &state, PlanOptions::default());
+        let recreate = PlanOptions {
+            on_change: OnChange::Recreate,
+            ..PlanOptions::default()
+        };
+        let p = plan(&ms, &state, recreate);
         assert_eq!(
             names(&p),
             vec![
                 ("changed", Action::Replace, Some("2")),
+                ("changed", Action::Superseded, Some("1")),
                 ("gone", Action::Orphan, Some("3")),
-            ]
+            ],
+            "without --prune, the superseded task is listed, not deleted"
+        );
+        assert_eq!(p.summary().superseded, 1);
+        assert_eq!(
+            plan(&ms, &state, PlanOptions::default()).tasks[0].action,
+            Action::Update,
+            "update is the default"
         );
     }
 
@@ -356,7 +380,11 @@ mod tests {
             manifest("new", "h"),
             manifest("same", "h"),
         ];
-        let p = plan(&ms, &state, PlanOptions::default());
+        let recreate = PlanOptions {
+            on_change: OnChange::Recreate,
+            ..PlanOptions::default()
+        };
+        let p = plan(&ms, &state, recreate);
         let got: Vec<(&str, Action)> = p
             .tasks
             .iter()

@@ -15,8 +15,18 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 struct PlanJson<'a> {
     format_version: &'static str,
+    target: TargetJson<'a>,
     summary: crate::plan::Summary,
     tasks: Vec<PlanTaskJson<'a>>,
+}
+
+/// Where the plan applies (null where nothing named a part).
+#[derive(Debug, Serialize)]
+struct TargetJson<'a> {
+    endpoint_host: Option<&'a str>,
+    project_id: Option<&'a str>,
+    workspace: Option<&'a str>,
+    state: &'a str,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,6 +66,12 @@ impl From<FieldChange> for FieldChangeJson {
 pub fn plan_json(plan: &SavedPlan) -> String {
     let doc = PlanJson {
         format_version: "1",
+        target: TargetJson {
+            endpoint_host: plan.target.endpoint_host.as_deref(),
+            project_id: plan.target.project_id.as_deref(),
+            workspace: plan.target.workspace.as_deref(),
+            state: &plan.state_path,
+        },
         summary: plan.summary,
         tasks: plan
             .tasks

@@ -85,6 +85,7 @@ fn icon(a: Action) -> &'static str {
         Action::Update => "✏️",
         Action::Delete => "🗑️",
         Action::Orphan => "➖",
+        Action::Superseded => "♻️",
         Action::InDoubt => "❓",
         Action::Unchanged => "",
     }
@@ -118,19 +119,33 @@ pub fn full_plan_hint(file: Option<&Path>, hint: Option<&str>, dir: &str) -> Str
 
 fn summary_table(plan: &SavedPlan, out: &mut String) {
     let s = plan.summary;
+    // The superseded column only when there are some (tables of older plans stay as
+    // they were).
+    let (head, rule, cell) = match s.superseded {
+        0 => ("", "", String::new()),
+        n => (" superseded |", "---:|", format!(" {n} |")),
+    };
     let _ = writeln!(
         out,
-        "| create | replace | update | delete | unchanged | orphan | in doubt |\n|---:|---:|---:|---:|---:|---:|---:|\n| {} | {} | {} | {} | {} | {} | {} |\n",
+        "| create | replace | update | delete | unchanged | orphan | in doubt |{head}\n|---:|---:|---:|---:|---:|---:|---:|{rule}\n| {} | {} | {} | {} | {} | {} | {} |{cell}\n",
         s.create, s.replace, s.update, s.delete, s.unchanged, s.orphan, s.in_doubt
     );
 }
 
 fn head(plan: &SavedPlan) -> String {
     let mut head = String::from("### taskform plan\n\n");
-    let target = match (&plan.target.project_id, &plan.target.workspace) {
-        (Some(p), Some(w)) => format!("project {}, workspace {}", md_code(p), md_code(w)),
-        _ => "target not set".to_string(),
+    let or = |v: &Option<String>| {
+        v.as_deref()
+            .map(md_code)
+            .unwrap_or_else(|| "(not set)".into())
     };
+    let target = format!(
+        "endpoint {}, project {}, workspace {}, state {}",
+        or(&plan.target.endpoint_host),
+        or(&plan.target.project_id),
+        or(&plan.target.workspace),
+        md_code(&plan.state_path)
+    );
     let _ = writeln!(
         head,
         "{} · {target} · state serial {}\n",
@@ -210,7 +225,7 @@ fn detailed(changed: &[&Entry]) -> String {
     for t in changed {
         if matches!(
             t.action,
-            Action::InDoubt | Action::Delete | Action::Create | Action::Orphan
+            Action::InDoubt | Action::Delete | Action::Create | Action::Orphan | Action::Superseded
         ) && let Some(note) = &t.note
         {
             let _ = writeln!(
@@ -226,13 +241,14 @@ fn detailed(changed: &[&Entry]) -> String {
 }
 
 /// The order of the actions in the list of names.
-const ORDER: [Action; 6] = [
+const ORDER: [Action; 7] = [
     Action::Delete,
     Action::InDoubt,
     Action::Create,
     Action::Replace,
     Action::Update,
     Action::Orphan,
+    Action::Superseded,
 ];
 
 /// Every changed task's name by action, within `room` characters; past it the last

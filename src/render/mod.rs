@@ -14,7 +14,7 @@ pub use text::{apply_problems_text, apply_summary_line, plan_text, summary_line}
 
 use crate::plan::Action;
 use crate::plan::diff::{self, Change};
-use crate::plan::document::Entry;
+use crate::plan::document::{Entry, SavedPlan};
 use crate::reconcile::applier::{TaskOutcome, TaskResult};
 use serde::Serialize;
 use serde_json::Value;
@@ -120,6 +120,23 @@ pub fn shown<'a>(task: &Entry, path: &str, value: &'a Value) -> Cow<'a, Value> {
     let mut v = value.clone();
     redact(&mut v);
     Cow::Owned(v)
+}
+
+/// Where the plan applies: `endpoint H · project P · workspace W · state S`, with
+/// `(not set)` for a part nothing named (an offline plan), escaped.
+pub fn target_line(plan: &SavedPlan) -> String {
+    fn or(v: &Option<String>) -> String {
+        v.as_deref()
+            .map(|s| escape(s).into_owned())
+            .unwrap_or_else(|| "(not set)".into())
+    }
+    format!(
+        "endpoint {} · project {} · workspace {} · state {}",
+        or(&plan.target.endpoint_host),
+        or(&plan.target.project_id),
+        or(&plan.target.workspace),
+        escape(&plan.state_path)
+    )
 }
 
 /// What a sensitive value is shown as.
@@ -251,7 +268,10 @@ impl ApplySummary {
         let mut s = ApplySummary::default();
         for r in results {
             match r.outcome {
-                TaskOutcome::Created if r.action == Action::Replace => s.replaced += 1,
+                // An update that a create-only gateway turned into a replace counts as one.
+                TaskOutcome::Created if matches!(r.action, Action::Replace | Action::Update) => {
+                    s.replaced += 1
+                }
                 TaskOutcome::Created => s.created += 1,
                 TaskOutcome::Updated => s.updated += 1,
                 TaskOutcome::Deleted => s.deleted += 1,

@@ -15,7 +15,10 @@ use std::fmt::Write;
 /// The plan for a person: one line per task sorted by name, field diffs for replaces,
 /// and a summary line.
 pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
-    let mut out = String::new();
+    let mut out = format!(
+        "{}\n\n",
+        style.dim(&format!("Target: {}", super::target_line(plan)))
+    );
     let names: Vec<_> = plan.tasks.iter().map(|t| escape(&t.name)).collect();
     let width = names
         .iter()
@@ -32,6 +35,7 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
             Action::Orphan => (style.magenta("-"), style.magenta("orphan   ")),
             Action::InDoubt => (style.red("?"), style.red("in doubt ")),
             Action::Delete => (style.red("-"), style.red("delete   ")),
+            Action::Superseded => (style.magenta("-"), style.magenta("superseded")),
         };
         let name = format!("{name:width$}");
         let name = if t.action == Action::Unchanged {
@@ -75,6 +79,11 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
                 &mut out,
                 "no manifest declares it any more; the remote task is left alone (--prune deletes it)",
             ),
+            Action::Superseded => {
+                if let Some(text) = &t.note {
+                    note(&mut out, text);
+                }
+            }
             Action::Delete => {
                 let text = t
                     .note
@@ -139,8 +148,12 @@ pub fn summary_line(plan: &SavedPlan) -> String {
     if s.delete > 0 {
         let _ = write!(extra, "{} to delete, ", s.delete);
     }
+    let superseded = match s.superseded {
+        0 => String::new(),
+        n => format!(", {n} superseded still on the server"),
+    };
     format!(
-        "Plan: {} to create, {} to replace, {extra}{} unchanged, {} orphaned, {} in doubt.",
+        "Plan: {} to create, {} to replace, {extra}{} unchanged, {} orphaned, {} in doubt{superseded}.",
         s.create, s.replace, s.unchanged, s.orphan, s.in_doubt
     )
 }

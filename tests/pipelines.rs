@@ -292,3 +292,18 @@ fn every_plan_names_its_target_and_state() {
     assert_eq!(v["target"]["workspace"], "demo-workspace");
     assert_eq!(v["target"]["state"], "state/taskform.json");
 }
+
+#[test]
+fn a_partly_known_target_is_still_checked_against_the_state() {
+    let p = Project::new();
+    p.write("tasks/taskform.yaml", "workspace: demo-workspace\nstate: ../state/taskform.json\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n");
+    p.task("a");
+    p.write(
+        "state/taskform.json",
+        r#"{"version": 1, "serial": 1, "lineage": "l", "target": {"project_id": "p-1", "workspace": "demo-workspace"}, "tasks": {}}"#,
+    );
+    p.run(&["plan", "tasks"], &[]).succeeds();
+    p.run(&["plan", "tasks", "--workspace", "other"], &[])
+        .fails_with(1)
+        .stderr_has("belongs to project p-1 / workspace demo-workspace");
+}

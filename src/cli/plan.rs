@@ -97,6 +97,16 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
             }),
     };
     let store = super::open_store(&resolved, &args.dir)?;
+    if known.is_none() {
+        // Offline with part of the target unknown: the parts that are known must still
+        // match the state's.
+        crate::state::check_known_parts(
+            &store.load()?,
+            resolved.project_id.as_deref(),
+            resolved.workspace.as_deref(),
+            &store.describe(),
+        )?;
+    }
     super::warn_if_empty(&loaded, &args.dir);
     let ctx = Context {
         loaded: &loaded,

@@ -374,6 +374,24 @@ pub fn check_target(state: &State, target: &Target, location: &str) -> Result<()
     }
 }
 
+/// Refuses a state whose target differs in a part that is known (an offline plan may
+/// know only the project or only the workspace).
+pub fn check_known_parts(
+    state: &State,
+    project_id: Option<&str>,
+    workspace: Option<&str>,
+    location: &str,
+) -> Result<(), TargetMismatch> {
+    let Some(recorded) = &state.target else {
+        return Ok(());
+    };
+    let target = Target {
+        project_id: project_id.unwrap_or(&recorded.project_id).to_string(),
+        workspace: workspace.unwrap_or(&recorded.workspace).to_string(),
+    };
+    check_target(state, &target, location)
+}
+
 /// The store for a `--state` location: a path is the local file backend.
 pub fn open(location: &Path) -> Box<dyn StateStore> {
     Box::new(LocalStore::new(location))

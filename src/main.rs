@@ -115,6 +115,8 @@ enum Command {
     Import(ReadCli),
     /// Read every recorded task from the server and record drift (deleted or changed outside taskform).
     Refresh(ReadCli),
+    /// Look at the state and edit it by hand (forget, rename, record by ID); nothing changes on the server.
+    State(StateCli),
     /// Run a local emulator of the DataArts collection-task API (prints its URL first).
     Emulator(EmulatorCli),
 }
@@ -244,6 +246,63 @@ impl ReadCli {
             lock_timeout: self.lock_timeout.map(seconds),
         }
     }
+}
+
+#[derive(Args)]
+struct StateCli {
+    #[command(subcommand)]
+    command: StateSub,
+}
+
+/// What every `taskform state` command takes.
+#[derive(Args)]
+struct StateOpts {
+    /// The manifest folder whose state to use.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    dir: PathBuf,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Output format (list and show).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    format: OutputFormat,
+    /// Wait up to SECS for the state lock instead of failing at once.
+    #[arg(long, value_name = "SECS")]
+    lock_timeout: Option<f64>,
+    #[command(flatten)]
+    connect: ConnectCli,
+}
+
+#[derive(Subcommand)]
+enum StateSub {
+    /// Every recorded task: name, task ID, hash, file, applied at (and superseded, in doubt).
+    List(StateOpts),
+    /// One record and its stored body (sensitive values shown as (sensitive)).
+    Show {
+        name: String,
+        #[command(flatten)]
+        opts: StateOpts,
+    },
+    /// Forget tasks without deleting them on the server.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+        #[command(flatten)]
+        opts: StateOpts,
+    },
+    /// The record follows a rename of the task's manifest.
+    Mv {
+        old: String,
+        new: String,
+        #[command(flatten)]
+        opts: StateOpts,
+    },
+    /// Record the remote task TASK_ID for the manifest NAME (read with show first).
+    Import {
+        name: String,
+        task_id: String,
+        #[command(flatten)]
+        opts: StateOpts,
+    },
 }
 
 #[derive(Args)]
@@ -507,6 +566,30 @@ fn main() {
         ),
         Command::Import(r) => cli::import(r.args(), &env),
         Command::Refresh(r) => cli::refresh(r.args(), &env),
+        Command::State(s) => {
+            let (command, o) = match s.command {
+                StateSub::List(o) => (cli::StateCommand::List, o),
+                StateSub::Show { name, opts } => (cli::StateCommand::Show { name }, opts),
+                StateSub::Rm { names, opts } => (cli::StateCommand::Rm { names }, opts),
+                StateSub::Mv { old, new, opts } => (cli::StateCommand::Mv { old, new }, opts),
+                StateSub::Import {
+                    name,
+                    task_id,
+                    opts,
+                } => (cli::StateCommand::Import { name, task_id }, opts),
+            };
+            cli::state(
+                command,
+                cli::StateArgs {
+                    dir: o.dir,
+                    target: o.target.into(),
+                    format: format(o.format),
+                    lock_timeout: o.lock_timeout.map(seconds),
+                    connect: o.connect.args(),
+                },
+                &env,
+            )
+        }
         Command::Show {
             file,
             format: f,

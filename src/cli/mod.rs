@@ -10,12 +10,14 @@ mod plan;
 pub mod progress;
 pub mod prompt;
 mod read;
+mod state;
 mod watch;
 
 pub use apply::{ApplyArgs, apply};
 pub use connect::ConnectArgs;
 pub use plan::{PlanArgs, plan, show};
 pub use read::{ReadArgs, import, refresh};
+pub use state::{StateArgs, StateCommand, state};
 pub use watch::{WatchArgs, watch};
 
 use crate::error::{Error, Exit};

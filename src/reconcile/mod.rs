@@ -18,6 +18,7 @@ pub mod applier;
 pub mod events;
 pub mod observe;
 pub mod policy;
+pub mod records;
 pub mod watch;
 
 pub use observe::Observed;

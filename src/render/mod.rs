@@ -139,6 +139,13 @@ pub fn target_line(plan: &SavedPlan) -> String {
     )
 }
 
+/// `value` with every sensitive value's fingerprint shown as `(sensitive)`.
+pub fn redacted(value: &Value) -> Value {
+    let mut v = value.clone();
+    redact(&mut v);
+    v
+}
+
 /// What a sensitive value is shown as.
 pub const SENSITIVE: &str = "(sensitive)";
 

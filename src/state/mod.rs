@@ -339,6 +339,38 @@ impl State {
         }
     }
 
+    /// Forgets a name (its task, any superseded tasks and an in-doubt create) without
+    /// touching the server. Returns the record forgotten.
+    pub fn forget(&mut self, name: &str) -> Option<TaskRecord> {
+        let doubt = self.in_doubt.remove(name);
+        let record = self.tasks.remove(name);
+        if record.is_none() && doubt.is_some() {
+            return Some(TaskRecord {
+                task_id: String::new(),
+                hash: String::new(),
+                file: None,
+                applied_at: None,
+                body: None,
+                superseded: Vec::new(),
+            });
+        }
+        record
+    }
+
+    /// The record of `old` follows a rename to `new` (a task the service knows under
+    /// its ID; its name field changes with the next update). `new` must be unrecorded.
+    pub fn rename(&mut self, old: &str, new: &str) -> Result<(), RenameError> {
+        if self.tasks.contains_key(new) || self.in_doubt.contains_key(new) {
+            return Err(RenameError::Taken(new.to_string()));
+        }
+        let record = self
+            .tasks
+            .remove(old)
+            .ok_or_else(|| RenameError::Unknown(old.to_string()))?;
+        self.tasks.insert(new.to_string(), record);
+        Ok(())
+    }
+
     /// The server holds other content for the recorded task (changed outside
     /// taskform): the record takes the server's content, so the next plan shows the
     /// change back to the manifest's.
@@ -348,6 +380,17 @@ impl State {
             r.body = body;
         }
     }
+}
+
+/// Why a record cannot be renamed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenameError {
+    #[error("the state records no task named {0}")]
+    Unknown(String),
+    #[error(
+        "the state already records a task named {0}; `taskform state rm {0}` first if it is stale"
+    )]
+    Taken(String),
 }
 
 /// A state that belongs to another target than the one a command is pointed at.

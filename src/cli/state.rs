@@ -1,0 +1,277 @@
+//! `taskform state list|show|rm|mv|import`: look at the state and edit it by hand,
+//! under the state lock, through the same store as apply (serial + 1, lineage kept,
+//! an earlier run's journal folded in first). Nothing changes on the server.
+
+use super::connect::{ConnectArgs, Connection};
+use super::{Env, block_on, load_manifests};
+use crate::error::{Error, Exit};
+use crate::load::settings;
+use crate::load::target::{self, Resolved, TargetFlags};
+use crate::reconcile::records::{self, Imported};
+use crate::render::{self, Format, escape};
+use crate::state::{self, State, StateStore, lock::Holder};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What `taskform state` does.
+#[derive(Debug, Clone)]
+pub enum StateCommand {
+    List,
+    Show { name: String },
+    Rm { names: Vec<String> },
+    Mv { old: String, new: String },
+    Import { name: String, task_id: String },
+}
+
+/// Options of `taskform state`.
+#[derive(Debug, Clone)]
+pub struct StateArgs {
+    pub dir: PathBuf,
+    pub target: TargetFlags,
+    pub format: Format,
+    pub lock_timeout: Option<Duration>,
+    /// For `import` (reads the task with show).
+    pub connect: ConnectArgs,
+}
+
+/// `taskform state ...`.
+pub fn state(cmd: StateCommand, args: StateArgs, env: Env) -> Exit {
+    block_on(run(cmd, args, env))
+}
+
+async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, Error> {
+    if let StateCommand::Import { name, task_id } = &cmd {
+        return import(&args, env, name, task_id).await;
+    }
+    let settings = settings::load(&args.dir, env).map_err(Error::Invalid)?;
+    let resolved = target::resolve(&args.target, env, &settings, &args.dir);
+    let store = super::open_store(&resolved, &args.dir)?;
+    match cmd {
+        StateCommand::List => {
+            let state = store.load()?;
+            print!("{}", list(&state, &store.describe(), args.format));
+        }
+        StateCommand::Show { name } => {
+            let state = store.load()?;
+            print!("{}", show(&state, &name, args.format)?);
+        }
+        StateCommand::Rm { names } => {
+            let (mut state, _lock) =
+                locked(store.as_ref(), &resolved, args.lock_timeout, "state rm")?;
+            let mut out = String::new();
+            for name in &names {
+                let Some(r) = state.forget(name) else {
+                    return Err(Error::Command(format!(
+                        "the state {} records no task named {}; nothing was changed",
+                        store.describe(),
+                        escape(name)
+                    )));
+                };
+                out.push_str(&match r.task_id.as_str() {
+                    "" => format!("forgot {} (in doubt)\n", escape(name)),
+                    id => format!(
+                        "forgot {} (task {}{}); it stays on the server\n",
+                        escape(name),
+                        escape(id),
+                        match r.superseded.len() {
+                            0 => String::new(),
+                            n => format!(" and {n} superseded"),
+                        }
+                    ),
+                });
+            }
+            store.persist(&mut state)?;
+            print!("{out}{}", written(&state, store.as_ref()));
+        }
+        StateCommand::Mv { old, new } => {
+            let (mut state, _lock) =
+                locked(store.as_ref(), &resolved, args.lock_timeout, "state mv")?;
+            state
+                .rename(&old, &new)
+                .map_err(|e| Error::Command(e.to_string()))?;
+            store.persist(&mut state)?;
+            print!(
+                "moved {} to {} (task {})\n{}",
+                escape(&old),
+                escape(&new),
+                escape(&state.tasks[&new].task_id),
+                written(&state, store.as_ref())
+            );
+        }
+        StateCommand::Import { .. } => {}
+    }
+    Ok(Exit::Ok)
+}
+
+/// Takes the lock and loads the state, refusing one of another target.
+fn locked(
+    store: &dyn StateStore,
+    resolved: &Resolved,
+    timeout: Option<Duration>,
+    command: &str,
+) -> Result<(State, Box<dyn state::store::StoreLock>), Error> {
+    let lock = store.lock(&Holder::this_process(command), timeout)?;
+    let state = store.load()?;
+    state::check_known_parts(
+        &state,
+        resolved.project_id.as_deref(),
+        resolved.workspace.as_deref(),
+        &store.describe(),
+    )?;
+    Ok((state, lock))
+}
+
+fn written(state: &State, store: &dyn StateStore) -> String {
+    format!(
+        "State {} written (serial {}).\n",
+        escape(&store.describe()),
+        state.serial
+    )
+}
+
+/// `taskform state import NAME TASK_ID`.
+async fn import(args: &StateArgs, env: Env<'_>, name: &str, task_id: &str) -> Result<Exit, Error> {
+    let loaded = load_manifests(&args.dir, env)?;
+    let conn = Connection::open(
+        &args.target,
+        &args.connect,
+        "state import",
+        env,
+        &loaded.settings,
+        &args.dir,
+    )
+    .await?;
+    let store = super::open_store(&conn.resolved, &args.dir)?;
+    let _lock = store.lock(&Holder::this_process("state import"), args.lock_timeout)?;
+    let mut state = store.load()?;
+    state::check_target(&state, &conn.target, &store.describe())?;
+    let how = records::import_by_id(
+        &mut state,
+        &loaded.manifests,
+        name,
+        task_id,
+        conn.api.as_ref(),
+        &loaded.settings.secret_key,
+    )
+    .await
+    .map_err(|e| Error::Command(e.to_string()))?;
+    if how == Imported::Unread {
+        tracing::warn!(
+            task = %escape(name),
+            task_id = %escape(task_id),
+            "the endpoint offers no show: recorded as holding the manifest's content without reading it; if it differs, the next update will not show it"
+        );
+    }
+    state.target.get_or_insert(conn.target.clone());
+    store.persist(&mut state)?;
+    print!(
+        "imported {} as task {} ({})\n{}",
+        escape(name),
+        escape(task_id),
+        match how {
+            Imported::Same => "same content",
+            Imported::Differs => "content differs: the next plan shows the change",
+            Imported::Unread => "not read: the endpoint offers no show",
+        },
+        written(&state, store.as_ref())
+    );
+    Ok(Exit::Ok)
+}
+
+/// The recorded tasks, a line each (or one JSON document).
+fn list(state: &State, location: &str, format: Format) -> String {
+    if format == Format::Json {
+        let tasks: Vec<serde_json::Value> = state
+            .tasks
+            .iter()
+            .map(|(name, r)| {
+                json!({"name": name, "task_id": r.task_id, "hash": r.hash, "file": r.file,
+                       "applied_at": r.applied_at,
+                       "superseded": r.superseded.iter().map(|s| &s.task_id).collect::<Vec<_>>()})
+            })
+            .collect();
+        let in_doubt: Vec<serde_json::Value> = state
+            .in_doubt
+            .iter()
+            .map(|(name, d)| json!({"name": name, "hash": d.hash, "file": d.file, "sent_at": d.sent_at}))
+            .collect();
+        let doc = json!({"format_version": "1", "state": location, "lineage": state.lineage,
+                         "serial": state.serial, "target": state.target, "tasks": tasks, "in_doubt": in_doubt});
+        let mut s = render::json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default());
+        s.push('\n');
+        return s;
+    }
+    let mut out = String::new();
+    for (name, r) in &state.tasks {
+        out.push_str(&format!(
+            "{}  task {}  {}  {}  {}\n",
+            escape(name),
+            escape(&r.task_id),
+            short(&r.hash),
+            escape(r.file.as_deref().unwrap_or("-")),
+            escape(r.applied_at.as_deref().unwrap_or("-")),
+        ));
+        for s in &r.superseded {
+            out.push_str(&format!("    superseded task {}\n", escape(&s.task_id)));
+        }
+    }
+    for (name, d) in &state.in_doubt {
+        out.push_str(&format!(
+            "{}  in doubt since {}\n",
+            escape(name),
+            escape(d.sent_at.as_deref().unwrap_or("?"))
+        ));
+    }
+    out.push_str(&format!(
+        "{} task(s), {} in doubt, in {} (serial {}).\n",
+        state.tasks.len(),
+        state.in_doubt.len(),
+        escape(location),
+        state.serial
+    ));
+    out
+}
+
+fn short(hash: &str) -> String {
+    let hex = hash.strip_prefix("sha256:").unwrap_or(hash);
+    format!("sha256:{}", hex.chars().take(12).collect::<String>())
+}
+
+/// One record and its stored body (sensitive values shown as `(sensitive)`).
+fn show(state: &State, name: &str, format: Format) -> Result<String, Error> {
+    let r = state.tasks.get(name).ok_or_else(|| {
+        Error::Command(format!("the state records no task named {}", escape(name)))
+    })?;
+    let body = r
+        .body
+        .as_ref()
+        .and_then(|b| serde_json::from_str::<serde_json::Value>(b.get()).ok())
+        .map(|b| render::redacted(&b));
+    if format == Format::Json {
+        let doc = json!({"name": name, "task_id": r.task_id, "hash": r.hash, "file": r.file,
+                         "applied_at": r.applied_at, "superseded": r.superseded, "body": body});
+        let mut s = render::json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default());
+        s.push('\n');
+        return Ok(s);
+    }
+    let mut out = format!(
+        "name: {}\ntask_id: {}\nhash: {}\nfile: {}\napplied_at: {}\n",
+        escape(name),
+        escape(&r.task_id),
+        r.hash,
+        escape(r.file.as_deref().unwrap_or("-")),
+        escape(r.applied_at.as_deref().unwrap_or("-"))
+    );
+    for s in &r.superseded {
+        out.push_str(&format!("superseded: task {}\n", escape(&s.task_id)));
+    }
+    match body {
+        Some(b) => out.push_str(&format!(
+            "body:\n{}\n",
+            render::escape_lines(&serde_json::to_string_pretty(&b).unwrap_or_default())
+        )),
+        None => out.push_str("body: (not recorded)\n"),
+    }
+    Ok(out)
+}

@@ -1,0 +1,87 @@
+//! Day-two edits of the state (`taskform state rm|mv|import`): forget a record, follow
+//! a rename, record a remote task by its ID. Each changes the state only through its
+//! transitions; the caller holds the lock and persists (serial + 1, lineage kept).
+
+use crate::load::manifest::Manifest;
+use crate::load::secret::Key;
+use crate::remote::client::{Shown, TaskApi};
+use crate::state::{State, TaskRecord};
+
+/// Why a task could not be imported by ID.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error(
+        "no manifest declares {0}: `taskform state import` records a remote task for a manifest; write its manifest first"
+    )]
+    NoManifest(String),
+    #[error(
+        "the state already records {name} as task {task_id}; `taskform state rm {name}` first to record another task"
+    )]
+    Recorded { name: String, task_id: String },
+    #[error(
+        "the service has no task {0} (it answered that the task does not exist); check the ID, the project and the workspace"
+    )]
+    Gone(String),
+    #[error(transparent)]
+    Remote(#[from] crate::remote::Error),
+}
+
+/// How a task was imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// Read with show; the server has the manifest's content.
+    Same,
+    /// Read with show; the server's content differs: the next plan shows the change.
+    Differs,
+    /// The endpoint offers no show: recorded as holding the manifest's content.
+    Unread,
+}
+
+/// Records the remote task `task_id` for the manifest `name`, after reading it.
+pub async fn import_by_id(
+    state: &mut State,
+    manifests: &[Manifest],
+    name: &str,
+    task_id: &str,
+    api: &dyn TaskApi,
+    key: &Key,
+) -> Result<Imported, ImportError> {
+    let m = manifests
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| ImportError::NoManifest(name.to_string()))?;
+    if let Some(r) = state.tasks.get(name) {
+        return Err(ImportError::Recorded {
+            name: name.to_string(),
+            task_id: r.task_id.clone(),
+        });
+    }
+    let (hash, body, how) = match api.show(task_id).await? {
+        Shown::Gone => return Err(ImportError::Gone(task_id.to_string())),
+        Shown::Unsupported => (
+            m.hash.clone(),
+            m.shown_canonical().to_string(),
+            Imported::Unread,
+        ),
+        Shown::Found(remote) => {
+            let theirs = super::observe::sent_fields(&remote, &m.shown_body(), key);
+            let (text, hash) = crate::hash::canonical_and_hash(&theirs);
+            match hash == m.hash {
+                true => (hash, m.shown_canonical().to_string(), Imported::Same),
+                false => (hash, text, Imported::Differs),
+            }
+        }
+    };
+    state.record_created(
+        name,
+        TaskRecord {
+            task_id: task_id.to_string(),
+            hash,
+            file: Some(m.file.clone()),
+            applied_at: None,
+            body: serde_json::value::RawValue::from_string(body).ok(),
+            superseded: Vec::new(),
+        },
+    );
+    Ok(how)
+}

@@ -427,6 +427,15 @@ struct EmulatorCli {
     /// Publish the create endpoint only; search, show, update, delete and actions answer 404.
     #[arg(long)]
     create_only: bool,
+    /// How show, update, delete and action answer an unknown task ID: 400 (DLG.2253, DLG.2208 for delete), 0818 (400 DLG.0818), 404 (HTTP 404 with the DLG code).
+    #[arg(long, value_name = "ANSWER", default_value = "400", value_parser = taskform::emulator::UnknownTask::NAMES)]
+    unknown_task: String,
+    /// How show and search echo task_config: exact, omitted (left out), reordered (keys in another order, with keys the service adds).
+    #[arg(long, value_name = "ECHO", default_value = "exact", value_parser = taskform::emulator::Echo::NAMES)]
+    task_config_echo: String,
+    /// Accept task bodies without user_id (the Terraform provider never sends it).
+    #[arg(long)]
+    user_id_optional: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -610,6 +619,11 @@ fn main() {
             drop_rate: e.drop_rate,
             seed: e.seed,
             create_only: e.create_only,
+            unknown_task: taskform::emulator::UnknownTask::parse(&e.unknown_task)
+                .unwrap_or_default(),
+            task_config_echo: taskform::emulator::Echo::parse(&e.task_config_echo)
+                .unwrap_or_default(),
+            user_id_optional: e.user_id_optional,
         }),
     };
     std::process::exit(Exit::code(exit));

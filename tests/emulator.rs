@@ -427,6 +427,7 @@ async fn aksk_signatures_are_verified() {
     let headers = vec![
         ("content-type".to_string(), "application/json".to_string()),
         ("host".to_string(), host),
+        ("x-project-id".to_string(), P.to_string()),
         ("x-sdk-date".to_string(), date.clone()),
     ];
     let req = signer::Request {
@@ -444,6 +445,7 @@ async fn aksk_signatures_are_verified() {
             Some(EXAMPLE),
             &[
                 ("workspace", W),
+                ("X-Project-Id", P),
                 ("X-Sdk-Date", &date),
                 ("Authorization", &good),
             ],
@@ -458,6 +460,7 @@ async fn aksk_signatures_are_verified() {
             Some(EXAMPLE),
             &[
                 ("workspace", W),
+                ("X-Project-Id", P),
                 ("X-Sdk-Date", &date),
                 ("Authorization", &bad),
             ],
@@ -473,6 +476,7 @@ async fn aksk_signatures_are_verified() {
             Some(EXAMPLE),
             &[
                 ("workspace", W),
+                ("X-Project-Id", P),
                 ("X-Sdk-Date", old),
                 ("Authorization", &stale),
             ],

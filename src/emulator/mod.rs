@@ -3,10 +3,16 @@
 //!
 //! Endpoints: create, search, show, update, delete and action of
 //! `/v3/{project_id}/metadata/tasks`, with the service's error shapes and codes
-//! (unknown task IDs are HTTP 400 `DLG.2253`/`DLG.2208`, not 404; a task being
+//! (unknown task IDs are HTTP 400 `DLG.2253`/`DLG.2208` by default; a task being
 //! scheduled must be stopped before update or delete, `DLG.2206`). Authentication by
-//! `X-Auth-Token` or `SDK-HMAC-SHA256` signature; throttling over `rate_limit` requests
-//! a second (429 `APIGW.0308` with `Retry-After`); seeded fault injection.
+//! `X-Auth-Token` or `SDK-HMAC-SHA256` signature (a signed request must also carry a
+//! signed `X-Project-Id` naming the path's project, as Huawei's SDK sends it);
+//! throttling over `rate_limit` requests a second (429 `APIGW.0308` with
+//! `Retry-After`); seeded fault injection.
+//!
+//! Where the public evidence allows several readings of the service, a mode picks one
+//! (see `docs/API-EVIDENCE.md`): [`UnknownTask`] (how an unknown task ID is answered),
+//! [`Echo`] (how show and search echo `task_config`) and `user_id_optional`.
 //!
 //! Test hooks, outside the API's paths and without authentication:
 //! `GET /_emulator/tasks` (every task) and `GET /_emulator/requests` (every API request
@@ -61,6 +67,70 @@ pub struct Config {
     /// Expose the create endpoint only (everything else answers 404), as a gateway
     /// that publishes only the seed's documented API.
     pub create_only: bool,
+    /// How show, update, delete and action answer a task ID that does not exist.
+    pub unknown_task: UnknownTask,
+    /// How show and search answers echo `task_config`.
+    pub task_config_echo: Echo,
+    /// Accept task bodies without `user_id`: the Terraform provider never sends it and
+    /// its acceptance tests pass, although the create page calls it mandatory.
+    pub user_id_optional: bool,
+}
+
+/// How the emulator answers a request naming a task ID that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownTask {
+    /// HTTP 400 `DLG.2253` (show, update, action) or `DLG.2208` (delete), as seen by
+    /// the Terraform provider.
+    #[default]
+    Status400,
+    /// HTTP 400 `DLG.0818` for all four: "the workspace or metadata task does not
+    /// exist" (the provider's comment on that code).
+    Dlg0818,
+    /// HTTP 404 with the `DLG.2253`/`DLG.2208` body: the API definitions document 404
+    /// with `{error_code, error_msg}` on every operation.
+    Status404,
+}
+
+impl UnknownTask {
+    /// The names `taskform emulator --unknown-task` takes.
+    pub const NAMES: [&'static str; 3] = ["400", "0818", "404"];
+
+    pub fn parse(s: &str) -> Option<UnknownTask> {
+        match s {
+            "400" => Some(UnknownTask::Status400),
+            "0818" => Some(UnknownTask::Dlg0818),
+            "404" => Some(UnknownTask::Status404),
+            _ => None,
+        }
+    }
+}
+
+/// How show and search answers echo a task's `task_config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Echo {
+    /// As it was sent.
+    #[default]
+    Exact,
+    /// Left out of the answer, as the Terraform provider's import documentation says
+    /// the service does.
+    Omitted,
+    /// Its keys in another order, with keys the service adds (defaults, the resolved
+    /// connection ID), and each `parameter_config` entry with its `task_id`.
+    Reordered,
+}
+
+impl Echo {
+    /// The names `taskform emulator --task-config-echo` takes.
+    pub const NAMES: [&'static str; 3] = ["exact", "omitted", "reordered"];
+
+    pub fn parse(s: &str) -> Option<Echo> {
+        match s {
+            "exact" => Some(Echo::Exact),
+            "omitted" => Some(Echo::Omitted),
+            "reordered" => Some(Echo::Reordered),
+            _ => None,
+        }
+    }
 }
 
 impl Default for Config {
@@ -80,6 +150,9 @@ impl Default for Config {
             drop_rate: 0.0,
             seed: None,
             create_only: false,
+            unknown_task: UnknownTask::default(),
+            task_config_echo: Echo::default(),
+            user_id_optional: false,
         }
     }
 }
@@ -351,7 +424,7 @@ impl Shared {
         if let Some(wait) = self.rate.check() {
             return Ok(throttled(wait));
         }
-        if let Err(a) = self.authenticate(method, path, query, headers, body) {
+        if let Err(a) = self.authenticate(method, path, query, headers, body, &project) {
             return Ok(*a);
         }
         if project != self.cfg.project_id {
@@ -390,7 +463,7 @@ impl Shared {
         }
         match route {
             Route::Create => {
-                let fields = match validate::task_body(body) {
+                let fields = match validate::task_body(body, self.cfg.user_id_optional) {
                     Ok(f) => f,
                     Err((code, msg)) => return Ok(error(400, code, msg)),
                 };
@@ -405,17 +478,17 @@ impl Shared {
             Route::Search => Ok(self.search(body)),
             Route::Task(id) => Ok(match *method {
                 Method::GET => match lock(&self.tasks).get(&id) {
-                    Some(t) => json_response(200, &Value::Object(t.fields.clone())),
-                    None => error(400, "DLG.2253", format!("The task {id} does not exist.")),
+                    Some(t) => json_response(200, &self.echoed(&t.fields)),
+                    None => self.unknown_task(&id, false),
                 },
                 Method::PUT => {
-                    let fields = match validate::task_body(body) {
+                    let fields = match validate::task_body(body, self.cfg.user_id_optional) {
                         Ok(f) => f,
                         Err((code, msg)) => return Ok(error(400, code, msg)),
                     };
                     let mut tasks = lock(&self.tasks);
                     match tasks.get(&id) {
-                        None => error(400, "DLG.2253", format!("The task {id} does not exist.")),
+                        None => self.unknown_task(&id, false),
                         Some(t) if t.scheduling() => error(
                             400,
                             "DLG.2206",
@@ -432,11 +505,7 @@ impl Shared {
                 _ => {
                     let mut tasks = lock(&self.tasks);
                     match tasks.get(&id) {
-                        None => error(
-                            400,
-                            "DLG.2208",
-                            format!("The task {id} to delete does not exist."),
-                        ),
+                        None => self.unknown_task(&id, true),
                         Some(t) if t.scheduling() => error(
                             400,
                             "DLG.2206",
@@ -475,6 +544,69 @@ impl Shared {
         fields
     }
 
+    /// The answer to a request naming a task ID that does not exist (`delete`: a
+    /// delete), as [`Config::unknown_task`] says.
+    fn unknown_task(&self, id: &str, delete: bool) -> Answer {
+        let (code, msg) = match delete {
+            true => (
+                "DLG.2208",
+                format!("The task {id} to delete does not exist."),
+            ),
+            false => ("DLG.2253", format!("The task {id} does not exist.")),
+        };
+        match self.cfg.unknown_task {
+            UnknownTask::Status400 => error(400, code, msg),
+            UnknownTask::Status404 => error(404, code, msg),
+            UnknownTask::Dlg0818 => error(
+                400,
+                "DLG.0818",
+                format!("The workspace or metadata task {id} does not exist."),
+            ),
+        }
+    }
+
+    /// A stored task as show and search answer it, as [`Config::task_config_echo`]
+    /// says.
+    fn echoed(&self, fields: &Map<String, Value>) -> Value {
+        let mut out = fields.clone();
+        match self.cfg.task_config_echo {
+            Echo::Exact => {}
+            Echo::Omitted => {
+                out.shift_remove("task_config");
+            }
+            Echo::Reordered => {
+                if let Some(Value::Object(tc)) = out.get_mut("task_config") {
+                    let mut echoed: Map<String, Value> = Map::new();
+                    // What the service might add: a default and the connection's ID.
+                    for (k, v) in [
+                        ("queue", json!("default")),
+                        (
+                            "data_connection_id",
+                            json!("0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f"),
+                        ),
+                    ] {
+                        if !tc.contains_key(k) {
+                            echoed.insert(k.into(), v);
+                        }
+                    }
+                    for (k, v) in tc.iter().rev() {
+                        echoed.insert(k.clone(), v.clone());
+                    }
+                    *tc = echoed;
+                }
+                let id = out.get("id").cloned().unwrap_or(Value::Null);
+                if let Some(Value::Array(params)) = out.get_mut("parameter_config") {
+                    for p in params.iter_mut() {
+                        if let Value::Object(p) = p {
+                            p.entry("task_id").or_insert_with(|| id.clone());
+                        }
+                    }
+                }
+            }
+        }
+        Value::Object(out)
+    }
+
     fn search(&self, body: &Bytes) -> Answer {
         let req: api::SearchRequest = if body.is_empty() {
             api::SearchRequest::default()
@@ -507,7 +639,7 @@ impl Shared {
             .iter()
             .skip(offset)
             .take(limit)
-            .map(|t| Value::Object(t.fields.clone()))
+            .map(|t| self.echoed(&t.fields))
             .collect();
         json_response(
             200,
@@ -525,7 +657,7 @@ impl Shared {
             .to_string();
         let mut tasks = lock(&self.tasks);
         let Some(task) = tasks.get(id) else {
-            return error(400, "DLG.2253", format!("The task {id} does not exist."));
+            return self.unknown_task(id, false);
         };
         let mut fields = task.fields.clone();
         let set_enabled = |fields: &mut Map<String, Value>, v: i64| {
@@ -558,6 +690,7 @@ impl Shared {
         query: Option<&str>,
         headers: &hyper::HeaderMap,
         body: &[u8],
+        project: &str,
     ) -> Result<(), Box<Answer>> {
         let refuse = |why: &str| {
             Box::new(error(
@@ -616,10 +749,20 @@ impl Shared {
                 body,
             };
             let (expected, _) = signer::signature(sk, &req, date);
-            return if expected == parsed.signature {
-                Ok(())
-            } else {
-                Err(refuse("verify AK/SK signature failed."))
+            if expected != parsed.signature {
+                return Err(refuse("verify AK/SK signature failed."));
+            }
+            // Huawei's SDK adds `X-Project-Id` to every request it signs
+            // (core/auth/basic_credentials.go) and signs every header it sets.
+            return match header("x-project-id") {
+                None => Err(refuse("the X-Project-Id header is missing.")),
+                Some(_) if !parsed.signed_headers.iter().any(|h| h == "x-project-id") => {
+                    Err(refuse("X-Project-Id must be signed."))
+                }
+                Some(p) if p != project => Err(refuse(&format!(
+                    "X-Project-Id {p} is not the project {project} of the request path."
+                ))),
+                Some(_) => Ok(()),
             };
         }
         Err(refuse("no X-Auth-Token or Authorization header."))

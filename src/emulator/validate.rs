@@ -8,6 +8,7 @@ pub type Refusal = (&'static str, String);
 const MANDATORY_STRINGS: &[&str] = &["name", "user_id", "dir_id", "data_source_type"];
 const OPTIONAL_STRINGS: &[&str] = &[
     "id",
+    "user_id",
     "description",
     "create_time",
     "project_id",
@@ -31,8 +32,10 @@ const SCHEDULE_STRINGS: &[&str] = &[
     "start_time",
 ];
 
-/// Checks a body; returns the parsed object.
-pub fn task_body(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
+/// Checks a body; returns the parsed object. With `user_id_optional`, a body without
+/// `user_id` passes (the Terraform provider never sends it, and its acceptance tests
+/// pass); a `user_id` that is there must still be a string.
+pub fn task_body(bytes: &[u8], user_id_optional: bool) -> Result<Map<String, Value>, Refusal> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| {
         (
             "DLG.0001",
@@ -43,6 +46,9 @@ pub fn task_body(bytes: &[u8]) -> Result<Map<String, Value>, Refusal> {
         return Err(("DLG.0001", "The request body must be a JSON object.".into()));
     };
     for f in MANDATORY_STRINGS {
+        if user_id_optional && *f == "user_id" {
+            continue;
+        }
         match map.get(*f) {
             None | Some(Value::Null) => {
                 return Err(("DLG.0002", format!("The parameter {f} is mandatory.")));
@@ -129,14 +135,30 @@ mod tests {
 
     #[test]
     fn the_reference_example_passes_and_mistakes_do_not() {
-        assert!(task_body(EXAMPLE.as_bytes()).is_ok());
+        assert!(task_body(EXAMPLE.as_bytes(), false).is_ok());
         let bad = EXAMPLE.replace("\"max_time_out\": 10", "\"max_time_out\": \"10\"");
-        assert_eq!(task_body(bad.as_bytes()).unwrap_err().0, "DLG.0003");
+        assert_eq!(task_body(bad.as_bytes(), false).unwrap_err().0, "DLG.0003");
         let missing = EXAMPLE.replace("\"dir_id\": \"0\",", "");
         assert_eq!(
-            task_body(missing.as_bytes()).unwrap_err(),
+            task_body(missing.as_bytes(), false).unwrap_err(),
             ("DLG.0002", "The parameter dir_id is mandatory.".to_string())
         );
-        assert_eq!(task_body(b"[1]").unwrap_err().0, "DLG.0001");
+        assert_eq!(task_body(b"[1]", false).unwrap_err().0, "DLG.0001");
+    }
+
+    #[test]
+    fn user_id_is_mandatory_unless_the_service_is_modelled_as_the_provider_sees_it() {
+        let without = EXAMPLE.replace("\"user_id\": \"0833a573fe80d5401f6dc010a775569a\",", "");
+        assert_ne!(without, EXAMPLE);
+        assert_eq!(
+            task_body(without.as_bytes(), false).unwrap_err(),
+            (
+                "DLG.0002",
+                "The parameter user_id is mandatory.".to_string()
+            )
+        );
+        assert!(task_body(without.as_bytes(), true).is_ok());
+        let wrong = EXAMPLE.replace("\"0833a573fe80d5401f6dc010a775569a\"", "7");
+        assert_eq!(task_body(wrong.as_bytes(), true).unwrap_err().0, "DLG.0003");
     }
 }

@@ -570,7 +570,7 @@ pub fn parse_source_full(
             .collect();
         schema::merge_defaults(&mut body, &settings.defaults);
         if problems.is_empty() {
-            problems = schema::validate(&body);
+            problems = schema::validate_with(&body, &settings.rules());
         }
         for w in schema::warnings(&body, &settings.known_data_source_types) {
             // Not in the manifest: inherited from `defaults`, reported there once.

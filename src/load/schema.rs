@@ -175,8 +175,30 @@ fn not_a_string(path: Vec<Seg>, value: &Value) -> Problem {
     .hint(hint)
 }
 
-/// Validates a merged task body; an empty result means valid.
+/// What validation may relax, from taskform.yaml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// `user_id` is mandatory (the create page and the SDK say so); `require_user_id:
+    /// false` in taskform.yaml lets manifests leave it out, as the Terraform provider
+    /// does.
+    pub require_user_id: bool,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            require_user_id: true,
+        }
+    }
+}
+
+/// Validates a merged task body by the default rules; an empty result means valid.
 pub fn validate(body: &Value) -> Vec<Problem> {
+    validate_with(body, &Rules::default())
+}
+
+/// Validates a merged task body by `rules`; an empty result means valid.
+pub fn validate_with(body: &Value, rules: &Rules) -> Vec<Problem> {
     let mut problems = Vec::new();
     let Value::Object(map) = body else {
         problems.push(Problem::at(
@@ -276,16 +298,21 @@ pub fn validate(body: &Value) -> Vec<Problem> {
         }
     }
     for m in MANDATORY {
+        if *m == "user_id" && !rules.require_user_id {
+            continue;
+        }
         if !map.contains_key(*m) {
+            let hint = match *m {
+                "user_id" => "add `user_id:` to the manifest or to `defaults` in taskform.yaml, or set `require_user_id: false` in taskform.yaml if your service accepts tasks without it (the Terraform provider never sends it)".to_string(),
+                _ => format!("add `{m}:` to the manifest or to `defaults` in taskform.yaml"),
+            };
             problems.push(
                 Problem::at(
                     vec![],
                     Part::Value,
                     format!("missing mandatory field `{m}`"),
                 )
-                .hint(Some(format!(
-                    "add `{m}:` to the manifest or to `defaults` in taskform.yaml"
-                ))),
+                .hint(Some(hint)),
             );
         }
     }
@@ -868,6 +895,35 @@ mod tests {
     #[test]
     fn the_reference_example_is_valid() {
         assert!(validate(&valid()).is_empty());
+    }
+
+    #[test]
+    fn user_id_is_mandatory_unless_the_rules_relax_it() {
+        let mut v = valid();
+        v.as_object_mut().unwrap().shift_remove("user_id");
+        let p = validate(&v);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].message, "missing mandatory field `user_id`");
+        assert!(
+            p[0].hint
+                .as_deref()
+                .unwrap()
+                .contains("require_user_id: false")
+        );
+        let relaxed = Rules {
+            require_user_id: false,
+        };
+        assert!(validate_with(&v, &relaxed).is_empty());
+        // One that is set is still checked, and the other mandatory fields still are.
+        v["user_id"] = json!(7);
+        v.as_object_mut().unwrap().shift_remove("dir_id");
+        let m: Vec<String> = validate_with(&v, &relaxed)
+            .into_iter()
+            .map(|p| p.message)
+            .collect();
+        assert_eq!(m.len(), 2, "{m:?}");
+        assert!(m.iter().any(|s| s.contains("`user_id` must be a string")));
+        assert!(m.contains(&"missing mandatory field `dir_id`".to_string()));
     }
 
     #[test]

@@ -6,12 +6,19 @@
 //! endpoint: https://dayu.cn-north-4.myhuaweicloud.com   # or: region: cn-north-4
 //! state: ../state/taskform.json                         # relative to this file
 //! known_data_source_types: [MY_SOURCE]                # no warning for these values
+//! require_user_id: false                              # default true; see below
 //! defaults:                                             # deep-merged under every manifest
 //!   user_id: 0833a573fe80d5401f6dc010a775569a
 //!   dir_id: "0"
 //! ```
 //!
 //! Flags and environment variables override every setting (see `target`).
+//!
+//! `require_user_id` (default `true`): the create page and Huawei's SDK make `user_id`
+//! mandatory, so a manifest without it is an error; yet the Terraform provider never
+//! sends it and its acceptance tests pass, so the service accepts a body without it
+//! (docs/API-EVIDENCE.md). `require_user_id: false` lets manifests leave it out (one
+//! that is set must still be a string).
 //!
 //! Only `taskform.yaml` is a settings file: a `taskform.yml` is refused (with a hint to
 //! rename it) rather than read as a task, and a folder below DIR holding its own
@@ -40,6 +47,7 @@ const KEYS: &[&str] = &[
     "defaults",
     "on_change",
     "known_data_source_types",
+    "require_user_id",
 ];
 
 /// What apply does with a task whose content changed (`on_change` in taskform.yaml).
@@ -86,12 +94,30 @@ pub struct Settings {
     /// `data_source_type` values to accept without a warning, besides those seen in
     /// Huawei's documentation (`schema::KNOWN_DATA_SOURCE_TYPES`).
     pub known_data_source_types: Vec<String>,
+    /// `require_user_id` in taskform.yaml: `Some(false)` lets manifests leave out
+    /// `user_id` (see [`Settings::requires_user_id`]).
+    pub require_user_id: Option<bool>,
     /// The settings file, when one was read (for messages).
     pub file: Option<String>,
     /// The settings file's text, for locating problems in `defaults`.
     pub source: Option<String>,
     /// `sha256:<hex>` of the settings file's bytes.
     pub digest: Option<String>,
+}
+
+impl Settings {
+    /// Whether every manifest must set `user_id` (the default, as the create page
+    /// says), unless `require_user_id: false`.
+    pub fn requires_user_id(&self) -> bool {
+        self.require_user_id.unwrap_or(true)
+    }
+
+    /// The rules manifests are validated by.
+    pub fn rules(&self) -> crate::load::schema::Rules {
+        crate::load::schema::Rules {
+            require_user_id: self.requires_user_id(),
+        }
+    }
 }
 
 /// Reads `DIR/taskform.yaml` if it exists.
@@ -224,6 +250,30 @@ pub fn parse(
             }
             continue;
         }
+        if key == "require_user_id" {
+            match value {
+                Value::Bool(b) => settings.require_user_id = Some(b),
+                Value::Null => {}
+                other => {
+                    let (l, c) = at(&path, Part::Value);
+                    diags.push(
+                        Diagnostic::new(
+                            file,
+                            l,
+                            c,
+                            format!(
+                                "`require_user_id` must be true or false, not {}",
+                                crate::load::diagnostic::escape(&other.to_string())
+                            ),
+                        )
+                        .with_hint(
+                            "require_user_id: false lets manifests leave out user_id (the Terraform provider never sends it); the default, true, makes it mandatory as the create page does",
+                        ),
+                    );
+                }
+            }
+            continue;
+        }
         let text = match value {
             Value::String(s) => match interpolate::expand(&s, env) {
                 Ok(s) => s,
@@ -312,6 +362,36 @@ mod tests {
         assert_eq!(s.project_id.as_deref(), Some("p"));
         assert_eq!(s.state, Some(PathBuf::from("t/st/x.json")));
         assert_eq!(s.defaults.get("dir_id"), Some(&Value::String("0".into())));
+    }
+
+    #[test]
+    fn require_user_id_is_a_boolean_defaulting_to_true() {
+        let s = parse("project_id: p\n", "t.yaml", Path::new("."), &no_env).unwrap();
+        assert!(s.requires_user_id());
+        let s = parse(
+            "require_user_id: false\n",
+            "t.yaml",
+            Path::new("."),
+            &no_env,
+        )
+        .unwrap();
+        assert!(!s.requires_user_id() && !s.rules().require_user_id);
+        let s = parse("require_user_id: true\n", "t.yaml", Path::new("."), &no_env).unwrap();
+        assert!(s.requires_user_id());
+        let bad = parse(
+            "require_user_id: \"no\"\n",
+            "t.yaml",
+            Path::new("."),
+            &no_env,
+        )
+        .unwrap_err();
+        assert!(
+            bad[0]
+                .to_string()
+                .starts_with("t.yaml:1:18: `require_user_id` must be true or false, not \"no\""),
+            "{}",
+            bad[0]
+        );
     }
 
     #[test]

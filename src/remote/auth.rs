@@ -3,7 +3,11 @@
 //! In order of preference:
 //! 1. `TASKFORM_AUTH_TOKEN`: sent as `X-Auth-Token`;
 //! 2. `HW_ACCESS_KEY` + `HW_SECRET_KEY` (+ `HW_SECURITY_TOKEN`): `SDK-HMAC-SHA256`
-//!    signing (see [`crate::remote::signer`]);
+//!    signing (see [`crate::remote::signer`]). As Huawei's SDK does
+//!    (`core/auth/basic_credentials.go`, `core/auth/signer/signer.go`), a signed request
+//!    carries `X-Project-Id` with the project, and every header taskform sets is signed:
+//!    `content-type`, `host`, `workspace`, `x-project-id`, `x-sdk-date` (and
+//!    `x-security-token`);
 //! 3. `HW_USER_NAME` + `HW_PASSWORD` + `HW_DOMAIN_NAME`: an IAM token from
 //!    `POST {iam}/v3/auth/tokens`, cached until shortly before it expires.
 //!
@@ -129,6 +133,9 @@ impl Credentials {
     }
 }
 
+/// The header Huawei's SDK adds to every AK/SK-signed request, with the project ID.
+pub const PROJECT_HEADER: &str = "X-Project-Id";
+
 /// Adds authentication to requests; caches IAM tokens.
 pub struct Authenticator {
     creds: Credentials,
@@ -161,13 +168,15 @@ impl Authenticator {
         &self.creds
     }
 
-    /// The headers to add to a request of `method` to `url` whose other signed headers
-    /// are `content-type` and `host` and whose body is `body`.
+    /// The headers to add to a request of `method` to `url` whose body is `body` and
+    /// whose other headers are `Content-Type: content_type`, `Host` and `workspace:
+    /// workspace` (all three signed with AK/SK).
     pub async fn headers(
         &self,
         method: &str,
         url: &reqwest::Url,
         content_type: &str,
+        workspace: &str,
         body: &[u8],
     ) -> Result<Vec<(&'static str, String)>, AuthError> {
         match &self.creds {
@@ -185,6 +194,8 @@ impl Authenticator {
                 let mut signed = vec![
                     ("content-type".to_string(), content_type.to_string()),
                     ("host".to_string(), crate::endpoint::host_header(url)),
+                    ("workspace".to_string(), workspace.to_string()),
+                    (PROJECT_HEADER.to_ascii_lowercase(), self.project_id.clone()),
                     ("x-sdk-date".to_string(), date.clone()),
                 ];
                 if let Some(st) = security_token {
@@ -198,6 +209,7 @@ impl Authenticator {
                     body,
                 };
                 let mut out = vec![
+                    (PROJECT_HEADER, self.project_id.clone()),
                     (signer::DATE_HEADER, date.clone()),
                     (
                         "Authorization",
@@ -350,6 +362,76 @@ mod tests {
         .unwrap();
         assert!(
             matches!(c, Credentials::Password { ref iam_endpoint, .. } if iam_endpoint == "https://iam.cn-north-4.myhuaweicloud.com")
+        );
+    }
+
+    #[tokio::test]
+    async fn aksk_requests_sign_the_project_and_workspace_headers() {
+        crate::remote::client::install_crypto_provider();
+        let auth = Authenticator::new(
+            Credentials::AkSk {
+                access_key: "AK".into(),
+                secret_key: Secret::new("SK"),
+                security_token: None,
+            },
+            "p-1".into(),
+            reqwest::Client::new(),
+        );
+        let url: reqwest::Url =
+            "https://dayu.cn-north-4.myhuaweicloud.com/v3/p-1/metadata/tasks/search"
+                .parse()
+                .unwrap();
+        let h = auth
+            .headers("POST", &url, "application/json", "w-1", b"{}")
+            .await
+            .unwrap();
+        let get = |k: &str| h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("X-Project-Id").as_deref(), Some("p-1"));
+        let authz = get("Authorization").unwrap();
+        let parsed = signer::parse_authorization(&authz).unwrap();
+        assert_eq!(
+            parsed.signed_headers,
+            [
+                "content-type",
+                "host",
+                "workspace",
+                "x-project-id",
+                "x-sdk-date"
+            ]
+        );
+        // The signature covers them: it is the one the emulator recomputes.
+        let date = get("X-Sdk-Date").unwrap();
+        let signed = vec![
+            ("content-type".to_string(), "application/json".to_string()),
+            (
+                "host".to_string(),
+                "dayu.cn-north-4.myhuaweicloud.com".to_string(),
+            ),
+            ("workspace".to_string(), "w-1".to_string()),
+            ("x-project-id".to_string(), "p-1".to_string()),
+            ("x-sdk-date".to_string(), date.clone()),
+        ];
+        let req = signer::Request {
+            method: "POST",
+            path: url.path(),
+            query: None,
+            headers: &signed,
+            body: b"{}",
+        };
+        assert_eq!(parsed.signature, signer::signature("SK", &req, &date).0);
+        // A token sends no project header.
+        let token = Authenticator::new(
+            Credentials::Token(Secret::new("t")),
+            "p-1".into(),
+            reqwest::Client::new(),
+        );
+        let h = token
+            .headers("POST", &url, "application/json", "w-1", b"{}")
+            .await
+            .unwrap();
+        assert_eq!(
+            h.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            ["X-Auth-Token"]
         );
     }
 

@@ -7,8 +7,16 @@
 //! Anything that may have reached the service without an answer (read timeout, reset
 //! after sending, 502/504, a 200 whose body was lost) is *in doubt* and never retried
 //! blindly. Updates, deletes and actions are idempotent: the applier retries them even
-//! then. The service answers "no such task" with HTTP 400 and a `DLG` code, so HTTP 404
-//! means the endpoint itself is missing (a gateway exposing create only).
+//! then.
+//!
+//! "No such task" and "no such endpoint" are told apart by the error code, not the
+//! status alone: an answer about a task ID (show, update, delete, action) with HTTP 400
+//! or 404 and one of [`NOT_FOUND_CODES`] (`DLG.0818`, `DLG.2208`, `DLG.2253`, as the
+//! Terraform provider reads them) means the task is gone; HTTP 404, 405 or 501 without a
+//! `DLG.` code (the gateway's `APIG.0101`, or no error body) means the endpoint itself
+//! is missing (a gateway exposing create only). The API definitions document 404 with
+//! `{error_code, error_msg}` on every operation, so a 404 from the service itself is a
+//! possibility, not a sign of a missing endpoint. See `docs/API-EVIDENCE.md`.
 //!
 //! When no answer came at all (connection refused, timeout), messages say so ("no
 //! answer (connection refused)"), never "HTTP 0"; a [`Failure`] with status 0 is one.
@@ -125,14 +133,25 @@ impl Outcome {
 }
 
 impl Failure {
-    /// The task does not exist (the service answers 400 with a DLG code, not 404).
+    /// The task does not exist: HTTP 400 (as the Terraform provider sees it) or 404 (as
+    /// the API definitions document it) with one of [`NOT_FOUND_CODES`]. Meaningful for
+    /// answers about a task ID (show, update, delete, action) only: `DLG.0818` also
+    /// means an unknown workspace (403 when the workspace is not the credential's).
     pub fn is_not_found(&self) -> bool {
-        self.status == 400
+        matches!(self.status, 400 | 404)
             && matches!(self.error_code.as_deref(), Some(c) if NOT_FOUND_CODES.contains(&c))
     }
-    /// The endpoint does not exist: a gateway that exposes create only.
+    /// The endpoint does not exist (a gateway that exposes create only): HTTP 404, 405
+    /// or 501 that the DataArts service did not answer itself, i.e. without a `DLG.`
+    /// error code (the gateway's `APIG.0101`, or no error body at all).
     pub fn is_unsupported(&self) -> bool {
-        self.status == 404 || self.status == 405 || self.status == 501
+        matches!(self.status, 404 | 405 | 501) && !self.is_service_code()
+    }
+    /// The error code is the DataArts service's own (`DLG.`), not the gateway's.
+    fn is_service_code(&self) -> bool {
+        self.error_code
+            .as_deref()
+            .is_some_and(|c| c.starts_with(SERVICE_CODE_PREFIX))
     }
     /// The task is being scheduled and must be stopped first.
     pub fn is_scheduling(&self) -> bool {
@@ -140,8 +159,13 @@ impl Failure {
     }
 }
 
-/// Codes meaning "no such task": show/update/action (`DLG.2253`), delete (`DLG.2208`).
-pub const NOT_FOUND_CODES: &[&str] = &["DLG.2253", "DLG.2208"];
+/// Codes meaning "no such task", as the Terraform provider's
+/// `metadataTaskExecuteNotFoundCodes` reads them: `DLG.0818` ("the workspace or metadata
+/// task does not exist", on query or delete), `DLG.2208` (the task to delete does not
+/// exist), `DLG.2253` (the task to query does not exist).
+pub const NOT_FOUND_CODES: &[&str] = &["DLG.0818", "DLG.2208", "DLG.2253"];
+/// The prefix of the DataArts service's own error codes.
+pub const SERVICE_CODE_PREFIX: &str = "DLG.";
 /// A scheduled task cannot be updated or deleted before it is stopped.
 pub const SCHEDULING_CODE: &str = "DLG.2206";
 
@@ -354,7 +378,7 @@ impl Client {
         };
         let auth = self
             .auth
-            .headers(method.as_str(), url, CT, body)
+            .headers(method.as_str(), url, CT, &self.cfg.workspace, body)
             .await
             .map_err(|e| unauthorized(e.0))?;
         let mut req = self
@@ -370,7 +394,9 @@ impl Client {
                     "the credential for {k} holds characters an HTTP header cannot carry"
                 ))
             })?;
-            value.set_sensitive(k != signer::DATE_HEADER);
+            value.set_sensitive(
+                k != signer::DATE_HEADER && k != crate::remote::auth::PROJECT_HEADER,
+            );
             req = req.header(k, value);
         }
         let resp = match req.send().await {
@@ -886,6 +912,49 @@ mod tests {
             Outcome::InDoubt("HTTP 502: gateway (the service may have done it)".into()).answered()
         );
         assert!(classify(429, b"", None).answered());
+    }
+
+    fn failure(status: u16, body: &str) -> Failure {
+        classify_failure(status, body.as_bytes())
+    }
+
+    #[test]
+    fn not_found_and_unsupported_are_told_apart_by_the_error_code() {
+        let dlg = |status, code| {
+            failure(
+                status,
+                &format!(r#"{{"error_code":"{code}","error_msg":"no such task"}}"#),
+            )
+        };
+        for code in ["DLG.0818", "DLG.2208", "DLG.2253"] {
+            for status in [400, 404] {
+                let f = dlg(status, code);
+                assert!(f.is_not_found(), "{f}");
+                assert!(!f.is_unsupported(), "{f}");
+            }
+            // A 403 DLG.0818 refuses the workspace: neither.
+            assert!(!dlg(403, code).is_not_found());
+        }
+        // The wrapped form reads the same.
+        let wrapped = failure(
+            404,
+            r#"{"errors":[{"error_code":"DLG.2253","error_msg":"gone"}]}"#,
+        );
+        assert!(wrapped.is_not_found() && !wrapped.is_unsupported());
+        // The gateway's 404, or one without an error body: no such endpoint.
+        let gateway = failure(
+            404,
+            r#"{"error_code":"APIG.0101","error_msg":"The API does not exist"}"#,
+        );
+        assert!(gateway.is_unsupported() && !gateway.is_not_found());
+        assert!(failure(404, "<html>Not Found</html>").is_unsupported());
+        assert!(failure(405, "").is_unsupported() && failure(501, "").is_unsupported());
+        // Another DLG error on 404 is the service's: neither gone nor unsupported.
+        let other = dlg(404, "DLG.0001");
+        assert!(!other.is_unsupported() && !other.is_not_found());
+        // Other codes on 400 are not "gone".
+        assert!(!dlg(400, "DLG.2206").is_not_found());
+        assert!(dlg(400, "DLG.2206").is_scheduling());
     }
 
     #[test]

@@ -8,8 +8,13 @@
 //! field diff. Several of the same name cannot be told apart: they are reported with
 //! their IDs and nothing is recorded. [`record`] is pure; [`adopt`] does the searching:
 //! a search per name, or for more than 20 names one listing of the workspace.
+//!
+//! Content is compared as [`sent_fields`] says: what the answer omits (the service may
+//! leave out `task_config`) is unknown, not a difference. A task whose answer does not
+//! show its identity (name, data_source_type, dir_id, the schedule: [`identity_echoed`])
+//! is recorded with what the answer shows, so the plan sends the manifest's content.
 
-use super::sent_fields;
+use super::{echoed_fields, identity_echoed, sent_fields};
 use crate::hash;
 use crate::load::manifest::Manifest;
 use crate::load::secret::Key;
@@ -49,7 +54,15 @@ pub fn record(state: &mut State, m: &Manifest, found: &[Value], key: &Key) -> Op
         }
     };
     let task_id = remote_task_id(one);
-    let (theirs, h) = hash::canonical_and_hash(&sent_fields(one, &m.shown_body(), key));
+    let sent = m.shown_body();
+    let known = match identity_echoed(one, &sent) {
+        Ok(()) => sent_fields(one, &sent, key),
+        Err(missing) => {
+            tracing::warn!(task = %name, task_id = %task_id, missing = %missing.join(", "), "the service's answer does not show what identifies the task; recorded with what it shows, so the plan sends the manifest's content");
+            echoed_fields(one, &sent, key)
+        }
+    };
+    let (theirs, h) = hash::canonical_and_hash(&known);
     let same = h == m.hash;
     let body = if same {
         m.shown_canonical().to_string()
@@ -265,6 +278,39 @@ mod tests {
             Some(Adopted::Differs { .. })
         ));
         assert_ne!(s.tasks["a"].hash, m.hash);
+    }
+
+    #[test]
+    fn an_answer_without_task_config_is_the_same_content_unless_the_identity_is_missing() {
+        let m = Manifest::from_body(
+            "a".into(),
+            &json!({"name": "a", "dir_id": "0", "data_source_type": "DLI",
+                "schedule_config": {"schedule_type": "RUN_ONCE", "max_time_out": 10},
+                "task_config": {"x": 1}}),
+            "a.yaml".into(),
+            "d/a.yaml".into(),
+            0,
+        );
+        let mut remote = m.shown_body();
+        remote["id"] = json!("7");
+        remote.as_object_mut().unwrap().shift_remove("task_config");
+        let mut s = State::new();
+        assert!(matches!(
+            record(&mut s, &m, std::slice::from_ref(&remote), &Key::default()),
+            Some(Adopted::Same { .. })
+        ));
+        assert_eq!(s.tasks["a"].hash, m.hash);
+
+        remote.as_object_mut().unwrap().shift_remove("dir_id");
+        let mut s = State::new();
+        assert!(matches!(
+            record(&mut s, &m, &[remote], &Key::default()),
+            Some(Adopted::Differs { .. })
+        ));
+        // Recorded with what the answer showed: the plan's diff adds the rest.
+        let body: Value = serde_json::from_str(s.tasks["a"].body.as_ref().unwrap().get()).unwrap();
+        assert!(body.get("dir_id").is_none() && body.get("task_config").is_none());
+        assert_eq!(body["name"], "a");
     }
 
     #[test]

@@ -82,12 +82,33 @@ pub async fn observe(
     Ok(read)
 }
 
-/// The remote task reduced to the fields taskform sent: the service may echo more
-/// (IDs, times, defaults) or echo `task_config` with extra keys. The schedule's
-/// `enabled` is read back as a state (3 = scheduling, 5 = paused): it is compared as
-/// what was sent (1, 0). Where `sent` holds a sensitive value's fingerprint, the
-/// server's value is fingerprinted with `key` too: compared, and recorded, as such.
+/// The remote task reduced to the fields taskform sent, for comparing with what was
+/// sent (its content hash). The rule, since the service does not echo a body as it was
+/// sent (`docs/API-EVIDENCE.md`):
+///
+/// - a field the answer carries is compared: only the keys that were sent, at every
+///   depth (the service adds IDs, times, defaults, and keys in `task_config`), and a
+///   list whose length did not change is compared entry by entry the same way (the
+///   service adds `task_id` to `parameter_config` entries);
+/// - a field the answer omits (or answers `null`) is unknown, never a difference: it
+///   takes the value that was sent. The Terraform provider's import documentation says
+///   the answer lacks `task_config`; taskform cannot see drift there when it does;
+/// - the schedule's `enabled` is read back as a state (3 = scheduling, 5 = paused) and
+///   compared as what was sent (1, 0);
+/// - where `sent` holds a sensitive value's fingerprint, the server's value is
+///   fingerprinted with `key` too: compared, and recorded, as such.
+///
+/// Settling and adopting also need [`identity_echoed`]: a task whose answer does not
+/// show its identity is not taken for the one that was sent.
 pub fn sent_fields(remote: &Value, sent: &Value, key: &Key) -> Value {
+    let mut out = echoed_fields(remote, sent, key);
+    fill_unknown(&mut out, sent);
+    out
+}
+
+/// The remote task reduced to the fields taskform sent that the answer carries, without
+/// filling in what it omits: what the server is known to hold.
+pub fn echoed_fields(remote: &Value, sent: &Value, key: &Key) -> Value {
     let mut out = filter(remote, sent);
     crate::load::secret::fingerprint_like(&mut out, sent, key);
     if let Some(enabled) = out.pointer_mut("/schedule_config/enabled") {
@@ -100,18 +121,81 @@ pub fn sent_fields(remote: &Value, sent: &Value, key: &Key) -> Value {
     out
 }
 
+/// The fields that identify a task when settling an in-doubt create or adopting: they
+/// must be in the answer and equal to what was sent, whatever the answer omits
+/// elsewhere. `schedule_config` counts with every key that was sent in it.
+pub const IDENTITY: &[&str] = &["name", "data_source_type", "dir_id", "schedule_config"];
+
+/// Whether the answer shows every identity field that was sent ([`IDENTITY`]); `Err`
+/// names those it omits (`dir_id`, `schedule_config.cron_expression`).
+pub fn identity_echoed(remote: &Value, sent: &Value) -> Result<(), Vec<String>> {
+    let present = |v: Option<&Value>| v.is_some_and(|v| !v.is_null());
+    let mut missing = Vec::new();
+    for f in IDENTITY {
+        let Some(s) = sent.get(*f) else { continue };
+        let r = remote.get(*f);
+        if !present(r) {
+            missing.push(f.to_string());
+            continue;
+        }
+        if let (Value::Object(s), Some(Value::Object(r))) = (s, r) {
+            for k in s.keys() {
+                if !present(r.get(k)) {
+                    missing.push(format!("{f}.{k}"));
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
+    }
+}
+
+/// `remote` where it has a key of `sent` with a value (not `null`), keeping only those
+/// keys, at every depth; lists of one length entry by entry.
 fn filter(remote: &Value, sent: &Value) -> Value {
     match (remote, sent) {
         (Value::Object(r), Value::Object(s)) => {
             let mut out = Map::new();
             for (k, sv) in s {
-                if let Some(rv) = r.get(k) {
-                    out.insert(k.clone(), filter(rv, sv));
+                match r.get(k) {
+                    None | Some(Value::Null) => {}
+                    Some(rv) => {
+                        out.insert(k.clone(), filter(rv, sv));
+                    }
                 }
             }
             Value::Object(out)
         }
+        (Value::Array(r), Value::Array(s)) if r.len() == s.len() => {
+            Value::Array(r.iter().zip(s).map(|(r, s)| filter(r, s)).collect())
+        }
         (r, _) => r.clone(),
+    }
+}
+
+/// Gives every key of `sent` that `out` lacks the value sent, at every depth (lists of
+/// one length entry by entry): what the answer omitted is taken as unchanged.
+fn fill_unknown(out: &mut Value, sent: &Value) {
+    match (out, sent) {
+        (Value::Object(o), Value::Object(s)) => {
+            for (k, sv) in s {
+                match o.get_mut(k) {
+                    Some(ov) => fill_unknown(ov, sv),
+                    None => {
+                        o.insert(k.clone(), sv.clone());
+                    }
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(s)) if o.len() == s.len() => {
+            for (ov, sv) in o.iter_mut().zip(s) {
+                fill_unknown(ov, sv);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -136,6 +220,77 @@ mod tests {
         assert_eq!(
             sent_fields(&paused, &sent, &Key::default()),
             json!({"schedule_config": {"enabled": 0}})
+        );
+    }
+
+    fn sent() -> Value {
+        json!({"name": "a", "dir_id": "0", "data_source_type": "DLI",
+            "schedule_config": {"schedule_type": "CRON", "cron_expression": "0 0 * * * ?", "enabled": 1},
+            "task_config": {"x": 1, "y": [1, 2]},
+            "parameter_config": [{"description": "d", "type": "string"}]})
+    }
+
+    #[test]
+    fn what_the_answer_omits_is_unknown_not_a_difference() {
+        let k = Key::default();
+        let mut remote = sent();
+        remote["schedule_config"]["enabled"] = json!(3);
+        remote["id"] = json!("7");
+        // task_config left out, or null: taken as sent.
+        remote.as_object_mut().unwrap().shift_remove("task_config");
+        assert_eq!(sent_fields(&remote, &sent(), &k), sent());
+        remote["task_config"] = Value::Null;
+        assert_eq!(sent_fields(&remote, &sent(), &k), sent());
+        // Echoed reordered, with extra keys, and parameter entries with their task_id.
+        remote["task_config"] = json!({"z": "added", "y": [1, 2], "x": 1});
+        remote["parameter_config"] =
+            json!([{"task_id": "7", "type": "string", "description": "d"}]);
+        assert_eq!(sent_fields(&remote, &sent(), &k), sent());
+        // A key left out of task_config is unknown too; a value that is there is compared.
+        remote["task_config"] = json!({"x": 1});
+        assert_eq!(sent_fields(&remote, &sent(), &k), sent());
+        remote["task_config"] = json!({"x": 2});
+        assert_ne!(sent_fields(&remote, &sent(), &k), sent());
+        // Lists are values: another order or length is a difference.
+        remote["task_config"] = json!({"x": 1, "y": [2, 1]});
+        assert_ne!(sent_fields(&remote, &sent(), &k), sent());
+        remote["task_config"] = json!({"x": 1});
+        remote["parameter_config"] = json!([]);
+        assert_ne!(sent_fields(&remote, &sent(), &k), sent());
+        // What is known, without filling in: what the server showed.
+        assert_eq!(
+            echoed_fields(&remote, &sent(), &k)["task_config"],
+            json!({"x": 1})
+        );
+    }
+
+    #[test]
+    fn identity_must_be_echoed() {
+        let mut remote = sent();
+        remote.as_object_mut().unwrap().shift_remove("task_config");
+        assert_eq!(identity_echoed(&remote, &sent()), Ok(()));
+        remote.as_object_mut().unwrap().shift_remove("dir_id");
+        remote["schedule_config"]
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("cron_expression");
+        remote["name"] = Value::Null;
+        assert_eq!(
+            identity_echoed(&remote, &sent()),
+            Err(vec![
+                "name".to_string(),
+                "dir_id".to_string(),
+                "schedule_config.cron_expression".to_string()
+            ])
+        );
+        remote
+            .as_object_mut()
+            .unwrap()
+            .shift_remove("schedule_config");
+        assert!(
+            identity_echoed(&remote, &sent())
+                .unwrap_err()
+                .contains(&"schedule_config".to_string())
         );
     }
 }

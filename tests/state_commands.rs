@@ -152,3 +152,45 @@ fn import_refuses_what_it_cannot_record_and_falls_back_on_create_only_gateways()
     .stdout_has("not read");
     assert_eq!(p.state()["tasks"]["a"]["task_id"], "ID-ON-GATEWAY");
 }
+
+#[test]
+fn a_rename_declared_in_moved_updates_the_task_in_place() {
+    let (emu, p) = applied();
+    let id_a = p.state()["tasks"]["a"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(p.path("tasks/a.yaml")).unwrap();
+    p.task("renamed");
+    let settings = std::fs::read_to_string(p.path("tasks/taskform.yaml")).unwrap();
+    p.write(
+        "tasks/taskform.yaml",
+        &format!("{settings}moved:\n  - from: a\n    to: renamed\n"),
+    );
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("~ renamed  update")
+        .stdout_has("renamed from a")
+        .stdout_has("0 to create, 0 to replace, 1 to update");
+    p.apply(&emu.url, &[]).succeeds();
+    assert!(ids(&p).contains(&("renamed".into(), id_a.clone())));
+    assert!(
+        emu.tasks()
+            .iter()
+            .any(|t| t["id"] == id_a.as_str() && t["name"] == "renamed")
+    );
+    assert_eq!(emu.tasks().len(), 3);
+    // The entry is stale now: harmless, and reported.
+    p.run(&["plan", "tasks", "-v"], &[])
+        .succeeds()
+        .stdout_has("No changes")
+        .stderr_has("moved entry left alone");
+    p.write(
+        "tasks/taskform.yaml",
+        &format!("{settings}moved:\n  - from: a\n"),
+    );
+    p.run(&["validate", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("tasks/taskform.yaml:")
+        .stderr_has("each `moved` entry needs `from` and `to`");
+}

@@ -48,7 +48,16 @@ const KEYS: &[&str] = &[
     "on_change",
     "known_data_source_types",
     "require_user_id",
+    "moved",
 ];
+
+/// A rename declared in `moved:` (like Terraform's `moved` blocks): the task recorded
+/// as `from` is the one the manifest `to` declares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    pub from: String,
+    pub to: String,
+}
 
 /// What apply does with a task whose content changed (`on_change` in taskform.yaml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -91,6 +100,8 @@ pub struct Settings {
     pub secret_key: crate::load::secret::Key,
     /// What apply does with a changed task (`on_change: recreate | update`).
     pub on_change: Option<OnChange>,
+    /// Renames declared in `moved:`, in order.
+    pub moved: Vec<Moved>,
     /// `data_source_type` values to accept without a warning, besides those seen in
     /// Huawei's documentation (`schema::KNOWN_DATA_SOURCE_TYPES`).
     pub known_data_source_types: Vec<String>,
@@ -222,6 +233,52 @@ pub fn parse(
                         c,
                         "`defaults` must be a mapping of task fields",
                     ));
+                }
+            }
+            continue;
+        }
+        if key == "moved" {
+            let hint = "moved:\n  - from: old-name\n    to: new-name";
+            match value {
+                Value::Array(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let from = item.get("from").and_then(Value::as_str);
+                        let to = item.get("to").and_then(Value::as_str);
+                        let extra = item
+                            .as_object()
+                            .is_some_and(|m| m.keys().any(|k| k != "from" && k != "to"));
+                        match (from, to, extra) {
+                            (Some(f), Some(t), false)
+                                if !f.is_empty() && !t.is_empty() && f != t =>
+                            {
+                                settings.moved.push(Moved {
+                                    from: f.to_string(),
+                                    to: t.to_string(),
+                                })
+                            }
+                            _ => {
+                                let (l, c) =
+                                    at(&[Seg::Key("moved".into()), Seg::Index(i)], Part::Value);
+                                diags.push(
+                                    Diagnostic::new(
+                                        file,
+                                        l,
+                                        c,
+                                        "each `moved` entry needs `from` and `to`, two different task names, and nothing else",
+                                    )
+                                    .with_hint(hint),
+                                );
+                            }
+                        }
+                    }
+                }
+                Value::Null => {}
+                _ => {
+                    let (l, c) = at(&path, Part::Value);
+                    diags.push(
+                        Diagnostic::new(file, l, c, "`moved` must be a list of renames")
+                            .with_hint(hint),
+                    );
                 }
             }
             continue;

@@ -145,6 +145,27 @@ pub async fn prepare(
     if let Some(t) = ctx.target {
         crate::state::check_target(&state, t, &ctx.store.describe())?;
     }
+    let mut notes = std::collections::BTreeMap::new();
+    let mut moved_any = false;
+    for m in records::follow_moves(
+        &mut state,
+        &ctx.loaded.settings.moved,
+        &ctx.loaded.manifests,
+    ) {
+        match m {
+            records::Move::Followed { from, to } => {
+                tracing::info!(from = %crate::load::diagnostic::escape(&from), to = %crate::load::diagnostic::escape(&to), "moved: the record follows the rename");
+                notes.insert(
+                    to,
+                    format!("renamed from {from} (moved: in taskform.yaml): the task is kept"),
+                );
+                moved_any = true;
+            }
+            records::Move::Stale { from, to, why } => {
+                tracing::info!(from = %crate::load::diagnostic::escape(&from), to = %crate::load::diagnostic::escape(&to), "moved entry left alone: {why}")
+            }
+        }
+    }
     let observed = match ctx.api {
         Some(api) => observe::observe(&mut state, ctx.loaded, api, ctx.policy).await?,
         None => Observed {
@@ -152,6 +173,11 @@ pub async fn prepare(
             ..Observed::default()
         },
     };
+    let mut observed = observed;
+    observed.changed |= moved_any;
+    for (name, note) in notes {
+        observed.notes.entry(name).or_insert(note);
+    }
     let fresh = SavedPlan::make(
         ctx.loaded,
         ctx.resolved,

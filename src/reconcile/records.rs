@@ -7,6 +7,52 @@ use crate::load::secret::Key;
 use crate::remote::client::{Shown, TaskApi};
 use crate::state::{State, TaskRecord};
 
+/// What one `moved:` entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move {
+    /// The record of `from` now bears the name `to`.
+    Followed { from: String, to: String },
+    /// Nothing to do: `from` is not recorded (done already, or never applied), or `to`
+    /// is recorded already, or no manifest declares `to`.
+    Stale {
+        from: String,
+        to: String,
+        why: &'static str,
+    },
+}
+
+/// Follows the renames of `moved:` in the state (before planning), so that a renamed
+/// task is updated in place (its name field) instead of deleted and created again.
+pub fn follow_moves(
+    state: &mut State,
+    moved: &[crate::load::settings::Moved],
+    manifests: &[Manifest],
+) -> Vec<Move> {
+    let mut out = Vec::new();
+    for m in moved {
+        let (from, to) = (m.from.clone(), m.to.clone());
+        let why = if !state.tasks.contains_key(&from) {
+            Some("the state records no task of the old name (already moved?)")
+        } else if state.tasks.contains_key(&to) || state.in_doubt.contains_key(&to) {
+            Some("the state already records the new name")
+        } else if !manifests.iter().any(|x| x.name == to) {
+            Some("no manifest declares the new name")
+        } else {
+            None
+        };
+        match why {
+            Some(why) => out.push(Move::Stale { from, to, why }),
+            None => {
+                // Checked above: the rename cannot fail.
+                if state.rename(&from, &to).is_ok() {
+                    out.push(Move::Followed { from, to });
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Why a task could not be imported by ID.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {

@@ -132,6 +132,9 @@ enum OnChangeCli {
 #[derive(Args)]
 #[command(next_help_heading = "Lifecycle")]
 struct LifecycleCli {
+    /// Plan and apply only tasks whose names match NAME (`*` and `?` globs; repeatable); the others are left alone.
+    #[arg(long = "target", value_name = "NAME")]
+    targets: Vec<String>,
     /// What a changed task gets [default: `on_change` of taskform.yaml, else update]
     #[arg(long, value_enum)]
     on_change: Option<OnChangeCli>,
@@ -180,6 +183,7 @@ impl LifecycleCli {
             refresh: self.refresh,
             adopt: self.adopt,
             recreate_in_doubt,
+            targets: self.targets.clone(),
         }
     }
 }

@@ -307,3 +307,47 @@ fn a_partly_known_target_is_still_checked_against_the_state() {
         .fails_with(1)
         .stderr_has("belongs to project p-1 / workspace demo-workspace");
 }
+
+#[test]
+fn target_plans_and_applies_only_the_matching_tasks() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("dli-a").task("dli-b").task("dws-c");
+    p.apply(&emu.url, &[]).succeeds();
+    for n in ["dli-a", "dli-b", "dws-c"] {
+        p.write(&format!("tasks/{n}.yaml"), &manifest(n, 20));
+    }
+    let v = p
+        .run(
+            &["plan", "tasks", "--target", "dli-a", "--format", "json"],
+            &[],
+        )
+        .succeeds()
+        .json();
+    assert_eq!(v["tasks"].as_array().unwrap().len(), 1);
+    assert_eq!(v["selection"]["not_selected"], 2);
+    p.run(&["plan", "tasks", "--target", "dli-*"], &[])
+        .succeeds()
+        .stdout_has("2 to update")
+        .stdout_has("1 task(s) not selected by --target are left alone");
+    // A saved plan records its selection and applies exactly it.
+    p.run(
+        &["plan", "tasks", "--target", "dws-?", "--out", "p.json"],
+        &[],
+    )
+    .succeeds();
+    p.online(&["apply", "p.json", "--target", "dli-a"], &emu.url)
+        .fails_with(1)
+        .stderr_has("--target");
+    p.online(&["apply", "p.json"], &emu.url).succeeds();
+    let updated: Vec<String> = emu
+        .tasks()
+        .iter()
+        .filter(|t| t["schedule_config"]["max_time_out"] == 20)
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(updated, ["dws-c"]);
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("2 to update");
+}

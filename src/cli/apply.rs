@@ -70,7 +70,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         (other, _) => other?,
     };
     let policy = match &saved {
-        Some(s) => args.policy.for_saved(s.options),
+        Some(s) => args.policy.for_saved(s),
         None => args.policy.clone(),
     };
     let mut conn = Connection::open(
@@ -259,6 +259,9 @@ fn refuse_other_flags(args: &ApplyArgs, saved: &SavedPlan) -> Result<(), Error> 
     }
     if p.on_change.is_some_and(|c| c != o.on_change) {
         other.push("--on-change");
+    }
+    if !p.targets.is_empty() && p.targets != saved.targets {
+        other.push("--target");
     }
     if other.is_empty() {
         return Ok(());

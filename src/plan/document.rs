@@ -106,6 +106,12 @@ pub struct SavedPlan {
     /// The options the plan was made with (a fresh plan to compare is made the same way).
     #[serde(default)]
     pub options: PlanOptions,
+    /// `--target` patterns: only tasks whose names match were planned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// How many tasks `--target` left out (left alone).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_selected: usize,
     pub summary: Summary,
     pub tasks: Vec<Entry>,
 }
@@ -217,6 +223,8 @@ impl SavedPlan {
             },
             manifests: manifests_ref(loaded),
             options,
+            targets: Vec::new(),
+            not_selected: 0,
             summary: plan.summary(),
             tasks,
         }
@@ -231,9 +239,11 @@ impl SavedPlan {
         dir: &Path,
         options: PlanOptions,
         notes: &BTreeMap<String, String>,
+        targets: &[String],
     ) -> SavedPlan {
-        let plan = crate::plan::plan(&loaded.manifests, state, options);
-        SavedPlan::new(
+        let mut plan = crate::plan::plan(&loaded.manifests, state, options);
+        let not_selected = crate::plan::select::select(&mut plan, targets);
+        let mut doc = SavedPlan::new(
             &plan,
             options,
             loaded,
@@ -242,7 +252,10 @@ impl SavedPlan {
             TargetRef::of(resolved),
             dir,
             &resolved.state,
-        )
+        );
+        doc.targets = targets.to_vec();
+        doc.not_selected = not_selected;
+        doc
     }
 
     /// Whether apply would send anything, or a task is in doubt: what
@@ -554,6 +567,10 @@ pub struct Stale {
     /// The manifest folder, for the command that makes a new plan.
     pub dir: String,
     pub reasons: Vec<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Whether a body holds a sensitive value's fingerprint.

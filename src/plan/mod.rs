@@ -6,6 +6,7 @@
 pub mod diff;
 pub mod document;
 pub mod guard;
+pub mod select;
 
 use crate::load::manifest::Manifest;
 use crate::state::State;

@@ -185,6 +185,7 @@ pub async fn prepare(
         ctx.dir,
         ctx.policy.options(ctx.loaded),
         &observed.notes,
+        &ctx.policy.targets,
     );
     let doc = match saved {
         None => fresh,

@@ -26,6 +26,8 @@ pub struct Policy {
     /// Create tasks although the service already has tasks of their names (a state
     /// that records nothing is checked against the service before creating).
     pub allow_duplicate_names: bool,
+    /// `--target` patterns: only matching tasks are planned and applied.
+    pub targets: Vec<String>,
 }
 
 impl Default for Policy {
@@ -40,6 +42,7 @@ impl Default for Policy {
             recreate_in_doubt: false,
             allow_empty: false,
             allow_duplicate_names: false,
+            targets: Vec::new(),
         }
     }
 }
@@ -61,8 +64,10 @@ impl Policy {
 
     /// The policy a saved plan was made with; the guard's flags (`max_deletes`,
     /// `force_prune`) stay this one's, so that apply's flags decide.
-    pub fn for_saved(&self, o: PlanOptions) -> Policy {
+    pub fn for_saved(&self, saved: &SavedPlan) -> Policy {
+        let o = saved.options;
         Policy {
+            targets: saved.targets.clone(),
             on_change: Some(o.on_change),
             prune: o.prune,
             refresh: o.refresh,

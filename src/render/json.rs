@@ -16,6 +16,9 @@ use serde::Serialize;
 struct PlanJson<'a> {
     format_version: &'static str,
     target: TargetJson<'a>,
+    /// With `--target`: the patterns, and how many tasks they left out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    selection: Option<serde_json::Value>,
     summary: crate::plan::Summary,
     tasks: Vec<PlanTaskJson<'a>>,
 }
@@ -72,6 +75,9 @@ pub fn plan_json(plan: &SavedPlan) -> String {
             workspace: plan.target.workspace.as_deref(),
             state: &plan.state_path,
         },
+        selection: (!plan.targets.is_empty()).then(
+            || serde_json::json!({"targets": plan.targets, "not_selected": plan.not_selected}),
+        ),
         summary: plan.summary,
         tasks: plan
             .tasks

@@ -134,9 +134,13 @@ fn changed_fields(t: &Entry, style: Style, out: &mut String) {
 /// `N to update` and `N to delete` when there are any).
 pub fn summary_line(plan: &SavedPlan) -> String {
     let s = plan.summary;
+    let left = match plan.not_selected {
+        0 => String::new(),
+        n => format!(" {n} task(s) not selected by --target are left alone."),
+    };
     if !plan.has_changes() {
         return format!(
-            "No changes. {} task{} up to date.",
+            "No changes. {} task{} up to date.{left}",
             s.unchanged,
             if s.unchanged == 1 { "" } else { "s" }
         );
@@ -153,7 +157,7 @@ pub fn summary_line(plan: &SavedPlan) -> String {
         n => format!(", {n} superseded still on the server"),
     };
     format!(
-        "Plan: {} to create, {} to replace, {extra}{} unchanged, {} orphaned, {} in doubt{superseded}.",
+        "Plan: {} to create, {} to replace, {extra}{} unchanged, {} orphaned, {} in doubt{superseded}.{left}",
         s.create, s.replace, s.unchanged, s.orphan, s.in_doubt
     )
 }

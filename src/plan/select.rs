@@ -1,0 +1,61 @@
+//! Working on part of a repo (`--target NAME`, like Terraform's `-target`): only tasks
+//! whose names match a pattern are planned; the others are left alone. Patterns are
+//! names with `*` (any run of characters) and `?` (one character).
+
+use super::Plan;
+
+/// Whether `name` matches the glob `pattern`.
+pub fn matches(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Iterative matching with backtracking to the last `*`.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
+}
+
+/// Keeps the tasks whose names match one of `patterns` (all when there is none);
+/// returns how many were left out.
+pub fn select(plan: &mut Plan, patterns: &[String]) -> usize {
+    if patterns.is_empty() {
+        return 0;
+    }
+    let before = plan.tasks.len();
+    plan.tasks
+        .retain(|t| patterns.iter().any(|p| matches(p, &t.name)));
+    before - plan.tasks.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(matches("dli-*", "dli-sales"));
+        assert!(matches("*-daily", "dli-sales-daily"));
+        assert!(matches("a?c", "abc"));
+        assert!(matches("*", ""));
+        assert!(matches("a*b*c", "aXXbYYc"));
+        assert!(!matches("a*b*c", "aXXbYY"));
+        assert!(!matches("dli-*", "dws-x"));
+        assert!(matches("exact", "exact"));
+        assert!(!matches("exact", "exactly"));
+        assert!(matches("ü*", "über"));
+    }
+}

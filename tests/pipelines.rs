@@ -180,12 +180,15 @@ fn a_saved_plan_resolves_its_paths_from_its_own_folder() {
     let emu = Emu::start(&[]);
     let p = Project::new();
     p.task("a");
-    p.run(&["plan", "tasks", "--out", "plans/p.json"], &[])
+    p.run(&["plan", "tasks", "--out", "plans/deeper/p.json"], &[])
+        .succeeds();
+    // From the folder it was made in, at another depth than the plan file.
+    p.run(&["show", "plans/deeper/p.json", "--format", "json"], &[])
         .succeeds();
     std::fs::create_dir_all(p.path("elsewhere")).unwrap();
     p.run_in(
         "elsewhere",
-        &["apply", "../plans/p.json", "--endpoint", &emu.url],
+        &["apply", "../plans/deeper/p.json", "--endpoint", &emu.url],
         &[("TASKFORM_AUTH_TOKEN", TOKEN)],
     )
     .succeeds();

@@ -292,10 +292,22 @@ impl SavedPlan {
             }) => return Err(FileError::Version { file, found }),
             _ => return Err(FileError::NotAPlan { file }),
         }
-        let plan: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| FileError::Corrupt {
-            file: file.clone(),
-            detail: e.to_string(),
-        })?;
+        let mut plan: SavedPlan =
+            serde_json::from_slice(&bytes).map_err(|e| FileError::Corrupt {
+                file: file.clone(),
+                detail: e.to_string(),
+            })?;
+        if plan.paths_from_plan_file {
+            let base = crate::fsutil::parent_dir(path);
+            let resolve = |p: &str| {
+                crate::fsutil::normalize(&base.join(p))
+                    .display()
+                    .to_string()
+            };
+            plan.dir = resolve(&plan.dir);
+            plan.state_path = resolve(&plan.state_path);
+            plan.paths_from_plan_file = false;
+        }
         for t in &plan.tasks {
             if t.action.sends() && t.action != Action::Create && t.task_id.is_none() {
                 return Err(FileError::NoRemoteTask {

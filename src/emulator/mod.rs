@@ -6,7 +6,8 @@
 //! (unknown task IDs are HTTP 400 `DLG.2253`/`DLG.2208`, not 404; a task being
 //! scheduled must be stopped before update or delete, `DLG.2206`). Authentication by
 //! `X-Auth-Token` or `SDK-HMAC-SHA256` signature; throttling over `rate_limit` requests
-//! a second (429 `APIGW.0308` with `Retry-After`); seeded fault injection.
+//! a second (429 `APIGW.0308` with `Retry-After`); seeded fault injection. What the
+//! documentation leaves open can be answered other ways with [`Modes`] ([`start_with`]).
 //!
 //! Test hooks, outside the API's paths and without authentication:
 //! `GET /_emulator/tasks` (every task) and `GET /_emulator/requests` (every API request
@@ -84,6 +85,16 @@ impl Default for Config {
     }
 }
 
+/// Ways the real service may behave that its documentation leaves open: each mode
+/// models one, so that tests can check taskform copes with it. All off by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Modes {
+    /// A PUT leaves a paused task (`enabled: 5`) paused, even when its body says
+    /// `enabled: 1`: only `action?action=run` starts the schedule again. (By default a
+    /// PUT of an enabled CRON body schedules the task.)
+    pub put_keeps_paused: bool,
+}
+
 /// One API request as the emulator saw it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Seen {
@@ -101,6 +112,7 @@ pub struct Seen {
 
 struct Shared {
     cfg: Config,
+    modes: Modes,
     tasks: Mutex<Tasks>,
     seen: Mutex<Vec<Seen>>,
     rate: RateLimit,
@@ -128,6 +140,11 @@ impl Drop for Emulator {
 
 /// Binds and starts serving in the background.
 pub async fn start(cfg: Config) -> std::io::Result<Emulator> {
+    start_with(cfg, Modes::default()).await
+}
+
+/// [`start`], with the service's open questions answered as `modes` says.
+pub async fn start_with(cfg: Config, modes: Modes) -> std::io::Result<Emulator> {
     let tasks = match &cfg.data {
         Some(p) => Tasks::open(p)?,
         None => Tasks::in_memory(),
@@ -140,6 +157,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Emulator> {
         tasks: Mutex::new(tasks),
         seen: Mutex::new(Vec::new()),
         cfg,
+        modes,
     });
     tracing::info!(%addr, tasks = lock(&shared.tasks).len(), "emulator listening");
     let accept = tokio::spawn(async move {
@@ -423,7 +441,14 @@ impl Shared {
                         ),
                         Some(t) => {
                             let created = t.fields.get("create_time").cloned();
-                            let stored = self.stored_fields(fields, &id, created);
+                            let keep_paused = self.modes.put_keeps_paused && t.paused();
+                            let mut stored = self.stored_fields(fields, &id, created);
+                            if keep_paused
+                                && let Some(Value::Object(sc)) = stored.get_mut("schedule_config")
+                                && sc.get("enabled").and_then(Value::as_i64) == Some(3)
+                            {
+                                sc.insert("enabled".into(), json!(5));
+                            }
                             tasks.update(&id, stored);
                             empty_ok()
                         }

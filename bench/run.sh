@@ -6,7 +6,10 @@
 #                                  # needs minutes per 1,000-resource apply)
 #
 # Whole processes, timed with hyperfine (median, min, max) and peak memory from
-# /usr/bin/time. Writes bench/RESULTS.md. Needs hyperfine (apt-get install hyperfine).
+# /usr/bin/time; for the lifecycle operations, also the API requests one run sends,
+# counted from the emulator's request log (GET /_emulator/requests). Writes
+# bench/RESULTS.md. Needs hyperfine (apt-get install hyperfine). Builds in
+# $CARGO_TARGET_DIR when set (else target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,8 +19,10 @@ WITH_TF=0
 command -v hyperfine >/dev/null || { echo "hyperfine is needed: apt-get install hyperfine" >&2; exit 1; }
 
 cargo build --release --bin taskform --example gen-manifests >&2
-T=$ROOT/target/release/taskform
-GEN=$ROOT/target/release/examples/gen-manifests
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
+T=$TARGET/release/taskform
+GEN=$TARGET/release/examples/gen-manifests
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cd "$WORK"
@@ -28,12 +33,16 @@ for n in 1000 10000; do
 done
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-P0=$(port); P50=$(port)
+P0=$(port); P50=$(port); PL=$(port)
 "$T" emulator --listen 127.0.0.1:$P0 --rate-limit 0 >/dev/null 2>&1 &
 "$T" emulator --listen 127.0.0.1:$P50 --rate-limit 0 --latency-ms 50 >/dev/null 2>&1 &
+# The lifecycle measurements get an emulator of their own, holding only their tasks
+# (the others above pile up every run's creates): a listing of the workspace then
+# costs what it would for a workspace of 1,000 tasks.
+"$T" emulator --listen 127.0.0.1:$PL --rate-limit 0 >/dev/null 2>&1 &
 sleep 0.5
 
-declare -A MED MIN MAX RSS
+declare -A MED MIN MAX RSS REQ
 # measure KEY PREPARE CMD...: hyperfine median/min/max (s), then the peak RSS (MB) of one run.
 # /usr/bin/time prints on stderr after the command's own stderr; keep only its line.
 measure_rss() { /usr/bin/time -f '%M' "$@" 2>&1 >/dev/null | tail -1; }
@@ -47,27 +56,67 @@ measure() {
   echo "$key: median ${MED[$key]} s (min ${MIN[$key]}, max ${MAX[$key]}), peak ${RSS[$key]} MB" >&2
 }
 
+# requests KEY PORT PREPARE CMD...: runs PREPARE, then CMD once, and counts the API
+# requests the emulator on PORT received meanwhile, by kind.
+emulator_requests() { python3 -c "import json,urllib.request; print(len(json.load(urllib.request.urlopen('http://127.0.0.1:$1/_emulator/requests'))['requests']))"; }
+requests() {
+  local key=$1 p=$2 prepare=$3; shift 3
+  bash -c "$prepare"
+  local before; before=$(emulator_requests "$p")
+  "$@" >/dev/null 2>&1 || true
+  REQ[$key]=$(python3 - "$p" "$before" <<'PY'
+import collections, json, sys, urllib.request
+port, skip = sys.argv[1], int(sys.argv[2])
+reqs = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/_emulator/requests"))["requests"][skip:]
+def kind(r):
+    path = r["path"]
+    if "action=" in path:
+        return path.split("action=")[1]
+    if path.endswith("/search"):
+        return "search"
+    if path.endswith("/create"):
+        return "create"
+    return {"GET": "show", "PUT": "PUT", "DELETE": "DELETE"}.get(r["method"], r["method"])
+c = collections.Counter(kind(r) for r in reqs)
+refused = sum(1 for r in reqs if r["status"] != 200)
+parts = ", ".join(f"{n:,} {k}" for k, n in c.most_common())
+print(f"{len(reqs):,} ({parts}{'; ' + str(refused) + ' refused' if refused else ''})")
+PY
+)
+  echo "$key: ${REQ[$key]} requests" >&2
+}
+
+# Every run of an apply from an empty state creates its tasks again on the same
+# emulator: --allow-duplicate-names skips the search for existing names (the check
+# that would refuse them), so each run measures the creates alone.
 for n in 1000 10000; do
   measure "taskform_first_plan_$n" "true" "$T" plan "m$n" --state "first$n.json"
-  measure "taskform_apply0_$n" "rm -f s$n.json s$n.json.journal" "$T" apply --yes "m$n" --endpoint "http://127.0.0.1:$P0" --max-rate 0 --concurrency 16 --state "s$n.json"
+  measure "taskform_apply0_$n" "rm -f s$n.json s$n.json.journal" "$T" apply --yes "m$n" --endpoint "http://127.0.0.1:$P0" --max-rate 0 --concurrency 16 --allow-duplicate-names --state "s$n.json"
   measure "taskform_noop_plan_$n" "true" "$T" plan "m$n" --state "s$n.json"
 done
-measure "taskform_apply50_1000" "rm -f l.json l.json.journal" "$T" apply --yes m1000 --endpoint "http://127.0.0.1:$P50" --max-rate 0 --concurrency 16 --state l.json
+measure "taskform_apply50_1000" "rm -f l.json l.json.journal" "$T" apply --yes m1000 --endpoint "http://127.0.0.1:$P50" --max-rate 0 --concurrency 16 --allow-duplicate-names --state l.json
 
-# Lifecycle (issue #7), 1,000 tasks at 0 ms: a refresh without drift (1,000 shows), an
-# update in place of every task (1,000 PUTs; the 500 scheduled CRON tasks also take a
-# refused PUT, a stop and a run: 2,500 requests), a prune of every task (1,000 DELETEs,
-# the 500 scheduled ones after a refused DELETE and a stop: 2,000 requests).
+# Lifecycle, 1,000 tasks at 0 ms (half of them enabled CRON tasks, which the emulator
+# keeps "scheduling"), on an emulator holding just them: a refresh without drift (a
+# listing of the workspace), an import of every task (a listing), an update in place
+# of every task (the 500 scheduled ones are stopped first and started again after
+# their PUT), a prune of every task (the scheduled ones stopped first).
 cp -r m1000 m1000u
 find m1000u -name '*.yaml' ! -name taskform.yaml -exec sed -i 's/queue: default/queue: batch/' {} +
 mkdir -p empty && cp m1000/taskform.yaml empty/
-E0="http://127.0.0.1:$P0"
-measure "taskform_refresh_1000" "true" "$T" refresh m1000 --endpoint "$E0" --max-rate 0 --state s1000.json
-measure "taskform_update_1000" "cp s1000.json u.json" "$T" apply --yes m1000u --on-change update --endpoint "$E0" --max-rate 0 --concurrency 16 --state u.json
+EL="http://127.0.0.1:$PL"
+"$T" apply --yes m1000 --endpoint "$EL" --max-rate 0 --concurrency 16 --state L.json >/dev/null 2>&1
+measure "taskform_refresh_1000" "true" "$T" refresh m1000 --endpoint "$EL" --max-rate 0 --state L.json
+requests "taskform_refresh_1000" "$PL" "true" "$T" refresh m1000 --endpoint "$EL" --max-rate 0 --state L.json
+measure "taskform_import_1000" "rm -f i.json i.json.journal" "$T" import m1000 --endpoint "$EL" --max-rate 0 --state i.json
+requests "taskform_import_1000" "$PL" "rm -f i.json i.json.journal" "$T" import m1000 --endpoint "$EL" --max-rate 0 --state i.json
+measure "taskform_update_1000" "cp L.json u.json" "$T" apply --yes m1000u --on-change update --endpoint "$EL" --max-rate 0 --concurrency 16 --state u.json
+requests "taskform_update_1000" "$PL" "cp L.json u.json" "$T" apply --yes m1000u --on-change update --endpoint "$EL" --max-rate 0 --concurrency 16 --state u.json
 # hyperfine -N runs --prepare without a shell: the prune's setup (1,000 creates) is a script.
-printf '#!/bin/sh\nrm -f p.json p.json.journal\nexec "%s" apply --yes m1000 --endpoint "%s" --max-rate 0 --concurrency 16 --state p.json >/dev/null 2>&1\n' "$T" "$E0" > prep-prune.sh
+printf '#!/bin/sh\nrm -f p.json p.json.journal\nexec "%s" apply --yes m1000 --endpoint "%s" --max-rate 0 --concurrency 16 --allow-duplicate-names --state p.json >/dev/null 2>&1\n' "$T" "$EL" > prep-prune.sh
 chmod +x prep-prune.sh
-measure "taskform_prune_1000" "./prep-prune.sh" "$T" apply --yes empty --prune --force-prune --endpoint "$E0" --max-rate 0 --concurrency 16 --state p.json
+measure "taskform_prune_1000" "./prep-prune.sh" "$T" apply --yes empty --prune --force-prune --endpoint "$EL" --max-rate 0 --concurrency 16 --state p.json
+requests "taskform_prune_1000" "$PL" "./prep-prune.sh" "$T" apply --yes empty --prune --force-prune --endpoint "$EL" --max-rate 0 --concurrency 16 --state p.json
 
 if [ $WITH_TF = 1 ]; then
   export TF_CLI_CONFIG_FILE=/dev/null TF_IN_AUTOMATION=1
@@ -114,11 +163,20 @@ cd "$ROOT"
   row "apply, 1,000 creates, server at 0 ms" taskform_apply0_1000 terraform_apply_1000
   row "apply, 10,000 creates, server at 0 ms" taskform_apply0_10000
   row "apply, 1,000 creates, server at 50 ms" taskform_apply50_1000
-  row "refresh, 1,000 tasks, no drift (1,000 shows)" taskform_refresh_1000
-  row "apply --on-change update, 1,000 changed tasks (2,500 requests)" taskform_update_1000
-  row "apply --prune --force-prune, 1,000 deletes (2,000 requests)" taskform_prune_1000
   row "no-op plan, 1,000 tasks" taskform_noop_plan_1000 terraform_noop_plan_1000
   row "no-op plan, 10,000 tasks" taskform_noop_plan_10000 terraform_noop_plan_10000
+  echo
+  echo "## Lifecycle: time and requests"
+  echo
+  echo "1,000 generated tasks, half of them enabled CRON tasks (scheduling), on an emulator at 0 ms (\`--rate-limit 0\`) that holds only them; \`--max-rate 0\`, apply with \`--concurrency 16\`. Requests: what one run sends, counted from the emulator's request log (\`GET /_emulator/requests\`)."
+  echo
+  echo "| measurement | taskform median (min-max) | peak MB | requests |"
+  echo "|---|---|---|---|"
+  lrow() { echo "| $1 | ${MED[$2]} s (${MIN[$2]}-${MAX[$2]}) | ${RSS[$2]} | ${REQ[$2]} |"; }
+  lrow "\`refresh\`, 1,000 tasks, no drift" taskform_refresh_1000
+  lrow "\`import\`, 1,000 tasks already on the server" taskform_import_1000
+  lrow "\`apply --on-change update\`, 1,000 changed tasks, 500 scheduled" taskform_update_1000
+  lrow "\`apply --prune --force-prune\`, 1,000 deletes, 500 scheduled" taskform_prune_1000
 } > bench/RESULTS.md.new
 mv bench/RESULTS.md.new bench/RESULTS.md
 cat bench/RESULTS.md

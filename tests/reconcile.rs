@@ -13,10 +13,12 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use taskform::load::manifest::{Loaded, Manifest};
+use taskform::load::secret::Key;
 use taskform::load::target::Resolved;
 use taskform::plan::document::SavedPlan;
 use taskform::plan::{Action, OnChange, PlanOptions};
 use taskform::reconcile::applier::{self, ApplyOptions, Silent, TaskOutcome, TaskResult};
+use taskform::reconcile::observe::refresh;
 use taskform::reconcile::observe::settle::{self, Settled};
 use taskform::reconcile::{self, Context, Decision, Error, Policy, Report, Sending};
 use taskform::remote::client::{Failure, Listing, Outcome, Shown, TaskApi};
@@ -698,10 +700,10 @@ async fn a_scheduled_task_is_stopped_updated_and_started_again() {
     };
     let report = w.apply().await;
     assert_eq!(actions(&report.doc), vec![("a", Action::Update)]);
+    // The state records it as scheduling: stopped first, not after a refused PUT.
     assert_eq!(
         w.fake.calls(),
         vec![
-            format!("PUT {id}"),
             format!("POST stop {id}"),
             format!("PUT {id}"),
             format!("POST run {id}"),
@@ -753,23 +755,17 @@ async fn the_applier_stops_a_scheduled_task_before_deleting_it() {
     );
     let journal: Arc<dyn Journal> = Arc::from(store.open_journal(&state).unwrap());
     let (_tx, cancel) = watch::channel(false);
-    let applied = applier::execute(
-        &plan,
-        &[],
-        fake.clone(),
-        journal,
-        &ApplyOptions::default(),
+    let options = ApplyOptions::default();
+    let sending = Sending {
+        options: &options,
         cancel,
-        Arc::new(Silent),
-    )
-    .await;
+        progress: Arc::new(Silent),
+    };
+    let applied = applier::execute(&plan, &[], &state, fake.clone(), journal, &sending).await;
+    // The state records it as scheduling: stopped first, not after a refused DELETE.
     assert_eq!(
         fake.calls(),
-        vec![
-            format!("DELETE {id}"),
-            format!("POST stop {id}"),
-            format!("DELETE {id}")
-        ]
+        vec![format!("POST stop {id}"), format!("DELETE {id}")]
     );
     assert_eq!(applied.results.len(), 1);
     assert_eq!(applied.results[0].outcome, TaskOutcome::Deleted);
@@ -1275,4 +1271,484 @@ async fn a_first_create_without_an_answer_stops_the_run_in_doubt() {
     );
     let state = w.state();
     assert_eq!(state.in_doubt.keys().collect::<Vec<_>>(), vec!["a"]);
+}
+
+// ---------------------------------------------------------------------------------
+// Schedules that converge, soft-deleted tasks, refresh from a listing (issue #15)
+// ---------------------------------------------------------------------------------
+
+/// An enabled CRON body with `enabled` set to `enabled`.
+fn cron_with(name: &str, timeout: i64, enabled: i64) -> Value {
+    let mut b = cron_body(name, timeout);
+    b["schedule_config"]["enabled"] = json!(enabled);
+    b
+}
+
+impl FakeApi {
+    /// Pauses a task's schedule out of band (a pause in the console, or a stop whose
+    /// run was killed before its PUT).
+    fn pause(&self, id: &str) {
+        if let Some(t) = self.inner().tasks.get_mut(id) {
+            t.scheduled = false;
+        }
+    }
+}
+
+fn updating(mut w: World) -> World {
+    w.policy.on_change = Some(OnChange::Update);
+    w
+}
+
+#[tokio::test]
+async fn a_run_killed_between_stop_and_put_ends_scheduling_at_the_next_apply() {
+    // The state still records the old content, scheduled; the server has the old
+    // content, paused: the stop went out, the PUT did not. The fake's PUT, as some
+    // services may, leaves a paused task paused.
+    let w = updating(World::with(vec![cron_body("a", 20)]));
+    let id = w.fake.insert(cron_body("a", 10));
+    w.fake.pause(&id);
+    w.seed(&[("a", &id, &cron_body("a", 10))]);
+    let report = w.apply().await;
+    assert_eq!(
+        w.fake.calls(),
+        vec![
+            format!("POST stop {id}"),
+            format!("PUT {id}"),
+            format!("POST run {id}"),
+        ]
+    );
+    assert_eq!(result(&report, "a").outcome, TaskOutcome::Updated);
+    assert_eq!(w.fake.body(&id).unwrap(), cron_body("a", 20));
+    assert!(w.fake.scheduled(&id), "scheduling, as the manifest says");
+}
+
+#[tokio::test]
+async fn apply_refresh_starts_again_a_task_paused_in_the_console_and_then_rests() {
+    let mut w = updating(World::with(vec![cron_body("a", 10)]));
+    w.policy.refresh = true;
+    let id = w.fake.insert(cron_body("a", 10));
+    w.fake.pause(&id);
+    w.seed(&[("a", &id, &cron_body("a", 10))]);
+    let report = w.apply().await;
+    assert!(report.observed.notes["a"].contains("drift"));
+    // Read back as paused (`enabled` 5 = 0): not scheduling, so no stop; the PUT does
+    // not start it, the run does.
+    assert_eq!(
+        w.fake.take_calls(),
+        vec![
+            format!("GET {id}"),
+            format!("PUT {id}"),
+            format!("POST run {id}")
+        ]
+    );
+    assert!(w.fake.scheduled(&id));
+    // Converged: the next apply --refresh reads it and sends nothing.
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Unchanged)]);
+    assert_eq!(w.fake.take_calls(), vec![format!("GET {id}")]);
+}
+
+#[tokio::test]
+async fn a_manifest_that_turns_the_schedule_off_stops_the_task_first_and_leaves_it_stopped() {
+    let w = updating(World::with(vec![cron_with("a", 10, 0)]));
+    let id = w.fake.insert(cron_body("a", 10));
+    w.seed(&[("a", &id, &cron_body("a", 10))]);
+    let report = w.apply().await;
+    assert_eq!(
+        w.fake.calls(),
+        vec![format!("POST stop {id}"), format!("PUT {id}")]
+    );
+    assert_eq!(result(&report, "a").outcome, TaskOutcome::Updated);
+    assert!(!w.fake.scheduled(&id), "stopped, as the manifest says");
+}
+
+#[tokio::test]
+async fn a_task_scheduled_behind_the_states_back_is_stopped_after_the_refused_put() {
+    // Recorded as not scheduled (enabled 0), started in the console since: the PUT is
+    // refused (`DLG.2206`), as before.
+    let w = updating(World::with(vec![cron_with("a", 20, 0)]));
+    let id = w.fake.insert(cron_body("a", 10));
+    assert!(w.fake.scheduled(&id));
+    w.seed(&[("a", &id, &cron_with("a", 10, 0))]);
+    let report = w.apply().await;
+    assert_eq!(
+        w.fake.calls(),
+        vec![
+            format!("PUT {id}"),
+            format!("POST stop {id}"),
+            format!("PUT {id}")
+        ]
+    );
+    assert_eq!(result(&report, "a").outcome, TaskOutcome::Updated);
+    assert!(!w.fake.scheduled(&id));
+}
+
+#[tokio::test]
+async fn updating_scheduled_and_other_tasks_costs_three_and_one_requests() {
+    let bodies: Vec<Value> = (0..6)
+        .map(|i| match i % 2 {
+            0 => cron_body(&format!("t{i}"), 20),
+            _ => body(&format!("t{i}"), 20),
+        })
+        .collect();
+    let w = updating(World::with(bodies));
+    let mut seeded = Vec::new();
+    for i in 0..6 {
+        let old = match i % 2 {
+            0 => cron_body(&format!("t{i}"), 10),
+            _ => body(&format!("t{i}"), 10),
+        };
+        let id = w.fake.insert(old.clone());
+        seeded.push((format!("t{i}"), id, old));
+    }
+    let seed: Vec<(&str, &str, &Value)> = seeded
+        .iter()
+        .map(|(n, id, b)| (n.as_str(), id.as_str(), b))
+        .collect();
+    w.seed(&seed);
+    let report = w.apply().await;
+    assert!(
+        report
+            .results
+            .iter()
+            .all(|r| r.outcome == TaskOutcome::Updated)
+    );
+    let calls = w.fake.calls();
+    for (i, (_, id, _)) in seeded.iter().enumerate() {
+        let n = calls
+            .iter()
+            .filter(|c| c.ends_with(&format!(" {id}")))
+            .count();
+        assert_eq!(n, if i % 2 == 0 { 3 } else { 1 }, "{calls:?}");
+        assert_eq!(w.fake.scheduled(id), i % 2 == 0);
+    }
+}
+
+/// A state recording `old` (task `task-0042`, which the fake does not hold: deleted,
+/// or soft-deleted), no manifests, `--prune`.
+fn pruning(old: &Value) -> World {
+    let mut w = World::new(&[]);
+    w.seed(&[("old", "task-0042", old)]);
+    w.policy = Policy {
+        prune: true,
+        allow_empty: true,
+        ..Policy::default()
+    };
+    w
+}
+
+#[tokio::test]
+async fn a_delete_refused_as_scheduling_whose_stop_finds_no_task_counts_as_deleted() {
+    for code in taskform::remote::client::NOT_FOUND_CODES {
+        // Not recorded as scheduling: the DELETE is refused first (the provider: "deletion
+        // is not supported for soft-deleted instances that are in a scheduling state").
+        let w = pruning(&body("old", 10));
+        w.fake.script(
+            "delete",
+            [Scripted::Answer(Outcome::Failed(failure(
+                400,
+                Some("DLG.2206"),
+            )))],
+        );
+        w.fake.script(
+            "action",
+            [Scripted::Answer(Outcome::Failed(failure(400, Some(code))))],
+        );
+        let report = w.apply().await;
+        assert_eq!(
+            w.fake.calls(),
+            vec!["DELETE task-0042", "POST stop task-0042"],
+            "{code}"
+        );
+        assert_eq!(
+            outcomes(&report),
+            vec![("old", TaskOutcome::Deleted)],
+            "{code}"
+        );
+        assert!(w.state().tasks.is_empty(), "{code}: record dropped");
+
+        // Recorded as scheduling: the stop goes first, and finds no task.
+        let w = pruning(&cron_body("old", 10));
+        w.fake.script(
+            "action",
+            [Scripted::Answer(Outcome::Failed(failure(400, Some(code))))],
+        );
+        let report = w.apply().await;
+        assert_eq!(w.fake.calls(), vec!["POST stop task-0042"], "{code}");
+        assert_eq!(
+            outcomes(&report),
+            vec![("old", TaskOutcome::Deleted)],
+            "{code}"
+        );
+        assert!(w.state().tasks.is_empty(), "{code}: record dropped");
+    }
+}
+
+#[tokio::test]
+async fn a_delete_refused_as_scheduling_after_its_stop_counts_as_deleted_when_the_task_is_gone() {
+    // A soft-deleted instance: the stop is accepted, the DELETE still refused, and show
+    // finds no such task.
+    let w = pruning(&body("old", 10));
+    let refused = || Scripted::Answer(Outcome::Failed(failure(400, Some("DLG.2206"))));
+    w.fake.script("delete", [refused(), refused()]);
+    w.fake.script("action", [Scripted::Answer(Outcome::Done)]);
+    let report = w.apply().await;
+    assert_eq!(
+        w.fake.calls(),
+        vec![
+            "DELETE task-0042",
+            "POST stop task-0042",
+            "DELETE task-0042",
+            "GET task-0042"
+        ]
+    );
+    assert_eq!(outcomes(&report), vec![("old", TaskOutcome::Deleted)]);
+    assert!(w.state().tasks.is_empty());
+}
+
+#[tokio::test]
+async fn a_delete_still_refused_after_its_stop_fails_while_the_task_is_shown() {
+    let mut w = World::new(&[]);
+    let id = w.fake.insert(body("old", 10));
+    w.seed(&[("old", &id, &body("old", 10))]);
+    w.policy = Policy {
+        prune: true,
+        allow_empty: true,
+        ..Policy::default()
+    };
+    let refused = || Scripted::Answer(Outcome::Failed(failure(400, Some("DLG.2206"))));
+    w.fake.script("delete", [refused(), refused()]);
+    let report = w.apply().await;
+    let r = result(&report, "old");
+    assert_eq!(r.outcome, TaskOutcome::Failed);
+    assert_eq!(r.error_code.as_deref(), Some("DLG.2206"));
+    assert_eq!(w.fake.ids(), vec![id.clone()], "still there");
+    assert_eq!(w.state().tasks["old"].task_id, id, "still recorded");
+}
+
+/// How [`Reshaped`] lists the workspace.
+#[derive(Clone, Copy)]
+enum Listed {
+    /// As the fake does: every task, complete.
+    All,
+    /// The first `n` tasks, the listing cut short.
+    Cut(usize),
+    /// No search endpoint.
+    NoSearch,
+}
+
+/// The fake, with its search answers listed as `listed` and a field left out of listed
+/// tasks (`strip_listed`) or of shown ones (`strip_shown`).
+struct Reshaped {
+    fake: Arc<FakeApi>,
+    listed: Listed,
+    strip_listed: Option<&'static str>,
+    strip_shown: Option<&'static str>,
+}
+
+fn strip(mut v: Value, field: Option<&str>) -> Value {
+    if let (Some(f), Some(o)) = (field, v.as_object_mut()) {
+        o.remove(f);
+    }
+    v
+}
+
+impl TaskApi for Reshaped {
+    fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome> {
+        self.fake.create(body)
+    }
+    fn update<'a>(&'a self, task_id: &'a str, body: &'a [u8]) -> Pending<'a, Outcome> {
+        self.fake.update(task_id, body)
+    }
+    fn delete<'a>(&'a self, task_id: &'a str) -> Pending<'a, Outcome> {
+        self.fake.delete(task_id)
+    }
+    fn action<'a>(&'a self, task_id: &'a str, action: &'a str) -> Pending<'a, Outcome> {
+        self.fake.action(task_id, action)
+    }
+    fn search_by_name<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> Pending<'a, Result<Option<Vec<Value>>, taskform::remote::Error>> {
+        self.fake.search_by_name(name)
+    }
+    fn list_tasks(&self) -> Pending<'_, Result<Option<Listing>, taskform::remote::Error>> {
+        Box::pin(async move {
+            let listing = self.fake.list_tasks().await?;
+            Ok(match (self.listed, listing) {
+                (Listed::NoSearch, _) | (_, None) => None,
+                (Listed::All, Some(l)) => Some(Listing {
+                    tasks: l
+                        .tasks
+                        .into_iter()
+                        .map(|t| strip(t, self.strip_listed))
+                        .collect(),
+                    complete: true,
+                }),
+                (Listed::Cut(n), Some(l)) => Some(Listing {
+                    tasks: l.tasks.into_iter().take(n).collect(),
+                    complete: false,
+                }),
+            })
+        })
+    }
+    fn show<'a>(&'a self, task_id: &'a str) -> Pending<'a, Result<Shown, taskform::remote::Error>> {
+        Box::pin(async move {
+            Ok(match self.fake.show(task_id).await? {
+                Shown::Found(v) => Shown::Found(strip(v, self.strip_shown)),
+                other => other,
+            })
+        })
+    }
+}
+
+/// 30 recorded tasks (more than a refresh shows one by one) on the fake: `t05` was
+/// deleted outside taskform, `t07` changed; the state as recorded, and the manifests.
+fn thirty() -> (Arc<FakeApi>, State, Vec<Manifest>, Vec<String>) {
+    let fake = Arc::new(FakeApi::default());
+    let mut state = State::new();
+    let mut manifests = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..30 {
+        let name = format!("t{i:02}");
+        let b = match i % 3 {
+            0 => cron_body(&name, 10),
+            _ => body(&name, 10),
+        };
+        let id = match i {
+            5 => "task-gone".to_string(),
+            7 => fake.insert(body(&name, 99)),
+            _ => fake.insert(b.clone()),
+        };
+        state.tasks.insert(name.clone(), record(&id, &b));
+        manifests.push(manifest(&b));
+        ids.push(id);
+    }
+    // Tasks of the workspace that this state does not record.
+    for i in 0..5 {
+        fake.insert(body(&format!("other-{i}"), 10));
+    }
+    (fake, state, manifests, ids)
+}
+
+/// Refreshes a copy of `state` through `api`: the drift, and the state after, as JSON.
+async fn refreshed(
+    state: &State,
+    manifests: &[Manifest],
+    api: Arc<dyn TaskApi>,
+) -> (Vec<refresh::Drift>, Value) {
+    let mut s = state.clone();
+    let drift = refresh::refresh(&mut s, manifests, &api, &Key::default())
+        .await
+        .expect("refresh")
+        .expect("a service with show");
+    (drift, serde_json::to_value(&s).unwrap())
+}
+
+fn reshaped(fake: &Arc<FakeApi>, listed: Listed) -> Reshaped {
+    Reshaped {
+        fake: fake.clone(),
+        listed,
+        strip_listed: None,
+        strip_shown: None,
+    }
+}
+
+#[tokio::test]
+async fn refreshing_many_tasks_reads_one_listing_with_the_same_results_as_shows() {
+    let (fake, state, manifests, ids) = thirty();
+    let by_shows = refreshed(
+        &state,
+        &manifests,
+        Arc::new(reshaped(&fake, Listed::NoSearch)),
+    )
+    .await;
+    assert_eq!(
+        fake.take_calls().len(),
+        31,
+        "a LIST answered 'no search', 30 shows"
+    );
+    let by_listing = refreshed(&state, &manifests, fake.clone()).await;
+    // One listing; a show for the one task it does not hold (deleted).
+    assert_eq!(fake.take_calls(), vec!["LIST", "GET task-gone"]);
+    assert_eq!(by_listing, by_shows);
+    let (drift, _) = by_listing;
+    assert_eq!(
+        drift,
+        vec![
+            refresh::Drift::Gone {
+                name: "t05".into(),
+                task_id: "task-gone".into(),
+                superseded: false
+            },
+            refresh::Drift::Changed {
+                name: "t07".into(),
+                task_id: ids[7].clone()
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_incomplete_or_missing_listing_means_a_show_per_task() {
+    let (fake, state, manifests, _) = thirty();
+    let by_shows = refreshed(
+        &state,
+        &manifests,
+        Arc::new(reshaped(&fake, Listed::NoSearch)),
+    )
+    .await;
+    fake.take_calls();
+    let cut = refreshed(
+        &state,
+        &manifests,
+        Arc::new(reshaped(&fake, Listed::Cut(10))),
+    )
+    .await;
+    let calls = fake.take_calls();
+    assert_eq!(calls[0], "LIST");
+    assert_eq!(calls.iter().filter(|c| c.starts_with("GET ")).count(), 30);
+    assert_eq!(cut, by_shows);
+}
+
+#[tokio::test]
+async fn listed_tasks_without_a_compared_field_are_shown_when_show_has_it() {
+    let (fake, state, manifests, _) = thirty();
+    let by_shows = refreshed(
+        &state,
+        &manifests,
+        Arc::new(reshaped(&fake, Listed::NoSearch)),
+    )
+    .await;
+    fake.take_calls();
+    let api = Reshaped {
+        strip_listed: Some("task_config"),
+        ..reshaped(&fake, Listed::All)
+    };
+    let r = refreshed(&state, &manifests, Arc::new(api)).await;
+    let calls = fake.take_calls();
+    assert_eq!(calls[0], "LIST");
+    assert_eq!(calls.iter().filter(|c| c.starts_with("GET ")).count(), 30);
+    assert_eq!(
+        r, by_shows,
+        "no false drift from what the listing leaves out"
+    );
+}
+
+#[tokio::test]
+async fn when_show_lacks_the_field_too_one_show_is_enough() {
+    let (fake, state, manifests, _) = thirty();
+    let without = |listed| Reshaped {
+        strip_listed: Some("task_config"),
+        strip_shown: Some("task_config"),
+        ..reshaped(&fake, listed)
+    };
+    let by_shows = refreshed(&state, &manifests, Arc::new(without(Listed::NoSearch))).await;
+    fake.take_calls();
+    let r = refreshed(&state, &manifests, Arc::new(without(Listed::All))).await;
+    let calls = fake.take_calls();
+    // The listing, one show to learn that show lacks it too, the deleted task's show.
+    assert_eq!(calls.len(), 3, "{calls:?}");
+    assert_eq!(calls[0], "LIST");
+    assert_eq!(r, by_shows);
 }

@@ -12,7 +12,8 @@
 //!
 //! Where the public evidence allows several readings of the service, a mode picks one
 //! (see `docs/API-EVIDENCE.md`): [`UnknownTask`] (how an unknown task ID is answered),
-//! [`Echo`] (how show and search echo `task_config`) and `user_id_optional`.
+//! [`Echo`] (how show and search echo `task_config`) and `user_id_optional`; what
+//! the documentation leaves open about scheduling is in [`Modes`] ([`start_with`]).
 //!
 //! Test hooks, outside the API's paths and without authentication:
 //! `GET /_emulator/tasks` (every task) and `GET /_emulator/requests` (every API request
@@ -157,6 +158,16 @@ impl Default for Config {
     }
 }
 
+/// Ways the real service may behave that its documentation leaves open: each mode
+/// models one, so that tests can check taskform copes with it. All off by default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Modes {
+    /// A PUT leaves a paused task (`enabled: 5`) paused, even when its body says
+    /// `enabled: 1`: only `action?action=run` starts the schedule again. (By default a
+    /// PUT of an enabled CRON body schedules the task.)
+    pub put_keeps_paused: bool,
+}
+
 /// One API request as the emulator saw it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Seen {
@@ -174,6 +185,7 @@ pub struct Seen {
 
 struct Shared {
     cfg: Config,
+    modes: Modes,
     tasks: Mutex<Tasks>,
     seen: Mutex<Vec<Seen>>,
     rate: RateLimit,
@@ -201,6 +213,11 @@ impl Drop for Emulator {
 
 /// Binds and starts serving in the background.
 pub async fn start(cfg: Config) -> std::io::Result<Emulator> {
+    start_with(cfg, Modes::default()).await
+}
+
+/// [`start`], with the service's open questions answered as `modes` says.
+pub async fn start_with(cfg: Config, modes: Modes) -> std::io::Result<Emulator> {
     let tasks = match &cfg.data {
         Some(p) => Tasks::open(p)?,
         None => Tasks::in_memory(),
@@ -213,6 +230,7 @@ pub async fn start(cfg: Config) -> std::io::Result<Emulator> {
         tasks: Mutex::new(tasks),
         seen: Mutex::new(Vec::new()),
         cfg,
+        modes,
     });
     tracing::info!(%addr, tasks = lock(&shared.tasks).len(), "emulator listening");
     let accept = tokio::spawn(async move {
@@ -496,7 +514,14 @@ impl Shared {
                         ),
                         Some(t) => {
                             let created = t.fields.get("create_time").cloned();
-                            let stored = self.stored_fields(fields, &id, created);
+                            let keep_paused = self.modes.put_keeps_paused && t.paused();
+                            let mut stored = self.stored_fields(fields, &id, created);
+                            if keep_paused
+                                && let Some(Value::Object(sc)) = stored.get_mut("schedule_config")
+                                && sc.get("enabled").and_then(Value::as_i64) == Some(3)
+                            {
+                                sc.insert("enabled".into(), json!(5));
+                            }
                             tasks.update(&id, stored);
                             empty_ok()
                         }

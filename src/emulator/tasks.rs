@@ -40,6 +40,14 @@ impl StoredTask {
             .and_then(Value::as_i64)
             == Some(3)
     }
+    /// Whether the task's schedule is paused (`enabled: 5`, after a stop).
+    pub fn paused(&self) -> bool {
+        self.fields
+            .get("schedule_config")
+            .and_then(|s| s.get("enabled"))
+            .and_then(Value::as_i64)
+            == Some(5)
+    }
 }
 
 #[derive(Serialize, Deserialize)]

@@ -7,9 +7,18 @@
 //! create whose outcome is unknown stays `in_doubt` in the journal and is never retried
 //! here. Updates (PUT of the full body) and deletes are idempotent, so they need no
 //! intent and are retried even after a lost answer; their completion is journaled
-//! (`updated`, `deleted`). A scheduled task that the service refuses to change
-//! (`DLG.2206`) is stopped, changed, and (after an update that keeps it enabled)
-//! started again. A task already gone counts as deleted. An endpoint that offers no
+//! (`updated`, `deleted`).
+//!
+//! Scheduling: a task the state records as being scheduled (an enabled CRON task; read
+//! back, `enabled` 3) is stopped before it is changed or deleted, as the Terraform
+//! provider's `terminal_before_modify` does, rather than after a refused request; one
+//! the service refuses all the same (`DLG.2206`) is stopped then. After an update, a
+//! body that enables a CRON schedule is started (`run`) whatever state the task was
+//! in, so that a paused task (a pause in the console, or a run killed between its stop
+//! and its PUT) ends scheduling; a body with `enabled: 0` leaves it stopped. A delete
+//! refused as scheduling after the task was stopped is checked with show: a task the
+//! service no longer shows (a soft-deleted instance, in the provider's words) counts as
+//! deleted. A task already gone counts as deleted. An endpoint that offers no
 //! update or delete (HTTP 404: a create-only gateway) falls back to create-only
 //! behaviour: the update becomes a replace, the delete is left undone, with a warning.
 //! After a cancel (Ctrl-C / SIGTERM) nothing new is started; what is in flight finishes
@@ -24,13 +33,16 @@
 //! the service had answered. The tasks not sent then are `skipped`, and one error line
 //! names the endpoint.
 
+use super::Sending;
 use crate::load::manifest::Manifest;
 use crate::plan::{Action, Plan};
-use crate::remote::client::{Failure, Outcome, TaskApi};
+use crate::remote::client::{Failure, Outcome, Shown, TaskApi};
 use crate::remote::pacer::Pacer;
+use crate::state::State;
 use crate::state::journal::{JournalError, Record};
 use crate::state::store::Journal;
 use serde::Serialize;
+use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -149,17 +161,21 @@ pub struct Applied {
     pub records: Vec<Record>,
 }
 
-/// Sends every create, replace, update and delete of `plan` and returns a result per sent task, in plan
-/// order. `cancel` turning true stops new sends.
+/// Sends every create, replace, update and delete of `plan` and returns a result per
+/// sent task, in plan order. `recorded` is the state the plan was made from: what it
+/// recorded of each task (its schedule) decides whether it is stopped first. The
+/// sending's `cancel` turning true stops new sends.
 pub async fn execute(
     plan: &Plan,
     manifests: &[Manifest],
+    recorded: &State,
     api: Arc<dyn TaskApi>,
     journal: Arc<dyn Journal>,
-    opts: &ApplyOptions,
-    cancel: watch::Receiver<bool>,
-    progress: Arc<dyn Progress>,
+    sending: &Sending<'_>,
 ) -> Applied {
+    let opts = sending.options;
+    let cancel = sending.cancel.clone();
+    let progress = sending.progress.clone();
     progress.start(plan.to_send().count() as u64);
     let run = Arc::new(Run {
         api,
@@ -182,12 +198,14 @@ pub async fn execute(
         if t.action.sends_body() && m.is_none() {
             continue;
         }
+        let task_id = t.task_id.clone().unwrap_or_default();
         let job = Job {
+            recorded_scheduling: recorded_scheduling(recorded, &t.name, &task_id),
             name: t.name.clone(),
             action: t.action,
             hash: m.map_or_else(|| t.hash.clone().unwrap_or_default(), |m| m.hash.clone()),
             file: m.map(|m| m.file.clone()).or_else(|| t.file.clone()),
-            task_id: t.task_id.clone().unwrap_or_default(),
+            task_id,
             body: m.map(|m| m.canonical.clone()).unwrap_or_default(),
             shown: m
                 .map(|m| m.shown_canonical().to_string())
@@ -223,6 +241,44 @@ struct Job {
     body: String,
     /// The body as the journal and the state record it (sensitive values fingerprinted).
     shown: String,
+    /// The state records the remote task as being scheduled: it is stopped before it
+    /// is changed or deleted.
+    recorded_scheduling: bool,
+}
+
+/// What a body says of its task's schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schedule {
+    /// A CRON schedule, enabled (`enabled` 1; read back, 3).
+    On,
+    /// Not scheduled: run once, or `enabled` 0 (read back, 5: paused).
+    Off,
+    /// A CRON schedule that does not say whether it is enabled.
+    Unsaid,
+}
+
+fn schedule_of(body: &Value) -> Schedule {
+    let sc = &body["schedule_config"];
+    if sc["schedule_type"].as_str() != Some("CRON") {
+        return Schedule::Off;
+    }
+    match sc["enabled"].as_i64() {
+        Some(1 | 3) => Schedule::On,
+        None => Schedule::Unsaid,
+        Some(_) => Schedule::Off,
+    }
+}
+
+/// Whether the state's record of `task_id` (the current task of `name`) says it is
+/// being scheduled. A superseded task keeps no body: not known, so not stopped first.
+fn recorded_scheduling(state: &State, name: &str, task_id: &str) -> bool {
+    state
+        .tasks
+        .get(name)
+        .filter(|r| r.task_id == task_id)
+        .and_then(|r| r.body.as_ref())
+        .and_then(|b| serde_json::from_str::<Value>(b.get()).ok())
+        .is_some_and(|b| schedule_of(&b) == Schedule::On)
 }
 
 impl Job {
@@ -242,12 +298,17 @@ impl Job {
     fn raw_body(&self) -> Option<Box<serde_json::value::RawValue>> {
         serde_json::value::RawValue::from_string(self.shown.clone()).ok()
     }
-    /// Whether the task should be scheduled again after an update that had to stop it:
-    /// unless the new body turns scheduling off.
-    fn restart_after_update(&self) -> bool {
-        let body: serde_json::Value = serde_json::from_str(&self.body).unwrap_or_default();
-        let sc = &body["schedule_config"];
-        sc["schedule_type"].as_str() == Some("CRON") && sc["enabled"].as_i64() != Some(0)
+    /// Whether the task is started (`run`) after its update: when the new body enables
+    /// a CRON schedule, whatever state the task was in (a paused task is not started
+    /// by a PUT on every service); when it does not say, only if the update had to
+    /// stop it (it is left as it was).
+    fn start_after_update(&self, stopped: bool) -> bool {
+        let body: Value = serde_json::from_str(&self.body).unwrap_or_default();
+        match schedule_of(&body) {
+            Schedule::On => true,
+            Schedule::Unsaid => stopped,
+            Schedule::Off => false,
+        }
     }
 }
 
@@ -611,7 +672,18 @@ impl Run {
         }
     }
 
-    /// Stops a scheduled task, then sends `op` again.
+    /// Stops the task: before changing or deleting a task the state records as being
+    /// scheduled, or after the service refused to (`DLG.2206`).
+    async fn stop_task(&self, job: &Job, result: &mut TaskResult) -> Result<(), Ended> {
+        self.call(job, &mut result.attempts, true, || {
+            self.api.action(&job.task_id, "stop")
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Stops a task the service refused to change as being scheduled, then sends `op`
+    /// again.
     async fn stop_then<F, Fut>(
         &self,
         job: &Job,
@@ -622,25 +694,39 @@ impl Run {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Outcome>,
     {
-        tracing::info!(task = %job.name, task_id = %job.task_id, "the task is being scheduled; stopping it first");
-        self.call(job, &mut result.attempts, true, || {
-            self.api.action(&job.task_id, "stop")
-        })
-        .await?;
+        tracing::info!(task = %job.name, task_id = %job.task_id, "the service says the task is being scheduled; stopping it first");
+        self.stop_task(job, result).await?;
         self.call(job, &mut result.attempts, true, op)
             .await
             .map(|_| ())
     }
 
+    /// Stops a task the state records as being scheduled before changing or deleting
+    /// it (as the provider's `terminal_before_modify`): one request instead of a
+    /// refused one and a stop.
+    async fn stop_first(&self, job: &Job, result: &mut TaskResult) -> Result<bool, Ended> {
+        if !job.recorded_scheduling {
+            return Ok(false);
+        }
+        tracing::debug!(task = %job.name, task_id = %job.task_id, "recorded as being scheduled; stopping it first");
+        self.stop_task(job, result).await.map(|()| true)
+    }
+
     async fn update(&self, job: &Job, result: &mut TaskResult) {
         let put = || self.api.update(&job.task_id, job.body.as_bytes());
         let mut stopped = false;
-        let sent = match self.call(job, &mut result.attempts, true, put).await {
-            Err(Ended::Failed(f)) if f.is_scheduling() => {
-                stopped = true;
-                self.stop_then(job, result, put).await
+        let sent = match self.stop_first(job, result).await {
+            Ok(s) => {
+                stopped = s;
+                match self.call(job, &mut result.attempts, true, put).await {
+                    Err(Ended::Failed(f)) if f.is_scheduling() => {
+                        stopped = true;
+                        self.stop_then(job, result, put).await
+                    }
+                    other => other.map(|_| ()),
+                }
             }
-            other => other.map(|_| ()),
+            Err(e) => Err(e),
         };
         match sent {
             Ok(()) => {}
@@ -673,12 +759,12 @@ impl Run {
         self.durable(rec, &job.name, &job.task_id).await;
         self.done(job, "updated", &job.task_id);
         result.outcome = TaskOutcome::Updated;
-        if stopped && job.restart_after_update() {
+        if job.start_after_update(stopped) {
             let run = || self.api.action(&job.task_id, "run");
             if let Err(e) = self.call(job, &mut result.attempts, true, run).await {
                 self.ended(result, e);
                 result.error_msg = Some(format!(
-                    "updated, but starting its schedule again failed: {}; start it in the console or with the action API",
+                    "updated, but starting its schedule failed: {}; start it in the console or with the action API (`action?action=run`), or apply again",
                     result.error_msg.as_deref().unwrap_or_default()
                 ));
             }
@@ -687,10 +773,30 @@ impl Run {
 
     async fn delete(&self, job: &Job, result: &mut TaskResult) {
         let del = || self.api.delete(&job.task_id);
-        let sent = match self.call(job, &mut result.attempts, true, del).await {
-            Err(Ended::Failed(f)) if f.is_scheduling() => self.stop_then(job, result, del).await,
-            other => other.map(|_| ()),
+        let mut stopped = false;
+        let mut sent = match self.stop_first(job, result).await {
+            Ok(s) => {
+                stopped = s;
+                match self.call(job, &mut result.attempts, true, del).await {
+                    Err(Ended::Failed(f)) if f.is_scheduling() && !stopped => {
+                        stopped = true;
+                        self.stop_then(job, result, del).await
+                    }
+                    other => other.map(|_| ()),
+                }
+            }
+            Err(e) => Err(e),
         };
+        // Refused as scheduling although it was stopped: the provider reads this as a
+        // soft-deleted instance. The task is deleted when the service no longer shows it.
+        if let Err(Ended::Failed(f)) = &sent
+            && f.is_scheduling()
+            && stopped
+            && matches!(self.api.show(&job.task_id).await, Ok(Shown::Gone))
+        {
+            tracing::info!(task = %job.name, task_id = %job.task_id, "refused as being scheduled, but the service no longer shows the task (soft-deleted); counted as deleted");
+            sent = Ok(());
+        }
         match sent {
             Ok(()) => {}
             Err(Ended::Failed(f)) if f.is_not_found() => {

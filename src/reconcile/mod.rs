@@ -316,11 +316,10 @@ async fn send(
     let applied = applier::execute(
         plan,
         manifests,
+        state,
         api.clone(),
         journal.clone(),
-        sending.options,
-        sending.cancel.clone(),
-        sending.progress.clone(),
+        sending,
     )
     .await;
     tracing::debug!(

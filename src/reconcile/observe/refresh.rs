@@ -1,5 +1,5 @@
-//! Refresh: reads every task the state records (current and superseded) with show,
-//! and brings the state in line with the server before planning.
+//! Refresh: reads every task the state records (current and superseded) and brings the
+//! state in line with the server before planning.
 //!
 //! - A task the service says does not exist (`DLG.2253`) was deleted outside taskform:
 //!   its record is dropped as a delete would drop it, so the plan creates it again.
@@ -8,6 +8,14 @@
 //!   taskform: the record takes the server's content, so the plan shows an update or
 //!   replace with the field diff from the server's content to the manifest's.
 //!
+//! Reading: a show per task, 8 at a time; for more than [`LIST_ABOVE`] tasks, one
+//! listing of the workspace (search, pages of 100) instead, since search answers hold
+//! the same task model as show (the SDK's `MetadataCollectionTask`). A task the listing
+//! does not hold is shown (it may be gone, or a page may have shifted); so is one whose
+//! listed form lacks a field taskform compares, unless showing one such task showed the
+//! show lacks it too. A listing that is unavailable or incomplete means a show for
+//! every task. Either way the observations, and so the drift, are the same.
+//!
 //! [`observe`] does the reading; [`reconcile`] is pure, so tests call it directly.
 
 use super::sent_fields;
@@ -15,14 +23,19 @@ use crate::hash;
 use crate::load::manifest::Manifest;
 use crate::load::secret::Key;
 use crate::remote::Error;
-use crate::remote::client::{Shown, TaskApi, map_concurrent};
+use crate::remote::api::remote_task_id;
+use crate::remote::client::{Listing, Shown, TaskApi, map_concurrent};
 use crate::state::State;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// Reads in flight at once.
 const CONCURRENCY: usize = 8;
+
+/// Above this many recorded tasks, one listing of the workspace (about one request per
+/// 100 tasks of the workspace) replaces a show per task.
+pub const LIST_ABOVE: usize = 20;
 
 /// What the server said about one recorded task.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,9 +59,85 @@ pub enum Drift {
     Changed { name: String, task_id: String },
 }
 
-/// Reads every recorded task. `Ok(None)` when the endpoint offers no show.
+/// What a refresh compares a recorded task on: the body recorded, else the manifest's.
+/// `None` for a superseded task (only whether it still exists matters).
+fn template(state: &State, manifests: &[Manifest], name: &str, task_id: &str) -> Option<Value> {
+    let record = state.tasks.get(name).filter(|r| r.task_id == task_id)?;
+    record
+        .body
+        .as_ref()
+        .and_then(|b| serde_json::from_str::<Value>(b.get()).ok())
+        .or_else(|| {
+            manifests
+                .iter()
+                .find(|m| m.name == name)
+                .map(|m| m.shown_body())
+        })
+}
+
+/// The fields of `sent` (as JSON pointers, objects followed key by key) that `remote`
+/// does not carry (absent, or null where a value was sent).
+fn missing(remote: &Value, sent: &Value) -> Vec<String> {
+    fn walk(remote: Option<&Value>, sent: &Value, at: &str, out: &mut Vec<String>) {
+        let Value::Object(fields) = sent else { return };
+        for (k, sv) in fields {
+            let path = format!("{at}/{k}");
+            match remote.and_then(|r| r.get(k)) {
+                Some(Value::Null) | None if !sv.is_null() => out.push(path),
+                Some(rv) => walk(Some(rv), sv, &path, out),
+                None => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(Some(remote), sent, "", &mut out);
+    out
+}
+
+/// Every task of the workspace by ID, when a complete listing is to be had; empty when
+/// not (no search endpoint, a listing cut short, a search answer that cannot be used),
+/// so that every task is shown.
+async fn listed(api: &Arc<dyn TaskApi>) -> Result<HashMap<String, Value>, Error> {
+    let tasks = match api.list_tasks().await {
+        Ok(Some(Listing {
+            tasks,
+            complete: true,
+        })) => tasks,
+        Ok(Some(Listing { tasks, .. })) => {
+            tracing::info!(
+                listed = tasks.len(),
+                "the listing of the workspace stopped before its end; showing each task"
+            );
+            return Ok(HashMap::new());
+        }
+        Ok(None) => return Ok(HashMap::new()),
+        Err(e @ (Error::Garbage { .. } | Error::GaveUp { .. })) => {
+            tracing::warn!(error = %e, "cannot list the workspace; showing each task");
+            return Ok(HashMap::new());
+        }
+        Err(Error::Unexpected { what, failure }) if !matches!(failure.status, 401 | 403) => {
+            tracing::warn!(error = %failure, "cannot list the workspace ({what}); showing each task");
+            return Ok(HashMap::new());
+        }
+        Err(e) => return Err(e),
+    };
+    let mut by_id = HashMap::with_capacity(tasks.len());
+    for t in tasks {
+        let id = remote_task_id(&t);
+        if id != "?" {
+            by_id.entry(id).or_insert(t);
+        }
+    }
+    Ok(by_id)
+}
+
+/// Reads every recorded task: from a listing of the workspace for more than
+/// [`LIST_ABOVE`], else (and for what the listing cannot answer) with show. In state
+/// order. `Ok(None)` when the endpoint offers no show and the listing did not answer
+/// for every task.
 pub async fn observe(
     state: &State,
+    manifests: &[Manifest],
     api: &Arc<dyn TaskApi>,
 ) -> Result<Option<Vec<Observation>>, Error> {
     let ids: Vec<(String, String)> = state
@@ -62,28 +151,88 @@ pub async fn observe(
             )
         })
         .collect();
-    let shown = map_concurrent(ids, CONCURRENCY, |(name, task_id)| {
+    let mut listing = match ids.len() > LIST_ABOVE {
+        true => listed(api).await?,
+        false => HashMap::new(),
+    };
+    let mut found: Vec<Option<Option<Value>>> = vec![None; ids.len()];
+    let mut to_show: Vec<usize> = Vec::new();
+    // Listed tasks lacking fields taskform compares, by the fields they lack.
+    let mut lacking: BTreeMap<Vec<String>, Vec<(usize, Value)>> = BTreeMap::new();
+    for (i, (name, task_id)) in ids.iter().enumerate() {
+        let Some(entry) = listing.remove(task_id) else {
+            to_show.push(i);
+            continue;
+        };
+        let gaps = template(state, manifests, name, task_id)
+            .map(|t| missing(&entry, &t))
+            .unwrap_or_default();
+        match gaps.is_empty() {
+            true => found[i] = Some(Some(entry)),
+            false => lacking.entry(gaps).or_default().push((i, entry)),
+        }
+    }
+    // For each set of fields the listing lacks, show one task: when the show holds
+    // none of them either, the listing is as good as a show for the others.
+    for (gaps, members) in lacking {
+        let mut members = members.into_iter();
+        let mut decided = None;
+        for (i, _listed) in members.by_ref() {
+            let (name, task_id) = &ids[i];
+            match api.show(task_id).await? {
+                Shown::Unsupported => return Ok(None),
+                Shown::Gone => found[i] = Some(None),
+                Shown::Found(v) => {
+                    let adds = template(state, manifests, name, task_id)
+                        .map(|t| missing(&v, &t))
+                        .is_some_and(|still| gaps.iter().any(|g| !still.contains(g)));
+                    tracing::debug!(fields = ?gaps, show_has_them = adds, "the listing lacks fields taskform compares; one task shown");
+                    found[i] = Some(Some(v));
+                    decided = Some(adds);
+                    break;
+                }
+            }
+        }
+        for (i, entry) in members {
+            match decided {
+                Some(true) => to_show.push(i),
+                _ => found[i] = Some(Some(entry)),
+            }
+        }
+    }
+    to_show.sort_unstable();
+    let shows = to_show.len();
+    let work: Vec<(usize, String)> = to_show.into_iter().map(|i| (i, ids[i].1.clone())).collect();
+    let shown = map_concurrent(work, CONCURRENCY, |(i, task_id)| {
         let api = api.clone();
         async move {
             let r = api.show(&task_id).await;
-            (name, task_id, r)
+            (i, r)
         }
     })
     .await?;
-    let mut out = Vec::with_capacity(shown.len());
-    for (name, task_id, r) in shown {
-        let remote = match r? {
+    for (i, r) in shown {
+        found[i] = Some(match r? {
             Shown::Unsupported => return Ok(None),
             Shown::Gone => None,
             Shown::Found(v) => Some(v),
-        };
-        out.push(Observation {
-            name,
-            task_id,
-            remote,
         });
     }
-    Ok(Some(out))
+    tracing::debug!(
+        tasks = ids.len(),
+        shown = shows,
+        "refresh: read every recorded task"
+    );
+    Ok(Some(
+        ids.into_iter()
+            .zip(found)
+            .map(|((name, task_id), remote)| Observation {
+                name,
+                task_id,
+                remote: remote.flatten(),
+            })
+            .collect(),
+    ))
 }
 
 /// Applies observations to the state; returns the drift found, in state order.
@@ -112,17 +261,9 @@ pub fn reconcile(
             continue;
         }
         // Compare on what was sent: the recorded body, else the manifest's.
-        let template = record
-            .body
-            .as_ref()
-            .and_then(|b| serde_json::from_str::<Value>(b.get()).ok())
-            .or_else(|| {
-                manifests
-                    .iter()
-                    .find(|m| m.name == o.name)
-                    .map(|m| m.shown_body())
-            });
-        let Some(template) = template else { continue };
+        let Some(template) = template(state, manifests, &o.name, &o.task_id) else {
+            continue;
+        };
         let (theirs, h) = hash::canonical_and_hash(&sent_fields(remote, &template, key));
         if h != record.hash {
             state.record_drift(
@@ -147,7 +288,7 @@ pub async fn refresh(
     api: &Arc<dyn TaskApi>,
     key: &Key,
 ) -> Result<Option<Vec<Drift>>, Error> {
-    let Some(seen) = observe(state, api).await? else {
+    let Some(seen) = observe(state, manifests, api).await? else {
         return Ok(None);
     };
     Ok(Some(reconcile(state, manifests, &seen, key)))
@@ -276,6 +417,19 @@ mod tests {
                 .unwrap()
                 .get()
                 .contains("\"x\":2")
+        );
+    }
+
+    #[test]
+    fn missing_names_the_sent_fields_an_answer_lacks() {
+        let sent = json!({"name": "a", "task_config": {"x": 1}, "schedule_config": {"enabled": 1, "cron_expression": "c"}, "description": null});
+        let full = json!({"id": "2", "name": "a", "task_config": {"x": 1, "y": 2}, "schedule_config": {"enabled": 3, "cron_expression": "c"}});
+        assert!(missing(&full, &sent).is_empty());
+        let lacking =
+            json!({"name": "a", "schedule_config": {"enabled": 3, "cron_expression": null}});
+        assert_eq!(
+            missing(&lacking, &sent),
+            vec!["/task_config", "/schedule_config/cron_expression"]
         );
     }
 

@@ -222,7 +222,7 @@ impl ConnectCli {
                     .map(PathBuf::from)
             }),
             allow_insecure_http: self.allow_insecure_http,
-            max_rate: self.max_rate.max(0.0),
+            max_rate: rate(self.max_rate),
             max_attempts: self.max_attempts,
         }
     }
@@ -325,7 +325,7 @@ impl SendArgs {
     fn options(&self) -> ApplyOptions {
         ApplyOptions {
             concurrency: self.concurrency as usize,
-            max_rate: self.connect.max_rate.max(0.0),
+            max_rate: rate(self.connect.max_rate),
             max_attempts: self.connect.max_attempts,
             ..ApplyOptions::default()
         }
@@ -478,6 +478,16 @@ fn format(f: OutputFormat) -> Format {
         OutputFormat::Text => Format::Text,
         OutputFormat::Json => Format::Json,
         OutputFormat::Markdown => Format::Markdown,
+    }
+}
+
+/// `--max-rate`: 0 (or less, or not a number) means no limit; a positive rate is at
+/// least one request in 100 seconds (a smaller one would wait for ever).
+fn rate(r: f64) -> f64 {
+    if r.is_finite() && r > 0.0 {
+        r.max(0.01)
+    } else {
+        0.0
     }
 }
 

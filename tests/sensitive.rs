@@ -205,3 +205,43 @@ fn a_whole_variable_in_an_integer_field_is_an_integer() {
     assert_eq!(emu.tasks()[0]["schedule_config"]["enabled"], 0);
     assert_eq!(emu.tasks()[0]["schedule_config"]["max_time_out"], 30);
 }
+
+#[test]
+fn a_secret_cannot_leak_through_another_field_a_credential_or_an_identity_field() {
+    let p = project();
+    // The same variable read plainly elsewhere is hidden there too.
+    p.write(
+        "tasks/db.yaml",
+        "name: db\ndescription: \"copy: ${DB_PASSWORD}\"\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  password: ${secret:DB_PASSWORD}\n",
+    );
+    let e = env(SECRET);
+    for format in ["text", "json", "markdown"] {
+        let o = run(&p, &["plan", "tasks", "--format", format], &e);
+        o.succeeds();
+        assert_hidden(&o);
+    }
+    run(&p, &["plan", "tasks", "--out", "plan.json"], &e).succeeds();
+    assert!(
+        !all_files(&p).contains(SECRET),
+        "the plan file holds the secret"
+    );
+    // A credential is never interpolated.
+    p.write(
+        "tasks/db.yaml",
+        "name: db\ndescription: ${TASKFORM_AUTH_TOKEN}\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config: {}\n",
+    );
+    let o = run(&p, &["plan", "tasks"], &e);
+    o.fails_with(1)
+        .stderr_has("names a credential taskform uses itself");
+    assert!(!o.stdout.contains(TOKEN) && !o.stderr.contains(TOKEN));
+    // Nor in a field whose value plans show.
+    p.write(
+        "tasks/db.yaml",
+        "name: db\ndata_source_type: ${secret:DB_PASSWORD}\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config: {}\n",
+    );
+    let o = run(&p, &["plan", "tasks"], &e);
+    o.fails_with(1)
+        .stderr_has("tasks/db.yaml:2:")
+        .stderr_has("cannot be used for `data_source_type`");
+    assert_hidden(&o);
+}

@@ -34,7 +34,7 @@ pub fn import(args: ReadArgs, env: Env) -> Exit {
             )
             .await?
             else {
-                return Err(Error::Command("the endpoint offers no search (HTTP 404), so nothing can be imported; tasks created before taskform must be recorded by hand".into()));
+                return Err(Error::Command("the endpoint offers no search (HTTP 404), so nothing can be imported by name; record each task by its ID with `taskform state import NAME TASK_ID`".into()));
             };
             if let Some(e) = adopt::ambiguous(&adopted) {
                 return Err(crate::reconcile::Error::from(e).into());

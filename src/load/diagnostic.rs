@@ -80,13 +80,19 @@ impl Diagnostic {
     }
 }
 
-/// Whether `c` must never reach a terminal raw: a control character (C0, DEL, C1) or
-/// a Unicode bidirectional embedding, override or isolate (U+202A-U+202E,
-/// U+2066-U+2069), which can reorder what a reader sees.
+/// Whether `c` must never reach a terminal or a reviewer raw: C0 controls (newline
+/// and tab included), DEL, C1 controls, the bidi overrides and isolates (U+202A–U+202E,
+/// U+2066–U+2069), the bidi marks (U+200E, U+200F, U+061C) and the Unicode line and
+/// paragraph separators (U+2028, U+2029). The one definition: task names refuse these,
+/// and every output escapes them.
 pub fn is_unsafe_char(c: char) -> bool {
-    c.is_control()
-        || ('\u{202a}'..='\u{202e}').contains(&c)
-        || ('\u{2066}'..='\u{2069}').contains(&c)
+    matches!(c,
+        '\u{0}'..='\u{1f}'
+        | '\u{7f}'..='\u{9f}'
+        | '\u{202a}'..='\u{202e}'
+        | '\u{2066}'..='\u{2069}'
+        | '\u{200e}' | '\u{200f}' | '\u{061c}'
+        | '\u{2028}' | '\u{2029}')
 }
 
 /// `c` written visibly: `\n`, `\t`, `\r`, else `\u{1b}` (Rust's notation).
@@ -135,7 +141,10 @@ mod tests {
             escape("a\u{1b}[31mb\nc\td\u{7f}\u{9b}\u{202e}\u{2066}"),
             "a\\u{1b}[31mb\\nc\\td\\u{7f}\\u{9b}\\u{202e}\\u{2066}"
         );
-        assert!(!is_unsafe_char('\u{2029}') && !is_unsafe_char('\u{2070}'));
+        assert!(
+            is_unsafe_char('\u{2029}') && !is_unsafe_char('\u{2070}'),
+            "one set: U+2029 is unsafe too"
+        );
         let d = Diagnostic::new("f\u{7}.yaml", 1, 2, "bad `\u{1b}`").with_hint("x\ny");
         assert_eq!(
             d.to_string(),

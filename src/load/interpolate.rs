@@ -19,6 +19,35 @@ pub struct InterpolationError {
     pub hint: Option<String>,
 }
 
+/// Variables holding taskform's own credentials and keys: never interpolated, so that a
+/// manifest (a pull request) cannot print them into a plan.
+pub const CREDENTIALS: &[&str] = &[
+    "TASKFORM_AUTH_TOKEN",
+    "HW_ACCESS_KEY",
+    "HW_SECRET_KEY",
+    "HW_SECURITY_TOKEN",
+    "HW_PASSWORD",
+    "TASKFORM_SECRET_KEY",
+    "TASKFORM_EMULATOR_TOKEN",
+    "TASKFORM_EMULATOR_SECRET_KEY",
+    "PGPASSWORD",
+    "TASKFORM_WEBHOOK_SECRET",
+];
+
+/// The variables a string references as `${secret:NAME}`.
+pub fn secret_names(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${secret:") {
+        rest = &rest[i + "${secret:".len()..];
+        if let Some(end) = rest.find('}') {
+            out.push(&rest[..end]);
+            rest = &rest[end..];
+        }
+    }
+    out
+}
+
 /// A value read from a `${secret:...}`: where, and the string as written (with its
 /// references unexpanded).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +192,17 @@ pub fn expand_marked(
                 return Err((
                     format!("`${{{name}}}` is not a valid variable reference"),
                     Some("variable names are letters, digits and `_`, not starting with a digit; write `$${` for a literal `${`".into()),
+                ));
+            }
+            if CREDENTIALS.contains(&name) {
+                return Err((
+                    format!(
+                        "`${{{reference}}}` names a credential taskform uses itself; it is never interpolated into a task"
+                    ),
+                    Some(
+                        "give the value its own variable and reference that with `${secret:NAME}`"
+                            .into(),
+                    ),
                 ));
             }
             match env(name) {

@@ -39,6 +39,8 @@ pub struct Manifest {
     pub hash: String,
     /// Dotted paths of the values read from `${secret:...}`.
     pub sensitive: Vec<String>,
+    /// The variables this task reads as `${secret:...}`.
+    pub secret_vars: Vec<String>,
     /// With sensitive values: the canonical body with each replaced by its fingerprint,
     /// which is all that plans, the state, the journal and logs ever hold.
     pub shown: Option<String>,
@@ -70,6 +72,7 @@ impl Manifest {
             canonical,
             hash,
             sensitive: Vec::new(),
+            secret_vars: Vec::new(),
             shown: None,
             file,
             display,
@@ -178,6 +181,7 @@ pub fn load(
             .then(a.file.cmp(&b.file))
             .then(a.doc_index.cmp(&b.doc_index))
     });
+    hide_secret_values(&mut manifests, &settings, env, &mut diags);
     duplicate_names(dir, &manifests, &mut diags);
     diagnostic::sort(&mut warnings);
     for w in &warnings {
@@ -561,6 +565,7 @@ pub fn parse_source_full(
         let mut problems: Vec<Problem> = found
             .errors
             .into_iter()
+            .chain(found.sensitive.iter().filter_map(unsupported_secret))
             .map(|e| Problem {
                 path: e.path,
                 part: Part::Value,
@@ -572,7 +577,13 @@ pub fn parse_source_full(
         if problems.is_empty() {
             problems = schema::validate_with(&body, &settings.rules());
         }
-        for w in schema::warnings(&body, &settings.known_data_source_types) {
+        // Warnings quote values: only for a task without problems (a refused secret in
+        // `data_source_type` must not be quoted by its warning).
+        let checked = match problems.is_empty() {
+            true => schema::warnings(&body, &settings.known_data_source_types),
+            false => Vec::new(),
+        };
+        for w in checked {
             // Not in the manifest: inherited from `defaults`, reported there once.
             if let Some((l, c)) = yaml::locate(src, doc.index, &w.path, w.part) {
                 warnings.push(Diagnostic::new(display, l, c, w.message).with_hint_opt(w.hint));
@@ -589,12 +600,107 @@ pub fn parse_source_full(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        manifests.push(
+        let mut m =
             Manifest::from_body(name, &body, rel.to_string(), display.to_string(), doc.index)
-                .with_sensitive(sensitive, &settings.secret_key),
-        );
+                .with_sensitive(sensitive, &settings.secret_key);
+        m.secret_vars = found
+            .sensitive
+            .iter()
+            .flat_map(|s| interpolate::secret_names(&s.template))
+            .map(str::to_string)
+            .collect();
+        manifests.push(m);
     }
     out
+}
+
+/// A variable read as `${secret:NAME}` anywhere is sensitive everywhere: a value of one
+/// found in another field (a plain `${NAME}` of the same variable, say) is marked
+/// sensitive there too; in the task's name it is an error.
+fn hide_secret_values(
+    manifests: &mut [Manifest],
+    settings: &Settings,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    diags: &mut Vec<Diagnostic>,
+) {
+    let mut vars: std::collections::BTreeSet<&str> = manifests
+        .iter()
+        .flat_map(|m| m.secret_vars.iter().map(String::as_str))
+        .collect();
+    vars.extend(
+        settings
+            .sensitive_defaults
+            .iter()
+            .flat_map(|s| interpolate::secret_names(&s.template)),
+    );
+    // Very short values would mark ordinary text: a secret that short is no secret.
+    let values: Vec<String> = vars
+        .into_iter()
+        .filter_map(env)
+        .filter(|v| v.chars().count() >= 4)
+        .collect();
+    if values.is_empty() {
+        return;
+    }
+    for m in manifests.iter_mut() {
+        let holding = secret::paths_holding(&m.body(), &values);
+        if holding.iter().any(|p| p == "name") {
+            diags.push(
+                Diagnostic::new(
+                    &m.display,
+                    0,
+                    0,
+                    "the task's `name` holds the value of a variable read as `${secret:...}`",
+                )
+                .with_hint("a name is shown everywhere; keep secrets out of it"),
+            );
+            continue;
+        }
+        let mut all = m.sensitive.clone();
+        for p in holding {
+            if !all.contains(&p) {
+                all.push(p);
+            }
+        }
+        if all.len() != m.sensitive.len() {
+            let marked = m.clone().with_sensitive(all, &settings.secret_key);
+            *m = marked;
+        }
+    }
+}
+
+/// A `${secret:...}` where a sensitive value cannot be kept out of output: the task's
+/// identity and the fields the schema checks (their values are printed in plans and
+/// messages), or under a key whose name holds `.` or `[` (paths are written dotted).
+fn unsupported_secret(s: &interpolate::Sensitive) -> Option<interpolate::InterpolationError> {
+    let first = match s.path.first() {
+        Some(Seg::Key(k)) => k.as_str(),
+        _ => "",
+    };
+    let why = if matches!(
+        first,
+        "name" | "data_source_type" | "dir_id" | "schedule_config"
+    ) {
+        format!(
+            "`${{secret:...}}` cannot be used for `{first}`: its value is shown in plans and checked against the schema"
+        )
+    } else if s
+        .path
+        .iter()
+        .any(|seg| matches!(seg, Seg::Key(k) if k.contains(['.', '[', ']'])))
+    {
+        "`${secret:...}` cannot be used under a key whose name holds `.`, `[` or `]`".to_string()
+    } else {
+        return None;
+    };
+    Some(interpolate::InterpolationError {
+        path: s.path.clone(),
+        message: why,
+        hint: Some(
+            "use sensitive values in `task_config` (or `description`, `parameter_config`) values"
+                .into(),
+        ),
+    })
 }
 
 /// Turns a problem's path into a position: in the manifest when the node is there, in

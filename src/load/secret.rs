@@ -104,41 +104,116 @@ pub fn fingerprint_paths(body: &Value, paths: &[String], key: &Key) -> Value {
 /// holds a fingerprint at the same path: what the server holds, comparable with what
 /// was recorded, and safe to record.
 pub fn fingerprint_like(remote: &mut Value, template: &Value, key: &Key) {
-    let mut paths = Vec::new();
-    collect(template, &mut String::new(), &mut paths);
-    for p in paths {
-        if let Some(v) = pointer_mut(remote, &p) {
-            let fp = key.fingerprint(&p, v);
-            *v = Value::String(fp);
-        }
-    }
+    mask(remote, template, &mut String::new(), key);
 }
 
-/// The dotted paths of every fingerprint in `v`.
-fn collect(v: &Value, path: &mut String, out: &mut Vec<String>) {
-    match v {
-        Value::String(s) if is_fingerprint(s) => out.push(path.clone()),
-        Value::Object(m) => {
-            for (k, v) in m {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
+/// [`fingerprint_like`] at `path`. A list whose length differs from the template's
+/// cannot be matched entry by entry: if the template's holds a fingerprint, every
+/// string in the remote list is fingerprinted (it differs anyway, and nothing it holds
+/// can be told safe to record).
+fn mask(remote: &mut Value, template: &Value, path: &mut String, key: &Key) {
+    match (remote, template) {
+        (r, Value::String(s)) if is_fingerprint(s) => {
+            let fp = key.fingerprint(path, r);
+            *r = Value::String(fp);
+        }
+        (Value::Object(r), Value::Object(t)) => {
+            for (k, tv) in t {
+                if let Some(rv) = r.get_mut(k) {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    mask(rv, tv, path, key);
+                    path.truncate(len);
                 }
-                path.push_str(k);
-                collect(v, path, out);
+            }
+        }
+        (Value::Array(r), Value::Array(t)) if r.len() == t.len() => {
+            for (i, (rv, tv)) in r.iter_mut().zip(t).enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                mask(rv, tv, path, key);
                 path.truncate(len);
             }
         }
+        (r @ Value::Array(_), t) if holds_fingerprint(t) => fingerprint_strings(r, path, key),
+        _ => {}
+    }
+}
+
+/// Every string below `v` replaced by its fingerprint.
+fn fingerprint_strings(v: &mut Value, path: &mut String, key: &Key) {
+    match v {
+        Value::String(_) => {
+            let fp = key.fingerprint(path, v);
+            *v = Value::String(fp);
+        }
         Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
+            for (i, item) in items.iter_mut().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
-                collect(v, path, out);
+                fingerprint_strings(item, path, key);
+                path.truncate(len);
+            }
+        }
+        Value::Object(m) => {
+            for (k, item) in m.iter_mut() {
+                let len = path.len();
+                path.push('.');
+                path.push_str(k);
+                fingerprint_strings(item, path, key);
                 path.truncate(len);
             }
         }
         _ => {}
     }
+}
+
+/// Whether `v` holds a sensitive value's fingerprint anywhere.
+pub fn holds_fingerprint(v: &Value) -> bool {
+    match v {
+        Value::String(s) => is_fingerprint(s),
+        Value::Array(a) => a.iter().any(holds_fingerprint),
+        Value::Object(m) => m.values().any(holds_fingerprint),
+        _ => false,
+    }
+}
+
+/// The dotted paths of the strings in `body` that hold one of `values`: a secret's
+/// value that reached a field another way (a plain `${NAME}` of the same variable).
+pub fn paths_holding(body: &Value, values: &[String]) -> Vec<String> {
+    fn walk(v: &Value, path: &mut String, values: &[String], out: &mut Vec<String>) {
+        match v {
+            Value::String(s) if values.iter().any(|x| s.contains(x.as_str())) => {
+                out.push(path.clone())
+            }
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let len = path.len();
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(k);
+                    walk(v, path, values, out);
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    walk(v, path, values, out);
+                    path.truncate(len);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    walk(body, &mut String::new(), values, &mut out);
+    out
 }
 
 /// The value at a dotted path (`a.b[2].c`), as [`crate::load::yaml::path_string`]

@@ -469,7 +469,7 @@ impl SavedPlan {
                     continue;
                 };
                 let file = t.file.clone().unwrap_or_default();
-                let m = if has_fingerprint(&value) {
+                let m = if crate::load::secret::holds_fingerprint(&value) {
                     loaded
                         .manifests
                         .iter()
@@ -583,16 +583,6 @@ pub struct Stale {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
-}
-
-/// Whether a body holds a sensitive value's fingerprint.
-fn has_fingerprint(v: &serde_json::Value) -> bool {
-    match v {
-        serde_json::Value::String(s) => crate::load::secret::is_fingerprint(s),
-        serde_json::Value::Array(a) => a.iter().any(has_fingerprint),
-        serde_json::Value::Object(m) => m.values().any(has_fingerprint),
-        _ => false,
-    }
 }
 
 /// A planned body with sensitive values whose values are not what they were when the

@@ -65,6 +65,10 @@ pub enum ImportError {
     )]
     Recorded { name: String, task_id: String },
     #[error(
+        "task {task_id} is already recorded under the name {other}; one remote task cannot stand for two manifests"
+    )]
+    Taken { task_id: String, other: String },
+    #[error(
         "the service has no task {0} (it answered that the task does not exist); check the ID, the project and the workspace"
     )]
     Gone(String),
@@ -102,6 +106,16 @@ pub async fn import_by_id(
             task_id: r.task_id.clone(),
         });
     }
+    if let Some((other, _)) = state
+        .tasks
+        .iter()
+        .find(|(_, r)| r.task_id == task_id || r.superseded.iter().any(|s| s.task_id == task_id))
+    {
+        return Err(ImportError::Taken {
+            task_id: task_id.to_string(),
+            other: other.clone(),
+        });
+    }
     let (hash, body, how) = match api.show(task_id).await? {
         Shown::Gone => return Err(ImportError::Gone(task_id.to_string())),
         Shown::Unsupported => (
@@ -110,6 +124,15 @@ pub async fn import_by_id(
             Imported::Unread,
         ),
         Shown::Found(remote) => {
+            if let Some(theirs) = remote.get("name").and_then(|v| v.as_str())
+                && theirs != name
+            {
+                tracing::warn!(
+                    task = %crate::load::diagnostic::escape(name),
+                    remote_name = %crate::load::diagnostic::escape(theirs),
+                    "the remote task bears another name: the next apply renames it (check the ID)"
+                );
+            }
             let theirs = super::observe::sent_fields(&remote, &m.shown_body(), key);
             let (text, hash) = crate::hash::canonical_and_hash(&theirs);
             match hash == m.hash {

@@ -37,19 +37,7 @@ pub const MARKDOWN_LIMIT: usize = 65_536;
 /// pipeline adds to the comment (the CI example appends a marker line).
 pub const MARKDOWN_BUDGET: usize = MARKDOWN_LIMIT - 1_024;
 
-/// Whether `c` must never reach a terminal or a reviewer raw: C0 controls (newline
-/// and tab included), DEL, C1 controls, the bidi overrides and isolates (U+202A–U+202E,
-/// U+2066–U+2069), the bidi marks (U+200E, U+200F, U+061C) and the Unicode line and
-/// paragraph separators (U+2028, U+2029).
-pub fn is_unsafe_char(c: char) -> bool {
-    matches!(c,
-        '\u{0}'..='\u{1f}'
-        | '\u{7f}'..='\u{9f}'
-        | '\u{202a}'..='\u{202e}'
-        | '\u{2066}'..='\u{2069}'
-        | '\u{200e}' | '\u{200f}' | '\u{061c}'
-        | '\u{2028}' | '\u{2029}')
-}
+pub use crate::load::diagnostic::is_unsafe_char;
 
 /// Text from manifests, the state or a server, made safe to print: every character
 /// [`is_unsafe_char`] names is written visibly as `\u{1b}` (Rust's notation), so a
@@ -114,7 +102,7 @@ pub fn json_safe(json: String) -> String {
 /// it still shows, as a changed field, without any trace of the value.
 pub fn shown<'a>(task: &Entry, path: &str, value: &'a Value) -> Cow<'a, Value> {
     let _ = (task, path);
-    if !holds_fingerprint(value) {
+    if !crate::load::secret::holds_fingerprint(value) {
         return Cow::Borrowed(value);
     }
     let mut v = value.clone();
@@ -148,15 +136,6 @@ pub fn redacted(value: &Value) -> Value {
 
 /// What a sensitive value is shown as.
 pub const SENSITIVE: &str = "(sensitive)";
-
-fn holds_fingerprint(v: &Value) -> bool {
-    match v {
-        Value::String(s) => crate::load::secret::is_fingerprint(s),
-        Value::Array(a) => a.iter().any(holds_fingerprint),
-        Value::Object(m) => m.values().any(holds_fingerprint),
-        _ => false,
-    }
-}
 
 fn redact(v: &mut Value) {
     match v {

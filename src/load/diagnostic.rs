@@ -108,13 +108,19 @@ pub fn escape_char(c: char) -> String {
 /// `s` with every [`is_unsafe_char`] written visibly ([`escape_char`]); borrowed when
 /// there is none.
 pub fn escape(s: &str) -> Cow<'_, str> {
+    escape_with(s, escape_char)
+}
+
+/// `s` with every [`is_unsafe_char`] written as `show` writes it; borrowed when there
+/// is none. The one escaping loop: diagnostics write `\n`, outputs `\u{a}`.
+pub fn escape_with(s: &str, show: fn(char) -> String) -> Cow<'_, str> {
     if !s.chars().any(is_unsafe_char) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
     for c in s.chars() {
         if is_unsafe_char(c) {
-            out.push_str(&escape_char(c));
+            out.push_str(&show(c));
         } else {
             out.push(c);
         }

@@ -46,18 +46,7 @@ pub use crate::load::diagnostic::is_unsafe_char;
 /// person (text plan, diffs, apply results, Markdown, log lines, error messages)
 /// prints untrusted text through this.
 pub fn escape(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(is_unsafe_char) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if is_unsafe_char(c) {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    crate::load::diagnostic::escape_with(s, |c| format!("\\u{{{:x}}}", c as u32))
 }
 
 /// [`escape`] line by line: the newlines of `s` stay (for text made of lines on

@@ -131,6 +131,31 @@ pub fn load(
     dir: &Path,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Loaded, LoadError> {
+    load_reporting(dir, env).0
+}
+
+/// [`load`], and the warnings found, also when the load fails (`validate --format
+/// json` reports both).
+pub fn load_reporting(
+    dir: &Path,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> (Result<Loaded, LoadError>, Vec<Diagnostic>) {
+    let mut warnings = Vec::new();
+    let result = load_inner(dir, env, &mut warnings);
+    (result, warnings)
+}
+
+/// The manifest files below `dir` as [`load`] finds them: (path relative to `dir`
+/// with `/` separators, path to open), sorted.
+pub fn manifest_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    discover(dir, &mut Vec::new()).files
+}
+
+fn load_inner(
+    dir: &Path,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    found_warnings: &mut Vec<Diagnostic>,
+) -> Result<Loaded, LoadError> {
     let meta = std::fs::metadata(dir).map_err(|e| {
         LoadError::Dir(format!(
             "cannot read manifest folder {}: {e}",
@@ -183,6 +208,7 @@ pub fn load(
     for w in &warnings {
         tracing::warn!("{}", w.log_line());
     }
+    found_warnings.clone_from(&warnings);
     if !settings.secret_key.explicit && manifests.iter().any(|m| !m.sensitive.is_empty()) {
         tracing::warn!(
             "${{secret:...}} is used but {} is not set: plans and the state hold fingerprints of the sensitive values made with a fixed key, which anyone who reads them could test guesses against; set {} to a long random value (the same for every run of this repo)",

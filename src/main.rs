@@ -1,6 +1,6 @@
 //! The `taskform` binary: parses arguments and calls the library.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::time::Duration;
 use taskform::cli::{self, ConnectArgs, PlanArgs};
@@ -60,13 +60,37 @@ enum OutputFormat {
     Markdown,
 }
 
+/// Output of the commands that print data, not plans.
+#[derive(Clone, Copy, ValueEnum)]
+enum DataFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Check every manifest below DIR; report every problem as file:line:col.
+    /// Check manifests (folders, or files as pre-commit passes them); report every problem as file:line:col.
     Validate {
-        /// Manifest folder (searched recursively for *.yaml and *.yml).
-        #[arg(default_value = ".")]
-        dir: PathBuf,
+        /// Manifest folders (searched recursively for *.yaml and *.yml) and files; a file is checked with the taskform.yaml of its folder or the nearest above it (not above the git root). Default: the current folder.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// json: the problems and warnings as [{"file", "line", "column", "message", "hint", "severity"}] on stdout, for editors and CI annotations.
+        #[arg(long, value_enum, default_value_t = DataFormat::Text)]
+        format: DataFormat,
+    },
+    /// Rewrite manifests in the canonical style (documented key order, 2-space indent, quotes where YAML would retype, comments kept).
+    Fmt {
+        /// Manifest folders and files (as for validate). Default: the current folder.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// Change nothing: list the files that would change and exit 1 if there are any (for CI).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Print the JSON Schema (draft 2020-12) of a task manifest, for editors (yaml-language-server).
+    Schema {
+        /// Manifest folder: fields its taskform.yaml `defaults` set are not required.
+        dir: Option<PathBuf>,
     },
     /// Show what apply would do. Offline and without credentials, unless --refresh or --adopt reads the server.
     #[command(after_help = EXIT_CODES)]
@@ -119,6 +143,18 @@ enum Command {
     State(StateCli),
     /// Run a local emulator of the DataArts collection-task API (prints its URL first).
     Emulator(EmulatorCli),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+    /// Print the version, commit, build date and target.
+    Version {
+        #[arg(long, value_enum, default_value_t = DataFormat::Text)]
+        format: DataFormat,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -515,7 +551,11 @@ fn main() {
             std::process::exit(code.code());
         }
     };
-    taskform::cli::logging::init(cli.verbose, matches!(cli.log_format, LogFormat::Json));
+    taskform::cli::logging::init(
+        cli.verbose,
+        matches!(cli.log_format, LogFormat::Json),
+        !matches!(cli.command, Command::Emulator(_)),
+    );
     let color = match cli.color {
         Color::Auto => ColorChoice::Auto,
         Color::Always => ColorChoice::Always,
@@ -526,7 +566,18 @@ fn main() {
         && matches!(cli.log_format, LogFormat::Text)
         && cli.verbose == 0;
     let exit = match cli.command {
-        Command::Validate { dir } => cli::validate(dir, &env),
+        Command::Validate { paths, format } => cli::validate(
+            cli::ValidateArgs {
+                paths,
+                json: matches!(format, DataFormat::Json),
+            },
+            &env,
+        ),
+        Command::Fmt { paths, check } => cli::fmt(cli::FmtArgs { paths, check }, &env),
+        Command::Schema { dir } => cli::schema(dir, &env),
+        Command::Completions { shell } => cli::completions(Cli::command(), shell),
+        Command::Man => cli::man(Cli::command()),
+        Command::Version { format } => cli::version(matches!(format, DataFormat::Json)),
         Command::Plan {
             dir,
             target,

@@ -17,14 +17,14 @@ use tracing_subscriber::fmt::format::{FormatFields, Writer};
 
 /// Installs the global subscriber. `verbose` 0 = info, 1 = debug, 2+ = trace (for
 /// taskform's own modules); `RUST_LOG` overrides.
-pub fn init(verbose: u8, json: bool) {
-    let level = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
+///
+/// `emulator_in_process`: the emulator can only run inside this command (`--emulator`
+/// of apply, plan, watch...), not as `taskform emulator`. Its per-request log lines
+/// would then interleave with the command's own output and break the progress bar,
+/// so they are shown from `-v` on, as debug output; its warnings always are.
+pub fn init(verbose: u8, json: bool, emulator_in_process: bool) {
     let filter = EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("warn,taskform={level}")));
+        .unwrap_or_else(|_| EnvFilter::new(directives(verbose, emulator_in_process)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
@@ -43,6 +43,20 @@ pub fn init(verbose: u8, json: bool) {
             .with_ansi(color)
             .try_init()
     };
+}
+
+/// The filter without `RUST_LOG`: see [`init`].
+fn directives(verbose: u8, emulator_in_process: bool) -> String {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let mut d = format!("warn,taskform={level}");
+    if emulator_in_process && verbose == 0 {
+        d.push_str(",taskform::emulator=warn");
+    }
+    d
 }
 
 /// The fields of a text log line as tracing writes them by default (`message` first,
@@ -125,6 +139,16 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn an_in_process_emulator_logs_requests_from_v_on() {
+        assert_eq!(directives(0, false), "warn,taskform=info");
+        assert_eq!(
+            directives(0, true),
+            "warn,taskform=info,taskform::emulator=warn"
+        );
+        assert_eq!(directives(1, true), "warn,taskform=debug");
     }
 
     const HOSTILE: &str = "a\u{1b}[2J\u{7}\nforged line\u{202e}\u{9b}";

@@ -5,25 +5,29 @@
 
 mod apply;
 mod connect;
+mod files;
 pub mod logging;
 mod plan;
 pub mod progress;
 pub mod prompt;
 mod read;
+mod shell;
 mod state;
 mod watch;
 
 pub use apply::{ApplyArgs, apply};
 pub use connect::ConnectArgs;
+pub use files::{FmtArgs, ValidateArgs, diagnostics_json, fmt, schema, validate};
 pub use plan::{PlanArgs, plan, show};
 pub use read::{ReadArgs, import, refresh};
+pub use shell::{BuildInfo, build_info, completions, man, version};
 pub use state::{StateArgs, StateCommand, state};
 pub use watch::{WatchArgs, watch};
 
 use crate::error::{Error, Exit};
 use crate::load::{self, Loaded};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// How commands read the environment (tests pass their own).
 pub type Env<'a> = &'a (dyn Fn(&str) -> Option<String> + Sync);
@@ -93,20 +97,6 @@ fn warn_if_empty(loaded: &Loaded, dir: &Path) {
             dir.display()
         );
     }
-}
-
-/// `taskform validate [DIR]`.
-pub fn validate(dir: PathBuf, env: Env) -> Exit {
-    finish(load_manifests(&dir, env).map(|l| {
-        warn_if_empty(&l, &dir);
-        let (m, f) = (l.manifests.len(), l.file_digests.len());
-        println!(
-            "{m} task{} in {f} file{} valid.",
-            if m == 1 { "" } else { "s" },
-            if f == 1 { " is" } else { "s are" }
-        );
-        Exit::Ok
-    }))
 }
 
 /// Builds the runtime commands use: two workers suit the CLI's I/O-bound work.

@@ -134,6 +134,31 @@ pub fn load(
     dir: &Path,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Result<Loaded, LoadError> {
+    load_reporting(dir, env).0
+}
+
+/// [`load`], and the warnings found, also when the load fails (`validate --format
+/// json` reports both).
+pub fn load_reporting(
+    dir: &Path,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> (Result<Loaded, LoadError>, Vec<Diagnostic>) {
+    let mut warnings = Vec::new();
+    let result = load_inner(dir, env, &mut warnings);
+    (result, warnings)
+}
+
+/// The manifest files below `dir` as [`load`] finds them: (path relative to `dir`
+/// with `/` separators, path to open), sorted.
+pub fn manifest_files(dir: &Path) -> Vec<(String, PathBuf)> {
+    discover(dir, &mut Vec::new()).files
+}
+
+fn load_inner(
+    dir: &Path,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    found_warnings: &mut Vec<Diagnostic>,
+) -> Result<Loaded, LoadError> {
     let meta = std::fs::metadata(dir).map_err(|e| {
         LoadError::Dir(format!(
             "cannot read manifest folder {}: {e}",
@@ -187,6 +212,7 @@ pub fn load(
     for w in &warnings {
         tracing::warn!("{}", w.log_line());
     }
+    found_warnings.clone_from(&warnings);
     if !settings.secret_key.explicit && manifests.iter().any(|m| !m.sensitive.is_empty()) {
         tracing::warn!(
             "${{secret:...}} is used but {} is not set: plans and the state hold fingerprints of the sensitive values made with a fixed key, which anyone who reads them could test guesses against; set {} to a long random value (the same for every run of this repo)",
@@ -577,9 +603,9 @@ pub fn parse_source_full(
         if problems.is_empty() {
             problems = schema::validate_with(&body, &settings.rules());
         }
-        // Warnings quote values: only for a task without problems (a refused secret in
-        // `data_source_type` must not be quoted by its warning).
-        let checked = match problems.is_empty() {
+        // Warnings quote values: not for a task with sensitive values and problems (a
+        // refused secret in `data_source_type` must not be quoted by its warning).
+        let checked = match problems.is_empty() || found.sensitive.is_empty() {
             true => schema::warnings(&body, &settings.known_data_source_types),
             false => Vec::new(),
         };

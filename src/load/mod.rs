@@ -1,12 +1,17 @@
 //! Stage 1: files to manifests. Discovery and parallel loading ([`manifest`]), YAML with
 //! positions ([`yaml`]), `${VAR}` ([`interpolate`]), the create body's schema
 //! ([`schema`]), `taskform.yaml` ([`settings`]), where requests go and the state lives
-//! ([`target`]), and problems as `file:line:col` ([`diagnostic`]).
+//! ([`target`]), and problems as `file:line:col` ([`diagnostic`]). For the commands
+//! around them: checking named files and folders ([`check`]), the canonical style of
+//! `taskform fmt` ([`format`]) and the JSON Schema of a manifest ([`json_schema`]).
 //!
 //! Uses nothing of the later stages.
 
+pub mod check;
 pub mod diagnostic;
+pub mod format;
 pub mod interpolate;
+pub mod json_schema;
 pub mod manifest;
 pub mod schema;
 pub mod secret;

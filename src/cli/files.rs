@@ -1,0 +1,212 @@
+//! `taskform validate`, `taskform fmt` and `taskform schema`: the commands about the
+//! manifest files themselves (no state, no network).
+
+use super::{Env, finish};
+use crate::error::{Error, Exit};
+use crate::load::check::{self, Checked};
+use crate::load::diagnostic::Diagnostic;
+use crate::load::format::{self, Outcome};
+use crate::load::{json_schema, settings};
+use crate::render;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Options of `taskform validate`.
+#[derive(Debug, Clone, Default)]
+pub struct ValidateArgs {
+    /// Folders and files (default: the current folder).
+    pub paths: Vec<PathBuf>,
+    /// Print the diagnostics as one JSON array on stdout.
+    pub json: bool,
+}
+
+/// `taskform validate [PATH...]`.
+pub fn validate(args: ValidateArgs, env: Env) -> Exit {
+    let checked = check::check(&paths_or_here(args.paths), env);
+    if args.json {
+        print_stdout(&diagnostics_json(&checked));
+    } else {
+        warn_empty(&checked);
+        if !report_problems(&checked, "nothing was planned or sent") {
+            let files = checked.files.len();
+            let m = checked.tasks;
+            println!(
+                "{m} task{} in {files} file{} valid.",
+                if m == 1 { "" } else { "s" },
+                if files == 1 { " is" } else { "s are" }
+            );
+        }
+    }
+    if checked.failed() {
+        Exit::Error
+    } else {
+        Exit::Ok
+    }
+}
+
+fn paths_or_here(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    if paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        paths
+    }
+}
+
+fn warn_empty(checked: &Checked) {
+    for dir in &checked.empty_folders {
+        tracing::warn!(
+            "no manifests found in {}: check the folder (apply refuses an empty folder without --allow-empty)",
+            render::escape(dir)
+        );
+    }
+}
+
+/// Prints what failed the check as `validate` always has (`error: file:line:col:
+/// message`, a hint, and a summary line ending in `consequence`); returns whether
+/// anything failed.
+fn report_problems(checked: &Checked, consequence: &str) -> bool {
+    let mut err = std::io::stderr().lock();
+    for d in &checked.unreadable {
+        let _ = writeln!(err, "error: {}", render::escape_lines(&d.message));
+    }
+    if !checked.errors.is_empty() {
+        for d in &checked.errors {
+            let _ = writeln!(err, "error: {}", render::escape_lines(&d.to_string()));
+        }
+        let n = checked.errors.len();
+        let files = checked
+            .errors
+            .iter()
+            .map(|d| d.file.as_str())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
+        let _ = writeln!(
+            err,
+            "{n} problem{} in {files} file{}; {consequence}",
+            if n == 1 { "" } else { "s" },
+            if files == 1 { "" } else { "s" }
+        );
+    }
+    checked.failed()
+}
+
+/// `[{"file", "line", "column", "message", "hint", "severity"}]`: problems and
+/// warnings sorted by file and position; `line` and `column` are null when unknown.
+pub fn diagnostics_json(checked: &Checked) -> String {
+    let entry = |d: &Diagnostic, severity: &str| {
+        serde_json::json!({
+            "file": d.file,
+            "line": (d.line > 0).then_some(d.line),
+            "column": (d.col > 0).then_some(d.col),
+            "message": d.message,
+            "hint": d.hint,
+            "severity": severity,
+        })
+    };
+    let mut all: Vec<(&Diagnostic, &str)> = checked
+        .unreadable
+        .iter()
+        .chain(&checked.errors)
+        .map(|d| (d, "error"))
+        .chain(checked.warnings.iter().map(|d| (d, "warning")))
+        .collect();
+    all.sort_by(|a, b| (&a.0.file, a.0.line, a.0.col).cmp(&(&b.0.file, b.0.line, b.0.col)));
+    let list: Vec<serde_json::Value> = all.into_iter().map(|(d, s)| entry(d, s)).collect();
+    let mut text = serde_json::to_string_pretty(&list).unwrap_or_else(|_| "[]".into());
+    text.push('\n');
+    render::json_safe(text)
+}
+
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Options of `taskform fmt`.
+#[derive(Debug, Clone, Default)]
+pub struct FmtArgs {
+    pub paths: Vec<PathBuf>,
+    /// Change nothing; list the files that would change and fail if there are any.
+    pub check: bool,
+}
+
+/// `taskform fmt [PATH...] [--check]`: rewrites the manifests that load without
+/// problems in the canonical style and prints the files it changed (with `--check`,
+/// that it would change). Files with problems are reported as `validate` does and
+/// left alone.
+pub fn fmt(args: FmtArgs, env: Env) -> Exit {
+    let checked = check::check(&paths_or_here(args.paths), env);
+    warn_empty(&checked);
+    let failed = report_problems(&checked, "those files were not formatted");
+    let results = format::format_files(&checked.files, args.check);
+    let mut changed = 0;
+    let mut unchanged = 0;
+    let mut broken = false;
+    let mut out = std::io::stdout().lock();
+    for (file, outcome) in &results {
+        match outcome {
+            Outcome::Unchanged => unchanged += 1,
+            Outcome::Changed => {
+                changed += 1;
+                let _ = writeln!(out, "{}", render::escape(file));
+            }
+            Outcome::Skipped(e) => {
+                tracing::warn!(
+                    "{}: {}",
+                    render::escape(file),
+                    render::escape(&e.to_string())
+                )
+            }
+            Outcome::Failed(e) => {
+                broken = true;
+                tracing::error!("{}: {}", render::escape(file), render::escape(e));
+            }
+        }
+    }
+    let _ = out.flush();
+    let files = |n: usize| format!("{n} file{}", if n == 1 { "" } else { "s" });
+    if args.check {
+        if changed > 0 {
+            tracing::error!(
+                "{} would be reformatted ({} already formatted); run `taskform fmt` to rewrite them",
+                files(changed),
+                unchanged
+            );
+        } else {
+            tracing::info!("{} already formatted", files(unchanged));
+        }
+    } else {
+        tracing::info!(
+            "{} reformatted, {} already formatted",
+            files(changed),
+            unchanged
+        );
+    }
+    if failed || broken || (args.check && changed > 0) {
+        Exit::Error
+    } else {
+        Exit::Ok
+    }
+}
+
+/// `taskform schema [DIR]`: the JSON Schema of a manifest; with DIR, the fields its
+/// `taskform.yaml` `defaults` set are not required.
+pub fn schema(dir: Option<PathBuf>, env: Env) -> Exit {
+    finish((|| {
+        let defaults = match &dir {
+            Some(dir) => {
+                if !dir.is_dir() {
+                    return Err(Error::Folder(format!("{} is not a folder", dir.display())));
+                }
+                settings::load(dir, env).map_err(Error::Invalid)?.defaults
+            }
+            None => serde_json::Map::new(),
+        };
+        let mut text = serde_json::to_string_pretty(&json_schema::manifest_schema(&defaults))
+            .map_err(|e| Error::Command(format!("cannot write the schema: {e}")))?;
+        text.push('\n');
+        print_stdout(&text);
+        Ok(Exit::Ok)
+    })())
+}

@@ -171,6 +171,9 @@ struct LifecycleCli {
     /// Plan and apply only tasks whose names match NAME (`*` and `?` globs; repeatable); the others are left alone.
     #[arg(long = "target", value_name = "NAME")]
     targets: Vec<String>,
+    /// Plan and apply only tasks whose manifests carry the label (`taskform: {labels: {KEY: VALUE}}`; repeatable: all must match).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+    labels: Vec<String>,
     /// What a changed task gets [default: `on_change` of taskform.yaml, else update]
     #[arg(long, value_enum)]
     on_change: Option<OnChangeCli>,
@@ -220,6 +223,7 @@ impl LifecycleCli {
             adopt: self.adopt,
             recreate_in_doubt,
             targets: self.targets.clone(),
+            labels: self.labels.clone(),
         }
     }
 }
@@ -514,6 +518,14 @@ fn format(f: OutputFormat) -> Format {
         OutputFormat::Text => Format::Text,
         OutputFormat::Json => Format::Json,
         OutputFormat::Markdown => Format::Markdown,
+    }
+}
+
+/// `--label KEY=VALUE`.
+fn label(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("`{s}` is not KEY=VALUE")),
     }
 }
 

@@ -332,7 +332,7 @@ fn target_plans_and_applies_only_the_matching_tasks() {
     p.run(&["plan", "tasks", "--target", "dli-*"], &[])
         .succeeds()
         .stdout_has("2 to update")
-        .stdout_has("1 task(s) not selected by --target are left alone");
+        .stdout_has("1 task(s) not selected (--target, --label) are left alone");
     // A saved plan records its selection and applies exactly it.
     p.run(
         &["plan", "tasks", "--target", "dws-?", "--out", "p.json"],
@@ -353,4 +353,61 @@ fn target_plans_and_applies_only_the_matching_tasks() {
     p.run(&["plan", "tasks"], &[])
         .succeeds()
         .stdout_has("2 to update");
+}
+
+#[test]
+fn per_task_rules_select_by_label_and_protect_from_replacement() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    let with_rules = |name: &str, timeout: i64, rules: &str| {
+        format!("{}taskform:\n{rules}", manifest(name, timeout))
+    };
+    p.write(
+        "tasks/a.yaml",
+        &with_rules("a", 10, "  labels: {team: dw}\n  prevent_destroy: true\n"),
+    );
+    p.write(
+        "tasks/b.yaml",
+        &with_rules("b", 10, "  labels: {team: bi}\n"),
+    );
+    let plain = p.plan_json();
+    p.apply(&emu.url, &[]).succeeds();
+    // The rules are not sent, and leave the hash as it would be without them.
+    assert!(emu.tasks().iter().all(|t| t.get("taskform").is_none()));
+    p.write("tasks/b.yaml", &manifest("b", 10));
+    let v = p.plan_json();
+    assert_eq!(v["tasks"][1]["action"], "unchanged", "no rules, same hash");
+    assert_eq!(plain["tasks"][1]["hash"], v["tasks"][1]["hash"]);
+    // Selection by label.
+    p.write(
+        "tasks/a.yaml",
+        &with_rules("a", 20, "  labels: {team: dw}\n  prevent_destroy: true\n"),
+    );
+    p.write(
+        "tasks/b.yaml",
+        &with_rules("b", 20, "  labels: {team: bi}\n"),
+    );
+    p.run(&["plan", "tasks", "--label", "team=bi"], &[])
+        .succeeds()
+        .stdout_has("~ b  update")
+        .stdout_lacks("~ a")
+        .stdout_has("1 task(s) not selected");
+    // prevent_destroy: a replace of `a` is an error; an update in place is fine.
+    p.run(&["plan", "tasks", "--on-change", "recreate"], &[])
+        .fails_with(1)
+        .stderr_has("prevent_destroy")
+        .stderr_has(": a;");
+    p.apply(&emu.url, &["--on-change", "recreate"])
+        .fails_with(1);
+    assert_eq!(emu.creates(), 2, "nothing replaced");
+    p.apply(&emu.url, &[]).succeeds();
+    // Bad rules are reported where they are.
+    p.write(
+        "tasks/a.yaml",
+        &with_rules("a", 20, "  prevent_destroy: yes please\n"),
+    );
+    p.run(&["validate", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("tasks/a.yaml:10:")
+        .stderr_has("`prevent_destroy` must be true or false");
 }

@@ -263,6 +263,9 @@ fn refuse_other_flags(args: &ApplyArgs, saved: &SavedPlan) -> Result<(), Error> 
     if !p.targets.is_empty() && p.targets != saved.targets {
         other.push("--target");
     }
+    if !p.labels.is_empty() && p.labels != saved.labels {
+        other.push("--label");
+    }
     if other.is_empty() {
         return Ok(());
     }

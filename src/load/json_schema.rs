@@ -160,6 +160,18 @@ pub fn manifest_schema(defaults: &Map<String, Value>) -> Value {
         };
         props.insert(key.to_string(), described(s, doc(FIELD_DOCS, key)));
     }
+    props.insert(
+        "taskform".to_string(),
+        json!({
+            "type": "object",
+            "description": "taskform's per-task rules; never sent to the service, never part of the content hash.",
+            "properties": {
+                "prevent_destroy": {"type": "boolean", "description": "A plan that would replace the task (or --destroy delete it) is an error."},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}, "description": "For selection with --label key=value."}
+            },
+            "additionalProperties": false
+        }),
+    );
     let required: Vec<&str> = MANDATORY
         .iter()
         .copied()

@@ -26,6 +26,80 @@ use std::path::{Path, PathBuf};
 /// Files larger than this are refused rather than parsed.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
+/// Per-task rules, declared under the manifest key `taskform:` (never sent to the
+/// service, never part of the content hash).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskRules {
+    /// A plan that would replace (or `--destroy` delete) the task is an error.
+    pub prevent_destroy: bool,
+    /// For selection (`--label key=value`).
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The manifest key holding [`TaskRules`].
+pub const RULES_KEY: &str = "taskform";
+
+/// Reads the `taskform:` key; problems at their paths.
+fn rules_of(v: Value) -> (TaskRules, Vec<Problem>) {
+    let mut rules = TaskRules::default();
+    let mut problems = Vec::new();
+    let at = |path: Vec<Seg>, message: String, hint: &str| Problem {
+        path,
+        part: Part::Value,
+        message,
+        hint: Some(hint.to_string()),
+    };
+    let key = |k: &str| vec![Seg::Key(RULES_KEY.into()), Seg::Key(k.into())];
+    let Value::Object(map) = v else {
+        problems.push(at(
+            vec![Seg::Key(RULES_KEY.into())],
+            "`taskform` must be a mapping of per-task rules".into(),
+            "taskform: {prevent_destroy: true, labels: {team: dw}}",
+        ));
+        return (rules, problems);
+    };
+    for (k, v) in map {
+        match (k.as_str(), v) {
+            ("prevent_destroy", Value::Bool(b)) => rules.prevent_destroy = b,
+            ("labels", Value::Object(labels)) => {
+                for (name, value) in labels {
+                    match value {
+                        Value::String(s) => {
+                            rules.labels.insert(name, s);
+                        }
+                        _ => problems.push(at(
+                            {
+                                let mut p = key("labels");
+                                p.push(Seg::Key(name.clone()));
+                                p
+                            },
+                            format!("label `{name}` must be a string"),
+                            "labels: {team: dw}",
+                        )),
+                    }
+                }
+            }
+            ("prevent_destroy", _) => problems.push(at(
+                key("prevent_destroy"),
+                "`prevent_destroy` must be true or false".into(),
+                "prevent_destroy: true",
+            )),
+            ("labels", _) => problems.push(at(
+                key("labels"),
+                "`labels` must be a mapping of names to strings".into(),
+                "labels: {team: dw}",
+            )),
+            (other, _) => problems.push(Problem {
+                path: key(other),
+                part: Part::Key,
+                message: format!("unknown per-task rule `{other}`"),
+                hint: Some("the rules are prevent_destroy and labels".into()),
+            }),
+        }
+    }
+    (rules, problems)
+}
+
 /// One task as declared in a manifest, ready to send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Manifest {
@@ -41,6 +115,8 @@ pub struct Manifest {
     pub sensitive: Vec<String>,
     /// The variables this task reads as `${secret:...}`.
     pub secret_vars: Vec<String>,
+    /// Per-task rules (`taskform:` in the manifest).
+    pub rules: TaskRules,
     /// With sensitive values: the canonical body with each replaced by its fingerprint,
     /// which is all that plans, the state, the journal and logs ever hold.
     pub shown: Option<String>,
@@ -73,6 +149,7 @@ impl Manifest {
             hash,
             sensitive: Vec::new(),
             secret_vars: Vec::new(),
+            rules: TaskRules::default(),
             shown: None,
             file,
             display,
@@ -575,6 +652,11 @@ pub fn parse_source_full(
     };
     for doc in docs {
         let mut body = doc.value;
+        // Per-task rules are taskform's, not the task's: out of the body (and the hash).
+        let (rules, rule_problems) = match body.as_object_mut().and_then(|m| m.remove(RULES_KEY)) {
+            Some(v) => rules_of(v),
+            None => (TaskRules::default(), Vec::new()),
+        };
         let found = interpolate::interpolate(&mut body, env, &schema::wants_integer);
         let mut sensitive: Vec<String> = found
             .sensitive
@@ -599,6 +681,7 @@ pub fn parse_source_full(
                 hint: e.hint,
             })
             .collect();
+        problems.extend(rule_problems);
         schema::merge_defaults(&mut body, &settings.defaults);
         if problems.is_empty() {
             problems = schema::validate_with(&body, &settings.rules());
@@ -629,6 +712,7 @@ pub fn parse_source_full(
         let mut m =
             Manifest::from_body(name, &body, rel.to_string(), display.to_string(), doc.index)
                 .with_sensitive(sensitive, &settings.secret_key);
+        m.rules = rules;
         m.secret_vars = found
             .sensitive
             .iter()

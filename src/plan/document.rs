@@ -109,7 +109,10 @@ pub struct SavedPlan {
     /// `--target` patterns: only tasks whose names match were planned.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub targets: Vec<String>,
-    /// How many tasks `--target` left out (left alone).
+    /// `--label key=value` selection: only tasks whose manifests carry them were planned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// How many tasks `--target`/`--label` left out (left alone).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub not_selected: usize,
     pub summary: Summary,
@@ -224,6 +227,7 @@ impl SavedPlan {
             manifests: manifests_ref(loaded),
             options,
             targets: Vec::new(),
+            labels: Vec::new(),
             not_selected: 0,
             summary: plan.summary(),
             tasks,
@@ -240,9 +244,11 @@ impl SavedPlan {
         options: PlanOptions,
         notes: &BTreeMap<String, String>,
         targets: &[String],
+        labels: &[String],
     ) -> SavedPlan {
         let mut plan = crate::plan::plan(&loaded.manifests, state, options);
-        let not_selected = crate::plan::select::select(&mut plan, targets);
+        let not_selected =
+            crate::plan::select::select(&mut plan, targets, labels, &loaded.manifests);
         let mut doc = SavedPlan::new(
             &plan,
             options,
@@ -254,6 +260,7 @@ impl SavedPlan {
             &resolved.state,
         );
         doc.targets = targets.to_vec();
+        doc.labels = labels.to_vec();
         doc.not_selected = not_selected;
         doc
     }

@@ -31,6 +31,33 @@ pub fn delete_guard(
     None
 }
 
+/// A plan that would replace tasks whose manifests set `prevent_destroy`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the plan would replace {} task(s) whose manifests set `prevent_destroy: true`: {}; nothing was sent. Change them in place instead (`on_change: update`), or remove the rule in a reviewed change first", .names.len(), .names.join(", "))]
+pub struct Protected {
+    pub names: Vec<String>,
+}
+
+/// Refuses a plan that replaces a task its manifest protects (`prevent_destroy`).
+pub fn protected(doc: &SavedPlan, loaded: &crate::load::Loaded) -> Result<(), Protected> {
+    let names: Vec<String> = doc
+        .tasks
+        .iter()
+        .filter(|t| t.action == Action::Replace)
+        .filter(|t| {
+            loaded
+                .manifests
+                .iter()
+                .any(|m| m.name == t.name && m.rules.prevent_destroy)
+        })
+        .map(|t| crate::load::diagnostic::escape(&t.name).into_owned())
+        .collect();
+    match names.is_empty() {
+        true => Ok(()),
+        false => Err(Protected { names }),
+    }
+}
+
 /// A plan whose deletes the guard refuses: why, and the deletes (name, task ID).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("refusing to prune: {why}; nothing was sent.\n{}{}\ncheck the folder and the state; re-run with --force-prune to delete them anyway, or raise --max-deletes", self.listed(), self.more())]

@@ -29,15 +29,33 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     p[i..].iter().all(|c| *c == '*')
 }
 
-/// Keeps the tasks whose names match one of `patterns` (all when there is none);
-/// returns how many were left out.
-pub fn select(plan: &mut Plan, patterns: &[String]) -> usize {
-    if patterns.is_empty() {
+/// Keeps the tasks whose names match one of `patterns` (any name when there is none)
+/// and whose manifests carry every label of `labels` (`key=value`; a task without a
+/// manifest, an orphan, has no labels); returns how many were left out.
+pub fn select(
+    plan: &mut Plan,
+    patterns: &[String],
+    labels: &[String],
+    manifests: &[crate::load::Manifest],
+) -> usize {
+    if patterns.is_empty() && labels.is_empty() {
         return 0;
     }
+    let wanted: Vec<(&str, &str)> = labels
+        .iter()
+        .map(|l| l.split_once('=').unwrap_or((l.as_str(), "")))
+        .collect();
     let before = plan.tasks.len();
-    plan.tasks
-        .retain(|t| patterns.iter().any(|p| matches(p, &t.name)));
+    plan.tasks.retain(|t| {
+        let named = patterns.is_empty() || patterns.iter().any(|p| matches(p, &t.name));
+        let labelled = wanted.is_empty()
+            || t.manifest.and_then(|i| manifests.get(i)).is_some_and(|m| {
+                wanted
+                    .iter()
+                    .all(|(k, v)| m.rules.labels.get(*k).map(String::as_str) == Some(*v))
+            });
+        named && labelled
+    });
     before - plan.tasks.len()
 }
 

@@ -52,6 +52,8 @@ pub enum Error {
     Stale(#[from] Stale),
     #[error(transparent)]
     Guard(#[from] Refused),
+    #[error(transparent)]
+    Protected(#[from] crate::plan::guard::Protected),
     /// The caller's approval step refused the plan: nothing was written or sent.
     #[error("{0}")]
     Declined(String),
@@ -186,7 +188,9 @@ pub async fn prepare(
         ctx.policy.options(ctx.loaded),
         &observed.notes,
         &ctx.policy.targets,
+        &ctx.policy.labels,
     );
+    crate::plan::guard::protected(&fresh, ctx.loaded)?;
     let doc = match saved {
         None => fresh,
         Some((saved, file)) => saved.still_valid(&fresh, &state, file)?,

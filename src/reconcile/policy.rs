@@ -28,6 +28,8 @@ pub struct Policy {
     pub allow_duplicate_names: bool,
     /// `--target` patterns: only matching tasks are planned and applied.
     pub targets: Vec<String>,
+    /// `--label key=value`: only tasks whose manifests carry every one.
+    pub labels: Vec<String>,
 }
 
 impl Default for Policy {
@@ -43,6 +45,7 @@ impl Default for Policy {
             allow_empty: false,
             allow_duplicate_names: false,
             targets: Vec::new(),
+            labels: Vec::new(),
         }
     }
 }
@@ -68,6 +71,7 @@ impl Policy {
         let o = saved.options;
         Policy {
             targets: saved.targets.clone(),
+            labels: saved.labels.clone(),
             on_change: Some(o.on_change),
             prune: o.prune,
             refresh: o.refresh,

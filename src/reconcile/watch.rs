@@ -75,6 +75,7 @@ pub fn error_policy(failed: &Failed, retry: Duration) -> Requeue {
             | Error::Watch(_)
             | Error::Empty { .. }
             | Error::Duplicates(_)
+            | Error::Protected(_)
             | Error::SecretChanged(_) => Requeue::AwaitChange,
         },
     }

@@ -75,9 +75,9 @@ pub fn plan_json(plan: &SavedPlan) -> String {
             workspace: plan.target.workspace.as_deref(),
             state: &plan.state_path,
         },
-        selection: (!plan.targets.is_empty()).then(
-            || serde_json::json!({"targets": plan.targets, "not_selected": plan.not_selected}),
-        ),
+        selection: (!plan.targets.is_empty() || !plan.labels.is_empty()).then(|| {
+            serde_json::json!({"targets": plan.targets, "labels": plan.labels, "not_selected": plan.not_selected})
+        }),
         summary: plan.summary,
         tasks: plan
             .tasks

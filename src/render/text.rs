@@ -136,7 +136,7 @@ pub fn summary_line(plan: &SavedPlan) -> String {
     let s = plan.summary;
     let left = match plan.not_selected {
         0 => String::new(),
-        n => format!(" {n} task(s) not selected by --target are left alone."),
+        n => format!(" {n} task(s) not selected (--target, --label) are left alone."),
     };
     if !plan.has_changes() {
         return format!(

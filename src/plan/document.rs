@@ -243,9 +243,9 @@ impl SavedPlan {
         dir: &Path,
         options: PlanOptions,
         notes: &BTreeMap<String, String>,
-        targets: &[String],
-        labels: &[String],
+        selection: crate::plan::select::Selection<'_>,
     ) -> SavedPlan {
+        let (targets, labels) = (selection.targets, selection.labels);
         let mut plan = crate::plan::plan(&loaded.manifests, state, options);
         let not_selected =
             crate::plan::select::select(&mut plan, targets, labels, &loaded.manifests);

@@ -4,6 +4,15 @@
 
 use super::Plan;
 
+/// What `--target` and `--label` ask for (nothing: every task).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Selection<'a> {
+    /// Name patterns.
+    pub targets: &'a [String],
+    /// `key=value` labels.
+    pub labels: &'a [String],
+}
+
 /// Whether `name` matches the glob `pattern`.
 pub fn matches(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();

@@ -187,8 +187,10 @@ pub async fn prepare(
         ctx.dir,
         ctx.policy.options(ctx.loaded),
         &observed.notes,
-        &ctx.policy.targets,
-        &ctx.policy.labels,
+        crate::plan::select::Selection {
+            targets: &ctx.policy.targets,
+            labels: &ctx.policy.labels,
+        },
     );
     crate::plan::guard::protected(&fresh, ctx.loaded)?;
     let doc = match saved {

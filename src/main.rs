@@ -102,12 +102,15 @@ enum Command {
         /// Output format.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
-        /// Exit 2 when anything other than `unchanged` is listed, 0 when nothing is.
+        /// Exit 2 when apply would send something (or a task is in doubt), 0 otherwise.
         #[arg(long)]
         detailed_exitcode: bool,
         /// Plan in-doubt tasks as creates again (may make a duplicate on the server).
         #[arg(long)]
         recreate_in_doubt: bool,
+        /// Plan deleting every task the state records (guarded like --prune; prevent_destroy respected).
+        #[arg(long)]
+        destroy: bool,
         /// Also write the plan to FILE (JSON), for `taskform apply FILE` and `taskform show FILE`.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -222,6 +225,7 @@ impl LifecycleCli {
             refresh: self.refresh,
             adopt: self.adopt,
             recreate_in_doubt,
+            destroy: false,
             targets: self.targets.clone(),
             labels: self.labels.clone(),
         }
@@ -418,6 +422,9 @@ struct ApplyCli {
     /// Create in-doubt tasks again (may make a duplicate on the server).
     #[arg(long)]
     recreate_in_doubt: bool,
+    /// Delete every task the state records (guarded like --prune; prevent_destroy respected).
+    #[arg(long)]
+    destroy: bool,
     #[command(flatten)]
     lifecycle: LifecycleCli,
     #[command(flatten)]
@@ -596,6 +603,7 @@ fn main() {
             format: f,
             detailed_exitcode,
             recreate_in_doubt,
+            destroy,
             out,
             full_plan_hint,
             lifecycle,
@@ -606,7 +614,10 @@ fn main() {
                 target: target.into(),
                 format: format(f),
                 detailed_exitcode,
-                policy: lifecycle.policy(recreate_in_doubt, &SafetyCli::default()),
+                policy: Policy {
+                    destroy,
+                    ..lifecycle.policy(recreate_in_doubt, &SafetyCli::default())
+                },
                 connect: connect.args(),
                 color,
                 out,
@@ -624,7 +635,10 @@ fn main() {
                 progress_bar,
                 connect: a.send.connect.args(),
                 lock_timeout: a.send.lock_timeout.map(seconds),
-                policy: a.lifecycle.policy(a.recreate_in_doubt, &a.safety),
+                policy: Policy {
+                    destroy: a.destroy,
+                    ..a.lifecycle.policy(a.recreate_in_doubt, &a.safety)
+                },
                 color,
             },
             &env,

@@ -411,3 +411,30 @@ fn per_task_rules_select_by_label_and_protect_from_replacement() {
         .stderr_has("tasks/a.yaml:10:")
         .stderr_has("`prevent_destroy` must be true or false");
 }
+
+#[test]
+fn destroy_deletes_every_recorded_task_but_a_protected_one() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b");
+    p.write(
+        "tasks/c.yaml",
+        &format!("{}taskform:\n  prevent_destroy: true\n", manifest("c", 10)),
+    );
+    p.apply(&emu.url, &[]).succeeds();
+    p.run(&["plan", "tasks", "--destroy"], &[])
+        .fails_with(1)
+        .stderr_has("prevent_destroy")
+        .stderr_has(": c;");
+    p.write("tasks/c.yaml", &manifest("c", 10));
+    p.run(&["plan", "tasks", "--destroy", "--detailed-exitcode"], &[])
+        .fails_with(2)
+        .stdout_has("3 to delete");
+    p.apply(&emu.url, &["--destroy", "--max-deletes", "2"])
+        .fails_with(1)
+        .stderr_has("more than --max-deletes 2");
+    assert_eq!(emu.tasks().len(), 3);
+    p.apply(&emu.url, &["--destroy"]).succeeds();
+    assert_eq!(emu.tasks().len(), 0, "every task deleted");
+    assert!(p.state()["tasks"].as_object().unwrap().is_empty());
+}

@@ -257,6 +257,9 @@ fn refuse_other_flags(args: &ApplyArgs, saved: &SavedPlan) -> Result<(), Error> 
     if p.recreate_in_doubt && !o.recreate_in_doubt {
         other.push("--recreate-in-doubt");
     }
+    if p.destroy && !o.destroy {
+        other.push("--destroy");
+    }
     if p.on_change.is_some_and(|c| c != o.on_change) {
         other.push("--on-change");
     }

@@ -33,17 +33,18 @@ pub fn delete_guard(
 
 /// A plan that would replace tasks whose manifests set `prevent_destroy`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the plan would replace {} task(s) whose manifests set `prevent_destroy: true`: {}; nothing was sent. Change them in place instead (`on_change: update`), or remove the rule in a reviewed change first", .names.len(), .names.join(", "))]
+#[error("the plan would replace or destroy {} task(s) whose manifests set `prevent_destroy: true`: {}; nothing was sent. Change them in place instead (`on_change: update`), or remove the rule in a reviewed change first", .names.len(), .names.join(", "))]
 pub struct Protected {
     pub names: Vec<String>,
 }
 
-/// Refuses a plan that replaces a task its manifest protects (`prevent_destroy`).
+/// Refuses a plan that replaces or deletes (`--destroy`) the current task of a name
+/// whose manifest protects it (`prevent_destroy`); superseded copies may go.
 pub fn protected(doc: &SavedPlan, loaded: &crate::load::Loaded) -> Result<(), Protected> {
     let names: Vec<String> = doc
         .tasks
         .iter()
-        .filter(|t| t.action == Action::Replace)
+        .filter(|t| t.action == Action::Replace || (t.action == Action::Delete && !t.superseded))
         .filter(|t| {
             loaded
                 .manifests
@@ -94,7 +95,12 @@ pub fn check(
     force: bool,
 ) -> Result<(), Refused> {
     let (all, recorded) = doc.deletes();
-    let Some(why) = delete_guard(all, recorded, state.tasks.len(), max_deletes) else {
+    // `--destroy` deletes every recorded task by design: only the count is guarded.
+    let every = match doc.options.destroy {
+        true => usize::MAX,
+        false => state.tasks.len(),
+    };
+    let Some(why) = delete_guard(all, recorded, every, max_deletes) else {
         return Ok(());
     };
     if force {

@@ -153,10 +153,23 @@ pub struct PlanOptions {
     /// Look up unrecorded manifests on the server first (adoption); as `refresh`.
     #[serde(default)]
     pub adopt: bool,
+    /// `--destroy`: delete every task the state records (and every superseded one),
+    /// whatever the manifests say.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub destroy: bool,
 }
 
 /// Compares manifests (unique names) with the state.
 pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
+    if opts.destroy {
+        // Every recorded task is an orphan to prune.
+        let all = PlanOptions {
+            destroy: false,
+            prune: true,
+            ..opts
+        };
+        return plan(&[], state, all);
+    }
     let mut tasks = Vec::with_capacity(manifests.len() + 8);
     let mut declared: BTreeMap<&str, ()> = BTreeMap::new();
     for (i, m) in manifests.iter().enumerate() {

@@ -58,11 +58,14 @@ pub fn select(
     plan.tasks.retain(|t| {
         let named = patterns.is_empty() || patterns.iter().any(|p| matches(p, &t.name));
         let labelled = wanted.is_empty()
-            || t.manifest.and_then(|i| manifests.get(i)).is_some_and(|m| {
-                wanted
-                    .iter()
-                    .all(|(k, v)| m.rules.labels.get(*k).map(String::as_str) == Some(*v))
-            });
+            || t.manifest
+                .and_then(|i| manifests.get(i))
+                .or_else(|| manifests.iter().find(|m| m.name == t.name))
+                .is_some_and(|m| {
+                    wanted
+                        .iter()
+                        .all(|(k, v)| m.rules.labels.get(*k).map(String::as_str) == Some(*v))
+                });
         named && labelled
     });
     before - plan.tasks.len()

@@ -225,7 +225,7 @@ where
     };
     // An empty folder is refused (an emptied checkout), unless allowed, or unless the
     // plan is a forced prune (deleting everything was asked for twice).
-    let forced_prune = ctx.policy.prune && ctx.policy.force_prune;
+    let forced_prune = (ctx.policy.prune && ctx.policy.force_prune) || ctx.policy.destroy;
     if ctx.loaded.manifests.is_empty() && !ctx.policy.allow_empty && !forced_prune {
         return Err(Error::Empty {
             dir: ctx.dir.display().to_string(),

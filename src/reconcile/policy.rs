@@ -30,6 +30,8 @@ pub struct Policy {
     pub targets: Vec<String>,
     /// `--label key=value`: only tasks whose manifests carry every one.
     pub labels: Vec<String>,
+    /// `--destroy`: delete every recorded task (guard and confirmation as prune).
+    pub destroy: bool,
 }
 
 impl Default for Policy {
@@ -46,6 +48,7 @@ impl Default for Policy {
             allow_duplicate_names: false,
             targets: Vec::new(),
             labels: Vec::new(),
+            destroy: false,
         }
     }
 }
@@ -62,6 +65,7 @@ impl Policy {
             prune: self.prune,
             refresh: self.refresh,
             adopt: self.adopt,
+            destroy: self.destroy,
         }
     }
 
@@ -77,6 +81,7 @@ impl Policy {
             refresh: o.refresh,
             adopt: o.adopt,
             recreate_in_doubt: o.recreate_in_doubt,
+            destroy: o.destroy,
             ..self.clone()
         }
     }

@@ -438,3 +438,50 @@ fn destroy_deletes_every_recorded_task_but_a_protected_one() {
     assert_eq!(emu.tasks().len(), 0, "every task deleted");
     assert!(p.state()["tasks"].as_object().unwrap().is_empty());
 }
+
+#[test]
+fn ignore_changes_leaves_fields_out_of_the_hash_and_of_drift() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    let rules = "taskform:\n  ignore_changes: [schedule_config.max_time_out]\n";
+    p.write("tasks/a.yaml", &format!("{}{rules}", manifest("a", 10)));
+    p.apply(&emu.url, &[]).succeeds();
+    let id = p.state()["tasks"]["a"]["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // An operator changes the field in the console: no drift.
+    let mut body = emu.tasks()[0].clone();
+    body["schedule_config"]["max_time_out"] = serde_json::json!(99);
+    let (status, _) = emu.call("PUT", &format!("/{id}"), &body.to_string());
+    assert_eq!(status, 200);
+    p.online(&["refresh", "tasks"], &emu.url)
+        .succeeds()
+        .stdout_has("no drift");
+    // Nor does changing it in the manifest make a plan.
+    p.write("tasks/a.yaml", &format!("{}{rules}", manifest("a", 30)));
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("No changes");
+    // Another field still does.
+    p.write(
+        "tasks/a.yaml",
+        &format!("{}description: new\n{rules}", manifest("a", 30)),
+    );
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("1 to update");
+    // A saved plan keeps the rule: its file checks, applies, and the next plan is empty.
+    p.run(&["plan", "tasks", "--out", "p.json"], &[]).succeeds();
+    p.online(&["apply", "p.json"], &emu.url).succeeds();
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("No changes");
+    p.write(
+        "tasks/a.yaml",
+        &format!("{}taskform:\n  ignore_changes: nope\n", manifest("a", 30)),
+    );
+    p.run(&["validate", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("`ignore_changes` must be a list of field paths");
+}

@@ -167,6 +167,7 @@ pub fn manifest_schema(defaults: &Map<String, Value>) -> Value {
             "description": "taskform's per-task rules; never sent to the service, never part of the content hash.",
             "properties": {
                 "prevent_destroy": {"type": "boolean", "description": "A plan that would replace the task (or --destroy delete it) is an error."},
+                "ignore_changes": {"type": "array", "items": {"type": "string", "minLength": 1}, "description": "Field paths (e.g. schedule_config.enabled) left out of the content hash and of drift."},
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}, "description": "For selection with --label key=value."}
             },
             "additionalProperties": false

@@ -34,6 +34,9 @@ pub struct TaskRules {
     pub prevent_destroy: bool,
     /// For selection (`--label key=value`).
     pub labels: BTreeMap<String, String>,
+    /// Dotted paths left out of the content hash and of drift (fields operators change
+    /// in the console).
+    pub ignore_changes: Vec<String>,
 }
 
 /// The manifest key holding [`TaskRules`].
@@ -79,6 +82,21 @@ fn rules_of(v: Value) -> (TaskRules, Vec<Problem>) {
                     }
                 }
             }
+            ("ignore_changes", Value::Array(items))
+                if items
+                    .iter()
+                    .all(|i| i.as_str().is_some_and(|s| !s.is_empty())) =>
+            {
+                rules.ignore_changes = items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_string))
+                    .collect();
+            }
+            ("ignore_changes", _) => problems.push(at(
+                key("ignore_changes"),
+                "`ignore_changes` must be a list of field paths".into(),
+                "ignore_changes: [schedule_config.enabled, description]",
+            )),
             ("prevent_destroy", _) => problems.push(at(
                 key("prevent_destroy"),
                 "`prevent_destroy` must be true or false".into(),
@@ -93,7 +111,7 @@ fn rules_of(v: Value) -> (TaskRules, Vec<Problem>) {
                 path: key(other),
                 part: Part::Key,
                 message: format!("unknown per-task rule `{other}`"),
-                hint: Some("the rules are prevent_destroy and labels".into()),
+                hint: Some("the rules are prevent_destroy, ignore_changes and labels".into()),
             }),
         }
     }
@@ -169,6 +187,19 @@ impl Manifest {
         self.hash = hash;
         self.sensitive = paths;
         self
+    }
+
+    /// The content hash of a body as this manifest counts it: the fields of
+    /// `ignore_changes` left out (a manifest without them hashes the body as it is).
+    pub fn hash_of(&self, body: &Value) -> String {
+        if self.rules.ignore_changes.is_empty() {
+            return hash::content_hash(body);
+        }
+        let mut v = body.clone();
+        for p in &self.rules.ignore_changes {
+            secret::remove_at(&mut v, p);
+        }
+        hash::content_hash(&v)
     }
 
     /// The body as plans, the state and the journal hold it (canonical JSON).
@@ -713,6 +744,9 @@ pub fn parse_source_full(
             Manifest::from_body(name, &body, rel.to_string(), display.to_string(), doc.index)
                 .with_sensitive(sensitive, &settings.secret_key);
         m.rules = rules;
+        if !m.rules.ignore_changes.is_empty() {
+            m.hash = m.hash_of(&m.shown_body());
+        }
         m.secret_vars = found
             .sensitive
             .iter()

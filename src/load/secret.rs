@@ -216,6 +216,34 @@ pub fn paths_holding(body: &Value, values: &[String]) -> Vec<String> {
     out
 }
 
+/// Removes the value at a dotted path, if there is one.
+pub fn remove_at(v: &mut Value, path: &str) {
+    let (parent, last) = match path.rfind(['.', '[']) {
+        Some(i) => (&path[..i], &path[i..]),
+        None => ("", path),
+    };
+    let target = match parent {
+        "" => Some(v),
+        p => pointer_mut(v, p),
+    };
+    match (target, last.strip_prefix('.'), last.strip_prefix('[')) {
+        (Some(Value::Object(m)), Some(k), _) => {
+            m.remove(k);
+        }
+        (Some(Value::Array(a)), _, Some(i)) => {
+            if let Some(i) = i.strip_suffix(']').and_then(|i| i.parse::<usize>().ok())
+                && i < a.len()
+            {
+                a.remove(i);
+            }
+        }
+        (Some(Value::Object(m)), None, None) => {
+            m.remove(last);
+        }
+        _ => {}
+    }
+}
+
 /// The value at a dotted path (`a.b[2].c`), as [`crate::load::yaml::path_string`]
 /// writes paths.
 pub fn pointer_mut<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {

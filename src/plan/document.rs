@@ -81,9 +81,23 @@ pub struct Entry {
     pub previous_body: Option<Box<RawValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// The manifest's `ignore_changes`: the fields its hash leaves out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore_changes: Vec<String>,
     /// For a delete: the remote task is a superseded one, not the name's current task.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub superseded: bool,
+}
+
+impl Entry {
+    /// A manifest of this entry's name and `body`, counting its hash as the planned
+    /// manifest did (its `ignore_changes` left out).
+    fn manifest_like(&self, body: &serde_json::Value) -> Manifest {
+        let mut m = Manifest::from_body(self.name.clone(), body, String::new(), String::new(), 0);
+        m.rules.ignore_changes = self.ignore_changes.clone();
+        m.hash = m.hash_of(body);
+        m
+    }
 }
 
 /// A whole plan.
@@ -209,6 +223,9 @@ impl SavedPlan {
                     previous_body,
                     note,
                     superseded: t.superseded,
+                    ignore_changes: m
+                        .map(|m| m.rules.ignore_changes.clone())
+                        .unwrap_or_default(),
                 }
             })
             .collect();
@@ -331,7 +348,7 @@ impl SavedPlan {
                     });
                 };
                 let canonical = serde_json::from_str::<serde_json::Value>(body.get())
-                    .map(|v| hash::content_hash(&v))
+                    .map(|v| t.manifest_like(&v).hash_of(&v))
                     .ok();
                 if canonical.as_deref() != t.hash.as_deref() {
                     return Err(FileError::HashMismatch {
@@ -476,17 +493,26 @@ impl SavedPlan {
                     continue;
                 };
                 let file = t.file.clone().unwrap_or_default();
-                let m = if crate::load::secret::holds_fingerprint(&value) {
-                    loaded
-                        .manifests
-                        .iter()
-                        .find(|m| m.name == t.name && Some(&m.hash) == t.hash.as_ref())
-                        .cloned()
-                        .ok_or_else(|| SecretChanged {
+                // The manifest as read now, when it is the one planned (its real body,
+                // sensitive values included); else the body the plan holds.
+                let now = loaded
+                    .manifests
+                    .iter()
+                    .find(|m| m.name == t.name && Some(&m.hash) == t.hash.as_ref())
+                    .cloned();
+                let m = match now {
+                    Some(m) => m,
+                    None if crate::load::secret::holds_fingerprint(&value) => {
+                        return Err(SecretChanged {
                             task: t.name.clone(),
-                        })?
-                } else {
-                    Manifest::from_body(t.name.clone(), &value, file.clone(), file, 0)
+                        });
+                    }
+                    None => {
+                        let mut m = t.manifest_like(&value);
+                        m.file = file.clone();
+                        m.display = file;
+                        m
+                    }
                 };
                 manifests.push(m);
                 manifest = Some(manifests.len() - 1);

@@ -134,7 +134,8 @@ pub async fn import_by_id(
                 );
             }
             let theirs = super::observe::sent_fields(&remote, &m.shown_body(), key);
-            let (text, hash) = crate::hash::canonical_and_hash(&theirs);
+            let (text, _) = crate::hash::canonical_and_hash(&theirs);
+            let hash = m.hash_of(&theirs);
             match hash == m.hash {
                 true => (hash, m.shown_canonical().to_string(), Imported::Same),
                 false => (hash, text, Imported::Differs),

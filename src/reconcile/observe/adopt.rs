@@ -62,7 +62,8 @@ pub fn record(state: &mut State, m: &Manifest, found: &[Value], key: &Key) -> Op
             echoed_fields(one, &sent, key)
         }
     };
-    let (theirs, h) = hash::canonical_and_hash(&known);
+    let (theirs, _) = hash::canonical_and_hash(&known);
+    let h = m.hash_of(&known);
     let same = h == m.hash;
     let body = if same {
         m.shown_canonical().to_string()

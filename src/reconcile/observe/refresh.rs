@@ -264,7 +264,13 @@ pub fn reconcile(
         let Some(template) = template(state, manifests, &o.name, &o.task_id) else {
             continue;
         };
-        let (theirs, h) = hash::canonical_and_hash(&sent_fields(remote, &template, key));
+        let known = sent_fields(remote, &template, key);
+        let (theirs, plain) = hash::canonical_and_hash(&known);
+        // Counted as the manifest counts it (its `ignore_changes` left out).
+        let h = match manifests.iter().find(|m| m.name == o.name) {
+            Some(m) => m.hash_of(&known),
+            None => plain,
+        };
         if h != record.hash {
             state.record_drift(
                 &o.name,

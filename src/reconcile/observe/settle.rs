@@ -10,7 +10,6 @@
 //! must be in the answer and equal, or the task is not taken for the one sent.
 
 use super::{identity_echoed, sent_fields};
-use crate::hash;
 use crate::load::manifest::Manifest;
 use crate::load::secret::Key;
 use crate::remote::Error;
@@ -53,7 +52,7 @@ pub async fn settle(
         let sent = m.shown_body();
         let (matching, other): (Vec<&Value>, Vec<&Value>) = found.iter().partition(|t| {
             identity_echoed(t, &sent).is_ok()
-                && hash::content_hash(&sent_fields(t, &sent, key)) == doubt.hash
+                && m.hash_of(&sent_fields(t, &sent, key)) == doubt.hash
         });
         match (matching.as_slice(), other.as_slice()) {
             ([one], []) => {

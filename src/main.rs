@@ -281,6 +281,12 @@ struct ReadCli {
     /// Wait up to SECS for the state lock instead of failing at once.
     #[arg(long, value_name = "SECS")]
     lock_timeout: Option<f64>,
+    /// refresh: read only tasks whose names match NAME (globs; repeatable).
+    #[arg(long = "target", value_name = "NAME")]
+    targets: Vec<String>,
+    /// refresh: read only tasks whose manifests carry the label (repeatable).
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = label)]
+    labels: Vec<String>,
     #[command(flatten)]
     connect: ConnectCli,
 }
@@ -292,6 +298,8 @@ impl ReadCli {
             dir: self.dir,
             target: self.target.into(),
             lock_timeout: self.lock_timeout.map(seconds),
+            targets: self.targets,
+            labels: self.labels,
         }
     }
 }

@@ -485,3 +485,28 @@ fn ignore_changes_leaves_fields_out_of_the_hash_and_of_drift() {
         .fails_with(1)
         .stderr_has("`ignore_changes` must be a list of field paths");
 }
+
+#[test]
+fn refresh_reads_only_the_selected_tasks() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b");
+    p.apply(&emu.url, &[]).succeeds();
+    for name in ["a", "b"] {
+        let id = p.state()["tasks"][name]["task_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(emu.call("DELETE", &format!("/{id}"), "").0, 200);
+    }
+    let shows_before = emu.calls().iter().filter(|c| c.starts_with("GET")).count();
+    p.online(&["refresh", "tasks", "--target", "a"], &emu.url)
+        .succeeds()
+        .stdout_has("deleted outside taskform: a")
+        .stdout_lacks(": b");
+    let shows = emu.calls().iter().filter(|c| c.starts_with("GET")).count() - shows_before;
+    assert_eq!(shows, 1, "only a was read");
+    let state = p.state();
+    assert!(state["tasks"].get("a").is_none());
+    assert!(state["tasks"].get("b").is_some(), "b left alone");
+}

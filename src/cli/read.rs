@@ -6,6 +6,7 @@ use super::{Env, block_on, load_manifests};
 use crate::error::{Error, Exit};
 use crate::load::manifest::Loaded;
 use crate::load::target::TargetFlags;
+use crate::plan::select::{self, Selection};
 use crate::reconcile::observe::adopt::{self, Adopted};
 use crate::reconcile::observe::refresh::{self, Drift};
 use crate::state::{self, State, lock::Holder};
@@ -19,6 +20,9 @@ pub struct ReadArgs {
     pub target: TargetFlags,
     pub connect: ConnectArgs,
     pub lock_timeout: Option<Duration>,
+    /// `--target` patterns and `--label key=value` (refresh reads only those records).
+    pub targets: Vec<String>,
+    pub labels: Vec<String>,
 }
 
 /// `taskform import`: records remote tasks whose names match manifests the state does
@@ -67,24 +71,50 @@ pub fn import(args: ReadArgs, env: Env) -> Exit {
 
 /// `taskform refresh`: reads every recorded task and records drift.
 pub fn refresh(args: ReadArgs, env: Env) -> Exit {
-    block_on(with_state(&args, env, "refresh", |state, loaded, conn| {
-        Box::pin(async move {
-            let Some(drift) = refresh::refresh(
-                state,
-                &loaded.manifests,
-                &conn.api,
-                &loaded.settings.secret_key,
-            )
-            .await?
-            else {
-                return Err(Error::Command(
-                    "the endpoint offers no show (HTTP 404), so the state cannot be refreshed"
-                        .into(),
-                ));
-            };
-            let mut out = String::new();
-            for d in &drift {
-                match d {
+    let (targets, labels) = (args.targets.clone(), args.labels.clone());
+    block_on(with_state(
+        &args,
+        env,
+        "refresh",
+        move |state, loaded, conn| {
+            Box::pin(async move {
+                // `--target`/`--label`: only the selected records are read (and changed).
+                let selection = Selection {
+                    targets: &targets,
+                    labels: &labels,
+                };
+                let all = targets.is_empty() && labels.is_empty();
+                let mut part = state.clone();
+                part.tasks
+                    .retain(|name, _| all || select::selected(name, selection, &loaded.manifests));
+                let Some(drift) = refresh::refresh(
+                    &mut part,
+                    &loaded.manifests,
+                    &conn.api,
+                    &loaded.settings.secret_key,
+                )
+                .await?
+                else {
+                    return Err(Error::Command(
+                        "the endpoint offers no show (HTTP 404), so the state cannot be refreshed"
+                            .into(),
+                    ));
+                };
+                let chosen: Vec<String> = state
+                    .tasks
+                    .keys()
+                    .filter(|name| all || select::selected(name, selection, &loaded.manifests))
+                    .cloned()
+                    .collect();
+                for name in chosen {
+                    state.tasks.remove(&name);
+                    if let Some(r) = part.tasks.remove(&name) {
+                        state.tasks.insert(name, r);
+                    }
+                }
+                let mut out = String::new();
+                for d in &drift {
+                    match d {
                         Drift::Gone {
                             name,
                             task_id,
@@ -97,18 +127,19 @@ pub fn refresh(args: ReadArgs, env: Env) -> Exit {
                             "changed outside taskform: {name} (task {task_id}); the next plan shows the change\n"
                         )),
                     }
-            }
-            out.push_str(&if drift.is_empty() {
-                format!(
-                    "Refresh complete: no drift in {} task(s).\n",
-                    state.tasks.len()
-                )
-            } else {
-                format!("Refresh complete: {} drifted.\n", drift.len())
-            });
-            Ok((!drift.is_empty(), out))
-        })
-    }))
+                }
+                out.push_str(&if drift.is_empty() {
+                    format!(
+                        "Refresh complete: no drift in {} task(s).\n",
+                        state.tasks.len()
+                    )
+                } else {
+                    format!("Refresh complete: {} drifted.\n", drift.len())
+                });
+                Ok((!drift.is_empty(), out))
+            })
+        },
+    ))
 }
 
 type Step<'a> =

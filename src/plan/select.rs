@@ -38,6 +38,19 @@ pub fn matches(pattern: &str, name: &str) -> bool {
     p[i..].iter().all(|c| *c == '*')
 }
 
+/// Whether the task `name` is selected (its manifest, if any, carries the labels).
+pub fn selected(name: &str, selection: Selection<'_>, manifests: &[crate::load::Manifest]) -> bool {
+    let named = selection.targets.is_empty() || selection.targets.iter().any(|p| matches(p, name));
+    let labelled = selection.labels.is_empty()
+        || manifests.iter().find(|m| m.name == name).is_some_and(|m| {
+            selection.labels.iter().all(|l| {
+                let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
+                m.rules.labels.get(k).map(String::as_str) == Some(v)
+            })
+        });
+    named && labelled
+}
+
 /// Keeps the tasks whose names match one of `patterns` (any name when there is none)
 /// and whose manifests carry every label of `labels` (`key=value`; a task without a
 /// manifest, an orphan, has no labels); returns how many were left out.

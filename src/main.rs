@@ -658,7 +658,8 @@ fn main() {
                 apply: w.send.options(),
                 debounce: Duration::from_millis(w.debounce_ms),
                 retry_interval: seconds(w.retry_interval),
-                interval: w.interval.map(seconds),
+                // At least a second: 0 would reconcile in a tight loop against the service.
+                interval: w.interval.map(|s| seconds(s).max(Duration::from_secs(1))),
                 plan_only: w.plan_only,
                 lock_timeout: w.send.lock_timeout.map(seconds),
                 connect: w.send.connect.args(),

@@ -119,7 +119,7 @@ fn rules_of(v: Value) -> (TaskRules, Vec<Problem>) {
 }
 
 /// One task as declared in a manifest, ready to send.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Manifest {
     /// The task's identity.
     pub name: String,
@@ -144,6 +144,22 @@ pub struct Manifest {
     pub display: String,
     /// Index of the YAML document within the file.
     pub doc_index: usize,
+}
+
+/// Debug output never shows the real body (it may hold sensitive values): the shown
+/// body, with fingerprints, stands in for it.
+impl std::fmt::Debug for Manifest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manifest")
+            .field("name", &self.name)
+            .field("shown", &self.shown_canonical())
+            .field("hash", &self.hash)
+            .field("sensitive", &self.sensitive)
+            .field("rules", &self.rules)
+            .field("file", &self.file)
+            .field("doc_index", &self.doc_index)
+            .finish()
+    }
 }
 
 impl Manifest {

@@ -245,3 +245,22 @@ fn a_secret_cannot_leak_through_another_field_a_credential_or_an_identity_field(
         .stderr_has("cannot be used for `data_source_type`");
     assert_hidden(&o);
 }
+
+#[test]
+fn ignore_changes_still_counts_for_a_task_whose_secret_is_also_read_plainly() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    let write = |timeout: i64| {
+        p.write(
+            "tasks/db.yaml",
+            &format!("name: db\ndescription: \"copy: ${{DB_PASSWORD}}\"\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: {timeout}\ntask_config:\n  password: ${{secret:DB_PASSWORD}}\ntaskform:\n  ignore_changes: [schedule_config.max_time_out]\n"),
+        );
+    };
+    let e = env(SECRET);
+    write(10);
+    run(&p, &["apply", "--yes", "tasks", "--endpoint", &emu.url], &e).succeeds();
+    write(30);
+    run(&p, &["plan", "tasks"], &e)
+        .succeeds()
+        .stdout_has("No changes");
+}

@@ -198,10 +198,22 @@ impl Manifest {
             return self;
         }
         let shown = secret::fingerprint_paths(&self.body(), &paths, key);
-        let (text, hash) = hash::canonical_and_hash(&shown);
+        let (text, plain) = hash::canonical_and_hash(&shown);
+        self.hash = match self.rules.ignore_changes.is_empty() {
+            true => plain,
+            false => self.hash_of(&shown),
+        };
         self.shown = Some(text);
-        self.hash = hash;
         self.sensitive = paths;
+        self
+    }
+
+    /// Sets the per-task rules; `ignore_changes` changes how the hash is counted.
+    pub fn with_rules(mut self, rules: TaskRules) -> Manifest {
+        self.rules = rules;
+        if !self.rules.ignore_changes.is_empty() {
+            self.hash = self.hash_of(&self.shown_body());
+        }
         self
     }
 
@@ -756,13 +768,11 @@ pub fn parse_source_full(
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        // Rules first: the hash that sensitive values give is counted as they say.
         let mut m =
             Manifest::from_body(name, &body, rel.to_string(), display.to_string(), doc.index)
+                .with_rules(rules)
                 .with_sensitive(sensitive, &settings.secret_key);
-        m.rules = rules;
-        if !m.rules.ignore_changes.is_empty() {
-            m.hash = m.hash_of(&m.shown_body());
-        }
         m.secret_vars = found
             .sensitive
             .iter()

@@ -93,10 +93,12 @@ impl Entry {
     /// A manifest of this entry's name and `body`, counting its hash as the planned
     /// manifest did (its `ignore_changes` left out).
     fn manifest_like(&self, body: &serde_json::Value) -> Manifest {
-        let mut m = Manifest::from_body(self.name.clone(), body, String::new(), String::new(), 0);
-        m.rules.ignore_changes = self.ignore_changes.clone();
-        m.hash = m.hash_of(body);
-        m
+        Manifest::from_body(self.name.clone(), body, String::new(), String::new(), 0).with_rules(
+            crate::load::manifest::TaskRules {
+                ignore_changes: self.ignore_changes.clone(),
+                ..Default::default()
+            },
+        )
     }
 }
 

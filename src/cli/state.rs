@@ -9,7 +9,7 @@ use crate::load::settings;
 use crate::load::target::{self, Resolved, TargetFlags};
 use crate::reconcile::records::{self, Imported};
 use crate::render::{self, Format, escape};
-use crate::state::{self, State, StateStore, lock::Holder};
+use crate::state::{self, Forgotten, State, StateStore, lock::Holder};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -68,12 +68,12 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
                         escape(name)
                     )));
                 };
-                out.push_str(&match r.task_id.as_str() {
-                    "" => format!("forgot {} (in doubt)\n", escape(name)),
-                    id => format!(
+                out.push_str(&match r {
+                    Forgotten::InDoubt => format!("forgot {} (in doubt)\n", escape(name)),
+                    Forgotten::Task(r) => format!(
                         "forgot {} (task {}{}); it stays on the server\n",
                         escape(name),
-                        escape(id),
+                        escape(&r.task_id),
                         match r.superseded.len() {
                             0 => String::new(),
                             n => format!(" and {n} superseded"),

@@ -264,10 +264,8 @@ impl SavedPlan {
         notes: &BTreeMap<String, String>,
         selection: crate::plan::select::Selection<'_>,
     ) -> SavedPlan {
-        let (targets, labels) = (selection.targets, selection.labels);
         let mut plan = crate::plan::plan(&loaded.manifests, state, options);
-        let not_selected =
-            crate::plan::select::select(&mut plan, targets, labels, &loaded.manifests);
+        let not_selected = crate::plan::select::select(&mut plan, selection, &loaded.manifests);
         let mut doc = SavedPlan::new(
             &plan,
             options,
@@ -278,8 +276,8 @@ impl SavedPlan {
             dir,
             &resolved.state,
         );
-        doc.targets = targets.to_vec();
-        doc.labels = labels.to_vec();
+        doc.targets = selection.targets.to_vec();
+        doc.labels = selection.labels.to_vec();
         doc.not_selected = not_selected;
         doc
     }

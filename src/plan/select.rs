@@ -40,9 +40,15 @@ pub fn matches(pattern: &str, name: &str) -> bool {
 
 /// Whether the task `name` is selected (its manifest, if any, carries the labels).
 pub fn selected(name: &str, selection: Selection<'_>, manifests: &[crate::load::Manifest]) -> bool {
+    keeps(name, manifests.iter().find(|m| m.name == name), selection)
+}
+
+/// Whether a task of this name and manifest (none for an orphan, which has no
+/// labels) is selected.
+fn keeps(name: &str, manifest: Option<&crate::load::Manifest>, selection: Selection<'_>) -> bool {
     let named = selection.targets.is_empty() || selection.targets.iter().any(|p| matches(p, name));
     let labelled = selection.labels.is_empty()
-        || manifests.iter().find(|m| m.name == name).is_some_and(|m| {
+        || manifest.is_some_and(|m| {
             selection.labels.iter().all(|l| {
                 let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
                 m.rules.labels.get(k).map(String::as_str) == Some(v)
@@ -51,35 +57,23 @@ pub fn selected(name: &str, selection: Selection<'_>, manifests: &[crate::load::
     named && labelled
 }
 
-/// Keeps the tasks whose names match one of `patterns` (any name when there is none)
-/// and whose manifests carry every label of `labels` (`key=value`; a task without a
-/// manifest, an orphan, has no labels); returns how many were left out.
+/// Keeps the selected tasks of `plan` (all when nothing is asked for); returns how
+/// many were left out.
 pub fn select(
     plan: &mut Plan,
-    patterns: &[String],
-    labels: &[String],
+    selection: Selection<'_>,
     manifests: &[crate::load::Manifest],
 ) -> usize {
-    if patterns.is_empty() && labels.is_empty() {
+    if selection.targets.is_empty() && selection.labels.is_empty() {
         return 0;
     }
-    let wanted: Vec<(&str, &str)> = labels
-        .iter()
-        .map(|l| l.split_once('=').unwrap_or((l.as_str(), "")))
-        .collect();
     let before = plan.tasks.len();
     plan.tasks.retain(|t| {
-        let named = patterns.is_empty() || patterns.iter().any(|p| matches(p, &t.name));
-        let labelled = wanted.is_empty()
-            || t.manifest
-                .and_then(|i| manifests.get(i))
-                .or_else(|| manifests.iter().find(|m| m.name == t.name))
-                .is_some_and(|m| {
-                    wanted
-                        .iter()
-                        .all(|(k, v)| m.rules.labels.get(*k).map(String::as_str) == Some(*v))
-                });
-        named && labelled
+        let manifest = t
+            .manifest
+            .and_then(|i| manifests.get(i))
+            .or_else(|| manifests.iter().find(|m| m.name == t.name));
+        keeps(&t.name, manifest, selection)
     });
     before - plan.tasks.len()
 }

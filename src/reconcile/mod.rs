@@ -168,14 +168,13 @@ pub async fn prepare(
             }
         }
     }
-    let observed = match ctx.api {
+    let mut observed = match ctx.api {
         Some(api) => observe::observe(&mut state, ctx.loaded, api, ctx.policy).await?,
         None => Observed {
             started_empty: state.tasks.is_empty() && state.in_doubt.is_empty(),
             ..Observed::default()
         },
     };
-    let mut observed = observed;
     observed.changed |= moved_any;
     for (name, note) in notes {
         observed.notes.entry(name).or_insert(note);

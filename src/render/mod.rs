@@ -91,12 +91,10 @@ pub fn json_safe(json: String) -> String {
 /// it still shows, as a changed field, without any trace of the value.
 pub fn shown<'a>(task: &Entry, path: &str, value: &'a Value) -> Cow<'a, Value> {
     let _ = (task, path);
-    if !crate::load::secret::holds_fingerprint(value) {
-        return Cow::Borrowed(value);
+    match crate::load::secret::holds_fingerprint(value) {
+        true => Cow::Owned(redacted(value)),
+        false => Cow::Borrowed(value),
     }
-    let mut v = value.clone();
-    redact(&mut v);
-    Cow::Owned(v)
 }
 
 /// Where the plan applies: `endpoint H · project P · workspace W · state S`, with

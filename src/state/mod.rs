@@ -341,20 +341,13 @@ impl State {
 
     /// Forgets a name (its task, any superseded tasks and an in-doubt create) without
     /// touching the server. Returns the record forgotten.
-    pub fn forget(&mut self, name: &str) -> Option<TaskRecord> {
+    pub fn forget(&mut self, name: &str) -> Option<Forgotten> {
         let doubt = self.in_doubt.remove(name);
-        let record = self.tasks.remove(name);
-        if record.is_none() && doubt.is_some() {
-            return Some(TaskRecord {
-                task_id: String::new(),
-                hash: String::new(),
-                file: None,
-                applied_at: None,
-                body: None,
-                superseded: Vec::new(),
-            });
+        match (self.tasks.remove(name), doubt) {
+            (Some(record), _) => Some(Forgotten::Task(record)),
+            (None, Some(_)) => Some(Forgotten::InDoubt),
+            (None, None) => None,
         }
-        record
     }
 
     /// The record of `old` follows a rename to `new` (a task the service knows under
@@ -380,6 +373,15 @@ impl State {
             r.body = body;
         }
     }
+}
+
+/// What [`State::forget`] forgot.
+#[derive(Debug, Clone)]
+pub enum Forgotten {
+    /// A recorded task (with any superseded ones).
+    Task(TaskRecord),
+    /// Only a create in doubt.
+    InDoubt,
 }
 
 /// Why a record cannot be renamed.

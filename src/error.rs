@@ -39,6 +39,9 @@ pub enum Error {
     Folder(String),
     #[error(transparent)]
     LegacyState(#[from] crate::load::target::LegacyState),
+    /// A `--state` location that cannot be used (a bad URL, schema or name).
+    #[error(transparent)]
+    Location(#[from] crate::location::LocationError),
     #[error(transparent)]
     Store(#[from] crate::state::StoreError),
     #[error(transparent)]

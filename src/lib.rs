@@ -19,6 +19,7 @@ pub mod error;
 pub mod fsutil;
 pub mod hash;
 pub mod load;
+pub mod location;
 pub mod plan;
 pub mod reconcile;
 pub mod remote;

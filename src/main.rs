@@ -499,9 +499,15 @@ struct EmulatorCli {
 
 #[derive(Args, Clone, Default)]
 struct TargetArgs {
-    /// State file [env: TASKFORM_STATE] [default: state/taskform.json]
-    #[arg(long)]
-    state: Option<PathBuf>,
+    /// State file, or a PostgreSQL URL (postgres://USER@HOST:PORT/DB?sslmode=require; password in PGPASSWORD or ~/.pgpass) [env: TASKFORM_STATE] [default: state/taskform.json]
+    #[arg(long, value_name = "PATH|URL")]
+    state: Option<String>,
+    /// Which state of a PostgreSQL database [env: TASKFORM_STATE_NAME] [default: default]
+    #[arg(long, value_name = "NAME")]
+    state_name: Option<String>,
+    /// The PostgreSQL schema holding the states [env: TASKFORM_STATE_SCHEMA] [default: taskform]
+    #[arg(long, value_name = "SCHEMA")]
+    state_schema: Option<String>,
     /// API endpoint URL [env: TASKFORM_ENDPOINT]
     #[arg(long)]
     endpoint: Option<String>,
@@ -524,6 +530,8 @@ impl From<TargetArgs> for TargetFlags {
             project_id: a.project_id,
             workspace: a.workspace,
             state: a.state,
+            state_name: a.state_name,
+            state_schema: a.state_schema,
         }
     }
 }

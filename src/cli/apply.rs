@@ -13,6 +13,7 @@ use crate::render::style::ColorChoice;
 use crate::render::{self, Format};
 use crate::state::{self, lock::Holder};
 use std::io::Write;
+use crate::location::StateLocation;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -86,9 +87,9 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         Some(saved) => {
             saved.check_target(&TargetRef::of(&conn.resolved))?;
             conn.resolved.state = saved_state(saved, &conn.resolved)?;
-            state::open(&conn.resolved.state)
+            state::open(&conn.resolved.state, env, "apply")?
         }
-        None => super::open_store(&conn.resolved, &dir)?,
+        None => super::open_store(&conn.resolved, &dir, env, "apply")?,
     };
     let _lock = store.lock(&Holder::this_process("apply"), args.lock_timeout)?;
     let ctx = Context {
@@ -215,18 +216,31 @@ fn refused(conn: &Connection, status: Option<u16>, code: Option<&str>, detail: S
 
 /// A saved plan applies to the state it was made against; a state named otherwise
 /// (`--state`, `TASKFORM_STATE`) is refused with both named.
-fn saved_state(saved: &SavedPlan, resolved: &Resolved) -> Result<PathBuf, Error> {
+fn saved_state(saved: &SavedPlan, resolved: &Resolved) -> Result<StateLocation, Error> {
+    let named = resolved.state.to_string();
+    if crate::location::is_postgres_url(&saved.state_path) {
+        // The plan file holds no password: the state is opened as this apply resolves
+        // it, which must be the same one.
+        return match &resolved.state {
+            StateLocation::Postgres(_) if named == saved.state_path => Ok(resolved.state.clone()),
+            _ => Err(Error::Command(format!(
+                "the plan was made against the PostgreSQL state {}, but this apply resolves the state {named}; give the same --state / TASKFORM_STATE / `state:` (and --state-name) as the plan, with the password in PGPASSWORD or ~/.pgpass",
+                saved.state_path
+            ))),
+        };
+    }
     let planned = PathBuf::from(&saved.state_path);
-    match resolved.state_source {
-        StateSource::Flag | StateSource::Env if !same_file(&resolved.state, &planned) => {
-            Err(Error::Command(format!(
-                "the plan was made against the state {}, but this apply names the state {}; apply the plan without --state/TASKFORM_STATE, or make a plan against {}",
-                planned.display(),
-                resolved.state.display(),
-                resolved.state.display()
-            )))
+    match (resolved.state_source, &resolved.state) {
+        (StateSource::Flag | StateSource::Env, StateLocation::File(now))
+            if same_file(now, &planned) =>
+        {
+            Ok(StateLocation::File(planned))
         }
-        _ => Ok(planned),
+        (StateSource::Flag | StateSource::Env, _) => Err(Error::Command(format!(
+            "the plan was made against the state {}, but this apply names the state {named}; apply the plan without --state/TASKFORM_STATE, or make a plan against {named}",
+            planned.display(),
+        ))),
+        _ => Ok(StateLocation::File(planned)),
     }
 }
 

@@ -66,9 +66,9 @@ impl Connection {
         settings: &Settings,
         dir: &std::path::Path,
     ) -> Result<Connection, Error> {
-        let mut resolved = target::resolve(flags, env, settings, dir);
+        let mut resolved = target::resolve(flags, env, settings, dir)?;
         let (creds, emu) = if opts.emulator {
-            let (creds, emu) = start_emulator(&mut resolved).await?;
+            let (creds, emu) = start_emulator(&mut resolved, dir).await?;
             (creds, Some(emu))
         } else {
             let region = flags
@@ -113,6 +113,7 @@ impl Connection {
 /// endpoint, and the project and workspace where none is set.
 async fn start_emulator(
     resolved: &mut Resolved,
+    dir: &std::path::Path,
 ) -> Result<(Credentials, emulator::Emulator), Error> {
     let project_id = resolved
         .project_id
@@ -122,7 +123,12 @@ async fn start_emulator(
         .workspace
         .clone()
         .unwrap_or_else(|| emulator::DEMO_WORKSPACE.to_string());
-    let data = crate::fsutil::parent_dir(&resolved.state).join("emulator.json");
+    // Beside a state file; with a PostgreSQL state, in the manifest folder's default
+    // state folder.
+    let data = match resolved.state.as_file() {
+        Some(state) => crate::fsutil::parent_dir(state).join("emulator.json"),
+        None => dir.join(target::DEFAULT_STATE).with_file_name("emulator.json"),
+    };
     let cfg = emulator::Config {
         data: Some(data.clone()),
         project_id: project_id.clone(),

@@ -84,9 +84,11 @@ pub fn load_manifests(dir: &Path, env: Env) -> Result<Loaded, Error> {
 pub fn open_store(
     resolved: &crate::load::target::Resolved,
     dir: &Path,
+    env: Env,
+    command: &str,
 ) -> Result<Box<dyn crate::state::StateStore>, Error> {
     crate::load::target::check_legacy_state(resolved, dir)?;
-    Ok(crate::state::open(&resolved.state))
+    Ok(crate::state::open(&resolved.state, env, command)?)
 }
 
 /// Warns that DIR holds no manifest (apply refuses it without `--allow-empty`).

@@ -82,7 +82,7 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
     };
     let resolved = match &conn {
         Some(c) => c.resolved.clone(),
-        None => target::resolve(&args.target, env, &loaded.settings, &args.dir),
+        None => target::resolve(&args.target, env, &loaded.settings, &args.dir)?,
     };
     // Offline, the state is checked against the target when both parts are known.
     let known: Option<Target> = match &conn {
@@ -96,7 +96,7 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
                 workspace,
             }),
     };
-    let store = super::open_store(&resolved, &args.dir)?;
+    let store = super::open_store(&resolved, &args.dir, env, "plan")?;
     if known.is_none() {
         // Offline with part of the target unknown: the parts that are known must still
         // match the state's.

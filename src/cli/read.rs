@@ -166,7 +166,7 @@ where
         &args.dir,
     )
     .await?;
-    let store = super::open_store(&conn.resolved, &args.dir)?;
+    let store = super::open_store(&conn.resolved, &args.dir, env, command)?;
     let _lock = store.lock(&Holder::this_process(command), args.lock_timeout)?;
     let mut state = store.load()?;
     state::check_target(&state, &conn.target, &store.describe())?;

@@ -45,8 +45,8 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
         return import(&args, env, name, task_id).await;
     }
     let settings = settings::load(&args.dir, env).map_err(Error::Invalid)?;
-    let resolved = target::resolve(&args.target, env, &settings, &args.dir);
-    let store = super::open_store(&resolved, &args.dir)?;
+    let resolved = target::resolve(&args.target, env, &settings, &args.dir)?;
+    let store = super::open_store(&resolved, &args.dir, env, "state")?;
     match cmd {
         StateCommand::List => {
             let state = store.load()?;
@@ -142,7 +142,7 @@ async fn import(args: &StateArgs, env: Env<'_>, name: &str, task_id: &str) -> Re
         &args.dir,
     )
     .await?;
-    let store = super::open_store(&conn.resolved, &args.dir)?;
+    let store = super::open_store(&conn.resolved, &args.dir, env, "state import")?;
     let _lock = store.lock(&Holder::this_process("state import"), args.lock_timeout)?;
     let mut state = store.load()?;
     state::check_target(&state, &conn.target, &store.describe())?;

@@ -57,9 +57,9 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
     };
     let resolved = match &conn {
         Some(c) => c.resolved.clone(),
-        None => target::resolve(&args.target, env, &settings, &args.dir),
+        None => target::resolve(&args.target, env, &settings, &args.dir)?,
     };
-    let store = super::open_store(&resolved, &args.dir)?;
+    let store = super::open_store(&resolved, &args.dir, env, "watch")?;
     let _lock = match args.plan_only {
         true => None,
         false => Some(store.lock(&Holder::this_process("watch"), args.lock_timeout)?),

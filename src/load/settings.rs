@@ -5,6 +5,9 @@
 //! workspace: 1a2b3c4d
 //! endpoint: https://dayu.cn-north-4.myhuaweicloud.com   # or: region: cn-north-4
 //! state: ../state/taskform.json                         # relative to this file
+//! # or a shared state: state: postgres://ci@db.internal:5432/taskform?sslmode=require
+//! state_name: prod                                      # PostgreSQL states: which one
+//! state_schema: taskform                                # PostgreSQL states: the schema
 //! known_data_source_types: [MY_SOURCE]                # no warning for these values
 //! require_user_id: false                              # default true; see below
 //! defaults:                                             # deep-merged under every manifest
@@ -30,7 +33,7 @@ use crate::load::schema::suggest;
 use crate::load::yaml::{self, Part, Seg};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The settings file's name inside DIR.
 pub const FILE_NAME: &str = "taskform.yaml";
@@ -44,6 +47,8 @@ const KEYS: &[&str] = &[
     "endpoint",
     "region",
     "state",
+    "state_name",
+    "state_schema",
     "defaults",
     "on_change",
     "known_data_source_types",
@@ -90,8 +95,14 @@ pub struct Settings {
     pub workspace: Option<String>,
     pub endpoint: Option<String>,
     pub region: Option<String>,
-    /// State file path, already resolved against the settings file's folder.
-    pub state: Option<PathBuf>,
+    /// The state: a file path, already resolved against the settings file's folder,
+    /// or a PostgreSQL URL (its name and schema are applied when the target is
+    /// resolved).
+    pub state: Option<crate::location::StateLocation>,
+    /// `state_name:` (PostgreSQL states).
+    pub state_name: Option<String>,
+    /// `state_schema:` (PostgreSQL states).
+    pub state_schema: Option<String>,
     /// Partial task body merged under every manifest (already interpolated).
     pub defaults: Map<String, Value>,
     /// Values of `defaults` read from `${secret:...}`, by path in the task body.
@@ -355,7 +366,22 @@ pub fn parse(
             "workspace" => settings.workspace = Some(text),
             "endpoint" => settings.endpoint = Some(text),
             "region" => settings.region = Some(text),
-            "state" => settings.state = Some(dir.join(text)),
+            "state" if crate::location::is_postgres_url(&text) => {
+                match crate::location::StateLocation::parse(&text, None, None) {
+                    Ok(l) => settings.state = Some(l),
+                    Err(e) => {
+                        let (l, c) = at(&path, Part::Value);
+                        diags.push(Diagnostic::new(file, l, c, e.to_string()).with_hint(
+                            "write postgres://USER@HOST:PORT/DATABASE?sslmode=require, and give the password in PGPASSWORD or ~/.pgpass",
+                        ));
+                    }
+                }
+            }
+            "state" => {
+                settings.state = Some(crate::location::StateLocation::File(dir.join(text)))
+            }
+            "state_name" => settings.state_name = Some(text),
+            "state_schema" => settings.state_schema = Some(text),
             "on_change" => match OnChange::parse(&text) {
                 Some(v) => settings.on_change = Some(v),
                 None => {
@@ -386,6 +412,7 @@ pub fn parse(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn no_env(_: &str) -> Option<String> {
         None
@@ -417,7 +444,12 @@ mod tests {
             bad[0]
         );
         assert_eq!(s.project_id.as_deref(), Some("p"));
-        assert_eq!(s.state, Some(PathBuf::from("t/st/x.json")));
+        assert_eq!(
+            s.state,
+            Some(crate::location::StateLocation::File(PathBuf::from(
+                "t/st/x.json"
+            )))
+        );
         assert_eq!(s.defaults.get("dir_id"), Some(&Value::String("0".into())));
     }
 

@@ -4,7 +4,8 @@
 //! command happens to run in.
 
 use crate::load::settings::Settings;
-use std::path::{Path, PathBuf};
+use crate::location::{LocationError, StateLocation};
+use std::path::Path;
 
 /// The state file used when nothing else names one, relative to the manifest folder.
 pub const DEFAULT_STATE: &str = "state/taskform.json";
@@ -30,7 +31,12 @@ pub struct TargetFlags {
     pub region: Option<String>,
     pub project_id: Option<String>,
     pub workspace: Option<String>,
-    pub state: Option<PathBuf>,
+    /// `--state`: a path or a `postgres://` URL.
+    pub state: Option<String>,
+    /// `--state-name` (PostgreSQL states).
+    pub state_name: Option<String>,
+    /// `--state-schema` (PostgreSQL states).
+    pub state_schema: Option<String>,
 }
 
 /// The resolved target; fields stay `None` where nothing set them.
@@ -39,7 +45,7 @@ pub struct Resolved {
     pub endpoint: Option<String>,
     pub project_id: Option<String>,
     pub workspace: Option<String>,
-    pub state: PathBuf,
+    pub state: StateLocation,
     pub state_source: StateSource,
 }
 
@@ -52,13 +58,16 @@ fn nonempty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
-/// Resolves flags, environment and settings for the manifest folder `dir`.
+/// Resolves flags, environment and settings for the manifest folder `dir`. A state
+/// named `postgres://...` is a PostgreSQL state, named by `--state-name` /
+/// `TASKFORM_STATE_NAME` / `state_name:` in its schema (`--state-schema` /
+/// `TASKFORM_STATE_SCHEMA` / `state_schema:`).
 pub fn resolve(
     flags: &TargetFlags,
     env: &dyn Fn(&str) -> Option<String>,
     settings: &Settings,
     dir: &Path,
-) -> Resolved {
+) -> Result<Resolved, LocationError> {
     // An endpoint named explicitly anywhere beats one derived from a region: a region
     // in the environment (HW_REGION_NAME, set for the SDKs) must not send requests
     // elsewhere than taskform.yaml's endpoint.
@@ -76,21 +85,45 @@ pub fn resolve(
     let workspace = nonempty(flags.workspace.clone())
         .or_else(|| nonempty(env("TASKFORM_WORKSPACE")))
         .or_else(|| nonempty(settings.workspace.clone()));
-    let (state, state_source) = if let Some(s) = &flags.state {
-        (s.clone(), StateSource::Flag)
+    let name = nonempty(flags.state_name.clone())
+        .or_else(|| nonempty(env("TASKFORM_STATE_NAME")))
+        .or_else(|| nonempty(settings.state_name.clone()));
+    let schema = nonempty(flags.state_schema.clone())
+        .or_else(|| nonempty(env("TASKFORM_STATE_SCHEMA")))
+        .or_else(|| nonempty(settings.state_schema.clone()));
+    let (name, schema) = (name.as_deref(), schema.as_deref());
+    let file = |p: &Path| StateLocation::file(crate::fsutil::normalize(p), name);
+    let (state, state_source) = if let Some(s) = nonempty(flags.state.clone()) {
+        (location(&s, name, schema, &file)?, StateSource::Flag)
     } else if let Some(s) = nonempty(env("TASKFORM_STATE")) {
-        (PathBuf::from(s), StateSource::Env)
+        (location(&s, name, schema, &file)?, StateSource::Env)
     } else if let Some(s) = &settings.state {
-        (s.clone(), StateSource::Settings)
+        let located = match s {
+            StateLocation::File(p) => file(p)?,
+            pg => pg.clone().named(name, schema)?,
+        };
+        (located, StateSource::Settings)
     } else {
-        (dir.join(DEFAULT_STATE), StateSource::Default)
+        (file(&dir.join(DEFAULT_STATE))?, StateSource::Default)
     };
-    Resolved {
+    Ok(Resolved {
         endpoint,
         project_id,
         workspace,
-        state: crate::fsutil::normalize(&state),
+        state,
         state_source,
+    })
+}
+
+fn location(
+    value: &str,
+    name: Option<&str>,
+    schema: Option<&str>,
+    file: &dyn Fn(&Path) -> Result<StateLocation, LocationError>,
+) -> Result<StateLocation, LocationError> {
+    match crate::location::is_postgres_url(value) {
+        true => StateLocation::parse(value, name, schema),
+        false => file(Path::new(value)),
     }
 }
 
@@ -113,13 +146,16 @@ pub struct LegacyState {
 /// Refuses a default state location that is empty while the old default (relative to
 /// the working folder) holds a state.
 pub fn check_legacy_state(r: &Resolved, dir: &Path) -> Result<(), LegacyState> {
-    if r.state_source != StateSource::Default || r.state.exists() {
+    let Some(state) = r.state.as_file() else {
+        return Ok(());
+    };
+    if r.state_source != StateSource::Default || state.exists() {
         return Ok(());
     }
     let legacy = Path::new(DEFAULT_STATE);
     let same = match (
         std::fs::canonicalize(legacy),
-        std::fs::canonicalize(crate::fsutil::parent_dir(&r.state)),
+        std::fs::canonicalize(crate::fsutil::parent_dir(state)),
     ) {
         (Ok(l), Ok(d)) => l.parent() == Some(d.as_path()),
         _ => false,
@@ -131,7 +167,7 @@ pub fn check_legacy_state(r: &Resolved, dir: &Path) -> Result<(), LegacyState> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| DEFAULT_STATE.to_string());
     Err(LegacyState {
-        default: r.state.display().to_string(),
+        default: state.display().to_string(),
         legacy: legacy.display().to_string(),
         suggested,
         settings: crate::fsutil::normalize(&dir.join(crate::load::settings::FILE_NAME))
@@ -143,6 +179,7 @@ pub fn check_legacy_state(r: &Resolved, dir: &Path) -> Result<(), LegacyState> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     #[test]
     fn flags_beat_environment_beat_settings() {
@@ -157,21 +194,24 @@ mod tests {
             "HW_REGION_NAME" => Some("ap-southeast-1".into()),
             _ => None,
         };
-        let r = resolve(&TargetFlags::default(), &env, &settings, Path::new("t"));
+        let r = resolve(&TargetFlags::default(), &env, &settings, Path::new("t")).unwrap();
         assert_eq!(r.project_id.as_deref(), Some("from-env"));
         assert_eq!(r.workspace.as_deref(), Some("ws-file"));
         assert_eq!(
             r.endpoint.as_deref(),
             Some("https://dayu.ap-southeast-1.myhuaweicloud.com")
         );
-        assert_eq!(r.state, PathBuf::from("t/state/taskform.json"));
+        assert_eq!(
+            r.state,
+            StateLocation::File(PathBuf::from("t/state/taskform.json"))
+        );
         assert_eq!(r.state_source, StateSource::Default);
         let flags = TargetFlags {
             project_id: Some("flag".into()),
             endpoint: Some("http://127.0.0.1:1/".into()),
             ..TargetFlags::default()
         };
-        let r = resolve(&flags, &env, &settings, Path::new("t"));
+        let r = resolve(&flags, &env, &settings, Path::new("t")).unwrap();
         assert_eq!(r.project_id.as_deref(), Some("flag"));
         assert_eq!(r.endpoint.as_deref(), Some("http://127.0.0.1:1"));
     }
@@ -187,9 +227,9 @@ mod tests {
             region: Some("ap-southeast-1".into()),
             ..TargetFlags::default()
         };
-        let r = resolve(&flags, &env, &settings, Path::new("."));
+        let r = resolve(&flags, &env, &settings, Path::new(".")).unwrap();
         assert_eq!(r.endpoint.as_deref(), Some("https://gw.example"));
-        let r = resolve(&flags, &env, &Settings::default(), Path::new("."));
+        let r = resolve(&flags, &env, &Settings::default(), Path::new(".")).unwrap();
         assert_eq!(
             r.endpoint.as_deref(),
             Some("https://dayu.ap-southeast-1.myhuaweicloud.com")
@@ -199,11 +239,15 @@ mod tests {
             &env,
             &Settings::default(),
             Path::new("."),
-        );
+        )
+        .unwrap();
         assert_eq!(
             r.endpoint.as_deref(),
             Some("https://dayu.cn-north-4.myhuaweicloud.com")
         );
-        assert_eq!(r.state, PathBuf::from("state/taskform.json"));
+        assert_eq!(
+            r.state,
+            StateLocation::File(PathBuf::from("state/taskform.json"))
+        );
     }
 }

@@ -113,6 +113,8 @@ pub struct SavedPlan {
     /// applying the file works from any folder; in memory, relative to the working
     /// folder.
     pub dir: String,
+    /// A state file's path, or a PostgreSQL state's URL (without its password) and
+    /// name: `postgres://ci@db:5432/tasks (state "prod")`.
     pub state_path: String,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub paths_from_plan_file: bool,
@@ -188,7 +190,7 @@ impl SavedPlan {
         notes: &BTreeMap<String, String>,
         target: TargetRef,
         dir: &Path,
-        state_path: &Path,
+        state_path: &crate::location::StateLocation,
     ) -> SavedPlan {
         let manifests: &[Manifest] = &loaded.manifests;
         let tasks = plan
@@ -236,7 +238,7 @@ impl SavedPlan {
             tool_version: env!("CARGO_PKG_VERSION").into(),
             created_at: crate::clock::now_rfc3339(),
             dir: dir.display().to_string(),
-            state_path: state_path.display().to_string(),
+            state_path: state_path.to_string(),
             paths_from_plan_file: false,
             target,
             state: StateRef {
@@ -329,7 +331,9 @@ impl SavedPlan {
                     .to_string()
             };
             plan.dir = resolve(&plan.dir);
-            plan.state_path = resolve(&plan.state_path);
+            if !crate::location::is_postgres_url(&plan.state_path) {
+                plan.state_path = resolve(&plan.state_path);
+            }
             plan.paths_from_plan_file = false;
         }
         for t in &plan.tasks {
@@ -376,7 +380,9 @@ impl SavedPlan {
         let mut doc = self.clone();
         if !doc.paths_from_plan_file {
             doc.dir = relative(&self.dir)?;
-            doc.state_path = relative(&self.state_path)?;
+            if !crate::location::is_postgres_url(&self.state_path) {
+                doc.state_path = relative(&self.state_path)?;
+            }
             doc.paths_from_plan_file = true;
         }
         let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| FileError::Corrupt {

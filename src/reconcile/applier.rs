@@ -580,6 +580,14 @@ impl Run {
             result.error_msg = Some(format!("not sent: the run stopped ({why}; see above)"));
             return result;
         }
+        if matches!(job.action, Action::Update | Action::Delete)
+            && let Err(e) = self.journal.fence().await
+        {
+            // A request without an intent record is sent only while the lock is held.
+            self.stop("the journal cannot be written".into());
+            result.error_msg = Some(format!("not sent: {e}"));
+            return result;
+        }
         match job.action {
             Action::Update => self.update(&job, &mut result).await,
             Action::Delete => self.delete(&job, &mut result).await,

@@ -97,7 +97,11 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let root = std::fs::canonicalize(&w.spec.dir).unwrap_or_else(|_| w.spec.dir.clone());
     let _watcher = events::start(&root, tx).map_err(Error::Watch)?;
-    let state_dir = std::fs::canonicalize(crate::fsutil::parent_dir(&w.resolved.state)).ok();
+    let state_dir = w
+        .resolved
+        .state
+        .as_file()
+        .and_then(|s| std::fs::canonicalize(crate::fsutil::parent_dir(s)).ok());
     let ignore = state_dir.filter(|d| d.starts_with(&root) && *d != root);
     tracing::info!(dir = %w.spec.dir.display(), debounce_ms = w.spec.debounce.as_millis() as u64, plan_only = w.spec.plan_only, "watching");
     let mut failures = FailureMemory::new(w.spec.retry_interval);

@@ -63,6 +63,12 @@ impl StateStore for LocalStore {
         Ok(())
     }
 
+    fn replace(&self, state: &State) -> Result<(), StoreError> {
+        state.write_exact(&self.path)?;
+        let _ = std::fs::remove_file(self.journal_path());
+        Ok(())
+    }
+
     fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError> {
         let p = self.journal_path();
         let w =

@@ -152,6 +152,13 @@ impl StateStore for MemoryStore {
         Ok(())
     }
 
+    fn replace(&self, state: &State) -> Result<(), StoreError> {
+        let mut inner = self.inner();
+        inner.state = Some(state.clone());
+        inner.journal = None;
+        Ok(())
+    }
+
     fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError> {
         self.inner().journal = Some(vec![Record::Open {
             lineage: state.lineage.clone(),

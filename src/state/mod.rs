@@ -17,6 +17,7 @@ pub mod journal;
 pub mod local;
 pub mod lock;
 pub mod memory;
+pub mod postgres;
 pub mod store;
 
 pub use local::LocalStore;
@@ -213,21 +214,39 @@ impl State {
 
     /// Writes the state atomically after incrementing `serial`.
     pub fn save(&mut self, path: &Path) -> Result<(), StateError> {
-        if self.lineage.is_empty() {
-            self.lineage = uuid::Uuid::new_v4().to_string();
-        }
-        self.serial += 1;
-        let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| StateError::Corrupt {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        bytes.push(b'\n');
+        let bytes = self.next_version();
         fsutil::write_atomic(path, &bytes).map_err(|source| {
             self.serial -= 1;
             StateError::Write {
                 path: path.display().to_string(),
                 source,
             }
+        })
+    }
+
+    /// Moves to the next serial (choosing the lineage on the first write) and gives
+    /// the document to write; a backend that fails to write it takes `serial` back.
+    pub fn next_version(&mut self) -> Vec<u8> {
+        if self.lineage.is_empty() {
+            self.lineage = uuid::Uuid::new_v4().to_string();
+        }
+        self.serial += 1;
+        self.encode()
+    }
+
+    /// The state document, as every backend stores it.
+    pub fn encode(&self) -> Vec<u8> {
+        // A State is strings, numbers and raw JSON: it always serializes.
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Writes the state exactly as it is (no new serial), as `state copy` does.
+    pub fn write_exact(&self, path: &Path) -> Result<(), StateError> {
+        fsutil::write_atomic(path, &self.encode()).map_err(|source| StateError::Write {
+            path: path.display().to_string(),
+            source,
         })
     }
 }
@@ -437,9 +456,21 @@ pub fn check_known_parts(
     check_target(state, &target, location)
 }
 
-/// The store for a `--state` location: a path is the local file backend.
-pub fn open(location: &Path) -> Box<dyn StateStore> {
-    Box::new(LocalStore::new(location))
+/// The store for a `--state` location: a path is the local file backend, a
+/// `postgres://` URL the PostgreSQL one (connection settings the URL leaves out come
+/// from `env`, as libpq's do; `command` names the session on the server).
+pub fn open(
+    location: &crate::location::StateLocation,
+    env: &dyn Fn(&str) -> Option<String>,
+    command: &str,
+) -> Result<Box<dyn StateStore>, StoreError> {
+    use crate::location::StateLocation;
+    Ok(match location {
+        StateLocation::File(path) => Box::new(LocalStore::new(path)),
+        StateLocation::Postgres(pg) => {
+            Box::new(postgres::PgStore::new(pg.clone(), env, command)?)
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
 //! Where state, journal and lock live, behind one small interface.
 //!
 //! The planner never sees this: it takes a [`State`] value. Commands reach storage only
-//! through [`StateStore`], so a shared backend (PostgreSQL rows with advisory locks,
-//! as Terraform's pg backend) can slot in beside [`LocalStore`] without touching the
-//! planner or the applier.
+//! through [`StateStore`]: the local file backend ([`LocalStore`]), the shared
+//! PostgreSQL one ([`super::postgres::PgStore`]) and an in-memory one for tests
+//! ([`super::memory::MemoryStore`]). [`super::open`] picks one from a `--state`
+//! location.
 
 use crate::state::journal::{JournalError, Record};
 use crate::state::lock::{FileLock, Holder, LockError};
@@ -26,6 +27,13 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    /// A PostgreSQL state could not be reached, read or written (the message names
+    /// the server and database, never the password).
+    #[error("{0}")]
+    Postgres(String),
+    /// The destination of `state copy` holds another state.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// A held state lock; dropping it releases the lock.
@@ -44,6 +52,13 @@ pub trait Journal: Send + Sync {
     fn append_nowait(&self, record: &Record);
     /// Flushes and closes.
     fn close(&self);
+    /// Resolves once it is certain that this process still holds the state's lock,
+    /// before a request that has no intent record (an update, a delete) is sent. A
+    /// local journal's lock cannot be lost; a PostgreSQL one is checked by the
+    /// server, in order with the records.
+    fn fence(&self) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + '_>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// State, journal and lock of one target.
@@ -62,6 +77,9 @@ pub trait StateStore: Send + Sync {
     ) -> Result<Box<dyn StoreLock>, StoreError>;
     /// Writes `state` (serial + 1) and retires the journal it includes.
     fn persist(&self, state: &mut State) -> Result<(), StoreError>;
+    /// Writes `state` exactly as it is (same lineage and serial) in place of whatever
+    /// is stored, and drops any journal: `state copy`. The caller holds the lock.
+    fn replace(&self, state: &State) -> Result<(), StoreError>;
     /// Starts a journal continuing `state` (which must have been persisted).
     fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError>;
     /// Whether a journal exists that `load` folded in (so `persist` should be called

@@ -1,0 +1,495 @@
+//! Where a state lives: a file path, or a named state in a PostgreSQL database
+//! (`postgres://user@host:5432/db?sslmode=require`). The scheme selects the backend.
+//!
+//! This module only parses and shows locations; connecting is the state backend's
+//! job (`state::postgres`). A PostgreSQL URL may carry a password: it is kept apart
+//! and never shown. [`StateLocation`]'s `Display` and `Debug` replace it with `***`,
+//! so a location can be printed, logged and stored in a plan file as it is.
+
+use percent_encoding::percent_decode_str;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The state name used when nothing names one.
+pub const DEFAULT_STATE_NAME: &str = "default";
+/// The PostgreSQL schema used when nothing names one.
+pub const DEFAULT_SCHEMA: &str = "taskform";
+
+/// A state's location.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// The local file backend.
+    File(PathBuf),
+    /// A named state in a PostgreSQL database.
+    Postgres(PgState),
+}
+
+/// A named state in a PostgreSQL schema.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgState {
+    pub url: PgUrl,
+    pub name: String,
+    pub schema: String,
+}
+
+/// How TLS is used (libpq's `sslmode`, without `allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without verifying the certificate (libpq's
+    /// default).
+    Prefer,
+    /// TLS always; the certificate is verified against `sslrootcert` when one is
+    /// given (as libpq), otherwise not.
+    Require,
+    /// TLS, certificate chain verified; any host name.
+    VerifyCa,
+    /// TLS, certificate chain and host name verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn parse(s: &str) -> Option<SslMode> {
+        Some(match s {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// A parsed `postgres://` URL. Fields left out stay `None`: the backend fills them
+/// from `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`, `~/.pgpass`,
+/// `PGSSLMODE`, `PGSSLROOTCERT` as libpq does.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct PgUrl {
+    pub user: Option<String>,
+    password: Option<String>,
+    /// A host name, an IP address, or a folder holding the server's Unix socket.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub dbname: Option<String>,
+    pub sslmode: Option<SslMode>,
+    pub sslrootcert: Option<String>,
+    pub connect_timeout: Option<Duration>,
+    pub application_name: Option<String>,
+}
+
+/// The query parameters a URL may carry.
+pub const URL_PARAMETERS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "connect_timeout",
+    "application_name",
+    "host",
+    "port",
+    "user",
+    "password",
+    "dbname",
+];
+
+impl PgUrl {
+    /// The password the URL carries, if any (never shown).
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_deref()
+    }
+
+    /// Parses `postgres://[user[:password]@][host][:port][/dbname][?param=value&...]`
+    /// (also `postgresql://`). Errors never quote the password.
+    pub fn parse(url: &str) -> Result<PgUrl, String> {
+        let rest = url
+            .strip_prefix("postgres://")
+            .or_else(|| url.strip_prefix("postgresql://"))
+            .ok_or_else(|| "a PostgreSQL URL starts with postgres://".to_string())?;
+        let (main, query) = match rest.split_once('?') {
+            Some((m, q)) => (m, Some(q)),
+            None => (rest, None),
+        };
+        if main.contains('#') || query.is_some_and(|q| q.contains('#')) {
+            return Err("a PostgreSQL URL has no #fragment; name the state with --state-name or `state_name:`".into());
+        }
+        let (authority, path) = match main.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (main, None),
+        };
+        let decode = |what: &str, s: &str| -> Result<String, String> {
+            percent_decode_str(s)
+                .decode_utf8()
+                .map(|c| c.into_owned())
+                .map_err(|_| format!("the URL's {what} is not valid percent-encoded UTF-8"))
+        };
+        let mut u = PgUrl::default();
+        let hostport = match authority.rsplit_once('@') {
+            Some((userinfo, hp)) => {
+                let (user, password) = match userinfo.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (userinfo, None),
+                };
+                if !user.is_empty() {
+                    u.user = Some(decode("user", user)?);
+                }
+                if let Some(p) = password {
+                    u.password = Some(decode("password", p)?);
+                }
+                hp
+            }
+            None => authority,
+        };
+        if hostport.contains(',') {
+            return Err("one host per URL: taskform does not fail over between hosts".into());
+        }
+        let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| "the URL's IPv6 host lacks its closing ]".to_string())?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (decode("host", h)?, Some(p)),
+                None => (decode("host", hostport)?, None),
+            }
+        };
+        if !host.is_empty() {
+            u.host = Some(host);
+        }
+        if let Some(p) = port.filter(|p| !p.is_empty()) {
+            u.port = Some(parse_port(p)?);
+        }
+        if let Some(db) = path.filter(|p| !p.is_empty()) {
+            u.dbname = Some(decode("database name", db)?);
+        }
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let v = decode(k, v)?;
+            match k {
+                "sslmode" => {
+                    u.sslmode = Some(SslMode::parse(&v).ok_or_else(|| {
+                        format!(
+                            "sslmode={v} is not one of disable, prefer, require, verify-ca, verify-full"
+                        )
+                    })?)
+                }
+                "sslrootcert" => u.sslrootcert = Some(v),
+                "connect_timeout" => {
+                    let secs: u64 = v.parse().map_err(|_| {
+                        format!("connect_timeout={v} is not a whole number of seconds")
+                    })?;
+                    u.connect_timeout = Some(Duration::from_secs(secs));
+                }
+                "application_name" => u.application_name = Some(v),
+                "host" => u.host = Some(v),
+                "port" => u.port = Some(parse_port(&v)?),
+                "user" => u.user = Some(v),
+                "password" => u.password = Some(v),
+                "dbname" => u.dbname = Some(v),
+                other => {
+                    return Err(format!(
+                        "the URL parameter `{}` is not one taskform knows (it takes {})",
+                        shown_param(other),
+                        URL_PARAMETERS.join(", ")
+                    ));
+                }
+            }
+        }
+        Ok(u)
+    }
+
+    /// The URL with any password replaced by `***`.
+    pub fn redacted(&self) -> String {
+        use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
+        const QUERY: &AsciiSet = &CONTROLS.add(b' ').add(b'#').add(b'%').add(b'&').add(b'=');
+        const PART: &AsciiSet = &QUERY.add(b'@').add(b':').add(b'/').add(b'?');
+        let enc = |s: &str| utf8_percent_encode(s, PART).to_string();
+        let qenc = |s: &str| utf8_percent_encode(s, QUERY).to_string();
+        let mut s = String::from("postgres://");
+        if let Some(user) = &self.user {
+            s.push_str(&enc(user));
+        }
+        if self.password.is_some() {
+            s.push_str(":***");
+        }
+        if self.user.is_some() || self.password.is_some() {
+            s.push('@');
+        }
+        let socket = self.host.as_deref().is_some_and(|h| h.starts_with('/'));
+        match &self.host {
+            Some(h) if h.contains(':') => s.push_str(&format!("[{h}]")),
+            Some(h) if !socket => s.push_str(&enc(h)),
+            _ => {}
+        }
+        if let Some(p) = self.port {
+            s.push_str(&format!(":{p}"));
+        }
+        s.push('/');
+        if let Some(db) = &self.dbname {
+            s.push_str(&enc(db));
+        }
+        let mut params = Vec::new();
+        if socket && let Some(h) = &self.host {
+            params.push(format!("host={}", qenc(h)));
+        }
+        if let Some(m) = self.sslmode {
+            params.push(format!("sslmode={}", m.as_str()));
+        }
+        if let Some(c) = &self.sslrootcert {
+            params.push(format!("sslrootcert={}", qenc(c)));
+        }
+        if !params.is_empty() {
+            s.push('?');
+            s.push_str(&params.join("&"));
+        }
+        s
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, String> {
+    p.parse::<u16>()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("the URL's port `{}` is not a port number", shown_param(p)))
+}
+
+/// A short, printable form of a user-written URL part for an error message.
+fn shown_param(s: &str) -> String {
+    s.chars()
+        .take(40)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+impl fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Whether a `--state` value names a PostgreSQL state.
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// Why a state location cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    #[error("the state URL {shown} cannot be used: {detail}")]
+    Url { shown: String, detail: String },
+    #[error(
+        "the state schema `{0}` is not a plain PostgreSQL name: use lower-case letters, digits and _ (at most 63, not starting with a digit)"
+    )]
+    Schema(String),
+    #[error("the state name must be 1 to 200 printable characters")]
+    Name,
+    #[error(
+        "a state name ({name}) applies to a PostgreSQL state only; the file state {path} is named by its path. Drop --state-name / TASKFORM_STATE_NAME / `state_name:`, or use a postgres:// state"
+    )]
+    NameWithFile { name: String, path: String },
+}
+
+impl StateLocation {
+    /// Parses a `--state` value: a `postgres://` URL, or a path (returned as given).
+    pub fn parse(
+        value: &str,
+        name: Option<&str>,
+        schema: Option<&str>,
+    ) -> Result<StateLocation, LocationError> {
+        if !is_postgres_url(value) {
+            return StateLocation::file(PathBuf::from(value), name);
+        }
+        let url = PgUrl::parse(value).map_err(|detail| LocationError::Url {
+            shown: redact_unparsed(value),
+            detail,
+        })?;
+        StateLocation::postgres(url, name, schema)
+    }
+
+    /// A file location; a state name other than the default is refused.
+    pub fn file(path: PathBuf, name: Option<&str>) -> Result<StateLocation, LocationError> {
+        match name {
+            Some(n) if n != DEFAULT_STATE_NAME => Err(LocationError::NameWithFile {
+                name: n.to_string(),
+                path: path.display().to_string(),
+            }),
+            _ => Ok(StateLocation::File(path)),
+        }
+    }
+
+    fn postgres(
+        url: PgUrl,
+        name: Option<&str>,
+        schema: Option<&str>,
+    ) -> Result<StateLocation, LocationError> {
+        let name = name.unwrap_or(DEFAULT_STATE_NAME).to_string();
+        if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+            return Err(LocationError::Name);
+        }
+        let schema = schema.unwrap_or(DEFAULT_SCHEMA).to_string();
+        let plain = !schema.is_empty()
+            && schema.len() <= 63
+            && !schema.starts_with(|c: char| c.is_ascii_digit())
+            && schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(LocationError::Schema(shown_param(&schema)));
+        }
+        Ok(StateLocation::Postgres(PgState { url, name, schema }))
+    }
+
+    /// The same location with this state name and schema (defaults where `None`).
+    pub fn named(
+        self,
+        name: Option<&str>,
+        schema: Option<&str>,
+    ) -> Result<StateLocation, LocationError> {
+        match self {
+            StateLocation::File(p) => StateLocation::file(p, name),
+            StateLocation::Postgres(pg) => StateLocation::postgres(pg.url, name, schema),
+        }
+    }
+
+    /// The file path, for the file backend.
+    pub fn as_file(&self) -> Option<&Path> {
+        match self {
+            StateLocation::File(p) => Some(p),
+            StateLocation::Postgres(_) => None,
+        }
+    }
+}
+
+/// Shows a URL that did not parse without anything between `://` and the last `@`
+/// (where a password would be).
+fn redact_unparsed(url: &str) -> String {
+    let shown = match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_string(),
+    };
+    let shown = match shown.split_once("password=") {
+        Some((before, _)) => format!("{before}password=***"),
+        None => shown,
+    };
+    shown_param(&shown) + if shown.chars().count() > 40 { "..." } else { "" }
+}
+
+impl fmt::Display for PgState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (state {:?}", self.url.redacted(), self.name)?;
+        if self.schema != DEFAULT_SCHEMA {
+            write!(f, " in schema {}", self.schema)?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl fmt::Debug for PgState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl fmt::Display for StateLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateLocation::File(p) => write!(f, "{}", p.display()),
+            StateLocation::Postgres(pg) => write!(f, "{pg}"),
+        }
+    }
+}
+
+impl fmt::Debug for StateLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl Default for StateLocation {
+    fn default() -> Self {
+        StateLocation::File(PathBuf::new())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_never_show_the_password() {
+        let u = PgUrl::parse(
+            "postgres://ci%40corp:s%3Acr3t@db.example:6432/tasks?sslmode=verify-full&sslrootcert=/ca.pem",
+        )
+        .unwrap();
+        assert_eq!(u.user.as_deref(), Some("ci@corp"));
+        assert_eq!(u.password(), Some("s:cr3t"));
+        assert_eq!(u.host.as_deref(), Some("db.example"));
+        assert_eq!(u.port, Some(6432));
+        assert_eq!(u.dbname.as_deref(), Some("tasks"));
+        assert_eq!(u.sslmode, Some(SslMode::VerifyFull));
+        let shown = u.redacted();
+        assert_eq!(
+            shown,
+            "postgres://ci%40corp:***@db.example:6432/tasks?sslmode=verify-full&sslrootcert=/ca.pem"
+        );
+        assert!(!format!("{u:?}").contains("cr3t"));
+        let loc = StateLocation::parse(
+            "postgresql://u:pw@h/db?password=other",
+            Some("prod"),
+            None,
+        )
+        .unwrap();
+        let text = format!("{loc} {loc:?}");
+        assert!(!text.contains("pw@") && !text.contains("other"), "{text}");
+        assert!(text.contains("(state \"prod\")"), "{text}");
+    }
+
+    #[test]
+    fn sockets_ipv6_and_defaults() {
+        let u = PgUrl::parse("postgres:///db?host=/var/run/postgresql").unwrap();
+        assert_eq!(u.host.as_deref(), Some("/var/run/postgresql"));
+        assert_eq!(u.redacted(), "postgres:///db?host=/var/run/postgresql");
+        let u = PgUrl::parse("postgres://[::1]:5433").unwrap();
+        assert_eq!(u.host.as_deref(), Some("::1"));
+        assert_eq!(u.port, Some(5433));
+        assert_eq!(u.dbname, None);
+        assert_eq!(PgUrl::parse("postgres://").unwrap(), PgUrl::default());
+    }
+
+    #[test]
+    fn bad_urls_name_the_problem_without_the_password() {
+        for (url, want) in [
+            ("postgres://u:pw@h/db?sslmode=verify", "sslmode=verify is not"),
+            ("postgres://u:pw@h:99999/db", "not a port number"),
+            ("postgres://u:pw@h/db?sslmod=require", "`sslmod` is not one"),
+            ("postgres://u:pw@a,b/db", "one host per URL"),
+            ("postgres://u:pw@h/db#x", "no #fragment"),
+        ] {
+            let e = StateLocation::parse(url, None, None).unwrap_err().to_string();
+            assert!(e.contains(want), "{url}: {e}");
+            assert!(!e.contains("pw"), "{url}: {e}");
+        }
+        let e = StateLocation::parse("postgres://h/db", None, Some("Bad-Name"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a plain PostgreSQL name"), "{e}");
+        let e = StateLocation::parse("state/x.json", Some("prod"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("applies to a PostgreSQL state only"), "{e}");
+        assert_eq!(
+            StateLocation::parse("state/x.json", Some("default"), None).unwrap(),
+            StateLocation::File("state/x.json".into())
+        );
+    }
+}

@@ -1,0 +1,911 @@
+//! The PostgreSQL backend: many named states in one database, shared by CI runners
+//! and watchers on any machine (`--state postgres://...`, `--state-name`).
+//!
+//! - **One session.** A store talks to the server over one dedicated connection,
+//!   opened on first use and kept for the store's life, driven by a small runtime on a
+//!   thread of its own (so the store's methods can be called from anywhere, as the
+//!   file backend's are). It is never reopened behind the caller's back.
+//! - **The lock** is a session advisory lock on that connection
+//!   (`pg_try_advisory_lock`, polled until `--lock-timeout`), with the holder's
+//!   host, pid, command and start time in the `locks` table for a refused process's
+//!   message. However the holder dies, its connection closes and the server frees the
+//!   lock; the session sets the server's TCP keepalives so that a holder that vanished
+//!   without closing it (VM gone, network cut) is noticed within about a minute.
+//! - **The journal** is rows of the `journal` table, group-committed like the file
+//!   journal: every record waiting is written by one `INSERT`, one commit per batch.
+//! - **Fencing.** Every write (journal batch, fence, state) succeeds only when the
+//!   server confirms, in the same statement or transaction, that this very session
+//!   holds the lock. So nothing is sent unless its intent was committed by the lock
+//!   holder; a connection that dropped, or a pooler in transaction mode that ran the
+//!   statement on another server session, stops the run with a clear message.
+//! - **The state** is written in one transaction that checks the row's serial
+//!   (`SELECT ... FOR UPDATE`), writes the document and deletes the journal.
+//!
+//! Tables and migrations: [`sql`]. URL, environment, password file and TLS:
+//! [`connect`].
+
+pub mod connect;
+pub mod sql;
+
+use super::journal::{self, JournalError, Record};
+use super::lock::{Holder, LockError};
+use super::store::{Journal, StateStore, StoreError, StoreLock};
+use super::State;
+use crate::location::PgState;
+use connect::Endpoint;
+use sql::Sql;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+
+/// How long one exchange with the server may take before the store gives up on the
+/// session (the server's own `statement_timeout` is 60 s).
+const OP_TIMEOUT: Duration = Duration::from_secs(75);
+/// How often a waiting `lock` tries again.
+const LOCK_POLL: Duration = Duration::from_millis(200);
+
+/// A named state in a PostgreSQL database.
+pub struct PgStore {
+    target: PgState,
+    endpoint: Endpoint,
+    sql: Arc<Sql>,
+    session: Mutex<Option<Arc<Session>>>,
+    journal_rows: AtomicBool,
+}
+
+impl PgStore {
+    /// A store for `target`; connection settings missing from the URL come from
+    /// `env` (libpq's variables). Nothing is connected until the store is used.
+    pub fn new(
+        target: PgState,
+        env: &dyn Fn(&str) -> Option<String>,
+        command: &str,
+    ) -> Result<PgStore, StoreError> {
+        let endpoint = connect::endpoint(&target.url, env, command)
+            .map_err(|e| StoreError::Postgres(format!("the PostgreSQL state {target}: {e}")))?;
+        Ok(PgStore {
+            sql: Arc::new(Sql::new(&target.schema, &target.name)),
+            target,
+            endpoint,
+            session: Mutex::new(None),
+            journal_rows: AtomicBool::new(false),
+        })
+    }
+
+    fn err(&self, detail: impl std::fmt::Display) -> StoreError {
+        StoreError::Postgres(format!(
+            "the PostgreSQL state {:?} at {}: {detail}",
+            self.target.name, self.endpoint.shown
+        ))
+    }
+
+    /// The session, connecting (and creating or migrating the schema) on first use.
+    fn session(&self) -> Result<Arc<Session>, StoreError> {
+        let mut slot = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = &*slot {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(Session::open(&self.endpoint, self.sql.clone()).map_err(|e| {
+            StoreError::Postgres(format!(
+                "cannot use the PostgreSQL state {:?} at {}: {e}",
+                self.target.name, self.endpoint.shown
+            ))
+        })?);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// The session, which must hold the lock (every write needs it).
+    fn locked_session(&self) -> Result<Arc<Session>, StoreError> {
+        let s = self.session()?;
+        if !s.locked.load(Ordering::SeqCst) {
+            return Err(self.err("the state is written without its lock (a taskform bug)"));
+        }
+        if let Some(why) = s.lost() {
+            return Err(self.err(lost_message(&why)));
+        }
+        Ok(s)
+    }
+
+    /// Writes `data` as the state (`lineage`, `serial`) in one transaction that checks
+    /// the lock and that the stored row is still at `expected` (`None`: no row).
+    fn write(
+        &self,
+        lineage: &str,
+        serial: u64,
+        data: Vec<u8>,
+        expected: Option<Option<(String, u64)>>,
+    ) -> Result<(), StoreError> {
+        let s = self.locked_session()?;
+        let sql = self.sql.clone();
+        let name = self.target.name.clone();
+        let lineage = lineage.to_string();
+        let data = String::from_utf8(data).map_err(|e| self.err(e))?;
+        let who = Holder::this_process("").to_string();
+        let result = s.call(OP_TIMEOUT, move |client| async move {
+            let mut c = client.lock().await;
+            let tx = c.transaction().await.map_err(Failure::pg)?;
+            let held: bool = tx
+                .query_one(&sql.check_lock(), &[])
+                .await
+                .map_err(Failure::pg)?
+                .get(0);
+            if !held {
+                return Err(Failure::LockLost(
+                    "the server says this session no longer holds the lock".into(),
+                ));
+            }
+            let row = tx
+                .query_opt(&sql.state_for_update(), &[&name])
+                .await
+                .map_err(Failure::pg)?;
+            let stored = row.map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1) as u64));
+            if let Some(expected) = expected
+                && stored != expected
+            {
+                return Err(Failure::Other(format!(
+                    "the stored state changed underneath this run ({} stored, {} expected); nothing was written. Run again",
+                    shown_row(&stored),
+                    shown_row(&expected)
+                )));
+            }
+            tx.execute(
+                &sql.write_state(),
+                &[&name, &lineage, &(serial as i64), &data, &who],
+            )
+            .await
+            .map_err(Failure::pg)?;
+            tx.execute(&sql.clear_journal(), &[&name])
+                .await
+                .map_err(Failure::pg)?;
+            tx.commit().await.map_err(Failure::pg)
+        });
+        match result {
+            Ok(()) => {
+                self.journal_rows.store(false, Ordering::SeqCst);
+                Ok(())
+            }
+            Err(f) => Err(self.failure(&s, f)),
+        }
+    }
+
+    /// A failure as an error; one that lost the session marks it lost.
+    fn failure(&self, s: &Session, f: Failure) -> StoreError {
+        match f {
+            Failure::LockLost(why) => {
+                s.mark_lost(&why);
+                self.err(lost_message(&why))
+            }
+            Failure::Closed(why) => {
+                s.mark_lost(&why);
+                match s.locked.load(Ordering::SeqCst) {
+                    true => self.err(lost_message(&why)),
+                    false => self.err(why),
+                }
+            }
+            Failure::Other(why) => self.err(why),
+        }
+    }
+}
+
+fn shown_row(row: &Option<(String, u64)>) -> String {
+    match row {
+        Some((lineage, serial)) => format!("lineage {lineage} serial {serial}"),
+        None => "no state".into(),
+    }
+}
+
+fn lost_message(why: &str) -> String {
+    format!(
+        "the connection holding the state lock was lost ({why}). taskform stopped sending: another process may hold the lock by now. Run again: the next run settles what was in flight"
+    )
+}
+
+impl StateStore for PgStore {
+    fn describe(&self) -> String {
+        self.target.to_string()
+    }
+
+    fn describe_journal(&self) -> String {
+        format!("the journal of {}", self.target)
+    }
+
+    fn load(&self) -> Result<State, StoreError> {
+        let s = self.session()?;
+        let sql = self.sql.clone();
+        let name = self.target.name.clone();
+        let (row, records) = s
+            .call(OP_TIMEOUT, move |client| async move {
+                let c = client.lock().await;
+                let row = c
+                    .query_opt(&sql.load_state(), &[&name])
+                    .await
+                    .map_err(Failure::pg)?
+                    .map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, i64>(1),
+                            r.get::<_, String>(2),
+                        )
+                    });
+                let records: Vec<String> = c
+                    .query(&sql.load_journal(), &[&name])
+                    .await
+                    .map_err(Failure::pg)?
+                    .into_iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                Ok((row, records))
+            })
+            .map_err(|f| self.failure(&s, f))?;
+        let shown = self.describe();
+        let mut state = match row {
+            None => State::new(),
+            Some((lineage, serial, data)) => {
+                let state = State::from_bytes(data.as_bytes(), &shown)?;
+                if state.lineage != lineage || state.serial as i64 != serial {
+                    return Err(self.err(format!(
+                        "the stored document (lineage {} serial {}) disagrees with its row (lineage {lineage} serial {serial}); restore it with `taskform state copy`",
+                        state.lineage, state.serial
+                    )));
+                }
+                state
+            }
+        };
+        let journal = self.describe_journal();
+        let mut parsed = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            parsed.push(serde_json::from_str::<Record>(r).map_err(|e| {
+                JournalError::Corrupt {
+                    path: journal.clone(),
+                    line: i + 1,
+                    detail: e.to_string(),
+                }
+            })?);
+        }
+        journal::fold(&mut state, &parsed, &journal)?;
+        self.journal_rows
+            .store(!parsed.is_empty(), Ordering::SeqCst);
+        Ok(state)
+    }
+
+    fn lock(
+        &self,
+        me: &Holder,
+        timeout: Option<Duration>,
+    ) -> Result<Box<dyn StoreLock>, StoreError> {
+        let s = self.session()?;
+        let sql = self.sql.clone();
+        let name = self.target.name.clone();
+        let holder = serde_json::to_string(me).unwrap_or_default();
+        let wait = timeout.unwrap_or_default();
+        let refused = s
+            .call(OP_TIMEOUT + wait, move |client| async move {
+                let c = client.lock().await;
+                let deadline = Instant::now() + wait;
+                loop {
+                    let got: bool = c
+                        .query_one(&sql.try_lock(), &[])
+                        .await
+                        .map_err(Failure::pg)?
+                        .get(0);
+                    if got {
+                        c.execute(&sql.set_holder(), &[&name, &holder])
+                            .await
+                            .map_err(Failure::pg)?;
+                        return Ok(None);
+                    }
+                    if Instant::now() >= deadline {
+                        let row = c
+                            .query_opt(&sql.holder(), &[&name])
+                            .await
+                            .map_err(Failure::pg)?;
+                        return Ok(Some(row.map(|r| {
+                            (
+                                r.get::<_, Option<String>>(0),
+                                r.get::<_, i32>(1),
+                                r.get::<_, Option<String>>(2),
+                                r.get::<_, Option<String>>(3),
+                            )
+                        })));
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+            })
+            .map_err(|f| self.failure(&s, f))?;
+        match refused {
+            None => {
+                s.locked.store(true, Ordering::SeqCst);
+                Ok(Box::new(PgLock {
+                    session: s,
+                    sql: self.sql.clone(),
+                    name: self.target.name.clone(),
+                }))
+            }
+            Some(row) => {
+                let holder = match row {
+                    None => "another session, which has just released it; try again".into(),
+                    Some((Some(json), ..)) if serde_json::from_str::<Holder>(&json).is_ok() => {
+                        serde_json::from_str::<Holder>(&json)
+                            .map(|h| h.to_string())
+                            .unwrap_or_default()
+                    }
+                    Some((_, pid, addr, app)) => format!(
+                        "another session (server process {pid}{}{})",
+                        addr.map(|a| format!(" from {a}")).unwrap_or_default(),
+                        app.filter(|a| !a.is_empty())
+                            .map(|a| format!(", application {a:?}"))
+                            .unwrap_or_default()
+                    ),
+                };
+                Err(LockError::Held {
+                    state: self.describe(),
+                    holder,
+                }
+                .into())
+            }
+        }
+    }
+
+    fn persist(&self, state: &mut State) -> Result<(), StoreError> {
+        let expected = match state.lineage.is_empty() {
+            true => None,
+            false => Some((state.lineage.clone(), state.serial)),
+        };
+        let data = state.next_version();
+        let r = self.write(
+            &state.lineage.clone(),
+            state.serial,
+            data,
+            Some(expected),
+        );
+        if r.is_err() {
+            state.serial -= 1;
+        }
+        r
+    }
+
+    fn replace(&self, state: &State) -> Result<(), StoreError> {
+        self.write(&state.lineage, state.serial, state.encode(), None)
+    }
+
+    fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError> {
+        let s = self.locked_session()?;
+        let open = Record::Open {
+            lineage: state.lineage.clone(),
+            base_serial: state.serial,
+            at: crate::clock::now_rfc3339(),
+        };
+        let open = serde_json::to_string(&open).unwrap_or_default();
+        let sql = self.sql.clone();
+        let name = self.target.name.clone();
+        s.call(OP_TIMEOUT, move |client| async move {
+            let mut c = client.lock().await;
+            let tx = c.transaction().await.map_err(Failure::pg)?;
+            let held: bool = tx
+                .query_one(&sql.check_lock(), &[])
+                .await
+                .map_err(Failure::pg)?
+                .get(0);
+            if !held {
+                return Err(Failure::LockLost(
+                    "the server says this session no longer holds the lock".into(),
+                ));
+            }
+            tx.execute(&sql.clear_journal(), &[&name])
+                .await
+                .map_err(Failure::pg)?;
+            tx.execute(&sql.insert_record(), &[&name, &0i64, &open])
+                .await
+                .map_err(Failure::pg)?;
+            tx.commit().await.map_err(Failure::pg)
+        })
+        .map_err(|f| self.failure(&s, f))?;
+        self.journal_rows.store(true, Ordering::SeqCst);
+        let (tx, rx) = mpsc::unbounded_channel();
+        s.rt.spawn(writer(
+            rx,
+            s.client.clone(),
+            s.lost.clone(),
+            self.sql.clone(),
+            self.target.name.clone(),
+            self.describe(),
+        ));
+        Ok(Box::new(PgJournal {
+            tx: Mutex::new(Some(tx)),
+        }))
+    }
+
+    fn has_journal(&self) -> bool {
+        self.journal_rows.load(Ordering::SeqCst)
+    }
+}
+
+/// Why an exchange with the server failed.
+enum Failure {
+    /// The connection is gone (closed, reset, timed out).
+    Closed(String),
+    /// The server says this session does not hold the lock.
+    LockLost(String),
+    /// Anything else (a refused statement, a conflict).
+    Other(String),
+}
+
+impl Failure {
+    fn pg(e: tokio_postgres::Error) -> Failure {
+        match e.is_closed() || e.as_db_error().is_none() {
+            true => Failure::Closed(describe_error(&e)),
+            false => Failure::Other(describe_error(&e)),
+        }
+    }
+    fn text(&self) -> &str {
+        match self {
+            Failure::Closed(s) | Failure::LockLost(s) | Failure::Other(s) => s,
+        }
+    }
+}
+
+/// A server error with its SQLSTATE and hint, or a connection error with its cause.
+pub fn describe_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+        if let Some(h) = db.hint() {
+            s.push_str(&format!("; hint: {h}"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(&format!(": {c}"));
+        }
+        source = cause.source();
+    }
+    s
+}
+
+/// The dedicated connection and the thread that drives it.
+struct Session {
+    rt: tokio::runtime::Handle,
+    client: Arc<tokio::sync::Mutex<Client>>,
+    /// Why the connection is unusable, once it is.
+    lost: Arc<Mutex<Option<String>>>,
+    /// Whether this session took the state's lock.
+    locked: AtomicBool,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Session {
+    /// Connects, sets the session's keepalives and timeouts, and creates or migrates
+    /// the schema.
+    fn open(endpoint: &Endpoint, sql: Arc<Sql>) -> Result<Session, String> {
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("postgres".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => {
+                        let _ = handle_tx.send(Ok(rt.handle().clone()));
+                        rt.block_on(async {
+                            let _ = stop_rx.await;
+                        });
+                    }
+                    Err(e) => {
+                        let _ = handle_tx.send(Err(e.to_string()));
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start the connection's thread: {e}"))?;
+        let rt = handle_rx
+            .recv()
+            .map_err(|_| "the connection's thread stopped".to_string())??;
+        let lost = Arc::new(Mutex::new(None));
+        let (config, tls) = (endpoint.config.clone(), endpoint.tls.clone());
+        let lost2 = lost.clone();
+        let connect_for = endpoint
+            .config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(OP_TIMEOUT);
+        let password_from = endpoint.password_from;
+        let (ctx, crx) = std::sync::mpsc::sync_channel(1);
+        rt.spawn(async move {
+            let r = tokio::time::timeout(connect_for + Duration::from_secs(5), async {
+                let (client, conn) = match tls {
+                    Some(tls) => {
+                        let (client, conn) = config.connect(tls).await?;
+                        let conn: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(conn);
+                        (client, conn)
+                    }
+                    None => {
+                        let (client, conn) = config.connect(tokio_postgres::NoTls).await?;
+                        let conn: Pin<Box<dyn Future<Output = _> + Send>> = Box::pin(conn);
+                        (client, conn)
+                    }
+                };
+                tokio::spawn(async move {
+                    let why = match conn.await {
+                        Ok(()) => "the server closed the connection".to_string(),
+                        Err(e) => describe_error(&e),
+                    };
+                    lost2
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert(why);
+                });
+                Ok::<_, tokio_postgres::Error>(client)
+            })
+            .await;
+            let r = match r {
+                Ok(Ok(mut client)) => setup(&mut client, &sql).await.map(|_| client),
+                Ok(Err(e)) => Err(connect_error(&e, password_from)),
+                Err(_) => Err(format!(
+                    "no connection within {} s",
+                    (connect_for + Duration::from_secs(5)).as_secs()
+                )),
+            };
+            let _ = ctx.send(r);
+        });
+        let client = crx
+            .recv()
+            .map_err(|_| "the connection's thread stopped".to_string())??;
+        Ok(Session {
+            rt,
+            client: Arc::new(tokio::sync::Mutex::new(client)),
+            lost,
+            locked: AtomicBool::new(false),
+            stop: Mutex::new(Some(stop_tx)),
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn lost(&self) -> Option<String> {
+        self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn mark_lost(&self, why: &str) {
+        self.lost
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert_with(|| why.to_string());
+    }
+
+    /// Runs `f` on the session's thread and waits for it (at most `limit`).
+    fn call<T, F, Fut>(&self, limit: Duration, f: F) -> Result<T, Failure>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<tokio::sync::Mutex<Client>>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, Failure>> + Send + 'static,
+    {
+        if let Some(why) = self.lost() {
+            return Err(Failure::Closed(why));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let client = self.client.clone();
+        self.rt.spawn(async move {
+            let r = match tokio::time::timeout(limit, f(client)).await {
+                Ok(r) => r,
+                Err(_) => Err(Failure::Closed(format!(
+                    "no answer within {} s",
+                    limit.as_secs()
+                ))),
+            };
+            let _ = tx.send(r);
+        });
+        rx.recv()
+            .unwrap_or_else(|_| Err(Failure::Closed("the connection's thread stopped".into())))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A connection error with what to check.
+fn connect_error(e: &tokio_postgres::Error, password_from: &str) -> String {
+    use tokio_postgres::error::SqlState;
+    let text = describe_error(e);
+    match e.code() {
+        Some(c) if *c == SqlState::INVALID_PASSWORD => format!(
+            "{text}. Check the password (taken from {password_from}): PGPASSWORD, ~/.pgpass or the URL"
+        ),
+        Some(c) if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
+            format!("{text}. Check the user, and pg_hba.conf on the server")
+        }
+        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
+            format!("{text}. Create the database first (createdb), or name another")
+        }
+        _ => text,
+    }
+}
+
+/// The session's settings, then the schema: created on first use, migrated when
+/// older, refused when newer.
+async fn setup(client: &mut Client, sql: &Sql) -> Result<(), String> {
+    use tokio_postgres::error::SqlState;
+    client
+        .batch_execute(sql::SESSION_SETTINGS)
+        .await
+        .map_err(|e| describe_error(&e))?;
+    if let Err(e) = client.batch_execute(sql::SESSION_CHECK).await {
+        tracing::debug!(error = %describe_error(&e), "client_connection_check_interval not set (PostgreSQL 13 or older)");
+    }
+    let newer = |v: i64| {
+        format!(
+            "the schema {} was written by a newer taskform (schema version {v}; this taskform knows up to {}): upgrade taskform",
+            sql.schema,
+            sql::SCHEMA_VERSION
+        )
+    };
+    let parse = |s: String| s.trim().parse::<i64>().unwrap_or(i64::MAX);
+    match client.query_opt(&sql.version(), &[]).await {
+        Ok(Some(row)) => {
+            let v = parse(row.get(0));
+            if v == sql::SCHEMA_VERSION {
+                return Ok(());
+            }
+            if v > sql::SCHEMA_VERSION {
+                return Err(newer(v));
+            }
+        }
+        Ok(None) => {}
+        Err(e)
+            if e.code() == Some(&SqlState::UNDEFINED_TABLE)
+                || e.code() == Some(&SqlState::INVALID_SCHEMA_NAME) => {}
+        Err(e) => return Err(describe_error(&e)),
+    }
+    let pg = |e: tokio_postgres::Error| {
+        format!(
+            "cannot create or migrate the schema {}: {}",
+            sql.schema,
+            describe_error(&e)
+        )
+    };
+    let tx = client.transaction().await.map_err(pg)?;
+    tx.batch_execute(&sql.migration_lock()).await.map_err(pg)?;
+    let exists: bool = tx
+        .query_one(Sql::SCHEMA_EXISTS, &[&sql.schema])
+        .await
+        .map_err(pg)?
+        .get(0);
+    if !exists {
+        tx.batch_execute(&sql.create_schema()).await.map_err(pg)?;
+    }
+    tx.batch_execute(&sql.create_meta()).await.map_err(pg)?;
+    let from = tx
+        .query_opt(&sql.version(), &[])
+        .await
+        .map_err(pg)?
+        .map(|r| parse(r.get(0)))
+        .unwrap_or(0);
+    if from > sql::SCHEMA_VERSION {
+        return Err(newer(from));
+    }
+    for m in sql.migrations(from) {
+        tx.batch_execute(&m).await.map_err(pg)?;
+    }
+    tx.execute(&sql.set_version(), &[&sql::SCHEMA_VERSION.to_string()])
+        .await
+        .map_err(pg)?;
+    tx.commit().await.map_err(pg)?;
+    if from < sql::SCHEMA_VERSION {
+        tracing::info!(
+            schema = %sql.schema,
+            from,
+            to = sql::SCHEMA_VERSION,
+            "PostgreSQL state schema {}",
+            if from == 0 { "created" } else { "migrated" }
+        );
+    }
+    Ok(())
+}
+
+/// The state's lock; dropping it releases the lock.
+struct PgLock {
+    session: Arc<Session>,
+    sql: Arc<Sql>,
+    name: String,
+}
+
+impl StoreLock for PgLock {}
+
+impl Drop for PgLock {
+    fn drop(&mut self) {
+        self.session.locked.store(false, Ordering::SeqCst);
+        let sql = self.sql.clone();
+        let name = self.name.clone();
+        // If this fails, the lock goes when the connection closes, just after.
+        let _ = self
+            .session
+            .call(Duration::from_secs(5), move |client| async move {
+                let c = client.lock().await;
+                c.execute(&sql.clear_holder(), &[&name])
+                    .await
+                    .map_err(Failure::pg)?;
+                c.query_one(&sql.unlock(), &[])
+                    .await
+                    .map_err(Failure::pg)?;
+                Ok(())
+            });
+    }
+}
+
+type Ack = oneshot::Sender<Result<(), JournalError>>;
+
+enum Entry {
+    Record(String, Option<Ack>),
+    Fence(Ack),
+    Close(std::sync::mpsc::SyncSender<()>),
+}
+
+/// The journal's handle: records go to the writer task on the session's thread.
+struct PgJournal {
+    tx: Mutex<Option<mpsc::UnboundedSender<Entry>>>,
+}
+
+impl PgJournal {
+    fn send(&self, e: Entry) -> bool {
+        match &*self.tx.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(tx) => tx.send(e).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl Journal for PgJournal {
+    fn append<'a>(
+        &'a self,
+        record: &'a Record,
+    ) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + 'a>> {
+        let line = serde_json::to_string(record).unwrap_or_default();
+        let (ack, done) = oneshot::channel();
+        let sent = self.send(Entry::Record(line, Some(ack)));
+        Box::pin(async move {
+            if !sent {
+                return Err(JournalError::Write("journal closed".into()));
+            }
+            done.await
+                .unwrap_or_else(|_| Err(JournalError::Write("journal writer stopped".into())))
+        })
+    }
+
+    fn append_nowait(&self, record: &Record) {
+        let line = serde_json::to_string(record).unwrap_or_default();
+        self.send(Entry::Record(line, None));
+    }
+
+    fn close(&self) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        if self.send(Entry::Close(tx)) {
+            let _ = rx.recv_timeout(OP_TIMEOUT);
+        }
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn fence(&self) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + '_>> {
+        let (ack, done) = oneshot::channel();
+        let sent = self.send(Entry::Fence(ack));
+        Box::pin(async move {
+            if !sent {
+                return Err(JournalError::Write("journal closed".into()));
+            }
+            done.await
+                .unwrap_or_else(|_| Err(JournalError::Write("journal writer stopped".into())))
+        })
+    }
+}
+
+impl Drop for PgJournal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Group commit: whatever records are waiting go in one `INSERT`, which commits only
+/// if this session holds the lock; fences waiting with them are answered by the same
+/// check. After a failure every later record fails too.
+async fn writer(
+    mut rx: mpsc::UnboundedReceiver<Entry>,
+    client: Arc<tokio::sync::Mutex<Client>>,
+    lost: Arc<Mutex<Option<String>>>,
+    sql: Arc<Sql>,
+    name: String,
+    shown: String,
+) {
+    let mut seq: i64 = 0;
+    let mut failed: Option<String> = None;
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < 4096 {
+            match rx.try_recv() {
+                Ok(e) => batch.push(e),
+                Err(_) => break,
+            }
+        }
+        let mut seqs = Vec::new();
+        let mut lines = Vec::new();
+        let mut acks = Vec::new();
+        let mut fences = false;
+        let mut closing = None;
+        for e in batch {
+            match e {
+                Entry::Record(line, ack) => {
+                    seq += 1;
+                    seqs.push(seq);
+                    lines.push(line);
+                    acks.extend(ack);
+                }
+                Entry::Fence(ack) => {
+                    fences = true;
+                    acks.push(ack);
+                }
+                Entry::Close(reply) => closing = Some(reply),
+            }
+        }
+        if failed.is_none() && (!lines.is_empty() || fences) {
+            let gone = lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if let Some(why) = gone {
+                failed = Some(why);
+            } else {
+                let c = client.lock().await;
+                let r = match lines.is_empty() {
+                    false => tokio::time::timeout(
+                        OP_TIMEOUT,
+                        c.execute(&sql.append(), &[&name, &seqs, &lines]),
+                    )
+                    .await
+                    .map(|r| r.map(|n| n == lines.len() as u64)),
+                    true => tokio::time::timeout(OP_TIMEOUT, c.query_one(&sql.check_lock(), &[]))
+                        .await
+                        .map(|r| r.map(|row| row.get::<_, bool>(0))),
+                };
+                drop(c);
+                failed = match r {
+                    Ok(Ok(true)) => None,
+                    Ok(Ok(false)) => {
+                        Some("the server says this session no longer holds the lock".into())
+                    }
+                    Ok(Err(e)) => Some(Failure::pg(e).text().to_string()),
+                    Err(_) => Some(format!("no answer within {} s", OP_TIMEOUT.as_secs())),
+                };
+                if let Some(why) = &failed {
+                    lost.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert_with(|| why.clone());
+                    tracing::error!(state = %shown, "{}", lost_message(why));
+                }
+            }
+        }
+        for a in acks {
+            let _ = a.send(match &failed {
+                None => Ok(()),
+                Some(why) => Err(JournalError::Write(format!(
+                    "cannot write {shown}'s journal: {}",
+                    lost_message(why)
+                ))),
+            });
+        }
+        if let Some(reply) = closing {
+            let _ = reply.send(());
+            break;
+        }
+    }
+}

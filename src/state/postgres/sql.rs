@@ -1,0 +1,254 @@
+//! The tables, their migrations and the statements, in one place.
+//!
+//! One schema (default `taskform`) holds every named state of a database:
+//!
+//! - `meta(key, value)`: `schema_version`.
+//! - `states(name, lineage, serial, data, updated_at, updated_by)`: one row per named
+//!   state; `data` is the state document, byte for byte as the file backend writes it.
+//! - `journal(state, seq, record)`: the running apply's journal records (`seq` 0 is
+//!   its `open` record), deleted in the transaction that writes the state.
+//! - `locks(state, holder, backend_pid, acquired_at)`: who took a state's lock, for
+//!   the message another process gets. The lock itself is a session advisory lock.
+//!
+//! A database at an older schema version is migrated in one transaction under a
+//! transaction advisory lock (so two first runs do not race); one at a newer version
+//! is refused.
+
+/// The schema version this taskform writes.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Migration `i` takes a schema from version `i` to `i + 1` (`{s}` is the quoted
+/// schema).
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: states and their journals.
+    "CREATE TABLE IF NOT EXISTS {s}.states (
+        name text PRIMARY KEY,
+        lineage text NOT NULL,
+        serial bigint NOT NULL,
+        data text NOT NULL,
+        updated_at timestamptz NOT NULL DEFAULT now(),
+        updated_by text NOT NULL DEFAULT ''
+     );
+     CREATE TABLE IF NOT EXISTS {s}.journal (
+        state text NOT NULL,
+        seq bigint NOT NULL,
+        record text NOT NULL,
+        PRIMARY KEY (state, seq)
+     );",
+    // 1 -> 2: who holds each lock.
+    "CREATE TABLE IF NOT EXISTS {s}.locks (
+        state text PRIMARY KEY,
+        holder text NOT NULL,
+        backend_pid integer NOT NULL,
+        acquired_at timestamptz NOT NULL DEFAULT now()
+     );",
+];
+
+/// The first key of every taskform advisory lock ("tfor"); the second is derived from
+/// the schema and the state name ([`lock_key`]), 0 is the migration lock.
+pub const LOCK_CLASS: i32 = 0x7466_6f72;
+
+/// The second advisory-lock key of a named state.
+pub fn lock_key(schema: &str, name: &str) -> i32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(format!("{schema}\0{name}").as_bytes());
+    let k = i32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff;
+    k.max(1)
+}
+
+/// The settings every session takes: the server's TCP keepalives (so that it frees
+/// the lock of a holder that vanished without closing its connection within about
+/// 15 + 5 * 3 seconds, instead of the kernel's two hours), and a timeout for
+/// statements. `client_connection_check_interval` (PostgreSQL 14+) is set separately,
+/// as older servers do not know it.
+pub const SESSION_SETTINGS: &str = "SET tcp_keepalives_idle = 15;
+    SET tcp_keepalives_interval = 5;
+    SET tcp_keepalives_count = 3;
+    SET tcp_user_timeout = 30000;
+    SET statement_timeout = '60s';
+    SET idle_in_transaction_session_timeout = '60s'";
+
+pub const SESSION_CHECK: &str = "SET client_connection_check_interval = '10s'";
+
+/// Statements for one schema and one state's lock.
+pub struct Sql {
+    pub schema: String,
+    /// Quoted, for use in statements.
+    q: String,
+    key: i32,
+}
+
+impl Sql {
+    pub fn new(schema: &str, name: &str) -> Sql {
+        Sql {
+            schema: schema.to_string(),
+            q: format!("\"{schema}\""),
+            key: lock_key(schema, name),
+        }
+    }
+
+    fn t(&self, sql: &str) -> String {
+        sql.replace("{s}", &self.q)
+    }
+
+    /// The version recorded in `meta` (an error when the schema or table is missing).
+    pub fn version(&self) -> String {
+        self.t("SELECT value FROM {s}.meta WHERE key = 'schema_version'")
+    }
+
+    /// Whether the schema exists.
+    pub const SCHEMA_EXISTS: &str =
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1)";
+
+    pub fn create_schema(&self) -> String {
+        self.t("CREATE SCHEMA IF NOT EXISTS {s}")
+    }
+
+    pub fn migration_lock(&self) -> String {
+        format!("SELECT pg_catalog.pg_advisory_xact_lock({LOCK_CLASS}, 0)")
+    }
+
+    pub fn create_meta(&self) -> String {
+        self.t("CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value text NOT NULL)")
+    }
+
+    /// The statements taking version `from` to [`SCHEMA_VERSION`].
+    pub fn migrations(&self, from: i64) -> Vec<String> {
+        MIGRATIONS
+            .iter()
+            .skip(from.max(0) as usize)
+            .map(|m| self.t(m))
+            .collect()
+    }
+
+    pub fn set_version(&self) -> String {
+        self.t(
+            "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        )
+    }
+
+    /// `(lineage, serial, data)` of the state named $1.
+    pub fn load_state(&self) -> String {
+        self.t("SELECT lineage, serial, data FROM {s}.states WHERE name = $1")
+    }
+
+    /// The journal records of the state named $1, in order.
+    pub fn load_journal(&self) -> String {
+        self.t("SELECT record FROM {s}.journal WHERE state = $1 ORDER BY seq")
+    }
+
+    /// True when this session holds the state's advisory lock: checked inside every
+    /// write, so that nothing is committed (and so nothing sent) by a session that
+    /// lost it, and a connection pooler in transaction mode (which would run the
+    /// statement on another server session) is caught.
+    fn holds_lock(&self) -> String {
+        format!(
+            "EXISTS (SELECT 1 FROM pg_catalog.pg_locks
+                WHERE locktype = 'advisory'
+                  AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                  AND classid = {LOCK_CLASS}::bigint::oid AND objid = {}::bigint::oid AND objsubid = 2
+                  AND pid = pg_catalog.pg_backend_pid() AND granted)",
+            self.key
+        )
+    }
+
+    pub fn check_lock(&self) -> String {
+        format!("SELECT {}", self.holds_lock())
+    }
+
+    pub fn try_lock(&self) -> String {
+        format!(
+            "SELECT pg_catalog.pg_try_advisory_lock({LOCK_CLASS}, {})",
+            self.key
+        )
+    }
+
+    pub fn unlock(&self) -> String {
+        format!(
+            "SELECT pg_catalog.pg_advisory_unlock({LOCK_CLASS}, {})",
+            self.key
+        )
+    }
+
+    /// Records who holds the lock of the state named $1 ($2: the holder as JSON).
+    pub fn set_holder(&self) -> String {
+        self.t(
+            "INSERT INTO {s}.locks (state, holder, backend_pid, acquired_at)
+             VALUES ($1, $2, pg_catalog.pg_backend_pid(), now())
+             ON CONFLICT (state) DO UPDATE
+             SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid, acquired_at = EXCLUDED.acquired_at",
+        )
+    }
+
+    pub fn clear_holder(&self) -> String {
+        self.t("DELETE FROM {s}.locks WHERE state = $1 AND backend_pid = pg_catalog.pg_backend_pid()")
+    }
+
+    /// Who holds the lock: `(holder row if it is the holder's, holder's backend pid,
+    /// its client address, its application name)`; no row when nobody holds it.
+    pub fn holder(&self) -> String {
+        self.t(&format!(
+            "SELECT CASE WHEN h.backend_pid = l.pid THEN h.holder END,
+                    l.pid, a.client_addr::text, a.application_name
+             FROM pg_catalog.pg_locks l
+             LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+             LEFT JOIN {{s}}.locks h ON h.state = $1
+             WHERE l.locktype = 'advisory' AND l.granted
+               AND l.database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+               AND l.classid = {LOCK_CLASS}::bigint::oid AND l.objid = {}::bigint::oid AND l.objsubid = 2
+             LIMIT 1",
+            self.key
+        ))
+    }
+
+    /// Appends journal records ($1 state, $2 seqs, $3 records) if this session holds
+    /// the lock; the row count says whether it did.
+    pub fn append(&self) -> String {
+        self.t(&format!(
+            "INSERT INTO {{s}}.journal (state, seq, record)
+             SELECT $1, t.seq, t.record FROM unnest($2::bigint[], $3::text[]) AS t(seq, record)
+             WHERE {}",
+            self.holds_lock()
+        ))
+    }
+
+    /// In a transaction: the row of the state named $1, locked.
+    pub fn state_for_update(&self) -> String {
+        self.t("SELECT lineage, serial FROM {s}.states WHERE name = $1 FOR UPDATE")
+    }
+
+    /// Writes the state named $1 ($2 lineage, $3 serial, $4 data, $5 who).
+    pub fn write_state(&self) -> String {
+        self.t(
+            "INSERT INTO {s}.states (name, lineage, serial, data, updated_at, updated_by)
+             VALUES ($1, $2, $3, $4, now(), $5)
+             ON CONFLICT (name) DO UPDATE
+             SET lineage = EXCLUDED.lineage, serial = EXCLUDED.serial, data = EXCLUDED.data,
+                 updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by",
+        )
+    }
+
+    pub fn clear_journal(&self) -> String {
+        self.t("DELETE FROM {s}.journal WHERE state = $1")
+    }
+
+    pub fn insert_record(&self) -> String {
+        self.t("INSERT INTO {s}.journal (state, seq, record) VALUES ($1, $2, $3)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_keys_differ_by_schema_and_name_and_are_positive() {
+        let a = lock_key("taskform", "prod");
+        assert_eq!(a, lock_key("taskform", "prod"));
+        assert_ne!(a, lock_key("taskform", "dev"));
+        assert_ne!(a, lock_key("other", "prod"));
+        assert!(a > 0);
+        assert_eq!(MIGRATIONS.len() as i64, SCHEMA_VERSION);
+    }
+}

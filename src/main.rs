@@ -359,6 +359,31 @@ enum StateSub {
         #[command(flatten)]
         opts: StateOpts,
     },
+    /// Copy a state (journal folded in, lineage and serial kept) between two locations,
+    /// e.g. state/taskform.json into postgres://... when a team moves, and back.
+    Copy {
+        /// Where the state is: a state file or a postgres:// URL.
+        #[arg(value_name = "SRC")]
+        src: String,
+        /// Where it goes: a state file or a postgres:// URL.
+        #[arg(value_name = "DST")]
+        dst: String,
+        /// The state's name on a PostgreSQL side [env: TASKFORM_STATE_NAME] [default: default]
+        #[arg(long, value_name = "NAME")]
+        state_name: Option<String>,
+        /// The destination's name when both sides are PostgreSQL [default: --state-name]
+        #[arg(long, value_name = "NAME")]
+        to_state_name: Option<String>,
+        /// The PostgreSQL schema [env: TASKFORM_STATE_SCHEMA] [default: taskform]
+        #[arg(long, value_name = "SCHEMA")]
+        state_schema: Option<String>,
+        /// Replace a destination that holds another state, a newer one, or a journal.
+        #[arg(long)]
+        force: bool,
+        /// Wait up to SECS for each lock instead of failing at once.
+        #[arg(long, value_name = "SECS")]
+        lock_timeout: Option<f64>,
+    },
 }
 
 #[derive(Args)]
@@ -683,30 +708,7 @@ fn main() {
         ),
         Command::Import(r) => cli::import(r.args(), &env),
         Command::Refresh(r) => cli::refresh(r.args(), &env),
-        Command::State(s) => {
-            let (command, o) = match s.command {
-                StateSub::List(o) => (cli::StateCommand::List, o),
-                StateSub::Show { name, opts } => (cli::StateCommand::Show { name }, opts),
-                StateSub::Rm { names, opts } => (cli::StateCommand::Rm { names }, opts),
-                StateSub::Mv { old, new, opts } => (cli::StateCommand::Mv { old, new }, opts),
-                StateSub::Import {
-                    name,
-                    task_id,
-                    opts,
-                } => (cli::StateCommand::Import { name, task_id }, opts),
-            };
-            cli::state(
-                command,
-                cli::StateArgs {
-                    dir: o.dir,
-                    target: o.target.into(),
-                    format: format(o.format),
-                    lock_timeout: o.lock_timeout.map(seconds),
-                    connect: o.connect.args(),
-                },
-                &env,
-            )
-        }
+        Command::State(s) => state_command(s.command, &env),
         Command::Show {
             file,
             format: f,
@@ -735,4 +737,52 @@ fn main() {
         }),
     };
     std::process::exit(Exit::code(exit));
+}
+
+/// `taskform state ...`.
+fn state_command(sub: StateSub, env: cli::Env) -> Exit {
+    let (command, o) = match sub {
+        StateSub::Copy {
+            src,
+            dst,
+            state_name,
+            to_state_name,
+            state_schema,
+            force,
+            lock_timeout,
+        } => {
+            return cli::state_copy(
+                cli::CopyArgs {
+                    src,
+                    dst,
+                    state_name,
+                    to_state_name,
+                    state_schema,
+                    lock_timeout: lock_timeout.map(seconds),
+                    force,
+                },
+                env,
+            );
+        }
+        StateSub::List(o) => (cli::StateCommand::List, o),
+        StateSub::Show { name, opts } => (cli::StateCommand::Show { name }, opts),
+        StateSub::Rm { names, opts } => (cli::StateCommand::Rm { names }, opts),
+        StateSub::Mv { old, new, opts } => (cli::StateCommand::Mv { old, new }, opts),
+        StateSub::Import {
+            name,
+            task_id,
+            opts,
+        } => (cli::StateCommand::Import { name, task_id }, opts),
+    };
+    cli::state(
+        command,
+        cli::StateArgs {
+            dir: o.dir,
+            target: o.target.into(),
+            format: format(o.format),
+            lock_timeout: o.lock_timeout.map(seconds),
+            connect: o.connect.args(),
+        },
+        env,
+    )
 }

@@ -21,7 +21,7 @@ pub use files::{FmtArgs, ValidateArgs, diagnostics_json, fmt, schema, validate};
 pub use plan::{PlanArgs, plan, show};
 pub use read::{ReadArgs, import, refresh};
 pub use shell::{BuildInfo, build_info, completions, man, version};
-pub use state::{StateArgs, StateCommand, state};
+pub use state::{CopyArgs, StateArgs, StateCommand, state, state_copy};
 pub use watch::{WatchArgs, watch};
 
 use crate::error::{Error, Exit};

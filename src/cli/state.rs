@@ -275,3 +275,79 @@ fn show(state: &State, name: &str, format: Format) -> Result<String, Error> {
     }
     Ok(out)
 }
+
+/// Options of `taskform state copy`.
+#[derive(Debug, Clone)]
+pub struct CopyArgs {
+    /// A state file path or a `postgres://` URL.
+    pub src: String,
+    pub dst: String,
+    /// `--state-name`: the name on a PostgreSQL side (both, unless `to_state_name`).
+    pub state_name: Option<String>,
+    /// `--to-state-name`: the destination's name, when both sides are PostgreSQL.
+    pub to_state_name: Option<String>,
+    pub state_schema: Option<String>,
+    pub lock_timeout: Option<Duration>,
+    pub force: bool,
+}
+
+/// `taskform state copy SRC DST`.
+pub fn state_copy(args: CopyArgs, env: Env) -> Exit {
+    super::finish(copy(&args, env))
+}
+
+fn copy(args: &CopyArgs, env: Env) -> Result<Exit, Error> {
+    use crate::location::StateLocation;
+    let name = args
+        .state_name
+        .clone()
+        .or_else(|| env("TASKFORM_STATE_NAME").filter(|n| !n.is_empty()));
+    let schema = args
+        .state_schema
+        .clone()
+        .or_else(|| env("TASKFORM_STATE_SCHEMA").filter(|n| !n.is_empty()));
+    let to_name = args.to_state_name.clone().or(name.clone());
+    // A state name applies to the PostgreSQL side(s) only.
+    let at = |value: &str, name: Option<&str>| -> Result<StateLocation, Error> {
+        let pg = crate::location::is_postgres_url(value);
+        Ok(StateLocation::parse(
+            value,
+            name.filter(|_| pg),
+            schema.as_deref(),
+        )?)
+    };
+    let src = at(&args.src, name.as_deref())?;
+    let dst = at(&args.dst, to_name.as_deref())?;
+    let src_store = state::open(&src, env, "state copy")?;
+    let dst_store = state::open(&dst, env, "state copy")?;
+    let me = Holder::this_process("state copy");
+    let c = state::copy::copy(
+        src_store.as_ref(),
+        dst_store.as_ref(),
+        &me,
+        args.lock_timeout,
+        args.force,
+    )?;
+    let replaced = match &c.replaced {
+        Some((lineage, serial)) if *lineage != c.lineage => {
+            format!(", replacing another state (lineage {lineage}, serial {serial})")
+        }
+        Some((_, serial)) if *serial != c.serial => format!(", replacing serial {serial}"),
+        _ => String::new(),
+    };
+    println!(
+        "Copied the state {} to {} (lineage {}, serial {}, {} task{}{}){}.",
+        escape(&src_store.describe()),
+        escape(&dst_store.describe()),
+        escape(&c.lineage),
+        c.serial,
+        c.tasks,
+        if c.tasks == 1 { "" } else { "s" },
+        match c.in_doubt {
+            0 => String::new(),
+            n => format!(", {n} in doubt"),
+        },
+        escape(&replaced)
+    );
+    Ok(Exit::Ok)
+}

@@ -13,6 +13,7 @@
 //! `serial` grows by one on every write; `lineage` identifies one state's history so
 //! that a saved plan or journal can never be applied to another state.
 
+pub mod copy;
 pub mod journal;
 pub mod local;
 pub mod lock;

@@ -623,6 +623,9 @@ impl Drop for Session {
 fn connect_error(e: &tokio_postgres::Error, password_from: &str) -> String {
     use tokio_postgres::error::SqlState;
     let text = describe_error(e);
+    if text.contains("password missing") {
+        return "the server asks for a password, and none was given: set PGPASSWORD, add a line to ~/.pgpass, or put it in the URL".into();
+    }
     match e.code() {
         Some(c) if *c == SqlState::INVALID_PASSWORD => format!(
             "{text}. Check the password (taken from {password_from}): PGPASSWORD, ~/.pgpass or the URL"

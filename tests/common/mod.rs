@@ -21,6 +21,8 @@ pub fn bin() -> PathBuf {
 /// A temporary config repo: `tasks/` with manifests and a settings file.
 pub struct Project {
     pub dir: tempfile::TempDir,
+    /// Environment every command of this project gets (a PostgreSQL password).
+    pub env: Vec<(String, String)>,
 }
 
 impl Project {
@@ -29,6 +31,7 @@ impl Project {
     pub fn new() -> Project {
         let p = Project {
             dir: tempfile::tempdir().expect("temp dir"),
+            env: Vec::new(),
         };
         p.write("tasks/taskform.yaml", &format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\nstate: ../state/taskform.json\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"));
         p
@@ -64,6 +67,7 @@ impl Project {
         c.current_dir(self.dir.path())
             .env_clear()
             .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(args);
         c
     }
@@ -135,6 +139,8 @@ impl Project {
         s
     }
 }
+
+pub mod pg;
 
 /// A valid manifest.
 pub fn manifest(name: &str, timeout: i64) -> String {

@@ -1,0 +1,358 @@
+//! The PostgreSQL state backend against a real server (see `common::pg`): the same
+//! guarantees as the file backend, across processes: one lock, nothing lost after
+//! kill -9, no request sent by a process that lost its lock, exact copies, clear
+//! errors that never show the password.
+
+mod common;
+use common::pg::{self, Pg};
+use common::*;
+use std::time::Duration;
+
+macro_rules! server {
+    () => {
+        match pg::server(module_path!()) {
+            Some(pg) => pg,
+            None => return,
+        }
+    };
+}
+
+fn tasks_on(emu: &Emu) -> usize {
+    emu.tasks().len()
+}
+
+#[test]
+fn apply_plan_and_saved_plans_work_on_a_postgres_state() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let (p, schema) = pg.project("ci");
+    p.tasks(5);
+    p.apply(&emu.url, &[]).succeeds().stdout_has("5 created");
+    assert!(!p.path("state/taskform.json").exists(), "no state file");
+    assert_eq!(
+        pg.value(&format!(
+            "SELECT count(*) FROM {schema}.states WHERE name = 'ci' AND data LIKE '%t0004%'"
+        ))
+        .as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        pg.value(&format!("SELECT value FROM {schema}.meta WHERE key = 'schema_version'"))
+            .as_deref(),
+        Some("2")
+    );
+    p.online(&["plan", "tasks"], &emu.url)
+        .succeeds()
+        .stdout_has("No changes")
+        .stdout_has("(state \"ci\"");
+    // A saved plan: made and applied against the PostgreSQL state.
+    p.task("t0005");
+    p.online(&["plan", "tasks", "--out", "next.plan"], &emu.url)
+        .succeeds();
+    let plan = std::fs::read_to_string(p.path("next.plan")).unwrap();
+    assert!(plan.contains("(state \\\"ci\\\" in schema"), "{plan}");
+    assert!(!plan.contains(&pg.password), "no password in the plan");
+    p.apply_file("next.plan", &emu.url, &[])
+        .succeeds()
+        .stdout_has("1 created");
+    // The state moved on: the same plan is stale now.
+    p.apply_file("next.plan", &emu.url, &[])
+        .fails_with(1)
+        .stderr_has("moved on");
+    // Another state name is another state: the plan refuses it.
+    p.online(&["plan", "tasks", "--out", "again.plan"], &emu.url)
+        .succeeds();
+    p.apply_file("again.plan", &emu.url, &["--state-name", "other"])
+        .fails_with(1)
+        .stderr_has("the plan was made against the PostgreSQL state");
+    p.run(&["state", "list", "--dir", "tasks"], &[])
+        .succeeds()
+        .stdout_has("t0005");
+    check_invariants(&p, &emu);
+    assert_eq!(tasks_on(&emu), 6);
+}
+
+#[test]
+fn named_states_are_separate_and_a_file_state_takes_no_name() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let (p, schema) = pg.project("dev");
+    p.tasks(2);
+    p.apply(&emu.url, &[]).succeeds();
+    p.apply(&emu.url, &["--state-name", "staging"])
+        .fails_with(1)
+        .stderr_has("already has");
+    let names = pg.sql(&format!("SELECT name FROM {schema}.states ORDER BY name"));
+    assert_eq!(names, vec![vec![Some("dev".to_string())]]);
+    p.run(
+        &["plan", "tasks", "--state", "x.json", "--state-name", "prod"],
+        &[],
+    )
+    .fails_with(1)
+    .stderr_has("applies to a PostgreSQL state only");
+}
+
+#[test]
+fn two_applies_at_once_one_creates_the_other_names_the_holder_or_waits() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "20"]);
+    let (p, _) = pg.project("race");
+    p.tasks(40);
+    let args = ["apply", "--yes", "tasks", "--endpoint", &emu.url];
+    let a = p.spawn(&args);
+    assert!(wait_until(Duration::from_secs(20), || emu.creates() >= 1));
+    let b = p.run(&args, &[("TASKFORM_AUTH_TOKEN", TOKEN)]);
+    b.fails_with(1)
+        .stderr_has("is locked by taskform apply (pid ")
+        .stderr_has(&format!("pid {}", a.id()));
+    Output::from(a.wait_with_output().unwrap()).succeeds();
+    assert_eq!(tasks_on(&emu), 40);
+
+    // With --lock-timeout the second waits, then finds nothing to do.
+    p.tasks(60);
+    let a = p.spawn(&args);
+    assert!(wait_until(Duration::from_secs(20), || emu.creates() >= 41));
+    let mut waiting = args.to_vec();
+    waiting.extend(["--lock-timeout", "60"]);
+    p.run(&waiting, &[("TASKFORM_AUTH_TOKEN", TOKEN)])
+        .succeeds()
+        .stdout_has("No changes");
+    Output::from(a.wait_with_output().unwrap()).succeeds();
+    assert_eq!(emu.creates(), 60);
+    check_invariants(&p, &emu);
+}
+
+#[test]
+fn kill_9_at_seeded_moments_loses_nothing_and_duplicates_nothing() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "5"]);
+    let (p, _) = pg.project("kill");
+    p.tasks(300);
+    let mut rng = fastrand::Rng::with_seed(1616);
+    for round in 0..6 {
+        let mut child = p.spawn_apply(&emu.url, &["--max-rate", "0", "--concurrency", "8"]);
+        std::thread::sleep(Duration::from_millis(rng.u64(30..400)));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let plan = check_invariants(&p, &emu);
+        eprintln!("round {round}: {}", plan["summary"]);
+    }
+    // A run from another process settles what was in doubt and creates the rest.
+    p.apply(&emu.url, &["--max-rate", "0"]).succeeds();
+    let plan = check_invariants(&p, &emu);
+    assert_eq!(plan["summary"]["unchanged"], 300);
+    assert_eq!(tasks_on(&emu), 300);
+}
+
+#[test]
+fn a_terminated_lock_connection_stops_the_run_and_the_next_run_converges() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "30"]);
+    let (p, _) = pg.project("fenced");
+    p.tasks(120);
+    let child = p.spawn(&[
+        "apply",
+        "--yes",
+        "tasks",
+        "--endpoint",
+        &emu.url,
+        "--max-rate",
+        "0",
+        "--concurrency",
+        "4",
+    ]);
+    assert!(wait_until(Duration::from_secs(20), || emu.creates() >= 10));
+    let killed = pg.value(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'taskform apply'",
+    );
+    assert_eq!(killed.as_deref(), Some("1"));
+    let out = Output::from(child.wait_with_output().unwrap());
+    out.fails_with(1).stderr_has("lock was lost");
+    let sent = emu.creates();
+    assert!(sent < 120, "the run stopped sending ({sent} creates)");
+    // Every task the server holds was created under a committed intent: it is
+    // recorded or in doubt, never planned as a fresh create.
+    check_invariants(&p, &emu);
+    p.apply(&emu.url, &["--max-rate", "0"]).succeeds();
+    let plan = check_invariants(&p, &emu);
+    assert_eq!(plan["summary"]["unchanged"], 120);
+    assert_eq!(tasks_on(&emu), 120);
+}
+
+#[test]
+fn state_copy_round_trips_exactly_and_refuses_another_lineage() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let p = Project::new();
+    p.tasks(3);
+    p.apply(&emu.url, &[]).succeeds();
+    let original = std::fs::read(p.path("state/taskform.json")).unwrap();
+    let schema = pg::fresh_schema();
+    let url = pg.url_with("sslmode=disable");
+    let pw = [("PGPASSWORD", pg.password.as_str())];
+    let copy = |src: &str, dst: &str, extra: &[&str]| {
+        let mut args = vec!["state", "copy", src, dst, "--state-schema", &schema];
+        args.extend_from_slice(extra);
+        p.run(&args, &pw)
+    };
+    copy("state/taskform.json", &url, &["--state-name", "moved"])
+        .succeeds()
+        .stdout_has("Copied the state state/taskform.json to postgres://")
+        .stdout_has("serial 2, 3 tasks");
+    copy(&url, "back.json", &["--state-name", "moved"]).succeeds();
+    assert_eq!(std::fs::read(p.path("back.json")).unwrap(), original);
+    // Another lineage in the destination: refused, then replaced with --force.
+    let other = Project::new();
+    other.task("z");
+    other.apply(&emu.url, &[]).succeeds();
+    let other_state = other.path("state/taskform.json");
+    let other_state = other_state.to_str().unwrap();
+    copy(other_state, &url, &["--state-name", "moved"])
+        .fails_with(1)
+        .stderr_has("holds another state")
+        .stderr_has("--force");
+    copy(other_state, &url, &["--state-name", "moved", "--force"])
+        .succeeds()
+        .stdout_has("replacing another state");
+    // Applying with the copied state creates nothing again.
+    copy("state/taskform.json", &url, &["--state-name", "moved", "--force"]).succeeds();
+    p.write(
+        "tasks/taskform.yaml",
+        &format!(
+            "project_id: {PROJECT}\nworkspace: {WORKSPACE}\nstate: {url}\nstate_name: moved\nstate_schema: {schema}\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"
+        ),
+    );
+    std::fs::remove_file(p.path("state/taskform.json")).unwrap();
+    p.run(&["apply", "--yes", "tasks", "--endpoint", &emu.url], &[("TASKFORM_AUTH_TOKEN", TOKEN), ("PGPASSWORD", &pg.password)])
+        .succeeds()
+        .stdout_has("No changes");
+    assert_eq!(tasks_on(&emu), 4);
+}
+
+#[test]
+fn bad_credentials_unreachable_servers_and_newer_schemas_are_clear_errors() {
+    let pg = server!();
+    let secret = "Wr0ngSecret-4711";
+    let host_part = pg.url.trim_start_matches("postgres://");
+    let (user, rest) = host_part.split_once('@').unwrap();
+    let p = Project::new();
+    p.task("a");
+    let wrong = format!("postgres://{user}:{secret}@{rest}?sslmode=disable");
+    let out = p.run(&["plan", "tasks", "--state", &wrong], &[]);
+    out.fails_with(1)
+        .stderr_has("password authentication failed")
+        .stderr_has("Check the password (taken from the URL)");
+    assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret));
+    let out = p.run(
+        &["plan", "tasks", "--state", &wrong],
+        &[("PGPASSWORD", secret)],
+    );
+    assert!(!out.stderr.contains(secret));
+    // No password anywhere.
+    p.run(
+        &["plan", "tasks", "--state", &format!("postgres://{user}@{rest}?sslmode=disable")],
+        &[("HOME", "/nonexistent")],
+    )
+    .fails_with(1)
+    .stderr_has("none was given");
+    // Nobody listening.
+    let out = p.run(
+        &["plan", "tasks", "--state", &format!("postgres://{user}:{secret}@127.0.0.1:1/tasks")],
+        &[],
+    );
+    out.fails_with(1)
+        .stderr_has("127.0.0.1:1/tasks")
+        .stderr_has("Connection refused");
+    assert!(!out.stderr.contains(secret));
+    // A schema written by a newer taskform.
+    let (p, schema) = pg.project("x");
+    p.task("a");
+    p.run(&["plan", "tasks"], &[]).succeeds();
+    pg.sql(&format!(
+        "UPDATE {schema}.meta SET value = '99' WHERE key = 'schema_version'"
+    ));
+    p.run(&["plan", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("written by a newer taskform (schema version 99");
+}
+
+#[test]
+fn an_older_schema_is_migrated() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let (p, schema) = pg.project("old");
+    p.tasks(2);
+    p.apply(&emu.url, &[]).succeeds();
+    // Back to version 1: no lock-holder table.
+    pg.sql(&format!(
+        "DROP TABLE {schema}.locks; UPDATE {schema}.meta SET value = '1' WHERE key = 'schema_version'"
+    ));
+    p.tasks(3);
+    p.apply(&emu.url, &[]).succeeds().stdout_has("1 created");
+    assert_eq!(
+        pg.value(&format!("SELECT value FROM {schema}.meta WHERE key = 'schema_version'"))
+            .as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        pg.value(&format!("SELECT count(*) FROM {schema}.locks")).as_deref(),
+        Some("0"),
+        "the holder row goes with the lock"
+    );
+}
+
+#[test]
+fn tls_modes_follow_libpq() {
+    let pg = server!();
+    if pg.value("SHOW ssl").as_deref() != Some("on") {
+        panic!("the test server has ssl = off; pg_virtualenv's clusters have it on");
+    }
+    let cert = pg
+        .value("SHOW ssl_cert_file")
+        .filter(|c| std::path::Path::new(c).exists());
+    let (p, _) = pg.project("tls");
+    p.task("a");
+    let with = |params: &str| {
+        p.run(
+            &["plan", "tasks", "--state", &pg.url_with(params), "--state-name", "tls"],
+            &[],
+        )
+    };
+    with("sslmode=require").succeeds();
+    with("sslmode=verify-full")
+        .fails_with(1)
+        .stderr_has("sslrootcert");
+    if let Some(cert) = cert {
+        // The server's own (self-signed) certificate as the root: the chain verifies.
+        with(&format!("sslmode=verify-ca&sslrootcert={cert}")).succeeds();
+    }
+    with("sslmode=verify-ca&sslrootcert=/nonexistent.pem")
+        .fails_with(1)
+        .stderr_has("cannot read sslrootcert /nonexistent.pem");
+}
+
+/// A watch holds the lock for its whole life; kill -9 frees it with the connection.
+#[test]
+fn a_watch_holds_the_lock_for_its_life_and_kill_9_frees_it() {
+    let pg: Pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let (p, schema) = pg.project("w");
+    p.tasks(1);
+    p.apply(&emu.url, &[]).succeeds();
+    let mut watch = p.spawn(&["watch", "tasks", "--endpoint", &emu.url]);
+    assert!(wait_until(Duration::from_secs(20), || {
+        pg.value(&format!("SELECT count(*) FROM {schema}.locks"))
+            .as_deref()
+            == Some("1")
+    }));
+    // Another process sees the watcher as the holder.
+    p.apply(&emu.url, &[])
+        .fails_with(1)
+        .stderr_has("is locked by taskform watch");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    // kill -9 released the lock with the connection.
+    p.apply(&emu.url, &["--lock-timeout", "20"])
+        .succeeds()
+        .stdout_has("No changes");
+}

@@ -5,6 +5,11 @@
 #   bash bench/run.sh --terraform  # also Terraform's, side by side (slow: Terraform
 #                                  # needs minutes per 1,000-resource apply)
 #
+# The PostgreSQL state backend is measured beside the file backend on a throwaway
+# server that the script starts with pg_virtualenv (PostgreSQL's Debian packages),
+# with fsync on; or on the server TASKFORM_BENCH_POSTGRES names (postgres://... with
+# the password in PGPASSWORD). Without either, those rows are left out.
+#
 # Whole processes, timed with hyperfine (median, min, max) and peak memory from
 # /usr/bin/time; for the lifecycle operations, also the API requests one run sends,
 # counted from the emulator's request log (GET /_emulator/requests). Writes
@@ -12,6 +17,15 @@
 # $CARGO_TARGET_DIR when set (else target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${TASKFORM_BENCH_POSTGRES:-}" ] && [ -z "${BENCH_IN_PG_VIRTUALENV:-}" ] && command -v pg_virtualenv >/dev/null; then
+  exec pg_virtualenv env BENCH_IN_PG_VIRTUALENV=1 bash "$0" "$@"
+fi
+if [ -n "${BENCH_IN_PG_VIRTUALENV:-}" ]; then
+  export TASKFORM_BENCH_POSTGRES="postgres://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE?sslmode=disable"
+  # pg_virtualenv's clusters run with fsync off; a real server syncs every commit.
+  psql -q -c "ALTER SYSTEM SET fsync = on" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+PG=${TASKFORM_BENCH_POSTGRES:-}
 ROOT=$PWD
 RUNS=${RUNS:-5}
 WITH_TF=0
@@ -94,6 +108,22 @@ for n in 1000 10000; do
   measure "taskform_apply0_$n" "rm -f s$n.json s$n.json.journal" "$T" apply --yes "m$n" --endpoint "http://127.0.0.1:$P0" --max-rate 0 --concurrency 16 --allow-duplicate-names --state "s$n.json"
   measure "taskform_noop_plan_$n" "true" "$T" plan "m$n" --state "s$n.json"
 done
+# The same on a PostgreSQL state (loopback): the no-op plans read states copied from
+# the file states just written; the apply starts each run from an empty state.
+if [ -n "$PG" ]; then
+  for n in 1000 10000; do
+    "$T" state copy "s$n.json" "$PG" --state-name "noop$n" --force >/dev/null
+    measure "pg_noop_plan_$n" "true" "$T" plan "m$n" --state "$PG" --state-name "noop$n"
+  done
+  printf '#!/bin/sh\npsql -q -c "DELETE FROM taskform.states WHERE name = %s" -c "DELETE FROM taskform.journal WHERE state = %s" >/dev/null\n' "'a1000'" "'a1000'" > prep-pg.sh
+  chmod +x prep-pg.sh
+  measure "pg_apply0_1000" "./prep-pg.sh" "$T" apply --yes m1000 --endpoint "http://127.0.0.1:$P0" --max-rate 0 --concurrency 16 --allow-duplicate-names --state "$PG" --state-name a1000
+  PG_COMMITS=$(psql -tA -c "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")
+  ./prep-pg.sh
+  "$T" apply --yes m1000 --endpoint "http://127.0.0.1:$P0" --max-rate 0 --concurrency 16 --allow-duplicate-names --state "$PG" --state-name a1000 >/dev/null 2>&1
+  PG_COMMITS=$(( $(psql -tA -c "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()") - PG_COMMITS ))
+  echo "pg_apply0_1000: about $PG_COMMITS commits per run" >&2
+fi
 measure "taskform_apply50_1000" "rm -f l.json l.json.journal" "$T" apply --yes m1000 --endpoint "http://127.0.0.1:$P50" --max-rate 0 --concurrency 16 --allow-duplicate-names --state l.json
 
 # Lifecycle, 1,000 tasks at 0 ms (half of them enabled CRON tasks, which the emulator
@@ -165,6 +195,21 @@ cd "$ROOT"
   row "apply, 1,000 creates, server at 50 ms" taskform_apply50_1000
   row "no-op plan, 1,000 tasks" taskform_noop_plan_1000 terraform_noop_plan_1000
   row "no-op plan, 10,000 tasks" taskform_noop_plan_10000 terraform_noop_plan_10000
+  echo
+  if [ -n "$PG" ]; then
+    echo "## State in PostgreSQL, beside the state file"
+    echo
+    echo "The same runs with \`--state postgres://...\` on a PostgreSQL $(psql -tA -c 'SHOW server_version' | cut -d' ' -f1) server on loopback (fsync on), measured in the same run as the file backend above. The no-op plans read states copied with \`taskform state copy\` from the file states; the apply starts from an empty state each run."
+    echo
+    echo "| measurement | state file median (min-max) | peak MB | PostgreSQL median (min-max) | peak MB | PostgreSQL / file |"
+    echo "|---|---|---|---|---|---|"
+    prow() { echo "| $1 | ${MED[$2]} s (${MIN[$2]}-${MAX[$2]}) | ${RSS[$2]} | ${MED[$3]} s (${MIN[$3]}-${MAX[$3]}) | ${RSS[$3]} | $(python3 -c "print(f'{${MED[$3]}/${MED[$2]}:.2f}x')") |"; }
+    prow "no-op plan, 1,000 tasks" taskform_noop_plan_1000 pg_noop_plan_1000
+    prow "no-op plan, 10,000 tasks" taskform_noop_plan_10000 pg_noop_plan_10000
+    prow "apply, 1,000 creates, server at 0 ms" taskform_apply0_1000 pg_apply0_1000
+    echo
+    echo "One PostgreSQL apply of 1,000 creates made about $PG_COMMITS commits (pg_stat_database.xact_commit): the journal's group commits (an intent batch before the creates it covers are sent, a batch of created records as they arrive) and the state's writes."
+  fi
   echo
   echo "## Lifecycle: time and requests"
   echo

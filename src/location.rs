@@ -111,6 +111,21 @@ impl PgUrl {
     /// Parses `postgres://[user[:password]@][host][:port][/dbname][?param=value&...]`
     /// (also `postgresql://`). Errors never quote the password.
     pub fn parse(url: &str) -> Result<PgUrl, String> {
+        // Whatever goes wrong, the message must not carry the password, not even a
+        // piece of one that a special character cut off.
+        let mut secrets = Vec::new();
+        let parsed = PgUrl::parse_inner(url, &mut secrets);
+        parsed.map_err(|e| hide(e, &secrets))
+    }
+
+    /// The parts of `url` that may be a password (for hiding them in messages).
+    fn secrets(url: &str) -> Vec<String> {
+        let mut secrets = Vec::new();
+        let _ = PgUrl::parse_inner(url, &mut secrets);
+        secrets
+    }
+
+    fn parse_inner(url: &str, secrets: &mut Vec<String>) -> Result<PgUrl, String> {
         let rest = url
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
@@ -126,6 +141,24 @@ impl PgUrl {
             Some((a, p)) => (a, Some(p)),
             None => (main, None),
         };
+        if path.is_some_and(|p| p.contains('@')) {
+            return Err("the URL has an `@` after its host: write the special characters of a user name or password percent-encoded (`/` as %2F, `@` as %40, `:` as %3A, `#` as %23, `?` as %3F)".into());
+        }
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            secrets.push(userinfo.to_string());
+            if let Some((_, p)) = userinfo.split_once(':') {
+                secrets.push(p.to_string());
+            }
+        }
+        let has_password_param =
+            query.is_some_and(|q| q.split('&').any(|p| p.starts_with("password=")));
+        if let Some(q) = query {
+            for p in q.split('&') {
+                if let Some(v) = p.strip_prefix("password=") {
+                    secrets.push(v.to_string());
+                }
+            }
+        }
         let decode = |what: &str, s: &str| -> Result<String, String> {
             percent_decode_str(s)
                 .decode_utf8()
@@ -176,13 +209,11 @@ impl PgUrl {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let v = decode(k, v)?;
             match k {
-                "sslmode" => {
-                    u.sslmode = Some(SslMode::parse(&v).ok_or_else(|| {
-                        format!(
-                            "sslmode={v} is not one of disable, prefer, require, verify-ca, verify-full"
-                        )
-                    })?)
-                }
+                "sslmode" => u.sslmode = Some(SslMode::parse(&v).ok_or_else(|| {
+                    format!(
+                        "sslmode={v} is not one of disable, prefer, require, verify-ca, verify-full"
+                    )
+                })?),
                 "sslrootcert" => u.sslrootcert = Some(v),
                 "connect_timeout" => {
                     let secs: u64 = v.parse().map_err(|_| {
@@ -196,6 +227,12 @@ impl PgUrl {
                 "user" => u.user = Some(v),
                 "password" => u.password = Some(v),
                 "dbname" => u.dbname = Some(v),
+                _ if has_password_param => {
+                    return Err(format!(
+                        "the URL has a parameter taskform does not know (it takes {}); a `&` in a password is written %26",
+                        URL_PARAMETERS.join(", ")
+                    ));
+                }
                 other => {
                     return Err(format!(
                         "the URL parameter `{}` is not one taskform knows (it takes {})",
@@ -256,6 +293,14 @@ impl PgUrl {
     }
 }
 
+/// `text` with every one of `secrets` replaced by `***`.
+fn hide(mut text: String, secrets: &[String]) -> String {
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
+        text = text.replace(s.as_str(), "***");
+    }
+    text
+}
+
 fn parse_port(p: &str) -> Result<u16, String> {
     p.parse::<u16>()
         .ok()
@@ -282,6 +327,20 @@ pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
+/// A `--state` value that looks like a URL but not a PostgreSQL one (`postgress://`,
+/// ` postgres://` with a space): refused rather than taken for a file path, which
+/// would put the URL (and its password) into folder names and messages.
+fn other_url(s: &str) -> Option<String> {
+    let (scheme, _) = s.split_once("://")?;
+    let scheme: String = scheme
+        .trim()
+        .chars()
+        .take(20)
+        .filter(|c| !c.is_control())
+        .collect();
+    Some(scheme)
+}
+
 /// Why a state location cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LocationError {
@@ -293,6 +352,10 @@ pub enum LocationError {
     Schema(String),
     #[error("the state name must be 1 to 200 printable characters")]
     Name,
+    #[error(
+        "the state `{0}://...` is neither a file path nor a PostgreSQL URL: a PostgreSQL state starts with postgres:// (or postgresql://)"
+    )]
+    Scheme(String),
     #[error(
         "a state name ({name}) applies to a PostgreSQL state only; the file state {path} is named by its path. Drop --state-name / TASKFORM_STATE_NAME / `state_name:`, or use a postgres:// state"
     )]
@@ -307,10 +370,13 @@ impl StateLocation {
         schema: Option<&str>,
     ) -> Result<StateLocation, LocationError> {
         if !is_postgres_url(value) {
+            if let Some(scheme) = other_url(value) {
+                return Err(LocationError::Scheme(scheme));
+            }
             return StateLocation::file(PathBuf::from(value), name);
         }
         let url = PgUrl::parse(value).map_err(|detail| LocationError::Url {
-            shown: redact_unparsed(value),
+            shown: hide(redact_unparsed(value), &PgUrl::secrets(value)),
             detail,
         })?;
         StateLocation::postgres(url, name, schema)
@@ -361,12 +427,31 @@ impl StateLocation {
         }
     }
 
+    /// What identifies the state in a saved plan: a file's path, a PostgreSQL
+    /// state's [`PgState::identity`].
+    pub fn identity(&self) -> String {
+        match self {
+            StateLocation::File(p) => p.display().to_string(),
+            StateLocation::Postgres(pg) => pg.identity(),
+        }
+    }
+
     /// The file path, for the file backend.
     pub fn as_file(&self) -> Option<&Path> {
         match self {
             StateLocation::File(p) => Some(p),
             StateLocation::Postgres(_) => None,
         }
+    }
+}
+
+/// A `--state` value as it may be shown: a URL without its password.
+pub fn shown_value(value: &str) -> String {
+    match value.contains("://") {
+        true => PgUrl::parse(value)
+            .map(|u| u.redacted())
+            .unwrap_or_else(|_| hide(redact_unparsed(value), &PgUrl::secrets(value))),
+        false => value.to_string(),
     }
 }
 
@@ -381,7 +466,30 @@ fn redact_unparsed(url: &str) -> String {
         Some((before, _)) => format!("{before}password=***"),
         None => shown,
     };
-    shown_param(&shown) + if shown.chars().count() > 40 { "..." } else { "" }
+    shown_param(&shown)
+        + if shown.chars().count() > 40 {
+            "..."
+        } else {
+            ""
+        }
+}
+
+impl PgState {
+    /// What makes two locations the same state: user, host, port, database, schema and
+    /// name as written (no password, whether one was written or not, and no TLS
+    /// settings). Saved plans record it.
+    pub fn identity(&self) -> String {
+        let mut u = self.url.clone();
+        u.password = None;
+        u.sslmode = None;
+        u.sslrootcert = None;
+        let shown = PgState {
+            url: u,
+            name: self.name.clone(),
+            schema: self.schema.clone(),
+        };
+        shown.to_string()
+    }
 }
 
 impl fmt::Display for PgState {
@@ -443,12 +551,8 @@ mod tests {
             "postgres://ci%40corp:***@db.example:6432/tasks?sslmode=verify-full&sslrootcert=/ca.pem"
         );
         assert!(!format!("{u:?}").contains("cr3t"));
-        let loc = StateLocation::parse(
-            "postgresql://u:pw@h/db?password=other",
-            Some("prod"),
-            None,
-        )
-        .unwrap();
+        let loc = StateLocation::parse("postgresql://u:pw@h/db?password=other", Some("prod"), None)
+            .unwrap();
         let text = format!("{loc} {loc:?}");
         assert!(!text.contains("pw@") && !text.contains("other"), "{text}");
         assert!(text.contains("(state \"prod\")"), "{text}");
@@ -469,16 +573,34 @@ mod tests {
     #[test]
     fn bad_urls_name_the_problem_without_the_password() {
         for (url, want) in [
-            ("postgres://u:pw@h/db?sslmode=verify", "sslmode=verify is not"),
+            (
+                "postgres://u:pw@h/db?sslmode=verify",
+                "sslmode=verify is not",
+            ),
             ("postgres://u:pw@h:99999/db", "not a port number"),
             ("postgres://u:pw@h/db?sslmod=require", "`sslmod` is not one"),
             ("postgres://u:pw@a,b/db", "one host per URL"),
             ("postgres://u:pw@h/db#x", "no #fragment"),
+            ("postgres://ci:pw/x@db/tasks", "an `@` after its host"),
+            ("postgres://u:p@ss/word@h/db", "an `@` after its host"),
+            (
+                "postgres://u@h/db?password=pw&x",
+                "a parameter taskform does not know",
+            ),
+            ("postgres://u:pw@h:pw/db", "port `***`"),
+            ("postgress://u:pw@h/db", "`postgress://...` is neither"),
+            (" postgres://u:pw@h/db", "`postgres://...` is neither"),
         ] {
-            let e = StateLocation::parse(url, None, None).unwrap_err().to_string();
+            let e = StateLocation::parse(url, None, None)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(want), "{url}: {e}");
             assert!(!e.contains("pw"), "{url}: {e}");
         }
+        let a = StateLocation::parse("postgres://u:pw@h/db?sslmode=require", None, None).unwrap();
+        let b = StateLocation::parse("postgres://u@h/db", None, None).unwrap();
+        assert_eq!(a.identity(), b.identity());
+        assert_eq!(a.identity(), "postgres://u@h/db (state \"default\")");
         let e = StateLocation::parse("postgres://h/db", None, Some("Bad-Name"))
             .unwrap_err()
             .to_string();

@@ -37,8 +37,10 @@ fn apply_plan_and_saved_plans_work_on_a_postgres_state() {
         Some("1")
     );
     assert_eq!(
-        pg.value(&format!("SELECT value FROM {schema}.meta WHERE key = 'schema_version'"))
-            .as_deref(),
+        pg.value(&format!(
+            "SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+        ))
+        .as_deref(),
         Some("2")
     );
     p.online(&["plan", "tasks"], &emu.url)
@@ -51,7 +53,6 @@ fn apply_plan_and_saved_plans_work_on_a_postgres_state() {
         .succeeds();
     let plan = std::fs::read_to_string(p.path("next.plan")).unwrap();
     assert!(plan.contains("(state \\\"ci\\\" in schema"), "{plan}");
-    assert!(!plan.contains(&pg.password), "no password in the plan");
     p.apply_file("next.plan", &emu.url, &[])
         .succeeds()
         .stdout_has("1 created");
@@ -148,7 +149,7 @@ fn kill_9_at_seeded_moments_loses_nothing_and_duplicates_nothing() {
 fn a_terminated_lock_connection_stops_the_run_and_the_next_run_converges() {
     let pg = server!();
     let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "30"]);
-    let (p, _) = pg.project("fenced");
+    let (p, schema) = pg.project("fenced");
     p.tasks(120);
     let child = p.spawn(&[
         "apply",
@@ -162,9 +163,9 @@ fn a_terminated_lock_connection_stops_the_run_and_the_next_run_converges() {
         "4",
     ]);
     assert!(wait_until(Duration::from_secs(20), || emu.creates() >= 10));
-    let killed = pg.value(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'taskform apply'",
-    );
+    let killed = pg.value(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{schema}'"
+    ));
     assert_eq!(killed.as_deref(), Some("1"));
     let out = Output::from(child.wait_with_output().unwrap());
     out.fails_with(1).stderr_has("lock was lost");
@@ -215,7 +216,12 @@ fn state_copy_round_trips_exactly_and_refuses_another_lineage() {
         .succeeds()
         .stdout_has("replacing another state");
     // Applying with the copied state creates nothing again.
-    copy("state/taskform.json", &url, &["--state-name", "moved", "--force"]).succeeds();
+    copy(
+        "state/taskform.json",
+        &url,
+        &["--state-name", "moved", "--force"],
+    )
+    .succeeds();
     p.write(
         "tasks/taskform.yaml",
         &format!(
@@ -223,9 +229,12 @@ fn state_copy_round_trips_exactly_and_refuses_another_lineage() {
         ),
     );
     std::fs::remove_file(p.path("state/taskform.json")).unwrap();
-    p.run(&["apply", "--yes", "tasks", "--endpoint", &emu.url], &[("TASKFORM_AUTH_TOKEN", TOKEN), ("PGPASSWORD", &pg.password)])
-        .succeeds()
-        .stdout_has("No changes");
+    p.run(
+        &["apply", "--yes", "tasks", "--endpoint", &emu.url],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN), ("PGPASSWORD", &pg.password)],
+    )
+    .succeeds()
+    .stdout_has("No changes");
     assert_eq!(tasks_on(&emu), 4);
 }
 
@@ -243,21 +252,38 @@ fn bad_credentials_unreachable_servers_and_newer_schemas_are_clear_errors() {
         .stderr_has("password authentication failed")
         .stderr_has("Check the password (taken from the URL)");
     assert!(!out.stderr.contains(secret) && !out.stdout.contains(secret));
+    // A wrong PGPASSWORD (no password in the URL).
     let out = p.run(
-        &["plan", "tasks", "--state", &wrong],
+        &[
+            "plan",
+            "tasks",
+            "--state",
+            &format!("postgres://{user}@{rest}?sslmode=disable"),
+        ],
         &[("PGPASSWORD", secret)],
     );
+    out.fails_with(1).stderr_has("taken from PGPASSWORD");
     assert!(!out.stderr.contains(secret));
     // No password anywhere.
     p.run(
-        &["plan", "tasks", "--state", &format!("postgres://{user}@{rest}?sslmode=disable")],
+        &[
+            "plan",
+            "tasks",
+            "--state",
+            &format!("postgres://{user}@{rest}?sslmode=disable"),
+        ],
         &[("HOME", "/nonexistent")],
     )
     .fails_with(1)
     .stderr_has("none was given");
     // Nobody listening.
     let out = p.run(
-        &["plan", "tasks", "--state", &format!("postgres://{user}:{secret}@127.0.0.1:1/tasks")],
+        &[
+            "plan",
+            "tasks",
+            "--state",
+            &format!("postgres://{user}:{secret}@127.0.0.1:1/tasks"),
+        ],
         &[],
     );
     out.fails_with(1)
@@ -290,12 +316,15 @@ fn an_older_schema_is_migrated() {
     p.tasks(3);
     p.apply(&emu.url, &[]).succeeds().stdout_has("1 created");
     assert_eq!(
-        pg.value(&format!("SELECT value FROM {schema}.meta WHERE key = 'schema_version'"))
-            .as_deref(),
+        pg.value(&format!(
+            "SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
+        ))
+        .as_deref(),
         Some("2")
     );
     assert_eq!(
-        pg.value(&format!("SELECT count(*) FROM {schema}.locks")).as_deref(),
+        pg.value(&format!("SELECT count(*) FROM {schema}.locks"))
+            .as_deref(),
         Some("0"),
         "the holder row goes with the lock"
     );
@@ -307,28 +336,197 @@ fn tls_modes_follow_libpq() {
     if pg.value("SHOW ssl").as_deref() != Some("on") {
         panic!("the test server has ssl = off; pg_virtualenv's clusters have it on");
     }
-    let cert = pg
-        .value("SHOW ssl_cert_file")
-        .filter(|c| std::path::Path::new(c).exists());
-    let (p, _) = pg.project("tls");
+    let cert = pg.value("SHOW ssl_cert_file").expect("ssl_cert_file");
+    assert!(
+        std::path::Path::new(&cert).is_absolute() && std::path::Path::new(&cert).exists(),
+        "the server's certificate {cert} is not readable here"
+    );
+    let (p, schema) = pg.project("tls");
     p.task("a");
-    let with = |params: &str| {
+    let run = |url: String| {
         p.run(
-            &["plan", "tasks", "--state", &pg.url_with(params), "--state-name", "tls"],
+            &[
+                "plan",
+                "tasks",
+                "--state",
+                &url,
+                "--state-name",
+                "tls",
+                "--state-schema",
+                &schema,
+            ],
             &[],
         )
     };
-    with("sslmode=require").succeeds();
-    with("sslmode=verify-full")
+    let tagged = |params: &str| format!("{params}&application_name={schema}-tls");
+    // require: encrypted (the server says so), the certificate not checked.
+    let mut watch = p.spawn(&[
+        "watch",
+        "tasks",
+        "--plan-only",
+        "--state",
+        &pg.url_with(&tagged("sslmode=require")),
+        "--state-name",
+        "tls",
+        "--state-schema",
+        &schema,
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            pg.value(&format!(
+                "SELECT s.ssl::text FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = '{schema}-tls'"
+            ))
+            .as_deref()
+                == Some("true")
+        }),
+        "the require session is encrypted"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+    run(pg.url_with("sslmode=verify-full"))
         .fails_with(1)
         .stderr_has("sslrootcert");
-    if let Some(cert) = cert {
-        // The server's own (self-signed) certificate as the root: the chain verifies.
-        with(&format!("sslmode=verify-ca&sslrootcert={cert}")).succeeds();
-    }
-    with("sslmode=verify-ca&sslrootcert=/nonexistent.pem")
+    // The server's own (self-signed, CN=localhost) certificate as the root: the chain
+    // verifies; the host name only when it is the certificate's.
+    run(pg.url_at(
+        "127.0.0.1",
+        &format!("sslmode=verify-ca&sslrootcert={cert}"),
+    ))
+    .succeeds();
+    run(pg.url_at(
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={cert}"),
+    ))
+    .succeeds();
+    run(pg.url_at(
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={cert}"),
+    ))
+    .fails_with(1)
+    .stderr_has("not valid for name");
+    // Another authority's certificate: refused even without the host name check.
+    let other = p.path("other-ca.pem");
+    let ca = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    std::fs::write(&other, ca.cert.pem()).unwrap();
+    run(pg.url_at(
+        "localhost",
+        &format!("sslmode=verify-ca&sslrootcert={}", other.display()),
+    ))
+    .fails_with(1)
+    .stderr_has("invalid peer certificate");
+    run(pg.url_with("sslmode=verify-ca&sslrootcert=/nonexistent.pem"))
         .fails_with(1)
         .stderr_has("cannot read sslrootcert /nonexistent.pem");
+}
+
+#[test]
+fn a_password_in_the_url_is_shown_nowhere_and_saved_plans_do_not_need_it() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let (p, schema) = pg.project("pw");
+    p.tasks(2);
+    let host_part = pg.url.trim_start_matches("postgres://");
+    let (user, rest) = host_part.split_once('@').unwrap();
+    let with_pw = format!("postgres://{user}:{}@{rest}?sslmode=disable", pg.password);
+    assert!(
+        pg.password.len() >= 4,
+        "a password that can be searched for"
+    );
+    let no_pw = [("PGPASSWORD", "")];
+    let state = [
+        "--state",
+        with_pw.as_str(),
+        "--state-name",
+        "pw",
+        "--state-schema",
+        &schema,
+    ];
+    let mut plan = vec!["plan", "tasks", "--out", "pw.plan", "--endpoint", &emu.url];
+    plan.extend_from_slice(&state);
+    let out = p.run(&plan, &no_pw);
+    out.succeeds()
+        .stdout_has(&format!("state postgres://{user}@"));
+    let saved = std::fs::read_to_string(p.path("pw.plan")).unwrap();
+    assert!(
+        !saved.contains(&pg.password) && !saved.contains("***"),
+        "{saved}"
+    );
+    let mut apply = vec!["apply", "pw.plan", "--endpoint", &emu.url];
+    apply.extend_from_slice(&state);
+    let out = p.run(
+        &apply,
+        &[("TASKFORM_AUTH_TOKEN", TOKEN), ("PGPASSWORD", "")],
+    );
+    out.succeeds();
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(&pg.password), "{text}");
+    }
+    // The same plan's state named without the password (PGPASSWORD instead): the same
+    // state.
+    p.tasks(3);
+    p.run(&plan, &no_pw).succeeds();
+    p.apply_file("pw.plan", &emu.url, &[])
+        .succeeds()
+        .stdout_has("1 created");
+    for f in ["tasks/taskform.yaml", "pw.plan"] {
+        let text = std::fs::read_to_string(p.path(f)).unwrap();
+        assert!(!text.contains(&pg.password), "{f}");
+    }
+    let row = pg
+        .value(&format!(
+            "SELECT data FROM {schema}.states WHERE name = 'pw'"
+        ))
+        .unwrap();
+    assert!(!row.contains(&pg.password));
+}
+
+#[test]
+fn updates_stop_at_once_when_the_lock_connection_is_terminated() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "40"]);
+    let (p, schema) = pg.project("fenced-updates");
+    p.tasks(80);
+    p.apply(&emu.url, &["--max-rate", "0"]).succeeds();
+    for i in 0..80 {
+        p.write(
+            &format!("tasks/t{i:04}.yaml"),
+            &manifest(&format!("t{i:04}"), 20),
+        );
+    }
+    let puts = || {
+        emu.requests()
+            .iter()
+            .filter(|r| r["method"] == "PUT")
+            .count()
+    };
+    let child = p.spawn(&[
+        "apply",
+        "--yes",
+        "tasks",
+        "--endpoint",
+        &emu.url,
+        "--max-rate",
+        "0",
+        "--concurrency",
+        "4",
+    ]);
+    assert!(wait_until(Duration::from_secs(20), || puts() >= 8));
+    pg.sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '{schema}'"
+    ));
+    let at_kill = puts();
+    let out = Output::from(child.wait_with_output().unwrap());
+    out.fails_with(1).stderr_has("lock was lost");
+    // Only the requests already in flight (at most --concurrency) went out after it.
+    let after = puts();
+    assert!(
+        after <= at_kill + 4,
+        "{at_kill} PUTs at the kill, {after} after"
+    );
+    assert!(after < 80);
+    p.apply(&emu.url, &["--max-rate", "0"]).succeeds();
+    let plan = check_invariants(&p, &emu);
+    assert_eq!(plan["summary"]["unchanged"], 80);
 }
 
 /// A watch holds the lock for its whole life; kill -9 frees it with the connection.
@@ -340,6 +538,7 @@ fn a_watch_holds_the_lock_for_its_life_and_kill_9_frees_it() {
     p.tasks(1);
     p.apply(&emu.url, &[]).succeeds();
     let mut watch = p.spawn(&["watch", "tasks", "--endpoint", &emu.url]);
+    // The schema exists: the apply above made it.
     assert!(wait_until(Duration::from_secs(20), || {
         pg.value(&format!("SELECT count(*) FROM {schema}.locks"))
             .as_deref()
@@ -355,4 +554,31 @@ fn a_watch_holds_the_lock_for_its_life_and_kill_9_frees_it() {
     p.apply(&emu.url, &["--lock-timeout", "20"])
         .succeeds()
         .stdout_has("No changes");
+}
+
+/// A watcher whose lock connection is terminated stops (exit 1) rather than going on
+/// without the lock; restarted, it takes the lock again.
+#[test]
+fn a_watch_that_loses_its_lock_stops() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let (p, schema) = pg.project("lost");
+    p.tasks(1);
+    let watch = p.spawn(&["watch", "tasks", "--endpoint", &emu.url]);
+    assert!(wait_until(Duration::from_secs(20), || {
+        tasks_on(&emu) == 1
+            && pg
+                .value(&format!("SELECT count(*) FROM {schema}.locks"))
+                .as_deref()
+                == Some("1")
+    }));
+    let killed = pg.value(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{schema}'"
+    ));
+    assert_eq!(killed.as_deref(), Some("1"));
+    let out = Output::from(watch.wait_with_output().unwrap());
+    out.fails_with(1)
+        .stderr_has("lock was lost")
+        .stderr_has("the watcher stops");
+    p.apply(&emu.url, &[]).succeeds().stdout_has("No changes");
 }

@@ -398,7 +398,7 @@ impl World {
                 endpoint: Some("https://dayu.cn-north-4.myhuaweicloud.com".into()),
                 project_id: Some(PROJECT.into()),
                 workspace: Some(WORKSPACE.into()),
-                state: "state/taskform.json".into(),
+                state: taskform::location::StateLocation::File("state/taskform.json".into()),
                 ..Resolved::default()
             },
             target: Target {

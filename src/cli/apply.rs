@@ -6,6 +6,7 @@ use super::progress::Bar;
 use super::{Env, block_on, load_manifests, prompt};
 use crate::error::{Error, Exit};
 use crate::load::target::{Resolved, StateSource, TargetFlags};
+use crate::location::StateLocation;
 use crate::plan::document::{SavedPlan, TargetRef};
 use crate::reconcile::applier::{ApplyOptions, Progress, Silent, TaskOutcome, TaskResult};
 use crate::reconcile::{self, Context, Decision, Policy, Sending};
@@ -13,7 +14,6 @@ use crate::render::style::ColorChoice;
 use crate::render::{self, Format};
 use crate::state::{self, lock::Holder};
 use std::io::Write;
-use crate::location::StateLocation;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -222,7 +222,9 @@ fn saved_state(saved: &SavedPlan, resolved: &Resolved) -> Result<StateLocation, 
         // The plan file holds no password: the state is opened as this apply resolves
         // it, which must be the same one.
         return match &resolved.state {
-            StateLocation::Postgres(_) if named == saved.state_path => Ok(resolved.state.clone()),
+            StateLocation::Postgres(pg) if pg.identity() == saved.state_path => {
+                Ok(resolved.state.clone())
+            }
             _ => Err(Error::Command(format!(
                 "the plan was made against the PostgreSQL state {}, but this apply resolves the state {named}; give the same --state / TASKFORM_STATE / `state:` (and --state-name) as the plan, with the password in PGPASSWORD or ~/.pgpass",
                 saved.state_path

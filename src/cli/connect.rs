@@ -127,7 +127,9 @@ async fn start_emulator(
     // state folder.
     let data = match resolved.state.as_file() {
         Some(state) => crate::fsutil::parent_dir(state).join("emulator.json"),
-        None => dir.join(target::DEFAULT_STATE).with_file_name("emulator.json"),
+        None => dir
+            .join(target::DEFAULT_STATE)
+            .with_file_name("emulator.json"),
     };
     let cfg = emulator::Config {
         data: Some(data.clone()),

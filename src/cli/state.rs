@@ -276,8 +276,8 @@ fn show(state: &State, name: &str, format: Format) -> Result<String, Error> {
     Ok(out)
 }
 
-/// Options of `taskform state copy`.
-#[derive(Debug, Clone)]
+/// Options of `taskform state copy` (no Debug: SRC and DST may hold a password).
+#[derive(Clone)]
 pub struct CopyArgs {
     /// A state file path or a `postgres://` URL.
     pub src: String,

@@ -60,7 +60,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         None => target::resolve(&args.target, env, &settings, &args.dir)?,
     };
     let store = super::open_store(&resolved, &args.dir, env, "watch")?;
-    let _lock = match args.plan_only {
+    let lock = match args.plan_only {
         true => None,
         false => Some(store.lock(&Holder::this_process("watch"), args.lock_timeout)?),
     };
@@ -79,6 +79,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         env,
         resolved,
         store: store.as_ref(),
+        lock: lock.as_deref(),
         remote: conn.as_ref().map(|c| (c.api.clone(), c.target.clone())),
         cancel,
     })

@@ -368,7 +368,17 @@ pub fn parse(
             "region" => settings.region = Some(text),
             "state" if crate::location::is_postgres_url(&text) => {
                 match crate::location::StateLocation::parse(&text, None, None) {
-                    Ok(l) => settings.state = Some(l),
+                    Ok(mut l) => {
+                        // A relative certificate file is relative to this file.
+                        if let crate::location::StateLocation::Postgres(pg) = &mut l
+                            && let Some(c) = pg.url.sslrootcert.as_mut()
+                            && c != "system"
+                            && Path::new(c.as_str()).is_relative()
+                        {
+                            *c = dir.join(c.as_str()).display().to_string();
+                        }
+                        settings.state = Some(l)
+                    }
                     Err(e) => {
                         let (l, c) = at(&path, Part::Value);
                         diags.push(Diagnostic::new(file, l, c, e.to_string()).with_hint(
@@ -377,9 +387,7 @@ pub fn parse(
                     }
                 }
             }
-            "state" => {
-                settings.state = Some(crate::location::StateLocation::File(dir.join(text)))
-            }
+            "state" => settings.state = Some(crate::location::StateLocation::File(dir.join(text))),
             "state_name" => settings.state_name = Some(text),
             "state_schema" => settings.state_schema = Some(text),
             "on_change" => match OnChange::parse(&text) {

@@ -25,7 +25,7 @@ pub enum StateSource {
 }
 
 /// Values given on the command line.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TargetFlags {
     pub endpoint: Option<String>,
     pub region: Option<String>,
@@ -37,6 +37,23 @@ pub struct TargetFlags {
     pub state_name: Option<String>,
     /// `--state-schema` (PostgreSQL states).
     pub state_schema: Option<String>,
+}
+
+impl std::fmt::Debug for TargetFlags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TargetFlags")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("project_id", &self.project_id)
+            .field("workspace", &self.workspace)
+            .field(
+                "state",
+                &self.state.as_deref().map(crate::location::shown_value),
+            )
+            .field("state_name", &self.state_name)
+            .field("state_schema", &self.state_schema)
+            .finish()
+    }
 }
 
 /// The resolved target; fields stay `None` where nothing set them.
@@ -85,14 +102,20 @@ pub fn resolve(
     let workspace = nonempty(flags.workspace.clone())
         .or_else(|| nonempty(env("TASKFORM_WORKSPACE")))
         .or_else(|| nonempty(settings.workspace.clone()));
-    let name = nonempty(flags.state_name.clone())
-        .or_else(|| nonempty(env("TASKFORM_STATE_NAME")))
+    // A name given by flag or environment must fit the state; one in taskform.yaml
+    // goes with a PostgreSQL state and is not held against a state file named by
+    // --state (a local copy, say).
+    let explicit_name =
+        nonempty(flags.state_name.clone()).or_else(|| nonempty(env("TASKFORM_STATE_NAME")));
+    let name = explicit_name
+        .clone()
         .or_else(|| nonempty(settings.state_name.clone()));
     let schema = nonempty(flags.state_schema.clone())
         .or_else(|| nonempty(env("TASKFORM_STATE_SCHEMA")))
         .or_else(|| nonempty(settings.state_schema.clone()));
     let (name, schema) = (name.as_deref(), schema.as_deref());
-    let file = |p: &Path| StateLocation::file(crate::fsutil::normalize(p), name);
+    let file =
+        |p: &Path| StateLocation::file(crate::fsutil::normalize(p), explicit_name.as_deref());
     let (state, state_source) = if let Some(s) = nonempty(flags.state.clone()) {
         (location(&s, name, schema, &file)?, StateSource::Flag)
     } else if let Some(s) = nonempty(env("TASKFORM_STATE")) {
@@ -248,6 +271,45 @@ mod tests {
         assert_eq!(
             r.state,
             StateLocation::File(PathBuf::from("state/taskform.json"))
+        );
+    }
+
+    #[test]
+    fn a_postgres_state_takes_its_name_and_schema_flag_first() {
+        let settings = Settings {
+            state: Some(StateLocation::parse("postgres://ci@db/tasks", None, None).unwrap()),
+            state_name: Some("from-file".into()),
+            state_schema: Some("file_schema".into()),
+            ..Settings::default()
+        };
+        let env = |k: &str| (k == "TASKFORM_STATE_NAME").then(|| "from-env".to_string());
+        let r = resolve(&TargetFlags::default(), &env, &settings, Path::new(".")).unwrap();
+        assert_eq!(
+            r.state.to_string(),
+            "postgres://ci@db/tasks (state \"from-env\" in schema file_schema)"
+        );
+        assert_eq!(r.state_source, StateSource::Settings);
+        let flags = TargetFlags {
+            state: Some("postgres://u:pw@other/x".into()),
+            state_name: Some("flag".into()),
+            ..TargetFlags::default()
+        };
+        let r = resolve(&flags, &env, &settings, Path::new(".")).unwrap();
+        assert_eq!(
+            r.state.to_string(),
+            "postgres://u:***@other/x (state \"flag\" in schema file_schema)"
+        );
+        // A name with the default file state is refused.
+        let e = resolve(
+            &TargetFlags::default(),
+            &env,
+            &Settings::default(),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("applies to a PostgreSQL state only"),
+            "{e}"
         );
     }
 }

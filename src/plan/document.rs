@@ -238,7 +238,7 @@ impl SavedPlan {
             tool_version: env!("CARGO_PKG_VERSION").into(),
             created_at: crate::clock::now_rfc3339(),
             dir: dir.display().to_string(),
-            state_path: state_path.to_string(),
+            state_path: state_path.identity(),
             paths_from_plan_file: false,
             target,
             state: StateRef {

@@ -446,6 +446,18 @@ impl Run {
                 return Err(Ended::Halted { why, last });
             }
             self.pacer.wait().await;
+            // Every request goes out only while the state's lock is certainly held: a
+            // create's first attempt right after its intent was committed (which
+            // checked it), any other request after a fence (free with a state file; a
+            // server check with PostgreSQL, whose lock can be lost with its connection).
+            if (idempotent || tries > 0)
+                && let Err(e) = self.journal.fence().await
+            {
+                tracing::error!(task = %job.name, "not sent: {e}");
+                self.stop("the state lock was lost".into());
+                let why = self.halted().unwrap_or_default();
+                return Err(Ended::Halted { why, last });
+            }
             *attempts += 1;
             tries += 1;
             let outcome = op().await;
@@ -578,14 +590,6 @@ impl Run {
         }
         if let Some(why) = self.halted() {
             result.error_msg = Some(format!("not sent: the run stopped ({why}; see above)"));
-            return result;
-        }
-        if matches!(job.action, Action::Update | Action::Delete)
-            && let Err(e) = self.journal.fence().await
-        {
-            // A request without an intent record is sent only while the lock is held.
-            self.stop("the journal cannot be written".into());
-            result.error_msg = Some(format!("not sent: {e}"));
             return result;
         }
         match job.action {

@@ -60,6 +60,10 @@ pub enum Error {
     /// The file watcher could not start.
     #[error("{0}")]
     Watch(String),
+    /// The watcher's state lock is gone (its PostgreSQL connection dropped): another
+    /// process may hold it now, so the watcher stops.
+    #[error("{0}; the watcher stops (restart it: it takes the lock again)")]
+    LockLost(String),
     /// Nothing to apply: the folder holds no manifest.
     #[error(
         "no manifests found in {dir}: nothing to apply. Check the folder (an emptied checkout?), or pass --allow-empty"

@@ -73,6 +73,7 @@ pub fn error_policy(failed: &Failed, retry: Duration) -> Requeue {
             | Error::Guard(_)
             | Error::Declined(_)
             | Error::Watch(_)
+            | Error::LockLost(_)
             | Error::Empty { .. }
             | Error::Duplicates(_)
             | Error::Protected(_)
@@ -87,6 +88,9 @@ pub struct Watcher<'a> {
     pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
     pub resolved: Resolved,
     pub store: &'a dyn StateStore,
+    /// The state lock held for the watcher's life (`None` with `--plan-only`): a lock
+    /// that is lost (a PostgreSQL connection that dropped) stops the watcher.
+    pub lock: Option<&'a dyn crate::state::store::StoreLock>,
     /// The service and the target; `None` with `--plan-only`.
     pub remote: Option<(Arc<dyn TaskApi>, Target)>,
     pub cancel: signal::Receiver<bool>,
@@ -105,11 +109,17 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
     let ignore = state_dir.filter(|d| d.starts_with(&root) && *d != root);
     tracing::info!(dir = %w.spec.dir.display(), debounce_ms = w.spec.debounce.as_millis() as u64, plan_only = w.spec.plan_only, "watching");
     let mut failures = FailureMemory::new(w.spec.retry_interval);
+    let lost = || w.lock.and_then(|l| l.lost()).map(Error::LockLost);
     let mut requeue = w.reconcile(&mut failures, "start").await;
     let mut next_interval = w.spec.interval.map(|i| Instant::now() + i);
+    let mut health = tokio::time::interval(LOCK_CHECK);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         if *w.cancel.borrow() {
             break;
+        }
+        if let Some(e) = lost() {
+            return Err(e);
         }
         let timer = [next_interval, failures.next_retry(), requeue]
             .into_iter()
@@ -119,6 +129,7 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
         let why = tokio::select! {
             biased;
             _ = cancel.changed() => break,
+            _ = health.tick() => continue,
             Some(first) = rx.recv() => {
                 // Trailing debounce: wait for `debounce` of quiet after the last event.
                 let mut paths = BTreeSet::new();
@@ -151,6 +162,9 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
     tracing::info!("stopped; the state is written and the lock released");
     Ok(())
 }
+
+/// How often an idle watcher checks that it still holds its lock.
+const LOCK_CHECK: Duration = Duration::from_secs(2);
 
 /// Logs the changed paths that matter; false when none does.
 fn log_changes(paths: &BTreeSet<PathBuf>, root: &Path, ignore: Option<&Path>) -> bool {

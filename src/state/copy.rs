@@ -36,20 +36,21 @@ pub fn copy(
     let _src_lock = src.lock(me, timeout)?;
     let _dst_lock = dst.lock(me, timeout)?;
     let mut state = src.load()?;
-    if state.lineage.is_empty() {
+    let empty = state.tasks.is_empty() && state.in_doubt.is_empty();
+    if state.lineage.is_empty() && empty {
         return Err(StoreError::Refused(format!(
             "{} holds no state (nothing was ever applied with it); nothing was copied",
             src.describe()
         )));
     }
-    if src.has_journal() {
-        // An earlier run's journal: fold it into the source first, so that both sides
-        // agree on what this serial holds.
+    if src.has_journal() || state.lineage.is_empty() {
+        // An earlier run's journal, or a hand-written state without a lineage: write
+        // the source first, so that both sides agree on what this serial holds.
         src.persist(&mut state)?;
     }
     let existing = dst.load()?;
-    let replaced = (!existing.lineage.is_empty())
-        .then(|| (existing.lineage.clone(), existing.serial));
+    let replaced =
+        (!existing.lineage.is_empty()).then(|| (existing.lineage.clone(), existing.serial));
     if !force {
         let refuse = |why: String| {
             Err(StoreError::Refused(format!(
@@ -131,14 +132,29 @@ mod tests {
 
         let other = MemoryStore::new();
         other.persist(&mut some_state()).unwrap();
-        let e = copy(&file, &other, &me, None, false).unwrap_err().to_string();
+        let e = copy(&file, &other, &me, None, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("holds another state"), "{e}");
         let c = copy(&file, &other, &me, None, true).unwrap();
         assert!(c.replaced.is_some());
         assert_eq!(other.load().unwrap().lineage, s.lineage);
-        let e = copy(&MemoryStore::new(), &other, &me, None, false)
+        let empty = LocalStore::new(dir.path().join("empty.json"));
+        let e = copy(&empty, &other, &me, None, false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("holds no state"), "{e}");
+        let e = copy(&file, &file, &me, None, true).unwrap_err().to_string();
+        assert!(e.contains("are the same state"), "{e}");
+        // A hand-written state without a lineage is given one, then copied.
+        let old = LocalStore::new(dir.path().join("old.json"));
+        std::fs::write(
+            old.path(),
+            r#"{"version": 1, "tasks": {"a": {"task_id": "1", "hash": "sha256:x"}}}"#,
+        )
+        .unwrap();
+        let c = copy(&old, &MemoryStore::new(), &me, None, false).unwrap();
+        assert!(!c.lineage.is_empty());
+        assert_eq!((c.serial, c.tasks), (1, 1));
     }
 }

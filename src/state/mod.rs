@@ -468,9 +468,7 @@ pub fn open(
     use crate::location::StateLocation;
     Ok(match location {
         StateLocation::File(path) => Box::new(LocalStore::new(path)),
-        StateLocation::Postgres(pg) => {
-            Box::new(postgres::PgStore::new(pg.clone(), env, command)?)
-        }
+        StateLocation::Postgres(pg) => Box::new(postgres::PgStore::new(pg.clone(), env, command)?),
     })
 }
 

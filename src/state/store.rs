@@ -37,7 +37,13 @@ pub enum StoreError {
 }
 
 /// A held state lock; dropping it releases the lock.
-pub trait StoreLock: Send {}
+pub trait StoreLock: Send + Sync {
+    /// Why the lock is no longer held, once it is not (a PostgreSQL connection that
+    /// dropped). A file lock is held until it is dropped.
+    fn lost(&self) -> Option<String> {
+        None
+    }
+}
 impl StoreLock for FileLock {}
 
 /// A durable, append-only record of what an apply is doing.

@@ -60,6 +60,17 @@ impl Pg {
         }
     }
 
+    /// The URL with another host (same user, port, database) and `params`.
+    pub fn url_at(&self, host: &str, params: &str) -> String {
+        let rest = self.url.trim_start_matches("postgres://");
+        let (user, hostpart) = rest.split_once('@').expect("user@host in the test URL");
+        let after_host = hostpart
+            .find([':', '/'])
+            .map(|i| &hostpart[i..])
+            .unwrap_or("");
+        format!("postgres://{user}@{host}{after_host}?{params}")
+    }
+
     /// Runs SQL (simple protocol) and returns every row's columns as text.
     pub fn sql(&self, sql: &str) -> Vec<Vec<Option<String>>> {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -77,11 +88,9 @@ impl Pg {
             let msgs = client.simple_query(sql).await.expect(sql);
             msgs.into_iter()
                 .filter_map(|m| match m {
-                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
-                        (0..r.len())
-                            .map(|i| r.get(i).map(str::to_string))
-                            .collect(),
-                    ),
+                    tokio_postgres::SimpleQueryMessage::Row(r) => {
+                        Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                    }
                     _ => None,
                 })
                 .collect()
@@ -90,11 +99,16 @@ impl Pg {
 
     /// One value.
     pub fn value(&self, sql: &str) -> Option<String> {
-        self.sql(sql).into_iter().next().and_then(|r| r.into_iter().next().flatten())
+        self.sql(sql)
+            .into_iter()
+            .next()
+            .and_then(|r| r.into_iter().next().flatten())
     }
 
     /// A project whose state is the state `name` in a fresh schema of this server
     /// (`state:` and `state_schema:` in taskform.yaml, the password in PGPASSWORD).
+    /// Its sessions carry the schema as their `application_name`, so that a test can
+    /// find (and terminate) its own sessions among those of tests running beside it.
     /// Returns the project and its schema.
     pub fn project(&self, name: &str) -> (Project, String) {
         let schema = fresh_schema();
@@ -103,7 +117,7 @@ impl Pg {
             "tasks/taskform.yaml",
             &format!(
                 "project_id: {PROJECT}\nworkspace: {WORKSPACE}\nstate: {}\nstate_name: {name}\nstate_schema: {schema}\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n",
-                self.url_with("sslmode=disable")
+                self.url_with(&format!("sslmode=disable&application_name={schema}"))
             ),
         );
         p.env.push(("PGPASSWORD".into(), self.password.clone()));

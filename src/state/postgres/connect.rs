@@ -37,11 +37,6 @@ pub fn endpoint(
     command: &str,
 ) -> Result<Endpoint, String> {
     let get = |k: &str| env(k).filter(|v| !v.is_empty());
-    let host = url
-        .host
-        .clone()
-        .or_else(|| get("PGHOST"))
-        .unwrap_or_else(|| "localhost".into());
     let port = match url.port {
         Some(p) => p,
         None => match get("PGPORT") {
@@ -51,6 +46,23 @@ pub fn endpoint(
             None => 5432,
         },
     };
+    // As libpq: no host means the server's Unix socket in its usual folder.
+    let host = url
+        .host
+        .clone()
+        .or_else(|| get("PGHOST"))
+        .unwrap_or_else(|| {
+            ["/var/run/postgresql", "/tmp"]
+                .into_iter()
+                .find(|d| Path::new(d).join(format!(".s.PGSQL.{port}")).exists())
+                .unwrap_or("localhost")
+                .to_string()
+        });
+    if host.contains(',') {
+        return Err(
+            "one host at a time: taskform does not fail over between hosts (PGHOST)".into(),
+        );
+    }
     let user = url
         .user
         .clone()
@@ -66,19 +78,27 @@ pub fn endpoint(
         Some(m) => m,
         None => match get("PGSSLMODE") {
             Some(m) => SslMode::parse(&m).ok_or_else(|| {
-                format!("PGSSLMODE={m} is not one of disable, prefer, require, verify-ca, verify-full")
+                format!(
+                    "PGSSLMODE={m} is not one of disable, prefer, require, verify-ca, verify-full"
+                )
             })?,
             None => SslMode::Prefer,
         },
     };
-    let connect_timeout = match url.connect_timeout {
-        Some(t) => t,
-        None => match get("PGCONNECT_TIMEOUT") {
-            Some(t) => Duration::from_secs(t.parse().map_err(|_| {
-                format!("PGCONNECT_TIMEOUT={t} is not a whole number of seconds")
-            })?),
-            None => DEFAULT_CONNECT_TIMEOUT,
-        },
+    let connect_timeout =
+        match url.connect_timeout {
+            Some(t) => t,
+            None => match get("PGCONNECT_TIMEOUT") {
+                Some(t) => Duration::from_secs(t.parse().map_err(|_| {
+                    format!("PGCONNECT_TIMEOUT={t} is not a whole number of seconds")
+                })?),
+                None => DEFAULT_CONNECT_TIMEOUT,
+            },
+        };
+    // 0 means no limit to libpq; taskform still gives up with the session's own.
+    let connect_timeout = match connect_timeout.is_zero() {
+        true => None,
+        false => Some(connect_timeout),
     };
     let (password, password_from) = match url.password() {
         Some(p) => (Some(p.to_string()), "the URL"),
@@ -86,7 +106,10 @@ pub fn endpoint(
             Some(p) => (Some(p), "PGPASSWORD"),
             None => match pgpass(env, &host, port, &dbname, &user) {
                 Some(p) => (Some(p), "the password file"),
-                None => (None, "nowhere (no password in the URL, PGPASSWORD or ~/.pgpass)"),
+                None => (
+                    None,
+                    "nowhere (no password in the URL, PGPASSWORD or ~/.pgpass)",
+                ),
             },
         },
     };
@@ -95,7 +118,6 @@ pub fn endpoint(
         .user(&user)
         .dbname(&dbname)
         .port(port)
-        .connect_timeout(connect_timeout)
         .keepalives(true)
         .keepalives_idle(KEEPALIVE_IDLE)
         .keepalives_interval(KEEPALIVE_INTERVAL)
@@ -106,6 +128,9 @@ pub fn endpoint(
                 .clone()
                 .unwrap_or_else(|| format!("taskform {command}")),
         );
+    if let Some(t) = connect_timeout {
+        config.connect_timeout(t);
+    }
     if host.starts_with('/') {
         config.host_path(&host);
     } else {
@@ -139,9 +164,10 @@ pub fn endpoint(
                     let p = Path::new(&home).join(".postgresql/root.crt");
                     p.exists().then(|| p.display().to_string())
                 });
-            Some(tokio_postgres_rustls::MakeRustlsConnect::new(
-                tls_config(mode, rootcert.as_deref())?,
-            ))
+            Some(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
+                mode,
+                rootcert.as_deref(),
+            )?))
         }
     };
     let shown_host = match socket {
@@ -221,6 +247,11 @@ fn pgpass_fields(line: &str) -> Option<[String; 5]> {
 /// the chain; `verify-full` also the host name. `sslrootcert=system` uses the
 /// system's roots.
 fn tls_config(mode: SslMode, rootcert: Option<&str>) -> Result<rustls::ClientConfig, String> {
+    // As libpq: the system's roots are only trusted together with the host name.
+    let mode = match rootcert {
+        Some("system") => SslMode::VerifyFull,
+        _ => mode,
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -248,9 +279,7 @@ fn tls_config(mode: SslMode, rootcert: Option<&str>) -> Result<rustls::ClientCon
             .build()
             .map_err(|e| format!("cannot use the root certificates: {e}"))?;
             match mode {
-                SslMode::VerifyFull => builder
-                    .with_webpki_verifier(webpki)
-                    .with_no_client_auth(),
+                SslMode::VerifyFull => builder.with_webpki_verifier(webpki).with_no_client_auth(),
                 _ => builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(AnyName(webpki)))

@@ -27,10 +27,10 @@
 pub mod connect;
 pub mod sql;
 
+use super::State;
 use super::journal::{self, JournalError, Record};
 use super::lock::{Holder, LockError};
 use super::store::{Journal, StateStore, StoreError, StoreLock};
-use super::State;
 use crate::location::PgState;
 use connect::Endpoint;
 use sql::Sql;
@@ -55,6 +55,8 @@ pub struct PgStore {
     sql: Arc<Sql>,
     session: Mutex<Option<Arc<Session>>>,
     journal_rows: AtomicBool,
+    /// The command, for `states.updated_by`.
+    command: String,
 }
 
 impl PgStore {
@@ -73,6 +75,7 @@ impl PgStore {
             endpoint,
             session: Mutex::new(None),
             journal_rows: AtomicBool::new(false),
+            command: command.to_string(),
         })
     }
 
@@ -87,14 +90,20 @@ impl PgStore {
     fn session(&self) -> Result<Arc<Session>, StoreError> {
         let mut slot = self.session.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = &*slot {
-            return Ok(s.clone());
+            // A session that holds (or held) the lock is never replaced: its loss must
+            // stop the run. One that never locked (a plan, a plan-only watcher) is.
+            if s.lost().is_none() || s.locked.load(Ordering::SeqCst) {
+                return Ok(s.clone());
+            }
         }
-        let s = Arc::new(Session::open(&self.endpoint, self.sql.clone()).map_err(|e| {
-            StoreError::Postgres(format!(
-                "cannot use the PostgreSQL state {:?} at {}: {e}",
-                self.target.name, self.endpoint.shown
-            ))
-        })?);
+        let s = Arc::new(
+            Session::open(&self.endpoint, self.sql.clone()).map_err(|e| {
+                StoreError::Postgres(format!(
+                    "cannot use the PostgreSQL state {:?} at {}: {e}",
+                    self.target.name, self.endpoint.shown
+                ))
+            })?,
+        );
         *slot = Some(s.clone());
         Ok(s)
     }
@@ -125,7 +134,7 @@ impl PgStore {
         let name = self.target.name.clone();
         let lineage = lineage.to_string();
         let data = String::from_utf8(data).map_err(|e| self.err(e))?;
-        let who = Holder::this_process("").to_string();
+        let who = Holder::this_process(&self.command).to_string();
         let result = s.call(OP_TIMEOUT, move |client| async move {
             let mut c = client.lock().await;
             let tx = c.transaction().await.map_err(Failure::pg)?;
@@ -218,18 +227,30 @@ impl StateStore for PgStore {
         let s = self.session()?;
         let sql = self.sql.clone();
         let name = self.target.name.clone();
+        let shown = self.describe();
+        // The document is parsed where it arrives, straight from the row's buffer.
         let (row, records) = s
             .call(OP_TIMEOUT, move |client| async move {
-                let c = client.lock().await;
+                // One snapshot for the state and its journal: an apply persisting in
+                // between must not be seen half-done.
+                let mut c = client.lock().await;
+                let c = c
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .map_err(Failure::pg)?;
                 let row = c
                     .query_opt(&sql.load_state(), &[&name])
                     .await
                     .map_err(Failure::pg)?
                     .map(|r| {
+                        let data: &str = r.get(2);
                         (
                             r.get::<_, String>(0),
                             r.get::<_, i64>(1),
-                            r.get::<_, String>(2),
+                            State::from_bytes(data.as_bytes(), &shown),
                         )
                     });
                 let records: Vec<String> = c
@@ -239,14 +260,14 @@ impl StateStore for PgStore {
                     .into_iter()
                     .map(|r| r.get(0))
                     .collect();
+                c.commit().await.map_err(Failure::pg)?;
                 Ok((row, records))
             })
             .map_err(|f| self.failure(&s, f))?;
-        let shown = self.describe();
         let mut state = match row {
             None => State::new(),
-            Some((lineage, serial, data)) => {
-                let state = State::from_bytes(data.as_bytes(), &shown)?;
+            Some((lineage, serial, state)) => {
+                let state = state?;
                 if state.lineage != lineage || state.serial as i64 != serial {
                     return Err(self.err(format!(
                         "the stored document (lineage {} serial {}) disagrees with its row (lineage {lineage} serial {serial}); restore it with `taskform state copy`",
@@ -259,13 +280,13 @@ impl StateStore for PgStore {
         let journal = self.describe_journal();
         let mut parsed = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
-            parsed.push(serde_json::from_str::<Record>(r).map_err(|e| {
-                JournalError::Corrupt {
+            parsed.push(
+                serde_json::from_str::<Record>(r).map_err(|e| JournalError::Corrupt {
                     path: journal.clone(),
                     line: i + 1,
                     detail: e.to_string(),
-                }
-            })?);
+                })?,
+            );
         }
         journal::fold(&mut state, &parsed, &journal)?;
         self.journal_rows
@@ -287,6 +308,7 @@ impl StateStore for PgStore {
             .call(OP_TIMEOUT + wait, move |client| async move {
                 let c = client.lock().await;
                 let deadline = Instant::now() + wait;
+                let mut released = 0;
                 loop {
                     let got: bool = c
                         .query_one(&sql.try_lock(), &[])
@@ -294,9 +316,23 @@ impl StateStore for PgStore {
                         .map_err(Failure::pg)?
                         .get(0);
                     if got {
-                        c.execute(&sql.set_holder(), &[&name, &holder])
+                        let held: bool = c
+                            .query_one(&sql.check_lock(), &[])
                             .await
-                            .map_err(Failure::pg)?;
+                            .map_err(Failure::pg)?
+                            .get(0);
+                        if !held {
+                            // Two statements, two server sessions: a pooler in
+                            // transaction mode. The lock stays on a pooled session.
+                            let _ = c.query_one(&sql.unlock(), &[]).await;
+                            return Err(Failure::Other(
+                                "the lock, just taken, is not held by the session of the next statement: the connection goes through a pooler in transaction or statement mode (PgBouncer's pool_mode = transaction?). A session advisory lock needs one server session for the whole run: use the pooler's session mode, or connect to the server directly".into(),
+                            ));
+                        }
+                        if let Err(e) = c.execute(&sql.set_holder(), &[&name, &holder]).await {
+                            let _ = c.query_one(&sql.unlock(), &[]).await;
+                            return Err(Failure::pg(e));
+                        }
                         return Ok(None);
                     }
                     if Instant::now() >= deadline {
@@ -304,6 +340,11 @@ impl StateStore for PgStore {
                             .query_opt(&sql.holder(), &[&name])
                             .await
                             .map_err(Failure::pg)?;
+                        if row.is_none() && released < 3 {
+                            // Released between the two statements: try again.
+                            released += 1;
+                            continue;
+                        }
                         return Ok(Some(row.map(|r| {
                             (
                                 r.get::<_, Option<String>>(0),
@@ -328,7 +369,7 @@ impl StateStore for PgStore {
             }
             Some(row) => {
                 let holder = match row {
-                    None => "another session, which has just released it; try again".into(),
+                    None => "another session, which keeps releasing and taking it".into(),
                     Some((Some(json), ..)) if serde_json::from_str::<Holder>(&json).is_ok() => {
                         serde_json::from_str::<Holder>(&json)
                             .map(|h| h.to_string())
@@ -357,12 +398,7 @@ impl StateStore for PgStore {
             false => Some((state.lineage.clone(), state.serial)),
         };
         let data = state.next_version();
-        let r = self.write(
-            &state.lineage.clone(),
-            state.serial,
-            data,
-            Some(expected),
-        );
+        let r = self.write(&state.lineage.clone(), state.serial, data, Some(expected));
         if r.is_err() {
             state.serial -= 1;
         }
@@ -437,7 +473,18 @@ enum Failure {
 
 impl Failure {
     fn pg(e: tokio_postgres::Error) -> Failure {
-        match e.is_closed() || e.as_db_error().is_none() {
+        // A FATAL answer (the session terminated, the server shutting down) or a
+        // connection exception ends the session as surely as a closed socket.
+        let ends_session = match e.as_db_error() {
+            None => true,
+            Some(db) => {
+                let code = db.code().code();
+                matches!(db.severity(), "FATAL" | "PANIC")
+                    || code.starts_with("57P")
+                    || code.starts_with("08")
+            }
+        };
+        match e.is_closed() || ends_session {
             true => Failure::Closed(describe_error(&e)),
             false => Failure::Other(describe_error(&e)),
         }
@@ -648,8 +695,26 @@ async fn setup(client: &mut Client, sql: &Sql) -> Result<(), String> {
         .batch_execute(sql::SESSION_SETTINGS)
         .await
         .map_err(|e| describe_error(&e))?;
-    if let Err(e) = client.batch_execute(sql::SESSION_CHECK).await {
-        tracing::debug!(error = %describe_error(&e), "client_connection_check_interval not set (PostgreSQL 13 or older)");
+    for optional in sql::SESSION_OPTIONAL {
+        if let Err(e) = client.batch_execute(optional).await {
+            tracing::debug!(setting = optional, error = %describe_error(&e), "not set (an older PostgreSQL)");
+        }
+    }
+    // An acknowledged record must survive a server crash, whatever the database's
+    // or the role's default.
+    let sync = client
+        .query_one(
+            "SELECT pg_catalog.current_setting('synchronous_commit')",
+            &[],
+        )
+        .await
+        .map_err(|e| describe_error(&e))?
+        .get::<_, String>(0);
+    if sync == "off" || sync == "local" {
+        client
+            .batch_execute("SET synchronous_commit = on")
+            .await
+            .map_err(|e| describe_error(&e))?;
     }
     let newer = |v: i64| {
         format!(
@@ -728,7 +793,11 @@ struct PgLock {
     name: String,
 }
 
-impl StoreLock for PgLock {}
+impl StoreLock for PgLock {
+    fn lost(&self) -> Option<String> {
+        self.session.lost().map(|why| lost_message(&why))
+    }
+}
 
 impl Drop for PgLock {
     fn drop(&mut self) {
@@ -743,9 +812,7 @@ impl Drop for PgLock {
                 c.execute(&sql.clear_holder(), &[&name])
                     .await
                     .map_err(Failure::pg)?;
-                c.query_one(&sql.unlock(), &[])
-                    .await
-                    .map_err(Failure::pg)?;
+                c.query_one(&sql.unlock(), &[]).await.map_err(Failure::pg)?;
                 Ok(())
             });
     }

@@ -58,17 +58,20 @@ pub fn lock_key(schema: &str, name: &str) -> i32 {
 
 /// The settings every session takes: the server's TCP keepalives (so that it frees
 /// the lock of a holder that vanished without closing its connection within about
-/// 15 + 5 * 3 seconds, instead of the kernel's two hours), and a timeout for
-/// statements. `client_connection_check_interval` (PostgreSQL 14+) is set separately,
-/// as older servers do not know it.
+/// 15 + 5 * 3 seconds, instead of the kernel's two hours), and timeouts for
+/// statements and idle transactions.
 pub const SESSION_SETTINGS: &str = "SET tcp_keepalives_idle = 15;
     SET tcp_keepalives_interval = 5;
     SET tcp_keepalives_count = 3;
-    SET tcp_user_timeout = 30000;
     SET statement_timeout = '60s';
     SET idle_in_transaction_session_timeout = '60s'";
 
-pub const SESSION_CHECK: &str = "SET client_connection_check_interval = '10s'";
+/// Settings older servers do not know (`tcp_user_timeout`: PostgreSQL 12;
+/// `client_connection_check_interval`: 14), each tried on its own.
+pub const SESSION_OPTIONAL: &[&str] = &[
+    "SET tcp_user_timeout = 30000",
+    "SET client_connection_check_interval = '10s'",
+];
 
 /// Statements for one schema and one state's lock.
 pub struct Sql {
@@ -82,7 +85,7 @@ impl Sql {
     pub fn new(schema: &str, name: &str) -> Sql {
         Sql {
             schema: schema.to_string(),
-            q: format!("\"{schema}\""),
+            q: format!("\"{}\"", schema.replace('"', "\"\"")),
             key: lock_key(schema, name),
         }
     }
@@ -182,7 +185,9 @@ impl Sql {
     }
 
     pub fn clear_holder(&self) -> String {
-        self.t("DELETE FROM {s}.locks WHERE state = $1 AND backend_pid = pg_catalog.pg_backend_pid()")
+        self.t(
+            "DELETE FROM {s}.locks WHERE state = $1 AND backend_pid = pg_catalog.pg_backend_pid()",
+        )
     }
 
     /// Who holds the lock: `(holder row if it is the holder's, holder's backend pid,

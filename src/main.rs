@@ -524,6 +524,9 @@ struct EmulatorCli {
 
 #[derive(Args, Clone, Default)]
 struct TargetArgs {
+    /// The environment, in a repo whose taskform.yaml declares `environments:` [env: TASKFORM_ENV]
+    #[arg(long = "env", value_name = "NAME")]
+    environment: Option<String>,
     /// State file, or a PostgreSQL URL (postgres://USER@HOST:PORT/DB?sslmode=require; password in PGPASSWORD or ~/.pgpass) [env: TASKFORM_STATE] [default: state/taskform.json]
     #[arg(long, value_name = "PATH|URL")]
     state: Option<String>,
@@ -557,6 +560,7 @@ impl From<TargetArgs> for TargetFlags {
             state: a.state,
             state_name: a.state_name,
             state_schema: a.state_schema,
+            environment: a.environment,
         }
     }
 }

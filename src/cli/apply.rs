@@ -53,7 +53,25 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     let dir = saved
         .as_ref()
         .map_or_else(|| args.path.clone(), |s| PathBuf::from(&s.dir));
-    let loaded = match (load_manifests(&dir, env), &saved) {
+    let asked = super::environment(&args.target, env);
+    let environment = match &saved {
+        // A saved plan applies to the environment it was made for.
+        Some(s) => match (&s.environment, &asked) {
+            (Some(planned), Some(now)) if planned != now => {
+                return Err(Error::Command(format!(
+                    "the plan was made for the environment {planned}, not {now}; apply it without --env, or make a plan with --env {now}"
+                )));
+            }
+            (None, Some(now)) => {
+                return Err(Error::Command(format!(
+                    "the plan was made without an environment; apply it without --env {now}"
+                )));
+            }
+            (planned, _) => planned.clone(),
+        },
+        None => asked,
+    };
+    let loaded = match (load_manifests(&dir, environment.as_deref(), env), &saved) {
         (Err(e @ Error::Invalid(_)), Some(_)) => {
             super::report(&e);
             return Err(Error::Command(format!(
@@ -70,6 +88,9 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         }
         (other, _) => other?,
     };
+    let scope = loaded.settings.scope.clone();
+    let scoped = move |k: &str| scope.lookup(k, env);
+    let env: Env = &scoped;
     let policy = match &saved {
         Some(s) => args.policy.for_saved(s),
         None => args.policy.clone(),

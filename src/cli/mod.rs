@@ -66,10 +66,19 @@ fn finish(result: Result<Exit, Error>) -> Exit {
     })
 }
 
-/// Loads DIR.
-pub fn load_manifests(dir: &Path, env: Env) -> Result<Loaded, Error> {
+/// The environment a command runs for: `--env`, else `TASKFORM_ENV`.
+pub fn environment(flags: &crate::load::target::TargetFlags, env: Env) -> Option<String> {
+    flags
+        .environment
+        .clone()
+        .or_else(|| env("TASKFORM_ENV"))
+        .filter(|e| !e.is_empty())
+}
+
+/// Loads DIR (for an environment of a repo that declares them).
+pub fn load_manifests(dir: &Path, environment: Option<&str>, env: Env) -> Result<Loaded, Error> {
     let started = std::time::Instant::now();
-    let loaded = load::load(dir, env)?;
+    let loaded = load::manifest::load_for(dir, environment, env)?;
     tracing::debug!(
         manifests = loaded.manifests.len(),
         files = loaded.file_digests.len(),

@@ -64,7 +64,11 @@ pub fn plan(args: PlanArgs, env: Env) -> Exit {
 }
 
 async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
-    let loaded = load_manifests(&args.dir, env)?;
+    let environment = super::environment(&args.target, env);
+    let loaded = load_manifests(&args.dir, environment.as_deref(), env)?;
+    let scope = loaded.settings.scope.clone();
+    let scoped = move |k: &str| scope.lookup(k, env);
+    let env: Env = &scoped;
     let online = args.policy.refresh || args.policy.adopt;
     let conn = match online {
         true => Some(

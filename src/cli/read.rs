@@ -156,7 +156,11 @@ async fn with_state<F>(
 where
     F: for<'a> FnOnce(&'a mut State, &'a Loaded, &'a Connection) -> Step<'a>,
 {
-    let loaded = load_manifests(&args.dir, env)?;
+    let environment = super::environment(&args.target, env);
+    let loaded = load_manifests(&args.dir, environment.as_deref(), env)?;
+    let scope = loaded.settings.scope.clone();
+    let scoped = move |k: &str| scope.lookup(k, env);
+    let env: Env = &scoped;
     let conn = Connection::open(
         &args.target,
         &args.connect,

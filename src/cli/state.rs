@@ -44,7 +44,17 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
     if let StateCommand::Import { name, task_id } = &cmd {
         return import(&args, env, name, task_id).await;
     }
-    let settings = settings::load(&args.dir, env).map_err(Error::Invalid)?;
+    let environment = super::environment(&args.target, env);
+    let settings = settings::load_for(&args.dir, environment.as_deref(), env).map_err(Error::Invalid)?;
+    if environment.is_none() && !settings.environments.is_empty() {
+        return Err(Error::Folder(crate::load::manifest::choose_environment(
+            &args.dir,
+            &settings.environments,
+        )));
+    }
+    let scope = settings.scope.clone();
+    let scoped = move |k: &str| scope.lookup(k, env);
+    let env: Env = &scoped;
     let resolved = target::resolve(&args.target, env, &settings, &args.dir)?;
     let store = super::open_store(&resolved, &args.dir, env, "state")?;
     match cmd {
@@ -132,7 +142,11 @@ fn written(state: &State, store: &dyn StateStore) -> String {
 
 /// `taskform state import NAME TASK_ID`.
 async fn import(args: &StateArgs, env: Env<'_>, name: &str, task_id: &str) -> Result<Exit, Error> {
-    let loaded = load_manifests(&args.dir, env)?;
+    let environment = super::environment(&args.target, env);
+    let loaded = load_manifests(&args.dir, environment.as_deref(), env)?;
+    let scope = loaded.settings.scope.clone();
+    let scoped = move |k: &str| scope.lookup(k, env);
+    let env: Env = &scoped;
     let conn = Connection::open(
         &args.target,
         &args.connect,

@@ -40,7 +40,17 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
             args.dir.display()
         )));
     }
-    let settings = settings::load(&args.dir, env).map_err(Error::Invalid)?;
+    let environment = super::environment(&args.target, env);
+    let settings = settings::load_for(&args.dir, environment.as_deref(), env).map_err(Error::Invalid)?;
+    if environment.is_none() && !settings.environments.is_empty() {
+        return Err(Error::Folder(crate::load::manifest::choose_environment(
+            &args.dir,
+            &settings.environments,
+        )));
+    }
+    let scope = settings.scope.clone();
+    let scoped = move |k: &str| scope.lookup(k, env);
+    let env: Env = &scoped;
     let conn = match args.plan_only {
         true => None,
         false => Some(
@@ -73,6 +83,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
             retry_interval: args.retry_interval,
             interval: args.interval,
             plan_only: args.plan_only,
+            environment,
             apply: args.apply,
             policy: args.policy,
         },

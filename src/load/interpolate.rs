@@ -7,6 +7,11 @@
 //!
 //! Typed where the schema is: a value that is exactly one `${NAME}` in a field the
 //! schema wants an integer becomes an integer (`enabled: ${ENABLED}`).
+//!
+//! `${var:NAME}` reads NAME from the `variables:` of taskform.yaml (an environment's
+//! first): the lookup is asked for the key `var:NAME` (see
+//! `load::environment::Scope`), so that variables and environment variables go
+//! through one function. Typed the same way.
 
 use crate::load::yaml::Seg;
 use serde_json::Value;
@@ -140,9 +145,20 @@ fn walk(
 /// `${secret:NAME}`).
 fn whole_reference(s: &str) -> Option<&str> {
     let inner = s.strip_prefix("${")?.strip_suffix('}')?;
-    let name = inner.strip_prefix("secret:").unwrap_or(inner);
-    is_var_name(name).then_some(name)
+    let name = inner
+        .strip_prefix("secret:")
+        .or_else(|| inner.strip_prefix("var:"))
+        .unwrap_or(inner);
+    (is_var_name(name) && !name.contains('}')).then_some(name)
 }
+
+/// The key under which the lookup answers `${var:NAME}`.
+pub fn var_key(name: &str) -> String {
+    format!("{VAR_PREFIX}{name}")
+}
+
+/// The prefix of [`var_key`].
+pub const VAR_PREFIX: &str = "var:";
 
 /// Expands one string; a `${secret:NAME}` is refused (outside task values, a secret
 /// could not be kept out of output).
@@ -181,6 +197,30 @@ pub fn expand_marked(
                 ));
             };
             let reference = &tail[..end];
+            if let Some(name) = reference.strip_prefix(VAR_PREFIX) {
+                if !is_var_name(name) {
+                    return Err((
+                        format!("`${{{reference}}}` is not a valid variable reference"),
+                        Some(
+                            "variable names are letters, digits and `_`, not starting with a digit"
+                                .into(),
+                        ),
+                    ));
+                }
+                match env(&var_key(name)) {
+                    Some(v) => out.push_str(&v),
+                    None => {
+                        return Err((
+                            format!("variable `{name}` is not defined"),
+                            Some(format!(
+                                "define it under `variables:` in taskform.yaml (for every environment) or under the environment's `variables:`: {name}: ..."
+                            )),
+                        ));
+                    }
+                }
+                rest = &tail[end + 1..];
+                continue;
+            }
             let name = match reference.strip_prefix("secret:") {
                 Some(n) => {
                     secret = true;
@@ -205,7 +245,7 @@ pub fn expand_marked(
                     ),
                 ));
             }
-            match env(name) {
+            match env(name).filter(|_| !name.starts_with(VAR_PREFIX)) {
                 Some(v) => out.push_str(&v),
                 None => {
                     return Err((

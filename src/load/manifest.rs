@@ -273,15 +273,43 @@ pub fn load(
     load_reporting(dir, env).0
 }
 
+/// [`load`] for the environment `environment` of a repo that declares environments:
+/// the shared manifests with its overlay, under its settings.
+pub fn load_for(
+    dir: &Path,
+    environment: Option<&str>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> Result<Loaded, LoadError> {
+    load_reporting_for(dir, environment, env).0
+}
+
 /// [`load`], and the warnings found, also when the load fails (`validate --format
 /// json` reports both).
 pub fn load_reporting(
     dir: &Path,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> (Result<Loaded, LoadError>, Vec<Diagnostic>) {
+    load_reporting_for(dir, None, env)
+}
+
+/// [`load_reporting`] for an environment.
+pub fn load_reporting_for(
+    dir: &Path,
+    environment: Option<&str>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> (Result<Loaded, LoadError>, Vec<Diagnostic>) {
     let mut warnings = Vec::new();
-    let result = load_inner(dir, env, &mut warnings);
+    let result = load_inner(dir, environment, env, &mut warnings);
     (result, warnings)
+}
+
+/// The message for a repo that declares environments, loaded without one.
+pub fn choose_environment(dir: &Path, names: &[String]) -> String {
+    format!(
+        "{} declares environments ({}): pass --env NAME (plan also takes --all-envs)",
+        dir.join(settings::FILE_NAME).display(),
+        names.join(", ")
+    )
 }
 
 /// The manifest files below `dir` as [`load`] finds them: (path relative to `dir`
@@ -292,7 +320,8 @@ pub fn manifest_files(dir: &Path) -> Vec<(String, PathBuf)> {
 
 fn load_inner(
     dir: &Path,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    environment: Option<&str>,
+    outer_env: &(dyn Fn(&str) -> Option<String> + Sync),
     found_warnings: &mut Vec<Diagnostic>,
 ) -> Result<Loaded, LoadError> {
     let meta = std::fs::metadata(dir).map_err(|e| {
@@ -304,12 +333,48 @@ fn load_inner(
     if !meta.is_dir() {
         return Err(LoadError::Dir(format!("{} is not a folder", dir.display())));
     }
-    let settings = settings::load(dir, env).map_err(LoadError::Invalid)?;
+    let settings = settings::load_for(dir, environment, outer_env).map_err(LoadError::Invalid)?;
+    if environment.is_none() && !settings.environments.is_empty() {
+        return Err(LoadError::Dir(choose_environment(dir, &settings.environments)));
+    }
+    // Every `${...}` reads through the settings' scope: variables, and the
+    // environment's credentials.
+    let scope = settings.scope.clone();
+    let scoped = move |k: &str| scope.lookup(k, outer_env);
+    let env: &(dyn Fn(&str) -> Option<String> + Sync) = &scoped;
     let mut diags = Vec::new();
     let Discovered {
-        files,
+        mut files,
         separate_targets,
     } = discover(dir, &mut diags);
+    // Overlay folders belong to one environment each: never shared manifests.
+    files.retain(|(rel, _)| {
+        !settings
+            .overlay_dirs
+            .iter()
+            .any(|o| rel.starts_with(&format!("{o}/")))
+    });
+    let mut overlay = crate::load::environment::Overlay::default();
+    let mut overlay_results = Vec::new();
+    if let Some(folder) = &settings.overlay {
+        let base = crate::fsutil::relative_to(folder, dir)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| folder.display().to_string());
+        for (rel, path) in discover(folder, &mut diags).files {
+            let rel = format!("{base}/{rel}");
+            let display = path.display().to_string();
+            let Ok(bytes) = std::fs::read(&path) else {
+                diags.push(Diagnostic::new(&display, 0, 0, "cannot read file"));
+                continue;
+            };
+            if let Ok(src) = std::str::from_utf8(&bytes)
+                && let Ok(docs) = yaml::parse_documents(src)
+            {
+                overlay.collect(src, &display, &docs, &mut diags);
+            }
+            overlay_results.push((rel, path));
+        }
+    }
     if !separate_targets.is_empty() {
         if files.is_empty() && diags.is_empty() {
             return Err(LoadError::Dir(only_separate_targets(
@@ -322,7 +387,12 @@ fn load_inner(
 
     let results: Vec<FileResult> = files
         .par_iter()
-        .map(|(rel, path)| load_file(rel, path, &settings, env))
+        .map(|(rel, path)| load_file(rel, path, &settings, env, Some(&overlay), false))
+        .chain(
+            overlay_results
+                .par_iter()
+                .map(|(rel, path)| load_file(rel, path, &settings, env, None, true)),
+        )
         .collect();
 
     let mut manifests = Vec::new();
@@ -342,6 +412,14 @@ fn load_inner(
             .then(a.file.cmp(&b.file))
             .then(a.doc_index.cmp(&b.doc_index))
     });
+    if settings.overlay.is_some() {
+        let shared: Vec<String> = manifests
+            .iter()
+            .filter(|m| !settings.overlay_dirs.iter().any(|o| m.file.starts_with(&format!("{o}/"))))
+            .map(|m| m.name.clone())
+            .collect();
+        overlay.unused(&shared, &mut diags);
+    }
     hide_secret_values(&mut manifests, &settings, env, &mut diags);
     duplicate_names(dir, &manifests, &mut diags);
     diagnostic::sort(&mut warnings);
@@ -593,6 +671,8 @@ fn load_file(
     path: &Path,
     settings: &Settings,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
+    overlay: Option<&crate::load::environment::Overlay>,
+    in_overlay: bool,
 ) -> FileResult {
     let display = path.display().to_string();
     let mut result = FileResult {
@@ -641,7 +721,7 @@ fn load_file(
         }
     };
     result.digest = Some(hash::sha256_tagged(&bytes));
-    let parsed = parse_source_full(&bytes, rel, &display, settings, env);
+    let parsed = parse_source_with(&bytes, rel, &display, settings, env, overlay, in_overlay);
     result.manifests = parsed.manifests;
     result.diags = parsed.diags;
     result.warnings = parsed.warnings;
@@ -683,6 +763,21 @@ pub fn parse_source_full(
     settings: &Settings,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
 ) -> Parsed {
+    parse_source_with(bytes, rel, display, settings, env, None, false)
+}
+
+/// [`parse_source_full`] for a repo with environments: a shared file's tasks with the
+/// environment's `overlay` changes (patched, or left out), or an overlay file's own
+/// tasks (`in_overlay`: its `patch:`/`remove:` documents are not tasks).
+pub fn parse_source_with(
+    bytes: &[u8],
+    rel: &str,
+    display: &str,
+    settings: &Settings,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    overlay: Option<&crate::load::environment::Overlay>,
+    in_overlay: bool,
+) -> Parsed {
     let mut out = Parsed::default();
     let Parsed {
         manifests,
@@ -711,6 +806,22 @@ pub fn parse_source_full(
     };
     for doc in docs {
         let mut body = doc.value;
+        if in_overlay && crate::load::environment::is_change(&body) {
+            continue;
+        }
+        let mut patch = None;
+        if let Some(ov) = overlay
+            && let Some(raw) = body.get("name").and_then(Value::as_str)
+        {
+            let name = interpolate::expand(raw, env).unwrap_or_else(|_| raw.to_string());
+            if ov.removes(&name) {
+                continue;
+            }
+            if let Some(p) = ov.patch_for(&name) {
+                crate::load::environment::merge_patch(&mut body, &p.body);
+                patch = Some(p);
+            }
+        }
         // Per-task rules are taskform's, not the task's: out of the body (and the hash).
         let (rules, rule_problems) = match body.as_object_mut().and_then(|m| m.remove(RULES_KEY)) {
             Some(v) => rules_of(v),
@@ -753,13 +864,18 @@ pub fn parse_source_full(
         };
         for w in checked {
             // Not in the manifest: inherited from `defaults`, reported there once.
-            if let Some((l, c)) = yaml::locate(src, doc.index, &w.path, w.part) {
-                warnings.push(Diagnostic::new(display, l, c, w.message).with_hint_opt(w.hint));
+            let found = patch
+                .and_then(|p| {
+                    yaml::locate(&p.src, p.doc, &w.path, w.part).map(|lc| (p.display.as_str(), lc))
+                })
+                .or_else(|| yaml::locate(src, doc.index, &w.path, w.part).map(|lc| (display, lc)));
+            if let Some((file, (l, c))) = found {
+                warnings.push(Diagnostic::new(file, l, c, w.message).with_hint_opt(w.hint));
             }
         }
         if !problems.is_empty() {
             for p in problems {
-                diags.push(place(src, display, doc.index, settings, p));
+                diags.push(place(src, display, doc.index, settings, patch, p));
             }
             continue;
         }
@@ -875,26 +991,47 @@ fn unsupported_secret(s: &interpolate::Sensitive) -> Option<interpolate::Interpo
 
 /// Turns a problem's path into a position: in the manifest when the node is there, in
 /// the settings file when it came from `defaults`, else at the document's start.
-fn place(src: &str, display: &str, doc: usize, settings: &Settings, p: Problem) -> Diagnostic {
+fn place(
+    src: &str,
+    display: &str,
+    doc: usize,
+    settings: &Settings,
+    patch: Option<&crate::load::environment::Patch>,
+    p: Problem,
+) -> Diagnostic {
+    if let Some(patch) = patch
+        && !p.path.is_empty()
+        && let Some((l, c)) = yaml::locate(&patch.src, patch.doc, &p.path, p.part)
+    {
+        return Diagnostic::new(
+            &patch.display,
+            l,
+            c,
+            format!("{} (from the overlay's patch of the task in {display})", p.message),
+        )
+        .with_hint_opt(p.hint);
+    }
     if let Some((l, c)) = yaml::locate(src, doc, &p.path, p.part) {
         return Diagnostic::new(display, l, c, p.message).with_hint_opt(p.hint);
     }
     if let (Some(file), Some(settings_src)) = (&settings.file, &settings.source)
         && !p.path.is_empty()
     {
-        let mut dpath = vec![Seg::Key("defaults".into())];
-        dpath.extend(p.path.iter().cloned());
-        if let Some((l, c)) = yaml::locate(settings_src, 0, &dpath, p.part) {
-            return Diagnostic::new(
-                file,
-                l,
-                c,
-                format!(
-                    "{} (from `defaults`, merged into the task in {display})",
-                    p.message
-                ),
-            )
-            .with_hint_opt(p.hint);
+        for at in &settings.defaults_at {
+            let mut dpath = at.clone();
+            dpath.extend(p.path.iter().cloned());
+            if let Some((l, c)) = yaml::locate(settings_src, 0, &dpath, p.part) {
+                return Diagnostic::new(
+                    file,
+                    l,
+                    c,
+                    format!(
+                        "{} (from `defaults`, merged into the task in {display})",
+                        p.message
+                    ),
+                )
+                .with_hint_opt(p.hint);
+            }
         }
     }
     let (l, c) = yaml::locate(src, doc, &[], Part::Value).unwrap_or((0, 0));

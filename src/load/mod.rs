@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod diagnostic;
+pub mod environment;
 pub mod format;
 pub mod interpolate;
 pub mod json_schema;

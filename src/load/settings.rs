@@ -33,7 +33,8 @@ use crate::load::schema::suggest;
 use crate::load::yaml::{self, Part, Seg};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// The settings file's name inside DIR.
 pub const FILE_NAME: &str = "taskform.yaml";
@@ -54,6 +55,24 @@ const KEYS: &[&str] = &[
     "known_data_source_types",
     "require_user_id",
     "moved",
+    "variables",
+    "environments",
+];
+
+/// What an environment of `environments:` may set.
+const ENV_KEYS: &[&str] = &[
+    "project_id",
+    "workspace",
+    "endpoint",
+    "region",
+    "state",
+    "state_name",
+    "state_schema",
+    "defaults",
+    "on_change",
+    "variables",
+    "credentials",
+    "overlay",
 ];
 
 /// A rename declared in `moved:` (like Terraform's `moved` blocks): the task recorded
@@ -125,6 +144,20 @@ pub struct Settings {
     pub source: Option<String>,
     /// `sha256:<hex>` of the settings file's bytes.
     pub digest: Option<String>,
+    /// What `${...}` reads besides the process environment: `variables:` (an
+    /// environment's over the shared ones) and an environment's credentials.
+    pub scope: crate::load::environment::Scope,
+    /// The environments `environments:` declares, in file order.
+    pub environments: Vec<String>,
+    /// The environment these settings are for (its target, state, defaults and
+    /// variables applied), when one was chosen.
+    pub environment: Option<String>,
+    /// The chosen environment's overlay folder (below DIR), if it exists.
+    pub overlay: Option<PathBuf>,
+    /// Every environment's overlay folder, relative to DIR: never shared manifests.
+    pub overlay_dirs: Vec<String>,
+    /// Where `defaults` are written in the settings file, most specific first.
+    pub defaults_at: Vec<Vec<Seg>>,
 }
 
 impl Settings {
@@ -144,12 +177,26 @@ impl Settings {
 
 /// Reads `DIR/taskform.yaml` if it exists.
 pub fn load(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<Diagnostic>> {
-    let mut settings = read(dir, env)?;
+    load_for(dir, None, env)
+}
+
+/// Reads `DIR/taskform.yaml` for the environment `environment` (its target, state,
+/// defaults, variables and credentials over the shared settings).
+pub fn load_for(
+    dir: &Path,
+    environment: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, Vec<Diagnostic>> {
+    let mut settings = read(dir, environment, env)?;
     settings.secret_key = crate::load::secret::Key::from_env(env);
     Ok(settings)
 }
 
-fn read(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Vec<Diagnostic>> {
+fn read(
+    dir: &Path,
+    environment: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, Vec<Diagnostic>> {
     let path = dir.join(FILE_NAME);
     let display = path.display().to_string();
     let src = match std::fs::read(&path) {
@@ -164,7 +211,21 @@ fn read(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Ve
                 )]);
             }
         },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Settings::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(name) = environment {
+                return Err(vec![Diagnostic::new(
+                    &display,
+                    0,
+                    0,
+                    format!("--env {name}: there is no settings file declaring environments"),
+                )
+                .with_hint("declare them under `environments:` in taskform.yaml at the root of the config repo")]);
+            }
+            return Ok(Settings {
+                defaults_at: vec![vec![Seg::Key("defaults".into())]],
+                ..Settings::default()
+            });
+        }
         Err(e) => {
             return Err(vec![Diagnostic::new(
                 &display,
@@ -174,7 +235,7 @@ fn read(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Settings, Ve
             )]);
         }
     };
-    let mut settings = parse(&src, &display, dir, env)?;
+    let mut settings = parse_for(&src, &display, dir, environment, env)?;
     settings.digest = Some(crate::hash::sha256_tagged(src.as_bytes()));
     Ok(settings)
 }
@@ -186,11 +247,23 @@ pub fn parse(
     dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Settings, Vec<Diagnostic>> {
+    parse_for(src, file, dir, None, env)
+}
+
+/// [`parse`] for the environment `environment`.
+pub fn parse_for(
+    src: &str,
+    file: &str,
+    dir: &Path,
+    environment: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, Vec<Diagnostic>> {
     let value = yaml::parse_single(src)
         .map_err(|e| vec![Diagnostic::new(file, e.line, e.col, e.message)])?;
     let mut settings = Settings {
         file: Some(file.to_string()),
         source: Some(src.to_string()),
+        defaults_at: vec![vec![Seg::Key("defaults".into())]],
         ..Settings::default()
     };
     let map = match value {
@@ -205,215 +278,537 @@ pub fn parse(
             )]);
         }
     };
-    let at = |path: &[Seg], part: Part| yaml::locate(src, 0, path, part).unwrap_or((0, 0));
     let mut diags = Vec::new();
+    let mut map = map;
+    let variables = map.remove("variables");
+    let environments = map.remove("environments");
+    if let Some(v) = variables {
+        read_variables(&mut settings.scope.variables, v, &[Seg::Key("variables".into())], src, file, &mut diags);
+    }
+    let chosen = read_environments(&mut settings, environments, environment, src, file, dir, &mut diags);
+    let scope = settings.scope.clone();
+    let scoped = |k: &str| scope.lookup(k, env);
     for (key, value) in map {
-        let path = [Seg::Key(key.clone())];
-        if !KEYS.contains(&key.as_str()) {
-            let (l, c) = at(&path, Part::Key);
-            diags.push(
-                Diagnostic::new(file, l, c, format!("unknown setting `{key}`"))
-                    .with_hint_opt(suggest(&key, KEYS).map(|s| format!("did you mean `{s}`?"))),
-            );
-            continue;
-        }
-        if key == "defaults" {
-            match value {
-                Value::Object(mut defaults) => {
-                    let mut v = Value::Object(std::mem::take(&mut defaults));
-                    let found =
-                        interpolate::interpolate(&mut v, env, &crate::load::schema::wants_integer);
-                    settings.sensitive_defaults = found.sensitive;
-                    for err in found.errors {
-                        let mut p = vec![Seg::Key("defaults".into())];
-                        p.extend(err.path);
-                        let (l, c) = at(&p, Part::Value);
-                        diags
-                            .push(Diagnostic::new(file, l, c, err.message).with_hint_opt(err.hint));
-                    }
-                    if let Value::Object(m) = v {
-                        settings.defaults = m;
-                    }
-                }
-                Value::Null => {}
-                _ => {
-                    let (l, c) = at(&path, Part::Value);
-                    diags.push(Diagnostic::new(
-                        file,
-                        l,
-                        c,
-                        "`defaults` must be a mapping of task fields",
-                    ));
-                }
-            }
-            continue;
-        }
-        if key == "moved" {
-            let hint = "moved:\n  - from: old-name\n    to: new-name";
-            match value {
-                Value::Array(items) => {
-                    for (i, item) in items.iter().enumerate() {
-                        let from = item.get("from").and_then(Value::as_str);
-                        let to = item.get("to").and_then(Value::as_str);
-                        let extra = item
-                            .as_object()
-                            .is_some_and(|m| m.keys().any(|k| k != "from" && k != "to"));
-                        match (from, to, extra) {
-                            (Some(f), Some(t), false)
-                                if !f.is_empty() && !t.is_empty() && f != t =>
-                            {
-                                settings.moved.push(Moved {
-                                    from: f.to_string(),
-                                    to: t.to_string(),
-                                })
-                            }
-                            _ => {
-                                let (l, c) =
-                                    at(&[Seg::Key("moved".into()), Seg::Index(i)], Part::Value);
-                                diags.push(
-                                    Diagnostic::new(
-                                        file,
-                                        l,
-                                        c,
-                                        "each `moved` entry needs `from` and `to`, two different task names, and nothing else",
-                                    )
-                                    .with_hint(hint),
-                                );
-                            }
-                        }
-                    }
-                }
-                Value::Null => {}
-                _ => {
-                    let (l, c) = at(&path, Part::Value);
-                    diags.push(
-                        Diagnostic::new(file, l, c, "`moved` must be a list of renames")
-                            .with_hint(hint),
-                    );
-                }
-            }
-            continue;
-        }
-        if key == "known_data_source_types" {
-            match value {
-                Value::Array(items) if items.iter().all(Value::is_string) => {
-                    settings.known_data_source_types = items
-                        .iter()
-                        .filter_map(|v| v.as_str().map(str::to_string))
-                        .collect();
-                }
-                Value::Null => {}
-                _ => {
-                    let (l, c) = at(&path, Part::Value);
-                    diags.push(
-                        Diagnostic::new(
-                            file,
-                            l,
-                            c,
-                            "`known_data_source_types` must be a list of strings",
-                        )
-                        .with_hint("known_data_source_types: [MY_TYPE, OTHER_TYPE]"),
-                    );
-                }
-            }
-            continue;
-        }
-        if key == "require_user_id" {
-            match value {
-                Value::Bool(b) => settings.require_user_id = Some(b),
-                Value::Null => {}
-                other => {
-                    let (l, c) = at(&path, Part::Value);
-                    diags.push(
-                        Diagnostic::new(
-                            file,
-                            l,
-                            c,
-                            format!(
-                                "`require_user_id` must be true or false, not {}",
-                                crate::load::diagnostic::escape(&other.to_string())
-                            ),
-                        )
-                        .with_hint(
-                            "require_user_id: false lets manifests leave out user_id (the Terraform provider never sends it); the default, true, makes it mandatory as the create page does",
-                        ),
-                    );
-                }
-            }
-            continue;
-        }
-        let text = match value {
-            Value::String(s) => match interpolate::expand(&s, env) {
-                Ok(s) => s,
-                Err((message, hint)) => {
-                    let (l, c) = at(&path, Part::Value);
-                    diags.push(Diagnostic::new(file, l, c, message).with_hint_opt(hint));
-                    continue;
-                }
-            },
-            Value::Null => continue,
-            other => {
-                let (l, c) = at(&path, Part::Value);
-                diags.push(
-                    Diagnostic::new(file, l, c, format!("`{key}` must be a string"))
-                        .with_hint(format!("quote the value: {key}: \"{other}\"")),
-                );
+        apply_setting(
+            &mut settings, key, value, &[], KEYS, src, file, dir, &scoped, &mut diags,
+        );
+    }
+    if let (Some(name), Some(env_map)) = (environment, chosen) {
+        // The environment's own settings over the shared ones.
+        let prefix = [Seg::Key("environments".into()), Seg::Key(name.to_string())];
+        let mut own = Settings::default();
+        for (key, value) in env_map {
+            if matches!(key.as_str(), "variables" | "credentials" | "overlay") {
                 continue;
             }
-        };
-        match key.as_str() {
-            "project_id" => settings.project_id = Some(text),
-            "workspace" => settings.workspace = Some(text),
-            "endpoint" => settings.endpoint = Some(text),
-            "region" => settings.region = Some(text),
-            "state" if crate::location::is_postgres_url(&text) => {
-                match crate::location::StateLocation::parse(&text, None, None) {
-                    Ok(mut l) => {
-                        // A relative certificate file is relative to this file.
-                        if let crate::location::StateLocation::Postgres(pg) = &mut l
-                            && let Some(c) = pg.url.sslrootcert.as_mut()
-                            && c != "system"
-                            && Path::new(c.as_str()).is_relative()
-                        {
-                            *c = dir.join(c.as_str()).display().to_string();
-                        }
-                        settings.state = Some(l)
-                    }
-                    Err(e) => {
-                        let (l, c) = at(&path, Part::Value);
-                        diags.push(Diagnostic::new(file, l, c, e.to_string()).with_hint(
-                            "write postgres://USER@HOST:PORT/DATABASE?sslmode=require, and give the password in PGPASSWORD or ~/.pgpass",
-                        ));
-                    }
-                }
-            }
-            "state" => settings.state = Some(crate::location::StateLocation::File(dir.join(text))),
-            "state_name" => settings.state_name = Some(text),
-            "state_schema" => settings.state_schema = Some(text),
-            "on_change" => match OnChange::parse(&text) {
-                Some(v) => settings.on_change = Some(v),
-                None => {
-                    let (l, c) = at(&path, Part::Value);
-                    diags.push(
-                        Diagnostic::new(
-                            file,
-                            l,
-                            c,
-                            format!("`on_change` must be `recreate` or `update`, not `{text}`"),
-                        )
-                        .with_hint(
-                            "recreate: create a new task for changed content (create-only APIs); update: change the task in place with PUT",
-                        ),
-                    );
-                }
-            },
-            _ => unreachable!("key list checked above"),
+            apply_setting(
+                &mut own, key, value, &prefix, ENV_KEYS, src, file, dir, &scoped, &mut diags,
+            );
         }
+        settings.project_id = own.project_id.or(settings.project_id);
+        settings.workspace = own.workspace.or(settings.workspace);
+        settings.on_change = own.on_change.or(settings.on_change);
+        // A region or an endpoint of the environment replaces both of the shared ones.
+        if own.endpoint.is_some() || own.region.is_some() {
+            settings.endpoint = own.endpoint;
+            settings.region = own.region;
+        }
+        if own.state.is_some() {
+            settings.state = own.state;
+            settings.state_name = own.state_name;
+            settings.state_schema = own.state_schema.or(settings.state_schema);
+        } else {
+            settings.state_name = own.state_name.or(settings.state_name);
+            settings.state_schema = own.state_schema.or(settings.state_schema);
+        }
+        let mut defaults = Value::Object(own.defaults);
+        crate::load::schema::merge_defaults(&mut defaults, &settings.defaults);
+        if let Value::Object(m) = defaults {
+            settings.defaults = m;
+        }
+        let mut sensitive = own.sensitive_defaults;
+        sensitive.extend(std::mem::take(&mut settings.sensitive_defaults));
+        settings.sensitive_defaults = sensitive;
+        let mut at = prefix.to_vec();
+        at.push(Seg::Key("defaults".into()));
+        settings.defaults_at.insert(0, at);
     }
     if diags.is_empty() {
         Ok(settings)
     } else {
         Err(diags)
+    }
+}
+
+/// Reads a `variables:` mapping: scalars, kept as text (`${var:NAME}` in an integer
+/// field gives an integer again).
+fn read_variables(
+    into: &mut BTreeMap<String, String>,
+    value: Value,
+    at_path: &[Seg],
+    src: &str,
+    file: &str,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let at = |path: &[Seg], part: Part| yaml::locate(src, 0, path, part).unwrap_or((0, 0));
+    match value {
+        Value::Object(vars) => {
+            for (name, v) in vars {
+                let mut path = at_path.to_vec();
+                path.push(Seg::Key(name.clone()));
+                let text = match v {
+                    Value::String(s) => s,
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => {
+                        let (l, c) = at(&path, Part::Value);
+                        diags.push(
+                            Diagnostic::new(
+                                file,
+                                l,
+                                c,
+                                format!("variable `{name}` must be a string, a number or a boolean"),
+                            )
+                            .with_hint("variables hold single values: queue: batch, timeout: 60"),
+                        );
+                        continue;
+                    }
+                };
+                into.insert(name, text);
+            }
+        }
+        Value::Null => {}
+        _ => {
+            let (l, c) = at(at_path, Part::Value);
+            diags.push(
+                Diagnostic::new(file, l, c, "`variables` must be a mapping of names to values")
+                    .with_hint("variables:\n  queue: batch"),
+            );
+        }
+    }
+}
+
+/// Reads `environments:`: the names, every environment's overlay folder, and for the
+/// chosen one its variables (into the scope), credentials and overlay. Returns the
+/// chosen environment's other settings, to apply over the shared ones.
+#[allow(clippy::too_many_arguments)]
+fn read_environments(
+    settings: &mut Settings,
+    value: Option<Value>,
+    chosen: Option<&str>,
+    src: &str,
+    file: &str,
+    dir: &Path,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<serde_json::Map<String, Value>> {
+    use crate::load::environment::{OVERLAYS, SERVICE_CREDENTIALS, STATE_CREDENTIALS};
+    let at = |path: &[Seg], part: Part| yaml::locate(src, 0, path, part).unwrap_or((0, 0));
+    let top = [Seg::Key("environments".into())];
+    let envs = match value {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            let (l, c) = at(&top, Part::Value);
+            diags.push(
+                Diagnostic::new(
+                    file,
+                    l,
+                    c,
+                    "`environments` must be a mapping of environment names to their settings",
+                )
+                .with_hint("environments:\n  dev:\n    workspace: ..."),
+            );
+            serde_json::Map::new()
+        }
+    };
+    let mut result = None;
+    for (name, v) in envs {
+        let prefix = [top[0].clone(), Seg::Key(name.clone())];
+        let valid = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !valid {
+            let (l, c) = at(&prefix, Part::Key);
+            diags.push(Diagnostic::new(
+                file,
+                l,
+                c,
+                format!(
+                    "environment name `{}` must be letters, digits, `-` and `_`",
+                    crate::load::diagnostic::escape(&name)
+                ),
+            ));
+            continue;
+        }
+        let map = match v {
+            Value::Object(m) => m,
+            Value::Null => serde_json::Map::new(),
+            _ => {
+                let (l, c) = at(&prefix, Part::Value);
+                diags.push(Diagnostic::new(
+                    file,
+                    l,
+                    c,
+                    format!("environment `{name}` must be a mapping of settings"),
+                ));
+                continue;
+            }
+        };
+        for key in map.keys() {
+            if !ENV_KEYS.contains(&key.as_str()) {
+                let mut p = prefix.to_vec();
+                p.push(Seg::Key(key.clone()));
+                let (l, c) = at(&p, Part::Key);
+                diags.push(
+                    Diagnostic::new(
+                        file,
+                        l,
+                        c,
+                        format!("unknown setting `{key}` for an environment"),
+                    )
+                    .with_hint(match suggest(key, ENV_KEYS) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!("an environment takes {}", ENV_KEYS.join(", ")),
+                    }),
+                );
+            }
+        }
+        let overlay = match map.get("overlay") {
+            Some(Value::String(o)) if !o.is_empty() => o.trim_end_matches('/').to_string(),
+            Some(Value::Null) | None => format!("{OVERLAYS}/{name}"),
+            Some(_) => {
+                let mut p = prefix.to_vec();
+                p.push(Seg::Key("overlay".into()));
+                let (l, c) = at(&p, Part::Value);
+                diags.push(Diagnostic::new(
+                    file,
+                    l,
+                    c,
+                    "`overlay` must be a folder below this file's folder",
+                ));
+                continue;
+            }
+        };
+        settings.environments.push(name.clone());
+        settings.overlay_dirs.push(overlay.clone());
+        if chosen != Some(name.as_str()) {
+            continue;
+        }
+        if let Some(v) = map.get("variables") {
+            let mut p = prefix.to_vec();
+            p.push(Seg::Key("variables".into()));
+            read_variables(&mut settings.scope.variables, v.clone(), &p, src, file, diags);
+        }
+        if let Some(v) = map.get("credentials") {
+            let mut p = prefix.to_vec();
+            p.push(Seg::Key("credentials".into()));
+            match v {
+                Value::Object(creds) => {
+                    for (standard, source) in creds {
+                        let mut kp = p.clone();
+                        kp.push(Seg::Key(standard.clone()));
+                        let known = SERVICE_CREDENTIALS.contains(&standard.as_str())
+                            || STATE_CREDENTIALS.contains(&standard.as_str());
+                        let source_name = source.as_str().filter(|s| {
+                            !s.is_empty()
+                                && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        });
+                        if !known {
+                            let (l, c) = at(&kp, Part::Key);
+                            diags.push(
+                                Diagnostic::new(
+                                    file,
+                                    l,
+                                    c,
+                                    format!("`{standard}` is not a credential taskform reads"),
+                                )
+                                .with_hint(format!(
+                                    "credentials map these variables to the ones holding this environment's values: {}",
+                                    [SERVICE_CREDENTIALS, STATE_CREDENTIALS].concat().join(", ")
+                                )),
+                            );
+                        } else if let Some(src_name) = source_name {
+                            settings
+                                .scope
+                                .credentials
+                                .insert(standard.clone(), src_name.to_string());
+                        } else {
+                            let (l, c) = at(&kp, Part::Value);
+                            diags.push(
+                                Diagnostic::new(
+                                    file,
+                                    l,
+                                    c,
+                                    "a credential is given by the name of the environment variable holding it, never by its value",
+                                )
+                                .with_hint(format!("{standard}: PROD_{standard}")),
+                            );
+                        }
+                    }
+                }
+                _ => {
+                    let (l, c) = at(&p, Part::Value);
+                    diags.push(
+                        Diagnostic::new(
+                            file,
+                            l,
+                            c,
+                            "`credentials` must map credential variables to the variables holding them",
+                        )
+                        .with_hint("credentials:\n  TASKFORM_AUTH_TOKEN: PROD_TASKFORM_AUTH_TOKEN"),
+                    );
+                }
+            }
+        }
+        let folder = dir.join(&overlay);
+        settings.overlay = folder.is_dir().then_some(folder);
+        settings.environment = Some(name.clone());
+        result = Some(map);
+    }
+    if let Some(name) = chosen
+        && settings.environment.is_none()
+        && diags.is_empty()
+    {
+        let (l, c) = at(&top, Part::Key);
+        let names: Vec<&str> = settings.environments.iter().map(String::as_str).collect();
+        diags.push(
+            Diagnostic::new(
+                file,
+                l.max(1),
+                c.max(1),
+                match names.is_empty() {
+                    true => format!("--env {name}: this settings file declares no environments"),
+                    false => format!(
+                        "--env {name}: no such environment (this settings file declares {})",
+                        names.join(", ")
+                    ),
+                },
+            )
+            .with_hint_opt(suggest(name, &names).map(|s| format!("did you mean `{s}`?"))),
+        );
+    }
+    result
+}
+
+/// Applies one setting (`key: value` at `prefix`) to `settings`; problems go to
+/// `diags`, at their place in `src`.
+#[allow(clippy::too_many_arguments)]
+fn apply_setting(
+    settings: &mut Settings,
+    key: String,
+    value: Value,
+    prefix: &[Seg],
+    allowed: &[&str],
+    src: &str,
+    file: &str,
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let at = |path: &[Seg], part: Part| yaml::locate(src, 0, path, part).unwrap_or((0, 0));
+    let path: Vec<Seg> = prefix
+        .iter()
+        .cloned()
+        .chain([Seg::Key(key.clone())])
+        .collect();
+    if !allowed.contains(&key.as_str()) {
+        let (l, c) = at(&path, Part::Key);
+        diags.push(
+            Diagnostic::new(file, l, c, format!("unknown setting `{key}`"))
+                .with_hint_opt(suggest(&key, allowed).map(|s| format!("did you mean `{s}`?"))),
+        );
+        return;
+    }
+    if key == "defaults" {
+        match value {
+            Value::Object(mut defaults) => {
+                let mut v = Value::Object(std::mem::take(&mut defaults));
+                let found =
+                    interpolate::interpolate(&mut v, env, &crate::load::schema::wants_integer);
+                settings.sensitive_defaults = found.sensitive;
+                for err in found.errors {
+                    let mut p = path.clone();
+                    p.extend(err.path);
+                    let (l, c) = at(&p, Part::Value);
+                    diags.push(Diagnostic::new(file, l, c, err.message).with_hint_opt(err.hint));
+                }
+                if let Value::Object(m) = v {
+                    settings.defaults = m;
+                }
+            }
+            Value::Null => {}
+            _ => {
+                let (l, c) = at(&path, Part::Value);
+                diags.push(Diagnostic::new(
+                    file,
+                    l,
+                    c,
+                    "`defaults` must be a mapping of task fields",
+                ));
+            }
+        }
+        return;
+    }
+    if key == "moved" {
+        let hint = "moved:\n  - from: old-name\n    to: new-name";
+        match value {
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let from = item.get("from").and_then(Value::as_str);
+                    let to = item.get("to").and_then(Value::as_str);
+                    let extra = item
+                        .as_object()
+                        .is_some_and(|m| m.keys().any(|k| k != "from" && k != "to"));
+                    match (from, to, extra) {
+                        (Some(f), Some(t), false) if !f.is_empty() && !t.is_empty() && f != t => {
+                            settings.moved.push(Moved {
+                                from: f.to_string(),
+                                to: t.to_string(),
+                            })
+                        }
+                        _ => {
+                            let mut p = path.clone();
+                            p.push(Seg::Index(i));
+                            let (l, c) = at(&p, Part::Value);
+                            diags.push(
+                                Diagnostic::new(
+                                    file,
+                                    l,
+                                    c,
+                                    "each `moved` entry needs `from` and `to`, two different task names, and nothing else",
+                                )
+                                .with_hint(hint),
+                            );
+                        }
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => {
+                let (l, c) = at(&path, Part::Value);
+                diags.push(
+                    Diagnostic::new(file, l, c, "`moved` must be a list of renames")
+                        .with_hint(hint),
+                );
+            }
+        }
+        return;
+    }
+    if key == "known_data_source_types" {
+        match value {
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                settings.known_data_source_types = items
+                    .iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect();
+            }
+            Value::Null => {}
+            _ => {
+                let (l, c) = at(&path, Part::Value);
+                diags.push(
+                    Diagnostic::new(
+                        file,
+                        l,
+                        c,
+                        "`known_data_source_types` must be a list of strings",
+                    )
+                    .with_hint("known_data_source_types: [MY_TYPE, OTHER_TYPE]"),
+                );
+            }
+        }
+        return;
+    }
+    if key == "require_user_id" {
+        match value {
+            Value::Bool(b) => settings.require_user_id = Some(b),
+            Value::Null => {}
+            other => {
+                let (l, c) = at(&path, Part::Value);
+                diags.push(
+                    Diagnostic::new(
+                        file,
+                        l,
+                        c,
+                        format!(
+                            "`require_user_id` must be true or false, not {}",
+                            crate::load::diagnostic::escape(&other.to_string())
+                        ),
+                    )
+                    .with_hint(
+                        "require_user_id: false lets manifests leave out user_id (the Terraform provider never sends it); the default, true, makes it mandatory as the create page does",
+                    ),
+                );
+            }
+        }
+        return;
+    }
+    let text = match value {
+        Value::String(s) => match interpolate::expand(&s, env) {
+            Ok(s) => s,
+            Err((message, hint)) => {
+                let (l, c) = at(&path, Part::Value);
+                diags.push(Diagnostic::new(file, l, c, message).with_hint_opt(hint));
+                return;
+            }
+        },
+        Value::Null => return,
+        other => {
+            let (l, c) = at(&path, Part::Value);
+            diags.push(
+                Diagnostic::new(file, l, c, format!("`{key}` must be a string"))
+                    .with_hint(format!("quote the value: {key}: \"{other}\"")),
+            );
+            return;
+        }
+    };
+    match key.as_str() {
+        "project_id" => settings.project_id = Some(text),
+        "workspace" => settings.workspace = Some(text),
+        "endpoint" => settings.endpoint = Some(text),
+        "region" => settings.region = Some(text),
+        "state" if crate::location::is_postgres_url(&text) => {
+            match crate::location::StateLocation::parse(&text, None, None) {
+                Ok(mut l) => {
+                    // A relative certificate file is relative to this file.
+                    if let crate::location::StateLocation::Postgres(pg) = &mut l
+                        && let Some(c) = pg.url.sslrootcert.as_mut()
+                        && c != "system"
+                        && Path::new(c.as_str()).is_relative()
+                    {
+                        *c = dir.join(c.as_str()).display().to_string();
+                    }
+                    settings.state = Some(l)
+                }
+                Err(e) => {
+                    let (l, c) = at(&path, Part::Value);
+                    diags.push(Diagnostic::new(file, l, c, e.to_string()).with_hint(
+                        "write postgres://USER@HOST:PORT/DATABASE?sslmode=require, and give the password in PGPASSWORD or ~/.pgpass",
+                    ));
+                }
+            }
+        }
+        "state" => settings.state = Some(crate::location::StateLocation::File(dir.join(text))),
+        "state_name" => settings.state_name = Some(text),
+        "state_schema" => settings.state_schema = Some(text),
+        "on_change" => match OnChange::parse(&text) {
+            Some(v) => settings.on_change = Some(v),
+            None => {
+                let (l, c) = at(&path, Part::Value);
+                diags.push(
+                    Diagnostic::new(
+                        file,
+                        l,
+                        c,
+                        format!("`on_change` must be `recreate` or `update`, not `{text}`"),
+                    )
+                    .with_hint(
+                        "recreate: create a new task for changed content (create-only APIs); update: change the task in place with PUT",
+                    ),
+                );
+            }
+        },
+        _ => unreachable!("key list checked above"),
     }
 }
 

@@ -37,6 +37,8 @@ pub struct TargetFlags {
     pub state_name: Option<String>,
     /// `--state-schema` (PostgreSQL states).
     pub state_schema: Option<String>,
+    /// `--env`: the environment of a repo that declares environments.
+    pub environment: Option<String>,
 }
 
 impl std::fmt::Debug for TargetFlags {
@@ -52,6 +54,7 @@ impl std::fmt::Debug for TargetFlags {
             )
             .field("state_name", &self.state_name)
             .field("state_schema", &self.state_schema)
+            .field("environment", &self.environment)
             .finish()
     }
 }

@@ -113,6 +113,9 @@ pub struct SavedPlan {
     /// applying the file works from any folder; in memory, relative to the working
     /// folder.
     pub dir: String,
+    /// The environment the plan was made for, in a repo that declares them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     /// A state file's path, or a PostgreSQL state's URL (without its password) and
     /// name: `postgres://ci@db:5432/tasks (state "prod")`.
     pub state_path: String,
@@ -238,6 +241,7 @@ impl SavedPlan {
             tool_version: env!("CARGO_PKG_VERSION").into(),
             created_at: crate::clock::now_rfc3339(),
             dir: dir.display().to_string(),
+            environment: loaded.settings.environment.clone(),
             state_path: state_path.identity(),
             paths_from_plan_file: false,
             target,

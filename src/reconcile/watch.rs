@@ -35,6 +35,8 @@ pub struct Spec {
     pub interval: Option<Duration>,
     /// Log the plan; never send.
     pub plan_only: bool,
+    /// The environment of a repo that declares them.
+    pub environment: Option<String>,
     pub apply: ApplyOptions,
     pub policy: Policy,
 }
@@ -232,7 +234,11 @@ impl Watcher<'_> {
         trigger: &str,
         started: Instant,
     ) -> Result<(), Failed> {
-        let loaded = match load::load(&self.spec.dir, self.env) {
+        let loaded = match load::manifest::load_for(
+            &self.spec.dir,
+            self.spec.environment.as_deref(),
+            self.env,
+        ) {
             Ok(l) => l,
             Err(LoadError::Dir(msg)) => return Err(Failed::Folder(msg)),
             Err(LoadError::Invalid(diags)) => return Err(Failed::Invalid(diags)),

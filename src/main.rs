@@ -117,6 +117,9 @@ enum Command {
         /// Markdown: where else the full plan is (e.g. "the artifact taskform-plan-SHA of this run"), named when details are cut to fit a comment.
         #[arg(long, value_name = "TEXT")]
         full_plan_hint: Option<String>,
+        /// Plan every environment taskform.yaml declares (each against its own state and target, no lock) as one document.
+        #[arg(long, conflicts_with_all = ["out"])]
+        all_envs: bool,
         #[command(flatten)]
         lifecycle: LifecycleCli,
         /// Used with --refresh or --adopt only.
@@ -651,6 +654,7 @@ fn main() {
             destroy,
             out,
             full_plan_hint,
+            all_envs,
             lifecycle,
             connect,
         } => cli::plan(
@@ -667,6 +671,7 @@ fn main() {
                 color,
                 out,
                 full_plan_hint,
+                all_envs,
             },
             &env,
         ),

@@ -30,6 +30,8 @@ pub struct PlanArgs {
     /// Where else the full plan is (Markdown, e.g. a CI artifact), for the note of a
     /// Markdown plan cut to fit a comment.
     pub full_plan_hint: Option<String>,
+    /// `--all-envs`: every environment the repo declares, in one document.
+    pub all_envs: bool,
 }
 
 /// Prints a plan in a format. `out` names the plan file for the Markdown size note.
@@ -64,8 +66,77 @@ pub fn plan(args: PlanArgs, env: Env) -> Exit {
 }
 
 async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
+    if args.all_envs {
+        return all_envs(args, env).await;
+    }
     let environment = super::environment(&args.target, env);
-    let loaded = load_manifests(&args.dir, environment.as_deref(), env)?;
+    let doc = plan_one(&args, environment.as_deref(), env).await?;
+    if let Some(out) = &args.out {
+        doc.save(out)?;
+        tracing::info!(file = %out.display(), "plan saved; apply it with `taskform apply {}`", out.display());
+    }
+    print_plan_hinted(
+        &doc,
+        args.format,
+        args.color,
+        args.out.as_deref(),
+        args.full_plan_hint.as_deref(),
+    );
+    Ok(if args.detailed_exitcode && doc.would_send() {
+        Exit::Changes
+    } else {
+        Exit::Ok
+    })
+}
+
+/// `plan --all-envs`: every environment against its own state and target, no lock
+/// taken, one document: a section per environment and a combined summary.
+async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
+    if args.target.environment.is_some() {
+        return Err(Error::Command(
+            "--all-envs plans every environment: leave out --env".into(),
+        ));
+    }
+    if args.out.is_some() {
+        return Err(Error::Command(
+            "--out saves the plan of one environment: use --env NAME --out FILE for each".into(),
+        ));
+    }
+    let settings = crate::load::settings::load(&args.dir, env).map_err(Error::Invalid)?;
+    if settings.environments.is_empty() {
+        return Err(Error::Command(format!(
+            "--all-envs: {} declares no environments",
+            args.dir.join(crate::load::settings::FILE_NAME).display()
+        )));
+    }
+    let mut plans = Vec::new();
+    for name in &settings.environments {
+        let doc = plan_one(&args, Some(name), env).await?;
+        plans.push((name.clone(), doc));
+    }
+    let text = match args.format {
+        Format::Json => render::environments_json(&plans),
+        Format::Text => render::environments_text(&plans, Style::for_stdout(args.color)),
+        Format::Markdown => render::environments_markdown(
+            &plans,
+            &render::full_plan_hint(None, args.full_plan_hint.as_deref(), &plans[0].1.dir),
+        ),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+    Ok(
+        if args.detailed_exitcode && plans.iter().any(|(_, d)| d.would_send()) {
+            Exit::Changes
+        } else {
+            Exit::Ok
+        },
+    )
+}
+
+/// Plans one environment (or the repo, without environments).
+async fn plan_one(args: &PlanArgs, environment: Option<&str>, env: Env<'_>) -> Result<SavedPlan, Error> {
+    let loaded = load_manifests(&args.dir, environment, env)?;
     let scope = loaded.settings.scope.clone();
     let scoped = move |k: &str| scope.lookup(k, env);
     let env: Env = &scoped;
@@ -143,23 +214,7 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
         &sending,
     )
     .await?;
-    let doc = report.doc;
-    if let Some(out) = &args.out {
-        doc.save(out)?;
-        tracing::info!(file = %out.display(), "plan saved; apply it with `taskform apply {}`", out.display());
-    }
-    print_plan_hinted(
-        &doc,
-        args.format,
-        args.color,
-        args.out.as_deref(),
-        args.full_plan_hint.as_deref(),
-    );
-    Ok(if args.detailed_exitcode && doc.would_send() {
-        Exit::Changes
-    } else {
-        Exit::Ok
-    })
+    Ok(report.doc)
 }
 
 /// Remote tasks apply leaves alone without `--prune` are named on stderr: they stay on

@@ -65,6 +65,20 @@ impl From<FieldChange> for FieldChangeJson {
     }
 }
 
+/// Every environment's plan: `{"format_version": "1", "environments": {"dev": <plan>,
+/// ...}}`, each plan as [`plan_json`] prints it.
+pub fn environments_json(plans: &[(String, SavedPlan)]) -> String {
+    let mut map = serde_json::Map::new();
+    for (name, plan) in plans {
+        let v: serde_json::Value = serde_json::from_str(&plan_json(plan)).unwrap_or_default();
+        map.insert(name.clone(), v);
+    }
+    let doc = serde_json::json!({"format_version": "1", "environments": map});
+    let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+    s.push('\n');
+    super::json_safe(s)
+}
+
 /// The plan as one JSON document.
 pub fn plan_json(plan: &SavedPlan) -> String {
     let doc = PlanJson {

@@ -132,8 +132,8 @@ fn summary_table(plan: &SavedPlan, out: &mut String) {
     );
 }
 
-fn head(plan: &SavedPlan) -> String {
-    let mut head = String::from("### taskform plan\n\n");
+fn head(plan: &SavedPlan, title: &str) -> String {
+    let mut head = format!("### {title}\n\n");
     let or = |v: &Option<String>| {
         v.as_deref()
             .map(md_code)
@@ -359,14 +359,72 @@ fn cut_note(cut: usize, total: usize, all_named: bool, full_plan: &str) -> Strin
 /// (GitHub allows [`MARKDOWN_LIMIT`]): see the module's documentation for what is cut,
 /// and `full_plan` ([`full_plan_hint`]) for where the note says the full plan is.
 pub fn plan_markdown(plan: &SavedPlan, full_plan: &str) -> String {
-    let head = head(plan);
+    plan_markdown_within(plan, full_plan, MARKDOWN_BUDGET, "taskform plan")
+}
+
+/// Every environment's plan for one comment: a table of them all, then a section
+/// per environment, each within its share of [`MARKDOWN_BUDGET`] (cut as
+/// [`plan_markdown`] cuts, naming every changed task first).
+pub fn environments_markdown(plans: &[(String, SavedPlan)], full_plan: &str) -> String {
+    let mut out = format!(
+        "### taskform plan: {} environments\n\n| environment | workspace | create | replace | update | delete | unchanged | orphan | in doubt |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        plans.len()
+    );
+    for (name, plan) in plans {
+        let s = plan.summary;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            md_code(name),
+            plan.target
+                .workspace
+                .as_deref()
+                .map(md_code)
+                .unwrap_or_else(|| "(not set)".into()),
+            s.create,
+            s.replace,
+            s.update,
+            s.delete,
+            s.unchanged,
+            s.orphan,
+            s.in_doubt
+        );
+    }
+    let changed: Vec<String> = plans
+        .iter()
+        .filter(|(_, p)| p.would_send())
+        .map(|(n, _)| md_code(n))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\n{}\n",
+        match changed.is_empty() {
+            true => "No changes in any environment.".to_string(),
+            false => format!("Changes in {}.", changed.join(", ")),
+        }
+    );
+    let share = MARKDOWN_BUDGET.saturating_sub(chars(&out)) / plans.len().max(1);
+    for (name, plan) in plans {
+        out.push_str(&plan_markdown_within(
+            plan,
+            full_plan,
+            share,
+            &format!("Environment {}", md_code(name)),
+        ));
+    }
+    debug_assert!(chars(&out) <= MARKDOWN_LIMIT);
+    out
+}
+
+fn plan_markdown_within(plan: &SavedPlan, full_plan: &str, budget: usize, title: &str) -> String {
+    let head = head(plan, title);
     let changed: Vec<&Entry> = plan
         .tasks
         .iter()
         .filter(|t| t.action != Action::Unchanged)
         .collect();
     let full = detailed(&changed);
-    if chars(&head) + chars(&full) <= MARKDOWN_BUDGET {
+    if chars(&head) + chars(&full) <= budget {
         return head + &full;
     }
     // Too long: names first, then details as long as they fit.
@@ -376,9 +434,9 @@ pub fn plan_markdown(plan: &SavedPlan, full_plan: &str) -> String {
     let heading = "#### Changed fields\n\n";
     let fence = fence_for(&chunks.concat());
     let frame = chars(heading) + 2 * chars(&fence) + "diff\n\n\n".len();
-    let names_room = MARKDOWN_BUDGET.saturating_sub(chars(&head) + note_room + frame);
+    let names_room = budget.saturating_sub(chars(&head) + note_room + frame);
     let (names, all_named) = names(&changed, names_room, full_plan);
-    let mut left = MARKDOWN_BUDGET.saturating_sub(chars(&head) + chars(&names) + note_room + frame);
+    let mut left = budget.saturating_sub(chars(&head) + chars(&names) + note_room + frame);
     let mut shown = 0;
     let mut block = String::new();
     for c in &chunks {

@@ -12,6 +12,22 @@ use crate::reconcile::applier::TaskResult;
 use crate::render::style::Style;
 use std::fmt::Write;
 
+/// Every environment's plan, one after the other, and a line per environment at the
+/// end.
+pub fn environments_text(plans: &[(String, SavedPlan)], style: Style) -> String {
+    let mut out = String::new();
+    for (name, plan) in plans {
+        let _ = writeln!(out, "{}\n", style.bold(&format!("== Environment {} ==", escape(name))));
+        out.push_str(&plan_text(plan, style));
+        out.push('\n');
+    }
+    let _ = writeln!(out, "{}", style.bold("All environments:"));
+    for (name, plan) in plans {
+        let _ = writeln!(out, "  {}: {}", escape(name), summary_line(plan));
+    }
+    out
+}
+
 /// The plan for a person: one line per task sorted by name, field diffs for replaces,
 /// and a summary line.
 pub fn plan_text(plan: &SavedPlan, style: Style) -> String {

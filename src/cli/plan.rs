@@ -135,7 +135,11 @@ async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
 }
 
 /// Plans one environment (or the repo, without environments).
-async fn plan_one(args: &PlanArgs, environment: Option<&str>, env: Env<'_>) -> Result<SavedPlan, Error> {
+async fn plan_one(
+    args: &PlanArgs,
+    environment: Option<&str>,
+    env: Env<'_>,
+) -> Result<SavedPlan, Error> {
     let loaded = load_manifests(&args.dir, environment, env)?;
     let scope = loaded.settings.scope.clone();
     let scoped = move |k: &str| scope.lookup(k, env);

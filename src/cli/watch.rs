@@ -41,7 +41,8 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         )));
     }
     let environment = super::environment(&args.target, env);
-    let settings = settings::load_for(&args.dir, environment.as_deref(), env).map_err(Error::Invalid)?;
+    let settings =
+        settings::load_for(&args.dir, environment.as_deref(), env).map_err(Error::Invalid)?;
     if environment.is_none() && !settings.environments.is_empty() {
         return Err(Error::Folder(crate::load::manifest::choose_environment(
             &args.dir,

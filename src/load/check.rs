@@ -93,7 +93,7 @@ fn dedup(diags: &mut Vec<Diagnostic>) {
 }
 
 fn check_folder(dir: &Path, env: &(dyn Fn(&str) -> Option<String> + Sync), out: &mut Checked) {
-    let (result, warnings) = manifest::load_reporting(dir, env);
+    let (result, warnings) = manifest::load_reporting_all(dir, env);
     let files: Vec<(String, PathBuf)> = manifest::manifest_files(dir)
         .into_iter()
         .map(|(_, p)| (p.display().to_string(), p))
@@ -181,7 +181,7 @@ struct Target {
 
 impl Target {
     fn load(dir: PathBuf, env: &(dyn Fn(&str) -> Option<String> + Sync)) -> Target {
-        let (result, warnings) = manifest::load_reporting(&dir, env);
+        let (result, warnings) = manifest::load_reporting_all(&dir, env);
         let files: Vec<(String, String, PathBuf)> = manifest::manifest_files(&dir)
             .into_iter()
             .map(|(rel, p)| (rel, p.display().to_string(), p))

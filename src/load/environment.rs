@@ -185,8 +185,13 @@ impl Overlay {
                             );
                         }
                         _ => diags.push(
-                            Diagnostic::new(display, l, c, "`remove` takes a task name or a list of them")
-                                .with_hint("remove: hive-lake-hourly"),
+                            Diagnostic::new(
+                                display,
+                                l,
+                                c,
+                                "`remove` takes a task name or a list of them",
+                            )
+                            .with_hint("remove: hive-lake-hourly"),
                         ),
                     }
                 }
@@ -207,8 +212,13 @@ impl Overlay {
             {
                 let (l, c) = at(&[Seg::Key("name".into())], Part::Value);
                 diags.push(
-                    Diagnostic::new(display, l, c, format!("a patch cannot rename the task `{name}`"))
-                        .with_hint("rename it in the shared manifest (and add a `moved:` entry)"),
+                    Diagnostic::new(
+                        display,
+                        l,
+                        c,
+                        format!("a patch cannot rename the task `{name}`"),
+                    )
+                    .with_hint("rename it in the shared manifest (and add a `moved:` entry)"),
                 );
                 continue;
             }
@@ -266,16 +276,26 @@ impl Overlay {
                 let (l, c) = yaml::locate(&p.src, p.doc, &[Seg::Key("patch".into())], Part::Value)
                     .unwrap_or((0, 0));
                 diags.push(
-                    Diagnostic::new(&p.display, l, c, format!("the patch names `{name}`, but no shared task has that name"))
-                        .with_hint(hint(name)),
+                    Diagnostic::new(
+                        &p.display,
+                        l,
+                        c,
+                        format!("the patch names `{name}`, but no shared task has that name"),
+                    )
+                    .with_hint(hint(name)),
                 );
             }
         }
         for (name, r) in &self.removals {
             if !r.used.load(Ordering::SeqCst) {
                 diags.push(
-                    Diagnostic::new(&r.display, r.line, r.col, format!("`remove` names `{name}`, but no shared task has that name"))
-                        .with_hint(hint(name)),
+                    Diagnostic::new(
+                        &r.display,
+                        r.line,
+                        r.col,
+                        format!("`remove` names `{name}`, but no shared task has that name"),
+                    )
+                    .with_hint(hint(name)),
                 );
             }
         }
@@ -311,8 +331,14 @@ mod tests {
     #[test]
     fn merge_patch_follows_rfc_7386() {
         let mut t = json!({"a": 1, "s": {"x": 1, "y": 2}, "l": [1, 2]});
-        merge_patch(&mut t, &json!({"a": null, "s": {"y": 3, "z": 4}, "l": [9], "n": "new"}));
-        assert_eq!(t, json!({"s": {"x": 1, "y": 3, "z": 4}, "l": [9], "n": "new"}));
+        merge_patch(
+            &mut t,
+            &json!({"a": null, "s": {"y": 3, "z": 4}, "l": [9], "n": "new"}),
+        );
+        assert_eq!(
+            t,
+            json!({"s": {"x": 1, "y": 3, "z": 4}, "l": [9], "n": "new"})
+        );
     }
 
     #[test]
@@ -327,12 +353,22 @@ mod tests {
         };
         let mut scope = Scope::default();
         scope.variables.insert("queue".into(), "batch".into());
-        assert_eq!(scope.lookup("TASKFORM_AUTH_TOKEN", &outer).as_deref(), Some("global"));
+        assert_eq!(
+            scope.lookup("TASKFORM_AUTH_TOKEN", &outer).as_deref(),
+            Some("global")
+        );
         scope
             .credentials
             .insert("TASKFORM_AUTH_TOKEN".into(), "PROD_TOKEN".into());
-        assert_eq!(scope.lookup("TASKFORM_AUTH_TOKEN", &outer).as_deref(), Some("prod"));
-        assert_eq!(scope.lookup("HW_ACCESS_KEY", &outer), None, "not the global one");
+        assert_eq!(
+            scope.lookup("TASKFORM_AUTH_TOKEN", &outer).as_deref(),
+            Some("prod")
+        );
+        assert_eq!(
+            scope.lookup("HW_ACCESS_KEY", &outer),
+            None,
+            "not the global one"
+        );
         assert_eq!(scope.lookup("PGPASSWORD", &outer).as_deref(), Some("pg"));
         assert_eq!(scope.lookup("var:queue", &outer).as_deref(), Some("batch"));
         assert_eq!(scope.lookup("var:nope", &outer), None);

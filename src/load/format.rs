@@ -995,8 +995,13 @@ fn emit(docs: &[Doc], values: &[&Value]) -> Parsed<String> {
 }
 
 /// The rank of `key` in a mapping at `path`: the documented order for a task and its
-/// `schedule_config`; other keys keep their order, after the documented ones.
+/// `schedule_config` (an overlay document's `patch`/`remove` before them); other keys
+/// keep their order, after the documented ones.
 fn rank(path: &[&str], key: &str) -> usize {
+    // An overlay's `patch:`/`remove:` names the task it changes: first.
+    if path.is_empty() && (key == "patch" || key == "remove") {
+        return 0;
+    }
     let order: &[&str] = match path {
         [] => FIELDS,
         ["schedule_config"] => SCHEDULE_FIELDS,

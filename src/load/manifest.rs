@@ -303,6 +303,72 @@ pub fn load_reporting_for(
     (result, warnings)
 }
 
+/// [`load_reporting`] for `validate`: a repo that declares environments is loaded
+/// for each of them; a problem found in some environments only says which. The
+/// manifests are every environment's (a task counted once per file and name).
+pub fn load_reporting_all(
+    dir: &Path,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+) -> (Result<Loaded, LoadError>, Vec<Diagnostic>) {
+    let names = match settings::load(dir, env) {
+        Ok(s) if !s.environments.is_empty() => s.environments,
+        _ => return load_reporting(dir, env),
+    };
+    let mut found: Vec<(Diagnostic, Vec<String>)> = Vec::new();
+    let mut warnings = Vec::new();
+    let mut merged: Option<Loaded> = None;
+    let mut invalid = false;
+    for name in &names {
+        let (result, w) = load_reporting_for(dir, Some(name), env);
+        warnings.extend(w);
+        let diags = match result {
+            Ok(loaded) => {
+                match &mut merged {
+                    None => merged = Some(loaded),
+                    Some(m) => {
+                        for t in loaded.manifests {
+                            if !m
+                                .manifests
+                                .iter()
+                                .any(|o| o.file == t.file && o.name == t.name)
+                            {
+                                m.manifests.push(t);
+                            }
+                        }
+                        m.file_digests.extend(loaded.file_digests);
+                    }
+                }
+                continue;
+            }
+            Err(LoadError::Dir(msg)) => return (Err(LoadError::Dir(msg)), warnings),
+            Err(LoadError::Invalid(d)) => d,
+        };
+        invalid = true;
+        for d in diags {
+            match found.iter_mut().find(|(f, _)| *f == d) {
+                Some((_, envs)) => envs.push(name.clone()),
+                None => found.push((d, vec![name.clone()])),
+            }
+        }
+    }
+    diagnostic::sort(&mut warnings);
+    warnings.dedup();
+    if !invalid {
+        return (Ok(merged.unwrap_or_default()), warnings);
+    }
+    let mut diags: Vec<Diagnostic> = found
+        .into_iter()
+        .map(|(mut d, envs)| {
+            if envs.len() < names.len() {
+                d.message = format!("{} (in environment {})", d.message, envs.join(", "));
+            }
+            d
+        })
+        .collect();
+    diagnostic::sort(&mut diags);
+    (Err(LoadError::Invalid(diags)), warnings)
+}
+
 /// The message for a repo that declares environments, loaded without one.
 pub fn choose_environment(dir: &Path, names: &[String]) -> String {
     format!(
@@ -335,7 +401,10 @@ fn load_inner(
     }
     let settings = settings::load_for(dir, environment, outer_env).map_err(LoadError::Invalid)?;
     if environment.is_none() && !settings.environments.is_empty() {
-        return Err(LoadError::Dir(choose_environment(dir, &settings.environments)));
+        return Err(LoadError::Dir(choose_environment(
+            dir,
+            &settings.environments,
+        )));
     }
     // Every `${...}` reads through the settings' scope: variables, and the
     // environment's credentials.
@@ -415,7 +484,12 @@ fn load_inner(
     if settings.overlay.is_some() {
         let shared: Vec<String> = manifests
             .iter()
-            .filter(|m| !settings.overlay_dirs.iter().any(|o| m.file.starts_with(&format!("{o}/"))))
+            .filter(|m| {
+                !settings
+                    .overlay_dirs
+                    .iter()
+                    .any(|o| m.file.starts_with(&format!("{o}/")))
+            })
             .map(|m| m.name.clone())
             .collect();
         overlay.unused(&shared, &mut diags);
@@ -1007,7 +1081,10 @@ fn place(
             &patch.display,
             l,
             c,
-            format!("{} (from the overlay's patch of the task in {display})", p.message),
+            format!(
+                "{} (from the overlay's patch of the task in {display})",
+                p.message
+            ),
         )
         .with_hint_opt(p.hint);
     }

@@ -283,14 +283,38 @@ pub fn parse_for(
     let variables = map.remove("variables");
     let environments = map.remove("environments");
     if let Some(v) = variables {
-        read_variables(&mut settings.scope.variables, v, &[Seg::Key("variables".into())], src, file, &mut diags);
+        read_variables(
+            &mut settings.scope.variables,
+            v,
+            &[Seg::Key("variables".into())],
+            src,
+            file,
+            &mut diags,
+        );
     }
-    let chosen = read_environments(&mut settings, environments, environment, src, file, dir, &mut diags);
+    let chosen = read_environments(
+        &mut settings,
+        environments,
+        environment,
+        src,
+        file,
+        dir,
+        &mut diags,
+    );
     let scope = settings.scope.clone();
     let scoped = |k: &str| scope.lookup(k, env);
     for (key, value) in map {
         apply_setting(
-            &mut settings, key, value, &[], KEYS, src, file, dir, &scoped, &mut diags,
+            &mut settings,
+            key,
+            value,
+            &[],
+            KEYS,
+            src,
+            file,
+            dir,
+            &scoped,
+            &mut diags,
         );
     }
     if let (Some(name), Some(env_map)) = (environment, chosen) {
@@ -367,7 +391,9 @@ fn read_variables(
                                 file,
                                 l,
                                 c,
-                                format!("variable `{name}` must be a string, a number or a boolean"),
+                                format!(
+                                    "variable `{name}` must be a string, a number or a boolean"
+                                ),
                             )
                             .with_hint("variables hold single values: queue: batch, timeout: 60"),
                         );
@@ -381,8 +407,13 @@ fn read_variables(
         _ => {
             let (l, c) = at(at_path, Part::Value);
             diags.push(
-                Diagnostic::new(file, l, c, "`variables` must be a mapping of names to values")
-                    .with_hint("variables:\n  queue: batch"),
+                Diagnostic::new(
+                    file,
+                    l,
+                    c,
+                    "`variables` must be a mapping of names to values",
+                )
+                .with_hint("variables:\n  queue: batch"),
             );
         }
     }
@@ -498,7 +529,14 @@ fn read_environments(
         if let Some(v) = map.get("variables") {
             let mut p = prefix.to_vec();
             p.push(Seg::Key("variables".into()));
-            read_variables(&mut settings.scope.variables, v.clone(), &p, src, file, diags);
+            read_variables(
+                &mut settings.scope.variables,
+                v.clone(),
+                &p,
+                src,
+                file,
+                diags,
+            );
         }
         if let Some(v) = map.get("credentials") {
             let mut p = prefix.to_vec();

@@ -10,7 +10,9 @@ pub mod text;
 pub use json::{apply_json, environments_json, plan_json};
 pub use markdown::full_plan_hint;
 pub use markdown::{apply_markdown, environments_markdown, plan_markdown};
-pub use text::{apply_problems_text, apply_summary_line, environments_text, plan_text, summary_line};
+pub use text::{
+    apply_problems_text, apply_summary_line, environments_text, plan_text, summary_line,
+};
 
 use crate::plan::Action;
 use crate::plan::diff::{self, Change};

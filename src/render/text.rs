@@ -17,7 +17,11 @@ use std::fmt::Write;
 pub fn environments_text(plans: &[(String, SavedPlan)], style: Style) -> String {
     let mut out = String::new();
     for (name, plan) in plans {
-        let _ = writeln!(out, "{}\n", style.bold(&format!("== Environment {} ==", escape(name))));
+        let _ = writeln!(
+            out,
+            "{}\n",
+            style.bold(&format!("== Environment {} ==", escape(name)))
+        );
         out.push_str(&plan_text(plan, style));
         out.push('\n');
     }

@@ -1,0 +1,360 @@
+//! One config repo, many environments: the example repo planned and applied per
+//! environment against one emulator each (its own project, workspace and token),
+//! overlays (patch, add, remove), variables, and the errors a person gets.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::Path;
+
+const ENVS: [&str; 3] = ["dev", "staging", "prod"];
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// The example repo in a temp folder, each environment pointed at its own emulator
+/// (project, workspace and token of its own); the emulators, in ENVS order.
+fn example() -> (Project, Vec<Emu>) {
+    let p = Project::new();
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments"),
+        &p.path("repo"),
+    );
+    let mut settings = std::fs::read_to_string(p.path("repo/taskform.yaml")).unwrap();
+    let mut emus = Vec::new();
+    for (i, env) in ENVS.iter().enumerate() {
+        let project = format!("{i}a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d");
+        let workspace = format!("{env}-workspace");
+        let emu = Emu::start(&[
+            "--rate-limit",
+            "0",
+            "--token",
+            &format!("{env}-token"),
+            "--project-id",
+            &project,
+            "--workspace",
+            &workspace,
+        ]);
+        settings = settings.replacen(
+            &format!("  {env}:\n    project_id: 0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d\n"),
+            &format!(
+                "  {env}:\n    endpoint: {}\n    project_id: {project}\n",
+                emu.url
+            ),
+            1,
+        );
+        emus.push(emu);
+    }
+    assert_eq!(settings.matches("endpoint: http").count(), 3, "{settings}");
+    p.write("repo/taskform.yaml", &settings);
+    (p, emus)
+}
+
+/// The three environments' tokens, under the names taskform.yaml gives them.
+fn tokens() -> Vec<(String, String)> {
+    ENVS.iter()
+        .map(|e| {
+            (
+                format!("{}_TASKFORM_AUTH_TOKEN", e.to_uppercase()),
+                format!("{e}-token"),
+            )
+        })
+        .collect()
+}
+
+fn run(p: &Project, args: &[&str], extra: &[(&str, &str)]) -> Output {
+    let t = tokens();
+    let mut env: Vec<(&str, &str)> = t.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    env.extend_from_slice(extra);
+    p.run(args, &env)
+}
+
+fn task(emu: &Emu, name: &str) -> Value {
+    emu.tasks()
+        .into_iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not on the server"))
+}
+
+#[test]
+fn the_example_repo_applies_per_environment_and_plans_all_at_once() {
+    let (p, emus) = example();
+    let all = run(&p, &["plan", "--all-envs", "--format", "json", "repo"], &[]);
+    let plans = all.succeeds().json();
+    let creates = |env: &str| -> Vec<String> {
+        plans["environments"][env]["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                assert_eq!(t["action"], "create");
+                t["name"].as_str().unwrap().to_string()
+            })
+            .collect()
+    };
+    let shared = [
+        "dli-orders-nightly",
+        "dli-sales-archive",
+        "dli-sales-daily",
+        "dws-warehouse-marts",
+    ];
+    assert_eq!(creates("dev"), shared, "dev leaves hive-lake-hourly out");
+    let mut staging = shared.to_vec();
+    staging.push("hive-lake-hourly");
+    assert_eq!(creates("staging"), staging);
+    let mut prod = vec!["dli-audit-weekly"];
+    prod.extend(&staging);
+    assert_eq!(creates("prod"), prod, "prod adds its own task");
+
+    for (env, emu) in ENVS.iter().zip(&emus) {
+        run(&p, &["apply", "--yes", "--env", env, "repo"], &[])
+            .succeeds()
+            .stdout_has(&format!("workspace {env}-workspace"));
+        assert!(
+            emu.requests().iter().all(|r| r["path"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("/v3/{}", &emu_project(env)))),
+            "{env}: every request went to its own project"
+        );
+    }
+    // Each environment's own values, through variables, defaults and patches.
+    let (dev, staging, prod) = (&emus[0], &emus[1], &emus[2]);
+    let orders = task(dev, "dli-orders-nightly");
+    assert_eq!(orders["schedule_config"]["cron_expression"], "0 0 12 * * ?");
+    assert_eq!(orders["schedule_config"]["enabled"], 0);
+    assert_eq!(
+        orders["schedule_config"]["interval"], "1 days",
+        "the rest is shared"
+    );
+    assert_eq!(orders["task_config"]["queue"], "default");
+    assert_eq!(orders["schedule_config"]["max_time_out"], 10);
+    assert_eq!(
+        task(staging, "dli-orders-nightly")["task_config"]["queue"],
+        "staging"
+    );
+    assert_eq!(
+        task(staging, "dws-warehouse-marts")["description"],
+        "Daily collection of the warehouse marts (staging)."
+    );
+    let orders = task(prod, "dli-orders-nightly");
+    assert_eq!(orders["task_config"]["queue"], "batch");
+    assert_eq!(orders["task_config"]["enableDataClassification"], false);
+    assert_eq!(orders["task_config"]["enableDataProfile"], true);
+    assert_eq!(
+        orders["schedule_config"]["max_time_out"], 60,
+        "an integer from a variable"
+    );
+    assert_eq!(orders["duty_person"], "data-platform-oncall");
+    assert_eq!(
+        task(prod, "dli-audit-weekly")["task_config"]["queue"],
+        "batch"
+    );
+    assert_eq!(dev.tasks().len(), 4);
+    assert_eq!(staging.tasks().len(), 5);
+    assert_eq!(prod.tasks().len(), 6);
+
+    // Everything applied: one review says so, and exit 0 with --detailed-exitcode.
+    run(
+        &p,
+        &["plan", "--all-envs", "--detailed-exitcode", "repo"],
+        &[],
+    )
+    .succeeds()
+    .stdout_has("dev: No changes")
+    .stdout_has("prod: No changes");
+    // A change in the shared manifests shows in every environment.
+    let path = p.path("repo/tasks/dws/warehouse.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("Data marts in", "The data marts in")).unwrap();
+    let md = run(
+        &p,
+        &[
+            "plan",
+            "--all-envs",
+            "--format",
+            "markdown",
+            "--detailed-exitcode",
+            "repo",
+        ],
+        &[],
+    );
+    md.fails_with(2)
+        .stdout_has("### taskform plan: 3 environments")
+        .stdout_has("Changes in `dev`, `prod`.")
+        .stdout_has("### Environment `staging`");
+    // prevent_destroy from prod's patch: prod refuses to destroy it; dev does not.
+    run(&p, &["plan", "--env", "prod", "--destroy", "repo"], &[])
+        .fails_with(1)
+        .stderr_has("prevent_destroy");
+}
+
+fn emu_project(env: &str) -> String {
+    let i = ENVS.iter().position(|e| *e == env).unwrap();
+    format!("{i}a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d")
+}
+
+#[test]
+fn an_environment_uses_its_own_credentials_never_the_shared_ones() {
+    let (p, emus) = example();
+    // Only the shared variable is set (with dev's token): prod must not use it.
+    p.run(
+        &["apply", "--yes", "--env", "prod", "repo"],
+        &[("TASKFORM_AUTH_TOKEN", "prod-token")],
+    )
+    .fails_with(1)
+    .stderr_has("credentials");
+    assert_eq!(emus[2].requests().len(), 0, "nothing was sent");
+    // Its own variable works.
+    p.run(
+        &["apply", "--yes", "--env", "prod", "repo"],
+        &[("PROD_TASKFORM_AUTH_TOKEN", "prod-token")],
+    )
+    .succeeds();
+}
+
+#[test]
+fn a_repo_with_environments_needs_env() {
+    let (p, _emus) = example();
+    for args in [
+        vec!["apply", "--yes", "repo"],
+        vec!["plan", "repo"],
+        vec!["state", "list", "--dir", "repo"],
+    ] {
+        run(&p, &args, &[])
+            .fails_with(1)
+            .stderr_has("declares environments (dev, staging, prod): pass --env NAME");
+    }
+    run(&p, &["plan", "--env", "qa", "repo"], &[])
+        .fails_with(1)
+        .stderr_has(
+            "--env qa: no such environment (this settings file declares dev, staging, prod)",
+        );
+}
+
+/// A small repo with one environment and the overlay `overlays/e/`.
+fn overlay_repo(overlay: &str) -> Project {
+    let p = Project::new();
+    p.write(
+        "r/taskform.yaml",
+        &format!(
+            "variables:\n  t: 5\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\nenvironments:\n  e:\n    project_id: {PROJECT}\n    workspace: {WORKSPACE}\n    state: state/e.json\n"
+        ),
+    );
+    p.write("r/tasks/a.yaml", &manifest("a", 10));
+    p.write("r/tasks/b.yaml", &manifest("b", 10));
+    p.write("r/overlays/e/o.yaml", overlay);
+    p
+}
+
+#[test]
+fn overlays_patch_add_and_remove_and_point_at_their_own_lines() {
+    let p = overlay_repo(
+        "patch: a\nschedule_config:\n  max_time_out: ${var:t}\n---\nremove: b\n---\nname: c\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 1\ntask_config: {}\n",
+    );
+    let plan = p
+        .run(&["plan", "--env", "e", "--format", "json", "r"], &[])
+        .succeeds()
+        .json();
+    let names: Vec<&str> = plan["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["a", "c"]);
+
+    // A patch naming no shared task: an error at the patch's line.
+    let p = overlay_repo("# a typo\npatch: aa\ndescription: x\n");
+    p.run(&["plan", "--env", "e", "r"], &[])
+        .fails_with(1)
+        .stderr_has("overlays/e/o.yaml:2:8: the patch names `aa`, but no shared task has that name")
+        .stderr_has("did you mean `a`?");
+    let p = overlay_repo("remove: [b, zz]\n");
+    p.run(&["plan", "--env", "e", "r"], &[])
+        .fails_with(1)
+        .stderr_has("overlays/e/o.yaml:1:13: `remove` names `zz`");
+    // A bad value in a patch: at the patch's line, not the shared file's.
+    let p = overlay_repo("patch: a\nschedule_config:\n  max_time_out: lots\n");
+    p.run(&["plan", "--env", "e", "r"], &[])
+        .fails_with(1)
+        .stderr_has("overlays/e/o.yaml:3:17:")
+        .stderr_has("from the overlay's patch of the task in");
+    // An undefined variable: at its line.
+    let p = overlay_repo("patch: a\ndescription: ${var:nope}\n");
+    p.run(&["plan", "--env", "e", "r"], &[])
+        .fails_with(1)
+        .stderr_has("overlays/e/o.yaml:2:14: variable `nope` is not defined");
+    // A variable that is not a whole number in an integer field.
+    let p = overlay_repo("patch: a\nschedule_config:\n  max_time_out: ${var:t}\n");
+    let settings = std::fs::read_to_string(p.path("r/taskform.yaml")).unwrap();
+    p.write("r/taskform.yaml", &settings.replace("  t: 5", "  t: five"));
+    p.run(&["plan", "--env", "e", "r"], &[])
+        .fails_with(1)
+        .stderr_has("must give a whole number");
+    // An overlay task of a shared name: a duplicate (use `patch:`).
+    let p = overlay_repo(&manifest("a", 3));
+    p.run(&["plan", "--env", "e", "r"], &[])
+        .fails_with(1)
+        .stderr_has("duplicate task name `a`");
+}
+
+#[test]
+fn plan_all_envs_markdown_fits_one_comment_and_names_every_change() {
+    let p = Project::new();
+    let mut settings = "defaults:\n  user_id: u-1\n  dir_id: \"0\"\nenvironments:\n".to_string();
+    for env in ENVS {
+        settings.push_str(&format!(
+            "  {env}:\n    project_id: {PROJECT}\n    workspace: {env}\n    state: state/{env}.json\n"
+        ));
+    }
+    p.write("r/taskform.yaml", &settings);
+    for i in 0..500 {
+        p.write(
+            &format!("r/tasks/t{i:04}.yaml"),
+            &manifest(&format!("collect-the-metadata-of-table-{i:04}"), 10),
+        );
+    }
+    let out = p.run(&["plan", "--all-envs", "--format", "markdown", "r"], &[]);
+    out.succeeds();
+    let chars = out.stdout.chars().count();
+    assert!(chars <= 65_536, "{chars} characters");
+    for env in ENVS {
+        let section = out
+            .stdout
+            .split(&format!("### Environment `{env}`"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section for {env}"));
+        let section = section.split("### Environment").next().unwrap();
+        for i in 0..500 {
+            let name = format!("collect-the-metadata-of-table-{i:04}");
+            assert!(section.contains(&name), "{env}: {name} is not named");
+        }
+    }
+}
+
+#[test]
+fn validate_checks_every_environment_and_says_which_one_failed() {
+    let (p, _emus) = example();
+    run(&p, &["validate", "repo"], &[])
+        .succeeds()
+        .stdout_has("6 tasks in 8 files are valid");
+    run(&p, &["fmt", "--check", "repo"], &[]).succeeds();
+    p.write(
+        "repo/overlays/prod/changes.yaml",
+        "patch: dli-orders-nightly\ndescription: ${var:missing}\n",
+    );
+    run(&p, &["validate", "repo"], &[])
+        .fails_with(1)
+        .stderr_has("overlays/prod/changes.yaml:2:14: variable `missing` is not defined")
+        .stderr_has("(in environment prod)");
+}

@@ -145,6 +145,8 @@ enum Command {
     Import(ReadCli),
     /// Read every recorded task from the server and record drift (deleted or changed outside taskform).
     Refresh(ReadCli),
+    /// Write a manifest for every task of the workspace into DIR and record them in the state (onboarding tasks made in the console).
+    Export(ExportCli),
     /// Look at the state and edit it by hand (forget, rename, record by ID); nothing changes on the server.
     State(StateCli),
     /// Run a local emulator of the DataArts collection-task API (prints its URL first).
@@ -273,6 +275,23 @@ impl ConnectCli {
             max_attempts: self.max_attempts,
         }
     }
+}
+
+#[derive(Args)]
+struct ExportCli {
+    /// Where the manifests go (created if missing): <data_source_type>/<name>.yaml, and a taskform.yaml naming the target when there is none.
+    #[arg(default_value = ".")]
+    dir: PathBuf,
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Wait up to SECS for the state lock instead of failing at once.
+    #[arg(long, value_name = "SECS")]
+    lock_timeout: Option<f64>,
+    /// Overwrite files that exist.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    connect: ConnectCli,
 }
 
 #[derive(Args)]
@@ -718,6 +737,16 @@ fn main() {
         Command::Import(r) => cli::import(r.args(), &env),
         Command::Refresh(r) => cli::refresh(r.args(), &env),
         Command::State(s) => state_command(s.command, &env),
+        Command::Export(x) => cli::export(
+            cli::ExportArgs {
+                dir: x.dir,
+                target: x.target.into(),
+                connect: x.connect.args(),
+                lock_timeout: x.lock_timeout.map(seconds),
+                force: x.force,
+            },
+            &env,
+        ),
         Command::Show {
             file,
             format: f,

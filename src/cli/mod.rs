@@ -5,6 +5,7 @@
 
 mod apply;
 mod connect;
+mod export;
 mod files;
 pub mod logging;
 mod plan;
@@ -17,6 +18,7 @@ mod watch;
 
 pub use apply::{ApplyArgs, apply};
 pub use connect::ConnectArgs;
+pub use export::{ExportArgs, export};
 pub use files::{FmtArgs, ValidateArgs, diagnostics_json, fmt, schema, validate};
 pub use plan::{PlanArgs, plan, show};
 pub use read::{ReadArgs, import, refresh};

@@ -10,6 +10,7 @@
 pub mod check;
 pub mod diagnostic;
 pub mod environment;
+pub mod export;
 pub mod format;
 pub mod interpolate;
 pub mod json_schema;

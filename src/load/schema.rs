@@ -58,6 +58,16 @@ pub const SERVER_MANAGED: &[&str] = &[
     "next_run_time",
 ];
 
+/// The `schedule_config.enabled` a manifest writes for what the service reads back:
+/// 3 (scheduling) was written as 1, 5 (paused) as 0; anything else as it is.
+pub fn enabled_as_written(read_back: i64) -> i64 {
+    match read_back {
+        3 => 1,
+        5 => 0,
+        other => other,
+    }
+}
+
 /// `schedule_config` (SchedulerInfo) fields.
 pub const SCHEDULE_FIELDS: &[&str] = &[
     "cron_expression",

@@ -16,6 +16,7 @@
 
 pub mod applier;
 pub mod events;
+pub mod export;
 pub mod observe;
 pub mod policy;
 pub mod records;

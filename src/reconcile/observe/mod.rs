@@ -111,12 +111,10 @@ pub fn sent_fields(remote: &Value, sent: &Value, key: &Key) -> Value {
 pub fn echoed_fields(remote: &Value, sent: &Value, key: &Key) -> Value {
     let mut out = filter(remote, sent);
     crate::load::secret::fingerprint_like(&mut out, sent, key);
-    if let Some(enabled) = out.pointer_mut("/schedule_config/enabled") {
-        match enabled.as_i64() {
-            Some(3) => *enabled = Value::from(1),
-            Some(5) => *enabled = Value::from(0),
-            _ => {}
-        }
+    if let Some(enabled) = out.pointer_mut("/schedule_config/enabled")
+        && let Some(state) = enabled.as_i64()
+    {
+        *enabled = Value::from(crate::load::schema::enabled_as_written(state));
     }
     out
 }

@@ -1,0 +1,123 @@
+//! `taskform export [DIR]`: writes a manifest for every task of the workspace into
+//! DIR and records them in the state (see `reconcile::export`).
+
+use super::connect::{ConnectArgs, Connection};
+use super::{Env, block_on};
+use crate::error::{Error, Exit};
+use crate::load::settings;
+use crate::load::target::TargetFlags;
+use crate::render::escape;
+use crate::state::{self, lock::Holder};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of `taskform export`.
+#[derive(Debug, Clone)]
+pub struct ExportArgs {
+    pub dir: PathBuf,
+    pub target: TargetFlags,
+    pub connect: ConnectArgs,
+    pub lock_timeout: Option<Duration>,
+    /// Overwrite files that exist.
+    pub force: bool,
+}
+
+/// `taskform export [DIR]`.
+pub fn export(args: ExportArgs, env: Env) -> Exit {
+    block_on(run(args, env))
+}
+
+async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
+    std::fs::create_dir_all(&args.dir)
+        .map_err(|e| Error::Folder(format!("cannot create {}: {e}", args.dir.display())))?;
+    let environment = super::environment(&args.target, env);
+    let settings =
+        settings::load_for(&args.dir, environment.as_deref(), env).map_err(Error::Invalid)?;
+    if environment.is_none() && !settings.environments.is_empty() {
+        return Err(Error::Folder(crate::load::manifest::choose_environment(
+            &args.dir,
+            &settings.environments,
+        )));
+    }
+    let scope = settings.scope.clone();
+    let scoped = move |k: &str| scope.lookup(k, env);
+    let env: Env = &scoped;
+    let conn = Connection::open(
+        &args.target,
+        &args.connect,
+        "export",
+        env,
+        &settings,
+        &args.dir,
+    )
+    .await?;
+    let store = super::open_store(&conn.resolved, &args.dir, env, "export")?;
+    let _lock = store.lock(&Holder::this_process("export"), args.lock_timeout)?;
+    let mut state = store.load()?;
+    state::check_target(&state, &conn.target, &store.describe())?;
+    let started = std::time::Instant::now();
+    let done = crate::reconcile::export::export(
+        &conn.api,
+        &args.dir,
+        &settings,
+        &conn.target,
+        &mut state,
+        &settings.secret_key,
+        args.force,
+    )
+    .await
+    .map_err(|e| Error::Command(e.to_string()))?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "exported"
+    );
+    if done.recorded > 0 || store.has_journal() {
+        state.target.get_or_insert(conn.target.clone());
+        store.persist(&mut state)?;
+    }
+    for (name, tasks) in &done.duplicates {
+        let list: Vec<String> = tasks
+            .iter()
+            .map(|(id, file)| format!("task {} in {}", escape(id), escape(file)))
+            .collect();
+        tracing::warn!(
+            "{} remote tasks are named {}: {}. Both were written and neither was recorded: keep the file of the task this manifest is and delete the other (or rename it, to manage it too), then run `taskform import {}`",
+            tasks.len(),
+            escape(name),
+            list.join(", "),
+            args.dir.display()
+        );
+    }
+    for (name, id) in &done.kept {
+        tracing::warn!(
+            "{} is recorded in the state as task {}, not the one exported: the state was left as it is",
+            escape(name),
+            escape(id)
+        );
+    }
+    println!(
+        "Exported {} task{} into {} ({} file{}{}); {} recorded in {}.{}",
+        done.tasks,
+        if done.tasks == 1 { "" } else { "s" },
+        args.dir.display(),
+        done.files.len(),
+        if done.files.len() == 1 { "" } else { "s" },
+        match &done.settings_file {
+            Some(f) => format!(" and {f}"),
+            None => String::new(),
+        },
+        done.recorded,
+        escape(&store.describe()),
+        match done.duplicates.len() {
+            0 => String::new(),
+            n => format!(
+                " {n} name{} borne by several tasks left for you to decide (see above).",
+                if n == 1 { " is" } else { "s are" }
+            ),
+        }
+    );
+    Ok(match done.duplicates.is_empty() {
+        true => Exit::Ok,
+        false => Exit::Error,
+    })
+}

@@ -358,3 +358,73 @@ fn validate_checks_every_environment_and_says_which_one_failed() {
         .stderr_has("overlays/prod/changes.yaml:2:14: variable `missing` is not defined")
         .stderr_has("(in environment prod)");
 }
+
+#[test]
+fn export_of_a_thousand_tasks_then_plan_is_a_no_op() {
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let made = Project::new();
+    made.tasks(1000);
+    made.apply(&emu.url, &["--max-rate", "0"]).succeeds();
+    let before = emu.requests().len();
+    let p = Project::new();
+    let started = std::time::Instant::now();
+    p.online(
+        &["export", "out", "--project-id", PROJECT, "--workspace", WORKSPACE],
+        &emu.url,
+    )
+    .succeeds()
+    .stdout_has("Exported 1000 tasks into out (1000 files and taskform.yaml); 1000 recorded in out/state/taskform.json.");
+    eprintln!("export of 1,000 tasks: {:?}", started.elapsed());
+    let searches = emu.requests().len() - before;
+    assert!(searches <= 11, "{searches} requests for 1,000 tasks (pages of 100)");
+    let settings = std::fs::read_to_string(p.path("out/taskform.yaml")).unwrap();
+    assert!(settings.contains("user_id: u-1"), "lifted: {settings}");
+    let one = std::fs::read_to_string(p.path("out/dli/t0007.yaml")).unwrap();
+    assert!(one.starts_with("name: t0007\n") && !one.contains("user_id"), "{one}");
+    p.run(&["plan", "--detailed-exitcode", "out"], &[])
+        .succeeds()
+        .stdout_has("No changes. 1000 tasks up to date.");
+    let before = emu.requests().len();
+    p.online(&["apply", "--yes", "out"], &emu.url).succeeds();
+    assert_eq!(emu.requests().len(), before, "apply sent nothing");
+    // Again: the files exist.
+    p.online(&["export", "out"], &emu.url)
+        .fails_with(1)
+        .stderr_has("1000 already exist in out")
+        .stderr_has("--force");
+    p.online(&["export", "out", "--force"], &emu.url).succeeds();
+}
+
+#[test]
+fn export_writes_both_tasks_of_a_duplicate_name_and_records_neither() {
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let made = Project::new();
+    made.task("a").task("b");
+    made.apply(&emu.url, &[]).succeeds();
+    let other = Project::new();
+    other.task("b");
+    other
+        .apply(&emu.url, &["--allow-duplicate-names"])
+        .succeeds();
+    let p = Project::new();
+    let out = p.online(&["export", "out", "--project-id", PROJECT, "--workspace", WORKSPACE], &emu.url);
+    out.fails_with(1)
+        .stderr_has("2 remote tasks are named b")
+        .stdout_has("1 recorded");
+    assert!(p.path("out/dli/b.yaml").exists() && p.path("out/dli/b-2.yaml").exists());
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(p.path("out/state/taskform.json")).unwrap()).unwrap();
+    assert!(state["tasks"].get("a").is_some() && state["tasks"].get("b").is_none());
+    // The team keeps one file and records its task by ID.
+    std::fs::remove_file(p.path("out/dli/b-2.yaml")).unwrap();
+    let first = emu
+        .tasks()
+        .into_iter()
+        .filter(|t| t["name"] == "b")
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .min()
+        .unwrap();
+    out.stderr_has("taskform state import b TASK_ID --dir out");
+    p.online(&["state", "import", "b", &first, "--dir", "out"], &emu.url)
+        .succeeds();
+    p.run(&["plan", "out"], &[]).succeeds();
+}

@@ -81,10 +81,11 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
             .map(|(id, file)| format!("task {} in {}", escape(id), escape(file)))
             .collect();
         tracing::warn!(
-            "{} remote tasks are named {}: {}. Both were written and neither was recorded: keep the file of the task this manifest is and delete the other (or rename it, to manage it too), then run `taskform import {}`",
+            "{} remote tasks are named {}: {}. All were written and none was recorded: keep the file of the task the manifest is, delete the others (or rename them, and delete or rename their tasks in the console), then record it with `taskform state import {} TASK_ID --dir {}`",
             tasks.len(),
             escape(name),
             list.join(", "),
+            escape(name),
             args.dir.display()
         );
     }

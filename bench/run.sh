@@ -148,6 +148,20 @@ chmod +x prep-prune.sh
 measure "taskform_prune_1000" "./prep-prune.sh" "$T" apply --yes empty --prune --force-prune --endpoint "$EL" --max-rate 0 --concurrency 16 --state p.json
 requests "taskform_prune_1000" "$PL" "./prep-prune.sh" "$T" apply --yes empty --prune --force-prune --endpoint "$EL" --max-rate 0 --concurrency 16 --state p.json
 
+# Environments: one repo of 10,000 shared manifests and three environments, each
+# with a state of its own holding the 10,000 tasks; `plan --all-envs` plans the three
+# (a no-op). And `export` of the 1,000 tasks of a workspace into an empty folder.
+mkdir -p envs && cp -r m10000/. envs/
+printf 'defaults:\n  user_id: 0833a573fe80d5401f6dc010a775569a\nenvironments:\n' > envs/taskform.yaml
+for e in dev staging prod; do
+  printf '  %s:\n    project_id: 0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d\n    workspace: demo-workspace\n    state: ../s10000-%s.json\n' "$e" "$e" >> envs/taskform.yaml
+  cp s10000.json "s10000-$e.json"
+done
+measure "taskform_all_envs_30000" "true" "$T" plan --all-envs envs
+EX="http://127.0.0.1:$PL"
+measure "taskform_export_1000" "rm -rf exported" "$T" export exported --endpoint "$EX" --max-rate 0 --project-id 0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d --workspace demo-workspace
+requests "taskform_export_1000" "$PL" "rm -rf exported" "$T" export exported --endpoint "$EX" --max-rate 0 --project-id 0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d --workspace demo-workspace
+
 if [ $WITH_TF = 1 ]; then
   export TF_CLI_CONFIG_FILE=/dev/null TF_IN_AUTOMATION=1
   for n in 1000 10000; do
@@ -222,6 +236,13 @@ cd "$ROOT"
   lrow "\`import\`, 1,000 tasks already on the server" taskform_import_1000
   lrow "\`apply --on-change update\`, 1,000 changed tasks, 500 scheduled" taskform_update_1000
   lrow "\`apply --prune --force-prune\`, 1,000 deletes, 500 scheduled" taskform_prune_1000
+  lrow "\`export\` of the 1,000 tasks into an empty folder" taskform_export_1000
+  echo
+  echo "## Environments"
+  echo
+  echo "| measurement | taskform median (min-max) | peak MB |"
+  echo "|---|---|---|"
+  echo "| \`plan --all-envs\`, 3 environments of the same 10,000 shared manifests, each with its state of 10,000 tasks (no-op) | ${MED[taskform_all_envs_30000]} s (${MIN[taskform_all_envs_30000]}-${MAX[taskform_all_envs_30000]}) | ${RSS[taskform_all_envs_30000]} |"
 } > bench/RESULTS.md.new
 mv bench/RESULTS.md.new bench/RESULTS.md
 cat bench/RESULTS.md

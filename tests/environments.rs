@@ -376,11 +376,17 @@ fn export_of_a_thousand_tasks_then_plan_is_a_no_op() {
     .stdout_has("Exported 1000 tasks into out (1000 files and taskform.yaml); 1000 recorded in out/state/taskform.json.");
     eprintln!("export of 1,000 tasks: {:?}", started.elapsed());
     let searches = emu.requests().len() - before;
-    assert!(searches <= 11, "{searches} requests for 1,000 tasks (pages of 100)");
+    assert!(
+        searches <= 11,
+        "{searches} requests for 1,000 tasks (pages of 100)"
+    );
     let settings = std::fs::read_to_string(p.path("out/taskform.yaml")).unwrap();
     assert!(settings.contains("user_id: u-1"), "lifted: {settings}");
     let one = std::fs::read_to_string(p.path("out/dli/t0007.yaml")).unwrap();
-    assert!(one.starts_with("name: t0007\n") && !one.contains("user_id"), "{one}");
+    assert!(
+        one.starts_with("name: t0007\n") && !one.contains("user_id"),
+        "{one}"
+    );
     p.run(&["plan", "--detailed-exitcode", "out"], &[])
         .succeeds()
         .stdout_has("No changes. 1000 tasks up to date.");
@@ -407,12 +413,24 @@ fn export_writes_both_tasks_of_a_duplicate_name_and_records_neither() {
         .apply(&emu.url, &["--allow-duplicate-names"])
         .succeeds();
     let p = Project::new();
-    let out = p.online(&["export", "out", "--project-id", PROJECT, "--workspace", WORKSPACE], &emu.url);
+    let out = p.online(
+        &[
+            "export",
+            "out",
+            "--project-id",
+            PROJECT,
+            "--workspace",
+            WORKSPACE,
+        ],
+        &emu.url,
+    );
     out.fails_with(1)
         .stderr_has("2 remote tasks are named b")
         .stdout_has("1 recorded");
     assert!(p.path("out/dli/b.yaml").exists() && p.path("out/dli/b-2.yaml").exists());
-    let state: Value = serde_json::from_str(&std::fs::read_to_string(p.path("out/state/taskform.json")).unwrap()).unwrap();
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("out/state/taskform.json")).unwrap())
+            .unwrap();
     assert!(state["tasks"].get("a").is_some() && state["tasks"].get("b").is_none());
     // The team keeps one file and records its task by ID.
     std::fs::remove_file(p.path("out/dli/b-2.yaml")).unwrap();
@@ -427,4 +445,18 @@ fn export_writes_both_tasks_of_a_duplicate_name_and_records_neither() {
     p.online(&["state", "import", "b", &first, "--dir", "out"], &emu.url)
         .succeeds();
     p.run(&["plan", "out"], &[]).succeeds();
+}
+
+#[test]
+fn a_manifest_cannot_read_an_environments_credential() {
+    let (p, _emus) = example();
+    // dev's plan must not print prod's token, whichever environment is planned.
+    p.write(
+        "repo/overlays/dev/leak.yaml",
+        &manifest("leak", 10).replace("dli_test", "${PROD_TASKFORM_AUTH_TOKEN}"),
+    );
+    let out = run(&p, &["plan", "--env", "dev", "repo"], &[]);
+    out.fails_with(1)
+        .stderr_has("`${PROD_TASKFORM_AUTH_TOKEN}` names a credential taskform uses itself");
+    assert!(!out.stdout.contains("prod-token") && !out.stderr.contains("prod-token"));
 }

@@ -73,7 +73,15 @@ pub struct Scope {
     /// Standard credential variable -> the variable holding it for this environment.
     /// Names of variables only, never values.
     pub credentials: BTreeMap<String, String>,
+    /// Every variable any environment names as holding a credential: like the
+    /// standard ones, never interpolated into a task (a pull request must not be able
+    /// to print prod's token into its plan, whichever environment it plans).
+    pub credential_sources: std::collections::BTreeSet<String>,
 }
+
+/// The key under which [`Scope::lookup`] says whether NAME holds a credential
+/// (answers `Some` if so): asked by interpolation before it reads NAME.
+pub const CREDENTIAL_PREFIX: &str = "credential:";
 
 impl Scope {
     /// Looks `key` up: `var:NAME` in the variables; a credential variable through the
@@ -83,8 +91,14 @@ impl Scope {
         if let Some(name) = key.strip_prefix(VAR_PREFIX) {
             return self.variables.get(name).cloned();
         }
+        if let Some(name) = key.strip_prefix(CREDENTIAL_PREFIX) {
+            return self.credential_sources.contains(name).then(String::new);
+        }
         if let Some(source) = self.credentials.get(key) {
             return outer(source);
+        }
+        if self.credential_sources.contains(key) {
+            return None;
         }
         let maps_service = SERVICE_CREDENTIALS
             .iter()
@@ -373,5 +387,13 @@ mod tests {
         assert_eq!(scope.lookup("var:queue", &outer).as_deref(), Some("batch"));
         assert_eq!(scope.lookup("var:nope", &outer), None);
         assert_eq!(scope.lookup("HOME", &outer).as_deref(), Some("/root"));
+        // Another environment's credential variable is never read by name.
+        scope.credential_sources.insert("PROD_TOKEN".into());
+        assert_eq!(scope.lookup("PROD_TOKEN", &outer), None);
+        assert!(scope.lookup("credential:PROD_TOKEN", &outer).is_some());
+        assert_eq!(
+            scope.lookup("TASKFORM_AUTH_TOKEN", &outer).as_deref(),
+            Some("prod")
+        );
     }
 }

@@ -234,7 +234,13 @@ pub fn expand_marked(
                     Some("variable names are letters, digits and `_`, not starting with a digit; write `$${` for a literal `${`".into()),
                 ));
             }
-            if CREDENTIALS.contains(&name) {
+            if CREDENTIALS.contains(&name)
+                || env(&format!(
+                    "{}{name}",
+                    crate::load::environment::CREDENTIAL_PREFIX
+                ))
+                .is_some()
+            {
                 return Err((
                     format!(
                         "`${{{reference}}}` names a credential taskform uses itself; it is never interpolated into a task"

@@ -523,6 +523,12 @@ fn read_environments(
         };
         settings.environments.push(name.clone());
         settings.overlay_dirs.push(overlay.clone());
+        if let Some(Value::Object(creds)) = map.get("credentials") {
+            settings
+                .scope
+                .credential_sources
+                .extend(creds.values().filter_map(Value::as_str).map(str::to_string));
+        }
         if chosen != Some(name.as_str()) {
             continue;
         }

@@ -245,6 +245,13 @@ impl PgUrl {
         Ok(u)
     }
 
+    /// The URL without its password (to write into a settings file).
+    pub fn without_password(&self) -> String {
+        let mut u = self.clone();
+        u.password = None;
+        u.redacted()
+    }
+
     /// The URL with any password replaced by `***`.
     pub fn redacted(&self) -> String {
         use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};

@@ -272,6 +272,12 @@ fn overlays_patch_add_and_remove_and_point_at_their_own_lines() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["a", "c"]);
+    // The patch took: the applied body of `a` has the variable's integer.
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    p.online(&["apply", "--yes", "--env", "e", "r"], &emu.url)
+        .succeeds();
+    let a = emu.tasks().into_iter().find(|t| t["name"] == "a").unwrap();
+    assert_eq!(a["schedule_config"]["max_time_out"], 5);
 
     // A patch naming no shared task: an error at the patch's line.
     let p = overlay_repo("# a typo\npatch: aa\ndescription: x\n");
@@ -393,12 +399,21 @@ fn export_of_a_thousand_tasks_then_plan_is_a_no_op() {
     let before = emu.requests().len();
     p.online(&["apply", "--yes", "out"], &emu.url).succeeds();
     assert_eq!(emu.requests().len(), before, "apply sent nothing");
-    // Again: the files exist.
+    // Again: every task is recorded, so nothing is exported.
     p.online(&["export", "out"], &emu.url)
+        .succeeds()
+        .stdout_has("Exported 0 tasks")
+        .stdout_has("1000 the state records already");
+    // With another state, the files are in the way: refused, then --force.
+    p.online(&["export", "out", "--state", "other.json"], &emu.url)
         .fails_with(1)
         .stderr_has("1000 already exist in out")
         .stderr_has("--force");
-    p.online(&["export", "out", "--force"], &emu.url).succeeds();
+    p.online(
+        &["export", "out", "--state", "other.json", "--force"],
+        &emu.url,
+    )
+    .succeeds();
 }
 
 #[test]
@@ -434,6 +449,7 @@ fn export_writes_both_tasks_of_a_duplicate_name_and_records_neither() {
     assert!(state["tasks"].get("a").is_some() && state["tasks"].get("b").is_none());
     // The team keeps one file and records its task by ID.
     std::fs::remove_file(p.path("out/dli/b-2.yaml")).unwrap();
+    p.run(&["plan", "out"], &[]).succeeds().stdout_has("+ b");
     let first = emu
         .tasks()
         .into_iter()
@@ -444,7 +460,9 @@ fn export_writes_both_tasks_of_a_duplicate_name_and_records_neither() {
     out.stderr_has("taskform state import b TASK_ID --dir out");
     p.online(&["state", "import", "b", &first, "--dir", "out"], &emu.url)
         .succeeds();
-    p.run(&["plan", "out"], &[]).succeeds();
+    p.run(&["plan", "--detailed-exitcode", "out"], &[])
+        .succeeds()
+        .stdout_has("No changes");
 }
 
 #[test]
@@ -459,4 +477,145 @@ fn a_manifest_cannot_read_an_environments_credential() {
     out.fails_with(1)
         .stderr_has("`${PROD_TASKFORM_AUTH_TOKEN}` names a credential taskform uses itself");
     assert!(!out.stdout.contains("prod-token") && !out.stderr.contains("prod-token"));
+}
+
+#[test]
+fn an_environment_target_beats_the_process_environment_and_all_envs_takes_no_target_flags() {
+    let (p, emus) = example();
+    // A runner's HW_PROJECT_ID / TASKFORM_WORKSPACE / TASKFORM_STATE do not move prod.
+    run(
+        &p,
+        &["apply", "--yes", "--env", "prod", "repo"],
+        &[
+            ("HW_PROJECT_ID", "ffffffffffffffffffffffffffffffff"),
+            ("TASKFORM_WORKSPACE", "elsewhere"),
+            ("TASKFORM_STATE", "elsewhere.json"),
+        ],
+    )
+    .succeeds()
+    .stdout_has("workspace prod-workspace")
+    .stdout_has("state repo/state/prod.json");
+    assert_eq!(emus[2].tasks().len(), 6);
+    run(&p, &["plan", "--all-envs", "--workspace", "x", "repo"], &[])
+        .fails_with(1)
+        .stderr_has("--workspace would point them all at one");
+}
+
+#[test]
+fn overlays_of_undeclared_environments_are_never_shared_and_states_are_per_environment() {
+    let p = overlay_repo("remove: b\n");
+    // A folder left from an environment that is gone: not shared.
+    p.write("r/overlays/qa/extra.yaml", &manifest("qa-only", 1));
+    let plan = p
+        .run(&["plan", "--env", "e", "--format", "json", "r"], &[])
+        .succeeds()
+        .json();
+    assert_eq!(plan["tasks"].as_array().unwrap().len(), 1, "{plan}");
+    // `overlay: ./overlays/e/` is the same folder.
+    let settings = std::fs::read_to_string(p.path("r/taskform.yaml")).unwrap();
+    p.write(
+        "r/taskform.yaml",
+        &format!("{settings}    overlay: ./overlays/e/\n"),
+    );
+    p.run(&["plan", "--env", "e", "r"], &[]).succeeds();
+    // Two environments on one state file are refused.
+    p.write(
+        "r/taskform.yaml",
+        &format!(
+            "{settings}  f:\n    project_id: {PROJECT}\n    workspace: other\n    state: ./state/e.json\n"
+        ),
+    );
+    p.run(&["plan", "--env", "f", "r"], &[])
+        .fails_with(1)
+        .stderr_has("environments e and f would share one state");
+    // Without `state:` anywhere, each environment gets state/<name>.json.
+    let no_state = settings.replace("    state: state/e.json\n", "");
+    p.write(
+        "r/taskform.yaml",
+        &format!("{no_state}  f:\n    project_id: {PROJECT}\n    workspace: other\n"),
+    );
+    p.run(&["plan", "--env", "f", "r"], &[])
+        .succeeds()
+        .stdout_has("state r/state/f.json");
+}
+
+#[test]
+fn variables_only_environments_define_work_with_all_envs_and_validate() {
+    let p = overlay_repo("remove: b\n");
+    let settings = std::fs::read_to_string(p.path("r/taskform.yaml")).unwrap();
+    // `q` exists only in the environment; the shared defaults use it.
+    p.write(
+        "r/taskform.yaml",
+        &(settings.replace(
+            "  dir_id: \"0\"\n",
+            "  dir_id: \"0\"\n  description: ${var:q}\n",
+        ) + "    variables:\n      q: from-e\n"),
+    );
+    p.run(&["plan", "--all-envs", "r"], &[])
+        .succeeds()
+        .stdout_has("e: Plan: 1 to create");
+    p.run(&["validate", "r"], &[]).succeeds();
+    p.run(&["plan", "r"], &[])
+        .fails_with(1)
+        .stderr_has("declares environments (e): pass --env NAME");
+}
+
+#[test]
+fn a_saved_plan_keeps_its_environment() {
+    let (p, _emus) = example();
+    run(
+        &p,
+        &["plan", "--env", "dev", "--out", "dev.plan", "repo"],
+        &[],
+    )
+    .succeeds();
+    run(&p, &["apply", "--env", "prod", "dev.plan"], &[])
+        .fails_with(1)
+        .stderr_has("the plan was made for the environment dev, not prod");
+    // TASKFORM_ENV set for the job does not stand in the way; the plan says dev.
+    run(&p, &["apply", "dev.plan"], &[("TASKFORM_ENV", "prod")])
+        .succeeds()
+        .stdout_has("workspace dev-workspace");
+}
+
+#[test]
+fn export_into_an_environment_writes_its_overlay() {
+    let (p, emus) = example();
+    run(&p, &["apply", "--yes", "--env", "staging", "repo"], &[]).succeeds();
+    // A task made in the console, named like a settings file.
+    let made = Project::new();
+    made.write(
+        "t/taskform.yaml",
+        &format!(
+            "project_id: {}\nworkspace: staging-workspace\nstate: ../s.json\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n",
+            emu_project("staging")
+        ),
+    );
+    made.write("t/x.yaml", &manifest("taskform", 3));
+    made.run(
+        &["apply", "--yes", "t", "--endpoint", &emus[1].url],
+        &[("TASKFORM_AUTH_TOKEN", "staging-token")],
+    )
+    .succeeds();
+    // Into staging's overlay, under a name that is not a settings file; the tasks the
+    // staging state knows stay as they are.
+    let out = run(&p, &["export", "--env", "staging", "--force", "repo"], &[]);
+    out.succeeds();
+    assert!(
+        p.path("repo/overlays/staging/dli/taskform-task.yaml")
+            .exists(),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !p.path("repo/overlays/staging/dli/dli-orders-nightly.yaml")
+            .exists()
+    );
+    run(
+        &p,
+        &["plan", "--env", "staging", "--detailed-exitcode", "repo"],
+        &[],
+    )
+    .succeeds()
+    .stdout_has("No changes. 6 tasks up to date.");
 }

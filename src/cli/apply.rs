@@ -53,10 +53,10 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     let dir = saved
         .as_ref()
         .map_or_else(|| args.path.clone(), |s| PathBuf::from(&s.dir));
-    let asked = super::environment(&args.target, env);
     let environment = match &saved {
-        // A saved plan applies to the environment it was made for.
-        Some(s) => match (&s.environment, &asked) {
+        // A saved plan applies to the environment it was made for (`--env` may only
+        // confirm it; TASKFORM_ENV is not asked).
+        Some(s) => match (&s.environment, &args.target.environment) {
             (Some(planned), Some(now)) if planned != now => {
                 return Err(Error::Command(format!(
                     "the plan was made for the environment {planned}, not {now}; apply it without --env, or make a plan with --env {now}"
@@ -69,7 +69,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
             }
             (planned, _) => planned.clone(),
         },
-        None => asked,
+        None => super::environment(&args.target, env),
     };
     let loaded = match (load_manifests(&dir, environment.as_deref(), env), &saved) {
         (Err(e @ Error::Invalid(_)), Some(_)) => {

@@ -55,10 +55,25 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
     let _lock = store.lock(&Holder::this_process("export"), args.lock_timeout)?;
     let mut state = store.load()?;
     state::check_target(&state, &conn.target, &store.describe())?;
+    // In a repo with environments, an environment's tasks go into its overlay: they
+    // are its own until the team moves them to the shared manifests.
+    let below = match (&settings.environment, &settings.overlay_rel) {
+        (Some(_), Some(o)) => o.clone(),
+        _ => String::new(),
+    };
+    let folder = match below.is_empty() {
+        true => args.dir.clone(),
+        false => args.dir.join(&below),
+    };
+    let dest = crate::reconcile::export::Destination {
+        settings: settings_lines(&conn.resolved, &args.dir),
+        folder,
+        below,
+    };
     let started = std::time::Instant::now();
     let done = crate::reconcile::export::export(
         &conn.api,
-        &args.dir,
+        &dest,
         &settings,
         &conn.target,
         &mut state,
@@ -89,6 +104,19 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
             args.dir.display()
         );
     }
+    for what in &done.unusable {
+        tracing::warn!(
+            "a task of the listing has no usable name or ID ({}): left out",
+            escape(what)
+        );
+    }
+    for (file, paths) in &done.secrets {
+        tracing::warn!(
+            "{} holds values that look like secrets, as the service returned them ({}): move each into ${{secret:NAME}} before committing the file",
+            escape(file),
+            paths.join(", ")
+        );
+    }
     for (name, id) in &done.kept {
         tracing::warn!(
             "{} is recorded in the state as task {}, not the one exported: the state was left as it is",
@@ -96,11 +124,12 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
             escape(id)
         );
     }
+    let exported = done.tasks - done.managed;
     println!(
-        "Exported {} task{} into {} ({} file{}{}); {} recorded in {}.{}",
-        done.tasks,
-        if done.tasks == 1 { "" } else { "s" },
-        args.dir.display(),
+        "Exported {} task{} into {} ({} file{}{}); {} recorded in {}.{}{}",
+        exported,
+        if exported == 1 { "" } else { "s" },
+        dest.folder.display(),
         done.files.len(),
         if done.files.len() == 1 { "" } else { "s" },
         match &done.settings_file {
@@ -109,6 +138,10 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         },
         done.recorded,
         escape(&store.describe()),
+        match done.managed {
+            0 => String::new(),
+            n => format!(" {n} the state records already were left as they are."),
+        },
         match done.duplicates.len() {
             0 => String::new(),
             n => format!(
@@ -121,4 +154,50 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         true => Exit::Ok,
         false => Exit::Error,
     })
+}
+
+/// What a settings file written by export names besides the target: the state and
+/// the endpoint, when they came from flags or the environment (so that the next
+/// `plan DIR` finds them); never a password, never the built-in emulator's port.
+fn settings_lines(
+    resolved: &crate::load::target::Resolved,
+    dir: &std::path::Path,
+) -> Vec<(String, serde_json::Value)> {
+    use crate::load::target::StateSource;
+    use crate::location::StateLocation;
+    use serde_json::Value;
+    let mut out = Vec::new();
+    if let Some(e) = &resolved.endpoint
+        && let Ok(url) = reqwest::Url::parse(e)
+        && !crate::remote::client::is_loopback(&url)
+    {
+        out.push(("endpoint".to_string(), Value::String(e.clone())));
+    }
+    if matches!(resolved.state_source, StateSource::Flag | StateSource::Env) {
+        match &resolved.state {
+            StateLocation::File(p) => {
+                let abs = std::env::current_dir()
+                    .map(|c| crate::fsutil::normalize(&c.join(p)))
+                    .unwrap_or_else(|_| p.clone());
+                let base = std::env::current_dir()
+                    .map(|c| crate::fsutil::normalize(&c.join(dir)))
+                    .unwrap_or_else(|_| dir.to_path_buf());
+                let rel = crate::fsutil::relative_to(&abs, &base)
+                    .map(|r| r.display().to_string())
+                    .unwrap_or_else(|_| abs.display().to_string());
+                out.push(("state".to_string(), Value::String(rel)));
+            }
+            StateLocation::Postgres(pg) => {
+                out.push((
+                    "state".to_string(),
+                    Value::String(pg.url.without_password()),
+                ));
+                out.push(("state_name".to_string(), Value::String(pg.name.clone())));
+                if pg.schema != crate::location::DEFAULT_SCHEMA {
+                    out.push(("state_schema".to_string(), Value::String(pg.schema.clone())));
+                }
+            }
+        }
+    }
+    out
 }

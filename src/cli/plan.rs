@@ -51,7 +51,12 @@ pub fn print_plan_hinted(
         Format::Json => render::plan_json(doc),
         Format::Text => render::plan_text(doc, Style::for_stdout(color)),
         Format::Markdown => {
-            render::plan_markdown(doc, &render::full_plan_hint(out, hint, &doc.dir))
+            // The command that shows this plan in full (with its environment).
+            let args = match &doc.environment {
+                Some(e) => format!("--env {e} {}", doc.dir),
+                None => doc.dir.clone(),
+            };
+            render::plan_markdown(doc, &render::full_plan_hint(out, hint, &args))
         }
     };
     let mut stdout = std::io::stdout().lock();
@@ -102,6 +107,21 @@ async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
             "--out saves the plan of one environment: use --env NAME --out FILE for each".into(),
         ));
     }
+    let t = &args.target;
+    let flags = [
+        ("--endpoint", t.endpoint.is_some()),
+        ("--region", t.region.is_some()),
+        ("--project-id", t.project_id.is_some()),
+        ("--workspace", t.workspace.is_some()),
+        ("--state", t.state.is_some()),
+        ("--state-name", t.state_name.is_some()),
+        ("--state-schema", t.state_schema.is_some()),
+    ];
+    if let Some((flag, _)) = flags.iter().find(|(_, set)| *set) {
+        return Err(Error::Command(format!(
+            "--all-envs plans each environment against its own target and state: {flag} would point them all at one; leave it out, or plan one environment with --env"
+        )));
+    }
     let settings = crate::load::settings::load(&args.dir, env).map_err(Error::Invalid)?;
     if settings.environments.is_empty() {
         return Err(Error::Command(format!(
@@ -119,7 +139,11 @@ async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
         Format::Text => render::environments_text(&plans, Style::for_stdout(args.color)),
         Format::Markdown => render::environments_markdown(
             &plans,
-            &render::full_plan_hint(None, args.full_plan_hint.as_deref(), &plans[0].1.dir),
+            &render::full_plan_hint(
+                None,
+                args.full_plan_hint.as_deref(),
+                &format!("--env NAME {}", plans[0].1.dir),
+            ),
         ),
     };
     let mut stdout = std::io::stdout().lock();

@@ -38,8 +38,10 @@
 //!
 //! The [`Scope`] is the one lookup every `${...}` goes through: `${var:NAME}` from
 //! the variables (the environment's over the shared ones), and, when an environment
-//! names its credentials, the standard credential variables from the variables it
-//! names (never from the standard ones, so that dev's token never applies prod).
+//! names any of its credentials, every standard credential variable from the variable
+//! it names, or unset (never from the standard ones, so that dev's token never
+//! applies prod). A variable any environment names as holding a credential is never
+//! interpolated into a task.
 
 use crate::load::diagnostic::Diagnostic;
 use crate::load::interpolate::VAR_PREFIX;
@@ -100,10 +102,10 @@ impl Scope {
         if self.credential_sources.contains(key) {
             return None;
         }
-        let maps_service = SERVICE_CREDENTIALS
-            .iter()
-            .any(|k| self.credentials.contains_key(*k));
-        if maps_service && SERVICE_CREDENTIALS.contains(&key) {
+        // An environment that names any credential names them all: the others are
+        // unset, never the shared variables (which may hold another environment's).
+        let standard = SERVICE_CREDENTIALS.contains(&key) || STATE_CREDENTIALS.contains(&key);
+        if !self.credentials.is_empty() && standard {
             return None;
         }
         outer(key)
@@ -383,7 +385,11 @@ mod tests {
             None,
             "not the global one"
         );
-        assert_eq!(scope.lookup("PGPASSWORD", &outer).as_deref(), Some("pg"));
+        assert_eq!(
+            scope.lookup("PGPASSWORD", &outer),
+            None,
+            "nor the global password"
+        );
         assert_eq!(scope.lookup("var:queue", &outer).as_deref(), Some("batch"));
         assert_eq!(scope.lookup("var:nope", &outer), None);
         assert_eq!(scope.lookup("HOME", &outer).as_deref(), Some("/root"));

@@ -46,7 +46,11 @@ pub fn manifest_body(task: &Value) -> Value {
 /// `-`), and made distinct from every file already `taken` (compared without case).
 pub fn file_for(name: &str, data_source_type: Option<&str>, taken: &mut HashSet<String>) -> String {
     let folder = safe(&data_source_type.unwrap_or("other").to_lowercase(), "other");
-    let stem = safe(name, "task");
+    let mut stem = safe(name, "task");
+    // `taskform.yaml` is a settings file: a folder holding one is another target.
+    if stem.eq_ignore_ascii_case("taskform") {
+        stem.push_str("-task");
+    }
     let mut n = 1;
     loop {
         let rel = match n {
@@ -99,6 +103,40 @@ pub fn yaml_of(body: &Value) -> Result<String, String> {
     escape_references(&mut body);
     let text = serde_yaml::to_string(&body).map_err(|e| e.to_string())?;
     format::format_source(&text).map_err(|e| e.to_string())
+}
+
+/// The paths of values that look like secrets (a key holding `password`, `secret`,
+/// `token`, `credential`, `private` or `sk`): written as the service returned them.
+pub fn secret_looking(body: &Value) -> Vec<String> {
+    fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
+        if let Value::Object(m) = v {
+            for (k, v) in m {
+                let p = match path.is_empty() {
+                    true => k.clone(),
+                    false => format!("{path}.{k}"),
+                };
+                let lower = k.to_lowercase();
+                let looks = [
+                    "password",
+                    "passwd",
+                    "secret",
+                    "token",
+                    "credential",
+                    "private",
+                ]
+                .iter()
+                .any(|w| lower.contains(w))
+                    || lower == "sk";
+                if looks && v.as_str().is_some_and(|s| !s.is_empty()) {
+                    out.push(p.clone());
+                }
+                walk(v, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(body, "", &mut out);
+    out
 }
 
 /// Lifts the top-level fields every body sets to the same value (but the name and

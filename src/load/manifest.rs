@@ -416,13 +416,10 @@ fn load_inner(
         mut files,
         separate_targets,
     } = discover(dir, &mut diags);
-    // Overlay folders belong to one environment each: never shared manifests.
-    files.retain(|(rel, _)| {
-        !settings
-            .overlay_dirs
-            .iter()
-            .any(|o| rel.starts_with(&format!("{o}/")))
-    });
+    // Overlay folders belong to one environment each: never shared manifests (all of
+    // `overlays/`, a folder left from a removed environment included).
+    let in_overlay = |rel: &str| settings.in_overlay(rel);
+    files.retain(|(rel, _)| !in_overlay(rel));
     let mut overlay = crate::load::environment::Overlay::default();
     let mut overlay_results = Vec::new();
     if let Some(folder) = &settings.overlay {
@@ -484,12 +481,7 @@ fn load_inner(
     if settings.overlay.is_some() {
         let shared: Vec<String> = manifests
             .iter()
-            .filter(|m| {
-                !settings
-                    .overlay_dirs
-                    .iter()
-                    .any(|o| m.file.starts_with(&format!("{o}/")))
-            })
+            .filter(|m| !in_overlay(&m.file))
             .map(|m| m.name.clone())
             .collect();
         overlay.unused(&shared, &mut diags);

@@ -154,8 +154,11 @@ pub struct Settings {
     pub environment: Option<String>,
     /// The chosen environment's overlay folder (below DIR), if it exists.
     pub overlay: Option<PathBuf>,
-    /// Every environment's overlay folder, relative to DIR: never shared manifests.
+    /// Every environment's overlay folder, relative to DIR: never shared manifests
+    /// (nor is anything below `overlays/`).
     pub overlay_dirs: Vec<String>,
+    /// The chosen environment's overlay folder relative to DIR, existing or not.
+    pub overlay_rel: Option<String>,
     /// Where `defaults` are written in the settings file, most specific first.
     pub defaults_at: Vec<Vec<Seg>>,
 }
@@ -165,6 +168,16 @@ impl Settings {
     /// says), unless `require_user_id: false`.
     pub fn requires_user_id(&self) -> bool {
         self.require_user_id.unwrap_or(true)
+    }
+
+    /// Whether a file (path below DIR) is in an overlay folder: any below `overlays/`
+    /// or an environment's `overlay:`, in a repo that declares environments.
+    pub fn in_overlay(&self, rel: &str) -> bool {
+        if self.environments.is_empty() {
+            return false;
+        }
+        let under = |o: &str| rel.starts_with(&format!("{o}/"));
+        under(crate::load::environment::OVERLAYS) || self.overlay_dirs.iter().any(|o| under(o))
     }
 
     /// The rules manifests are validated by.
@@ -301,6 +314,15 @@ pub fn parse_for(
         dir,
         &mut diags,
     );
+    if environment.is_none() && !settings.environments.is_empty() {
+        // Without an environment only the names count (a command then asks for one,
+        // or goes through them all): the shared values may use variables that only
+        // the environments define.
+        return match diags.is_empty() {
+            true => Ok(settings),
+            false => Err(diags),
+        };
+    }
     let scope = settings.scope.clone();
     let scoped = |k: &str| scope.lookup(k, env);
     for (key, value) in map {
@@ -322,7 +344,9 @@ pub fn parse_for(
         let prefix = [Seg::Key("environments".into()), Seg::Key(name.to_string())];
         let mut own = Settings::default();
         for (key, value) in env_map {
-            if matches!(key.as_str(), "variables" | "credentials" | "overlay") {
+            if matches!(key.as_str(), "variables" | "credentials" | "overlay")
+                || !ENV_KEYS.contains(&key.as_str())
+            {
                 continue;
             }
             apply_setting(
@@ -341,6 +365,12 @@ pub fn parse_for(
             settings.state = own.state;
             settings.state_name = own.state_name;
             settings.state_schema = own.state_schema.or(settings.state_schema);
+        } else if settings.state.is_none() {
+            // Each environment its own state file unless told otherwise.
+            settings.state = Some(crate::location::StateLocation::File(
+                dir.join(format!("state/{name}.json")),
+            ));
+            settings.state_name = own.state_name;
         } else {
             settings.state_name = own.state_name.or(settings.state_name);
             settings.state_schema = own.state_schema.or(settings.state_schema);
@@ -362,6 +392,24 @@ pub fn parse_for(
     } else {
         Err(diags)
     }
+}
+
+/// An overlay folder as written, made relative to the settings file's folder (`./`
+/// and trailing `/` dropped); `None` for an absolute path or one leaving the folder.
+fn below(o: &str) -> Option<String> {
+    let p = Path::new(o);
+    if o.is_empty() || p.is_absolute() {
+        return None;
+    }
+    let mut parts = Vec::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::Normal(s) => parts.push(s.to_string_lossy().into_owned()),
+            std::path::Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
 }
 
 /// Reads a `variables:` mapping: scalars, kept as text (`${var:NAME}` in an integer
@@ -453,6 +501,7 @@ fn read_environments(
         }
     };
     let mut result = None;
+    let mut states: Vec<(String, String)> = Vec::new();
     for (name, v) in envs {
         let prefix = [top[0].clone(), Seg::Key(name.clone())];
         let valid = !name.is_empty()
@@ -506,7 +555,20 @@ fn read_environments(
             }
         }
         let overlay = match map.get("overlay") {
-            Some(Value::String(o)) if !o.is_empty() => o.trim_end_matches('/').to_string(),
+            Some(Value::String(o)) if below(o).is_some() => {
+                let o = below(o).unwrap_or_default();
+                if !dir.join(&o).is_dir() {
+                    let mut p = prefix.to_vec();
+                    p.push(Seg::Key("overlay".into()));
+                    let (l, c) = at(&p, Part::Value);
+                    diags.push(
+                        Diagnostic::new(file, l, c, format!("the overlay folder `{o}` does not exist"))
+                            .with_hint("create it, or leave `overlay` out for the default overlays/<environment>"),
+                    );
+                    continue;
+                }
+                o
+            }
             Some(Value::Null) | None => format!("{OVERLAYS}/{name}"),
             Some(_) => {
                 let mut p = prefix.to_vec();
@@ -521,6 +583,37 @@ fn read_environments(
                 continue;
             }
         };
+        // Two environments on one state would share its lock and records.
+        let state_of = |m: &serde_json::Map<String, Value>| {
+            m.get("state").and_then(Value::as_str).map(|s| {
+                let name = m.get("state_name").and_then(Value::as_str).unwrap_or("");
+                match crate::location::is_postgres_url(s) {
+                    true => format!("{s}#{name}"),
+                    false => crate::fsutil::normalize(&dir.join(s)).display().to_string(),
+                }
+            })
+        };
+        if let Some(state) = state_of(&map) {
+            if let Some(other) = states
+                .iter()
+                .find(|(_, s)| *s == state)
+                .map(|(n, _)| n.clone())
+            {
+                let mut p = prefix.to_vec();
+                p.push(Seg::Key("state".into()));
+                let (l, c) = at(&p, Part::Value);
+                diags.push(
+                    Diagnostic::new(
+                        file,
+                        l,
+                        c,
+                        format!("environments {other} and {name} would share one state (and its lock)"),
+                    )
+                    .with_hint("give each environment its own state: a file of its own, or its own state_name"),
+                );
+            }
+            states.push((name.clone(), state));
+        }
         settings.environments.push(name.clone());
         settings.overlay_dirs.push(overlay.clone());
         if let Some(Value::Object(creds)) = map.get("credentials") {
@@ -607,6 +700,7 @@ fn read_environments(
         }
         let folder = dir.join(&overlay);
         settings.overlay = folder.is_dir().then_some(folder);
+        settings.overlay_rel = Some(overlay.clone());
         settings.environment = Some(name.clone());
         result = Some(map);
     }

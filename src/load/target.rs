@@ -88,6 +88,13 @@ pub fn resolve(
     settings: &Settings,
     dir: &Path,
 ) -> Result<Resolved, LocationError> {
+    // With an environment chosen, its target and state are taskform.yaml's alone: the
+    // process environment is not read for them (a runner's HW_PROJECT_ID or
+    // TASKFORM_WORKSPACE must not send prod's tasks elsewhere); flags still apply.
+    let env: &dyn Fn(&str) -> Option<String> = match settings.environment {
+        Some(_) => &|_: &str| None,
+        None => env,
+    };
     // An endpoint named explicitly anywhere beats one derived from a region: a region
     // in the environment (HW_REGION_NAME, set for the SDKs) must not send requests
     // elsewhere than taskform.yaml's endpoint.

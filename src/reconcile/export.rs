@@ -19,7 +19,7 @@ use crate::remote::client::{Listing, TaskApi};
 use crate::state::{State, Target};
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// What an export did.
@@ -27,6 +27,8 @@ use std::sync::Arc;
 pub struct Exported {
     /// Tasks on the server.
     pub tasks: usize,
+    /// Tasks left out because the state records them already (the repo manages them).
+    pub managed: usize,
     /// Files written, relative to the folder.
     pub files: Vec<String>,
     /// The settings file written, when the folder had none.
@@ -37,6 +39,24 @@ pub struct Exported {
     pub duplicates: Vec<(String, Vec<(String, String)>)>,
     /// Names the state already records with another task: (name, recorded ID).
     pub kept: Vec<(String, String)>,
+    /// Remote tasks left out: the answer gave no usable name or ID (what it gave).
+    pub unusable: Vec<String>,
+    /// Fields that look like secrets, written as the service returned them:
+    /// (file, paths).
+    pub secrets: Vec<(String, Vec<String>)>,
+}
+
+/// Where the manifests go and what a settings file written beside them names.
+#[derive(Debug, Clone, Default)]
+pub struct Destination {
+    /// The folder the files are written in.
+    pub folder: PathBuf,
+    /// The folder's path below the manifest folder (empty when it is the manifest
+    /// folder), for the files the state records.
+    pub below: String,
+    /// Settings for a settings file written into a folder that has none (the state
+    /// and endpoint, when they did not come from a settings file).
+    pub settings: Vec<(String, Value)>,
 }
 
 /// Why nothing (or not everything) was exported.
@@ -68,13 +88,14 @@ pub enum Error {
 /// `settings` are `dir`'s (read before); `target` the workspace's.
 pub async fn export(
     api: &Arc<dyn TaskApi>,
-    dir: &Path,
+    dest: &Destination,
     settings: &Settings,
     target: &Target,
     state: &mut State,
     key: &Key,
     force: bool,
 ) -> Result<Exported, Error> {
+    let dir = dest.folder.as_path();
     let Listing { tasks, complete } = api.list_tasks().await?.ok_or(Error::NoSearch)?;
     if !complete {
         return Err(Error::Incomplete);
@@ -84,17 +105,32 @@ pub async fn export(
         ..Exported::default()
     };
     // Sorted by name, then ID: the same workspace always gives the same files.
-    let mut remote: Vec<(String, String, Value)> = tasks
-        .into_iter()
-        .map(|t| {
-            let name = t
-                .get("name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            (name, remote_task_id(&t), t)
-        })
-        .collect();
+    let mut remote: Vec<(String, String, Value)> = Vec::new();
+    for t in tasks {
+        let name = t
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty());
+        let id = t
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|i| !i.is_empty());
+        let recorded = |n: &str, id: &str| {
+            state
+                .tasks
+                .get(n)
+                .is_some_and(|r| r.task_id == id || r.superseded.iter().any(|s| s.task_id == id))
+        };
+        match (name, id) {
+            (Some(n), Some(i)) if recorded(n, i) => out.managed += 1,
+            (Some(n), Some(_)) => remote.push((n.to_string(), remote_task_id(&t), t)),
+            _ => out.unusable.push(format!(
+                "name {}, id {}",
+                t.get("name").map_or("missing".into(), |v| v.to_string()),
+                t.get("id").map_or("missing".into(), |v| v.to_string())
+            )),
+        }
+    }
     remote.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     let mut bodies: Vec<Value> = remote.iter().map(|(_, _, t)| manifest_body(t)).collect();
     let own_settings = settings.file.is_none();
@@ -136,22 +172,30 @@ pub async fn export(
         std::fs::create_dir_all(crate::fsutil::parent_dir(&path)).map_err(err)?;
         crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(err)
     };
+    // Every text first: nothing is written unless all of it can be.
+    let mut texts = Vec::with_capacity(bodies.len());
+    for (body, (name, _, _)) in bodies.iter().zip(&remote) {
+        texts.push(yaml_of(body).map_err(|detail| Error::Yaml {
+            name: name.clone(),
+            detail,
+        })?);
+    }
     if own_settings {
-        let needs_user_id =
+        let has_user_id =
             bodies.iter().all(|b| b.get("user_id").is_some()) || lifted.contains_key("user_id");
         write(
             dir.join(crate::load::settings::FILE_NAME),
-            &settings_text(target, &lifted, needs_user_id),
+            &settings_text(target, &dest.settings, &lifted, has_user_id),
         )?;
         out.settings_file = Some(crate::load::settings::FILE_NAME.to_string());
     }
-    for ((body, rel), (name, _, _)) in bodies.iter().zip(&files).zip(&remote) {
-        let text = yaml_of(body).map_err(|detail| Error::Yaml {
-            name: name.clone(),
-            detail,
-        })?;
-        write(dir.join(rel), &text)?;
+    for ((text, rel), body) in texts.iter().zip(&files).zip(&bodies) {
+        write(dir.join(rel), text)?;
         out.files.push(rel.clone());
+        let secrets = crate::load::export::secret_looking(body);
+        if !secrets.is_empty() {
+            out.secrets.push((rel.clone(), secrets));
+        }
     }
     // Record each name borne by one remote task, with the body the loader will read
     // (the file over the folder's defaults).
@@ -183,10 +227,14 @@ pub async fn export(
         }
         let mut body = bodies[i].clone();
         crate::load::schema::merge_defaults(&mut body, defaults);
+        let rel = match dest.below.is_empty() {
+            true => files[i].clone(),
+            false => format!("{}/{}", dest.below, files[i]),
+        };
         let m = Manifest::from_body(
             name.to_string(),
             &body,
-            files[i].clone(),
+            rel,
             dir.join(&files[i]).display().to_string(),
             0,
         );
@@ -199,13 +247,21 @@ pub async fn export(
 
 /// The settings file of an export folder: the target, the lifted defaults, and
 /// `require_user_id: false` when some task has no `user_id`.
-fn settings_text(target: &Target, defaults: &Map<String, Value>, user_id: bool) -> String {
+fn settings_text(
+    target: &Target,
+    extra: &[(String, Value)],
+    defaults: &Map<String, Value>,
+    user_id: bool,
+) -> String {
     let mut map = Map::new();
     map.insert(
         "project_id".into(),
         Value::String(target.project_id.clone()),
     );
     map.insert("workspace".into(), Value::String(target.workspace.clone()));
+    for (k, v) in extra {
+        map.insert(k.clone(), v.clone());
+    }
     if !user_id {
         map.insert("require_user_id".into(), Value::Bool(false));
     }

@@ -403,14 +403,43 @@ pub fn environments_markdown(plans: &[(String, SavedPlan)], full_plan: &str) -> 
             false => format!("Changes in {}.", changed.join(", ")),
         }
     );
-    let share = MARKDOWN_BUDGET.saturating_sub(chars(&out)) / plans.len().max(1);
-    for (name, plan) in plans {
-        out.push_str(&plan_markdown_within(
-            plan,
-            full_plan,
-            share,
-            &format!("Environment {}", md_code(name)),
-        ));
+    // Each section in full when they all fit; otherwise the small ones in full and
+    // what is left shared by the others, each cut as a single plan is.
+    let title = |name: &str| format!("Environment {}", md_code(name));
+    let full: Vec<usize> = plans
+        .iter()
+        .map(|(name, plan)| {
+            chars(&plan_markdown_within(
+                plan,
+                full_plan,
+                usize::MAX,
+                &title(name),
+            ))
+        })
+        .collect();
+    let mut left = MARKDOWN_BUDGET.saturating_sub(chars(&out));
+    let mut budgets = vec![0; plans.len()];
+    let mut open: Vec<usize> = (0..plans.len()).collect();
+    loop {
+        let share = left / open.len().max(1);
+        let (fits, rest): (Vec<usize>, Vec<usize>) = open.iter().partition(|&&i| full[i] <= share);
+        if fits.is_empty() {
+            for &i in &rest {
+                budgets[i] = share;
+            }
+            break;
+        }
+        for &i in &fits {
+            budgets[i] = full[i];
+            left -= full[i];
+        }
+        open = rest;
+        if open.is_empty() {
+            break;
+        }
+    }
+    for ((name, plan), budget) in plans.iter().zip(budgets) {
+        out.push_str(&plan_markdown_within(plan, full_plan, budget, &title(name)));
     }
     debug_assert!(chars(&out) <= MARKDOWN_LIMIT);
     out

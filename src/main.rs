@@ -457,6 +457,9 @@ struct WatchCli {
     /// (without it, the watcher refuses and logs the names; see `taskform import`).
     #[arg(long)]
     allow_duplicate_names: bool,
+    /// Serve /healthz, /readyz, /status and /metrics (Prometheus) on ADDR (e.g. 127.0.0.1:9464).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -724,6 +727,7 @@ fn main() {
                 plan_only: w.plan_only,
                 lock_timeout: w.send.lock_timeout.map(seconds),
                 connect: w.send.connect.args(),
+                listen: w.listen,
                 policy: w.lifecycle.policy(
                     false,
                     &SafetyCli {

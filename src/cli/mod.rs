@@ -12,6 +12,7 @@ mod plan;
 pub mod progress;
 pub mod prompt;
 mod read;
+pub mod service;
 mod shell;
 mod state;
 mod watch;

@@ -2,15 +2,80 @@
 //! state lock held for its whole life, signals) and runs [`reconcile::watch`].
 
 use super::connect::{ConnectArgs, Connection};
+use super::service::{Metered, Service};
 use super::{Env, block_on};
 use crate::error::{Error, Exit};
 use crate::load::settings;
 use crate::load::target::{self, TargetFlags};
 use crate::reconcile::applier::ApplyOptions;
 use crate::reconcile::{self, Policy};
-use crate::state::lock::Holder;
+use crate::state::StateStore;
+use crate::state::lock::{Holder, LockError};
+use crate::state::store::{StoreError, StoreLock};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// How long a standby waits on the lock before looking again (and reporting).
+const STANDBY_POLL: Duration = Duration::from_secs(2);
+
+/// Takes the state lock, waiting as a standby while another process holds it:
+/// `--lock-timeout` bounds the wait (none: as long as it takes, as a replica does).
+/// `None` when cancelled while waiting.
+async fn stand_by(
+    store: &dyn StateStore,
+    service: &Arc<Service>,
+    timeout: Option<Duration>,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<Box<dyn StoreLock>>, Error> {
+    let me = Holder::this_process("watch");
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut reported: Option<String> = None;
+    loop {
+        if *cancel.borrow() {
+            return Ok(None);
+        }
+        let wait = match deadline {
+            Some(d) => d
+                .saturating_duration_since(std::time::Instant::now())
+                .min(STANDBY_POLL),
+            None => STANDBY_POLL,
+        };
+        let attempt = tokio::task::block_in_place(|| store.lock(&me, Some(wait)));
+        match attempt {
+            Ok(lock) => {
+                if reported.is_some() {
+                    tracing::info!("the lock is free: this watcher takes over as the leader");
+                }
+                return Ok(Some(lock));
+            }
+            Err(StoreError::Lock(LockError::Held { holder, .. })) => {
+                if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                    return Err(StoreError::Lock(LockError::Held {
+                        state: store.describe(),
+                        holder,
+                    })
+                    .into());
+                }
+                if reported.as_deref() != Some(holder.as_str()) {
+                    tracing::info!(state = %store.describe(), "standing by: the state is locked by {holder}; this watcher takes over when it is released");
+                    reported = Some(holder.clone());
+                }
+                service.standby(Some(holder), None);
+            }
+            Err(e) if timeout.is_none() => {
+                // A replica keeps trying: the database may come back.
+                tracing::warn!("standing by: {e}");
+                service.standby(None, Some(e.to_string()));
+                tokio::select! {
+                    _ = cancel.changed() => {}
+                    _ = tokio::time::sleep(STANDBY_POLL) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
 
 /// Options of `taskform watch`.
 #[derive(Debug, Clone)]
@@ -26,6 +91,8 @@ pub struct WatchArgs {
     pub connect: ConnectArgs,
     /// `on_change`, `--prune` (with its guard), `--refresh`, `--adopt`.
     pub policy: Policy,
+    /// `--listen`: serve /healthz, /readyz, /status and /metrics here.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `taskform watch`.
@@ -71,12 +138,28 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         None => target::resolve(&args.target, env, &settings, &args.dir)?,
     };
     let store = super::open_store(&resolved, &args.dir, env, "watch")?;
-    let lock = match args.plan_only {
-        true => None,
-        false => Some(store.lock(&Holder::this_process("watch"), args.lock_timeout)?),
-    };
+    let service = Service::new(environment.clone());
+    if let Some(addr) = args.listen {
+        let bound = service
+            .clone()
+            .serve(addr)
+            .await
+            .map_err(|e| Error::Command(format!("cannot listen on {addr}: {e}")))?;
+        tracing::info!(%bound, "serving /healthz, /readyz, /status and /metrics");
+    }
     let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
     super::cancel_on_signals(cancel_tx, "stopping: finishing creates in flight", false);
+    let lock = match args.plan_only {
+        true => None,
+        false => match stand_by(store.as_ref(), &service, args.lock_timeout, cancel.clone()).await?
+        {
+            Some(lock) => Some(lock),
+            None => return Ok(Exit::Ok),
+        },
+    };
+    if lock.is_some() {
+        service.leader();
+    }
     reconcile::watch::run(reconcile::watch::Watcher {
         spec: reconcile::watch::Spec {
             dir: args.dir,
@@ -92,8 +175,15 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         resolved,
         store: store.as_ref(),
         lock: lock.as_deref(),
-        remote: conn.as_ref().map(|c| (c.api.clone(), c.target.clone())),
+        remote: conn.as_ref().map(|c| {
+            let api: Arc<dyn crate::remote::client::TaskApi> = Arc::new(Metered {
+                inner: c.api.clone(),
+                service: service.clone(),
+            });
+            (api, c.target.clone())
+        }),
         cancel,
+        observer: service.clone(),
     })
     .await?;
     Ok(Exit::Ok)

@@ -52,6 +52,40 @@ pub enum Failed {
     Reconcile(#[from] Error),
 }
 
+/// What one reconcile of the watcher did, for whoever observes the watcher (the
+/// service's `/status` and `/metrics`).
+#[derive(Debug, Clone, Default)]
+pub struct Reconciled {
+    /// What triggered it: `start`, `change`, `interval`, `retry`, `requeue`.
+    pub trigger: String,
+    pub duration: Duration,
+    /// Why it failed (`None`: it succeeded).
+    pub error: Option<String>,
+    /// The plan's counts (of the last plan that could be made).
+    pub summary: crate::plan::Summary,
+    /// Requests' results: created, updated, deleted, failed.
+    pub created: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub failed: usize,
+    /// Tasks in doubt after it (planned in doubt, or made so now).
+    pub in_doubt: usize,
+    /// On an `interval` reconcile (no file changed), the tasks it had to send:
+    /// drift made outside taskform.
+    pub drift: usize,
+}
+
+/// Observes the watcher (the CLI's service: probes and metrics). The reconcile stage
+/// only reports; what is served is the caller's.
+pub trait Observer: Send + Sync {
+    /// One reconcile ended.
+    fn reconciled(&self, _r: &Reconciled) {}
+}
+
+/// An observer that does nothing.
+pub struct Unobserved;
+impl Observer for Unobserved {}
+
 /// What the watcher does next after a failed reconcile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requeue {
@@ -96,6 +130,7 @@ pub struct Watcher<'a> {
     /// The service and the target; `None` with `--plan-only`.
     pub remote: Option<(Arc<dyn TaskApi>, Target)>,
     pub cancel: signal::Receiver<bool>,
+    pub observer: Arc<dyn Observer>,
 }
 
 /// Watches `spec.dir` and reconciles until cancelled.
@@ -196,8 +231,34 @@ impl Watcher<'_> {
     async fn reconcile(&self, failures: &mut FailureMemory, trigger: &str) -> Option<Instant> {
         let started = Instant::now();
         match self.try_reconcile(failures, trigger, started).await {
-            Ok(()) => None,
+            Ok(mut done) => {
+                done.trigger = trigger.to_string();
+                done.duration = started.elapsed();
+                if trigger == "interval" {
+                    let s = done.summary;
+                    done.drift = s.create + s.replace + s.update + s.delete;
+                }
+                self.observer.reconciled(&done);
+                None
+            }
             Err(failed) => {
+                self.observer.reconciled(&Reconciled {
+                    trigger: trigger.to_string(),
+                    duration: started.elapsed(),
+                    error: Some(match &failed {
+                        Failed::Invalid(diags) => {
+                            let first = diags
+                                .first()
+                                .map(|d| {
+                                    crate::load::diagnostic::escape(&d.to_string()).into_owned()
+                                })
+                                .unwrap_or_default();
+                            format!("{failed}: {first}")
+                        }
+                        other => other.to_string(),
+                    }),
+                    ..Reconciled::default()
+                });
                 match &failed {
                     Failed::Invalid(diags) => {
                         // Structured for log shippers, with untrusted text escaped.
@@ -233,7 +294,7 @@ impl Watcher<'_> {
         failures: &mut FailureMemory,
         trigger: &str,
         started: Instant,
-    ) -> Result<(), Failed> {
+    ) -> Result<Reconciled, Failed> {
         let loaded = match load::manifest::load_for(
             &self.spec.dir,
             self.spec.environment.as_deref(),
@@ -309,7 +370,11 @@ impl Watcher<'_> {
         )
         .await?;
         if plan_only {
-            return Ok(());
+            return Ok(Reconciled {
+                summary: report.doc.summary,
+                in_doubt: report.doc.summary.in_doubt,
+                ..Reconciled::default()
+            });
         }
         if let Some(e) = &report.persist_error {
             tracing::error!(trigger, "{e}");
@@ -350,6 +415,15 @@ impl Watcher<'_> {
             duration_ms = started.elapsed().as_millis() as u64,
             "reconciled"
         );
-        Ok(())
+        Ok(Reconciled {
+            summary: s,
+            created: count(TaskOutcome::Created),
+            updated: count(TaskOutcome::Updated),
+            deleted: count(TaskOutcome::Deleted),
+            failed,
+            in_doubt: in_doubt + s.in_doubt,
+            error: report.persist_error.as_ref().map(|e| e.to_string()),
+            ..Reconciled::default()
+        })
     }
 }

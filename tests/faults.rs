@@ -170,7 +170,7 @@ fn a_full_disk_loses_no_task_id() {
 }
 
 #[test]
-fn two_applies_and_a_watcher_at_once_exactly_one_proceeds() {
+fn two_applies_and_a_watcher_at_once_one_at_a_time_never_a_duplicate() {
     let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "300"]);
     let p = Project::new();
     p.tasks(5);
@@ -199,18 +199,22 @@ fn two_applies_and_a_watcher_at_once_exactly_one_proceeds() {
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
         .collect();
-    let refused = outs
-        .iter()
-        .filter(|o| String::from_utf8_lossy(&o.stderr).contains("is locked by taskform"))
+    // One apply (or the watcher) takes the lock first; the other apply is refused
+    // at once; a watcher that found the lock taken stands by and reconciles after it
+    // (finding nothing to do), or holds it first and both applies are refused.
+    let err = |i: usize| String::from_utf8_lossy(&outs[i].stderr).to_string();
+    let refused = (0..2)
+        .filter(|&i| err(i).contains("is locked by taskform"))
         .count();
-    assert_eq!(
-        refused,
-        2,
-        "{:?}",
-        outs.iter()
-            .map(|o| String::from_utf8_lossy(&o.stderr).to_string())
-            .collect::<Vec<_>>()
-    );
+    assert!(refused >= 1, "{:?}", (err(0), err(1), err(2)));
+    assert_eq!(outs[2].status.code(), Some(0), "{}", err(2));
+    if refused == 1 {
+        assert!(
+            err(2).contains("unchanged=5") || err(2).contains("standing by"),
+            "{}",
+            err(2)
+        );
+    }
     assert_eq!(emu.creates(), 5);
     check_invariants(&p, &emu);
 }

@@ -460,6 +460,21 @@ struct WatchCli {
     /// Serve /healthz, /readyz, /status and /metrics (Prometheus) on ADDR (e.g. 127.0.0.1:9464).
     #[arg(long, value_name = "ADDR")]
     listen: Option<std::net::SocketAddr>,
+    /// Watch a git repository (any URL git takes; your usual git authentication) instead of DIR.
+    #[arg(long, value_name = "URL")]
+    git: Option<String>,
+    /// With --git: the branch.
+    #[arg(long, default_value = "main", requires = "git")]
+    branch: String,
+    /// With --git: the manifest folder inside the repository.
+    #[arg(long, default_value = "", requires = "git", value_name = "PATH")]
+    path: String,
+    /// With --git: fetch every SECS (and on POST /hooks/git).
+    #[arg(long, default_value_t = 60.0, requires = "git", value_name = "SECS")]
+    poll: f64,
+    /// With --git: the clone and the trees [default: $XDG_CACHE_HOME/taskform/git/<hash>]
+    #[arg(long, requires = "git", value_name = "DIR")]
+    git_cache: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -728,6 +743,13 @@ fn main() {
                 lock_timeout: w.send.lock_timeout.map(seconds),
                 connect: w.send.connect.args(),
                 listen: w.listen,
+                git: w.git.map(|url| cli::GitArgs {
+                    url,
+                    branch: w.branch,
+                    path: w.path,
+                    poll: seconds(w.poll).max(Duration::from_secs(1)),
+                    cache: w.git_cache,
+                }),
                 policy: w.lifecycle.policy(
                     false,
                     &SafetyCli {

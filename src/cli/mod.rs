@@ -25,7 +25,7 @@ pub use plan::{PlanArgs, plan, show};
 pub use read::{ReadArgs, import, refresh};
 pub use shell::{BuildInfo, build_info, completions, man, version};
 pub use state::{CopyArgs, StateArgs, StateCommand, state, state_copy};
-pub use watch::{WatchArgs, watch};
+pub use watch::{GitArgs, WatchArgs, watch};
 
 use crate::error::{Error, Exit};
 use crate::load::{self, Loaded};

@@ -14,6 +14,11 @@
 //!   `taskform_tasks_in_doubt`, `taskform_drift_detected_total`, `taskform_leader`,
 //!   `taskform_last_reconcile_timestamp_seconds`, `taskform_build_info{version,environment}`.
 //!
+//! - `POST /hooks/git` (with `--git`): fetch at once, for push webhooks. The request
+//!   must carry the secret of `TASKFORM_WEBHOOK_SECRET`: `Authorization: Bearer
+//!   SECRET`, `X-Gitlab-Token: SECRET`, or GitHub's `X-Hub-Signature-256` (HMAC-SHA256
+//!   of the body), compared in constant time; 401 otherwise, 404 without a secret set.
+//!
 //! Every request the watcher sends goes through [`Metered`], which counts it by
 //! operation and HTTP status (`none` when no answer came).
 
@@ -61,8 +66,14 @@ struct ActionLabel {
     action: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabel {
+    revision: String,
+}
+
 struct Metrics {
     registry: Registry,
+    revision: Family<RevisionLabel, Gauge>,
     reconciles: Family<ResultLabel, Counter>,
     duration: Histogram,
     requests: Family<RequestLabels, Counter>,
@@ -126,8 +137,15 @@ impl Metrics {
                 ("environment".to_string(), environment.to_string()),
             ]),
         );
+        let revision = Family::<RevisionLabel, Gauge>::default();
+        registry.register(
+            "revision",
+            "The live revision of the config repo (watch --git): 1 for its commit",
+            revision.clone(),
+        );
         Metrics {
             registry,
+            revision,
             reconciles,
             duration,
             requests,
@@ -150,6 +168,9 @@ struct Status {
     standby_error: Option<String>,
     last: Option<(String, Reconciled)>,
     last_error: Option<(String, String)>,
+    /// With `--git`: the live revision (sha, subject) and why the newest is not live.
+    revision: Option<(String, String)>,
+    revision_problem: Option<String>,
 }
 
 /// The watcher's status and metrics, shared by the loop and the server.
@@ -157,6 +178,8 @@ pub struct Service {
     environment: Option<String>,
     status: Mutex<Status>,
     metrics: Metrics,
+    /// `POST /hooks/git`: where to say "fetch now", and the secret it needs.
+    hook: Mutex<Option<(tokio::sync::mpsc::UnboundedSender<()>, Option<String>)>>,
 }
 
 impl Service {
@@ -165,7 +188,13 @@ impl Service {
             metrics: Metrics::new(environment.as_deref().unwrap_or("")),
             environment,
             status: Mutex::new(Status::default()),
+            hook: Mutex::new(None),
         })
+    }
+
+    /// Serves `POST /hooks/git`: a request with `secret` sends on `tx`.
+    pub fn enable_hook(&self, tx: tokio::sync::mpsc::UnboundedSender<()>, secret: Option<String>) {
+        *self.hook.lock().unwrap_or_else(|p| p.into_inner()) = Some((tx, secret));
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, Status> {
@@ -228,6 +257,8 @@ impl Service {
             "lock_holder": self.status().holder,
             "last_reconcile": last,
             "last_error": self.status().last_error.as_ref().map(|(at, e)| json!({"at": at, "error": e})),
+            "revision": self.status().revision.as_ref().map(|(sha, subject)| json!({"sha": sha, "subject": subject})),
+            "revision_problem": self.status().revision_problem,
             "version": env!("CARGO_PKG_VERSION"),
         })
     }
@@ -252,7 +283,7 @@ impl Service {
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| {
                         let me = me.clone();
-                        async move { Ok::<_, std::convert::Infallible>(me.answer(req)) }
+                        async move { Ok::<_, std::convert::Infallible>(me.answer(req).await) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
@@ -263,7 +294,7 @@ impl Service {
         Ok(bound)
     }
 
-    fn answer(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+    async fn answer(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let reply = |status: StatusCode, ctype: &'static str, body: String| {
             let mut r = Response::new(Full::new(Bytes::from(body)));
             *r.status_mut() = status;
@@ -273,6 +304,42 @@ impl Service {
             );
             r
         };
+        if req.method() == hyper::Method::POST && req.uri().path() == "/hooks/git" {
+            let hook = self.hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let Some((tx, Some(secret))) = hook else {
+                return reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "no hook: watch --git with TASKFORM_WEBHOOK_SECRET set\n".into(),
+                );
+            };
+            let headers = req.headers().clone();
+            let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
+                req.into_body(),
+                1 << 20,
+            ))
+            .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return reply(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "text/plain",
+                        "too large\n".into(),
+                    );
+                }
+            };
+            if !authorized(&headers, &body, &secret) {
+                tracing::warn!("refused a /hooks/git request without the secret");
+                return reply(
+                    StatusCode::UNAUTHORIZED,
+                    "text/plain",
+                    "unauthorized\n".into(),
+                );
+            }
+            let _ = tx.send(());
+            return reply(StatusCode::ACCEPTED, "text/plain", "fetching\n".into());
+        }
         if req.method() != hyper::Method::GET {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -320,12 +387,77 @@ impl Service {
     }
 }
 
+/// Whether a hook request carries the secret: a bearer token, GitLab's token header,
+/// or GitHub's HMAC-SHA256 signature of the body. Compared in constant time.
+fn authorized(headers: &hyper::HeaderMap, body: &[u8], secret: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(token) = header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
+        return same(token.as_bytes(), secret.as_bytes());
+    }
+    if let Some(token) = header("x-gitlab-token") {
+        return same(token.as_bytes(), secret.as_bytes());
+    }
+    if let Some(sig) = header("x-hub-signature-256").and_then(|v| v.strip_prefix("sha256=")) {
+        let Some(sig) = hex_decode(sig) else {
+            return false;
+        };
+        let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
+            return false;
+        };
+        mac.update(body);
+        return mac.verify_slice(&sig).is_ok();
+    }
+    false
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 fn drop_then<T, R>(guard: T, f: impl FnOnce() -> R) -> R {
     drop(guard);
     f()
 }
 
 impl Observer for Service {
+    fn revision(&self, live: Option<&crate::load::git::Revision>, problem: Option<&str>) {
+        let mut s = self.status();
+        let previous = s.revision.as_ref().map(|(sha, _)| sha.clone());
+        s.revision = live.map(|r| (r.sha.clone(), r.subject.clone()));
+        s.revision_problem = problem.map(str::to_string);
+        if let Some(p) = problem {
+            s.last_error = Some((crate::clock::now_rfc3339(), p.to_string()));
+        }
+        let now = s.revision.as_ref().map(|(sha, _)| sha.clone());
+        drop(s);
+        if previous != now {
+            if let Some(p) = previous {
+                self.metrics.revision.remove(&RevisionLabel { revision: p });
+            }
+            if let Some(n) = now {
+                self.metrics
+                    .revision
+                    .get_or_create(&RevisionLabel { revision: n })
+                    .set(1);
+            }
+        }
+    }
+
     fn reconciled(&self, r: &Reconciled) {
         let now = crate::clock::now_rfc3339();
         let m = &self.metrics;

@@ -212,7 +212,8 @@ fn list(state: &State, location: &str, format: Format) -> String {
             .map(|(name, d)| json!({"name": name, "hash": d.hash, "file": d.file, "sent_at": d.sent_at}))
             .collect();
         let doc = json!({"format_version": "1", "state": location, "lineage": state.lineage,
-                         "serial": state.serial, "target": state.target, "tasks": tasks, "in_doubt": in_doubt});
+                         "serial": state.serial, "target": state.target, "tasks": tasks, "in_doubt": in_doubt,
+                         "last_applied": state.last_applied});
         let mut s = render::json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default());
         s.push('\n');
         return s;
@@ -245,6 +246,14 @@ fn list(state: &State, location: &str, format: Format) -> String {
         escape(location),
         state.serial
     ));
+    if let Some(l) = &state.last_applied {
+        out.push_str(&format!(
+            "Live revision: {} ({}), applied {}.\n",
+            escape(&l.revision),
+            escape(l.subject.as_deref().unwrap_or("")),
+            escape(&l.at)
+        ));
+    }
     out
 }
 

@@ -93,6 +93,18 @@ pub struct WatchArgs {
     pub policy: Policy,
     /// `--listen`: serve /healthz, /readyz, /status and /metrics here.
     pub listen: Option<std::net::SocketAddr>,
+    /// `--git URL`: watch a repository instead of a local folder.
+    pub git: Option<GitArgs>,
+}
+
+/// `watch --git URL [--branch] [--path] [--poll] [--git-cache]`.
+#[derive(Debug, Clone)]
+pub struct GitArgs {
+    pub url: String,
+    pub branch: String,
+    pub path: String,
+    pub poll: Duration,
+    pub cache: Option<PathBuf>,
 }
 
 /// `taskform watch`.
@@ -100,7 +112,34 @@ pub fn watch(args: WatchArgs, env: Env) -> Exit {
     block_on(run(args, env))
 }
 
-async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
+async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
+    // With --git, the first fetch gives the tree whose taskform.yaml names the target.
+    let git = match &args.git {
+        None => None,
+        Some(g) => {
+            let source = crate::load::git::GitSource {
+                url: g.url.clone(),
+                branch: g.branch.clone(),
+                path: g.path.clone(),
+                cache: g.cache.clone().unwrap_or_else(|| {
+                    crate::load::git::default_cache(&g.url, env, std::path::Path::new("."))
+                }),
+            };
+            let first = source.clone();
+            let rev = tokio::task::spawn_blocking(move || first.sync())
+                .await
+                .map_err(|e| Error::Command(e.to_string()))?
+                .map_err(|e| {
+                    Error::Command(format!("cannot start watching the repository: {e}"))
+                })?;
+            tracing::info!(revision = %rev.sha, cache = %source.cache.display(), "fetched");
+            args.dir = rev.dir.clone();
+            Some(reconcile::watch::GitSpec {
+                source,
+                poll: g.poll,
+            })
+        }
+    };
     if !args.dir.is_dir() {
         return Err(Error::Command(format!(
             "cannot watch {}: not a folder",
@@ -137,8 +176,24 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         Some(c) => c.resolved.clone(),
         None => target::resolve(&args.target, env, &settings, &args.dir)?,
     };
+    if git.is_some()
+        && (resolved.state_source == target::StateSource::Default
+            || (resolved.state_source == target::StateSource::Settings
+                && resolved.state.as_file().is_some()))
+    {
+        return Err(Error::Command(
+            "with --git, the state cannot live in the fetched tree (each commit is a new folder): name a state file outside it with --state / TASKFORM_STATE, or use a PostgreSQL state".into(),
+        ));
+    }
     let store = super::open_store(&resolved, &args.dir, env, "watch")?;
     let service = Service::new(environment.clone());
+    let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
+    if git.is_some() {
+        service.enable_hook(
+            hook_tx,
+            env("TASKFORM_WEBHOOK_SECRET").filter(|s| !s.is_empty()),
+        );
+    }
     if let Some(addr) = args.listen {
         let bound = service
             .clone()
@@ -168,6 +223,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
             interval: args.interval,
             plan_only: args.plan_only,
             environment,
+            git,
             apply: args.apply,
             policy: args.policy,
         },
@@ -184,6 +240,7 @@ async fn run(args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         }),
         cancel,
         observer: service.clone(),
+        hooks: Some(hook_rx),
     })
     .await?;
     Ok(Exit::Ok)

@@ -12,6 +12,7 @@ pub mod diagnostic;
 pub mod environment;
 pub mod export;
 pub mod format;
+pub mod git;
 pub mod interpolate;
 pub mod json_schema;
 pub mod manifest;

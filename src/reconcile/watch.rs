@@ -13,6 +13,7 @@ use super::applier::{ApplyOptions, Silent, TaskOutcome};
 use super::events::{self, FailureMemory};
 use super::{Context, Decision, Error, Policy, Sending};
 use crate::load::diagnostic::Diagnostic;
+use crate::load::git::Revision;
 use crate::load::target::Resolved;
 use crate::load::{self, LoadError};
 use crate::plan::Action;
@@ -37,8 +38,17 @@ pub struct Spec {
     pub plan_only: bool,
     /// The environment of a repo that declares them.
     pub environment: Option<String>,
+    /// `--git`: the manifests come from this repository (polled), not from `dir`.
+    pub git: Option<GitSpec>,
     pub apply: ApplyOptions,
     pub policy: Policy,
+}
+
+/// A watched git repository: fetched every `poll`, and when a hook says so.
+#[derive(Debug, Clone)]
+pub struct GitSpec {
+    pub source: crate::load::git::GitSource,
+    pub poll: Duration,
 }
 
 /// Why one reconcile of the watcher failed.
@@ -80,6 +90,9 @@ pub struct Reconciled {
 pub trait Observer: Send + Sync {
     /// One reconcile ended.
     fn reconciled(&self, _r: &Reconciled) {}
+    /// With `--git`: the revision applied (live), and why the newest one is not
+    /// (`None`: it is the live one).
+    fn revision(&self, _live: Option<&Revision>, _problem: Option<&str>) {}
 }
 
 /// An observer that does nothing.
@@ -131,10 +144,16 @@ pub struct Watcher<'a> {
     pub remote: Option<(Arc<dyn TaskApi>, Target)>,
     pub cancel: signal::Receiver<bool>,
     pub observer: Arc<dyn Observer>,
+    /// With `--git`: a fetch at once (`POST /hooks/git`).
+    pub hooks: Option<mpsc::UnboundedReceiver<()>>,
 }
 
-/// Watches `spec.dir` and reconciles until cancelled.
+/// Watches `spec.dir` (or, with `--git`, the repository) and reconciles until
+/// cancelled.
 pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
+    if w.spec.git.is_some() {
+        return run_git(w).await;
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let root = std::fs::canonicalize(&w.spec.dir).unwrap_or_else(|_| w.spec.dir.clone());
     let _watcher = events::start(&root, tx).map_err(Error::Watch)?;
@@ -147,7 +166,8 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
     tracing::info!(dir = %w.spec.dir.display(), debounce_ms = w.spec.debounce.as_millis() as u64, plan_only = w.spec.plan_only, "watching");
     let mut failures = FailureMemory::new(w.spec.retry_interval);
     let lost = || w.lock.and_then(|l| l.lost()).map(Error::LockLost);
-    let mut requeue = w.reconcile(&mut failures, "start").await;
+    let dir = w.spec.dir.clone();
+    let mut requeue = w.reconcile(&dir, &mut failures, "start").await.requeue;
     let mut next_interval = w.spec.interval.map(|i| Instant::now() + i);
     let mut health = tokio::time::interval(LOCK_CHECK);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -194,10 +214,161 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
                 }
             }
         };
-        requeue = w.reconcile(&mut failures, why).await;
+        requeue = w.reconcile(&dir, &mut failures, why).await.requeue;
     }
     tracing::info!("stopped; the state is written and the lock released");
     Ok(())
+}
+
+/// The longest wait between fetches of a remote that keeps failing.
+const MAX_FETCH_BACKOFF: Duration = Duration::from_secs(600);
+
+/// `watch --git`: fetch every `poll` (and on a hook), reconcile each new commit's
+/// tree. A commit whose manifests are invalid is not applied: the last good one stays
+/// live until a newer commit is good. A remote that cannot be read keeps the live
+/// revision, retried with backoff. A rewind to an older commit is applied like any.
+async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
+    let Some(git) = w.spec.git.clone() else {
+        return Ok(());
+    };
+    let mut hooks = w.hooks.take();
+    tracing::info!(repository = %crate::load::git::redact(&git.source.url), branch = %git.source.branch, path = %git.source.path, poll_secs = git.poll.as_secs(), "watching a git repository");
+    let mut failures = FailureMemory::new(w.spec.retry_interval);
+    let lost = || w.lock.and_then(|l| l.lost()).map(Error::LockLost);
+    // The revision applied, the newest one fetched, and one that failed to load.
+    let mut live: Option<Revision> = None;
+    let mut current: Option<Revision> = None;
+    let mut invalid: Option<String> = None;
+    let mut next_fetch = Instant::now();
+    let mut backoff = git.poll;
+    let mut requeue: Option<Instant> = None;
+    let mut next_interval = w.spec.interval.map(|i| Instant::now() + i);
+    let mut health = tokio::time::interval(LOCK_CHECK);
+    health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut trigger = "start";
+    loop {
+        if *w.cancel.borrow() {
+            break;
+        }
+        if let Some(e) = lost() {
+            return Err(e);
+        }
+        if trigger == "start" || trigger == "poll" || trigger == "hook" {
+            let source = git.source.clone();
+            let fetched = tokio::task::spawn_blocking(move || source.sync())
+                .await
+                .unwrap_or_else(|e| Err(crate::load::git::GitError(e.to_string())));
+            match fetched {
+                Err(e) => {
+                    tracing::error!(
+                        live = live.as_ref().map(|r| r.sha.as_str()).unwrap_or("none"),
+                        retry_in_secs = backoff.as_secs(),
+                        "{e}; the live revision stays"
+                    );
+                    w.observer.revision(live.as_ref(), Some(&e.to_string()));
+                    next_fetch = Instant::now() + backoff;
+                    backoff = (backoff * 2).min(MAX_FETCH_BACKOFF.max(git.poll));
+                }
+                Ok(rev) => {
+                    backoff = git.poll;
+                    next_fetch = Instant::now() + git.poll;
+                    let new = current.as_ref().is_none_or(|c| c.sha != rev.sha);
+                    if new {
+                        tracing::info!(revision = %rev.sha, subject = %crate::load::diagnostic::escape(&rev.subject), trigger, "new revision");
+                        current = Some(rev);
+                    }
+                }
+            }
+        }
+        let candidate = current.clone();
+        let fresh = candidate
+            .as_ref()
+            .is_some_and(|c| live.as_ref().is_none_or(|l| l.sha != c.sha));
+        let retrying = matches!(trigger, "retry" | "requeue" | "interval");
+        if let Some(c) = candidate
+            .as_ref()
+            .filter(|c| invalid.as_deref() != Some(c.sha.as_str()) && (fresh || retrying))
+        {
+            let done = w.reconcile(&c.dir, &mut failures, trigger).await;
+            requeue = done.requeue;
+            if done.invalid {
+                invalid = Some(c.sha.clone());
+                tracing::error!(revision = %c.sha, live = live.as_ref().map(|r| r.sha.as_str()).unwrap_or("none"), "the revision's manifests are invalid: not applied; the live revision stays until a newer commit is good");
+                w.observer.revision(
+                    live.as_ref(),
+                    Some(&format!(
+                        "revision {} is invalid (see the last error)",
+                        c.sha
+                    )),
+                );
+            } else if done.ok {
+                invalid = None;
+                if live.as_ref().is_none_or(|l| l.sha != c.sha) {
+                    record_revision(w.store, c);
+                    tracing::info!(revision = %c.sha, subject = %crate::load::diagnostic::escape(&c.subject), "revision live");
+                }
+                live = Some(c.clone());
+                w.observer.revision(live.as_ref(), None);
+                git.source.prune(&[c.sha.as_str()]);
+            }
+        }
+        let timer = [
+            Some(next_fetch),
+            next_interval,
+            failures.next_retry(),
+            requeue,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let mut cancel = w.cancel.clone();
+        trigger = tokio::select! {
+            biased;
+            _ = cancel.changed() => break,
+            Some(()) = async { match hooks.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "hook",
+            _ = health.tick() => "health",
+            _ = sleep_until(timer) => {
+                let now = Instant::now();
+                if next_fetch <= now {
+                    "poll"
+                } else if next_interval.is_some_and(|t| t <= now) {
+                    next_interval = w.spec.interval.map(|i| now + i);
+                    "interval"
+                } else if requeue.is_some_and(|t| t <= now) {
+                    "requeue"
+                } else {
+                    "retry"
+                }
+            }
+        };
+    }
+    tracing::info!("stopped; the state is written and the lock released");
+    Ok(())
+}
+
+/// Records the live revision in the state (`last_applied`), for `state list` and the
+/// pipelines. A failure is logged: the tasks are applied either way.
+fn record_revision(store: &dyn StateStore, rev: &Revision) {
+    let result = store.load().and_then(|mut state| {
+        state.last_applied = Some(crate::state::LastApplied {
+            revision: rev.sha.clone(),
+            subject: Some(rev.subject.clone()),
+            at: crate::clock::now_rfc3339(),
+        });
+        store.persist(&mut state)
+    });
+    if let Err(e) = result {
+        tracing::error!(revision = %rev.sha, "cannot record the live revision in the state: {e}");
+    }
+}
+
+/// What one reconcile of the watcher came to.
+struct Done {
+    /// When to try again, if the error policy says so.
+    requeue: Option<Instant>,
+    ok: bool,
+    /// The manifests were invalid (a person must fix them).
+    invalid: bool,
 }
 
 /// How often an idle watcher checks that it still holds its lock.
@@ -226,11 +397,11 @@ async fn sleep_until(t: Option<Instant>) {
 }
 
 impl Watcher<'_> {
-    /// One reconcile of the whole folder. Never fails: every problem is logged, and
-    /// the error policy says when to try again (the returned instant, if any).
-    async fn reconcile(&self, failures: &mut FailureMemory, trigger: &str) -> Option<Instant> {
+    /// One reconcile of the whole folder `dir`. Never fails: every problem is
+    /// logged, and the error policy says when to try again.
+    async fn reconcile(&self, dir: &Path, failures: &mut FailureMemory, trigger: &str) -> Done {
         let started = Instant::now();
-        match self.try_reconcile(failures, trigger, started).await {
+        match self.try_reconcile(dir, failures, trigger, started).await {
             Ok(mut done) => {
                 done.trigger = trigger.to_string();
                 done.duration = started.elapsed();
@@ -239,7 +410,11 @@ impl Watcher<'_> {
                     done.drift = s.create + s.replace + s.update + s.delete;
                 }
                 self.observer.reconciled(&done);
-                None
+                Done {
+                    requeue: None,
+                    ok: done.error.is_none(),
+                    invalid: false,
+                }
             }
             Err(failed) => {
                 self.observer.reconciled(&Reconciled {
@@ -274,7 +449,7 @@ impl Watcher<'_> {
                     }
                     other => tracing::error!(trigger, "{other}"),
                 }
-                match error_policy(&failed, self.spec.retry_interval) {
+                let requeue = match error_policy(&failed, self.spec.retry_interval) {
                     Requeue::AwaitChange => None,
                     Requeue::After(d) => {
                         tracing::info!(
@@ -284,6 +459,11 @@ impl Watcher<'_> {
                         );
                         Some(Instant::now() + d)
                     }
+                };
+                Done {
+                    requeue,
+                    ok: false,
+                    invalid: matches!(failed, Failed::Invalid(_)),
                 }
             }
         }
@@ -291,27 +471,25 @@ impl Watcher<'_> {
 
     async fn try_reconcile(
         &self,
+        dir: &Path,
         failures: &mut FailureMemory,
         trigger: &str,
         started: Instant,
     ) -> Result<Reconciled, Failed> {
-        let loaded = match load::manifest::load_for(
-            &self.spec.dir,
-            self.spec.environment.as_deref(),
-            self.env,
-        ) {
+        let loaded = match load::manifest::load_for(dir, self.spec.environment.as_deref(), self.env)
+        {
             Ok(l) => l,
             Err(LoadError::Dir(msg)) => return Err(Failed::Folder(msg)),
             Err(LoadError::Invalid(diags)) => return Err(Failed::Invalid(diags)),
         };
         if loaded.manifests.is_empty() {
-            tracing::warn!(trigger, dir = %self.spec.dir.display(), "no manifests found");
+            tracing::warn!(trigger, dir = %dir.display(), "no manifests found");
         }
         let api = self.remote.as_ref().map(|(api, _)| api);
         let ctx = Context {
             loaded: &loaded,
             resolved: &self.resolved,
-            dir: &self.spec.dir,
+            dir,
             store: self.store,
             target: self.remote.as_ref().map(|(_, t)| t),
             api,

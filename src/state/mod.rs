@@ -69,6 +69,16 @@ pub struct TaskRecord {
     pub superseded: Vec<Superseded>,
 }
 
+/// The revision of the config repo the state was last reconciled with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastApplied {
+    /// The commit SHA.
+    pub revision: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub at: String,
+}
+
 /// A remote task left behind by a replace (the create-only API cannot delete it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Superseded {
@@ -105,6 +115,9 @@ pub struct State {
     pub tasks: BTreeMap<String, TaskRecord>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub in_doubt: BTreeMap<String, InDoubt>,
+    /// The config repo's commit a `watch --git` applied last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<LastApplied>,
     /// Fields written by a newer minor version, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -149,6 +162,7 @@ impl State {
             target: None,
             tasks: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
+            last_applied: None,
             extra: Map::new(),
         }
     }

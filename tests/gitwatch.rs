@@ -1,0 +1,255 @@
+//! `taskform watch --git`: a local bare repository (a `file://` URL) as the remote.
+//! Commits pushed to it are applied; an invalid one is not, and the last good one stays
+//! live; a fix is applied; a force-push to an older commit too; a remote that goes
+//! away and comes back is followed again; `/hooks/git` fetches at once with the
+//! secret and refuses without it.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http(port: u16, request: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(request.as_bytes()).ok()?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).ok()?;
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+fn status(port: u16) -> Value {
+    http(port, "GET /status HTTP/1.0\r\n\r\n")
+        .and_then(|(_, b)| serde_json::from_str(&b).ok())
+        .unwrap_or(Value::Null)
+}
+
+fn hook(port: u16, auth: &str) -> u16 {
+    http(
+        port,
+        &format!("POST /hooks/git HTTP/1.0\r\n{auth}Content-Length: 0\r\n\r\n"),
+    )
+    .map(|r| r.0)
+    .unwrap_or(0)
+}
+
+/// A work tree pushing to a bare repository: `remote.git`, `work/tasks/`.
+fn repo(p: &Project) -> std::path::PathBuf {
+    let root = p.path("git");
+    std::fs::create_dir_all(&root).unwrap();
+    git(&root, &["init", "-q", "--bare", "remote.git"]);
+    git(&root, &["init", "-q", "-b", "main", "work"]);
+    let work = root.join("work");
+    std::fs::create_dir_all(work.join("tasks")).unwrap();
+    std::fs::write(
+        work.join("tasks/taskform.yaml"),
+        format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"),
+    )
+    .unwrap();
+    std::fs::write(work.join("tasks/a.yaml"), manifest("a", 10)).unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "task a"]);
+    git(
+        &work,
+        &[
+            "remote",
+            "add",
+            "origin",
+            &format!("file://{}", root.join("remote.git").display()),
+        ],
+    );
+    git(&work, &["push", "-q", "origin", "main"]);
+    work
+}
+
+fn commit(work: &Path, message: &str) -> String {
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-q", "-m", message]);
+    git(work, &["push", "-q", "-f", "origin", "main"]);
+    git(work, &["rev-parse", "HEAD"])
+}
+
+fn live(port: u16) -> Option<String> {
+    status(port)["revision"]["sha"].as_str().map(str::to_string)
+}
+
+#[test]
+fn commits_are_applied_an_invalid_one_is_not_and_a_rewind_is() {
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let p = Project::new();
+    let work = repo(&p);
+    let first = git(&work, &["rev-parse", "HEAD"]);
+    let port = free_port();
+    let url = format!("file://{}", p.path("git/remote.git").display());
+    let mut w = p.cmd(&[
+        "watch",
+        "--git",
+        &url,
+        "--path",
+        "tasks",
+        "--poll",
+        "1",
+        "--git-cache",
+        "cache",
+        "--state",
+        "state.json",
+        "--endpoint",
+        &emu.url,
+        "--max-rate",
+        "0",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ]);
+    let mut w = w
+        .env("TASKFORM_AUTH_TOKEN", TOKEN)
+        .env("TASKFORM_WEBHOOK_SECRET", "hook-secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(p.path("watch.log")).unwrap())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || live(port)
+        .as_deref()
+        == Some(first.as_str())));
+    assert_eq!(emu.tasks().len(), 1);
+
+    // A new commit: exactly the new task.
+    std::fs::write(work.join("tasks/b.yaml"), manifest("b", 10)).unwrap();
+    let second = commit(&work, "task b");
+    assert!(wait_until(Duration::from_secs(20), || live(port)
+        .as_deref()
+        == Some(second.as_str())));
+    assert_eq!(emu.creates(), 2);
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("state.json")).unwrap()).unwrap();
+    assert_eq!(state["last_applied"]["revision"], second);
+    assert_eq!(state["last_applied"]["subject"], "task b");
+    p.run(
+        &[
+            "state",
+            "list",
+            "--dir",
+            "git/work/tasks",
+            "--state",
+            "state.json",
+        ],
+        &[],
+    )
+    .succeeds()
+    .stdout_has(&format!("Live revision: {second} (task b)"));
+
+    // An invalid commit: nothing sent, reported, the previous revision stays live.
+    std::fs::write(work.join("tasks/c.yaml"), manifest("c", 10)).unwrap();
+    std::fs::write(
+        work.join("tasks/bad.yaml"),
+        "name: bad\nschedule_config: {schedule_type: cron}\n",
+    )
+    .unwrap();
+    let bad = commit(&work, "broken");
+    assert!(wait_until(Duration::from_secs(20), || {
+        status(port)["revision_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains(&bad))
+    }));
+    let s = status(port);
+    assert_eq!(s["revision"]["sha"], second.as_str(), "{s}");
+    assert!(
+        s["last_error"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("invalid"),
+        "{s}"
+    );
+    assert_eq!(emu.creates(), 2, "nothing of the broken commit was sent");
+
+    // The fix: applied.
+    std::fs::remove_file(work.join("tasks/bad.yaml")).unwrap();
+    let fixed = commit(&work, "fixed");
+    assert!(wait_until(Duration::from_secs(20), || live(port)
+        .as_deref()
+        == Some(fixed.as_str())));
+    assert_eq!(emu.tasks().len(), 3);
+
+    // Rewritten history: a force-push back to the first commit is applied like any.
+    git(&work, &["reset", "-q", "--hard", &first]);
+    git(&work, &["push", "-q", "-f", "origin", "main"]);
+    assert!(wait_until(Duration::from_secs(20), || live(port)
+        .as_deref()
+        == Some(first.as_str())));
+
+    // The remote goes away: the live revision stays; it comes back: followed again.
+    std::fs::rename(p.path("git/remote.git"), p.path("git/away.git")).unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        status(port)["revision_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("fetching main"))
+    }));
+    assert_eq!(live(port).as_deref(), Some(first.as_str()));
+    std::fs::rename(p.path("git/away.git"), p.path("git/remote.git")).unwrap();
+    std::fs::write(work.join("tasks/d.yaml"), manifest("d", 10)).unwrap();
+    let back = commit(&work, "task d");
+    // A hook fetches at once (and a wrong secret is refused).
+    assert_eq!(hook(port, "Authorization: Bearer wrong\r\n"), 401);
+    assert_eq!(hook(port, ""), 401);
+    assert_eq!(hook(port, "Authorization: Bearer hook-secret\r\n"), 202);
+    assert!(wait_until(Duration::from_secs(30), || live(port)
+        .as_deref()
+        == Some(back.as_str())));
+    assert!(emu.tasks().iter().any(|t| t["name"] == "d"));
+    sigterm(&w);
+    assert_eq!(w.wait().unwrap().code(), Some(0));
+    let log = std::fs::read_to_string(p.path("watch.log")).unwrap();
+    assert!(
+        log.contains("the revision's manifests are invalid"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_state_inside_the_fetched_tree_is_refused() {
+    let p = Project::new();
+    repo(&p);
+    let url = format!("file://{}", p.path("git/remote.git").display());
+    p.run(
+        &[
+            "watch",
+            "--git",
+            &url,
+            "--path",
+            "tasks",
+            "--git-cache",
+            "cache",
+            "--plan-only",
+        ],
+        &[],
+    )
+    .fails_with(1)
+    .stderr_has("with --git, the state cannot live in the fetched tree");
+}

@@ -241,6 +241,7 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         cancel,
         observer: service.clone(),
         hooks: Some(hook_rx),
+        cache: Default::default(),
     })
     .await?;
     Ok(Exit::Ok)

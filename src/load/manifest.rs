@@ -390,6 +390,16 @@ fn load_inner(
     outer_env: &(dyn Fn(&str) -> Option<String> + Sync),
     found_warnings: &mut Vec<Diagnostic>,
 ) -> Result<Loaded, LoadError> {
+    load_inner_cached(dir, environment, outer_env, found_warnings, None)
+}
+
+fn load_inner_cached(
+    dir: &Path,
+    environment: Option<&str>,
+    outer_env: &(dyn Fn(&str) -> Option<String> + Sync),
+    found_warnings: &mut Vec<Diagnostic>,
+    cache: Option<&LoadCache>,
+) -> Result<Loaded, LoadError> {
     let meta = std::fs::metadata(dir).map_err(|e| {
         LoadError::Dir(format!(
             "cannot read manifest folder {}: {e}",
@@ -451,15 +461,53 @@ fn load_inner(
         tracing::info!("{}", skipped_targets(&separate_targets));
     }
 
-    let results: Vec<FileResult> = files
-        .par_iter()
-        .map(|(rel, path)| load_file(rel, path, &settings, env, Some(&overlay), false))
-        .chain(
-            overlay_results
+    // The cache serves a folder without an environment's overlay, under the same
+    // settings; a change of settings starts it afresh.
+    let cache = cache.filter(|_| settings.overlay.is_none());
+    if let Some(c) = cache {
+        let context = format!(
+            "{}|{}",
+            settings.digest.as_deref().unwrap_or(""),
+            settings.environment.as_deref().unwrap_or("")
+        );
+        let mut inner = c.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if inner.context != context {
+            inner.files.clear();
+            inner.context = context;
+        }
+    }
+    let results: Vec<FileResult> = match cache {
+        Some(c) => {
+            let loaded: Vec<(PathBuf, Option<FileKey>, FileResult, bool)> = files
                 .par_iter()
-                .map(|(rel, path)| load_file(rel, path, &settings, env, None, true)),
-        )
-        .collect();
+                .map(|(rel, path)| {
+                    let (key, r, hit) = load_file_cached(rel, path, &settings, env, c);
+                    (path.clone(), key, r, hit)
+                })
+                .collect();
+            let mut inner = c.inner.lock().unwrap_or_else(|p| p.into_inner());
+            inner.hits = loaded.iter().filter(|l| l.3).count();
+            inner.parsed = loaded.len() - inner.hits;
+            inner.files.clear();
+            let mut out = Vec::with_capacity(loaded.len());
+            for (path, key, r, _) in loaded {
+                if let Some(k) = key {
+                    inner.files.insert(path, (k, r.clone()));
+                }
+                out.push(r);
+            }
+            out
+        }
+        None => files
+            .par_iter()
+            .map(|(rel, path)| load_file(rel, path, &settings, env, Some(&overlay), false))
+            .chain(
+                overlay_results
+                    .par_iter()
+                    .map(|(rel, path)| load_file(rel, path, &settings, env, None, true)),
+            )
+            .collect(),
+    };
 
     let mut manifests = Vec::new();
     let mut file_digests = BTreeMap::new();
@@ -724,12 +772,123 @@ fn defaults_warnings(settings: &Settings) -> Vec<Diagnostic> {
     .collect()
 }
 
+#[derive(Clone)]
 struct FileResult {
     rel: String,
     manifests: Vec<Manifest>,
     diags: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     digest: Option<String>,
+}
+
+/// Parsed files kept between loads of one folder (the watcher's), so that a change to
+/// one file of a large repo re-reads and re-parses that file only.
+///
+/// A file is taken from the cache when its identity (size, modification time, inode,
+/// device) is unchanged and it was last modified more than [`SETTLED`] ago; a file
+/// modified more recently than that (a rewrite within the file system's timestamp
+/// granularity would keep its identity) is read again and compared by content, and
+/// parsed only if the content changed. Everything is dropped when the settings file
+/// (its content, the environment) changes. Not used with an environment's overlay
+/// (patches change shared files' results).
+#[derive(Default)]
+pub struct LoadCache {
+    inner: std::sync::Mutex<CacheInner>,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    context: String,
+    files: std::collections::HashMap<PathBuf, (FileKey, FileResult)>,
+    /// Reads avoided and files parsed by the last load, for logs and tests.
+    hits: usize,
+    parsed: usize,
+}
+
+/// How long after its last modification a file's identity is trusted.
+pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+#[derive(Clone, PartialEq, Eq)]
+struct FileKey {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+    device: u64,
+}
+
+impl FileKey {
+    fn of(m: &std::fs::Metadata) -> FileKey {
+        #[cfg(unix)]
+        let (inode, device) = {
+            use std::os::unix::fs::MetadataExt;
+            (m.ino(), m.dev())
+        };
+        #[cfg(not(unix))]
+        let (inode, device) = (0, 0);
+        FileKey {
+            len: m.len(),
+            modified: m.modified().ok(),
+            inode,
+            device,
+        }
+    }
+
+    fn settled(&self) -> bool {
+        self.modified
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > SETTLED)
+    }
+}
+
+impl LoadCache {
+    /// (files taken from the cache, files parsed) by the last load.
+    pub fn last_load(&self) -> (usize, usize) {
+        let c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (c.hits, c.parsed)
+    }
+}
+
+/// [`load_for`] with a cache kept between loads (the watcher's).
+pub fn load_cached(
+    dir: &Path,
+    environment: Option<&str>,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    cache: &LoadCache,
+) -> Result<Loaded, LoadError> {
+    let mut warnings = Vec::new();
+    load_inner_cached(dir, environment, env, &mut warnings, Some(cache))
+}
+
+/// A file through the cache: its identity, else its content, else parsed.
+fn load_file_cached(
+    rel: &str,
+    path: &Path,
+    settings: &Settings,
+    env: &(dyn Fn(&str) -> Option<String> + Sync),
+    cache: &LoadCache,
+) -> (Option<FileKey>, FileResult, bool) {
+    let key = std::fs::metadata(path).ok().map(|m| FileKey::of(&m));
+    let cached = cache
+        .inner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .files
+        .get(path)
+        .cloned();
+    if let (Some(k), Some((ck, r))) = (&key, &cached) {
+        if k == ck && k.settled() && r.rel == rel {
+            return (key, r.clone(), true);
+        }
+        // Recently modified, or another identity: the same content needs no parse.
+        if let Ok(bytes) = std::fs::read(path)
+            && r.rel == rel
+            && r.digest.as_deref() == Some(hash::sha256_tagged(&bytes).as_str())
+            && bytes.len() as u64 <= MAX_FILE_BYTES
+        {
+            return (key, r.clone(), true);
+        }
+    }
+    (key, load_file(rel, path, settings, env, None, false), false)
 }
 
 fn load_file(

@@ -146,6 +146,8 @@ pub struct Watcher<'a> {
     pub observer: Arc<dyn Observer>,
     /// With `--git`: a fetch at once (`POST /hooks/git`).
     pub hooks: Option<mpsc::UnboundedReceiver<()>>,
+    /// Parsed files kept between reconciles: a change re-reads only what changed.
+    pub cache: crate::load::manifest::LoadCache,
 }
 
 /// Watches `spec.dir` (or, with `--git`, the repository) and reconciles until
@@ -476,8 +478,12 @@ impl Watcher<'_> {
         trigger: &str,
         started: Instant,
     ) -> Result<Reconciled, Failed> {
-        let loaded = match load::manifest::load_for(dir, self.spec.environment.as_deref(), self.env)
-        {
+        let loaded = match load::manifest::load_cached(
+            dir,
+            self.spec.environment.as_deref(),
+            self.env,
+            &self.cache,
+        ) {
             Ok(l) => l,
             Err(LoadError::Dir(msg)) => return Err(Failed::Folder(msg)),
             Err(LoadError::Invalid(diags)) => return Err(Failed::Invalid(diags)),

@@ -2,8 +2,8 @@
 //! change, an added file, a deleted file, a renamed file, a file replaced by a symlink,
 //! a whole folder removed, and a settings change.
 
-use taskform::load::manifest::{LoadCache, Loaded, load_cached, load_for};
 use std::path::Path;
+use taskform::load::manifest::{LoadCache, Loaded, load_cached, load_for};
 
 fn env(_: &str) -> Option<String> {
     None
@@ -45,13 +45,21 @@ fn every_kind_of_change_gives_what_a_full_reload_gives() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     for i in 0..50 {
-        write(dir, &format!("g{}/t{i:03}.yaml", i % 5), &manifest(&format!("t{i:03}"), 10));
+        write(
+            dir,
+            &format!("g{}/t{i:03}.yaml", i % 5),
+            &manifest(&format!("t{i:03}"), 10),
+        );
     }
     let cache = LoadCache::default();
     same(dir, &cache, "the first load");
     same(dir, &cache, "no change");
     // Within the settle time every file is compared by content, not parsed again.
-    assert_eq!(cache.last_load().1, 0, "nothing parsed when nothing changed");
+    assert_eq!(
+        cache.last_load().1,
+        0,
+        "nothing parsed when nothing changed"
+    );
 
     write(dir, "g0/t000.yaml", &manifest("t000", 11));
     same(dir, &cache, "a change");
@@ -84,12 +92,23 @@ fn every_kind_of_change_gives_what_a_full_reload_gives() {
     std::fs::remove_dir_all(dir.join("g4")).unwrap();
     same(dir, &cache, "a folder removed");
 
-    write(dir, "g0/broken.yaml", "name: broken\nschedule_config: {schedule_type: cron}\n");
+    write(
+        dir,
+        "g0/broken.yaml",
+        "name: broken\nschedule_config: {schedule_type: cron}\n",
+    );
     same(dir, &cache, "an invalid file");
     std::fs::remove_file(dir.join("g0/broken.yaml")).unwrap();
     same(dir, &cache, "the invalid file removed");
 
-    write(dir, "taskform.yaml", "defaults:\n  description: from the settings\n");
+    write(
+        dir,
+        "taskform.yaml",
+        "defaults:\n  description: from the settings\n",
+    );
     same(dir, &cache, "a settings change");
-    assert!(cache.last_load().1 > 40, "a settings change parses everything again");
+    assert!(
+        cache.last_load().1 > 40,
+        "a settings change parses everything again"
+    );
 }

@@ -478,7 +478,7 @@ fn load_inner_cached(
     }
     let results: Vec<FileResult> = match cache {
         Some(c) => {
-            let loaded: Vec<(PathBuf, Option<FileKey>, FileResult, bool)> = files
+            let loaded: Vec<(PathBuf, Option<FileKey>, std::sync::Arc<FileResult>, bool)> = files
                 .par_iter()
                 .map(|(rel, path)| {
                     let (key, r, hit) = load_file_cached(rel, path, &settings, env, c);
@@ -491,10 +491,10 @@ fn load_inner_cached(
             inner.files.clear();
             let mut out = Vec::with_capacity(loaded.len());
             for (path, key, r, _) in loaded {
+                out.push(FileResult::clone(&r));
                 if let Some(k) = key {
-                    inner.files.insert(path, (k, r.clone()));
+                    inner.files.insert(path, (k, r));
                 }
-                out.push(r);
             }
             out
         }
@@ -799,7 +799,7 @@ pub struct LoadCache {
 #[derive(Default)]
 struct CacheInner {
     context: String,
-    files: std::collections::HashMap<PathBuf, (FileKey, FileResult)>,
+    files: std::collections::HashMap<PathBuf, (FileKey, std::sync::Arc<FileResult>)>,
     /// Reads avoided and files parsed by the last load, for logs and tests.
     hits: usize,
     parsed: usize,
@@ -866,7 +866,7 @@ fn load_file_cached(
     settings: &Settings,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     cache: &LoadCache,
-) -> (Option<FileKey>, FileResult, bool) {
+) -> (Option<FileKey>, std::sync::Arc<FileResult>, bool) {
     let key = std::fs::metadata(path).ok().map(|m| FileKey::of(&m));
     let cached = cache
         .inner
@@ -877,7 +877,7 @@ fn load_file_cached(
         .cloned();
     if let (Some(k), Some((ck, r))) = (&key, &cached) {
         if k == ck && k.settled() && r.rel == rel {
-            return (key, r.clone(), true);
+            return (key, std::sync::Arc::clone(r), true);
         }
         // Recently modified, or another identity: the same content needs no parse.
         if let Ok(bytes) = std::fs::read(path)
@@ -885,10 +885,11 @@ fn load_file_cached(
             && r.digest.as_deref() == Some(hash::sha256_tagged(&bytes).as_str())
             && bytes.len() as u64 <= MAX_FILE_BYTES
         {
-            return (key, r.clone(), true);
+            return (key, std::sync::Arc::clone(r), true);
         }
     }
-    (key, load_file(rel, path, settings, env, None, false), false)
+    let parsed = load_file(rel, path, settings, env, None, false);
+    (key, std::sync::Arc::new(parsed), false)
 }
 
 fn load_file(

@@ -488,6 +488,14 @@ impl Watcher<'_> {
             Err(LoadError::Dir(msg)) => return Err(Failed::Folder(msg)),
             Err(LoadError::Invalid(diags)) => return Err(Failed::Invalid(diags)),
         };
+        let (cached, parsed) = self.cache.last_load();
+        tracing::debug!(
+            trigger,
+            cached,
+            parsed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "manifests loaded"
+        );
         if loaded.manifests.is_empty() {
             tracing::warn!(trigger, dir = %dir.display(), "no manifests found");
         }

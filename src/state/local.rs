@@ -12,14 +12,57 @@ use std::pin::Pin;
 use std::time::Duration;
 
 /// The state file on a local disk, with `<state>.journal` and `<state>.lock` beside it.
-#[derive(Debug, Clone)]
+///
+/// The state last read or written is kept with the file's identity (size, modification
+/// time, inode): a long-running process (the watcher, which holds the lock) then reads
+/// a large state file once, not at every reconcile. Every write renames a new file into
+/// place, so a new identity; a file modified in the last [`SETTLED`] is read again.
+#[derive(Debug)]
 pub struct LocalStore {
     path: PathBuf,
+    last: std::sync::Mutex<Option<(Identity, State)>>,
+}
+
+impl Clone for LocalStore {
+    fn clone(&self) -> Self {
+        LocalStore::new(self.path.clone())
+    }
+}
+
+/// How long after its last modification a file's identity is trusted.
+const SETTLED: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    inode: u64,
+}
+
+fn identity(path: &Path) -> Option<Identity> {
+    let m = std::fs::metadata(path).ok()?;
+    #[cfg(unix)]
+    let inode = std::os::unix::fs::MetadataExt::ino(&m);
+    #[cfg(not(unix))]
+    let inode = 0;
+    Some(Identity {
+        len: m.len(),
+        modified: m.modified().ok(),
+        inode,
+    })
 }
 
 impl LocalStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        LocalStore { path: path.into() }
+        LocalStore {
+            path: path.into(),
+            last: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn remember(&self, state: Option<&State>) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        *last = state.and_then(|s| identity(&self.path).map(|i| (i, s.clone())));
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -39,10 +82,26 @@ impl StateStore for LocalStore {
     }
 
     fn load(&self) -> Result<State, StoreError> {
-        let mut state = State::load(&self.path)?;
         let jpath = self.journal_path();
+        if !jpath.exists()
+            && let Some(now) = identity(&self.path)
+        {
+            let settled = now
+                .modified
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > SETTLED);
+            let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((known, state)) = last.as_ref()
+                && *known == now
+                && settled
+            {
+                return Ok(state.clone());
+            }
+        }
+        let mut state = State::load(&self.path)?;
         let records = journal::read(&jpath)?;
-        journal::fold(&mut state, &records, &jpath.display().to_string())?;
+        let folded = journal::fold(&mut state, &records, &jpath.display().to_string())?;
+        self.remember((!folded && records.is_empty()).then_some(&state));
         Ok(state)
     }
 
@@ -56,7 +115,9 @@ impl StateStore for LocalStore {
     }
 
     fn persist(&self, state: &mut State) -> Result<(), StoreError> {
+        self.remember(None);
         state.save(&self.path)?;
+        self.remember(Some(state));
         // The journal's records are now in the state; a crash before this removal
         // leaves a journal whose serial is older than the state's, which is ignored.
         let _ = std::fs::remove_file(self.journal_path());
@@ -64,6 +125,7 @@ impl StateStore for LocalStore {
     }
 
     fn replace(&self, state: &State) -> Result<(), StoreError> {
+        self.remember(None);
         state.write_exact(&self.path)?;
         let _ = std::fs::remove_file(self.journal_path());
         Ok(())

@@ -253,3 +253,110 @@ fn a_state_inside_the_fetched_tree_is_refused() {
     .fails_with(1)
     .stderr_has("with --git, the state cannot live in the fetched tree");
 }
+
+#[test]
+fn a_signed_hook_fetches_at_once_and_plan_only_is_ready() {
+    use hmac::{Hmac, Mac};
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let p = Project::new();
+    let work = repo(&p);
+    let port = free_port();
+    let url = format!("file://{}", p.path("git/remote.git").display());
+    let mut w = p
+        .cmd(&[
+            "watch",
+            "--git",
+            &url,
+            "--path",
+            "tasks",
+            "--poll",
+            "300",
+            "--git-cache",
+            "cache",
+            "--state",
+            "state.json",
+            "--endpoint",
+            &emu.url,
+            "--max-rate",
+            "0",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("TASKFORM_AUTH_TOKEN", TOKEN)
+        .env("TASKFORM_WEBHOOK_SECRET", "hook-secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = git(&work, &["rev-parse", "HEAD"]);
+    assert!(wait_until(Duration::from_secs(20), || live(port)
+        .as_deref()
+        == Some(first.as_str())));
+    std::fs::write(work.join("tasks/b.yaml"), manifest("b", 10)).unwrap();
+    let second = commit(&work, "task b");
+    // GitHub's signature of the body: a wrong one is refused, the right one fetches
+    // at once (the poll is five minutes away).
+    let body = r#"{"ref":"refs/heads/main"}"#;
+    let sign = |key: &[u8]| {
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).unwrap();
+        mac.update(body.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let post = |sig: &str| {
+        http(
+            port,
+            &format!(
+                "POST /hooks/git HTTP/1.0\r\nX-Hub-Signature-256: sha256={sig}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            ),
+        )
+        .map(|r| r.0)
+    };
+    assert_eq!(post(&sign(b"not-the-secret")), Some(401));
+    assert_eq!(live(port).as_deref(), Some(first.as_str()));
+    assert_eq!(post(&sign(b"hook-secret")), Some(202));
+    assert!(wait_until(Duration::from_secs(10), || live(port)
+        .as_deref()
+        == Some(second.as_str())));
+    sigterm(&w);
+    assert_eq!(w.wait().unwrap().code(), Some(0));
+
+    // A plan-only watcher is ready, and writes no state.
+    let port = free_port();
+    let mut w = p
+        .cmd(&[
+            "watch",
+            "--git",
+            &url,
+            "--path",
+            "tasks",
+            "--git-cache",
+            "cache",
+            "--state",
+            "plan-only.json",
+            "--plan-only",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || status(port)["role"]
+        == "plan-only"
+        && status(port)["last_reconcile"]["result"] == "success"));
+    assert_eq!(
+        http(port, "GET /readyz HTTP/1.0\r\n\r\n").map(|r| r.0),
+        Some(200)
+    );
+    sigterm(&w);
+    let _ = w.wait();
+    assert!(
+        !p.path("plan-only.json").exists(),
+        "a plan-only watcher writes no state"
+    );
+}

@@ -48,6 +48,8 @@ pub enum Role {
     Standby,
     /// Holding the lock and reconciling.
     Leader,
+    /// `--plan-only`: planning, never sending, no lock.
+    PlanOnly,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -220,10 +222,18 @@ impl Service {
         self.metrics.leader.set(1);
     }
 
+    /// `--plan-only`: no lock, nothing sent; ready as a leader would be.
+    pub fn plan_only(&self) {
+        self.status().role = Some(Role::PlanOnly);
+        self.metrics.leader.set(0);
+    }
+
     fn ready(&self) -> bool {
         let s = self.status();
         match s.role {
-            Some(Role::Leader) => s.last.as_ref().is_none_or(|(_, r)| r.error.is_none()),
+            Some(Role::Leader | Role::PlanOnly) => {
+                s.last.as_ref().is_none_or(|(_, r)| r.error.is_none())
+            }
             Some(Role::Standby) => s.standby_error.is_none(),
             None => false,
         }
@@ -250,6 +260,7 @@ impl Service {
             "role": match s.role {
                 Some(Role::Leader) => "leader",
                 Some(Role::Standby) => "standby",
+                Some(Role::PlanOnly) => "plan-only",
                 None => "starting",
             },
             "ready": drop_then(s, || self.ready()),
@@ -273,10 +284,18 @@ impl Service {
     pub async fn serve(self: Arc<Self>, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let bound = listener.local_addr()?;
+        // Probes and scrapes are small and quick: a few connections at a time, each
+        // with a deadline, so that slow or idle clients cannot use up the process's
+        // file descriptors (which the watcher needs for the service and the state).
+        let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    drop(stream);
                     continue;
                 };
                 let me = self.clone();
@@ -285,9 +304,12 @@ impl Service {
                         let me = me.clone();
                         async move { Ok::<_, std::convert::Infallible>(me.answer(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(CONNECTION_DEADLINE)
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+                    let _ = tokio::time::timeout(CONNECTION_DEADLINE, conn).await;
+                    drop(slot);
                 });
             }
         });
@@ -411,12 +433,15 @@ fn authorized(headers: &hyper::HeaderMap, body: &[u8], secret: &str) -> bool {
     false
 }
 
-/// Equal, in time that does not depend on where they differ.
+/// Equal, in time that depends on neither where they differ nor the secret's length
+/// (their SHA-256 digests are compared).
 fn same(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use sha2::{Digest, Sha256};
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
@@ -428,6 +453,11 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
 }
+
+/// Connections served at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 32;
+/// A connection's whole life (headers, body, answer).
+const CONNECTION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 fn drop_then<T, R>(guard: T, f: impl FnOnce() -> R) -> R {
     drop(guard);

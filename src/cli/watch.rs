@@ -117,6 +117,17 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
     let git = match &args.git {
         None => None,
         Some(g) => {
+            if std::path::Path::new(&g.path).components().any(|c| {
+                !matches!(
+                    c,
+                    std::path::Component::Normal(_) | std::path::Component::CurDir
+                )
+            }) {
+                return Err(Error::Command(format!(
+                    "--path {} must be a folder inside the repository",
+                    g.path
+                )));
+            }
             let source = crate::load::git::GitSource {
                 url: g.url.clone(),
                 branch: g.branch.clone(),
@@ -212,8 +223,9 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
             None => return Ok(Exit::Ok),
         },
     };
-    if lock.is_some() {
-        service.leader();
+    match lock.is_some() {
+        true => service.leader(),
+        false => service.plan_only(),
     }
     reconcile::watch::run(reconcile::watch::Watcher {
         spec: reconcile::watch::Spec {

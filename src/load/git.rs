@@ -13,6 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// The longest a git command may take.
+const GIT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Where the manifests come from.
 #[derive(Clone)]
 pub struct GitSource {
@@ -53,8 +56,10 @@ pub fn redact(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
+        // The URL's token runs to the next space or quote; its credentials end at its
+        // last `@` (a password may hold a `/`; an `@` in a path only hides more).
         let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '\'' || c == '"')
+            .find(|c: char| c.is_whitespace() || c == '\'' || c == '"')
             .unwrap_or(tail.len());
         match tail[..end].rfind('@') {
             Some(at) => {
@@ -93,14 +98,47 @@ impl GitSource {
         c.arg("--git-dir")
             .arg(self.cache.join("repo.git"))
             .env("GIT_TERMINAL_PROMPT", "0")
+            // A transfer that stalls is given up (then retried with backoff), and ssh
+            // never waits for a prompt.
+            .env("GIT_HTTP_LOW_SPEED_LIMIT", "1000")
+            .env("GIT_HTTP_LOW_SPEED_TIME", "60")
             .stdin(Stdio::null());
+        if std::env::var_os("GIT_SSH_COMMAND").is_none() {
+            c.env(
+                "GIT_SSH_COMMAND",
+                "ssh -o BatchMode=yes -o ConnectTimeout=30 -o ServerAliveInterval=15 -o ServerAliveCountMax=4",
+            );
+        }
         c
     }
 
     fn run(&self, mut c: Command, what: &str) -> Result<String, GitError> {
-        let out = c
-            .output()
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
             .map_err(|e| GitError(format!("cannot run git ({e}); install git")))?;
+        // Whatever happens, a git command ends within the deadline.
+        let deadline = std::time::Instant::now() + GIT_DEADLINE;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(GitError(format!(
+                        "{what} failed: no result within {} s",
+                        GIT_DEADLINE.as_secs()
+                    )));
+                }
+            }
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| GitError(format!("cannot run git ({e})")))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let err = err.trim();
@@ -125,7 +163,7 @@ impl GitSource {
         }
         let local = format!("refs/taskform/{}", self.branch);
         let mut c = self.git();
-        c.args(["fetch", "--quiet", "--force", "--no-tags"])
+        c.args(["fetch", "--quiet", "--force", "--no-tags", "--"])
             .arg(&self.url)
             .arg(format!("+refs/heads/{}:{local}", self.branch));
         self.run(
@@ -210,5 +248,9 @@ mod tests {
         assert_eq!(redact("ssh://git@host/r"), "ssh://***@host/r");
         assert_eq!(redact("file:///tmp/r.git"), "file:///tmp/r.git");
         assert_eq!(redact("no url here"), "no url here");
+        assert_eq!(
+            redact("https://u:pa/ss@host/r.git failed"),
+            "https://***@host/r.git failed"
+        );
     }
 }

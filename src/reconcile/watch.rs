@@ -241,6 +241,9 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
     let mut live: Option<Revision> = None;
     let mut current: Option<Revision> = None;
     let mut invalid: Option<String> = None;
+    // The newest revision reconciled at least once (so a fetch of the same commit does
+    // not reconcile it again; its failures follow the error policy).
+    let mut attempted: Option<String> = None;
     let mut next_fetch = Instant::now();
     let mut backoff = git.poll;
     let mut requeue: Option<Instant> = None;
@@ -272,6 +275,10 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                     backoff = (backoff * 2).min(MAX_FETCH_BACKOFF.max(git.poll));
                 }
                 Ok(rev) => {
+                    if backoff != git.poll && invalid.as_deref() != Some(rev.sha.as_str()) {
+                        // The remote is back: its problem is over.
+                        w.observer.revision(live.as_ref(), None);
+                    }
                     backoff = git.poll;
                     next_fetch = Instant::now() + git.poll;
                     let new = current.as_ref().is_none_or(|c| c.sha != rev.sha);
@@ -282,15 +289,26 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                 }
             }
         }
-        let candidate = current.clone();
-        let fresh = candidate
-            .as_ref()
-            .is_some_and(|c| live.as_ref().is_none_or(|l| l.sha != c.sha));
-        let retrying = matches!(trigger, "retry" | "requeue" | "interval");
-        if let Some(c) = candidate
-            .as_ref()
-            .filter(|c| invalid.as_deref() != Some(c.sha.as_str()) && (fresh || retrying))
-        {
+        // What to reconcile: a newly fetched revision once (start, poll, hook); on a
+        // retry, requeue or interval, the newest revision unless it is invalid, else
+        // the live one (its failed tasks retried, its drift corrected). Never on the
+        // health tick.
+        let valid = |c: &&Revision| invalid.as_deref() != Some(c.sha.as_str());
+        let target = match trigger {
+            "start" | "poll" | "hook" => current
+                .as_ref()
+                .filter(valid)
+                .filter(|c| attempted.as_deref() != Some(c.sha.as_str()))
+                .cloned(),
+            "retry" | "requeue" | "interval" => {
+                current.as_ref().filter(valid).or(live.as_ref()).cloned()
+            }
+            _ => None,
+        };
+        let mut reconciled_now = false;
+        if let Some(c) = target.as_ref() {
+            reconciled_now = true;
+            attempted = Some(c.sha.clone());
             let done = w.reconcile(&c.dir, &mut failures, trigger).await;
             requeue = done.requeue;
             if done.invalid {
@@ -304,30 +322,38 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                     )),
                 );
             } else if done.ok {
-                invalid = None;
                 if live.as_ref().is_none_or(|l| l.sha != c.sha) {
-                    record_revision(w.store, c);
+                    // Only a watcher that holds the lock (not --plan-only) records it.
+                    if w.lock.is_some() {
+                        record_revision(w.store, c);
+                    }
                     tracing::info!(revision = %c.sha, subject = %crate::load::diagnostic::escape(&c.subject), "revision live");
                 }
                 live = Some(c.clone());
                 w.observer.revision(live.as_ref(), None);
                 git.source.prune(&[c.sha.as_str()]);
             }
+        } else if matches!(trigger, "retry" | "requeue") {
+            // Nothing to retry against: wait for the next fetch.
+            requeue = None;
         }
-        let timer = [
-            Some(next_fetch),
-            next_interval,
-            failures.next_retry(),
-            requeue,
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let now = Instant::now();
+        // A failed task's retry time passed with nothing reconciled (no revision to
+        // retry against) is not a timer: it would spin.
+        let retry_at = failures.next_retry().filter(|t| reconciled_now || *t > now);
+        let timer = [Some(next_fetch), next_interval, retry_at, requeue]
+            .into_iter()
+            .flatten()
+            .min();
         let mut cancel = w.cancel.clone();
         trigger = tokio::select! {
             biased;
             _ = cancel.changed() => break,
-            Some(()) = async { match hooks.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "hook",
+            Some(()) = async { match hooks.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                // Several hooks at once: one fetch.
+                while hooks.as_mut().is_some_and(|h| h.try_recv().is_ok()) {}
+                "hook"
+            }
             _ = health.tick() => "health",
             _ = sleep_until(timer) => {
                 let now = Instant::now();

@@ -360,3 +360,64 @@ fn a_signed_hook_fetches_at_once_and_plan_only_is_ready() {
         "a plan-only watcher writes no state"
     );
 }
+
+#[test]
+fn a_watcher_started_on_an_invalid_commit_waits_for_a_good_one() {
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let p = Project::new();
+    let work = repo(&p);
+    std::fs::write(
+        work.join("tasks/taskform.yaml"),
+        "project_id: [not, a, string]\n",
+    )
+    .unwrap();
+    commit(&work, "broken settings");
+    let port = free_port();
+    let url = format!("file://{}", p.path("git/remote.git").display());
+    let mut w = p
+        .cmd(&[
+            "watch",
+            "--git",
+            &url,
+            "--path",
+            "tasks",
+            "--poll",
+            "1",
+            "--git-cache",
+            "cache",
+            "--state",
+            "state.json",
+            "--endpoint",
+            &emu.url,
+            "--max-rate",
+            "0",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .env("TASKFORM_AUTH_TOKEN", TOKEN)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(20), || {
+        status(port)["revision_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("settings of revision"))
+    }));
+    assert_eq!(
+        http(port, "GET /readyz HTTP/1.0\r\n\r\n").map(|r| r.0),
+        Some(503)
+    );
+    std::fs::write(
+        work.join("tasks/taskform.yaml"),
+        format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"),
+    )
+    .unwrap();
+    let good = commit(&work, "settings fixed");
+    assert!(wait_until(Duration::from_secs(20), || live(port)
+        .as_deref()
+        == Some(good.as_str())));
+    assert_eq!(emu.tasks().len(), 1);
+    sigterm(&w);
+    assert_eq!(w.wait().unwrap().code(), Some(0));
+}

@@ -113,6 +113,17 @@ pub fn watch(args: WatchArgs, env: Env) -> Exit {
 }
 
 async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
+    use crate::reconcile::watch::Observer as _;
+    // Probes answer from the start (a --git watcher may wait for its first good commit).
+    let early = Service::new(super::environment(&args.target, env));
+    if let Some(addr) = args.listen {
+        let bound = early
+            .clone()
+            .serve(addr)
+            .await
+            .map_err(|e| Error::Command(format!("cannot listen on {addr}: {e}")))?;
+        tracing::info!(%bound, "serving /healthz, /readyz, /status and /metrics");
+    }
     // With --git, the first fetch gives the tree whose taskform.yaml names the target.
     let git = match &args.git {
         None => None,
@@ -136,13 +147,37 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
                     crate::load::git::default_cache(&g.url, env, std::path::Path::new("."))
                 }),
             };
-            let first = source.clone();
-            let rev = tokio::task::spawn_blocking(move || first.sync())
-                .await
-                .map_err(|e| Error::Command(e.to_string()))?
-                .map_err(|e| {
-                    Error::Command(format!("cannot start watching the repository: {e}"))
-                })?;
+            // The first commit with usable settings names the target. Until there is
+            // one (the remote unreachable, taskform.yaml invalid) the watcher stays up
+            // and tries again every --poll, reporting on /status.
+            let environment = super::environment(&args.target, env);
+            let rev = loop {
+                let first = source.clone();
+                let fetched = tokio::task::spawn_blocking(move || first.sync())
+                    .await
+                    .map_err(|e| Error::Command(e.to_string()))?;
+                let problem = match fetched {
+                    Err(e) if e.0.contains("cannot run git") => {
+                        return Err(Error::Command(e.to_string()));
+                    }
+                    Err(e) => e.to_string(),
+                    Ok(rev) => match settings::load_for(&rev.dir, environment.as_deref(), env) {
+                        Ok(_) => break rev,
+                        Err(diags) => {
+                            for d in &diags {
+                                tracing::error!("{}", crate::render::escape_lines(&d.to_string()));
+                            }
+                            format!("the settings of revision {} are invalid", rev.sha)
+                        }
+                    },
+                };
+                tracing::error!(
+                    retry_in_secs = g.poll.as_secs(),
+                    "cannot start from the repository: {problem}; trying again"
+                );
+                early.revision(None, Some(&problem));
+                tokio::time::sleep(g.poll).await;
+            };
             tracing::info!(revision = %rev.sha, cache = %source.cache.display(), "fetched");
             args.dir = rev.dir.clone();
             Some(reconcile::watch::GitSpec {
@@ -197,21 +232,13 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         ));
     }
     let store = super::open_store(&resolved, &args.dir, env, "watch")?;
-    let service = Service::new(environment.clone());
+    let service = early;
     let (hook_tx, hook_rx) = tokio::sync::mpsc::unbounded_channel();
     if git.is_some() {
         service.enable_hook(
             hook_tx,
             env("TASKFORM_WEBHOOK_SECRET").filter(|s| !s.is_empty()),
         );
-    }
-    if let Some(addr) = args.listen {
-        let bound = service
-            .clone()
-            .serve(addr)
-            .await
-            .map_err(|e| Error::Command(format!("cannot listen on {addr}: {e}")))?;
-        tracing::info!(%bound, "serving /healthz, /readyz, /status and /metrics");
     }
     let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
     super::cancel_on_signals(cancel_tx, "stopping: finishing creates in flight", false);

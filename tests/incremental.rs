@@ -111,4 +111,13 @@ fn every_kind_of_change_gives_what_a_full_reload_gives() {
         cache.last_load().1 > 40,
         "a settings change parses everything again"
     );
+
+    // Past the settle time, files are taken by their identity alone; a change of
+    // identity (a rewrite) is still seen.
+    std::thread::sleep(std::time::Duration::from_millis(2200));
+    same(dir, &cache, "settled files");
+    assert_eq!(cache.last_load().1, 0);
+    write(dir, "g0/t000.yaml", &manifest("t000", 13));
+    same(dir, &cache, "a change after settling");
+    assert_eq!(cache.last_load().1, 1);
 }

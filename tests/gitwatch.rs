@@ -97,6 +97,38 @@ fn commit(work: &Path, message: &str) -> String {
     git(work, &["rev-parse", "HEAD"])
 }
 
+/// `taskform watch --git` of the project's bare repository (`--path tasks`, cache
+/// `cache`, probes on `port`) with `args`, the demo token and the hook secret
+/// `hook-secret`; its log goes to `log`.
+fn watch_git(
+    p: &Project,
+    port: u16,
+    args: &[&str],
+    log: std::process::Stdio,
+) -> std::process::Child {
+    let url = format!("file://{}", p.path("git/remote.git").display());
+    let listen = format!("127.0.0.1:{port}");
+    let mut all = vec![
+        "watch",
+        "--git",
+        &url,
+        "--path",
+        "tasks",
+        "--git-cache",
+        "cache",
+        "--listen",
+        &listen,
+    ];
+    all.extend_from_slice(args);
+    p.cmd(&all)
+        .env("TASKFORM_AUTH_TOKEN", TOKEN)
+        .env("TASKFORM_WEBHOOK_SECRET", "hook-secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 fn live(port: u16) -> Option<String> {
     status(port)["revision"]["sha"].as_str().map(str::to_string)
 }
@@ -108,33 +140,21 @@ fn commits_are_applied_an_invalid_one_is_not_and_a_rewind_is() {
     let work = repo(&p);
     let first = git(&work, &["rev-parse", "HEAD"]);
     let port = free_port();
-    let url = format!("file://{}", p.path("git/remote.git").display());
-    let mut w = p.cmd(&[
-        "watch",
-        "--git",
-        &url,
-        "--path",
-        "tasks",
-        "--poll",
-        "1",
-        "--git-cache",
-        "cache",
-        "--state",
-        "state.json",
-        "--endpoint",
-        &emu.url,
-        "--max-rate",
-        "0",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    let mut w = w
-        .env("TASKFORM_AUTH_TOKEN", TOKEN)
-        .env("TASKFORM_WEBHOOK_SECRET", "hook-secret")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(p.path("watch.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut w = watch_git(
+        &p,
+        port,
+        &[
+            "--poll",
+            "1",
+            "--state",
+            "state.json",
+            "--endpoint",
+            &emu.url,
+            "--max-rate",
+            "0",
+        ],
+        std::fs::File::create(p.path("watch.log")).unwrap().into(),
+    );
     assert!(wait_until(Duration::from_secs(20), || live(port)
         .as_deref()
         == Some(first.as_str())));
@@ -261,33 +281,21 @@ fn a_signed_hook_fetches_at_once_and_plan_only_is_ready() {
     let p = Project::new();
     let work = repo(&p);
     let port = free_port();
-    let url = format!("file://{}", p.path("git/remote.git").display());
-    let mut w = p
-        .cmd(&[
-            "watch",
-            "--git",
-            &url,
-            "--path",
-            "tasks",
+    let mut w = watch_git(
+        &p,
+        port,
+        &[
             "--poll",
             "300",
-            "--git-cache",
-            "cache",
             "--state",
             "state.json",
             "--endpoint",
             &emu.url,
             "--max-rate",
             "0",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("TASKFORM_AUTH_TOKEN", TOKEN)
-        .env("TASKFORM_WEBHOOK_SECRET", "hook-secret")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        std::process::Stdio::null(),
+    );
     let first = git(&work, &["rev-parse", "HEAD"]);
     assert!(wait_until(Duration::from_secs(20), || live(port)
         .as_deref()
@@ -327,25 +335,12 @@ fn a_signed_hook_fetches_at_once_and_plan_only_is_ready() {
 
     // A plan-only watcher is ready, and writes no state.
     let port = free_port();
-    let mut w = p
-        .cmd(&[
-            "watch",
-            "--git",
-            &url,
-            "--path",
-            "tasks",
-            "--git-cache",
-            "cache",
-            "--state",
-            "plan-only.json",
-            "--plan-only",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut w = watch_git(
+        &p,
+        port,
+        &["--state", "plan-only.json", "--plan-only"],
+        std::process::Stdio::null(),
+    );
     assert!(wait_until(Duration::from_secs(20), || status(port)["role"]
         == "plan-only"
         && status(port)["last_reconcile"]["result"] == "success"));
@@ -373,32 +368,21 @@ fn a_watcher_started_on_an_invalid_commit_waits_for_a_good_one() {
     .unwrap();
     commit(&work, "broken settings");
     let port = free_port();
-    let url = format!("file://{}", p.path("git/remote.git").display());
-    let mut w = p
-        .cmd(&[
-            "watch",
-            "--git",
-            &url,
-            "--path",
-            "tasks",
+    let mut w = watch_git(
+        &p,
+        port,
+        &[
             "--poll",
             "1",
-            "--git-cache",
-            "cache",
             "--state",
             "state.json",
             "--endpoint",
             &emu.url,
             "--max-rate",
             "0",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .env("TASKFORM_AUTH_TOKEN", TOKEN)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        std::process::Stdio::null(),
+    );
     assert!(wait_until(Duration::from_secs(20), || {
         status(port)["revision_problem"]
             .as_str()

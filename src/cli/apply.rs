@@ -88,8 +88,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         }
         (other, _) => other?,
     };
-    let scope = loaded.settings.scope.clone();
-    let scoped = move |k: &str| scope.lookup(k, env);
+    let scoped = loaded.settings.scope.over(env);
     let env: Env = &scoped;
     let policy = match &saved {
         Some(s) => args.policy.for_saved(s),

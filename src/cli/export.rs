@@ -4,7 +4,6 @@
 use super::connect::{ConnectArgs, Connection};
 use super::{Env, block_on};
 use crate::error::{Error, Exit};
-use crate::load::settings;
 use crate::load::target::TargetFlags;
 use crate::render::escape;
 use crate::state::{self, lock::Holder};
@@ -31,16 +30,8 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| Error::Folder(format!("cannot create {}: {e}", args.dir.display())))?;
     let environment = super::environment(&args.target, env);
-    let settings =
-        settings::load_for(&args.dir, environment.as_deref(), env).map_err(Error::Invalid)?;
-    if environment.is_none() && !settings.environments.is_empty() {
-        return Err(Error::Folder(crate::load::manifest::choose_environment(
-            &args.dir,
-            &settings.environments,
-        )));
-    }
-    let scope = settings.scope.clone();
-    let scoped = move |k: &str| scope.lookup(k, env);
+    let settings = crate::load::manifest::settings_for(&args.dir, environment.as_deref(), env)?;
+    let scoped = settings.scope.over(env);
     let env: Env = &scoped;
     let conn = Connection::open(
         &args.target,

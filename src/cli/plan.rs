@@ -165,8 +165,7 @@ async fn plan_one(
     env: Env<'_>,
 ) -> Result<SavedPlan, Error> {
     let loaded = load_manifests(&args.dir, environment, env)?;
-    let scope = loaded.settings.scope.clone();
-    let scoped = move |k: &str| scope.lookup(k, env);
+    let scoped = loaded.settings.scope.over(env);
     let env: Env = &scoped;
     let online = args.policy.refresh || args.policy.adopt;
     let conn = match online {

@@ -158,8 +158,7 @@ where
 {
     let environment = super::environment(&args.target, env);
     let loaded = load_manifests(&args.dir, environment.as_deref(), env)?;
-    let scope = loaded.settings.scope.clone();
-    let scoped = move |k: &str| scope.lookup(k, env);
+    let scoped = loaded.settings.scope.over(env);
     let env: Env = &scoped;
     let conn = Connection::open(
         &args.target,

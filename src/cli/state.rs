@@ -5,7 +5,6 @@
 use super::connect::{ConnectArgs, Connection};
 use super::{Env, block_on, load_manifests};
 use crate::error::{Error, Exit};
-use crate::load::settings;
 use crate::load::target::{self, Resolved, TargetFlags};
 use crate::reconcile::records::{self, Imported};
 use crate::render::{self, Format, escape};
@@ -45,16 +44,8 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
         return import(&args, env, name, task_id).await;
     }
     let environment = super::environment(&args.target, env);
-    let settings =
-        settings::load_for(&args.dir, environment.as_deref(), env).map_err(Error::Invalid)?;
-    if environment.is_none() && !settings.environments.is_empty() {
-        return Err(Error::Folder(crate::load::manifest::choose_environment(
-            &args.dir,
-            &settings.environments,
-        )));
-    }
-    let scope = settings.scope.clone();
-    let scoped = move |k: &str| scope.lookup(k, env);
+    let settings = crate::load::manifest::settings_for(&args.dir, environment.as_deref(), env)?;
+    let scoped = settings.scope.over(env);
     let env: Env = &scoped;
     let resolved = target::resolve(&args.target, env, &settings, &args.dir)?;
     let store = super::open_store(&resolved, &args.dir, env, "state")?;
@@ -145,8 +136,7 @@ fn written(state: &State, store: &dyn StateStore) -> String {
 async fn import(args: &StateArgs, env: Env<'_>, name: &str, task_id: &str) -> Result<Exit, Error> {
     let environment = super::environment(&args.target, env);
     let loaded = load_manifests(&args.dir, environment.as_deref(), env)?;
-    let scope = loaded.settings.scope.clone();
-    let scoped = move |k: &str| scope.lookup(k, env);
+    let scoped = loaded.settings.scope.over(env);
     let env: Env = &scoped;
     let conn = Connection::open(
         &args.target,

@@ -193,16 +193,8 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         )));
     }
     let environment = super::environment(&args.target, env);
-    let settings =
-        settings::load_for(&args.dir, environment.as_deref(), env).map_err(Error::Invalid)?;
-    if environment.is_none() && !settings.environments.is_empty() {
-        return Err(Error::Folder(crate::load::manifest::choose_environment(
-            &args.dir,
-            &settings.environments,
-        )));
-    }
-    let scope = settings.scope.clone();
-    let scoped = move |k: &str| scope.lookup(k, env);
+    let settings = crate::load::manifest::settings_for(&args.dir, environment.as_deref(), env)?;
+    let scoped = settings.scope.over(env);
     let env: Env = &scoped;
     let conn = match args.plan_only {
         true => None,

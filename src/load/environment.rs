@@ -86,6 +86,15 @@ pub struct Scope {
 pub const CREDENTIAL_PREFIX: &str = "credential:";
 
 impl Scope {
+    /// The lookup `${...}` and the credentials go through: this scope over `outer`
+    /// (the process environment).
+    pub fn over<'a>(
+        &'a self,
+        outer: &'a (dyn Fn(&str) -> Option<String> + Sync),
+    ) -> impl Fn(&str) -> Option<String> + Sync + 'a {
+        move |k| self.lookup(k, outer)
+    }
+
     /// Looks `key` up: `var:NAME` in the variables; a credential variable through the
     /// environment's mapping (a service credential it does not map is unset once it
     /// maps any); anything else in `outer` (the process environment).

@@ -369,6 +369,23 @@ pub fn load_reporting_all(
     (Err(LoadError::Invalid(diags)), warnings)
 }
 
+/// The settings of `dir` for `environment`; a repo that declares environments,
+/// read without one, is refused with their names.
+pub fn settings_for(
+    dir: &Path,
+    environment: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Settings, LoadError> {
+    let settings = settings::load_for(dir, environment, env).map_err(LoadError::Invalid)?;
+    if environment.is_none() && !settings.environments.is_empty() {
+        return Err(LoadError::Dir(choose_environment(
+            dir,
+            &settings.environments,
+        )));
+    }
+    Ok(settings)
+}
+
 /// The message for a repo that declares environments, loaded without one.
 pub fn choose_environment(dir: &Path, names: &[String]) -> String {
     format!(
@@ -409,17 +426,11 @@ fn load_inner_cached(
     if !meta.is_dir() {
         return Err(LoadError::Dir(format!("{} is not a folder", dir.display())));
     }
-    let settings = settings::load_for(dir, environment, outer_env).map_err(LoadError::Invalid)?;
-    if environment.is_none() && !settings.environments.is_empty() {
-        return Err(LoadError::Dir(choose_environment(
-            dir,
-            &settings.environments,
-        )));
-    }
+    let settings = settings_for(dir, environment, outer_env)?;
     // Every `${...}` reads through the settings' scope: variables, and the
     // environment's credentials.
     let scope = settings.scope.clone();
-    let scoped = move |k: &str| scope.lookup(k, outer_env);
+    let scoped = scope.over(outer_env);
     let env: &(dyn Fn(&str) -> Option<String> + Sync) = &scoped;
     let mut diags = Vec::new();
     let Discovered {

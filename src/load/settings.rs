@@ -946,7 +946,17 @@ fn apply_setting(
                 );
             }
         },
-        _ => unreachable!("key list checked above"),
+        // `variables`, `environments`, `credentials` and `overlay` are read by their
+        // callers before the other keys; one reaching here is not a setting here.
+        _ => {
+            let (l, c) = at(&path, Part::Key);
+            diags.push(Diagnostic::new(
+                file,
+                l,
+                c,
+                format!("`{key}` is not a setting here"),
+            ));
+        }
     }
 }
 

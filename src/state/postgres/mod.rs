@@ -138,16 +138,7 @@ impl PgStore {
         let result = s.call(OP_TIMEOUT, move |client| async move {
             let mut c = client.lock().await;
             let tx = c.transaction().await.map_err(Failure::pg)?;
-            let held: bool = tx
-                .query_one(&sql.check_lock(), &[])
-                .await
-                .map_err(Failure::pg)?
-                .get(0);
-            if !held {
-                return Err(Failure::LockLost(
-                    "the server says this session no longer holds the lock".into(),
-                ));
-            }
+            require_lock(&tx, &sql).await?;
             let row = tx
                 .query_opt(&sql.state_for_update(), &[&name])
                 .await
@@ -316,12 +307,7 @@ impl StateStore for PgStore {
                         .map_err(Failure::pg)?
                         .get(0);
                     if got {
-                        let held: bool = c
-                            .query_one(&sql.check_lock(), &[])
-                            .await
-                            .map_err(Failure::pg)?
-                            .get(0);
-                        if !held {
+                        if !holds_lock(&*c, &sql).await? {
                             // Two statements, two server sessions: a pooler in
                             // transaction mode. The lock stays on a pooled session.
                             let _ = c.query_one(&sql.unlock(), &[]).await;
@@ -422,16 +408,7 @@ impl StateStore for PgStore {
         s.call(OP_TIMEOUT, move |client| async move {
             let mut c = client.lock().await;
             let tx = c.transaction().await.map_err(Failure::pg)?;
-            let held: bool = tx
-                .query_one(&sql.check_lock(), &[])
-                .await
-                .map_err(Failure::pg)?
-                .get(0);
-            if !held {
-                return Err(Failure::LockLost(
-                    "the server says this session no longer holds the lock".into(),
-                ));
-            }
+            require_lock(&tx, &sql).await?;
             tx.execute(&sql.clear_journal(), &[&name])
                 .await
                 .map_err(Failure::pg)?;
@@ -458,6 +435,32 @@ impl StateStore for PgStore {
 
     fn has_journal(&self) -> bool {
         self.journal_rows.load(Ordering::SeqCst)
+    }
+}
+
+/// Why a write through a session that lost the lock is refused.
+const NOT_HELD: &str = "the server says this session no longer holds the lock";
+
+/// Whether this session holds the state's lock, asked through `c` (in a
+/// transaction: in order with its writes).
+async fn holds_lock(
+    c: &(impl tokio_postgres::GenericClient + Sync),
+    sql: &Sql,
+) -> Result<bool, Failure> {
+    Ok(c.query_one(&sql.check_lock(), &[])
+        .await
+        .map_err(Failure::pg)?
+        .get(0))
+}
+
+/// Refuses to go on unless this session holds the lock.
+async fn require_lock(
+    c: &(impl tokio_postgres::GenericClient + Sync),
+    sql: &Sql,
+) -> Result<(), Failure> {
+    match holds_lock(c, sql).await? {
+        true => Ok(()),
+        false => Err(Failure::LockLost(NOT_HELD.into())),
     }
 }
 
@@ -950,9 +953,7 @@ async fn writer(
                 drop(c);
                 failed = match r {
                     Ok(Ok(true)) => None,
-                    Ok(Ok(false)) => {
-                        Some("the server says this session no longer holds the lock".into())
-                    }
+                    Ok(Ok(false)) => Some(NOT_HELD.into()),
                     Ok(Err(e)) => Some(Failure::pg(e).text().to_string()),
                     Err(_) => Some(format!("no answer within {} s", OP_TIMEOUT.as_secs())),
                 };

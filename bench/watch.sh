@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # Watch mode: time from the last write of a burst to the create request (repos of
-# 1,000 and 10,000 manifests, default debounce 500 ms), and idle CPU of a watcher on
-# 10,000 manifests.
+# 1,000 and 10,000 manifests, default debounce 500 ms; the state in a file, and in
+# PostgreSQL), and idle CPU of a watcher on 10,000 manifests.
 #
 #   bash bench/watch.sh
 #
 # The latency is read from the watcher's own log: the time of its `created` line for
 # the new task (the emulator answers at once) minus the time of the atomic rename that
-# wrote the manifest. Builds in $CARGO_TARGET_DIR when set (else target/).
+# wrote the manifest; the debug lines split it into the debounce, the reload, the plan
+# and the request. Builds in $CARGO_TARGET_DIR when set (else target/).
+#
+# The PostgreSQL row runs on a throwaway server started with pg_virtualenv (fsync
+# on), or on the one TASKFORM_BENCH_POSTGRES names; without either it is left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ -z "${TASKFORM_BENCH_POSTGRES:-}" ] && [ -z "${BENCH_IN_PG_VIRTUALENV:-}" ] && command -v pg_virtualenv >/dev/null; then
+  exec pg_virtualenv env BENCH_IN_PG_VIRTUALENV=1 bash "$0" "$@"
+fi
+if [ -n "${BENCH_IN_PG_VIRTUALENV:-}" ]; then
+  export TASKFORM_BENCH_POSTGRES="postgres://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE?sslmode=disable"
+  psql -q -c "ALTER SYSTEM SET fsync = on" -c "SELECT pg_reload_conf()" >/dev/null
+fi
+PG=${TASKFORM_BENCH_POSTGRES:-}
 ROOT=$PWD
 cargo build --release --bin taskform --example gen-manifests >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
@@ -22,18 +34,23 @@ cd "$WORK"
 export TASKFORM_AUTH_TOKEN=taskform-demo-token NO_COLOR=1
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 latency() {
-  local n=$1 dir=m$1
+  # latency N [LABEL STATE-ARGS...]
+  local n=$1 dir=m$1 label=${2:-file}
+  shift; shift || true
+  local state=("$@")
+  [ ${#state[@]} -gt 0 ] || state=(--state "s$n.json")
   # An emulator of its own: the generated names repeat between the runs.
   P=$(port)
   "$T" emulator --listen 127.0.0.1:$P --rate-limit 0 >/dev/null 2>&1 &
   sleep 0.3
-  "$GEN" "$dir" "$n"
-  "$T" watch "$dir" --endpoint http://127.0.0.1:$P --max-rate 0 --concurrency 16 --state "s$n.json" --log-format json >/dev/null 2>"w$n.log" &
+  [ -d "$dir" ] || "$GEN" "$dir" "$n" >/dev/null
+  rm -rf "$dir"/latency-*.yaml
+  RUST_LOG=taskform=debug "$T" watch "$dir" --endpoint http://127.0.0.1:$P --max-rate 0 --concurrency 16 "${state[@]}" --log-format json >/dev/null 2>"w$n.log" &
   local w=$!
-  python3 - "$dir" "w$n.log" "$n" <<'PY'
+  python3 - "$dir" "w$n.log" "$n" "$label" <<'PY'
 import json, os, statistics, sys, time
 from datetime import datetime
-folder, log, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+folder, log, n, label = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 seen = []
 offset = 0
 def lines():
@@ -55,7 +72,9 @@ def reconciled():
 deadline = time.time() + 300
 while reconciled() < 1 and time.time() < deadline:
     time.sleep(0.1)
-samples = []
+def at(v):
+    return datetime.fromisoformat(v["timestamp"].replace("Z", "+00:00")).timestamp()
+samples, parts = [], []
 for i in range(7):
     time.sleep(2.5)   # past the cache's settle time, as in real use
     body = open(f"{folder}/group-000/bench-task-00000.yaml").read().replace("bench-task-00000", f"watch-latency-{i}")
@@ -65,18 +84,28 @@ for i in range(7):
     os.rename(path + ".tmp", path)       # an editor's atomic save
     found = None
     while found is None and time.time() < t0 + 60:
-        for v in lines():
-            f = v
-            if f.get("message") == "created" and f.get("task") == f"watch-latency-{i}":
-                found = datetime.fromisoformat(v["timestamp"].replace("Z", "+00:00")).timestamp()
+        log_lines = lines()
+        for k, v in enumerate(log_lines):
+            if v.get("message") == "created" and v.get("task") == f"watch-latency-{i}":
+                found = at(v)
+                before = log_lines[:k]
+                marks = [next(at(b) for b in reversed(before) if b.get("message") == m)
+                         for m in ("changed", "manifests loaded", "planned")]
+                parts.append((marks[0] - t0, marks[1] - marks[0], marks[2] - marks[1], found - marks[2]))
         time.sleep(0.01)
     samples.append((found - t0) * 1000)
-print(f"watch latency, {n:,} manifests, debounce 500 ms: median {statistics.median(samples):.0f} ms (min {min(samples):.0f}, max {max(samples):.0f}) from the last write to the create")
+med = [statistics.median(p[j] for p in parts) * 1000 for j in range(4)]
+print(f"watch latency, {n:,} manifests, state in {label}, debounce 500 ms: median {statistics.median(samples):.0f} ms (min {min(samples):.0f}, max {max(samples):.0f}) from the last write to the create; medians: debounce {med[0]:.0f}, reload {med[1]:.1f}, plan {med[2]:.1f}, request {med[3]:.1f} ms")
 PY
   kill -TERM $w; wait $w || true
 }
 latency 1000
 latency 10000
+FILE_PORT=$P
+if [ -n "$PG" ]; then
+  latency 10000 PostgreSQL --state "$PG" --state-schema "watchbench$$"
+fi
+P=$FILE_PORT
 
 "$T" watch m10000 --endpoint http://127.0.0.1:$P --max-rate 0 --concurrency 16 --state s10000.json >/dev/null 2>w10k-idle.log &
 W=$!

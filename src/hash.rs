@@ -16,6 +16,20 @@ pub fn sha256_tagged(bytes: &[u8]) -> String {
     format!("sha256:{}", hex(&Sha256::digest(bytes)))
 }
 
+/// [`sha256_tagged`] of bytes given in pieces.
+#[derive(Default)]
+pub struct Sha256Stream(Sha256);
+
+impl Sha256Stream {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    /// `sha256:<hex>` of everything given.
+    pub fn tagged(self) -> String {
+        format!("sha256:{}", hex(&self.0.finalize()))
+    }
+}
+
 /// The content hash of a body.
 pub fn content_hash(body: &Value) -> String {
     sha256_tagged(&canonical_json(body))

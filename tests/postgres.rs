@@ -582,3 +582,56 @@ fn a_watch_that_loses_its_lock_stops() {
         .stderr_has("the watcher stops");
     p.apply(&emu.url, &[]).succeeds().stdout_has("No changes");
 }
+
+/// A store keeps the state it read or wrote and, while the row's version is the same,
+/// loads it without the document; a write by anyone else is always seen.
+#[test]
+fn a_kept_state_is_used_only_while_the_stored_one_is_the_same() {
+    use taskform::location::{PgState, PgUrl};
+    use taskform::state::StateStore;
+    use taskform::state::postgres::PgStore;
+    let pg = server!();
+    let t = PgState {
+        url: PgUrl::parse(&pg.url_with("sslmode=disable")).unwrap(),
+        name: "kept".into(),
+        schema: pg::fresh_schema(),
+    };
+    let password = pg.password.clone();
+    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
+    let a = PgStore::new(t.clone(), &env, "test").unwrap();
+    let b = PgStore::new(t, &env, "test").unwrap();
+    let record = |id: &str| taskform::state::TaskRecord {
+        task_id: id.into(),
+        hash: "sha256:00".into(),
+        file: None,
+        applied_at: None,
+        body: None,
+        superseded: Vec::new(),
+    };
+    let me = taskform::state::lock::Holder::this_process("test");
+    let lock = a.lock(&me, None).unwrap();
+    let mut s = a.load().unwrap();
+    s.tasks.insert("one".into(), record("id-1"));
+    a.persist(&mut s).unwrap();
+    drop(lock);
+    for _ in 0..3 {
+        // Served from the copy (and, from the second load on, one made ahead).
+        let again = a.load().unwrap();
+        assert_eq!(again.tasks.keys().collect::<Vec<_>>(), ["one"]);
+        assert_eq!(again.serial, s.serial);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    // Another process writes: the next load reads its document.
+    let lock = b.lock(&me, None).unwrap();
+    let mut other = b.load().unwrap();
+    other.tasks.insert("two".into(), record("id-2"));
+    b.persist(&mut other).unwrap();
+    drop(lock);
+    let seen = a.load().unwrap();
+    assert_eq!(seen.tasks.keys().collect::<Vec<_>>(), ["one", "two"]);
+    assert_eq!(seen.serial, other.serial);
+    // A copy changed by its caller changes nothing kept.
+    let mut mine = a.load().unwrap();
+    mine.tasks.clear();
+    assert_eq!(a.load().unwrap().tasks.len(), 2);
+}

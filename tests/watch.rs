@@ -301,3 +301,72 @@ fn a_watcher_updates_in_place_prunes_and_corrects_drift() {
     );
     assert_eq!(w.terminate(), Some(0));
 }
+
+/// After a change the watcher reloads from its file events alone: only the paths they
+/// name are looked at (the folder is not walked, the other files not even checked),
+/// and a new folder is walked. What is sent is what a full reload would send.
+#[test]
+fn a_change_reloads_only_the_paths_the_file_events_name() {
+    let emu = Emu::start(&[]);
+    let mut p = Project::new();
+    p.env.push(("RUST_LOG".into(), "taskform=debug".into()));
+    p.tasks(40);
+    let w = Watch::start(&p, &emu, &[]);
+    assert_eq!(emu.creates(), 40);
+    let loads = || -> Vec<Value> {
+        w.logs()
+            .into_iter()
+            .filter(|v| v["message"] == "manifests loaded" && v["trigger"] == "change")
+            .collect()
+    };
+    let settle = |n: usize| {
+        assert!(
+            w.wait_for(Duration::from_secs(10), |_| w.reconciles("change") == n),
+            "no change reconcile {n}: {:?}",
+            w.logs()
+        );
+    };
+
+    p.task("new1");
+    settle(1);
+    assert_eq!(emu.creates(), 41);
+    let first = &loads()[0];
+    assert_eq!(first["walked"], false, "{first}");
+    assert_eq!(first["parsed"], 1, "{first}");
+
+    std::fs::remove_file(p.path("tasks/t0001.yaml")).unwrap();
+    std::fs::rename(p.path("tasks/t0002.yaml"), p.path("tasks/renamed.yaml")).unwrap();
+    p.write("tasks/t0003.yaml", &manifest("t0003", 11));
+    settle(2);
+    let second = &loads()[1];
+    assert_eq!(second["walked"], false, "{second}");
+    let done = w
+        .logs()
+        .into_iter()
+        .filter(|v| v["message"] == "reconciled" && v["trigger"] == "change")
+        .nth(1)
+        .unwrap();
+    // t0001 is no longer declared (an orphan: no --prune); t0003 changed; the rename
+    // changed nothing.
+    assert_eq!(done["orphan"], 1, "{done}");
+    assert_eq!(
+        done["updated"].as_u64().unwrap() + emu.creates() as u64,
+        42,
+        "{done}"
+    );
+
+    p.write("tasks/sub/deep.yaml", &manifest("deep", 10));
+    settle(3);
+    assert!(
+        loads()[2..].iter().any(|l| l["walked"] == true),
+        "a new folder is walked: {:?}",
+        loads()
+    );
+    assert!(wait_until(Duration::from_secs(5), || emu.creates() >= 42));
+    assert_eq!(w.terminate(), Some(0));
+    let state = p.state();
+    let tasks = state["tasks"].as_object().unwrap();
+    assert!(
+        tasks.contains_key("deep") && tasks.contains_key("new1") && tasks.contains_key("t0002")
+    );
+}

@@ -401,31 +401,13 @@ pub fn manifest_files(dir: &Path) -> Vec<(String, PathBuf)> {
     discover(dir, &mut Vec::new()).files
 }
 
-fn load_inner(
+pub(super) fn load_inner(
     dir: &Path,
     environment: Option<&str>,
     outer_env: &(dyn Fn(&str) -> Option<String> + Sync),
     found_warnings: &mut Vec<Diagnostic>,
 ) -> Result<Loaded, LoadError> {
-    load_inner_cached(dir, environment, outer_env, found_warnings, None)
-}
-
-fn load_inner_cached(
-    dir: &Path,
-    environment: Option<&str>,
-    outer_env: &(dyn Fn(&str) -> Option<String> + Sync),
-    found_warnings: &mut Vec<Diagnostic>,
-    cache: Option<&LoadCache>,
-) -> Result<Loaded, LoadError> {
-    let meta = std::fs::metadata(dir).map_err(|e| {
-        LoadError::Dir(format!(
-            "cannot read manifest folder {}: {e}",
-            dir.display()
-        ))
-    })?;
-    if !meta.is_dir() {
-        return Err(LoadError::Dir(format!("{} is not a folder", dir.display())));
-    }
+    check_folder(dir)?;
     let settings = settings_for(dir, environment, outer_env)?;
     // Every `${...}` reads through the settings' scope: variables, and the
     // environment's credentials.
@@ -436,6 +418,7 @@ fn load_inner_cached(
     let Discovered {
         mut files,
         separate_targets,
+        ..
     } = discover(dir, &mut diags);
     // Overlay folders belong to one environment each: never shared manifests (all of
     // `overlays/`, a folder left from a removed environment included).
@@ -472,53 +455,15 @@ fn load_inner_cached(
         tracing::info!("{}", skipped_targets(&separate_targets));
     }
 
-    // The cache serves a folder without an environment's overlay, under the same
-    // settings; a change of settings starts it afresh.
-    let cache = cache.filter(|_| settings.overlay.is_none());
-    if let Some(c) = cache {
-        let context = format!(
-            "{}|{}",
-            settings.digest.as_deref().unwrap_or(""),
-            settings.environment.as_deref().unwrap_or("")
-        );
-        let mut inner = c.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.context != context {
-            inner.files.clear();
-            inner.context = context;
-        }
-    }
-    let results: Vec<FileResult> = match cache {
-        Some(c) => {
-            let loaded: Vec<(PathBuf, Option<FileKey>, std::sync::Arc<FileResult>, bool)> = files
+    let results: Vec<FileResult> = files
+        .par_iter()
+        .map(|(rel, path)| load_file(rel, path, &settings, env, Some(&overlay), false))
+        .chain(
+            overlay_results
                 .par_iter()
-                .map(|(rel, path)| {
-                    let (key, r, hit) = load_file_cached(rel, path, &settings, env, c);
-                    (path.clone(), key, r, hit)
-                })
-                .collect();
-            let mut inner = c.inner.lock().unwrap_or_else(|p| p.into_inner());
-            inner.hits = loaded.iter().filter(|l| l.3).count();
-            inner.parsed = loaded.len() - inner.hits;
-            inner.files.clear();
-            let mut out = Vec::with_capacity(loaded.len());
-            for (path, key, r, _) in loaded {
-                out.push(FileResult::clone(&r));
-                if let Some(k) = key {
-                    inner.files.insert(path, (k, r));
-                }
-            }
-            out
-        }
-        None => files
-            .par_iter()
-            .map(|(rel, path)| load_file(rel, path, &settings, env, Some(&overlay), false))
-            .chain(
-                overlay_results
-                    .par_iter()
-                    .map(|(rel, path)| load_file(rel, path, &settings, env, None, true)),
-            )
-            .collect(),
-    };
+                .map(|(rel, path)| load_file(rel, path, &settings, env, None, true)),
+        )
+        .collect();
 
     let mut manifests = Vec::new();
     let mut file_digests = BTreeMap::new();
@@ -531,12 +476,7 @@ fn load_inner_cached(
             file_digests.insert(r.rel.clone(), d);
         }
     }
-    manifests.sort_by(|a, b| {
-        a.name
-            .cmp(&b.name)
-            .then(a.file.cmp(&b.file))
-            .then(a.doc_index.cmp(&b.doc_index))
-    });
+    manifests.sort_by(order);
     if settings.overlay.is_some() {
         let shared: Vec<String> = manifests
             .iter()
@@ -545,20 +485,12 @@ fn load_inner_cached(
             .collect();
         overlay.unused(&shared, &mut diags);
     }
-    hide_secret_values(&mut manifests, &settings, env, &mut diags);
+    let values = secret_values(&manifests, &settings, env);
+    hide_secret_values(&mut manifests, &values, &settings, &mut diags);
     duplicate_names(dir, &manifests, &mut diags);
     diagnostic::sort(&mut warnings);
-    for w in &warnings {
-        tracing::warn!("{}", w.log_line());
-    }
+    log_warnings(&warnings, &settings, &manifests);
     found_warnings.clone_from(&warnings);
-    if !settings.secret_key.explicit && manifests.iter().any(|m| !m.sensitive.is_empty()) {
-        tracing::warn!(
-            "${{secret:...}} is used but {} is not set: plans and the state hold fingerprints of the sensitive values made with a fixed key, which anyone who reads them could test guesses against; set {} to a long random value (the same for every run of this repo)",
-            secret::KEY_VAR,
-            secret::KEY_VAR
-        );
-    }
 
     if diags.is_empty() {
         Ok(Loaded {
@@ -574,21 +506,68 @@ fn load_inner_cached(
     }
 }
 
+/// Checks that DIR is a folder that can be read.
+pub(super) fn check_folder(dir: &Path) -> Result<(), LoadError> {
+    let meta = std::fs::metadata(dir).map_err(|e| {
+        LoadError::Dir(format!(
+            "cannot read manifest folder {}: {e}",
+            dir.display()
+        ))
+    })?;
+    if !meta.is_dir() {
+        return Err(LoadError::Dir(format!("{} is not a folder", dir.display())));
+    }
+    Ok(())
+}
+
+/// The order of [`Loaded::manifests`]: by name, then file and document.
+pub(super) fn order(a: &Manifest, b: &Manifest) -> std::cmp::Ordering {
+    a.name
+        .cmp(&b.name)
+        .then(a.file.cmp(&b.file))
+        .then(a.doc_index.cmp(&b.doc_index))
+}
+
+/// Logs a load's warnings (each once per load), and a `${secret:...}` used without a
+/// key of the repo's own.
+pub(super) fn log_warnings(warnings: &[Diagnostic], settings: &Settings, manifests: &[Manifest]) {
+    for w in warnings {
+        tracing::warn!("{}", w.log_line());
+    }
+    if !settings.secret_key.explicit && manifests.iter().any(|m| !m.sensitive.is_empty()) {
+        tracing::warn!(
+            "${{secret:...}} is used but {} is not set: plans and the state hold fingerprints of the sensitive values made with a fixed key, which anyone who reads them could test guesses against; set {} to a long random value (the same for every run of this repo)",
+            secret::KEY_VAR,
+            secret::KEY_VAR
+        );
+    }
+}
+
 /// What [`discover`] found below DIR.
-struct Discovered {
+pub(super) struct Discovered {
     /// (path relative to DIR, full path) of each manifest file, sorted.
-    files: Vec<(String, PathBuf)>,
+    pub files: Vec<(String, PathBuf)>,
     /// Folders holding their own `taskform.yaml`, as the user would name them, sorted.
-    separate_targets: Vec<String>,
+    pub separate_targets: Vec<String>,
+    /// The same folders relative to DIR (`/` separators).
+    pub separate_rel: Vec<String>,
+    /// Every folder whose entries were read, relative to DIR (`""`: DIR itself).
+    pub folders: Vec<String>,
+    /// Whether a manifest file is a symbolic link (its target's changes are events on
+    /// another path).
+    pub links: bool,
 }
 
 /// Walks `dir` for manifest files. Skips hidden entries, the settings file and every
 /// folder that is a target of its own; reports a `taskform.yml` (and skips the folder
 /// holding it, below DIR: it was meant as a target).
-fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Discovered {
+pub(super) fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Discovered {
     let root = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut out = Vec::new();
     let mut separate_targets = Vec::new();
+    let mut separate_rel = Vec::new();
+    let mut folders = Vec::new();
+    let mut links = false;
     let mut stack = vec![(String::new(), dir.to_path_buf())];
     while let Some((rel_dir, path)) = stack.pop() {
         let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(&path) {
@@ -639,8 +618,10 @@ fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Discovered {
         }
         if !at_root && settings_here {
             separate_targets.push(user_path(dir, &rel_dir));
+            separate_rel.push(rel_dir);
             continue;
         }
+        folders.push(rel_dir.clone());
         for entry in entries {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
@@ -659,6 +640,7 @@ fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Discovered {
                 match target {
                     Ok(t) if t.starts_with(&root) => {
                         if t.is_file() && is_manifest_name {
+                            links = true;
                             out.push((rel, full));
                         } else if t.is_dir() {
                             tracing::warn!(path = %full.display(), "symbolic link to a folder not followed");
@@ -682,15 +664,20 @@ fn discover(dir: &Path, diags: &mut Vec<Diagnostic>) -> Discovered {
     }
     out.sort();
     separate_targets.sort();
+    separate_rel.sort();
+    folders.sort();
     Discovered {
         files: out,
         separate_targets,
+        separate_rel,
+        folders,
+        links,
     }
 }
 
 /// A folder below DIR as the user would name it: `envs/dev` for DIR `envs`, `dev`
 /// for DIR `.`.
-fn user_path(dir: &Path, rel: &str) -> String {
+pub(super) fn user_path(dir: &Path, rel: &str) -> String {
     if dir == Path::new(".") || dir.as_os_str().is_empty() {
         rel.to_string()
     } else {
@@ -721,7 +708,7 @@ fn folder_list(targets: &[String]) -> String {
 }
 
 /// The info line naming the separate targets skipped below DIR.
-fn skipped_targets(targets: &[String]) -> String {
+pub(super) fn skipped_targets(targets: &[String]) -> String {
     if let [one] = targets {
         format!(
             "skipped {}: it has its own {} and is a separate target; plan it on its own: {}",
@@ -740,7 +727,7 @@ fn skipped_targets(targets: &[String]) -> String {
 }
 
 /// The error when DIR holds no manifest files, only separate targets.
-fn only_separate_targets(dir: &Path, targets: &[String]) -> String {
+pub(super) fn only_separate_targets(dir: &Path, targets: &[String]) -> String {
     let dir = if dir == Path::new(".") || dir.as_os_str().is_empty() {
         "this folder".to_string()
     } else {
@@ -765,7 +752,7 @@ fn only_separate_targets(dir: &Path, targets: &[String]) -> String {
 
 /// Warnings about `defaults` in the settings file, reported once there rather than once
 /// per task that inherits them.
-fn defaults_warnings(settings: &Settings) -> Vec<Diagnostic> {
+pub(super) fn defaults_warnings(settings: &Settings) -> Vec<Diagnostic> {
     let (Some(file), Some(src)) = (&settings.file, &settings.source) else {
         return Vec::new();
     };
@@ -783,127 +770,17 @@ fn defaults_warnings(settings: &Settings) -> Vec<Diagnostic> {
     .collect()
 }
 
+/// One manifest file's manifests, problems and warnings, and its bytes' digest.
 #[derive(Clone)]
-struct FileResult {
-    rel: String,
-    manifests: Vec<Manifest>,
-    diags: Vec<Diagnostic>,
-    warnings: Vec<Diagnostic>,
-    digest: Option<String>,
+pub(super) struct FileResult {
+    pub rel: String,
+    pub manifests: Vec<Manifest>,
+    pub diags: Vec<Diagnostic>,
+    pub warnings: Vec<Diagnostic>,
+    pub digest: Option<String>,
 }
 
-/// Parsed files kept between loads of one folder (the watcher's), so that a change to
-/// one file of a large repo re-reads and re-parses that file only.
-///
-/// A file is taken from the cache when its identity (size, modification time, inode,
-/// device) is unchanged and it was last modified more than [`SETTLED`] ago; a file
-/// modified more recently than that (a rewrite within the file system's timestamp
-/// granularity would keep its identity) is read again and compared by content, and
-/// parsed only if the content changed. Everything is dropped when the settings file
-/// (its content, the environment) changes. Not used with an environment's overlay
-/// (patches change shared files' results).
-#[derive(Default)]
-pub struct LoadCache {
-    inner: std::sync::Mutex<CacheInner>,
-}
-
-#[derive(Default)]
-struct CacheInner {
-    context: String,
-    files: std::collections::HashMap<PathBuf, (FileKey, std::sync::Arc<FileResult>)>,
-    /// Reads avoided and files parsed by the last load, for logs and tests.
-    hits: usize,
-    parsed: usize,
-}
-
-/// How long after its last modification a file's identity is trusted.
-pub const SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
-
-#[derive(Clone, PartialEq, Eq)]
-struct FileKey {
-    len: u64,
-    modified: Option<std::time::SystemTime>,
-    inode: u64,
-    device: u64,
-}
-
-impl FileKey {
-    fn of(m: &std::fs::Metadata) -> FileKey {
-        #[cfg(unix)]
-        let (inode, device) = {
-            use std::os::unix::fs::MetadataExt;
-            (m.ino(), m.dev())
-        };
-        #[cfg(not(unix))]
-        let (inode, device) = (0, 0);
-        FileKey {
-            len: m.len(),
-            modified: m.modified().ok(),
-            inode,
-            device,
-        }
-    }
-
-    fn settled(&self) -> bool {
-        self.modified
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > SETTLED)
-    }
-}
-
-impl LoadCache {
-    /// (files taken from the cache, files parsed) by the last load.
-    pub fn last_load(&self) -> (usize, usize) {
-        let c = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        (c.hits, c.parsed)
-    }
-}
-
-/// [`load_for`] with a cache kept between loads (the watcher's).
-pub fn load_cached(
-    dir: &Path,
-    environment: Option<&str>,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-    cache: &LoadCache,
-) -> Result<Loaded, LoadError> {
-    let mut warnings = Vec::new();
-    load_inner_cached(dir, environment, env, &mut warnings, Some(cache))
-}
-
-/// A file through the cache: its identity, else its content, else parsed.
-fn load_file_cached(
-    rel: &str,
-    path: &Path,
-    settings: &Settings,
-    env: &(dyn Fn(&str) -> Option<String> + Sync),
-    cache: &LoadCache,
-) -> (Option<FileKey>, std::sync::Arc<FileResult>, bool) {
-    let key = std::fs::metadata(path).ok().map(|m| FileKey::of(&m));
-    let cached = cache
-        .inner
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .files
-        .get(path)
-        .cloned();
-    if let (Some(k), Some((ck, r))) = (&key, &cached) {
-        if k == ck && k.settled() && r.rel == rel {
-            return (key, std::sync::Arc::clone(r), true);
-        }
-        // Recently modified, or another identity: the same content needs no parse.
-        if let Ok(bytes) = std::fs::read(path)
-            && r.rel == rel
-            && r.digest.as_deref() == Some(hash::sha256_tagged(&bytes).as_str())
-            && bytes.len() as u64 <= MAX_FILE_BYTES
-        {
-            return (key, std::sync::Arc::clone(r), true);
-        }
-    }
-    let parsed = load_file(rel, path, settings, env, None, false);
-    (key, std::sync::Arc::new(parsed), false)
-}
-
-fn load_file(
+pub(super) fn load_file(
     rel: &str,
     path: &Path,
     settings: &Settings,
@@ -1140,12 +1017,13 @@ pub fn parse_source_with(
 /// A variable read as `${secret:NAME}` anywhere is sensitive everywhere: a value of one
 /// found in another field (a plain `${NAME}` of the same variable, say) is marked
 /// sensitive there too; in the task's name it is an error.
-fn hide_secret_values(
-    manifests: &mut [Manifest],
+/// The values of the variables the manifests (and sensitive defaults) read as
+/// `${secret:...}`: what [`hide_secret_values`] looks for.
+pub(super) fn secret_values(
+    manifests: &[Manifest],
     settings: &Settings,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
-    diags: &mut Vec<Diagnostic>,
-) {
+) -> Vec<String> {
     let mut vars: std::collections::BTreeSet<&str> = manifests
         .iter()
         .flat_map(|m| m.secret_vars.iter().map(String::as_str))
@@ -1157,16 +1035,25 @@ fn hide_secret_values(
             .flat_map(|s| interpolate::secret_names(&s.template)),
     );
     // Very short values would mark ordinary text: a secret that short is no secret.
-    let values: Vec<String> = vars
-        .into_iter()
+    vars.into_iter()
         .filter_map(env)
         .filter(|v| v.chars().count() >= 4)
-        .collect();
+        .collect()
+}
+
+/// Marks every value of a manifest that holds one of `values` (a secret copied
+/// elsewhere in the body) sensitive; a name holding one is an error.
+pub(super) fn hide_secret_values(
+    manifests: &mut [Manifest],
+    values: &[String],
+    settings: &Settings,
+    diags: &mut Vec<Diagnostic>,
+) {
     if values.is_empty() {
         return;
     }
     for m in manifests.iter_mut() {
-        let holding = secret::paths_holding(&m.body(), &values);
+        let holding = secret::paths_holding(&m.body(), values);
         if holding.iter().any(|p| p == "name") {
             diags.push(
                 Diagnostic::new(
@@ -1278,7 +1165,7 @@ fn place(
     Diagnostic::new(display, l, c, p.message).with_hint_opt(p.hint)
 }
 
-fn duplicate_names(dir: &Path, manifests: &[Manifest], diags: &mut Vec<Diagnostic>) {
+pub(super) fn duplicate_names(dir: &Path, manifests: &[Manifest], diags: &mut Vec<Diagnostic>) {
     let mut i = 0;
     while i < manifests.len() {
         let mut j = i + 1;

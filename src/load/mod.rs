@@ -4,9 +4,11 @@
 //! ([`target`]), and problems as `file:line:col` ([`diagnostic`]). For the commands
 //! around them: checking named files and folders ([`check`]), the canonical style of
 //! `taskform fmt` ([`format`]) and the JSON Schema of a manifest ([`json_schema`]).
+//! The watcher reloads through [`cache`], which re-reads only what changed.
 //!
 //! Uses nothing of the later stages.
 
+pub mod cache;
 pub mod check;
 pub mod diagnostic;
 pub mod environment;

@@ -146,15 +146,15 @@ pub fn manifests_ref(loaded: &Loaded) -> ManifestsRef {
     if let Some(d) = &loaded.settings.digest {
         files.insert(crate::load::settings::FILE_NAME.to_string(), d.clone());
     }
-    let mut all = String::new();
+    let mut all = hash::Sha256Stream::default();
     for (f, d) in &files {
-        all.push_str(f);
-        all.push('\0');
-        all.push_str(d);
-        all.push('\n');
+        all.update(f.as_bytes());
+        all.update(b"\0");
+        all.update(d.as_bytes());
+        all.update(b"\n");
     }
     ManifestsRef {
-        digest: hash::sha256_tagged(all.as_bytes()),
+        digest: all.tagged(),
         files,
     }
 }
@@ -186,7 +186,7 @@ impl SavedPlan {
     /// name (drift found by a refresh, adoptions).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        plan: &Plan,
+        plan: Plan,
         options: PlanOptions,
         loaded: &Loaded,
         state: &State,
@@ -196,9 +196,10 @@ impl SavedPlan {
         state_path: &crate::location::StateLocation,
     ) -> SavedPlan {
         let manifests: &[Manifest] = &loaded.manifests;
+        let summary = plan.summary();
         let tasks = plan
             .tasks
-            .iter()
+            .into_iter()
             .map(|t| {
                 let m = t.manifest.and_then(|i| manifests.get(i));
                 let body = if t.action.sends_body() {
@@ -213,19 +214,19 @@ impl SavedPlan {
                 };
                 let note = match t.action {
                     Action::InDoubt => in_doubt_note(state, &t.name),
-                    Action::Delete => Some(delete_note(state, t)),
+                    Action::Delete => Some(delete_note(state, &t)),
                     Action::Superseded => Some(format!(
                         "{}; it may still be scheduled: --prune deletes it",
-                        delete_note(state, t)
+                        delete_note(state, &t)
                     )),
                     _ => notes.get(&t.name).cloned(),
                 };
                 Entry {
-                    name: t.name.clone(),
+                    name: t.name,
                     action: t.action,
-                    hash: t.hash.clone(),
-                    task_id: t.task_id.clone(),
-                    file: t.file.clone(),
+                    hash: t.hash,
+                    task_id: t.task_id,
+                    file: t.file,
                     body,
                     previous_body,
                     note,
@@ -254,7 +255,7 @@ impl SavedPlan {
             targets: Vec::new(),
             labels: Vec::new(),
             not_selected: 0,
-            summary: plan.summary(),
+            summary,
             tasks,
         }
     }
@@ -273,7 +274,7 @@ impl SavedPlan {
         let mut plan = crate::plan::plan(&loaded.manifests, state, options);
         let not_selected = crate::plan::select::select(&mut plan, selection, &loaded.manifests);
         let mut doc = SavedPlan::new(
-            &plan,
+            plan,
             options,
             loaded,
             state,
@@ -534,7 +535,6 @@ impl SavedPlan {
                 task_id: t.task_id.clone(),
                 file: t.file.clone(),
                 manifest,
-                previous_hash: None,
                 superseded: t.superseded,
             });
         }

@@ -78,8 +78,6 @@ pub struct PlannedTask {
     pub file: Option<String>,
     /// Index into the manifests the plan was made from.
     pub manifest: Option<usize>,
-    /// The hash recorded in the state (replace, update, orphan, unchanged).
-    pub previous_hash: Option<String>,
     /// For a delete: the task is a superseded one (a replace left it), not an orphan.
     pub superseded: bool,
 }
@@ -171,9 +169,20 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
         return plan(&[], state, all);
     }
     let mut tasks = Vec::with_capacity(manifests.len() + 8);
-    let mut declared: BTreeMap<&str, ()> = BTreeMap::new();
+    // Manifests come sorted by name (as loaded): whether a name is declared is then a
+    // binary search, not a map built for it.
+    let sorted = manifests.is_sorted_by(|a, b| a.name <= b.name);
+    let declared_map: BTreeMap<&str, ()> = match sorted {
+        true => BTreeMap::new(),
+        false => manifests.iter().map(|m| (m.name.as_str(), ())).collect(),
+    };
+    let declared = |name: &str| match sorted {
+        true => manifests
+            .binary_search_by(|m| m.name.as_str().cmp(name))
+            .is_ok(),
+        false => declared_map.contains_key(name),
+    };
     for (i, m) in manifests.iter().enumerate() {
-        declared.insert(&m.name, ());
         let recorded = state.tasks.get(&m.name);
         let in_doubt = state.in_doubt.contains_key(&m.name) && !opts.recreate_in_doubt;
         let action = match recorded {
@@ -190,12 +199,11 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
             task_id: recorded.map(|r| r.task_id.clone()),
             file: Some(m.file.clone()),
             manifest: Some(i),
-            previous_hash: recorded.map(|r| r.hash.clone()),
             superseded: false,
         });
     }
     for (name, r) in &state.tasks {
-        if !declared.contains_key(name.as_str()) {
+        if !declared(name) {
             let action = if state.in_doubt.contains_key(name) {
                 Action::InDoubt
             } else if opts.prune {
@@ -218,7 +226,6 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                     None
                 },
                 manifest: None,
-                previous_hash: Some(r.hash.clone()),
                 superseded: false,
             });
         }
@@ -235,14 +242,13 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                     task_id: Some(s.task_id.clone()),
                     file: None,
                     manifest: None,
-                    previous_hash: Some(s.hash.clone()),
                     superseded: true,
                 });
             }
         }
     }
     for (name, d) in &state.in_doubt {
-        if !declared.contains_key(name.as_str()) && !state.tasks.contains_key(name) {
+        if !declared(name) && !state.tasks.contains_key(name) {
             tasks.push(PlannedTask {
                 name: name.clone(),
                 action: Action::InDoubt,
@@ -250,7 +256,6 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                 task_id: None,
                 file: d.file.clone(),
                 manifest: None,
-                previous_hash: None,
                 superseded: false,
             });
         }

@@ -34,12 +34,11 @@ pub fn start(dir: &Path, tx: UnboundedSender<PathBuf>) -> Result<RecommendedWatc
     let errors = tx.clone();
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            Ok(event) if changes_content(&event.kind) => {
-                for p in event.paths {
+            Ok(event) => {
+                for p in paths_of(event) {
                     let _ = tx.send(p);
                 }
             }
-            Ok(_) => {}
             Err(e) => {
                 tracing::error!(error = %e, "file watcher error; reconciling to be safe");
                 let _ = errors.send(PathBuf::new());
@@ -50,6 +49,21 @@ pub fn start(dir: &Path, tx: UnboundedSender<PathBuf>) -> Result<RecommendedWatc
         .watch(dir, RecursiveMode::Recursive)
         .map_err(watch_error)?;
     Ok(watcher)
+}
+
+/// The paths an event names, when it may change what is loaded; an empty path when
+/// everything must be looked at again (the kernel's queue overflowed).
+fn paths_of(event: notify::Event) -> Vec<PathBuf> {
+    if event.need_rescan() {
+        tracing::warn!(
+            "file events were lost (the kernel's queue overflowed): checking every file"
+        );
+        return vec![PathBuf::new()];
+    }
+    if !changes_content(&event.kind) {
+        return Vec::new();
+    }
+    event.paths
 }
 
 /// Creations, removals, renames and writes; not reads (taskform's own reads of the
@@ -143,6 +157,19 @@ impl FailureMemory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lost_events_ask_for_a_rescan_and_reads_are_ignored() {
+        use notify::event::{AccessKind, CreateKind, Flag};
+        use notify::{Event, EventKind};
+        // The kernel's queue overflowed: no path, a rescan flag.
+        let overflow = Event::new(EventKind::Other).set_flag(Flag::Rescan);
+        assert_eq!(paths_of(overflow), vec![PathBuf::new()]);
+        let created = Event::new(EventKind::Create(CreateKind::File)).add_path("/r/a.yaml".into());
+        assert_eq!(paths_of(created), vec![PathBuf::from("/r/a.yaml")]);
+        let read = Event::new(EventKind::Access(AccessKind::Read)).add_path("/r/a.yaml".into());
+        assert!(paths_of(read).is_empty());
+    }
 
     #[test]
     fn only_manifests_and_folders_outside_hidden_and_state_folders_matter() {

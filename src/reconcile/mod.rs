@@ -148,7 +148,13 @@ pub async fn prepare(
     ctx: &Context<'_>,
     saved: Option<(SavedPlan, &Path)>,
 ) -> Result<(State, SavedPlan, Observed), Error> {
+    let started = std::time::Instant::now();
     let mut state = ctx.store.load()?;
+    tracing::debug!(
+        tasks = state.tasks.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "state loaded"
+    );
     if let Some(t) = ctx.target {
         crate::state::check_target(&state, t, &ctx.store.describe())?;
     }

@@ -147,7 +147,7 @@ pub struct Watcher<'a> {
     /// With `--git`: a fetch at once (`POST /hooks/git`).
     pub hooks: Option<mpsc::UnboundedReceiver<()>>,
     /// Parsed files kept between reconciles: a change re-reads only what changed.
-    pub cache: crate::load::manifest::LoadCache,
+    pub cache: crate::load::cache::LoadCache,
 }
 
 /// Watches `spec.dir` (or, with `--git`, the repository) and reconciles until
@@ -169,7 +169,13 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
     let mut failures = FailureMemory::new(w.spec.retry_interval);
     let lost = || w.lock.and_then(|l| l.lost()).map(Error::LockLost);
     let dir = w.spec.dir.clone();
-    let mut requeue = w.reconcile(&dir, &mut failures, "start").await.requeue;
+    let mut requeue = w
+        .reconcile(&dir, &mut failures, "start", None)
+        .await
+        .requeue;
+    // The paths the file events named since the last reconcile: the next one after a
+    // change looks at these only (the others reconcile after a full check).
+    let mut changed = BTreeSet::new();
     let mut next_interval = w.spec.interval.map(|i| Instant::now() + i);
     let mut health = tokio::time::interval(LOCK_CHECK);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -199,7 +205,9 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
                         _ = tokio::time::sleep(w.spec.debounce) => break,
                     }
                 }
-                if !log_changes(&paths, &root, ignore.as_deref()) {
+                let relevant = log_changes(&paths, &root, ignore.as_deref());
+                changed.append(&mut paths);
+                if !relevant {
                     continue;
                 }
                 "change"
@@ -216,7 +224,10 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
                 }
             }
         };
-        requeue = w.reconcile(&dir, &mut failures, why).await.requeue;
+        // Events name what changed only after a change; otherwise check everything.
+        let paths = std::mem::take(&mut changed);
+        let events = (why == "change").then_some(&paths);
+        requeue = w.reconcile(&dir, &mut failures, why, events).await.requeue;
     }
     tracing::info!("stopped; the state is written and the lock released");
     Ok(())
@@ -309,7 +320,7 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
         if let Some(c) = target.as_ref() {
             reconciled_now = true;
             attempted = Some(c.sha.clone());
-            let done = w.reconcile(&c.dir, &mut failures, trigger).await;
+            let done = w.reconcile(&c.dir, &mut failures, trigger, None).await;
             requeue = done.requeue;
             if done.invalid {
                 invalid = Some(c.sha.clone());
@@ -427,9 +438,20 @@ async fn sleep_until(t: Option<Instant>) {
 impl Watcher<'_> {
     /// One reconcile of the whole folder `dir`. Never fails: every problem is
     /// logged, and the error policy says when to try again.
-    async fn reconcile(&self, dir: &Path, failures: &mut FailureMemory, trigger: &str) -> Done {
+    /// `changed`: the paths the file events named since the last reconcile (`None`:
+    /// check every file).
+    async fn reconcile(
+        &self,
+        dir: &Path,
+        failures: &mut FailureMemory,
+        trigger: &str,
+        changed: Option<&BTreeSet<PathBuf>>,
+    ) -> Done {
         let started = Instant::now();
-        match self.try_reconcile(dir, failures, trigger, started).await {
+        match self
+            .try_reconcile(dir, failures, trigger, changed, started)
+            .await
+        {
             Ok(mut done) => {
                 done.trigger = trigger.to_string();
                 done.duration = started.elapsed();
@@ -502,26 +524,30 @@ impl Watcher<'_> {
         dir: &Path,
         failures: &mut FailureMemory,
         trigger: &str,
+        changed: Option<&BTreeSet<PathBuf>>,
         started: Instant,
     ) -> Result<Reconciled, Failed> {
-        let loaded = match load::manifest::load_cached(
+        let loaded = load::cache::load_cached(
             dir,
             self.spec.environment.as_deref(),
             self.env,
             &self.cache,
-        ) {
+            changed,
+        );
+        let last = self.cache.last_load();
+        tracing::debug!(
+            trigger,
+            cached = last.cached,
+            parsed = last.parsed,
+            walked = last.walked,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "manifests loaded"
+        );
+        let loaded = match loaded {
             Ok(l) => l,
             Err(LoadError::Dir(msg)) => return Err(Failed::Folder(msg)),
             Err(LoadError::Invalid(diags)) => return Err(Failed::Invalid(diags)),
         };
-        let (cached, parsed) = self.cache.last_load();
-        tracing::debug!(
-            trigger,
-            cached,
-            parsed,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "manifests loaded"
-        );
         if loaded.manifests.is_empty() {
             tracing::warn!(trigger, dir = %dir.display(), "no manifests found");
         }

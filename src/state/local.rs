@@ -5,6 +5,7 @@
 use super::State;
 use super::journal::{self, JournalError, Record};
 use super::lock::{self, Holder};
+use super::remembered::Remembered;
 use super::store::{Journal, StateStore, StoreError, StoreLock};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -15,12 +16,13 @@ use std::time::Duration;
 ///
 /// The state last read or written is kept with the file's identity (size, modification
 /// time, inode): a long-running process (the watcher, which holds the lock) then reads
-/// a large state file once, not at every reconcile. Every write renames a new file into
-/// place, so a new identity; a file modified in the last [`SETTLED`] is read again.
+/// a large state file once, not at every reconcile ([`Remembered`]). Every write
+/// renames a new file into place, so a new identity; a file modified in the last
+/// [`SETTLED`] is read again.
 #[derive(Debug)]
 pub struct LocalStore {
     path: PathBuf,
-    last: std::sync::Mutex<Option<(Identity, State)>>,
+    last: Remembered<Identity>,
 }
 
 impl Clone for LocalStore {
@@ -56,13 +58,15 @@ impl LocalStore {
     pub fn new(path: impl Into<PathBuf>) -> Self {
         LocalStore {
             path: path.into(),
-            last: std::sync::Mutex::new(None),
+            last: Remembered::default(),
         }
     }
 
     fn remember(&self, state: Option<&State>) {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        *last = state.and_then(|s| identity(&self.path).map(|i| (i, s.clone())));
+        match (state, identity(&self.path)) {
+            (Some(s), Some(i)) => self.last.remember(i, s),
+            _ => self.last.forget(),
+        }
     }
     pub fn path(&self) -> &Path {
         &self.path
@@ -90,12 +94,8 @@ impl StateStore for LocalStore {
                 .modified
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > SETTLED);
-            let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((known, state)) = last.as_ref()
-                && *known == now
-                && settled
-            {
-                return Ok(state.clone());
+            if settled && let Some(state) = self.last.get(&now) {
+                return Ok(state);
             }
         }
         let mut state = State::load(&self.path)?;

@@ -19,6 +19,7 @@ pub mod local;
 pub mod lock;
 pub mod memory;
 pub mod postgres;
+pub mod remembered;
 pub mod store;
 
 pub use local::LocalStore;

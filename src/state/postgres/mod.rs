@@ -30,6 +30,7 @@ pub mod sql;
 use super::State;
 use super::journal::{self, JournalError, Record};
 use super::lock::{Holder, LockError};
+use super::remembered::Remembered;
 use super::store::{Journal, StateStore, StoreError, StoreLock};
 use crate::location::PgState;
 use connect::Endpoint;
@@ -55,8 +56,15 @@ pub struct PgStore {
     sql: Arc<Sql>,
     session: Mutex<Option<Arc<Session>>>,
     journal_rows: AtomicBool,
+    /// The journal is known to be empty: this store holds the lock and emptied it (a
+    /// write) or read it empty since it took the lock. Nobody else writes it while the
+    /// lock is held (every journal write checks the lock), so a load need not read it.
+    journal_empty: AtomicBool,
     /// The command, for `states.updated_by`.
     command: String,
+    /// The state last read or written, by the row's version (`xmin`) and serial: a
+    /// watcher's next load reads the version, not the whole document.
+    last: Remembered<(String, i64)>,
 }
 
 impl PgStore {
@@ -75,7 +83,9 @@ impl PgStore {
             endpoint,
             session: Mutex::new(None),
             journal_rows: AtomicBool::new(false),
+            journal_empty: AtomicBool::new(false),
             command: command.to_string(),
+            last: Remembered::default(),
         })
     }
 
@@ -128,7 +138,7 @@ impl PgStore {
         serial: u64,
         data: Vec<u8>,
         expected: Option<Option<(String, u64)>>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<String, StoreError> {
         let s = self.locked_session()?;
         let sql = self.sql.clone();
         let name = self.target.name.clone();
@@ -153,24 +163,104 @@ impl PgStore {
                     shown_row(&expected)
                 )));
             }
-            tx.execute(
-                &sql.write_state(),
-                &[&name, &lineage, &(serial as i64), &data, &who],
-            )
-            .await
-            .map_err(Failure::pg)?;
+            let version: String = tx
+                .query_one(
+                    &sql.write_state(),
+                    &[&name, &lineage, &(serial as i64), &data, &who],
+                )
+                .await
+                .map_err(Failure::pg)?
+                .get(0);
             tx.execute(&sql.clear_journal(), &[&name])
                 .await
                 .map_err(Failure::pg)?;
-            tx.commit().await.map_err(Failure::pg)
+            tx.commit().await.map_err(Failure::pg)?;
+            Ok(version)
         });
         match result {
-            Ok(()) => {
+            Ok(version) => {
                 self.journal_rows.store(false, Ordering::SeqCst);
-                Ok(())
+                self.journal_empty.store(true, Ordering::SeqCst);
+                Ok(version)
             }
             Err(f) => Err(self.failure(&s, f)),
         }
+    }
+
+    /// Reads the state and folds its journal, in one snapshot. `known`: the row
+    /// version of the copy kept in [`PgStore::last`]; when it is still the stored one
+    /// the document is not sent, and the copy is used (`None` if it went away).
+    fn load_from(&self, known: Option<String>) -> Result<Option<State>, StoreError> {
+        let s = self.session()?;
+        let sql = self.sql.clone();
+        let name = self.target.name.clone();
+        let shown = self.describe();
+        // Under the lock, a journal known to be empty is not read.
+        let read_journal =
+            !(s.locked.load(Ordering::SeqCst) && self.journal_empty.load(Ordering::SeqCst));
+        // One statement, so one snapshot: an apply persisting in between is never seen
+        // half-done. The document is parsed where it arrives, from the row's buffer.
+        let (row, records) = s
+            .call(OP_TIMEOUT, move |client| async move {
+                let c = client.lock().await;
+                let r = c
+                    .query_one(&sql.load_state(), &[&name, &known, &read_journal])
+                    .await
+                    .map_err(Failure::pg)?;
+                let records: Vec<String> = r.get::<_, Option<Vec<String>>>(4).unwrap_or_default();
+                let row = r.get::<_, Option<String>>(0).map(|lineage| {
+                    let data: Option<&str> = r.get(2);
+                    (
+                        lineage,
+                        r.get::<_, i64>(1),
+                        data.map(|d| State::from_bytes(d.as_bytes(), &shown)),
+                        r.get::<_, String>(3),
+                    )
+                });
+                Ok((row, records))
+            })
+            .map_err(|f| self.failure(&s, f))?;
+        let (mut state, fresh) = match row {
+            None => (State::new(), None),
+            Some((lineage, serial, data, version)) => {
+                let (state, fresh) = match data {
+                    Some(parsed) => (parsed?, Some((version, serial))),
+                    None => match self.last.get(&(version, serial)) {
+                        Some(kept) => (kept, None),
+                        None => return Ok(None),
+                    },
+                };
+                if state.lineage != lineage || state.serial as i64 != serial {
+                    return Err(self.err(format!(
+                        "the stored document (lineage {} serial {}) disagrees with its row (lineage {lineage} serial {serial}); restore it with `taskform state copy`",
+                        state.lineage, state.serial
+                    )));
+                }
+                (state, fresh)
+            }
+        };
+        let journal = self.describe_journal();
+        let mut parsed = Vec::with_capacity(records.len());
+        for (i, r) in records.iter().enumerate() {
+            parsed.push(
+                serde_json::from_str::<Record>(r).map_err(|e| JournalError::Corrupt {
+                    path: journal.clone(),
+                    line: i + 1,
+                    detail: e.to_string(),
+                })?,
+            );
+        }
+        // Only a document as stored is kept: one with a journal folded in is not.
+        if let Some(token) = fresh.filter(|_| parsed.is_empty()) {
+            self.last.remember(token, &state);
+        }
+        journal::fold(&mut state, &parsed, &journal)?;
+        self.journal_rows
+            .store(!parsed.is_empty(), Ordering::SeqCst);
+        if read_journal && parsed.is_empty() && s.locked.load(Ordering::SeqCst) {
+            self.journal_empty.store(true, Ordering::SeqCst);
+        }
+        Ok(Some(state))
     }
 
     /// A failure as an error; one that lost the session marks it lost.
@@ -215,74 +305,12 @@ impl StateStore for PgStore {
     }
 
     fn load(&self) -> Result<State, StoreError> {
-        let s = self.session()?;
-        let sql = self.sql.clone();
-        let name = self.target.name.clone();
-        let shown = self.describe();
-        // The document is parsed where it arrives, straight from the row's buffer.
-        let (row, records) = s
-            .call(OP_TIMEOUT, move |client| async move {
-                // One snapshot for the state and its journal: an apply persisting in
-                // between must not be seen half-done.
-                let mut c = client.lock().await;
-                let c = c
-                    .build_transaction()
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await
-                    .map_err(Failure::pg)?;
-                let row = c
-                    .query_opt(&sql.load_state(), &[&name])
-                    .await
-                    .map_err(Failure::pg)?
-                    .map(|r| {
-                        let data: &str = r.get(2);
-                        (
-                            r.get::<_, String>(0),
-                            r.get::<_, i64>(1),
-                            State::from_bytes(data.as_bytes(), &shown),
-                        )
-                    });
-                let records: Vec<String> = c
-                    .query(&sql.load_journal(), &[&name])
-                    .await
-                    .map_err(Failure::pg)?
-                    .into_iter()
-                    .map(|r| r.get(0))
-                    .collect();
-                c.commit().await.map_err(Failure::pg)?;
-                Ok((row, records))
-            })
-            .map_err(|f| self.failure(&s, f))?;
-        let mut state = match row {
-            None => State::new(),
-            Some((lineage, serial, state)) => {
-                let state = state?;
-                if state.lineage != lineage || state.serial as i64 != serial {
-                    return Err(self.err(format!(
-                        "the stored document (lineage {} serial {}) disagrees with its row (lineage {lineage} serial {serial}); restore it with `taskform state copy`",
-                        state.lineage, state.serial
-                    )));
-                }
-                state
-            }
-        };
-        let journal = self.describe_journal();
-        let mut parsed = Vec::with_capacity(records.len());
-        for (i, r) in records.iter().enumerate() {
-            parsed.push(
-                serde_json::from_str::<Record>(r).map_err(|e| JournalError::Corrupt {
-                    path: journal.clone(),
-                    line: i + 1,
-                    detail: e.to_string(),
-                })?,
-            );
+        let known = self.last.token();
+        match self.load_from(known.as_ref().map(|(version, _)| version.clone()))? {
+            Some(state) => Ok(state),
+            // The copy kept went away in between: read the document.
+            None => Ok(self.load_from(None)?.unwrap_or_default()),
         }
-        journal::fold(&mut state, &parsed, &journal)?;
-        self.journal_rows
-            .store(!parsed.is_empty(), Ordering::SeqCst);
-        Ok(state)
     }
 
     fn lock(
@@ -346,6 +374,8 @@ impl StateStore for PgStore {
             .map_err(|f| self.failure(&s, f))?;
         match refused {
             None => {
+                // What the journal held before the lock was taken is not known.
+                self.journal_empty.store(false, Ordering::SeqCst);
                 s.locked.store(true, Ordering::SeqCst);
                 Ok(Box::new(PgLock {
                     session: s,
@@ -384,15 +414,23 @@ impl StateStore for PgStore {
             false => Some((state.lineage.clone(), state.serial)),
         };
         let data = state.next_version();
-        let r = self.write(&state.lineage.clone(), state.serial, data, Some(expected));
-        if r.is_err() {
-            state.serial -= 1;
+        self.last.forget();
+        match self.write(&state.lineage.clone(), state.serial, data, Some(expected)) {
+            Ok(version) => {
+                self.last.remember((version, state.serial as i64), state);
+                Ok(())
+            }
+            Err(e) => {
+                state.serial -= 1;
+                Err(e)
+            }
         }
-        r
     }
 
     fn replace(&self, state: &State) -> Result<(), StoreError> {
+        self.last.forget();
         self.write(&state.lineage, state.serial, state.encode(), None)
+            .map(|_| ())
     }
 
     fn open_journal(&self, state: &State) -> Result<Box<dyn Journal>, StoreError> {
@@ -405,6 +443,7 @@ impl StateStore for PgStore {
         let open = serde_json::to_string(&open).unwrap_or_default();
         let sql = self.sql.clone();
         let name = self.target.name.clone();
+        self.journal_empty.store(false, Ordering::SeqCst);
         s.call(OP_TIMEOUT, move |client| async move {
             let mut c = client.lock().await;
             let tx = c.transaction().await.map_err(Failure::pg)?;

@@ -131,14 +131,18 @@ impl Sql {
         )
     }
 
-    /// `(lineage, serial, data)` of the state named $1.
+    /// `(lineage, serial, data, version, journal)`: the state named $1 and, when $3,
+    /// its journal records in order; one row, all NULL but the journal when there is
+    /// no state. The version is the row's `xmin` (new with every write); the document
+    /// is left out (NULL) when its version is $2, the one the caller holds already.
     pub fn load_state(&self) -> String {
-        self.t("SELECT lineage, serial, data FROM {s}.states WHERE name = $1")
-    }
-
-    /// The journal records of the state named $1, in order.
-    pub fn load_journal(&self) -> String {
-        self.t("SELECT record FROM {s}.journal WHERE state = $1 ORDER BY seq")
+        self.t("SELECT s.lineage, s.serial,
+                    CASE WHEN s.xmin::text = $2::text THEN NULL ELSE s.data END,
+                    s.xmin::text,
+                    CASE WHEN $3::bool
+                         THEN ARRAY(SELECT record FROM {s}.journal WHERE state = $1 ORDER BY seq)
+                    END
+             FROM (SELECT 1) AS one LEFT JOIN {s}.states AS s ON s.name = $1::text")
     }
 
     /// True when this session holds the state's advisory lock: checked inside every
@@ -223,14 +227,16 @@ impl Sql {
         self.t("SELECT lineage, serial FROM {s}.states WHERE name = $1 FOR UPDATE")
     }
 
-    /// Writes the state named $1 ($2 lineage, $3 serial, $4 data, $5 who).
+    /// Writes the state named $1 ($2 lineage, $3 serial, $4 data, $5 who); returns the
+    /// row's new version.
     pub fn write_state(&self) -> String {
         self.t(
             "INSERT INTO {s}.states (name, lineage, serial, data, updated_at, updated_by)
              VALUES ($1, $2, $3, $4, now(), $5)
              ON CONFLICT (name) DO UPDATE
              SET lineage = EXCLUDED.lineage, serial = EXCLUDED.serial, data = EXCLUDED.data,
-                 updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by",
+                 updated_at = EXCLUDED.updated_at, updated_by = EXCLUDED.updated_by
+             RETURNING xmin::text",
         )
     }
 

@@ -405,3 +405,43 @@ fn a_watcher_started_on_an_invalid_commit_waits_for_a_good_one() {
     sigterm(&w);
     assert_eq!(w.wait().unwrap().code(), Some(0));
 }
+
+/// Two watchers cannot share a git cache: the second is refused at once and names the
+/// first, which goes on.
+#[test]
+fn a_second_watcher_on_the_same_git_cache_is_refused() {
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let p = Project::new();
+    let work = repo(&p);
+    let first = git(&work, &["rev-parse", "HEAD"]);
+    let port = free_port();
+    let args = [
+        "--poll",
+        "300",
+        "--state",
+        "state.json",
+        "--endpoint",
+        &emu.url,
+        "--max-rate",
+        "0",
+    ];
+    let mut w = watch_git(&p, port, &args, std::process::Stdio::null());
+    assert!(wait_until(Duration::from_secs(20), || live(port)
+        .as_deref()
+        == Some(first.as_str())));
+    let second = watch_git(&p, free_port(), &args, std::process::Stdio::piped());
+    let out = second.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the git cache cache is in use by") && err.contains("--git-cache"),
+        "{err}"
+    );
+    assert_eq!(
+        live(port).as_deref(),
+        Some(first.as_str()),
+        "the first goes on"
+    );
+    let _ = w.kill();
+    let _ = w.wait();
+}

@@ -125,6 +125,9 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         tracing::info!(%bound, "serving /healthz, /readyz, /status and /metrics");
     }
     // With --git, the first fetch gives the tree whose taskform.yaml names the target.
+    // The cache is this watcher's for its whole life: another one's prune would remove
+    // the tree it reads, and their fetches would race.
+    let mut _cache_lock = None;
     let git = match &args.git {
         None => None,
         Some(g) => {
@@ -147,6 +150,7 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
                     crate::load::git::default_cache(&g.url, env, std::path::Path::new("."))
                 }),
             };
+            _cache_lock = Some(lock_cache(&source.cache)?);
             // The first commit with usable settings names the target. Until there is
             // one (the remote unreachable, taskform.yaml invalid) the watcher stays up
             // and tries again every --poll, reporting on /status.
@@ -276,4 +280,26 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
     })
     .await?;
     Ok(Exit::Ok)
+}
+
+/// Takes the git cache for this watcher (`<cache>/taskform.lock`), or says which
+/// process has it.
+fn lock_cache(cache: &std::path::Path) -> Result<crate::state::lock::FileLock, Error> {
+    use crate::state::lock::{self, Holder, LockError};
+    let shown = crate::render::escape_lines(&cache.display().to_string());
+    lock::acquire(
+        &cache.join("taskform.lock"),
+        &shown,
+        &Holder::this_process("watch"),
+        None,
+    )
+    .map_err(|e| match e {
+        LockError::Held { holder, .. } => Error::Command(format!(
+            "the git cache {shown} is in use by {holder}: two watchers cannot share one (each prunes the trees it does not use); give each its own --git-cache"
+        )),
+        LockError::Io { path, source } => Error::Command(format!(
+            "cannot lock the git cache with {}: {source}",
+            crate::render::escape_lines(&path)
+        )),
+    })
 }

@@ -635,3 +635,49 @@ fn a_kept_state_is_used_only_while_the_stored_one_is_the_same() {
     mine.tasks.clear();
     assert_eq!(a.load().unwrap().tasks.len(), 2);
 }
+
+/// Under the lock a load skips a journal known to be empty; one written since (a run
+/// that stopped before writing the state) is read and folded in.
+#[test]
+fn a_journal_written_under_the_lock_is_read_by_the_next_load() {
+    use taskform::location::{PgState, PgUrl};
+    use taskform::state::StateStore;
+    use taskform::state::journal::Record;
+    use taskform::state::postgres::PgStore;
+    let pg = server!();
+    let t = PgState {
+        url: PgUrl::parse(&pg.url_with("sslmode=disable")).unwrap(),
+        name: "journal".into(),
+        schema: pg::fresh_schema(),
+    };
+    let password = pg.password.clone();
+    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
+    let store = PgStore::new(t, &env, "test").unwrap();
+    let me = taskform::state::lock::Holder::this_process("test");
+    let lock = store.lock(&me, None).unwrap();
+    let mut s = store.load().unwrap();
+    store.persist(&mut s).unwrap();
+    // The journal is now known to be empty.
+    assert!(store.load().unwrap().tasks.is_empty());
+    let journal = store.open_journal(&s).unwrap();
+    let created = Record::Created {
+        name: "a".into(),
+        hash: "sha256:00".into(),
+        task_id: "id-a".into(),
+        file: None,
+        at: "2026-11-29T00:00:00Z".into(),
+        body: None,
+    };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(journal.append(&created))
+        .unwrap();
+    journal.close();
+    drop(journal);
+    let after = store.load().unwrap();
+    assert_eq!(
+        after.tasks["a"].task_id, "id-a",
+        "the journal was folded in"
+    );
+    drop(lock);
+}

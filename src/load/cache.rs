@@ -15,8 +15,16 @@
 //!   walked and every file's identity (size, modification time, inode, device)
 //!   compared with the cached one.
 //!
+//! What file events cannot tell, and so what the next full check catches (the next
+//! `--interval` or restart): a write through a hard link from outside the folder, a
+//! change on a network file system, a permission change (`chmod`), the target of a
+//! symbolic link that names a subfolder's `taskform.yaml`. The watcher walks instead
+//! while its last walk reported problems (a folder it could not read, a link pointing
+//! outside), so that their fixes are seen.
+//!
 //! A file is taken from the cache when its identity is unchanged and it was last
-//! modified more than [`SETTLED`] ago; a file modified more recently than that (a
+//! modified more than [`SETTLED`] ago (a path the events name is always compared by
+//! content); a file modified more recently than that (a
 //! rewrite within the file system's timestamp granularity would keep its identity) is
 //! read again and compared by content, and parsed only if the content changed. Files
 //! that could not be read or held problems are looked at again on every load.
@@ -42,6 +50,10 @@ pub struct LoadCache {
     inner: std::sync::Mutex<Inner>,
 }
 
+/// Invariant: `base` holds the manifests and digests of exactly `files` (before
+/// secret values are hidden), and `listing` is what the walk that found `files` saw,
+/// updated by every load since. A load that does not keep it (an error before the
+/// files are read, a load through an overlay) drops `listing`, so the next one walks.
 #[derive(Default)]
 struct Inner {
     /// The settings' digest and environment the entries were made under.
@@ -132,7 +144,16 @@ impl FileKey {
 impl LoadCache {
     /// What the last load did.
     pub fn last_load(&self) -> LastLoad {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).last
+        self.lock().last
+    }
+
+    /// The cache; one left half-updated by a panic is started afresh.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| {
+            let mut g = p.into_inner();
+            *g = Inner::default();
+            g
+        })
     }
 }
 
@@ -149,17 +170,23 @@ pub fn load_cached(
     cache: &LoadCache,
     changed: Option<&BTreeSet<PathBuf>>,
 ) -> Result<Arc<Loaded>, LoadError> {
+    let mut guard = cache.lock();
+    // Whatever returns before the files are read leaves events unused: walk next time.
+    let kept = guard.listing.take();
     manifest::check_folder(dir)?;
     let settings = manifest::settings_for(dir, environment, outer_env)?;
     if settings.overlay.is_some() {
+        guard.last = LastLoad {
+            walked: true,
+            ..LastLoad::default()
+        };
+        drop(guard);
         let mut warnings = Vec::new();
         return manifest::load_inner(dir, environment, outer_env, &mut warnings).map(Arc::new);
     }
     let scoped = settings.scope.clone();
     let scoped = scoped.over(outer_env);
     let env: &(dyn Fn(&str) -> Option<String> + Sync) = &scoped;
-
-    let mut guard = cache.inner.lock().unwrap_or_else(|p| p.into_inner());
     let inner = &mut *guard;
     let context = format!(
         "{}|{}",
@@ -172,10 +199,16 @@ pub fn load_cached(
             dir: dir.to_path_buf(),
             ..Inner::default()
         };
+    } else {
+        inner.listing = kept;
     }
 
     let events = changed.and_then(|paths| {
-        let listing = inner.listing.as_ref().filter(|l| !l.links)?;
+        // A walk that found links or problems is done again (see the module doc).
+        let listing = inner
+            .listing
+            .as_ref()
+            .filter(|l| !l.links && l.diags.is_empty())?;
         by_events(paths, listing, &inner.files, &settings)
     });
     let mut stats = LastLoad::default();
@@ -193,7 +226,7 @@ pub fn load_cached(
                 let path = dir.join(&rel);
                 let previous = inner.files.get(&rel);
                 let exists = std::fs::symlink_metadata(&path).is_ok();
-                let now = exists.then(|| cached_file(&rel, &path, &settings, env, previous));
+                let now = exists.then(|| cached_file(&rel, &path, &settings, env, previous, true));
                 match (previous, now) {
                     (Some(p), Some((c, hit))) => {
                         count(&mut stats, hit);
@@ -214,6 +247,7 @@ pub fn load_cached(
                     (None, None) => {}
                 }
             }
+            // Every file not parsed was taken from the cache, named or not.
             stats.cached = inner.files.len() - stats.parsed;
             touched
         }
@@ -231,7 +265,8 @@ pub fn load_cached(
             let found: Vec<(String, Cached, bool)> = files
                 .par_iter()
                 .map(|(rel, path)| {
-                    let (c, hit) = cached_file(rel, path, &settings, env, inner.files.get(rel));
+                    let (c, hit) =
+                        cached_file(rel, path, &settings, env, inner.files.get(rel), false);
                     (rel.clone(), c, hit)
                 })
                 .collect();
@@ -274,6 +309,8 @@ pub fn load_cached(
     let mut diags = listing.diags.clone();
     if !listing.separate_targets.is_empty() {
         if inner.files.is_empty() && diags.is_empty() {
+            // Nothing to assemble: the next load assembles afresh.
+            inner.base = None;
             return Err(LoadError::Dir(manifest::only_separate_targets(
                 dir,
                 &listing.separate_targets,
@@ -396,20 +433,22 @@ fn by_events(
     Some(out)
 }
 
-/// A file through the cache: its identity, else its content, else parsed. True when
-/// it was not parsed.
+/// A file through the cache: its identity (not for a path an event `named`), else its
+/// content, else parsed. True when it was not parsed.
 fn cached_file(
     rel: &str,
     path: &Path,
     settings: &Settings,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
     previous: Option<&Cached>,
+    named: bool,
 ) -> (Cached, bool) {
     let key = std::fs::metadata(path).ok().map(|m| FileKey::of(&m));
     if let (Some(k), Some(p)) = (&key, previous)
         && p.result.rel == rel
     {
-        if p.key.as_ref() == Some(k) && k.settled() {
+        // A path an event names changed, whatever its identity says.
+        if !named && p.key.as_ref() == Some(k) && k.settled() {
             return (p.clone(), true);
         }
         // Recently modified, or another identity: the same content needs no parse.

@@ -25,8 +25,9 @@ pub struct Remembered<T> {
 
 struct Slot<T> {
     last: Option<(T, Arc<State>)>,
-    /// A copy of `last` made ahead of time, for the next load.
-    spare: Option<(T, State)>,
+    /// A copy of `last` (that very `Arc`: a token may repeat, say a file's size,
+    /// time and reused inode) made ahead of time, for the next load.
+    spare: Option<(Arc<State>, State)>,
     /// A copy was served: copies are made ahead of time from now on.
     served: bool,
 }
@@ -85,7 +86,7 @@ impl<T: Clone + PartialEq + Send + 'static> Remembered<T> {
         }
         let last = Arc::clone(last);
         let copy = match s.spare.take() {
-            Some((t, spare)) if t == *token => spare,
+            Some((of, spare)) if Arc::ptr_eq(&of, &last) => spare,
             _ => State::clone(&last),
         };
         s.served = true;
@@ -95,26 +96,26 @@ impl<T: Clone + PartialEq + Send + 'static> Remembered<T> {
 
     /// Makes the next copy on a thread of its own.
     fn prepare(&self, s: &Slot<T>) {
-        let Some((token, last)) = s.last.clone() else {
+        let Some((_, last)) = s.last.clone() else {
             return;
         };
         let slot = Arc::clone(&self.slot);
-        let current = move |slot: &Mutex<Slot<T>>, token: &T| {
+        let current = move |slot: &Mutex<Slot<T>>, of: &Arc<State>| {
             let s = slot.lock().unwrap_or_else(|p| p.into_inner());
-            s.last.as_ref().is_some_and(|(t, _)| t == token)
+            s.last.as_ref().is_some_and(|(_, l)| Arc::ptr_eq(l, of))
         };
         let spawned = std::thread::Builder::new()
             .name("state-copy".into())
             .spawn(move || {
                 std::thread::sleep(AHEAD_AFTER);
-                if !current(&slot, &token) {
+                if !current(&slot, &last) {
                     return;
                 }
                 let copy = State::clone(&last);
                 let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
                 // Only if it is still the state the store holds.
-                if s.last.as_ref().is_some_and(|(t, _)| *t == token) {
-                    s.spare = Some((token, copy));
+                if s.last.as_ref().is_some_and(|(_, l)| Arc::ptr_eq(l, &last)) {
+                    s.spare = Some((last, copy));
                 }
             });
         if let Err(e) = spawned {

@@ -210,7 +210,7 @@ impl TaskApi for FakeApi {
                     Some(t) if t.scheduled => Outcome::Failed(failure(400, Some("DLG.2206"))),
                     Some(t) => {
                         t.body = body;
-                        Outcome::Done
+                        Outcome::Done(200)
                     }
                 }
             })
@@ -229,7 +229,7 @@ impl TaskApi for FakeApi {
                     Some(t) if t.scheduled => Outcome::Failed(failure(400, Some("DLG.2206"))),
                     Some(_) => {
                         s.tasks.remove(task_id);
-                        Outcome::Done
+                        Outcome::Done(200)
                     }
                 }
             })
@@ -251,7 +251,7 @@ impl TaskApi for FakeApi {
                     "run" => t.scheduled = is_cron(&t.body),
                     _ => {}
                 }
-                Outcome::Done
+                Outcome::Done(200)
             })
             .await
         })
@@ -1491,7 +1491,8 @@ async fn a_delete_refused_as_scheduling_after_its_stop_counts_as_deleted_when_th
     let w = pruning(&body("old", 10));
     let refused = || Scripted::Answer(Outcome::Failed(failure(400, Some("DLG.2206"))));
     w.fake.script("delete", [refused(), refused()]);
-    w.fake.script("action", [Scripted::Answer(Outcome::Done)]);
+    w.fake
+        .script("action", [Scripted::Answer(Outcome::Done(200))]);
     let report = w.apply().await;
     assert_eq!(
         w.fake.calls(),

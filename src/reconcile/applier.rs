@@ -468,7 +468,7 @@ impl Run {
             }
             let (failure, retry_after) = match outcome.retry(&self.pacer) {
                 Ok(retry) => retry,
-                Err(o @ (Outcome::Created(_) | Outcome::Done)) => return Ok(o),
+                Err(o @ (Outcome::Created(_) | Outcome::Done(_))) => return Ok(o),
                 Err(Outcome::InDoubt(reason)) if idempotent => (
                     Failure {
                         status: 0,

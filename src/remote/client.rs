@@ -80,8 +80,8 @@ impl std::fmt::Display for Failure {
 pub enum Outcome {
     /// The service created the task.
     Created(String),
-    /// The service did what was asked (update, delete, action).
-    Done,
+    /// The service did what was asked (update, delete, action), with this HTTP status.
+    Done(u16),
     /// Nothing was created; trying again is safe.
     Retry {
         failure: Failure,
@@ -102,7 +102,7 @@ impl Outcome {
     /// the timeout (the reasons that begin with [`NO_ANSWER`]).
     pub fn answered(&self) -> bool {
         match self {
-            Outcome::Created(_) | Outcome::Done => true,
+            Outcome::Created(_) | Outcome::Done(_) => true,
             Outcome::Retry { failure, .. }
             | Outcome::Failed(failure)
             | Outcome::Unauthorized(failure) => failure.status != 0,
@@ -525,7 +525,7 @@ impl Client {
                     return Err(Error::Refused { what, failure });
                 }
                 // `exchange` gives back no other outcome.
-                Err(Outcome::Created(_) | Outcome::Done) => {
+                Err(Outcome::Created(_) | Outcome::Done(_)) => {
                     return Err(Error::TaskFailed(format!(
                         "{what}: an unexpected outcome without an answer"
                     )));
@@ -693,7 +693,7 @@ impl Client {
             }
         };
         match self.exchange(method, &url, body).await {
-            Ok(a) if (200..300).contains(&a.status) => Outcome::Done,
+            Ok(a) if (200..300).contains(&a.status) => Outcome::Done(a.status),
             Ok(a) => classify_error(a.status, &a.body, a.retry_after),
             Err(o) => o,
         }
@@ -824,7 +824,7 @@ fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> Ou
         },
         401 | 403 => Outcome::Unauthorized(failure),
         400..=499 => Outcome::Failed(failure),
-        200..=299 => Outcome::Done,
+        200..=299 => Outcome::Done(status),
         _ => Outcome::InDoubt(format!("{failure} (the service may have done it)")),
     }
 }

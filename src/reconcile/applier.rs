@@ -615,6 +615,7 @@ impl Run {
             result.error_msg = Some(format!("not sent: {e}"));
             return;
         }
+        tracing::debug!(task = %job.name, "sending the create");
         let id = match self
             .call(job, &mut result.attempts, false, || {
                 self.api.create(job.body.as_bytes())

@@ -448,6 +448,13 @@ impl StateStore for PgStore {
             let mut c = client.lock().await;
             let tx = c.transaction().await.map_err(Failure::pg)?;
             require_lock(&tx, &sql).await?;
+            // This commit need not wait for the disk: nothing is sent before the first
+            // intent batch, whose synchronous commit flushes the log up to it, this
+            // record included. Lost in a crash before that, the journal was never
+            // needed. (One fsync less before the first request.)
+            tx.batch_execute("SET LOCAL synchronous_commit = off")
+                .await
+                .map_err(Failure::pg)?;
             tx.execute(&sql.clear_journal(), &[&name])
                 .await
                 .map_err(Failure::pg)?;

@@ -17,15 +17,7 @@
 # $CARGO_TARGET_DIR when set (else target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${TASKFORM_BENCH_POSTGRES:-}" ] && [ -z "${BENCH_IN_PG_VIRTUALENV:-}" ] && command -v pg_virtualenv >/dev/null; then
-  exec pg_virtualenv env BENCH_IN_PG_VIRTUALENV=1 bash "$0" "$@"
-fi
-if [ -n "${BENCH_IN_PG_VIRTUALENV:-}" ]; then
-  export TASKFORM_BENCH_POSTGRES="postgres://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE?sslmode=disable"
-  # pg_virtualenv's clusters run with fsync off; a real server syncs every commit.
-  psql -q -c "ALTER SYSTEM SET fsync = on" -c "SELECT pg_reload_conf()" >/dev/null
-fi
-PG=${TASKFORM_BENCH_POSTGRES:-}
+. bench/postgres.sh
 ROOT=$PWD
 RUNS=${RUNS:-5}
 WITH_TF=0

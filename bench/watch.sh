@@ -15,14 +15,7 @@
 # on), or on the one TASKFORM_BENCH_POSTGRES names; without either it is left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ -z "${TASKFORM_BENCH_POSTGRES:-}" ] && [ -z "${BENCH_IN_PG_VIRTUALENV:-}" ] && command -v pg_virtualenv >/dev/null; then
-  exec pg_virtualenv env BENCH_IN_PG_VIRTUALENV=1 bash "$0" "$@"
-fi
-if [ -n "${BENCH_IN_PG_VIRTUALENV:-}" ]; then
-  export TASKFORM_BENCH_POSTGRES="postgres://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE?sslmode=disable"
-  psql -q -c "ALTER SYSTEM SET fsync = on" -c "SELECT pg_reload_conf()" >/dev/null
-fi
-PG=${TASKFORM_BENCH_POSTGRES:-}
+. bench/postgres.sh
 ROOT=$PWD
 cargo build --release --bin taskform --example gen-manifests >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}

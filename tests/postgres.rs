@@ -583,23 +583,27 @@ fn a_watch_that_loses_its_lock_stops() {
     p.apply(&emu.url, &[]).succeeds().stdout_has("No changes");
 }
 
+/// A store of the state `name` in `schema`, in this process.
+fn store(pg: &Pg, schema: &str, name: &str) -> taskform::state::postgres::PgStore {
+    let target = taskform::location::PgState {
+        url: taskform::location::PgUrl::parse(&pg.url_with("sslmode=disable")).unwrap(),
+        name: name.into(),
+        schema: schema.into(),
+    };
+    let password = pg.password.clone();
+    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
+    taskform::state::postgres::PgStore::new(target, &env, "test").unwrap()
+}
+
 /// A store keeps the state it read or wrote and, while the row's version is the same,
 /// loads it without the document; a write by anyone else is always seen.
 #[test]
 fn a_kept_state_is_used_only_while_the_stored_one_is_the_same() {
-    use taskform::location::{PgState, PgUrl};
     use taskform::state::StateStore;
-    use taskform::state::postgres::PgStore;
     let pg = server!();
-    let t = PgState {
-        url: PgUrl::parse(&pg.url_with("sslmode=disable")).unwrap(),
-        name: "kept".into(),
-        schema: pg::fresh_schema(),
-    };
-    let password = pg.password.clone();
-    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
-    let a = PgStore::new(t.clone(), &env, "test").unwrap();
-    let b = PgStore::new(t, &env, "test").unwrap();
+    let schema = pg::fresh_schema();
+    let a = store(&pg, &schema, "kept");
+    let b = store(&pg, &schema, "kept");
     let record = |id: &str| taskform::state::TaskRecord {
         task_id: id.into(),
         hash: "sha256:00".into(),
@@ -640,19 +644,10 @@ fn a_kept_state_is_used_only_while_the_stored_one_is_the_same() {
 /// that stopped before writing the state) is read and folded in.
 #[test]
 fn a_journal_written_under_the_lock_is_read_by_the_next_load() {
-    use taskform::location::{PgState, PgUrl};
     use taskform::state::StateStore;
     use taskform::state::journal::Record;
-    use taskform::state::postgres::PgStore;
     let pg = server!();
-    let t = PgState {
-        url: PgUrl::parse(&pg.url_with("sslmode=disable")).unwrap(),
-        name: "journal".into(),
-        schema: pg::fresh_schema(),
-    };
-    let password = pg.password.clone();
-    let env = move |k: &str| (k == "PGPASSWORD").then(|| password.clone());
-    let store = PgStore::new(t, &env, "test").unwrap();
+    let store = store(&pg, &pg::fresh_schema(), "journal");
     let me = taskform::state::lock::Holder::this_process("test");
     let lock = store.lock(&me, None).unwrap();
     let mut s = store.load().unwrap();

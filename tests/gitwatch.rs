@@ -129,6 +129,21 @@ fn watch_git(
         .unwrap()
 }
 
+/// A leader's arguments: the state in `state.json`, the emulator at `url`, fetching
+/// every `poll` seconds.
+fn leading<'a>(url: &'a str, poll: &'a str) -> [&'a str; 8] {
+    [
+        "--poll",
+        poll,
+        "--state",
+        "state.json",
+        "--endpoint",
+        url,
+        "--max-rate",
+        "0",
+    ]
+}
+
 fn live(port: u16) -> Option<String> {
     status(port)["revision"]["sha"].as_str().map(str::to_string)
 }
@@ -143,16 +158,7 @@ fn commits_are_applied_an_invalid_one_is_not_and_a_rewind_is() {
     let mut w = watch_git(
         &p,
         port,
-        &[
-            "--poll",
-            "1",
-            "--state",
-            "state.json",
-            "--endpoint",
-            &emu.url,
-            "--max-rate",
-            "0",
-        ],
+        &leading(&emu.url, "1"),
         std::fs::File::create(p.path("watch.log")).unwrap().into(),
     );
     assert!(wait_until(Duration::from_secs(20), || live(port)
@@ -284,16 +290,7 @@ fn a_signed_hook_fetches_at_once_and_plan_only_is_ready() {
     let mut w = watch_git(
         &p,
         port,
-        &[
-            "--poll",
-            "300",
-            "--state",
-            "state.json",
-            "--endpoint",
-            &emu.url,
-            "--max-rate",
-            "0",
-        ],
+        &leading(&emu.url, "300"),
         std::process::Stdio::null(),
     );
     let first = git(&work, &["rev-parse", "HEAD"]);
@@ -371,16 +368,7 @@ fn a_watcher_started_on_an_invalid_commit_waits_for_a_good_one() {
     let mut w = watch_git(
         &p,
         port,
-        &[
-            "--poll",
-            "1",
-            "--state",
-            "state.json",
-            "--endpoint",
-            &emu.url,
-            "--max-rate",
-            "0",
-        ],
+        &leading(&emu.url, "1"),
         std::process::Stdio::null(),
     );
     assert!(wait_until(Duration::from_secs(20), || {
@@ -415,16 +403,7 @@ fn a_second_watcher_on_the_same_git_cache_is_refused() {
     let work = repo(&p);
     let first = git(&work, &["rev-parse", "HEAD"]);
     let port = free_port();
-    let args = [
-        "--poll",
-        "300",
-        "--state",
-        "state.json",
-        "--endpoint",
-        &emu.url,
-        "--max-rate",
-        "0",
-    ];
+    let args = leading(&emu.url, "300");
     let mut w = watch_git(&p, port, &args, std::process::Stdio::null());
     assert!(wait_until(Duration::from_secs(20), || live(port)
         .as_deref()

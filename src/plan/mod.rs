@@ -9,9 +9,8 @@ pub mod guard;
 pub mod select;
 
 use crate::load::manifest::Manifest;
-use crate::state::State;
+use crate::state::{State, TaskRecord};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 pub use crate::load::settings::OnChange;
 
@@ -169,21 +168,73 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
         return plan(&[], state, all);
     }
     let mut tasks = Vec::with_capacity(manifests.len() + 8);
-    // Manifests come sorted by name (as loaded): whether a name is declared is then a
-    // binary search, not a map built for it.
-    let sorted = manifests.is_sorted_by(|a, b| a.name <= b.name);
-    let declared_map: BTreeMap<&str, ()> = match sorted {
-        true => BTreeMap::new(),
-        false => manifests.iter().map(|m| (m.name.as_str(), ())).collect(),
+    // Manifests and records are walked together in name order (a merge, not a lookup
+    // per name): manifests come sorted by name as loaded, else their order is sorted.
+    let mut order: Vec<usize> = (0..manifests.len()).collect();
+    if !manifests.is_sorted_by(|a, b| a.name <= b.name) {
+        order.sort_by(|&a, &b| manifests[a].name.cmp(&manifests[b].name));
+    }
+    let declared = |name: &str| {
+        order
+            .binary_search_by(|&i| manifests[i].name.as_str().cmp(name))
+            .is_ok()
     };
-    let declared = |name: &str| match sorted {
-        true => manifests
-            .binary_search_by(|m| m.name.as_str().cmp(name))
-            .is_ok(),
-        false => declared_map.contains_key(name),
+    // A record no manifest declares: an orphan, a delete with --prune, or in doubt.
+    let undeclared = |name: &String, r: &TaskRecord, tasks: &mut Vec<PlannedTask>| {
+        let action = if state.in_doubt.contains_key(name) {
+            Action::InDoubt
+        } else if opts.prune {
+            Action::Delete
+        } else {
+            Action::Orphan
+        };
+        tasks.push(PlannedTask {
+            name: name.clone(),
+            action,
+            hash: if action == Action::Delete {
+                Some(r.hash.clone())
+            } else {
+                None
+            },
+            task_id: Some(r.task_id.clone()),
+            file: if action == Action::Delete {
+                r.file.clone()
+            } else {
+                None
+            },
+            manifest: None,
+            superseded: false,
+        });
     };
-    for (i, m) in manifests.iter().enumerate() {
-        let recorded = state.tasks.get(&m.name);
+    // Earlier remote tasks a replace left behind, declared or not.
+    let superseded = |name: &String, r: &TaskRecord, tasks: &mut Vec<PlannedTask>| {
+        for s in &r.superseded {
+            tasks.push(PlannedTask {
+                name: name.clone(),
+                action: if opts.prune {
+                    Action::Delete
+                } else {
+                    Action::Superseded
+                },
+                hash: Some(s.hash.clone()),
+                task_id: Some(s.task_id.clone()),
+                file: None,
+                manifest: None,
+                superseded: true,
+            });
+        }
+    };
+    let mut records = state.tasks.iter().peekable();
+    for (k, &i) in order.iter().enumerate() {
+        let m = &manifests[i];
+        while let Some((name, r)) = records.next_if(|(n, _)| n.as_str() < m.name.as_str()) {
+            undeclared(name, r, &mut tasks);
+            superseded(name, r, &mut tasks);
+        }
+        let recorded = records
+            .peek()
+            .filter(|(n, _)| **n == m.name)
+            .map(|(_, r)| *r);
         let in_doubt = state.in_doubt.contains_key(&m.name) && !opts.recreate_in_doubt;
         let action = match recorded {
             _ if in_doubt => Action::InDoubt,
@@ -201,51 +252,18 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
             manifest: Some(i),
             superseded: false,
         });
+        // The record is passed once the last manifest of its name is (a duplicate
+        // name, refused by the loader, would see it too).
+        let last_of_name = order
+            .get(k + 1)
+            .is_none_or(|&j| manifests[j].name != m.name);
+        if last_of_name && let Some((name, r)) = records.next_if(|(n, _)| **n == m.name) {
+            superseded(name, r, &mut tasks);
+        }
     }
-    for (name, r) in &state.tasks {
-        if !declared(name) {
-            let action = if state.in_doubt.contains_key(name) {
-                Action::InDoubt
-            } else if opts.prune {
-                Action::Delete
-            } else {
-                Action::Orphan
-            };
-            tasks.push(PlannedTask {
-                name: name.clone(),
-                action,
-                hash: if action == Action::Delete {
-                    Some(r.hash.clone())
-                } else {
-                    None
-                },
-                task_id: Some(r.task_id.clone()),
-                file: if action == Action::Delete {
-                    r.file.clone()
-                } else {
-                    None
-                },
-                manifest: None,
-                superseded: false,
-            });
-        }
-        for s in &r.superseded {
-            {
-                tasks.push(PlannedTask {
-                    name: name.clone(),
-                    action: if opts.prune {
-                        Action::Delete
-                    } else {
-                        Action::Superseded
-                    },
-                    hash: Some(s.hash.clone()),
-                    task_id: Some(s.task_id.clone()),
-                    file: None,
-                    manifest: None,
-                    superseded: true,
-                });
-            }
-        }
+    for (name, r) in records {
+        undeclared(name, r, &mut tasks);
+        superseded(name, r, &mut tasks);
     }
     for (name, d) in &state.in_doubt {
         if !declared(name) && !state.tasks.contains_key(name) {
@@ -303,6 +321,137 @@ mod tests {
             applied_at: None,
             body: None,
             superseded: vec![],
+        }
+    }
+
+    /// The planner as first written: a lookup per name. The merge must give exactly
+    /// what it gives.
+    fn reference(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Vec<PlannedTask> {
+        let declared = |n: &str| manifests.iter().any(|m| m.name == n);
+        let mut tasks = Vec::new();
+        for (i, m) in manifests.iter().enumerate() {
+            let recorded = state.tasks.get(&m.name);
+            let in_doubt = state.in_doubt.contains_key(&m.name) && !opts.recreate_in_doubt;
+            let action = match recorded {
+                _ if in_doubt => Action::InDoubt,
+                Some(r) if r.hash == m.hash => Action::Unchanged,
+                Some(_) if opts.on_change == OnChange::Update => Action::Update,
+                Some(_) => Action::Replace,
+                None => Action::Create,
+            };
+            tasks.push(PlannedTask {
+                name: m.name.clone(),
+                action,
+                hash: Some(m.hash.clone()),
+                task_id: recorded.map(|r| r.task_id.clone()),
+                file: Some(m.file.clone()),
+                manifest: Some(i),
+                superseded: false,
+            });
+        }
+        for (name, r) in &state.tasks {
+            if !declared(name) {
+                let action = match (state.in_doubt.contains_key(name), opts.prune) {
+                    (true, _) => Action::InDoubt,
+                    (false, true) => Action::Delete,
+                    (false, false) => Action::Orphan,
+                };
+                let delete = action == Action::Delete;
+                tasks.push(PlannedTask {
+                    name: name.clone(),
+                    action,
+                    hash: delete.then(|| r.hash.clone()),
+                    task_id: Some(r.task_id.clone()),
+                    file: if delete { r.file.clone() } else { None },
+                    manifest: None,
+                    superseded: false,
+                });
+            }
+            for s in &r.superseded {
+                tasks.push(PlannedTask {
+                    name: name.clone(),
+                    action: if opts.prune {
+                        Action::Delete
+                    } else {
+                        Action::Superseded
+                    },
+                    hash: Some(s.hash.clone()),
+                    task_id: Some(s.task_id.clone()),
+                    file: None,
+                    manifest: None,
+                    superseded: true,
+                });
+            }
+        }
+        for (name, d) in &state.in_doubt {
+            if !declared(name) && !state.tasks.contains_key(name) {
+                tasks.push(PlannedTask {
+                    name: name.clone(),
+                    action: Action::InDoubt,
+                    hash: None,
+                    task_id: None,
+                    file: d.file.clone(),
+                    manifest: None,
+                    superseded: false,
+                });
+            }
+        }
+        let key = |t: &PlannedTask| {
+            (
+                t.action != Action::Delete,
+                t.name.clone(),
+                t.superseded,
+                t.task_id.clone(),
+            )
+        };
+        tasks.sort_by_key(key);
+        tasks
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        #[test]
+        fn the_merge_plans_what_a_lookup_per_name_plans(
+            declared in proptest::collection::btree_map(0u8..40, 0u8..3, 0..25),
+            recorded in proptest::collection::btree_map(0u8..40, (0u8..3, 0usize..3), 0..25),
+            doubtful in proptest::collection::btree_set(0u8..40, 0..5),
+            shuffle in proptest::prelude::any::<u64>(),
+            prune in proptest::prelude::any::<bool>(),
+            update in proptest::prelude::any::<bool>(),
+        ) {
+            let mut manifests: Vec<Manifest> = declared
+                .iter()
+                .map(|(n, h)| manifest(&format!("t{n:02}"), &format!("h{h}")))
+                .collect();
+            // Sorted as loaded, or in any order.
+            if shuffle % 2 == 1 {
+                let mut rng = fastrand::Rng::with_seed(shuffle);
+                rng.shuffle(&mut manifests);
+            }
+            let mut state = State::new();
+            for (n, (h, superseded)) in &recorded {
+                let mut r = record(&format!("id-{n}"), &format!("h{h}"));
+                for k in 0..*superseded {
+                    r.superseded.push(crate::state::Superseded {
+                        task_id: format!("old-{n}-{k}"),
+                        hash: "h9".into(),
+                        replaced_at: None,
+                    });
+                }
+                state.tasks.insert(format!("t{n:02}"), r);
+            }
+            for n in &doubtful {
+                state.in_doubt.insert(
+                    format!("t{n:02}"),
+                    InDoubt { hash: "h0".into(), file: None, sent_at: None, reason: None },
+                );
+            }
+            let opts = PlanOptions {
+                prune,
+                on_change: if update { OnChange::Update } else { OnChange::Recreate },
+                ..PlanOptions::default()
+            };
+            proptest::prop_assert_eq!(plan(&manifests, &state, opts).tasks, reference(&manifests, &state, opts));
         }
     }
 

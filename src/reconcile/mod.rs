@@ -202,6 +202,11 @@ pub async fn prepare(
             labels: &ctx.policy.labels,
         },
     );
+    tracing::debug!(
+        tasks = fresh.tasks.len(),
+        elapsed_us = started.elapsed().as_micros() as u64,
+        "plan made"
+    );
     crate::plan::guard::protected(&fresh, ctx.loaded)?;
     let doc = match saved {
         None => fresh,

@@ -8,8 +8,10 @@
 # The latency is read from the watcher's own log (debug level): the time of its
 # `sending the create` line for the new task minus the time of the atomic rename that
 # wrote the manifest; also to its `created` line (answered, and recorded in the
-# journal). The debug lines split it into the debounce, the reload, the plan and the
-# journal's intent. Builds in $CARGO_TARGET_DIR when set (else target/).
+# journal). The debug lines split it into the debounce (to the `changed` line that
+# ends the quiet) and what follows it; the reconcile is normally prepared during the
+# quiet (`prepared during the wait`), and the time that took is shown apart. Builds in
+# $CARGO_TARGET_DIR when set (else target/).
 #
 # The PostgreSQL row runs on a throwaway server started with pg_virtualenv (fsync
 # on), or on the one TASKFORM_BENCH_POSTGRES names; without either it is left out.
@@ -87,17 +89,21 @@ for i in range(7):
             if v.get("message") == "created" and v.get("task") == f"watch-latency-{i}":
                 found = at(v)
                 before = log_lines[:k]
-                marks = [next(at(b) for b in reversed(before) if b.get("message") == m and b.get("task", f"watch-latency-{i}") == f"watch-latency-{i}")
-                         for m in ("changed", "manifests loaded", "planned", "sending the create")]
-                sent = marks[3]
-                parts.append((marks[0] - t0, marks[1] - marks[0], marks[2] - marks[1], sent - marks[2]))
+                def last_before(m):
+                    return next(b for b in reversed(before) if b.get("message") == m and b.get("task", f"watch-latency-{i}") == f"watch-latency-{i}")
+                changed, sending = at(last_before("changed")), at(last_before("sending the create"))
+                made = last_before("plan made")
+                ahead = at(made) < changed
+                sent = sending
+                parts.append((changed - t0, sending - changed, made["elapsed_us"] / 1e6, 1 if ahead else 0))
                 break
         scanned = len(log_lines)
         time.sleep(0.02)
     samples.append((sent - t0) * 1000)
     recorded.append((found - t0) * 1000)
-med = [statistics.median(p[j] for p in parts) * 1000 for j in range(4)]
-print(f"watch latency, {n:,} manifests, state in {label}, debounce 500 ms: median {statistics.median(samples):.0f} ms (min {min(samples):.0f}, max {max(samples):.0f}) from the last write to the create request (debounce {med[0]:.0f}, reload {med[1]:.1f}, plan {med[2]:.1f}, journal intent {med[3]:.1f} ms); {statistics.median(recorded):.0f} ms to the create answered and recorded")
+med = [statistics.median(p[j] for p in parts) * 1000 for j in range(3)]
+ahead = sum(p[3] for p in parts)
+print(f"watch latency, {n:,} manifests, state in {label}, debounce 500 ms: median {statistics.median(samples):.0f} ms (min {min(samples):.0f}, max {max(samples):.0f}) from the last write to the create request (debounce {med[0]:.0f} ms, then {med[1]:.1f} ms to the request; {ahead} of {len(parts)} prepared during the quiet, the state read and the plan made in {med[2]:.1f} ms); {statistics.median(recorded):.0f} ms to the create answered and recorded")
 PY
   kill -TERM $w; wait $w || true
 }

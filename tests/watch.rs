@@ -381,3 +381,39 @@ fn a_change_reloads_only_the_paths_the_file_events_name() {
         assert!(tasks.contains_key(name), "{name}: {tasks:?}");
     }
 }
+
+/// The reconcile is prepared shortly after the last event, while the quiet runs; an
+/// event after that drops it and the next preparation (or the reconcile) sees it.
+#[test]
+fn a_change_after_the_reconcile_was_prepared_is_applied_with_it() {
+    let emu = Emu::start(&[]);
+    let mut p = Project::new();
+    p.env.push(("RUST_LOG".into(), "taskform=debug".into()));
+    p.task("a");
+    let w = Watch::start(&p, &emu, &[]);
+    assert_eq!(emu.creates(), 1);
+    p.task("b");
+    // Past the preparation (50 ms after the last event), within the quiet (300 ms).
+    std::thread::sleep(Duration::from_millis(150));
+    p.task("c");
+    assert!(
+        w.wait_for(Duration::from_secs(10), |_| w.reconciles("change") >= 1),
+        "{:?}",
+        w.logs()
+    );
+    std::thread::sleep(Duration::from_millis(DEBOUNCE_MS + 300));
+    assert_eq!(w.reconciles("change"), 1, "one reconcile: {:?}", w.logs());
+    assert_eq!(emu.creates(), 3);
+    let logs = w.logs();
+    let prepared = logs.iter().filter(|v| v["message"] == "plan made").count();
+    // The start, b alone (dropped), then b and c.
+    assert!(prepared >= 3, "{logs:?}");
+    assert!(
+        logs.iter()
+            .any(|v| v["message"] == "prepared during the wait"),
+        "{logs:?}"
+    );
+    assert_eq!(w.terminate(), Some(0));
+    let state = p.state();
+    assert_eq!(state["tasks"].as_object().unwrap().len(), 3);
+}

@@ -227,7 +227,21 @@ pub async fn once<F>(
 where
     F: FnOnce(&mut SavedPlan, &State) -> Result<Decision, Error>,
 {
-    let (state, mut doc, observed) = prepare(ctx, saved).await?;
+    let prepared = prepare(ctx, saved).await?;
+    finish(ctx, prepared, approve, sending).await
+}
+
+/// The rest of [`once`] after [`prepare`]: approve, send, persist. The watcher
+/// prepares while it waits for a burst of changes to end, and finishes after.
+pub async fn finish<F>(
+    ctx: &Context<'_>,
+    (state, mut doc, observed): (State, SavedPlan, Observed),
+    approve: F,
+    sending: &Sending<'_>,
+) -> Result<Report, Error>
+where
+    F: FnOnce(&mut SavedPlan, &State) -> Result<Decision, Error>,
+{
     let decision = approve(&mut doc, &state)?;
     let mut report = Report {
         doc,

@@ -170,12 +170,14 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
     let lost = || w.lock.and_then(|l| l.lost()).map(Error::LockLost);
     let dir = w.spec.dir.clone();
     let mut requeue = w
-        .reconcile(&dir, &mut failures, "start", None)
+        .reconcile(&dir, &mut failures, "start", None, None)
         .await
         .requeue;
     // The paths the file events named since the last reconcile: the next one after a
     // change looks at these only (the others reconcile after a full check).
     let mut changed = BTreeSet::new();
+    // A reconcile prepared during the last burst's quiet, not yet applied.
+    let mut ready: Option<Prepared> = None;
     let mut next_interval = w.spec.interval.map(|i| Instant::now() + i);
     let mut health = tokio::time::interval(LOCK_CHECK);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -197,17 +199,38 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
             _ = health.tick() => continue,
             Some(first) = rx.recv() => {
                 // Trailing debounce: wait for `debounce` of quiet after the last event.
+                // Shortly after the last event the reconcile is prepared (manifests
+                // loaded, plan made); if no event comes before the quiet ends, it is
+                // what is applied, so the wait hides that work.
                 let mut paths = BTreeSet::new();
                 paths.insert(first);
+                let ahead_after = PREPARE_AFTER.min(w.spec.debounce / 2);
+                let mut last = Instant::now();
+                let mut tried = false;
                 loop {
                     tokio::select! {
-                        Some(p) = rx.recv() => { paths.insert(p); }
-                        _ = tokio::time::sleep(w.spec.debounce) => break,
+                        biased;
+                        Some(p) = rx.recv() => {
+                            paths.insert(p);
+                            last = Instant::now();
+                            tried = false;
+                            ready = None;
+                        }
+                        _ = tokio::time::sleep_until((last + w.spec.debounce).into()) => break,
+                        _ = tokio::time::sleep_until((last + ahead_after).into()), if !tried => {
+                            tried = true;
+                            if paths.iter().any(|p| p.as_os_str().is_empty() || events::relevant(p, &root, ignore.as_deref())) {
+                                let mut all = changed.clone();
+                                all.extend(paths.iter().cloned());
+                                ready = w.prepare(&dir, &all).await;
+                            }
+                        }
                     }
                 }
                 let relevant = log_changes(&paths, &root, ignore.as_deref());
                 changed.append(&mut paths);
                 if !relevant {
+                    ready = None;
                     continue;
                 }
                 "change"
@@ -227,7 +250,11 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
         // Events name what changed only after a change; otherwise check everything.
         let paths = std::mem::take(&mut changed);
         let events = (why == "change").then_some(&paths);
-        requeue = w.reconcile(&dir, &mut failures, why, events).await.requeue;
+        let prepared = ready.take().filter(|_| why == "change");
+        requeue = w
+            .reconcile(&dir, &mut failures, why, events, prepared)
+            .await
+            .requeue;
     }
     tracing::info!("stopped; the state is written and the lock released");
     Ok(())
@@ -320,7 +347,9 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
         if let Some(c) = target.as_ref() {
             reconciled_now = true;
             attempted = Some(c.sha.clone());
-            let done = w.reconcile(&c.dir, &mut failures, trigger, None).await;
+            let done = w
+                .reconcile(&c.dir, &mut failures, trigger, None, None)
+                .await;
             requeue = done.requeue;
             if done.invalid {
                 invalid = Some(c.sha.clone());
@@ -410,6 +439,22 @@ struct Done {
     invalid: bool,
 }
 
+/// How long after the last file event the reconcile is prepared (at most half the
+/// debounce).
+const PREPARE_AFTER: Duration = Duration::from_millis(50);
+
+/// A reconcile prepared while the watcher waits for a burst of changes to end: the
+/// manifests loaded, the state read and the plan made. Applied if no event came after
+/// it; dropped otherwise (nothing of it was written).
+struct Prepared {
+    loaded: Arc<crate::load::Loaded>,
+    prepared: (
+        crate::state::State,
+        crate::plan::document::SavedPlan,
+        super::Observed,
+    ),
+}
+
 /// How often an idle watcher checks that it still holds its lock.
 const LOCK_CHECK: Duration = Duration::from_secs(2);
 
@@ -446,10 +491,11 @@ impl Watcher<'_> {
         failures: &mut FailureMemory,
         trigger: &str,
         changed: Option<&BTreeSet<PathBuf>>,
+        prepared: Option<Prepared>,
     ) -> Done {
         let started = Instant::now();
         match self
-            .try_reconcile(dir, failures, trigger, changed, started)
+            .try_reconcile(dir, failures, trigger, changed, prepared, started)
             .await
         {
             Ok(mut done) => {
@@ -519,14 +565,15 @@ impl Watcher<'_> {
         }
     }
 
-    async fn try_reconcile(
+    /// The manifests of `dir`, through the cache (`changed`: what the file events
+    /// named since the last load).
+    fn load(
         &self,
         dir: &Path,
-        failures: &mut FailureMemory,
         trigger: &str,
         changed: Option<&BTreeSet<PathBuf>>,
         started: Instant,
-    ) -> Result<Reconciled, Failed> {
+    ) -> Result<Arc<crate::load::Loaded>, Failed> {
         let loaded = load::cache::load_cached(
             dir,
             self.spec.environment.as_deref(),
@@ -551,16 +598,51 @@ impl Watcher<'_> {
         if loaded.manifests.is_empty() {
             tracing::warn!(trigger, dir = %dir.display(), "no manifests found");
         }
-        let api = self.remote.as_ref().map(|(api, _)| api);
-        let ctx = Context {
-            loaded: &loaded,
+        Ok(loaded)
+    }
+
+    fn context<'c>(&'c self, loaded: &'c crate::load::Loaded, dir: &'c Path) -> Context<'c> {
+        Context {
+            loaded,
             resolved: &self.resolved,
             dir,
             store: self.store,
             target: self.remote.as_ref().map(|(_, t)| t),
-            api,
+            api: self.remote.as_ref().map(|(api, _)| api),
             policy: &self.spec.policy,
+        }
+    }
+
+    /// Prepares the reconcile of a change while the burst's quiet runs (`changed`: the
+    /// paths named since the last load). `None` when it cannot be prepared: the
+    /// reconcile then does it all and reports why.
+    async fn prepare(&self, dir: &Path, changed: &BTreeSet<PathBuf>) -> Option<Prepared> {
+        let loaded = self
+            .load(dir, "change", Some(changed), Instant::now())
+            .ok()?;
+        let prepared = super::prepare(&self.context(&loaded, dir), None)
+            .await
+            .ok()?;
+        Some(Prepared { loaded, prepared })
+    }
+
+    async fn try_reconcile(
+        &self,
+        dir: &Path,
+        failures: &mut FailureMemory,
+        trigger: &str,
+        changed: Option<&BTreeSet<PathBuf>>,
+        prepared: Option<Prepared>,
+        started: Instant,
+    ) -> Result<Reconciled, Failed> {
+        let (loaded, prepared) = match prepared {
+            Some(p) => {
+                tracing::debug!(trigger, "prepared during the wait");
+                (p.loaded, Some(p.prepared))
+            }
+            None => (self.load(dir, trigger, changed, started)?, None),
         };
+        let ctx = self.context(&loaded, dir);
         let sending = Sending {
             options: &self.spec.apply,
             cancel: self.cancel.clone(),
@@ -569,37 +651,34 @@ impl Watcher<'_> {
         let plan_only = self.spec.plan_only;
         let policy = &self.spec.policy;
         let mut held = 0;
-        let report = super::once(
-            &ctx,
-            None,
-            |doc, state| {
-                if let Err(refused) = policy.check_deletes(doc, state) {
-                    tracing::error!(trigger, "{refused}");
-                    // Everything else is still applied.
-                    doc.tasks.retain(|t| t.action != Action::Delete);
-                }
-                for t in doc.tasks.iter().filter(|t| t.action != Action::Unchanged) {
-                    tracing::info!(task = %t.name, action = t.action.as_str(), file = t.file.as_deref().unwrap_or(""), "planned");
-                }
-                if plan_only {
-                    let s = doc.summary;
-                    tracing::info!(
-                        trigger,
-                        create = s.create,
-                        replace = s.replace,
-                        update = s.update,
-                        delete = s.delete,
-                        unchanged = s.unchanged,
-                        orphan = s.orphan,
-                        in_doubt = s.in_doubt,
-                        duration_ms = started.elapsed().as_millis() as u64,
-                        "planned (plan only)"
-                    );
-                    return Ok(Decision::Stop);
-                }
-                // The same failing content is not sent again before its backoff ends.
-                let now = Instant::now();
-                doc.tasks.retain(|t| {
+        let approve = |doc: &mut crate::plan::document::SavedPlan, state: &crate::state::State| {
+            if let Err(refused) = policy.check_deletes(doc, state) {
+                tracing::error!(trigger, "{refused}");
+                // Everything else is still applied.
+                doc.tasks.retain(|t| t.action != Action::Delete);
+            }
+            for t in doc.tasks.iter().filter(|t| t.action != Action::Unchanged) {
+                tracing::info!(task = %t.name, action = t.action.as_str(), file = t.file.as_deref().unwrap_or(""), "planned");
+            }
+            if plan_only {
+                let s = doc.summary;
+                tracing::info!(
+                    trigger,
+                    create = s.create,
+                    replace = s.replace,
+                    update = s.update,
+                    delete = s.delete,
+                    unchanged = s.unchanged,
+                    orphan = s.orphan,
+                    in_doubt = s.in_doubt,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "planned (plan only)"
+                );
+                return Ok(Decision::Stop);
+            }
+            // The same failing content is not sent again before its backoff ends.
+            let now = Instant::now();
+            doc.tasks.retain(|t| {
                     let blocked = t.action.sends()
                         && failures.blocked(&t.name, t.hash.as_deref().unwrap_or(""), now);
                     if blocked {
@@ -608,11 +687,12 @@ impl Watcher<'_> {
                     }
                     !blocked
                 });
-                Ok(Decision::Apply)
-            },
-            &sending,
-        )
-        .await?;
+            Ok(Decision::Apply)
+        };
+        let report = match prepared {
+            Some(p) => super::finish(&ctx, p, approve, &sending).await?,
+            None => super::once(&ctx, None, approve, &sending).await?,
+        };
         if plan_only {
             return Ok(Reconciled {
                 summary: report.doc.summary,

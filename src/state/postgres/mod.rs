@@ -443,7 +443,9 @@ impl StateStore for PgStore {
         let open = serde_json::to_string(&open).unwrap_or_default();
         let sql = self.sql.clone();
         let name = self.target.name.clone();
-        self.journal_empty.store(false, Ordering::SeqCst);
+        // A journal known to be empty needs no clearing (a DELETE scans what earlier
+        // runs' rows left until vacuum).
+        let empty = self.journal_empty.swap(false, Ordering::SeqCst);
         s.call(OP_TIMEOUT, move |client| async move {
             let mut c = client.lock().await;
             let tx = c.transaction().await.map_err(Failure::pg)?;
@@ -455,9 +457,11 @@ impl StateStore for PgStore {
             tx.batch_execute("SET LOCAL synchronous_commit = off")
                 .await
                 .map_err(Failure::pg)?;
-            tx.execute(&sql.clear_journal(), &[&name])
-                .await
-                .map_err(Failure::pg)?;
+            if !empty {
+                tx.execute(&sql.clear_journal(), &[&name])
+                    .await
+                    .map_err(Failure::pg)?;
+            }
             tx.execute(&sql.insert_record(), &[&name, &0i64, &open])
                 .await
                 .map_err(Failure::pg)?;

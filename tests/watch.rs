@@ -18,7 +18,11 @@ struct Watch {
 
 impl Watch {
     fn start(p: &Project, emu: &Emu, extra: &[&str]) -> Watch {
-        let debounce = DEBOUNCE_MS.to_string();
+        Watch::start_debounced(p, emu, extra, DEBOUNCE_MS)
+    }
+
+    fn start_debounced(p: &Project, emu: &Emu, extra: &[&str], debounce_ms: u64) -> Watch {
+        let debounce = debounce_ms.to_string();
         let mut args = vec![
             "watch",
             "tasks",
@@ -390,30 +394,62 @@ fn a_change_after_the_reconcile_was_prepared_is_applied_with_it() {
     let mut p = Project::new();
     p.env.push(("RUST_LOG".into(), "taskform=debug".into()));
     p.task("a");
-    let w = Watch::start(&p, &emu, &[]);
+    // A long quiet, so that c surely comes after b's preparation and before its end.
+    let w = Watch::start_debounced(&p, &emu, &[], 3000);
     assert_eq!(emu.creates(), 1);
+    let plans = || {
+        w.logs()
+            .iter()
+            .filter(|v| v["message"] == "plan made")
+            .count()
+    };
+    let before = plans();
     p.task("b");
-    // Past the preparation (50 ms after the last event), within the quiet (300 ms).
-    std::thread::sleep(Duration::from_millis(150));
+    assert!(
+        w.wait_for(Duration::from_secs(2), |_| plans() > before),
+        "b's reconcile was not prepared during the quiet: {:?}",
+        w.logs()
+    );
+    assert_eq!(w.reconciles("change"), 0);
     p.task("c");
     assert!(
-        w.wait_for(Duration::from_secs(10), |_| w.reconciles("change") >= 1),
+        w.wait_for(Duration::from_secs(15), |_| w.reconciles("change") >= 1),
         "{:?}",
         w.logs()
     );
-    std::thread::sleep(Duration::from_millis(DEBOUNCE_MS + 300));
+    std::thread::sleep(Duration::from_millis(500));
     assert_eq!(w.reconciles("change"), 1, "one reconcile: {:?}", w.logs());
-    assert_eq!(emu.creates(), 3);
-    let logs = w.logs();
-    let prepared = logs.iter().filter(|v| v["message"] == "plan made").count();
-    // The start, b alone (dropped), then b and c.
-    assert!(prepared >= 3, "{logs:?}");
+    assert_eq!(
+        emu.creates(),
+        3,
+        "b's prepared plan was dropped for one with c"
+    );
     assert!(
-        logs.iter()
+        w.logs()
+            .iter()
             .any(|v| v["message"] == "prepared during the wait"),
-        "{logs:?}"
+        "{:?}",
+        w.logs()
     );
     assert_eq!(w.terminate(), Some(0));
-    let state = p.state();
-    assert_eq!(state["tasks"].as_object().unwrap().len(), 3);
+    assert_eq!(p.state()["tasks"].as_object().unwrap().len(), 3);
+}
+
+/// SIGTERM during the quiet stops at once: nothing prepared is applied.
+#[test]
+fn sigterm_during_the_quiet_applies_nothing() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    let w = Watch::start_debounced(&p, &emu, &[], 5000);
+    p.task("b");
+    std::thread::sleep(Duration::from_millis(500));
+    let stopped = Instant::now();
+    assert_eq!(w.terminate(), Some(0));
+    assert!(
+        stopped.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        stopped.elapsed()
+    );
+    assert_eq!(emu.creates(), 1, "b was not applied");
 }

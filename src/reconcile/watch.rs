@@ -205,11 +205,16 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
                 let mut paths = BTreeSet::new();
                 paths.insert(first);
                 let ahead_after = PREPARE_AFTER.min(w.spec.debounce / 2);
+                // Reading the server for every task (--refresh, --adopt) is not done
+                // on a guess.
+                let ahead = !w.spec.policy.refresh && !w.spec.policy.adopt;
                 let mut last = Instant::now();
-                let mut tried = false;
+                let mut tried = !ahead;
+                let mut stop = w.cancel.clone();
                 loop {
                     tokio::select! {
                         biased;
+                        _ = stop.changed() => break,
                         Some(p) = rx.recv() => {
                             paths.insert(p);
                             last = Instant::now();
@@ -222,10 +227,17 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
                             if paths.iter().any(|p| p.as_os_str().is_empty() || events::relevant(p, &root, ignore.as_deref())) {
                                 let mut all = changed.clone();
                                 all.extend(paths.iter().cloned());
-                                ready = w.prepare(&dir, &all).await;
+                                // Nothing of it is written: a stop drops it.
+                                ready = tokio::select! {
+                                    r = w.prepare(&dir, &all) => r,
+                                    _ = stop.changed() => break,
+                                };
                             }
                         }
                     }
+                }
+                if *w.cancel.borrow() {
+                    break;
                 }
                 let relevant = log_changes(&paths, &root, ignore.as_deref());
                 changed.append(&mut paths);
@@ -617,13 +629,20 @@ impl Watcher<'_> {
     /// paths named since the last load). `None` when it cannot be prepared: the
     /// reconcile then does it all and reports why.
     async fn prepare(&self, dir: &Path, changed: &BTreeSet<PathBuf>) -> Option<Prepared> {
-        let loaded = self
-            .load(dir, "change", Some(changed), Instant::now())
-            .ok()?;
-        let prepared = super::prepare(&self.context(&loaded, dir), None)
-            .await
-            .ok()?;
-        Some(Prepared { loaded, prepared })
+        let loaded = match self.load(dir, "change", Some(changed), Instant::now()) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::debug!("not prepared during the wait: {e}");
+                return None;
+            }
+        };
+        match super::prepare(&self.context(&loaded, dir), None).await {
+            Ok(prepared) => Some(Prepared { loaded, prepared }),
+            Err(e) => {
+                tracing::debug!("not prepared during the wait: {e}");
+                None
+            }
+        }
     }
 
     async fn try_reconcile(

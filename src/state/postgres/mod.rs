@@ -60,6 +60,9 @@ pub struct PgStore {
     /// write) or read it empty since it took the lock. Nobody else writes it while the
     /// lock is held (every journal write checks the lock), so a load need not read it.
     journal_empty: AtomicBool,
+    /// A journal's close gave up waiting for its writer: rows may still land, so the
+    /// journal is not known empty until a DELETE ran after that.
+    journal_stalled: Arc<AtomicBool>,
     /// The command, for `states.updated_by`.
     command: String,
     /// The state last read or written, by the row's version (`xmin`) and serial: a
@@ -84,6 +87,7 @@ impl PgStore {
             session: Mutex::new(None),
             journal_rows: AtomicBool::new(false),
             journal_empty: AtomicBool::new(false),
+            journal_stalled: Arc::new(AtomicBool::new(false)),
             command: command.to_string(),
             last: Remembered::default(),
         })
@@ -180,7 +184,8 @@ impl PgStore {
         match result {
             Ok(version) => {
                 self.journal_rows.store(false, Ordering::SeqCst);
-                self.journal_empty.store(true, Ordering::SeqCst);
+                let stalled = self.journal_stalled.load(Ordering::SeqCst);
+                self.journal_empty.store(!stalled, Ordering::SeqCst);
                 Ok(version)
             }
             Err(f) => Err(self.failure(&s, f)),
@@ -257,7 +262,11 @@ impl PgStore {
         journal::fold(&mut state, &parsed, &journal)?;
         self.journal_rows
             .store(!parsed.is_empty(), Ordering::SeqCst);
-        if read_journal && parsed.is_empty() && s.locked.load(Ordering::SeqCst) {
+        if read_journal
+            && parsed.is_empty()
+            && s.locked.load(Ordering::SeqCst)
+            && !self.journal_stalled.load(Ordering::SeqCst)
+        {
             self.journal_empty.store(true, Ordering::SeqCst);
         }
         Ok(Some(state))
@@ -445,7 +454,8 @@ impl StateStore for PgStore {
         let name = self.target.name.clone();
         // A journal known to be empty needs no clearing (a DELETE scans what earlier
         // runs' rows left until vacuum).
-        let empty = self.journal_empty.swap(false, Ordering::SeqCst);
+        let empty = self.journal_empty.swap(false, Ordering::SeqCst)
+            && !self.journal_stalled.load(Ordering::SeqCst);
         s.call(OP_TIMEOUT, move |client| async move {
             let mut c = client.lock().await;
             let tx = c.transaction().await.map_err(Failure::pg)?;
@@ -478,8 +488,13 @@ impl StateStore for PgStore {
             self.target.name.clone(),
             self.describe(),
         ));
+        if !empty {
+            // The DELETE above ran after any stalled writer's rows could land.
+            self.journal_stalled.store(false, Ordering::SeqCst);
+        }
         Ok(Box::new(PgJournal {
             tx: Mutex::new(Some(tx)),
+            stalled: self.journal_stalled.clone(),
         }))
     }
 
@@ -882,6 +897,8 @@ enum Entry {
 /// The journal's handle: records go to the writer task on the session's thread.
 struct PgJournal {
     tx: Mutex<Option<mpsc::UnboundedSender<Entry>>>,
+    /// Set when closing gave up waiting for the writer.
+    stalled: Arc<AtomicBool>,
 }
 
 impl PgJournal {
@@ -917,8 +934,8 @@ impl Journal for PgJournal {
 
     fn close(&self) {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        if self.send(Entry::Close(tx)) {
-            let _ = rx.recv_timeout(OP_TIMEOUT);
+        if self.send(Entry::Close(tx)) && rx.recv_timeout(OP_TIMEOUT).is_err() {
+            self.stalled.store(true, Ordering::SeqCst);
         }
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
     }

@@ -4,7 +4,10 @@
 //! A full reconcile at start, then one after each burst of file changes (trailing
 //! debounce: `debounce` of quiet after the last event), after `--interval`, when a
 //! failed create's backoff ends, and when the error policy requeues a failed
-//! reconcile. One reconcile at a time: changes during a reconcile queue up and trigger
+//! reconcile. After a change only the paths the file events named are looked at
+//! ([`crate::load::cache`]), and the reconcile is prepared ([`super::prepare`]) 50 ms
+//! into the quiet: applied ([`super::finish`]) when the quiet ends with no newer
+//! event, dropped otherwise. One reconcile at a time: changes during a reconcile queue up and trigger
 //! one more after it. The caller holds the state lock for the watcher's whole life.
 //! Cancelled (SIGINT/SIGTERM): creates in flight finish and are recorded, the state is
 //! written, and [`run`] returns.

@@ -23,6 +23,10 @@ pub mod records;
 pub mod watch;
 
 pub use observe::Observed;
+
+/// What [`prepare`] gives and [`finish`] takes: the state as read (and observed), the
+/// plan's document, and what observing the server found.
+pub type Planned = (State, SavedPlan, Observed);
 pub use policy::Policy;
 
 use crate::load::Loaded;
@@ -147,7 +151,7 @@ pub struct Report {
 pub async fn prepare(
     ctx: &Context<'_>,
     saved: Option<(SavedPlan, &Path)>,
-) -> Result<(State, SavedPlan, Observed), Error> {
+) -> Result<Planned, Error> {
     let started = std::time::Instant::now();
     let mut state = ctx.store.load()?;
     tracing::debug!(
@@ -235,7 +239,7 @@ where
 /// prepares while it waits for a burst of changes to end, and finishes after.
 pub async fn finish<F>(
     ctx: &Context<'_>,
-    (state, mut doc, observed): (State, SavedPlan, Observed),
+    (state, mut doc, observed): Planned,
     approve: F,
     sending: &Sending<'_>,
 ) -> Result<Report, Error>

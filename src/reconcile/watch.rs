@@ -227,7 +227,7 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
                         _ = tokio::time::sleep_until((last + w.spec.debounce).into()) => break,
                         _ = tokio::time::sleep_until((last + ahead_after).into()), if !tried => {
                             tried = true;
-                            if paths.iter().any(|p| p.as_os_str().is_empty() || events::relevant(p, &root, ignore.as_deref())) {
+                            if paths.iter().any(|p| matters(p, &root, ignore.as_deref())) {
                                 let mut all = changed.clone();
                                 all.extend(paths.iter().cloned());
                                 // Nothing of it is written: a stop drops it.
@@ -463,22 +463,20 @@ const PREPARE_AFTER: Duration = Duration::from_millis(50);
 /// it; dropped otherwise (nothing of it was written).
 struct Prepared {
     loaded: Arc<crate::load::Loaded>,
-    prepared: (
-        crate::state::State,
-        crate::plan::document::SavedPlan,
-        super::Observed,
-    ),
+    prepared: super::Planned,
 }
 
 /// How often an idle watcher checks that it still holds its lock.
 const LOCK_CHECK: Duration = Duration::from_secs(2);
 
+/// Whether a changed path can change the plan (an empty path: events were lost).
+fn matters(path: &Path, root: &Path, ignore: Option<&Path>) -> bool {
+    path.as_os_str().is_empty() || events::relevant(path, root, ignore)
+}
+
 /// Logs the changed paths that matter; false when none does.
 fn log_changes(paths: &BTreeSet<PathBuf>, root: &Path, ignore: Option<&Path>) -> bool {
-    let relevant: Vec<&PathBuf> = paths
-        .iter()
-        .filter(|p| p.as_os_str().is_empty() || events::relevant(p, root, ignore))
-        .collect();
+    let relevant: Vec<&PathBuf> = paths.iter().filter(|p| matters(p, root, ignore)).collect();
     for p in relevant.iter().take(20) {
         tracing::info!(path = %p.strip_prefix(root).unwrap_or(p).display(), "changed");
     }

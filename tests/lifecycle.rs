@@ -658,3 +658,105 @@ fn many_manifests_are_adopted_from_one_listing() {
         first.state()["tasks"]["t0149"]["task_id"]
     );
 }
+
+/// The leases issue: a remote task of a managed name that no state records is never
+/// invisible. `plan --refresh` and `refresh` find it through one listing (the state
+/// is small, so it is shown task by task, and listed once for this), list it as a
+/// `duplicate` with both task IDs (text, JSON, Markdown, `--detailed-exitcode` 2),
+/// keep listing it until it is gone, and `apply --prune` deletes one whose content is
+/// exactly what taskform sends (a lost create of its own), never another.
+#[test]
+fn duplicates_are_listed_until_gone_and_pruned_only_when_they_are_taskforms_own() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b").task("c");
+    p.apply(&emu.url, &[]).succeeds();
+    let state = p.state();
+    let (a, b) = (id_of(&state, "a"), id_of(&state, "b"));
+    // A lost create of taskform's own: exactly the body it sends for a.
+    let body_a = state["tasks"]["a"]["body"].to_string();
+    let (status, made) = emu.call("POST", "/create", &body_a);
+    assert_eq!(status, 200, "{made}");
+    let own = serde_json::from_str::<Value>(&made).unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Someone else's task named b, with other content.
+    let mut other = state["tasks"]["b"]["body"].clone();
+    other["schedule_config"]["max_time_out"] = json!(77);
+    let (status, made) = emu.call("POST", "/create", &other.to_string());
+    assert_eq!(status, 200, "{made}");
+    let foreign = serde_json::from_str::<Value>(&made).unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A plan without a refresh cannot know.
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("No changes");
+    let out = p.online(
+        &["plan", "tasks", "--refresh", "--detailed-exitcode"],
+        &emu.url,
+    );
+    out.fails_with(2)
+        .stdout_lacks("No changes")
+        .stdout_has("duplicate")
+        .stdout_has(&format!("task {own}"))
+        .stdout_has(&format!("the state records task {a} for this name"))
+        .stdout_has(&format!("the state records task {b} for this name"))
+        .stdout_has(&format!("task {foreign}"))
+        .stdout_has("2 duplicate(s) on the server")
+        .stdout_has("--prune deletes it")
+        .stdout_has(&format!("`taskform state import b {foreign}`"));
+    let json = p
+        .online(
+            &["plan", "tasks", "--refresh", "--format", "json"],
+            &emu.url,
+        )
+        .succeeds()
+        .json();
+    let dups: Vec<(&str, &str)> = json["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["action"] == "duplicate")
+        .map(|t| (t["name"].as_str().unwrap(), t["task_id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(dups, vec![("a", own.as_str()), ("b", foreign.as_str())]);
+    assert_eq!(json["summary"]["duplicate"], 2);
+    p.online(
+        &["plan", "tasks", "--refresh", "--format", "markdown"],
+        &emu.url,
+    )
+    .succeeds()
+    .stdout_has("duplicate");
+    // `refresh` records them: every later plan lists them, without reading the server.
+    p.online(&["refresh", "tasks"], &emu.url)
+        .succeeds()
+        .stdout_has(&format!("duplicate: a (task {own})"))
+        .stdout_has("2 duplicate(s)");
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_lacks("No changes")
+        .stdout_has(&format!("task {own}"));
+    // --prune deletes taskform's own duplicate, and only that one.
+    p.apply(&emu.url, &["--prune"]).succeeds();
+    let ids: Vec<String> = emu
+        .tasks()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!ids.contains(&own), "the lost create was pruned");
+    assert!(ids.contains(&foreign), "another's task is left alone");
+    assert!(ids.contains(&a) && ids.contains(&b));
+    let out = p.run(&["plan", "tasks"], &[]);
+    out.succeeds()
+        .stdout_has(&format!("task {foreign}"))
+        .stdout_lacks(&format!("task {own}"));
+    // Deleted in the console: the next refresh forgets it.
+    assert_eq!(emu.call("DELETE", &format!("/{foreign}"), "").0, 200);
+    p.online(&["refresh", "tasks"], &emu.url).succeeds();
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("No changes");
+}

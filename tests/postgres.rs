@@ -41,7 +41,7 @@ fn apply_plan_and_saved_plans_work_on_a_postgres_state() {
             "SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
         ))
         .as_deref(),
-        Some("2")
+        Some("3")
     );
     p.online(&["plan", "tasks"], &emu.url)
         .succeeds()
@@ -178,6 +178,71 @@ fn a_terminated_lock_connection_stops_the_run_and_the_next_run_converges() {
     let plan = check_invariants(&p, &emu);
     assert_eq!(plan["summary"]["unchanged"], 120);
     assert_eq!(tasks_on(&emu), 120);
+}
+
+/// The leases issue's scenario: runner A is paced so that creates are queued behind
+/// the pacer with their intents committed; its lock connection is terminated (what a
+/// failover does); runner B retries until it gets the lock. B must wait out A's lease
+/// (3 s here) and A's request timeout before it settles A's intents by search, and A
+/// must send nothing once its lease cannot be confirmed: one task per name.
+#[test]
+fn a_lost_lock_with_a_runner_waiting_costs_no_duplicate() {
+    let pg = server!();
+    let emu = Emu::start(&["--rate-limit", "0"]);
+    let (mut p, schema) = pg.project("lease");
+    p.env.push(("TASKFORM_LEASE".into(), "3".into()));
+    p.env.push(("TASKFORM_LEASE_RENEW".into(), "1".into()));
+    p.tasks(21);
+    let a = p.spawn(&[
+        "apply",
+        "--yes",
+        "tasks",
+        "--endpoint",
+        &emu.url,
+        "--max-rate",
+        "2",
+        "--timeout",
+        "2",
+    ]);
+    assert!(wait_until(Duration::from_secs(20), || emu.creates() >= 3));
+    let killed = pg.value(&format!(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{schema}'"
+    ));
+    assert_eq!(killed.as_deref(), Some("1"));
+    let started = std::time::Instant::now();
+    let b = loop {
+        let b = p.run(
+            &[
+                "apply",
+                "--yes",
+                "tasks",
+                "--endpoint",
+                &emu.url,
+                "--max-rate",
+                "0",
+            ],
+            &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+        );
+        if b.code == Some(0) {
+            break b;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "runner B never got through: {b:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let a = Output::from(a.wait_with_output().unwrap());
+    check_invariants(&p, &emu);
+    assert_eq!(tasks_on(&emu), 21, "one remote task per manifest");
+    a.fails_with(1)
+        .stderr_has("nothing more was sent")
+        .stderr_lacks("could not be journaled");
+    b.stderr_has("waiting")
+        .stderr_has("previous holder's lease");
+    p.online(&["plan", "tasks", "--refresh"], &emu.url)
+        .succeeds()
+        .stdout_has("No changes");
 }
 
 #[test]
@@ -320,7 +385,7 @@ fn an_older_schema_is_migrated() {
             "SELECT value FROM {schema}.meta WHERE key = 'schema_version'"
         ))
         .as_deref(),
-        Some("2")
+        Some("3")
     );
     assert_eq!(
         pg.value(&format!("SELECT count(*) FROM {schema}.locks"))

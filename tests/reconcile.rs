@@ -950,7 +950,11 @@ async fn refreshing_creates_again_a_task_deleted_outside_taskform() {
     );
     assert_eq!(actions(&report.doc), vec![("a", Action::Create)]);
     assert_eq!(report.doc.tasks[0].note.as_deref(), Some(note.as_str()));
-    assert_eq!(w.fake.calls(), vec!["GET task-0042", "POST create a"]);
+    // The LIST looks for duplicates (a small state is shown task by task).
+    assert_eq!(
+        w.fake.calls(),
+        vec!["GET task-0042", "LIST", "POST create a"]
+    );
     let state = w.state();
     assert_eq!(state.tasks["a"].task_id, w.fake.ids()[0]);
     assert!(state.tasks["a"].superseded.is_empty());
@@ -1337,6 +1341,7 @@ async fn apply_refresh_starts_again_a_task_paused_in_the_console_and_then_rests(
         w.fake.take_calls(),
         vec![
             format!("GET {id}"),
+            "LIST".to_string(),
             format!("PUT {id}"),
             format!("POST run {id}")
         ]
@@ -1345,7 +1350,10 @@ async fn apply_refresh_starts_again_a_task_paused_in_the_console_and_then_rests(
     // Converged: the next apply --refresh reads it and sends nothing.
     let report = w.apply().await;
     assert_eq!(actions(&report.doc), vec![("a", Action::Unchanged)]);
-    assert_eq!(w.fake.take_calls(), vec![format!("GET {id}")]);
+    assert_eq!(
+        w.fake.take_calls(),
+        vec![format!("GET {id}"), "LIST".to_string()]
+    );
 }
 
 #[tokio::test]

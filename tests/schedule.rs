@@ -160,7 +160,11 @@ fn a_run_killed_between_stop_and_put_ends_scheduling_at_the_next_apply() {
     p.apply(&svc.url, &["--on-change", "update", "--refresh"])
         .succeeds()
         .stdout_has("No changes");
-    assert_eq!(svc.since(before), vec![format!("GET /{id} 200")]);
+    // The search lists the workspace for duplicates.
+    assert_eq!(
+        svc.since(before),
+        vec![format!("GET /{id} 200"), "POST /search 200".to_string()]
+    );
 }
 
 #[test]
@@ -183,6 +187,7 @@ fn a_task_paused_in_the_console_is_started_again_by_apply_refresh_once() {
         svc.since(before),
         vec![
             format!("GET /{id} 200"),
+            "POST /search 200".to_string(),
             format!("PUT /{id} 200"),
             format!("POST /{id}/action?action=run 200"),
         ]
@@ -193,7 +198,11 @@ fn a_task_paused_in_the_console_is_started_again_by_apply_refresh_once() {
     p.apply(&svc.url, &["--on-change", "update", "--refresh"])
         .succeeds()
         .stdout_has("No changes");
-    assert_eq!(svc.since(before), vec![format!("GET /{id} 200")]);
+    // The search lists the workspace for duplicates.
+    assert_eq!(
+        svc.since(before),
+        vec![format!("GET /{id} 200"), "POST /search 200".to_string()]
+    );
 }
 
 #[test]

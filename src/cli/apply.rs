@@ -111,7 +111,8 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         }
         None => super::open_store(&conn.resolved, &dir, env, "apply")?,
     };
-    let _lock = store.lock(&Holder::this_process("apply"), args.lock_timeout)?;
+    let me = Holder::this_process("apply").sending(conn.client.longest_send());
+    let _lock = store.lock(&me, args.lock_timeout)?;
     let ctx = Context {
         loaded: &loaded,
         resolved: &conn.resolved,

@@ -112,6 +112,15 @@ pub fn refresh(args: ReadArgs, env: Env) -> Exit {
                         state.tasks.insert(name, r);
                     }
                 }
+                // Duplicates of the names read replace what was known of them.
+                let chosen =
+                    |name: &str| all || select::selected(name, selection, &loaded.manifests);
+                let known = state.duplicates.clone();
+                state.duplicates.retain(|name, _| !chosen(name));
+                state
+                    .duplicates
+                    .extend(part.duplicates.into_iter().filter(|(name, _)| chosen(name)));
+                let duplicates_changed = state.duplicates != known;
                 let mut out = String::new();
                 for d in &drift {
                     match d {
@@ -126,17 +135,33 @@ pub fn refresh(args: ReadArgs, env: Env) -> Exit {
                         Drift::Changed { name, task_id } => out.push_str(&format!(
                             "changed outside taskform: {name} (task {task_id}); the next plan shows the change\n"
                         )),
+                        Drift::Duplicate {
+                            name,
+                            task_id,
+                            same_content,
+                        } => out.push_str(&format!(
+                            "duplicate: {name} (task {task_id}) is another remote task of this name that no state records{}\n",
+                            match same_content {
+                                true => ", with exactly the content taskform sends; `taskform apply --prune` deletes it",
+                                false => "; the plan lists it with what to do",
+                            }
+                        )),
                     }
                 }
-                out.push_str(&if drift.is_empty() {
-                    format!(
+                let drifted = drift
+                    .iter()
+                    .filter(|d| !matches!(d, Drift::Duplicate { .. }))
+                    .count();
+                let duplicates = drift.len() - drifted;
+                out.push_str(&match (drifted, duplicates) {
+                    (0, 0) => format!(
                         "Refresh complete: no drift in {} task(s).\n",
                         state.tasks.len()
-                    )
-                } else {
-                    format!("Refresh complete: {} drifted.\n", drift.len())
+                    ),
+                    (d, 0) => format!("Refresh complete: {d} drifted.\n"),
+                    (d, n) => format!("Refresh complete: {d} drifted, {n} duplicate(s).\n"),
                 });
-                Ok((!drift.is_empty(), out))
+                Ok((drifted > 0 || duplicates_changed, out))
             })
         },
     ))

@@ -519,6 +519,8 @@ impl Observer for Service {
                 ("unchanged", s.unchanged),
                 ("orphan", s.orphan),
                 ("in_doubt", s.in_doubt),
+                ("superseded", s.superseded),
+                ("duplicate", s.duplicate),
             ] {
                 m.tasks
                     .get_or_create(&ActionLabel {

@@ -25,10 +25,13 @@ const STANDBY_POLL: Duration = Duration::from_secs(2);
 async fn stand_by(
     store: &dyn StateStore,
     service: &Arc<Service>,
-    timeout: Option<Duration>,
+    (timeout, longest_send): (Option<Duration>, Option<Duration>),
     mut cancel: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<Box<dyn StoreLock>>, Error> {
-    let me = Holder::this_process("watch");
+    let mut me = Holder::this_process("watch");
+    if let Some(longest) = longest_send {
+        me = me.sending(longest);
+    }
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let mut reported: Option<String> = None;
     loop {
@@ -240,7 +243,16 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
     super::cancel_on_signals(cancel_tx, "stopping: finishing creates in flight", false);
     let lock = match args.plan_only {
         true => None,
-        false => match stand_by(store.as_ref(), &service, args.lock_timeout, cancel.clone()).await?
+        false => match stand_by(
+            store.as_ref(),
+            &service,
+            (
+                args.lock_timeout,
+                conn.as_ref().map(|c| c.client.longest_send()),
+            ),
+            cancel.clone(),
+        )
+        .await?
         {
             Some(lock) => Some(lock),
             None => return Ok(Exit::Ok),

@@ -170,6 +170,9 @@ fn in_doubt_note(state: &State, name: &str) -> Option<String> {
 }
 
 fn delete_note(state: &State, t: &crate::plan::PlannedTask) -> String {
+    if let Some(note) = duplicate_note(state, t) {
+        return note;
+    }
     if t.superseded {
         let by = state.tasks.get(&t.name).map(|r| r.task_id.as_str());
         format!(
@@ -179,6 +182,33 @@ fn delete_note(state: &State, t: &crate::plan::PlannedTask) -> String {
     } else {
         "no manifest declares it any more".to_string()
     }
+}
+
+/// What is known of a duplicate: the task the state records for its name, and whether
+/// its content is what taskform sends. `None` when `t` is no duplicate.
+fn duplicate_note(state: &State, t: &crate::plan::PlannedTask) -> Option<String> {
+    let id = t.task_id.as_deref()?;
+    let d = state
+        .duplicates
+        .get(&t.name)?
+        .iter()
+        .find(|d| d.task_id == id)?;
+    let recorded = match state.tasks.get(&t.name) {
+        Some(r) => format!("the state records task {} for this name", r.task_id),
+        None => "the state records no task for this name".to_string(),
+    };
+    Some(match (d.same_content, t.action) {
+        (true, Action::Delete) => format!(
+            "a duplicate: {recorded}, and this one holds exactly the content taskform sends (a create whose answer was lost)"
+        ),
+        (true, _) => format!(
+            "a duplicate: {recorded}, and this one holds exactly the content taskform sends (a create whose answer was lost); --prune deletes it"
+        ),
+        (false, _) => format!(
+            "a duplicate: {recorded}; this one was not made by taskform with the manifest's content, so it is only reported. To manage it instead: `taskform state rm {0}` then `taskform state import {0} {id}`; or delete it in the console",
+            t.name
+        ),
+    })
 }
 
 impl SavedPlan {
@@ -215,6 +245,7 @@ impl SavedPlan {
                 let note = match t.action {
                     Action::InDoubt => in_doubt_note(state, &t.name),
                     Action::Delete => Some(delete_note(state, &t)),
+                    Action::Duplicate => duplicate_note(state, &t),
                     Action::Superseded => Some(format!(
                         "{}; it may still be scheduled: --prune deletes it",
                         delete_note(state, &t)
@@ -289,13 +320,13 @@ impl SavedPlan {
         doc
     }
 
-    /// Whether apply would send anything, or a task is in doubt: what
-    /// `--detailed-exitcode` reports as 2. Orphans and superseded tasks that apply
-    /// leaves alone (no `--prune`) do not count.
+    /// Whether apply would send anything, or a task is in doubt, or a duplicate is
+    /// known: what `--detailed-exitcode` reports as 2. Orphans and superseded tasks
+    /// that apply leaves alone (no `--prune`) do not count.
     pub fn would_send(&self) -> bool {
         self.tasks
             .iter()
-            .any(|t| t.action.sends() || t.action == Action::InDoubt)
+            .any(|t| t.action.sends() || matches!(t.action, Action::InDoubt | Action::Duplicate))
     }
 
     /// Whether the plan lists anything besides `unchanged`.

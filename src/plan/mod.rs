@@ -36,6 +36,10 @@ pub enum Action {
     /// A previous remote task of this name that a replace left on the server (it may
     /// still be scheduled, so two copies run): reported, deleted with `--prune`.
     Superseded,
+    /// Another remote task of a name the state manages, recorded nowhere (a refresh
+    /// found it): reported; deleted with `--prune` when its content is exactly what
+    /// taskform sends for that manifest (a lost create of taskform's own).
+    Duplicate,
 }
 
 impl Action {
@@ -49,6 +53,7 @@ impl Action {
             Action::InDoubt => "in_doubt",
             Action::Delete => "delete",
             Action::Superseded => "superseded",
+            Action::Duplicate => "duplicate",
         }
     }
     /// Whether apply sends a request for it.
@@ -96,6 +101,13 @@ pub struct Summary {
     /// Previous remote tasks that replaces left on the server (without `--prune`).
     #[serde(default)]
     pub superseded: usize,
+    /// Remote tasks of managed names that no record holds (left alone).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub duplicate: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Every task: deletes first, then by name.
@@ -117,6 +129,7 @@ impl Plan {
                 Action::Orphan => s.orphan += 1,
                 Action::InDoubt => s.in_doubt += 1,
                 Action::Superseded => s.superseded += 1,
+                Action::Duplicate => s.duplicate += 1,
             }
         }
         s
@@ -273,6 +286,26 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                 hash: None,
                 task_id: None,
                 file: d.file.clone(),
+                manifest: None,
+                superseded: false,
+            });
+        }
+    }
+    // Remote tasks of managed names recorded nowhere: only a lost create of taskform's
+    // own (exactly the content it sends) is pruned; any other is only reported.
+    for (name, dups) in &state.duplicates {
+        for d in dups {
+            let prune = opts.prune && d.same_content;
+            tasks.push(PlannedTask {
+                name: name.clone(),
+                action: if prune {
+                    Action::Delete
+                } else {
+                    Action::Duplicate
+                },
+                hash: None,
+                task_id: Some(d.task_id.clone()),
+                file: None,
                 manifest: None,
                 superseded: false,
             });

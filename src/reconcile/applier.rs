@@ -446,13 +446,13 @@ impl Run {
                 return Err(Ended::Halted { why, last });
             }
             self.pacer.wait().await;
-            // Every request goes out only while the state's lock is certainly held: a
-            // create's first attempt right after its intent was committed (which
-            // checked it), any other request after a fence (free with a state file; a
-            // server check with PostgreSQL, whose lock can be lost with its connection).
-            if (idempotent || tries > 0)
-                && let Err(e) = self.journal.fence().await
-            {
+            // Every request, a create's first attempt included, goes out only while
+            // the state's lock is certainly held, checked here after the pacer's wait
+            // and any backoff: free with a state file; with PostgreSQL, whose lock can
+            // be lost with its connection, the lease must be confirmed with its margin
+            // left (a local check; a new holder waits the lease out before it reads
+            // the server).
+            if let Err(e) = self.journal.fence().await {
                 tracing::error!(task = %job.name, "not sent: {e}");
                 self.stop("the state lock was lost".into());
                 let why = self.halted().unwrap_or_default();

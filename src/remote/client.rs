@@ -705,6 +705,19 @@ impl Client {
     }
 }
 
+impl Client {
+    /// The longest one request can take from the moment it is let go: its timeout,
+    /// and with IAM password credentials a token fetch before it. A holder of the
+    /// state lock records it so that a process taking over after it waits that long
+    /// past its lease ([`crate::state::lease`]).
+    pub fn longest_send(&self) -> Duration {
+        match self.auth.credentials() {
+            crate::remote::auth::Credentials::Password { .. } => self.cfg.timeout * 2,
+            _ => self.cfg.timeout,
+        }
+    }
+}
+
 impl TaskApi for Client {
     fn endpoint(&self) -> Option<String> {
         Some(self.cfg.endpoint.clone())

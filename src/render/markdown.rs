@@ -86,6 +86,7 @@ fn icon(a: Action) -> &'static str {
         Action::Delete => "🗑️",
         Action::Orphan => "➖",
         Action::Superseded => "♻️",
+        Action::Duplicate => "⚠️",
         Action::InDoubt => "❓",
         Action::Unchanged => "",
     }
@@ -121,10 +122,15 @@ fn summary_table(plan: &SavedPlan, out: &mut String) {
     let s = plan.summary;
     // The superseded column only when there are some (tables of older plans stay as
     // they were).
-    let (head, rule, cell) = match s.superseded {
-        0 => ("", "", String::new()),
-        n => (" superseded |", "---:|", format!(" {n} |")),
+    let (mut head, mut rule, mut cell) = match s.superseded {
+        0 => (String::new(), String::new(), String::new()),
+        n => (" superseded |".into(), "---:|".into(), format!(" {n} |")),
     };
+    if s.duplicate > 0 {
+        head.push_str(" duplicate |");
+        rule.push_str("---:|");
+        let _ = write!(cell, " {} |", s.duplicate);
+    }
     let _ = writeln!(
         out,
         "| create | replace | update | delete | unchanged | orphan | in doubt |{head}\n|---:|---:|---:|---:|---:|---:|---:|{rule}\n| {} | {} | {} | {} | {} | {} | {} |{cell}\n",
@@ -225,7 +231,12 @@ fn detailed(changed: &[&Entry]) -> String {
     for t in changed {
         if matches!(
             t.action,
-            Action::InDoubt | Action::Delete | Action::Create | Action::Orphan | Action::Superseded
+            Action::InDoubt
+                | Action::Delete
+                | Action::Create
+                | Action::Orphan
+                | Action::Superseded
+                | Action::Duplicate
         ) && let Some(note) = &t.note
         {
             let _ = writeln!(
@@ -241,8 +252,9 @@ fn detailed(changed: &[&Entry]) -> String {
 }
 
 /// The order of the actions in the list of names.
-const ORDER: [Action; 7] = [
+const ORDER: [Action; 8] = [
     Action::Delete,
+    Action::Duplicate,
     Action::InDoubt,
     Action::Create,
     Action::Replace,

@@ -56,6 +56,7 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
             Action::InDoubt => (style.red("?"), style.red("in doubt ")),
             Action::Delete => (style.red("-"), style.red("delete   ")),
             Action::Superseded => (style.magenta("-"), style.magenta("superseded")),
+            Action::Duplicate => (style.red("!"), style.red("duplicate")),
         };
         let name = format!("{name:width$}");
         let name = if t.action == Action::Unchanged {
@@ -172,10 +173,13 @@ pub fn summary_line(plan: &SavedPlan) -> String {
     if s.delete > 0 {
         let _ = write!(extra, "{} to delete, ", s.delete);
     }
-    let superseded = match s.superseded {
+    let mut superseded = match s.superseded {
         0 => String::new(),
         n => format!(", {n} superseded still on the server"),
     };
+    if s.duplicate > 0 {
+        let _ = write!(superseded, ", {} duplicate(s) on the server", s.duplicate);
+    }
     format!(
         "Plan: {} to create, {} to replace, {extra}{} unchanged, {} orphaned, {} in doubt{superseded}.{left}",
         s.create, s.replace, s.unchanged, s.orphan, s.in_doubt

@@ -19,6 +19,11 @@ pub struct Holder {
     pub started_at: String,
     #[serde(default)]
     pub host: String,
+    /// The longest one request of this holder can take (its HTTP timeout, and a token
+    /// fetch before it), in milliseconds: a holder that takes over after this one died
+    /// while sending waits that long after its lease ([`super::lease`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub longest_send_ms: Option<u64>,
 }
 
 impl Holder {
@@ -31,7 +36,21 @@ impl Holder {
             host: std::fs::read_to_string("/proc/sys/kernel/hostname")
                 .map(|h| h.trim().to_string())
                 .unwrap_or_default(),
+            longest_send_ms: None,
         }
+    }
+
+    /// This holder sends requests that take at most `longest` each.
+    pub fn sending(mut self, longest: Duration) -> Holder {
+        self.longest_send_ms = Some(longest.as_millis().min(u64::MAX as u128) as u64);
+        self
+    }
+
+    /// [`Holder::longest_send_ms`], or the client's default timeout when not recorded.
+    pub fn longest_send(&self) -> Duration {
+        self.longest_send_ms
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(30))
     }
 }
 

@@ -15,6 +15,7 @@
 
 pub mod copy;
 pub mod journal;
+pub mod lease;
 pub mod local;
 pub mod lock;
 pub mod memory;
@@ -89,6 +90,20 @@ pub struct Superseded {
     pub replaced_at: Option<String>,
 }
 
+/// A remote task bearing a name the state manages whose ID no record holds, found by a
+/// listing of the workspace (a refresh): a create of taskform's own whose answer was
+/// lost and whose intent was settled wrongly, or a task made outside taskform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Duplicate {
+    pub task_id: String,
+    /// Its content is exactly what taskform sends for the name's manifest (a lost
+    /// create of taskform's own): `--prune` deletes it. Any other is only reported.
+    #[serde(default)]
+    pub same_content: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found_at: Option<String>,
+}
+
 /// A create that was sent but whose answer never arrived: the task may or may not exist.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InDoubt {
@@ -116,6 +131,10 @@ pub struct State {
     pub tasks: BTreeMap<String, TaskRecord>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub in_doubt: BTreeMap<String, InDoubt>,
+    /// Remote tasks of managed names that no record holds, by name (the last refresh's
+    /// finding; see [`Duplicate`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub duplicates: BTreeMap<String, Vec<Duplicate>>,
     /// The config repo's commit a `watch --git` applied last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied: Option<LastApplied>,
@@ -163,6 +182,7 @@ impl State {
             target: None,
             tasks: BTreeMap::new(),
             in_doubt: BTreeMap::new(),
+            duplicates: BTreeMap::new(),
             last_applied: None,
             extra: Map::new(),
         }
@@ -312,6 +332,7 @@ impl State {
             self.in_doubt.remove(name);
         }
         record.superseded.clear();
+        self.forget_duplicate(name, &record.task_id);
         if let Some(old) = self.tasks.remove(name) {
             record.superseded = old.superseded;
             if old.task_id != record.task_id {
@@ -352,6 +373,9 @@ impl State {
     /// newest superseded task, if any, stays recorded under the name so that it is
     /// still pruned; otherwise the name is forgotten. Returns whether anything changed.
     pub fn record_deleted(&mut self, name: &str, task_id: &str) -> bool {
+        if self.forget_duplicate(name, task_id) {
+            return true;
+        }
         let Some(r) = self.tasks.get_mut(name) else {
             return false;
         };
@@ -374,9 +398,57 @@ impl State {
         }
     }
 
+    /// Drops `task_id` from the name's duplicates; returns whether it was one.
+    fn forget_duplicate(&mut self, name: &str, task_id: &str) -> bool {
+        let Some(list) = self.duplicates.get_mut(name) else {
+            return false;
+        };
+        let before = list.len();
+        list.retain(|d| d.task_id != task_id);
+        let was = list.len() != before;
+        if list.is_empty() {
+            self.duplicates.remove(name);
+        }
+        was
+    }
+
+    /// A complete listing of the workspace found these duplicates: they replace what
+    /// an earlier one found. Returns whether anything changed.
+    pub fn record_duplicates(&mut self, found: BTreeMap<String, Vec<Duplicate>>) -> bool {
+        let same = |a: &BTreeMap<String, Vec<Duplicate>>, b: &BTreeMap<String, Vec<Duplicate>>| {
+            a.len() == b.len()
+                && a.iter().all(|(n, l)| {
+                    b.get(n).is_some_and(|m| {
+                        l.len() == m.len()
+                            && l.iter().zip(m).all(|(x, y)| {
+                                x.task_id == y.task_id && x.same_content == y.same_content
+                            })
+                    })
+                })
+        };
+        if same(&self.duplicates, &found) {
+            return false;
+        }
+        self.duplicates = found;
+        true
+    }
+
+    /// Every remote task ID the state records: the names' tasks and their superseded
+    /// tasks.
+    pub fn recorded_ids(&self) -> std::collections::HashSet<&str> {
+        self.tasks
+            .values()
+            .flat_map(|r| {
+                std::iter::once(r.task_id.as_str())
+                    .chain(r.superseded.iter().map(|s| s.task_id.as_str()))
+            })
+            .collect()
+    }
+
     /// Forgets a name (its task, any superseded tasks and an in-doubt create) without
     /// touching the server. Returns the record forgotten.
     pub fn forget(&mut self, name: &str) -> Option<Forgotten> {
+        self.duplicates.remove(name);
         let doubt = self.in_doubt.remove(name);
         match (self.tasks.remove(name), doubt) {
             (Some(record), _) => Some(Forgotten::Task(record)),

@@ -22,6 +22,8 @@ pub enum StoreError {
     Journal(#[from] JournalError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Lease(#[from] super::lease::LeaseConfigError),
     #[error("cannot start the journal {path}: {source}")]
     JournalOpen {
         path: String,
@@ -59,9 +61,9 @@ pub trait Journal: Send + Sync {
     /// Flushes and closes.
     fn close(&self);
     /// Resolves once it is certain that this process still holds the state's lock,
-    /// before a request that has no intent record (an update, a delete) is sent. A
-    /// local journal's lock cannot be lost; a PostgreSQL one is checked by the
-    /// server, in order with the records.
+    /// before any request that creates, changes or deletes a remote task is sent. A
+    /// local journal's lock cannot be lost; a PostgreSQL one's lease must be
+    /// confirmed with more than its margin left ([`super::lease`]).
     fn fence(&self) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + '_>> {
         Box::pin(std::future::ready(Ok(())))
     }

@@ -57,10 +57,14 @@ pub async fn observe(
         read.changed |= state.in_doubt.len() < before;
     }
     if policy.refresh {
+        let known = state.duplicates.clone();
         let drift = refresh::refresh(state, manifests, api, key).await?;
         refresh::report(&drift);
         if let Some(drift) = drift {
-            read.changed |= !drift.is_empty();
+            let drifted = drift
+                .iter()
+                .any(|d| !matches!(d, refresh::Drift::Duplicate { .. }));
+            read.changed |= drifted || state.duplicates != known;
             read.notes.extend(refresh::notes(&drift));
         }
     }

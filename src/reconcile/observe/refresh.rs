@@ -16,6 +16,12 @@
 //! show lacks it too. A listing that is unavailable or incomplete means a show for
 //! every task. Either way the observations, and so the drift, are the same.
 //!
+//! Duplicates: the same complete listing (one is made for this when the state is small
+//! enough to be shown task by task) names every remote task of a name the manifests or
+//! the state manage whose ID no record holds ([`duplicates`]). They are recorded in the
+//! state (the plan lists them until they are gone) and never invisible: a create whose
+//! answer was lost and whose intent was settled wrongly shows up here.
+//!
 //! [`observe`] does the reading; [`reconcile`] is pure, so tests call it directly.
 
 use super::sent_fields;
@@ -57,6 +63,12 @@ pub enum Drift {
     },
     /// Changed on the server outside taskform; the record now holds the server's content.
     Changed { name: String, task_id: String },
+    /// A remote task of a managed name that no record holds.
+    Duplicate {
+        name: String,
+        task_id: String,
+        same_content: bool,
+    },
 }
 
 /// What a refresh compares a recorded task on: the body recorded, else the manifest's.
@@ -94,10 +106,10 @@ fn missing(remote: &Value, sent: &Value) -> Vec<String> {
     out
 }
 
-/// Every task of the workspace by ID, when a complete listing is to be had; empty when
-/// not (no search endpoint, a listing cut short, a search answer that cannot be used),
-/// so that every task is shown.
-async fn listed(api: &Arc<dyn TaskApi>) -> Result<HashMap<String, Value>, Error> {
+/// Every task of the workspace by ID, when a complete listing is to be had; `None`
+/// when not (no search endpoint, a listing cut short, a search answer that cannot be
+/// used), so that every task is shown.
+async fn listed(api: &Arc<dyn TaskApi>) -> Result<Option<HashMap<String, Value>>, Error> {
     let tasks = match api.list_tasks().await {
         Ok(Some(Listing {
             tasks,
@@ -106,18 +118,18 @@ async fn listed(api: &Arc<dyn TaskApi>) -> Result<HashMap<String, Value>, Error>
         Ok(Some(Listing { tasks, .. })) => {
             tracing::info!(
                 listed = tasks.len(),
-                "the listing of the workspace stopped before its end; showing each task"
+                "the listing of the workspace stopped before its end; showing each task (duplicates are not looked for)"
             );
-            return Ok(HashMap::new());
+            return Ok(None);
         }
-        Ok(None) => return Ok(HashMap::new()),
+        Ok(None) => return Ok(None),
         Err(e @ (Error::Garbage { .. } | Error::GaveUp { .. })) => {
-            tracing::warn!(error = %e, "cannot list the workspace; showing each task");
-            return Ok(HashMap::new());
+            tracing::warn!(error = %e, "cannot list the workspace; showing each task (duplicates are not looked for)");
+            return Ok(None);
         }
         Err(Error::Unexpected { what, failure }) if !matches!(failure.status, 401 | 403) => {
-            tracing::warn!(error = %failure, "cannot list the workspace ({what}); showing each task");
-            return Ok(HashMap::new());
+            tracing::warn!(error = %failure, "cannot list the workspace ({what}); showing each task (duplicates are not looked for)");
+            return Ok(None);
         }
         Err(e) => return Err(e),
     };
@@ -128,7 +140,14 @@ async fn listed(api: &Arc<dyn TaskApi>) -> Result<HashMap<String, Value>, Error>
             by_id.entry(id).or_insert(t);
         }
     }
-    Ok(by_id)
+    Ok(Some(by_id))
+}
+
+/// What a refresh read: an observation per recorded task, and, when a complete listing
+/// of the workspace was made, the listed tasks no record holds, by ID.
+pub struct Read {
+    pub seen: Vec<Observation>,
+    pub unrecorded: Option<HashMap<String, Value>>,
 }
 
 /// Reads every recorded task: from a listing of the workspace for more than
@@ -139,7 +158,7 @@ pub async fn observe(
     state: &State,
     manifests: &[Manifest],
     api: &Arc<dyn TaskApi>,
-) -> Result<Option<Vec<Observation>>, Error> {
+) -> Result<Option<Read>, Error> {
     let ids: Vec<(String, String)> = state
         .tasks
         .iter()
@@ -151,16 +170,17 @@ pub async fn observe(
             )
         })
         .collect();
-    let mut listing = match ids.len() > LIST_ABOVE {
+    let list_to_read = ids.len() > LIST_ABOVE;
+    let mut listing = match list_to_read {
         true => listed(api).await?,
-        false => HashMap::new(),
+        false => None,
     };
     let mut found: Vec<Option<Option<Value>>> = vec![None; ids.len()];
     let mut to_show: Vec<usize> = Vec::new();
     // Listed tasks lacking fields taskform compares, by the fields they lack.
     let mut lacking: BTreeMap<Vec<String>, Vec<(usize, Value)>> = BTreeMap::new();
     for (i, (name, task_id)) in ids.iter().enumerate() {
-        let Some(entry) = listing.remove(task_id) else {
+        let Some(entry) = listing.as_mut().and_then(|l| l.remove(task_id)) else {
             to_show.push(i);
             continue;
         };
@@ -223,8 +243,19 @@ pub async fn observe(
         shown = shows,
         "refresh: read every recorded task"
     );
-    Ok(Some(
-        ids.into_iter()
+    // A small state was shown task by task: one listing (a request per 100 tasks of
+    // the workspace) looks for duplicates all the same.
+    let mut unrecorded = match list_to_read {
+        true => listing,
+        false => listed(api).await?,
+    };
+    if let Some(rest) = &mut unrecorded {
+        let recorded = state.recorded_ids();
+        rest.retain(|id, _| !recorded.contains(id.as_str()));
+    }
+    Ok(Some(Read {
+        seen: ids
+            .into_iter()
             .zip(found)
             .map(|((name, task_id), remote)| Observation {
                 name,
@@ -232,7 +263,56 @@ pub async fn observe(
                 remote: remote.flatten(),
             })
             .collect(),
-    ))
+        unrecorded,
+    }))
+}
+
+/// The duplicates among the listed tasks no record holds: those bearing a name a
+/// manifest or the state manages (not one whose create is still in doubt: settling
+/// deals with it), each marked when its content is exactly what taskform sends for the
+/// name's manifest. By name, in task ID order; `found_at` kept from an earlier finding.
+pub fn duplicates(
+    state: &State,
+    manifests: &[Manifest],
+    unrecorded: &HashMap<String, Value>,
+    key: &Key,
+    now: &str,
+) -> std::collections::BTreeMap<String, Vec<crate::state::Duplicate>> {
+    let by_name: HashMap<&str, &Manifest> =
+        manifests.iter().map(|m| (m.name.as_str(), m)).collect();
+    let mut out: std::collections::BTreeMap<String, Vec<crate::state::Duplicate>> =
+        Default::default();
+    for (id, t) in unrecorded {
+        let Some(name) = t.get("name").and_then(Value::as_str) else {
+            continue;
+        };
+        let managed = by_name.contains_key(name) || state.tasks.contains_key(name);
+        if !managed || state.in_doubt.contains_key(name) {
+            continue;
+        }
+        let same_content = by_name.get(name).is_some_and(|m| {
+            let sent = m.shown_body();
+            super::identity_echoed(t, &sent).is_ok()
+                && m.hash_of(&sent_fields(t, &sent, key)) == m.hash
+        });
+        let found_at = state
+            .duplicates
+            .get(name)
+            .and_then(|l| l.iter().find(|d| d.task_id == *id))
+            .and_then(|d| d.found_at.clone())
+            .unwrap_or_else(|| now.to_string());
+        out.entry(name.to_string())
+            .or_default()
+            .push(crate::state::Duplicate {
+                task_id: id.clone(),
+                same_content,
+                found_at: Some(found_at),
+            });
+    }
+    for list in out.values_mut() {
+        list.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+    }
+    out
 }
 
 /// Applies observations to the state; returns the drift found, in state order.
@@ -294,10 +374,30 @@ pub async fn refresh(
     api: &Arc<dyn TaskApi>,
     key: &Key,
 ) -> Result<Option<Vec<Drift>>, Error> {
-    let Some(seen) = observe(state, manifests, api).await? else {
+    let Some(read) = observe(state, manifests, api).await? else {
         return Ok(None);
     };
-    Ok(Some(reconcile(state, manifests, &seen, key)))
+    let mut drift = reconcile(state, manifests, &read.seen, key);
+    if let Some(unrecorded) = &read.unrecorded {
+        let found = duplicates(
+            state,
+            manifests,
+            unrecorded,
+            key,
+            &crate::clock::now_rfc3339(),
+        );
+        for (name, list) in &found {
+            for d in list {
+                drift.push(Drift::Duplicate {
+                    name: name.clone(),
+                    task_id: d.task_id.clone(),
+                    same_content: d.same_content,
+                });
+            }
+        }
+        state.record_duplicates(found);
+    }
+    Ok(Some(drift))
 }
 
 /// Notes for the plan, by task name.
@@ -321,7 +421,7 @@ pub fn notes(drift: &[Drift]) -> BTreeMap<String, String> {
                     format!("drift: task {task_id} was changed on the server outside taskform; the diff goes from the server's content to the manifest's"),
                 );
             }
-            Drift::Gone { .. } => {}
+            Drift::Gone { .. } | Drift::Duplicate { .. } => {}
         }
     }
     notes
@@ -346,6 +446,13 @@ pub fn report(found: &Option<Vec<Drift>>) {
                     }
                     Drift::Changed { name, task_id } => {
                         tracing::warn!(task = %name, task_id = %task_id, "drift: changed on the server outside taskform")
+                    }
+                    Drift::Duplicate {
+                        name,
+                        task_id,
+                        same_content,
+                    } => {
+                        tracing::warn!(task = %name, task_id = %task_id, same_content = *same_content, "duplicate: another remote task of this name that no state records")
                     }
                 }
             }

@@ -13,11 +13,16 @@
 //!   without closing it (VM gone, network cut) is noticed within about a minute.
 //! - **The journal** is rows of the `journal` table, group-committed like the file
 //!   journal: every record waiting is written by one `INSERT`, one commit per batch.
-//! - **Fencing.** Every write (journal batch, fence, state) succeeds only when the
-//!   server confirms, in the same statement or transaction, that this very session
-//!   holds the lock. So nothing is sent unless its intent was committed by the lock
-//!   holder; a connection that dropped, or a pooler in transaction mode that ran the
-//!   statement on another server session, stops the run with a clear message.
+//! - **Fencing.** Every write (journal batch, state) succeeds only when the server
+//!   confirms, in the same statement or transaction, that this very session holds the
+//!   lock. So nothing is sent unless its intent was committed by the lock holder; a
+//!   connection that dropped, or a pooler in transaction mode that ran the statement on
+//!   another server session, stops the run with a clear message.
+//! - **The lease** ([`crate::state::lease`]): the holder's row carries `lease_until`,
+//!   renewed every few seconds from the database's clock by a task on the session's
+//!   thread; every request to the service goes out only while the lease is confirmed
+//!   (the journal's `fence`, a local check: no round trip per request). A holder that
+//!   takes the lock from one that died while sending waits out that lease first.
 //! - **The state** is written in one transaction that checks the row's serial
 //!   (`SELECT ... FOR UPDATE`), writes the document and deletes the journal.
 //!
@@ -29,6 +34,7 @@ pub mod sql;
 
 use super::State;
 use super::journal::{self, JournalError, Record};
+use super::lease::{Lease, LeaseConfig, Takeover};
 use super::lock::{Holder, LockError};
 use super::remembered::Remembered;
 use super::store::{Journal, StateStore, StoreError, StoreLock};
@@ -65,6 +71,8 @@ pub struct PgStore {
     journal_stalled: Arc<AtomicBool>,
     /// The command, for `states.updated_by`.
     command: String,
+    /// The lease's timing.
+    lease: LeaseConfig,
     /// The state last read or written, by the row's version (`xmin`) and serial: a
     /// watcher's next load reads the version, not the whole document.
     last: Remembered<(String, i64)>,
@@ -80,6 +88,7 @@ impl PgStore {
     ) -> Result<PgStore, StoreError> {
         let endpoint = connect::endpoint(&target.url, env, command)
             .map_err(|e| StoreError::Postgres(format!("the PostgreSQL state {target}: {e}")))?;
+        let lease = LeaseConfig::from_env(env)?;
         Ok(PgStore {
             sql: Arc::new(Sql::new(&target.schema, &target.name)),
             target,
@@ -89,6 +98,7 @@ impl PgStore {
             journal_empty: AtomicBool::new(false),
             journal_stalled: Arc::new(AtomicBool::new(false)),
             command: command.to_string(),
+            lease,
             last: Remembered::default(),
         })
     }
@@ -300,8 +310,42 @@ fn shown_row(row: &Option<(String, u64)>) -> String {
 
 fn lost_message(why: &str) -> String {
     format!(
-        "the connection holding the state lock was lost ({why}). taskform stopped sending: another process may hold the lock by now. Run again: the next run settles what was in flight"
+        "the connection holding the state lock was lost ({why}). taskform stopped sending: nothing more was sent, and another process may hold the lock by now. Run again: the next run waits until this run's lease has expired, then settles what was in flight"
     )
+}
+
+/// What the session that just took the lock found of a previous holder:
+/// `(holder JSON, seconds its lease still runs, journal records)`.
+type Previous = (String, Option<f64>, Vec<String>);
+
+/// Who held the lock (as a refused process is told): `(holder JSON if it is the
+/// holder's row, server pid, client address, application name)`.
+type HolderRow = (Option<String>, i32, Option<String>, Option<String>);
+
+/// The wait a new holder owes a previous one that did not release the lock.
+fn takeover(previous: Previous, cfg: &LeaseConfig) -> Takeover {
+    let (json, left, records) = previous;
+    let holder = serde_json::from_str::<Holder>(&json).ok();
+    let parsed: Vec<Record> = records
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect();
+    Takeover {
+        holder: holder
+            .as_ref()
+            .map(|h| h.to_string())
+            .unwrap_or_else(|| "a taskform process".into()),
+        // A row without a lease was written by an older taskform: wait a whole lease.
+        lease_left: left
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+            .unwrap_or(cfg.duration),
+        longest_send: holder
+            .map(|h| h.longest_send())
+            .unwrap_or(Duration::from_secs(30)),
+        unfinished: super::lease::unfinished(&parsed),
+        was_sending: !records.is_empty(),
+    }
 }
 
 impl StateStore for PgStore {
@@ -332,7 +376,8 @@ impl StateStore for PgStore {
         let name = self.target.name.clone();
         let holder = serde_json::to_string(me).unwrap_or_default();
         let wait = timeout.unwrap_or_default();
-        let refused = s
+        let lease_secs = self.lease.duration.as_secs_f64();
+        let taken = s
             .call(OP_TIMEOUT + wait, move |client| async move {
                 let c = client.lock().await;
                 let deadline = Instant::now() + wait;
@@ -352,11 +397,25 @@ impl StateStore for PgStore {
                                 "the lock, just taken, is not held by the session of the next statement: the connection goes through a pooler in transaction or statement mode (PgBouncer's pool_mode = transaction?). A session advisory lock needs one server session for the whole run: use the pooler's session mode, or connect to the server directly".into(),
                             ));
                         }
-                        if let Err(e) = c.execute(&sql.set_holder(), &[&name, &holder]).await {
+                        let previous = match c.query_opt(&sql.previous_holder(), &[&name]).await {
+                            Ok(row) => row.map(|r| -> Previous {
+                                (r.get(0), r.get(1), r.get::<_, Option<Vec<String>>>(2).unwrap_or_default())
+                            }),
+                            Err(e) => {
+                                let _ = c.query_one(&sql.unlock(), &[]).await;
+                                return Err(Failure::pg(e));
+                            }
+                        };
+                        // The lease counts from before the statement that grants it.
+                        let sent = Instant::now();
+                        if let Err(e) = c
+                            .execute(&sql.set_holder(), &[&name, &holder, &lease_secs])
+                            .await
+                        {
                             let _ = c.query_one(&sql.unlock(), &[]).await;
                             return Err(Failure::pg(e));
                         }
-                        return Ok(None);
+                        return Ok(Ok((previous, sent)));
                     }
                     if Instant::now() >= deadline {
                         let row = c
@@ -368,31 +427,56 @@ impl StateStore for PgStore {
                             released += 1;
                             continue;
                         }
-                        return Ok(Some(row.map(|r| {
-                            (
-                                r.get::<_, Option<String>>(0),
-                                r.get::<_, i32>(1),
-                                r.get::<_, Option<String>>(2),
-                                r.get::<_, Option<String>>(3),
-                            )
+                        return Ok(Err(row.map(|r| -> HolderRow {
+                            (r.get(0), r.get(1), r.get(2), r.get(3))
                         })));
                     }
                     tokio::time::sleep(LOCK_POLL).await;
                 }
             })
             .map_err(|f| self.failure(&s, f))?;
-        match refused {
-            None => {
+        match taken {
+            Ok((previous, sent)) => {
                 // What the journal held before the lock was taken is not known.
                 self.journal_empty.store(false, Ordering::SeqCst);
                 s.locked.store(true, Ordering::SeqCst);
-                Ok(Box::new(PgLock {
+                let lease = Arc::new(Lease::new(self.lease));
+                lease.confirmed(sent);
+                *s.lease.lock().unwrap_or_else(|p| p.into_inner()) = Some(lease.clone());
+                let (stop, stopped) = oneshot::channel();
+                s.rt.spawn(renewer(
+                    s.client.clone(),
+                    self.sql.clone(),
+                    self.target.name.clone(),
+                    lease,
+                    s.lost.clone(),
+                    stopped,
+                ));
+                let lock = PgLock {
                     session: s,
                     sql: self.sql.clone(),
                     name: self.target.name.clone(),
-                }))
+                    _renewing: stop,
+                };
+                if let Some(previous) = previous {
+                    let t = takeover(previous, &self.lease);
+                    let wait = t.wait();
+                    if !wait.is_zero() {
+                        tracing::warn!(state = %self.describe(), "{}", t.message());
+                        std::thread::sleep(wait);
+                        if let Some(why) = lock.session.lost() {
+                            return Err(self.err(lost_message(&why)));
+                        }
+                        tracing::info!(
+                            "the previous holder's lease has expired: settling what it may have sent"
+                        );
+                    } else {
+                        tracing::debug!(holder = %t.holder, "the previous holder did not release the lock, but was not sending: taken over at once");
+                    }
+                }
+                Ok(Box::new(lock))
             }
-            Some(row) => {
+            Err(row) => {
                 let holder = match row {
                     None => "another session, which keeps releasing and taking it".into(),
                     Some((Some(json), ..)) if serde_json::from_str::<Holder>(&json).is_ok() => {
@@ -495,6 +579,8 @@ impl StateStore for PgStore {
         Ok(Box::new(PgJournal {
             tx: Mutex::new(Some(tx)),
             stalled: self.journal_stalled.clone(),
+            lease: s.lease.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+            lost: s.lost.clone(),
         }))
     }
 
@@ -593,6 +679,8 @@ struct Session {
     lost: Arc<Mutex<Option<String>>>,
     /// Whether this session took the state's lock.
     locked: AtomicBool,
+    /// The lease of the lock this session holds.
+    lease: Mutex<Option<Arc<Lease>>>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -680,6 +768,7 @@ impl Session {
             client: Arc::new(tokio::sync::Mutex::new(client)),
             lost,
             locked: AtomicBool::new(false),
+            lease: Mutex::new(None),
             stop: Mutex::new(Some(stop_tx)),
             thread: Mutex::new(Some(thread)),
         })
@@ -854,11 +943,79 @@ async fn setup(client: &mut Client, sql: &Sql) -> Result<(), String> {
     Ok(())
 }
 
-/// The state's lock; dropping it releases the lock.
+/// The state's lock; dropping it releases the lock (and stops renewing its lease).
 struct PgLock {
     session: Arc<Session>,
     sql: Arc<Sql>,
     name: String,
+    /// Dropped with the lock: the renewal task stops.
+    _renewing: oneshot::Sender<()>,
+}
+
+/// Renews the lease every [`LeaseConfig::renew`] while the lock is held: each renewal
+/// that the database confirms extends it from the moment it was sent; one that gets
+/// no answer within the interval leaves it to run down (requests stop before it
+/// ends); a session that ended, or a database that says this session no longer holds
+/// the lock, loses it for good.
+async fn renewer(
+    client: Arc<tokio::sync::Mutex<Client>>,
+    sql: Arc<Sql>,
+    name: String,
+    lease: Arc<Lease>,
+    lost: Arc<Mutex<Option<String>>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let cfg = lease.config();
+    let secs = cfg.duration.as_secs_f64();
+    let statement = sql.renew_lease();
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tokio::time::sleep(cfg.renew) => {}
+        }
+        if let Some(why) = lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            lease.lose(&why);
+            return;
+        }
+        let sent = Instant::now();
+        let renewed = tokio::time::timeout(cfg.renew, async {
+            let c = client.lock().await;
+            c.query_opt(&statement, &[&name, &secs]).await
+        })
+        .await;
+        match renewed {
+            Ok(Ok(Some(_))) => lease.confirmed(sent),
+            Ok(Ok(None)) => {
+                lease.lose(NOT_HELD);
+                lost.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(|| NOT_HELD.to_string());
+                tracing::error!("{}", lost_message(NOT_HELD));
+                return;
+            }
+            Ok(Err(e)) => match Failure::pg(e) {
+                Failure::Closed(why) | Failure::LockLost(why) => {
+                    lease.lose(&why);
+                    lost.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get_or_insert_with(|| why.clone());
+                    return;
+                }
+                Failure::Other(why) => {
+                    tracing::warn!("the state lock's lease was not renewed: {why}");
+                    lease.unconfirmed(&why);
+                }
+            },
+            Err(_) => {
+                let why = format!(
+                    "no answer from the database within {} s",
+                    cfg.renew.as_secs_f64()
+                );
+                tracing::warn!("the state lock's lease was not renewed: {why}");
+                lease.unconfirmed(&why);
+            }
+        }
+    }
 }
 
 impl StoreLock for PgLock {
@@ -890,7 +1047,6 @@ type Ack = oneshot::Sender<Result<(), JournalError>>;
 
 enum Entry {
     Record(String, Option<Ack>),
-    Fence(Ack),
     Close(std::sync::mpsc::SyncSender<()>),
 }
 
@@ -899,6 +1055,10 @@ struct PgJournal {
     tx: Mutex<Option<mpsc::UnboundedSender<Entry>>>,
     /// Set when closing gave up waiting for the writer.
     stalled: Arc<AtomicBool>,
+    /// The lease requests go out under.
+    lease: Option<Arc<Lease>>,
+    /// Why the session ended, once it did.
+    lost: Arc<Mutex<Option<String>>>,
 }
 
 impl PgJournal {
@@ -941,15 +1101,20 @@ impl Journal for PgJournal {
     }
 
     fn fence(&self) -> Pin<Box<dyn Future<Output = Result<(), JournalError>> + Send + '_>> {
-        let (ack, done) = oneshot::channel();
-        let sent = self.send(Entry::Fence(ack));
-        Box::pin(async move {
-            if !sent {
-                return Err(JournalError::Write("journal closed".into()));
-            }
-            done.await
-                .unwrap_or_else(|_| Err(JournalError::Write("journal writer stopped".into())))
-        })
+        // A local check: the lease is confirmed by its renewals, not per request.
+        let lost = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let r = match (lost, &self.lease) {
+            (Some(why), _) => Err(JournalError::Write(lost_message(&why))),
+            (None, None) => Err(JournalError::Write(
+                "the journal was opened without the state lock (a taskform bug)".into(),
+            )),
+            (None, Some(lease)) => lease.check().map_err(|e| {
+                JournalError::Write(format!(
+                    "{e}. taskform stopped sending: nothing more was sent. Run again: the next run waits until this run's lease has expired, then settles what was in flight"
+                ))
+            }),
+        };
+        Box::pin(std::future::ready(r))
     }
 }
 
@@ -960,8 +1125,7 @@ impl Drop for PgJournal {
 }
 
 /// Group commit: whatever records are waiting go in one `INSERT`, which commits only
-/// if this session holds the lock; fences waiting with them are answered by the same
-/// check. After a failure every later record fails too.
+/// if this session holds the lock. After a failure every later record fails too.
 async fn writer(
     mut rx: mpsc::UnboundedReceiver<Entry>,
     client: Arc<tokio::sync::Mutex<Client>>,
@@ -983,7 +1147,6 @@ async fn writer(
         let mut seqs = Vec::new();
         let mut lines = Vec::new();
         let mut acks = Vec::new();
-        let mut fences = false;
         let mut closing = None;
         for e in batch {
             match e {
@@ -993,30 +1156,21 @@ async fn writer(
                     lines.push(line);
                     acks.extend(ack);
                 }
-                Entry::Fence(ack) => {
-                    fences = true;
-                    acks.push(ack);
-                }
                 Entry::Close(reply) => closing = Some(reply),
             }
         }
-        if failed.is_none() && (!lines.is_empty() || fences) {
+        if failed.is_none() && !lines.is_empty() {
             let gone = lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if let Some(why) = gone {
                 failed = Some(why);
             } else {
                 let c = client.lock().await;
-                let r = match lines.is_empty() {
-                    false => tokio::time::timeout(
-                        OP_TIMEOUT,
-                        c.execute(&sql.append(), &[&name, &seqs, &lines]),
-                    )
-                    .await
-                    .map(|r| r.map(|n| n == lines.len() as u64)),
-                    true => tokio::time::timeout(OP_TIMEOUT, c.query_one(&sql.check_lock(), &[]))
-                        .await
-                        .map(|r| r.map(|row| row.get::<_, bool>(0))),
-                };
+                let r = tokio::time::timeout(
+                    OP_TIMEOUT,
+                    c.execute(&sql.append(), &[&name, &seqs, &lines]),
+                )
+                .await
+                .map(|r| r.map(|n| n == lines.len() as u64));
                 drop(c);
                 failed = match r {
                     Ok(Ok(true)) => None,

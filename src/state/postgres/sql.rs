@@ -7,15 +7,18 @@
 //!   state; `data` is the state document, byte for byte as the file backend writes it.
 //! - `journal(state, seq, record)`: the running apply's journal records (`seq` 0 is
 //!   its `open` record), deleted in the transaction that writes the state.
-//! - `locks(state, holder, backend_pid, acquired_at)`: who took a state's lock, for
-//!   the message another process gets. The lock itself is a session advisory lock.
+//! - `locks(state, holder, backend_pid, acquired_at, lease_until)`: who took a
+//!   state's lock, for the message another process gets, and until when its lease runs
+//!   by the database's clock ([`crate::state::lease`]). The lock itself is a session
+//!   advisory lock; the row stays behind when its holder did not release the lock (it
+//!   died, or lost its session), which is how the next holder knows to wait.
 //!
 //! A database at an older schema version is migrated in one transaction under a
 //! transaction advisory lock (so two first runs do not race); one at a newer version
 //! is refused.
 
 /// The schema version this taskform writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migration `i` takes a schema from version `i` to `i + 1` (`{s}` is the quoted
 /// schema).
@@ -42,6 +45,8 @@ const MIGRATIONS: &[&str] = &[
         backend_pid integer NOT NULL,
         acquired_at timestamptz NOT NULL DEFAULT now()
      );",
+    // 2 -> 3: the holder's lease.
+    "ALTER TABLE {s}.locks ADD COLUMN IF NOT EXISTS lease_until timestamptz;",
 ];
 
 /// The first key of every taskform advisory lock ("tfor"); the second is derived from
@@ -178,14 +183,38 @@ impl Sql {
         )
     }
 
-    /// Records who holds the lock of the state named $1 ($2: the holder as JSON).
+    /// Records who holds the lock of the state named $1 ($2: the holder as JSON) and
+    /// its lease of $3 seconds, from the database's `now()`.
     pub fn set_holder(&self) -> String {
         self.t(
-            "INSERT INTO {s}.locks (state, holder, backend_pid, acquired_at)
-             VALUES ($1, $2, pg_catalog.pg_backend_pid(), now())
+            "INSERT INTO {s}.locks (state, holder, backend_pid, acquired_at, lease_until)
+             VALUES ($1, $2, pg_catalog.pg_backend_pid(), now(), now() + pg_catalog.make_interval(secs => $3::float8))
              ON CONFLICT (state) DO UPDATE
-             SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid, acquired_at = EXCLUDED.acquired_at",
+             SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid,
+                 acquired_at = EXCLUDED.acquired_at, lease_until = EXCLUDED.lease_until",
         )
+    }
+
+    /// Renews the lease of the state named $1 by $2 seconds from the database's
+    /// `now()`, if this session holds the lock; one row when it did.
+    pub fn renew_lease(&self) -> String {
+        self.t(&format!(
+            "UPDATE {{s}}.locks SET lease_until = now() + pg_catalog.make_interval(secs => $2::float8)
+             WHERE state = $1 AND backend_pid = pg_catalog.pg_backend_pid() AND {}
+             RETURNING 1",
+            self.holds_lock()
+        ))
+    }
+
+    /// What a previous holder of the state named $1 left, read by the session that
+    /// just took its lock: `(holder JSON, seconds its lease still runs (0 when over;
+    /// NULL when it recorded none), the journal's records in order)`; no row when the
+    /// previous holder released the lock.
+    pub fn previous_holder(&self) -> String {
+        self.t("SELECT holder,
+                    GREATEST(0, EXTRACT(EPOCH FROM (lease_until - now())))::float8,
+                    ARRAY(SELECT record FROM {s}.journal WHERE state = $1 ORDER BY seq)
+             FROM {s}.locks WHERE state = $1")
     }
 
     pub fn clear_holder(&self) -> String {

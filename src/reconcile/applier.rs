@@ -607,6 +607,7 @@ impl Run {
             hash: job.hash.clone(),
             file: job.file.clone(),
             at: crate::clock::now_rfc3339(),
+            body: job.raw_body(),
         };
         if let Err(e) = self.record(intent).await {
             // Never sent: the intent kept in memory must not leave it in doubt.

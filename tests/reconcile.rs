@@ -43,6 +43,8 @@ enum Scripted {
     Answer(Outcome),
     /// Do the request, then lose the answer (`InDoubt`).
     Lost,
+    /// Do the request and answer as the fake does (to script a later call).
+    Act,
 }
 
 struct RemoteTask {
@@ -170,7 +172,7 @@ impl FakeApi {
                 let _ = act(&mut s);
                 Outcome::InDoubt("the connection was reset after the request was sent".into())
             }
-            None => act(&mut s),
+            Some(Scripted::Act) | None => act(&mut s),
         }
     }
 
@@ -1974,4 +1976,119 @@ async fn recreate_in_doubt_records_extra_copies_with_the_sent_content_as_superse
     w.policy.prune = true;
     w.apply().await;
     assert_eq!(w.fake.ids(), vec![state.tasks["a"].task_id.clone()]);
+}
+
+#[tokio::test]
+async fn a_schedule_whose_run_failed_after_the_put_is_started_by_the_next_apply() {
+    let w = updating(World::with(vec![cron_body("a", 20)]));
+    let id = w.fake.insert(cron_body("a", 10));
+    w.seed(&[("a", &id, &cron_body("a", 10))]);
+    // The stop goes through; the run is refused (as a fence, or retries spent, end it).
+    w.fake.script(
+        "action",
+        [
+            Scripted::Act,
+            Scripted::Answer(Outcome::Failed(failure(400, Some("DLG.9999")))),
+        ],
+    );
+    let report = w.apply().await;
+    let r = result(&report, "a");
+    assert_ne!(r.outcome, TaskOutcome::Updated, "{r:?}");
+    assert!(!w.fake.scheduled(&id), "left paused by the PUT");
+    assert_eq!(w.fake.body(&id).unwrap(), cron_body("a", 20));
+    w.fake.take_calls();
+    // The state says what the task is: the new content, stopped.
+    assert_eq!(
+        w.state().tasks["a"].hash,
+        manifest(&cron_with("a", 20, 0)).hash
+    );
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Update)]);
+    let previous: Value =
+        serde_json::from_str(report.doc.tasks[0].previous_body.as_ref().unwrap().get()).unwrap();
+    assert_eq!(
+        previous,
+        cron_with("a", 20, 0),
+        "the plan shows enabled 0 -> 1"
+    );
+    assert_eq!(
+        w.fake.take_calls(),
+        vec![format!("PUT {id}"), format!("POST run {id}")]
+    );
+    assert_eq!(result(&report, "a").outcome, TaskOutcome::Updated);
+    assert!(w.fake.scheduled(&id));
+    let state = w.state();
+    assert_eq!(state.tasks["a"].hash, w.loaded.manifests[0].hash);
+    // Converged: nothing to send, nor drift to read.
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Unchanged)]);
+    assert!(w.fake.take_calls().is_empty());
+    let mut w = w;
+    w.policy.refresh = true;
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Unchanged)]);
+    assert!(report.observed.notes.is_empty());
+}
+
+#[tokio::test]
+async fn between_the_put_and_the_run_the_journal_says_the_schedule_is_stopped() {
+    // A run killed (or fenced off) after the PUT leaves this journal: the new content
+    // with `enabled: 0`, then, once `run` answered, the manifest's.
+    let fake = Arc::new(FakeApi::default());
+    let id = fake.insert(cron_body("a", 10));
+    let store = MemoryStore::new();
+    let mut state = State::new();
+    state
+        .tasks
+        .insert("a".into(), record(&id, &cron_body("a", 10)));
+    store.persist(&mut state).unwrap();
+    let manifests = vec![manifest(&cron_body("a", 20))];
+    let opts = PlanOptions {
+        on_change: OnChange::Update,
+        ..PlanOptions::default()
+    };
+    let plan = taskform::plan::plan(&manifests, &state, opts);
+    let journal: Arc<dyn Journal> = Arc::from(store.open_journal(&state).unwrap());
+    let (_tx, cancel) = watch::channel(false);
+    let options = ApplyOptions::default();
+    let sending = Sending {
+        options: &options,
+        cancel,
+        progress: Arc::new(Silent),
+    };
+    let applied =
+        applier::execute(&plan, &manifests, &state, fake.clone(), journal, &sending).await;
+    assert_eq!(applied.results[0].outcome, TaskOutcome::Updated);
+    let updated: Vec<(String, Value)> = store
+        .journal()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Updated { hash, body, .. } => {
+                Some((hash, serde_json::from_str(body.unwrap().get()).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        updated,
+        vec![
+            (manifest(&cron_with("a", 20, 0)).hash, cron_with("a", 20, 0)),
+            (manifests[0].hash.clone(), cron_body("a", 20)),
+        ]
+    );
+    // Folded up to the first record only (a kill -9 before the run's answer), the next
+    // plan is the update that starts it; folded twice, the same.
+    let first = store.journal()[1..2].to_vec();
+    let mut killed = state.clone();
+    taskform::state::journal::replay(&mut killed, &first);
+    taskform::state::journal::replay(&mut killed, &first);
+    assert_eq!(killed.tasks["a"].hash, updated[0].0);
+    let p = taskform::plan::plan(&manifests, &killed, opts);
+    assert_eq!(p.tasks[0].action, Action::Update);
+    // All of it: done, and folding it again changes nothing.
+    taskform::state::journal::replay(&mut state, &applied.records);
+    taskform::state::journal::replay(&mut state, &applied.records);
+    assert_eq!(state.tasks["a"].hash, manifests[0].hash);
+    let p = taskform::plan::plan(&manifests, &state, opts);
+    assert_eq!(p.tasks[0].action, Action::Unchanged);
 }

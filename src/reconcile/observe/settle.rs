@@ -348,4 +348,70 @@ mod tests {
         }
         assert!(state.in_doubt.contains_key("a"));
     }
+
+    #[tokio::test]
+    async fn without_its_manifest_the_body_sent_is_compared_fingerprints_included() {
+        let key = Key::default();
+        let body = json!({"name": "a", "dir_id": "0", "data_source_type": "DLI",
+            "schedule_config": {"schedule_type": "RUN_ONCE", "max_time_out": 10},
+            "task_config": {"x": 1, "password": "hunter2"}});
+        let m = Manifest::from_body("a".into(), &body, "a.yaml".into(), "d/a.yaml".into(), 0)
+            .with_sensitive(vec!["task_config.password".into()], &key);
+        let intent = || {
+            let mut state = State::new();
+            state.record_intent(
+                "a",
+                &m.hash,
+                Some(m.file.clone()),
+                "t",
+                RawValue::from_string(m.shown_canonical().to_string()).ok(),
+            );
+            state
+        };
+        assert!(
+            !String::from_utf8(intent().encode())
+                .unwrap()
+                .contains("hunter2")
+        );
+        let mut remote = body.clone();
+        remote["id"] = json!("7");
+        // No manifest (edited or deleted since): the service's plaintext is fingerprinted
+        // like the body sent, and matches.
+        let mut state = intent();
+        let settled = settle(&mut state, &[], &Found(vec![remote.clone()]), &key, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            settled,
+            vec![Settled::Adopted {
+                name: "a".into(),
+                task_id: "7".into()
+            }]
+        );
+        assert_eq!(state.tasks["a"].hash, m.hash);
+        assert!(
+            !String::from_utf8(state.encode())
+                .unwrap()
+                .contains("hunter2")
+        );
+        // Another password is other content: still in doubt, the task named.
+        remote["task_config"]["password"] = json!("other");
+        let mut state = intent();
+        let settled = settle(&mut state, &[], &Found(vec![remote]), &key, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            matches!(&settled[..], [Settled::Unresolved { why, .. }] if why.contains("(7), 0 with"))
+        );
+        // Nothing of the name: cleared.
+        let mut state = intent();
+        let settled = settle(&mut state, &[], &Found(vec![]), &key, false)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(settled, vec![Settled::Cleared { name: "a".into() }]);
+        assert!(state.in_doubt.is_empty() && state.tasks.is_empty());
+    }
 }

@@ -15,7 +15,10 @@
 //! the service refuses all the same (`DLG.2206`) is stopped then. After an update, a
 //! body that enables a CRON schedule is started (`run`) whatever state the task was
 //! in, so that a paused task (a pause in the console, or a run killed between its stop
-//! and its PUT) ends scheduling; a body with `enabled: 0` leaves it stopped. A delete
+//! and its PUT) ends scheduling; a body with `enabled: 0` leaves it stopped. Until that
+//! `run` answers, the journal records the task as it is after the PUT (the new content
+//! with `enabled: 0`), then the manifest's content: a run that ends in between leaves a
+//! state whose next plan sends the update that starts it. A delete
 //! refused as scheduling after the task was stopped is checked with show: a task the
 //! service no longer shows (a soft-deleted instance, in the provider's words) counts as
 //! deleted. A task already gone counts as deleted. An endpoint that offers no

@@ -1,6 +1,8 @@
 //! The append-only journal beside the state file.
 //!
-//! Before a create is sent, an `intent` record is made durable; when the answer
+//! Before a create is sent, an `intent` record is made durable, with the body about to
+//! be sent in its shown form (sensitive values fingerprinted), so that settling can
+//! compare the service's tasks with it whatever the manifests say later; when the answer
 //! arrives, a `created` record (with the task ID) is made durable before the task counts
 //! as done. The journal is folded into the state file at the end of a run and at the
 //! start of the next, so after a crash at any moment every returned task ID is

@@ -5,7 +5,8 @@
 //!  "target": {"project_id": "...", "workspace": "..."},
 //!  "tasks": {"<name>": {"task_id": "...", "hash": "sha256:...", "file": "...",
 //!                       "applied_at": "RFC 3339", "body": {...}}},
-//!  "in_doubt": {"<name>": {"hash": "sha256:...", "file": "...", "sent_at": "..."}}}
+//!  "in_doubt": {"<name>": {"hash": "sha256:...", "file": "...", "sent_at": "...",
+//!                          "body": {...}}}}
 //! ```
 //!
 //! Only `version`, `tasks[*].task_id` and `tasks[*].hash` are required: a hand-repaired

@@ -125,6 +125,7 @@ fn journal_append(c: &mut Criterion) {
                                 hash: "sha256:00".into(),
                                 file: None,
                                 at: "t".into(),
+                                body: None,
                             };
                             w.append(&r).await.unwrap();
                         }

@@ -105,7 +105,7 @@ enum Command {
         /// Exit 2 when apply would send something (or a task is in doubt), 0 otherwise.
         #[arg(long)]
         detailed_exitcode: bool,
-        /// Plan in-doubt tasks as creates again (may make a duplicate on the server).
+        /// Settle in-doubt creates by search, then plan one with the content sent as recorded, or a create again when none has it.
         #[arg(long)]
         recreate_in_doubt: bool,
         /// Plan deleting every task the state records (guarded like --prune; prevent_destroy respected).
@@ -492,7 +492,7 @@ struct ApplyCli {
     yes: bool,
     #[command(flatten)]
     send: SendArgs,
-    /// Create in-doubt tasks again (may make a duplicate on the server).
+    /// Settle in-doubt creates by search, then record one with the content sent, or create the task again when none has it.
     #[arg(long)]
     recreate_in_doubt: bool,
     /// Delete every task the state records (guarded like --prune; prevent_destroy respected).

@@ -218,3 +218,68 @@ fn two_applies_and_a_watcher_at_once_one_at_a_time_never_a_duplicate() {
     assert_eq!(emu.creates(), 5);
     check_invariants(&p, &emu);
 }
+
+/// Issue #25: answers lost after the service committed (the emulator drops the
+/// connection after the create) to a replace's create (`on_change: recreate`) and to a
+/// create whose manifest is then edited. Before, the first stayed in doubt forever (the
+/// search found the replaced task too) and the second too (no manifest with the
+/// intent's hash); `--recreate-in-doubt --prune` then left three tasks. Now each settles
+/// by search, nothing is created twice and `--prune` leaves exactly the recorded tasks.
+#[test]
+fn lost_answers_to_a_replace_and_to_an_edited_create_settle_without_leaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("emu.json");
+    let data = data.to_str().unwrap();
+    let recreate = ["--on-change", "recreate"];
+    let mut emu = Emu::start(&["--data", data, "--rate-limit", "0"]);
+    let p = Project::new();
+    p.write("tasks/a.yaml", &manifest("a", 10));
+    p.apply(&emu.url, &recreate).succeeds();
+    let first_a = p.state()["tasks"]["a"]["task_id"].clone();
+    emu.kill();
+
+    let mut lossy = Emu::start(&["--data", data, "--rate-limit", "0", "--drop-rate", "1"]);
+    p.write("tasks/a.yaml", &manifest("a", 20));
+    p.apply(&lossy.url, &recreate)
+        .fails_with(1)
+        .stderr_has("in doubt: a");
+    assert!(p.state()["in_doubt"].get("a").is_some());
+    // The replace in doubt settles (its search finds the replaced task too); b's create
+    // is lost in turn.
+    p.write("tasks/b.yaml", &manifest("b", 10));
+    p.apply(&lossy.url, &recreate)
+        .fails_with(1)
+        .stderr_has("in doubt: b");
+    let state = p.state();
+    assert!(state["in_doubt"].get("a").is_none(), "{state}");
+    assert_eq!(state["tasks"]["a"]["superseded"][0]["task_id"], first_a);
+    lossy.kill();
+
+    // b's manifest is edited before the next apply (a cancelled CI job, a new commit).
+    p.write("tasks/b.yaml", &manifest("b", 30));
+    let emu = Emu::start(&["--data", data, "--rate-limit", "0"]);
+    assert_eq!(emu.tasks().len(), 3, "both lost creates were committed");
+    let prune = ["--on-change", "recreate", "--prune"];
+    p.apply(&emu.url, &prune).succeeds();
+    // b was adopted and, as its manifest changed, replaced; that replace's superseded
+    // task goes with the next prune.
+    p.apply(&emu.url, &prune).succeeds();
+    let state = p.state();
+    assert!(state.get("in_doubt").is_none(), "{state}");
+    let mut recorded: Vec<String> = ["a", "b"]
+        .iter()
+        .map(|n| state["tasks"][n]["task_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut remote: Vec<String> = emu
+        .tasks()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap().to_string())
+        .collect();
+    recorded.sort();
+    remote.sort();
+    assert_eq!(remote, recorded, "exactly the recorded tasks are left");
+    assert_eq!(emu.creates(), 1, "only b's replace was created here");
+    p.apply(&emu.url, &recreate)
+        .succeeds()
+        .stdout_has("No changes");
+}

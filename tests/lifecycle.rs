@@ -85,7 +85,7 @@ fn a_create_that_did_not_happen_is_sent_again() {
     p.apply(&srv.url, &["--timeout", "0.5"]).fails_with(1);
     p.apply(&srv.url, &[])
         .succeeds()
-        .stderr_has("no task of that name on the server; it will be created");
+        .stderr_has("no task of that name on the server besides those the state records: the create did not happen");
     assert_eq!(creates(&srv), 2);
     assert!(p.state().get("in_doubt").is_none());
 }
@@ -104,7 +104,7 @@ fn several_remote_tasks_leave_it_in_doubt_with_their_ids() {
     p.task("a");
     p.apply(&srv.url, &["--timeout", "0.5"]).fails_with(1);
     p.apply(&srv.url, &[]).fails_with(1).stderr_has(
-        "the service has 2 task(s) of that name (ID-ONE, ID-TWO), 2 with the content that was sent",
+        "the service has 2 task(s) of that name that the state does not record (ID-ONE, ID-TWO), 2 with the content that was sent",
     );
     assert_eq!(creates(&srv), 1);
     assert_eq!(p.plan_json()["tasks"][0]["action"], "in_doubt");

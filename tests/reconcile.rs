@@ -43,6 +43,8 @@ enum Scripted {
     Answer(Outcome),
     /// Do the request, then lose the answer (`InDoubt`).
     Lost,
+    /// Do the request and answer as the fake does (to script a later call).
+    Act,
 }
 
 struct RemoteTask {
@@ -170,7 +172,7 @@ impl FakeApi {
                 let _ = act(&mut s);
                 Outcome::InDoubt("the connection was reset after the request was sent".into())
             }
-            None => act(&mut s),
+            Some(Scripted::Act) | None => act(&mut s),
         }
     }
 
@@ -665,6 +667,7 @@ async fn settling_leaves_several_tasks_of_the_name_in_doubt() {
             file: Some(m.file.clone()),
             sent_at: None,
             reason: None,
+            body: None,
         },
     );
     let settled = settle::settle(
@@ -672,6 +675,7 @@ async fn settling_leaves_several_tasks_of_the_name_in_doubt() {
         std::slice::from_ref(&m),
         &fake,
         &taskform::load::secret::Key::default(),
+        false,
     )
     .await
     .unwrap()
@@ -1760,4 +1764,339 @@ async fn when_show_lacks_the_field_too_one_show_is_enough() {
     assert_eq!(calls.len(), 3, "{calls:?}");
     assert_eq!(calls[0], "LIST");
     assert_eq!(r, by_shows);
+}
+
+// ---------------------------------------------------------------------------------
+// Settling never gets stuck and never leaks (issue #25)
+// ---------------------------------------------------------------------------------
+
+/// A create sent whose answer never came back: it did not reach the service (killed
+/// after the intent, or lost on the way), or it did and the answer was lost.
+fn lost_create(arrived: bool) -> Scripted {
+    match arrived {
+        true => Scripted::Lost,
+        false => Scripted::Answer(Outcome::InDoubt("no answer within 30 s".into())),
+    }
+}
+
+/// `a` recorded as task `old` (body `a`, 10); its manifest says 20; `on_change:
+/// recreate`; the replace's create sent, its answer lost.
+async fn replace_in_doubt(arrived: bool) -> (World, String) {
+    let mut w = World::with(vec![body("a", 20)]);
+    w.policy.on_change = Some(OnChange::Recreate);
+    let old = w.fake.insert(body("a", 10));
+    w.seed(&[("a", &old, &body("a", 10))]);
+    w.fake.script("create", [lost_create(arrived)]);
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Replace)]);
+    assert_eq!(outcomes(&report), vec![("a", TaskOutcome::InDoubt)]);
+    let state = w.state();
+    assert_eq!(state.tasks["a"].task_id, old);
+    assert!(state.in_doubt.contains_key("a"));
+    w.fake.take_calls();
+    (w, old)
+}
+
+#[tokio::test]
+async fn a_replace_whose_create_arrived_settles_leaving_out_the_recorded_task() {
+    let (w, old) = replace_in_doubt(true).await;
+    let made = w.fake.ids().into_iter().find(|id| *id != old).unwrap();
+    let report = w.apply().await;
+    // The search finds the recorded task and the new one: only the new one is judged.
+    assert_eq!(w.fake.calls(), vec!["SEARCH a"], "nothing sent again");
+    assert_eq!(
+        actions(&report.doc),
+        vec![("a", Action::Unchanged), ("a", Action::Superseded)]
+    );
+    let state = w.state();
+    assert!(state.in_doubt.is_empty());
+    assert_eq!(state.tasks["a"].task_id, made);
+    assert_eq!(state.tasks["a"].superseded[0].task_id, old);
+}
+
+#[tokio::test]
+async fn a_replace_whose_create_never_arrived_is_sent_again() {
+    let (w, old) = replace_in_doubt(false).await;
+    assert_eq!(w.fake.ids(), vec![old.clone()]);
+    let report = w.apply().await;
+    assert_eq!(w.fake.calls(), vec!["SEARCH a", "POST create a"]);
+    assert_eq!(outcomes(&report), vec![("a", TaskOutcome::Created)]);
+    let state = w.state();
+    assert!(state.in_doubt.is_empty());
+    assert_ne!(state.tasks["a"].task_id, old);
+    assert_eq!(state.tasks["a"].superseded[0].task_id, old);
+}
+
+#[tokio::test]
+async fn recreate_in_doubt_with_prune_settles_a_replace_by_search_and_leaks_nothing() {
+    for arrived in [true, false] {
+        let (mut w, old) = replace_in_doubt(arrived).await;
+        w.policy.recreate_in_doubt = true;
+        w.policy.prune = true;
+        w.apply().await;
+        let calls = w.fake.calls();
+        assert_eq!(
+            calls
+                .iter()
+                .filter(|c| c.starts_with("POST create"))
+                .count(),
+            usize::from(!arrived),
+            "created again only when it never arrived: {calls:?}"
+        );
+        // A replace made in this run leaves its superseded task to the next one.
+        w.apply().await;
+        let state = w.state();
+        assert!(state.in_doubt.is_empty());
+        let ids = w.fake.ids();
+        assert_eq!(ids.len(), 1, "one task left on the service: {ids:?}");
+        assert_eq!(state.tasks["a"].task_id, ids[0]);
+        assert_ne!(ids[0], old);
+        assert!(state.tasks["a"].superseded.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn an_unrecorded_task_of_another_content_names_only_unrecorded_tasks() {
+    // Someone else made a task of the name with other content meanwhile: still in
+    // doubt, but the message names that task only, never the recorded one.
+    let (w, old) = replace_in_doubt(false).await;
+    let stranger = w.fake.insert(body("a", 99));
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::InDoubt)]);
+    let mut state = w.state();
+    let settled = settle::settle(
+        &mut state,
+        &w.loaded.manifests,
+        w.fake.as_ref(),
+        &Key::default(),
+        false,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    match settled.as_slice() {
+        [Settled::Unresolved { why, .. }] => {
+            assert!(why.contains(&stranger), "{why}");
+            assert!(!why.contains(&old), "the recorded task is not named: {why}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `a` (body 10) created into an empty state, the answer lost.
+async fn create_in_doubt(arrived: bool) -> World {
+    let w = World::new(&["a"]);
+    w.fake.script("create", [lost_create(arrived)]);
+    assert_eq!(
+        outcomes(&w.apply().await),
+        vec![("a", TaskOutcome::InDoubt)]
+    );
+    assert!(w.state().in_doubt.contains_key("a"));
+    w.fake.take_calls();
+    w
+}
+
+#[tokio::test]
+async fn an_in_doubt_create_that_never_arrived_whose_manifest_changed_is_created_as_it_now_is() {
+    let mut w = create_in_doubt(false).await;
+    w.loaded.manifests = vec![manifest(&body("a", 20))];
+    let report = w.apply().await;
+    assert_eq!(w.fake.calls(), vec!["SEARCH a", "POST create a"]);
+    assert_eq!(outcomes(&report), vec![("a", TaskOutcome::Created)]);
+    let ids = w.fake.ids();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(w.fake.body(&ids[0]).unwrap(), body("a", 20));
+    let state = w.state();
+    assert!(state.in_doubt.is_empty());
+    assert_eq!(state.tasks["a"].hash, w.loaded.manifests[0].hash);
+}
+
+#[tokio::test]
+async fn an_in_doubt_create_that_arrived_whose_manifest_changed_is_adopted_then_updated() {
+    let mut w = create_in_doubt(true).await;
+    let made = w.fake.ids();
+    w.loaded.manifests = vec![manifest(&body("a", 20))];
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Update)]);
+    assert_eq!(
+        w.fake.calls(),
+        vec!["SEARCH a".to_string(), format!("PUT {}", made[0])]
+    );
+    assert_eq!(w.fake.ids(), made, "no second task");
+    assert_eq!(w.fake.body(&made[0]).unwrap(), body("a", 20));
+    let state = w.state();
+    assert!(state.in_doubt.is_empty());
+    assert_eq!(state.tasks["a"].task_id, made[0]);
+    assert_eq!(state.tasks["a"].hash, w.loaded.manifests[0].hash);
+}
+
+#[tokio::test]
+async fn an_in_doubt_create_whose_manifest_is_gone_is_recorded_and_pruned() {
+    let mut w = create_in_doubt(true).await;
+    let made = w.fake.ids();
+    w.loaded.manifests = Vec::new();
+    w.policy.allow_empty = true;
+    // Without --prune: recorded, an orphan.
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Orphan)]);
+    let state = w.state();
+    assert!(state.in_doubt.is_empty());
+    assert_eq!(state.tasks["a"].task_id, made[0]);
+    // With it: deleted.
+    w.policy.prune = true;
+    w.policy.force_prune = true;
+    let report = w.apply().await;
+    assert_eq!(outcomes(&report), vec![("a", TaskOutcome::Deleted)]);
+    assert!(w.fake.ids().is_empty());
+    assert!(w.state().tasks.is_empty());
+}
+
+#[tokio::test]
+async fn an_in_doubt_create_that_never_arrived_whose_manifest_is_gone_is_forgotten() {
+    let mut w = create_in_doubt(false).await;
+    w.loaded.manifests = Vec::new();
+    w.policy.allow_empty = true;
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![]);
+    assert_eq!(w.fake.calls(), vec!["SEARCH a"]);
+    let state = w.state();
+    assert!(state.in_doubt.is_empty() && state.tasks.is_empty());
+}
+
+#[tokio::test]
+async fn recreate_in_doubt_records_extra_copies_with_the_sent_content_as_superseded() {
+    // Two lost answers made two copies; without the flag it stays in doubt, with it one
+    // is recorded and the other is superseded, deleted with --prune: nothing leaks.
+    let mut w = create_in_doubt(true).await;
+    let second = w.fake.insert(body("a", 10));
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::InDoubt)]);
+    w.policy.recreate_in_doubt = true;
+    let report = w.apply().await;
+    assert_eq!(w.fake.creates(), 0, "never created again");
+    assert_eq!(
+        actions(&report.doc),
+        vec![("a", Action::Unchanged), ("a", Action::Superseded)]
+    );
+    let state = w.state();
+    assert!(state.in_doubt.is_empty());
+    assert_eq!(state.tasks["a"].superseded[0].task_id, second);
+    w.policy.prune = true;
+    w.apply().await;
+    assert_eq!(w.fake.ids(), vec![state.tasks["a"].task_id.clone()]);
+}
+
+#[tokio::test]
+async fn a_schedule_whose_run_failed_after_the_put_is_started_by_the_next_apply() {
+    let w = updating(World::with(vec![cron_body("a", 20)]));
+    let id = w.fake.insert(cron_body("a", 10));
+    w.seed(&[("a", &id, &cron_body("a", 10))]);
+    // The stop goes through; the run is refused (as a fence, or retries spent, end it).
+    w.fake.script(
+        "action",
+        [
+            Scripted::Act,
+            Scripted::Answer(Outcome::Failed(failure(400, Some("DLG.9999")))),
+        ],
+    );
+    let report = w.apply().await;
+    let r = result(&report, "a");
+    assert_ne!(r.outcome, TaskOutcome::Updated, "{r:?}");
+    assert!(!w.fake.scheduled(&id), "left paused by the PUT");
+    assert_eq!(w.fake.body(&id).unwrap(), cron_body("a", 20));
+    w.fake.take_calls();
+    // The state says what the task is: the new content, stopped.
+    assert_eq!(
+        w.state().tasks["a"].hash,
+        manifest(&cron_with("a", 20, 0)).hash
+    );
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Update)]);
+    let previous: Value =
+        serde_json::from_str(report.doc.tasks[0].previous_body.as_ref().unwrap().get()).unwrap();
+    assert_eq!(
+        previous,
+        cron_with("a", 20, 0),
+        "the plan shows enabled 0 -> 1"
+    );
+    assert_eq!(
+        w.fake.take_calls(),
+        vec![format!("PUT {id}"), format!("POST run {id}")]
+    );
+    assert_eq!(result(&report, "a").outcome, TaskOutcome::Updated);
+    assert!(w.fake.scheduled(&id));
+    let state = w.state();
+    assert_eq!(state.tasks["a"].hash, w.loaded.manifests[0].hash);
+    // Converged: nothing to send, nor drift to read.
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Unchanged)]);
+    assert!(w.fake.take_calls().is_empty());
+    let mut w = w;
+    w.policy.refresh = true;
+    let report = w.apply().await;
+    assert_eq!(actions(&report.doc), vec![("a", Action::Unchanged)]);
+    assert!(report.observed.notes.is_empty());
+}
+
+#[tokio::test]
+async fn between_the_put_and_the_run_the_journal_says_the_schedule_is_stopped() {
+    // A run killed (or fenced off) after the PUT leaves this journal: the new content
+    // with `enabled: 0`, then, once `run` answered, the manifest's.
+    let fake = Arc::new(FakeApi::default());
+    let id = fake.insert(cron_body("a", 10));
+    let store = MemoryStore::new();
+    let mut state = State::new();
+    state
+        .tasks
+        .insert("a".into(), record(&id, &cron_body("a", 10)));
+    store.persist(&mut state).unwrap();
+    let manifests = vec![manifest(&cron_body("a", 20))];
+    let opts = PlanOptions {
+        on_change: OnChange::Update,
+        ..PlanOptions::default()
+    };
+    let plan = taskform::plan::plan(&manifests, &state, opts);
+    let journal: Arc<dyn Journal> = Arc::from(store.open_journal(&state).unwrap());
+    let (_tx, cancel) = watch::channel(false);
+    let options = ApplyOptions::default();
+    let sending = Sending {
+        options: &options,
+        cancel,
+        progress: Arc::new(Silent),
+    };
+    let applied =
+        applier::execute(&plan, &manifests, &state, fake.clone(), journal, &sending).await;
+    assert_eq!(applied.results[0].outcome, TaskOutcome::Updated);
+    let updated: Vec<(String, Value)> = store
+        .journal()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Updated { hash, body, .. } => {
+                Some((hash, serde_json::from_str(body.unwrap().get()).unwrap()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        updated,
+        vec![
+            (manifest(&cron_with("a", 20, 0)).hash, cron_with("a", 20, 0)),
+            (manifests[0].hash.clone(), cron_body("a", 20)),
+        ]
+    );
+    // Folded up to the first record only (a kill -9 before the run's answer), the next
+    // plan is the update that starts it; folded twice, the same.
+    let first = store.journal()[1..2].to_vec();
+    let mut killed = state.clone();
+    taskform::state::journal::replay(&mut killed, &first);
+    taskform::state::journal::replay(&mut killed, &first);
+    assert_eq!(killed.tasks["a"].hash, updated[0].0);
+    let p = taskform::plan::plan(&manifests, &killed, opts);
+    assert_eq!(p.tasks[0].action, Action::Update);
+    // All of it: done, and folding it again changes nothing.
+    taskform::state::journal::replay(&mut state, &applied.records);
+    taskform::state::journal::replay(&mut state, &applied.records);
+    assert_eq!(state.tasks["a"].hash, manifests[0].hash);
+    let p = taskform::plan::plan(&manifests, &state, opts);
+    assert_eq!(p.tasks[0].action, Action::Unchanged);
 }

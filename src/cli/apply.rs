@@ -183,7 +183,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         finish_output(&args, doc, &[], false);
         if in_doubt_before > 0 {
             return Err(Error::Command(format!(
-                "{in_doubt_before} task(s) in doubt: check whether they exist on the server, then re-run with --recreate-in-doubt to create them"
+                "{in_doubt_before} task(s) in doubt: check the tasks of their names on the server (named above), then re-run with --recreate-in-doubt, which records one with the content sent and creates the task again only when none has it (always, where the endpoint offers no search)"
             )));
         }
         return Ok(Exit::Ok);
@@ -208,7 +208,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     let summary = render::ApplySummary::of(results);
     if summary.in_doubt + in_doubt_before > 0 {
         eprintln!(
-            "tasks in doubt may exist on the server: check them, then re-run with --recreate-in-doubt to create them again"
+            "tasks in doubt may exist on the server: the next apply settles them by searching the service; --recreate-in-doubt records one with the content sent and creates the task again only when none has it"
         );
     }
     Ok(if interrupted {

@@ -162,7 +162,7 @@ pub fn manifests_ref(loaded: &Loaded) -> ManifestsRef {
 fn in_doubt_note(state: &State, name: &str) -> Option<String> {
     state.in_doubt.get(name).map(|d| {
         format!(
-            "a create was sent{} but its answer was never recorded ({}); the task may exist on the server. Check the console, then re-run apply with --recreate-in-doubt to create it again",
+            "a create was sent{} but its answer was never recorded ({}); the task may exist on the server. Check the console, then re-run apply with --recreate-in-doubt to record the task with the content sent, or create it again when none has it",
             d.sent_at.as_deref().map(|s| format!(" at {s}")).unwrap_or_default(),
             d.reason.as_deref().unwrap_or("unknown outcome")
         )

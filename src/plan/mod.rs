@@ -476,7 +476,7 @@ mod tests {
             for n in &doubtful {
                 state.in_doubt.insert(
                     format!("t{n:02}"),
-                    InDoubt { hash: "h0".into(), file: None, sent_at: None, reason: None },
+                    InDoubt { hash: "h0".into(), file: None, sent_at: None, reason: None, body: None },
                 );
             }
             let opts = PlanOptions {
@@ -573,6 +573,7 @@ mod tests {
                 file: None,
                 sent_at: None,
                 reason: None,
+                body: None,
             },
         );
         let ms = vec![

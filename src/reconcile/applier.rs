@@ -15,7 +15,10 @@
 //! the service refuses all the same (`DLG.2206`) is stopped then. After an update, a
 //! body that enables a CRON schedule is started (`run`) whatever state the task was
 //! in, so that a paused task (a pause in the console, or a run killed between its stop
-//! and its PUT) ends scheduling; a body with `enabled: 0` leaves it stopped. A delete
+//! and its PUT) ends scheduling; a body with `enabled: 0` leaves it stopped. Until that
+//! `run` answers, the journal records the task as it is after the PUT (the new content
+//! with `enabled: 0`), then the manifest's content: a run that ends in between leaves a
+//! state whose next plan sends the update that starts it. A delete
 //! refused as scheduling after the task was stopped is checked with show: a task the
 //! service no longer shows (a soft-deleted instance, in the provider's words) counts as
 //! deleted. A task already gone counts as deleted. An endpoint that offers no
@@ -210,6 +213,7 @@ pub async fn execute(
             shown: m
                 .map(|m| m.shown_canonical().to_string())
                 .unwrap_or_default(),
+            paused: m.and_then(paused),
         };
         let run = run.clone();
         handles.push(tokio::spawn(async move {
@@ -244,6 +248,22 @@ struct Job {
     /// The state records the remote task as being scheduled: it is stopped before it
     /// is changed or deleted.
     recorded_scheduling: bool,
+    /// For a body that enables a CRON schedule: the hash and shown body of its content
+    /// with the schedule stopped (`enabled: 0`), which is what the task holds after
+    /// the PUT until its `run` succeeds.
+    paused: Option<(String, String)>,
+}
+
+/// The content of `m` with its schedule stopped (hash, shown body), when `m` enables a
+/// CRON schedule: what an update journals between its PUT and its `run`.
+fn paused(m: &Manifest) -> Option<(String, String)> {
+    let mut shown = m.shown_body();
+    if schedule_of(&shown) != Schedule::On {
+        return None;
+    }
+    shown["schedule_config"]["enabled"] = Value::from(0);
+    let (text, _) = crate::hash::canonical_and_hash(&shown);
+    Some((m.hash_of(&shown), text))
 }
 
 /// What a body says of its task's schedule.
@@ -296,7 +316,18 @@ impl Job {
     }
     /// The applied body as recorded: never a sensitive value.
     fn raw_body(&self) -> Option<Box<serde_json::value::RawValue>> {
-        serde_json::value::RawValue::from_string(self.shown.clone()).ok()
+        raw(&self.shown)
+    }
+    /// The task now holds this content (hash, shown body).
+    fn updated(&self, hash: String, body: Option<Box<serde_json::value::RawValue>>) -> Record {
+        Record::Updated {
+            name: self.name.clone(),
+            task_id: self.task_id.clone(),
+            hash,
+            file: self.file.clone(),
+            at: crate::clock::now_rfc3339(),
+            body,
+        }
     }
     /// Whether the task is started (`run`) after its update: when the new body enables
     /// a CRON schedule, whatever state the task was in (a paused task is not started
@@ -310,6 +341,10 @@ impl Job {
             Schedule::Off => false,
         }
     }
+}
+
+fn raw(shown: &str) -> Option<Box<serde_json::value::RawValue>> {
+    serde_json::value::RawValue::from_string(shown.to_string()).ok()
 }
 
 /// How a request ended, when it did not succeed.
@@ -607,6 +642,7 @@ impl Run {
             hash: job.hash.clone(),
             file: job.file.clone(),
             at: crate::clock::now_rfc3339(),
+            body: job.raw_body(),
         };
         if let Err(e) = self.record(intent).await {
             // Never sent: the intent kept in memory must not leave it in doubt.
@@ -761,25 +797,42 @@ impl Run {
             }
         }
         self.pacer.succeeded();
-        let rec = Record::Updated {
-            name: job.name.clone(),
-            task_id: job.task_id.clone(),
-            hash: job.hash.clone(),
-            file: job.file.clone(),
-            at: crate::clock::now_rfc3339(),
-            body: job.raw_body(),
+        let start = job.start_after_update(stopped);
+        // Until its `run` succeeds, a task whose schedule is to be started holds the
+        // new content with its schedule stopped (a PUT need not start a paused task):
+        // journaled as such, so that a run that ends here (killed, its lock lost, the
+        // `run` refused) leaves a state whose next plan sends what is missing.
+        let between = match (start, &job.paused) {
+            (true, Some((hash, shown))) => Some((hash.clone(), shown.clone())),
+            _ => None,
         };
-        self.durable(rec, &job.name, &job.task_id).await;
+        let (hash, body) = match &between {
+            Some((hash, shown)) => (hash.clone(), raw(shown)),
+            None => (job.hash.clone(), job.raw_body()),
+        };
+        self.durable(job.updated(hash, body), &job.name, &job.task_id)
+            .await;
         self.done(job, "updated", &job.task_id);
         result.outcome = TaskOutcome::Updated;
-        if job.start_after_update(stopped) {
+        if start {
             let run = || self.api.action(&job.task_id, "run");
-            if let Err(e) = self.call(job, &mut result.attempts, true, run).await {
-                self.ended(result, e);
-                result.error_msg = Some(format!(
-                    "updated, but starting its schedule failed: {}; start it in the console or with the action API (`action?action=run`), or apply again",
-                    result.error_msg.as_deref().unwrap_or_default()
-                ));
+            match self.call(job, &mut result.attempts, true, run).await {
+                Ok(_) if between.is_some() => {
+                    self.durable(
+                        job.updated(job.hash.clone(), job.raw_body()),
+                        &job.name,
+                        &job.task_id,
+                    )
+                    .await;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.ended(result, e);
+                    result.error_msg = Some(format!(
+                        "updated, but starting its schedule failed: {}; it is recorded as stopped, so the next apply starts it (or start it in the console or with the action API, `action?action=run`)",
+                        result.error_msg.as_deref().unwrap_or_default()
+                    ));
+                }
             }
         }
     }

@@ -1,6 +1,8 @@
 //! The append-only journal beside the state file.
 //!
-//! Before a create is sent, an `intent` record is made durable; when the answer
+//! Before a create is sent, an `intent` record is made durable, with the body about to
+//! be sent in its shown form (sensitive values fingerprinted), so that settling can
+//! compare the service's tasks with it whatever the manifests say later; when the answer
 //! arrives, a `created` record (with the task ID) is made durable before the task counts
 //! as done. The journal is folded into the state file at the end of a run and at the
 //! start of the next, so after a crash at any moment every returned task ID is
@@ -41,6 +43,10 @@ pub enum Record {
         #[serde(default)]
         file: Option<String>,
         at: String,
+        /// The body about to be sent, as shown (sensitive values fingerprinted): what
+        /// settling compares with once the manifest changed. Absent in older journals.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<Box<RawValue>>,
     },
     Created {
         name: String,
@@ -213,8 +219,9 @@ fn apply(state: &mut State, r: &Record) -> bool {
             hash,
             file,
             at,
+            body,
         } => {
-            state.record_intent(name, hash, file.clone(), at);
+            state.record_intent(name, hash, file.clone(), at, body.clone());
             true
         }
         Record::InDoubt { name, hash, reason } => {
@@ -402,18 +409,21 @@ mod tests {
                 hash: "h1".into(),
                 file: None,
                 at: "t".into(),
+                body: None,
             },
             Record::Intent {
                 name: "b".into(),
                 hash: "h2".into(),
                 file: None,
                 at: "t".into(),
+                body: None,
             },
             Record::Intent {
                 name: "c".into(),
                 hash: "h3".into(),
                 file: None,
                 at: "t".into(),
+                body: None,
             },
             created("a", "id-a", "h1"),
             Record::Failed {
@@ -498,6 +508,35 @@ mod tests {
         assert!(s.tasks["a"].superseded.is_empty());
         replay(&mut s, &[del("2")]);
         assert!(s.tasks.is_empty());
+    }
+
+    #[test]
+    fn an_intent_keeps_the_body_sent_and_an_old_one_without_it_still_folds() {
+        let old = br#"{"intent":{"name":"a","hash":"h1","file":null,"at":"t"}}"#;
+        let new = br#"{"intent":{"name":"b","hash":"h2","file":"b.yaml","at":"t","body":{"name":"b","x":"sha256:fp"}}}"#;
+        let mut s = State::new();
+        replay(&mut s, &parse(old, "j").unwrap());
+        replay(&mut s, &parse(new, "j").unwrap());
+        assert!(s.in_doubt["a"].body.is_none());
+        assert_eq!(
+            s.in_doubt["b"].body.as_ref().map(|b| b.get()),
+            Some(r#"{"name":"b","x":"sha256:fp"}"#)
+        );
+        // The state keeps it (and writes nothing for an old intent).
+        let text = String::from_utf8(s.encode()).unwrap();
+        let back = State::from_bytes(text.as_bytes(), "s").unwrap();
+        assert_eq!(back.in_doubt, s.in_doubt);
+        let a = serde_json::to_value(&s.in_doubt["a"]).unwrap();
+        assert!(a.get("body").is_none(), "{a}");
+        // Written without a body, an intent reads as before.
+        let line = line(&Record::Intent {
+            name: "c".into(),
+            hash: "h".into(),
+            file: None,
+            at: "t".into(),
+            body: None,
+        });
+        assert!(!String::from_utf8(line).unwrap().contains("body"));
     }
 
     #[test]

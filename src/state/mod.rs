@@ -5,7 +5,8 @@
 //!  "target": {"project_id": "...", "workspace": "..."},
 //!  "tasks": {"<name>": {"task_id": "...", "hash": "sha256:...", "file": "...",
 //!                       "applied_at": "RFC 3339", "body": {...}}},
-//!  "in_doubt": {"<name>": {"hash": "sha256:...", "file": "...", "sent_at": "..."}}}
+//!  "in_doubt": {"<name>": {"hash": "sha256:...", "file": "...", "sent_at": "...",
+//!                          "body": {...}}}}
 //! ```
 //!
 //! Only `version`, `tasks[*].task_id` and `tasks[*].hash` are required: a hand-repaired
@@ -105,7 +106,7 @@ pub struct Duplicate {
 }
 
 /// A create that was sent but whose answer never arrived: the task may or may not exist.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InDoubt {
     pub hash: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,7 +116,25 @@ pub struct InDoubt {
     /// Why the outcome is unknown (timeout, connection reset, 502...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The body that was sent, as shown (sensitive values fingerprinted; `hash` is its
+    /// content hash as its manifest counted it): what settling compares the service's
+    /// tasks with once no manifest has `hash` any more. `None` in an intent journaled
+    /// before taskform kept it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Box<RawValue>>,
 }
+
+impl PartialEq for InDoubt {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.file == other.file
+            && self.sent_at == other.sent_at
+            && self.reason == other.reason
+            && self.body.as_ref().map(|b| b.get()) == other.body.as_ref().map(|b| b.get())
+    }
+}
+
+impl Eq for InDoubt {}
 
 /// The whole state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -292,8 +311,16 @@ impl State {
 /// a remote task adopted or refreshed, or a record forgotten. Each is idempotent, so
 /// replaying a journal twice changes nothing more.
 impl State {
-    /// A create is about to be sent: until its answer is recorded, the task is in doubt.
-    pub fn record_intent(&mut self, name: &str, hash: &str, file: Option<String>, at: &str) {
+    /// A create of `body` (as shown) is about to be sent: until its answer is recorded,
+    /// the task is in doubt.
+    pub fn record_intent(
+        &mut self,
+        name: &str,
+        hash: &str,
+        file: Option<String>,
+        at: &str,
+        body: Option<Box<RawValue>>,
+    ) {
         self.in_doubt.insert(
             name.to_string(),
             InDoubt {
@@ -301,6 +328,7 @@ impl State {
                 file,
                 sent_at: Some(at.to_string()),
                 reason: Some("taskform stopped before the answer arrived".into()),
+                body,
             },
         );
     }
@@ -344,6 +372,35 @@ impl State {
             }
         }
         self.tasks.insert(name.to_string(), record);
+    }
+
+    /// Remote tasks of this name with the content its in-doubt create sent, found besides
+    /// the one recorded for it (`--recreate-in-doubt` after several lost answers): kept
+    /// as superseded, so that `--prune` deletes them. Returns whether anything changed.
+    pub fn record_left_behind(&mut self, name: &str, task_id: &str, hash: &str, at: &str) -> bool {
+        let Some(r) = self.tasks.get_mut(name) else {
+            return false;
+        };
+        if r.task_id == task_id || r.superseded.iter().any(|s| s.task_id == task_id) {
+            return false;
+        }
+        r.superseded.push(Superseded {
+            task_id: task_id.to_string(),
+            hash: hash.to_string(),
+            replaced_at: Some(at.to_string()),
+        });
+        true
+    }
+
+    /// Every remote task ID the state records: the tasks, their superseded ones.
+    pub fn recorded_ids(&self) -> std::collections::HashSet<&str> {
+        self.tasks
+            .values()
+            .flat_map(|r| {
+                std::iter::once(r.task_id.as_str())
+                    .chain(r.superseded.iter().map(|s| s.task_id.as_str()))
+            })
+            .collect()
     }
 
     /// The recorded task was changed in place to this content (PUT). Returns whether

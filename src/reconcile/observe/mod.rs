@@ -35,8 +35,8 @@ pub struct Observed {
     pub notes: BTreeMap<String, String>,
 }
 
-/// Reads the server into `state` as `policy` asks: settles in-doubt creates (unless they
-/// are to be created again), refreshes with `refresh`, adopts with `adopt`. An endpoint
+/// Reads the server into `state` as `policy` asks: settles in-doubt creates (with
+/// `--recreate-in-doubt` too: by search first), refreshes with `refresh`, adopts with `adopt`. An endpoint
 /// without search or show falls back to create-only behaviour with a warning.
 pub async fn observe(
     state: &mut State,
@@ -51,8 +51,15 @@ pub async fn observe(
         ..Observed::default()
     };
     let before = state.in_doubt.len();
-    if before > 0 && !policy.recreate_in_doubt {
-        let settled = settle::settle(state, manifests, api.as_ref(), key).await?;
+    if before > 0 {
+        let settled = settle::settle(
+            state,
+            manifests,
+            api.as_ref(),
+            key,
+            policy.recreate_in_doubt,
+        )
+        .await?;
         settle::report(&settled);
         read.changed |= state.in_doubt.len() < before;
     }

@@ -490,18 +490,6 @@ impl State {
         true
     }
 
-    /// Every remote task ID the state records: the names' tasks and their superseded
-    /// tasks.
-    pub fn recorded_ids(&self) -> std::collections::HashSet<&str> {
-        self.tasks
-            .values()
-            .flat_map(|r| {
-                std::iter::once(r.task_id.as_str())
-                    .chain(r.superseded.iter().map(|s| s.task_id.as_str()))
-            })
-            .collect()
-    }
-
     /// Forgets a name (its task, any superseded tasks and an in-doubt create) without
     /// touching the server. Returns the record forgotten.
     pub fn forget(&mut self, name: &str) -> Option<Forgotten> {

@@ -229,6 +229,21 @@ impl Authenticator {
         *self.cached.lock().await = None;
     }
 
+    /// After a 401 to a request that carried the IAM token `sent`: forgets it if it is
+    /// still the cached one (requests in flight with it do not make a token fetched
+    /// since be dropped). True with IAM password credentials: the request is worth one
+    /// more try, with the token cached now or a new one.
+    pub async fn forget_refused(&self, sent: &Secret) -> bool {
+        if !matches!(self.creds, Credentials::Password { .. }) {
+            return false;
+        }
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|(t, _)| t == sent) {
+            *cached = None;
+        }
+        true
+    }
+
     async fn iam_token(&self) -> Result<Secret, AuthError> {
         let mut cached = self.cached.lock().await;
         if let Some((tok, until)) = cached.as_ref()

@@ -428,7 +428,15 @@ fn a_refused_iam_token_is_dropped_and_fetched_once_more() {
         ("TASKFORM_IAM_ENDPOINT", srv.url.as_str()),
     ];
     let out = p.run(
-        &["apply", "--yes", "tasks", "--endpoint", &srv.url, "--concurrency", "1"],
+        &[
+            "apply",
+            "--yes",
+            "tasks",
+            "--endpoint",
+            &srv.url,
+            "--concurrency",
+            "1",
+        ],
         &env,
     );
     out.succeeds();
@@ -456,7 +464,10 @@ fn a_refused_iam_token_is_dropped_and_fetched_once_more() {
         ("HW_DOMAIN_NAME", "dom"),
         ("TASKFORM_IAM_ENDPOINT", refusing.url.as_str()),
     ];
-    let out = q.run(&["apply", "--yes", "tasks", "--endpoint", &refusing.url], &env);
+    let out = q.run(
+        &["apply", "--yes", "tasks", "--endpoint", &refusing.url],
+        &env,
+    );
     assert_ne!(out.code, Some(0), "{}", out.stderr);
     let reqs = refusing.requests();
     let logins = reqs.iter().filter(|r| r.path == "/v3/auth/tokens").count();

@@ -18,7 +18,9 @@ fn cannot_run(why: &str) {
         || std::env::var("TASKFORM_REQUIRE_SDK").is_ok_and(|v| v == "1");
     let how = "create a virtual environment with the pinned SDK (python3 -m venv V && V/bin/pip install -r conformance/requirements.txt) and set TASKFORM_SDK_PYTHON=V/bin/python";
     if required {
-        panic!("the SDK conformance suite is required (CI=true or TASKFORM_REQUIRE_SDK=1) but {why}: {how}");
+        panic!(
+            "the SDK conformance suite is required (CI=true or TASKFORM_REQUIRE_SDK=1) but {why}: {how}"
+        );
     }
     println!("notice: SDK conformance suite skipped: {why}; to run it, {how}");
 }
@@ -51,6 +53,9 @@ fn taskform_and_the_emulator_conform_to_huaweis_python_sdk() {
         Some(0) => println!("{}", stdout.trim()),
         // The script's own code for "the SDK is not installed".
         Some(2) => cannot_run(&format!("the SDK is missing: {}", stderr.trim())),
-        _ => panic!("the SDK conformance suite failed ({}):\n{stderr}{stdout}", out.status),
+        _ => panic!(
+            "the SDK conformance suite failed ({}):\n{stderr}{stdout}",
+            out.status
+        ),
     }
 }

@@ -489,11 +489,19 @@ async fn aksk_signatures_are_verified() {
 async fn paths_and_query_values_are_percent_decoded() {
     let api = Api::start(Config::default()).await;
     let (s, v) = api.ok("GET", &path("no%20such%20id"), None).await;
-    assert_eq!((s, v["error_code"].as_str()), (400, Some("DLG.2253")), "{v}");
+    assert_eq!(
+        (s, v["error_code"].as_str()),
+        (400, Some("DLG.2253")),
+        "{v}"
+    );
     assert_eq!(v["error_msg"], "The task no such id does not exist.");
     // Huawei's SDK sends an ID holding `/` as `a%2Fb`: one ID, not two segments.
     let (s, v) = api.ok("DELETE", &path("a%2Fb"), None).await;
-    assert_eq!((s, v["error_code"].as_str()), (400, Some("DLG.2208")), "{v}");
+    assert_eq!(
+        (s, v["error_code"].as_str()),
+        (400, Some("DLG.2208")),
+        "{v}"
+    );
     assert_eq!(v["error_msg"], "The task a/b to delete does not exist.");
     let cron = EXAMPLE.replace(
         r#""schedule_type" : "RUN_ONCE""#,
@@ -556,9 +564,10 @@ async fn answers_carry_the_fields_the_service_fills_in() {
 async fn search_filters_by_directory_and_user_name() {
     let api = Api::start(Config::default()).await;
     let a = EXAMPLE.replace("Test collection 110", "a");
-    let b = EXAMPLE
-        .replace("Test collection 110", "b")
-        .replace(r#""dir_id" : "0""#, r#""dir_id" : "d7", "user_name" : "bob""#);
+    let b = EXAMPLE.replace("Test collection 110", "b").replace(
+        r#""dir_id" : "0""#,
+        r#""dir_id" : "d7", "user_name" : "bob""#,
+    );
     api.ok("POST", &path("create"), Some(&a)).await;
     api.ok("POST", &path("create"), Some(&b)).await;
     let names = |v: &Value| -> Vec<String> {
@@ -574,7 +583,10 @@ async fn search_filters_by_directory_and_user_name() {
         (r#"{"directory_id": "0"}"#, vec!["a"]),
         (r#"{"user_name": "bob"}"#, vec!["b"]),
         (r#"{"user_name": "nobody"}"#, vec![]),
-        (r#"{"data_connection_id": "14bb947454e64de784eadaab759081e8"}"#, vec!["a", "b"]),
+        (
+            r#"{"data_connection_id": "14bb947454e64de784eadaab759081e8"}"#,
+            vec!["a", "b"],
+        ),
         ("{}", vec!["a", "b"]),
     ] {
         let (s, v) = api.ok("POST", &path("search"), Some(filter)).await;

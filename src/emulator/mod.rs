@@ -328,9 +328,7 @@ fn route(path: &str) -> Option<(String, Route)> {
         [_, "metadata", "tasks", "create"] => Route::Create,
         [_, "metadata", "tasks", "search"] => Route::Search,
         [_, "metadata", "tasks", id] if !id.is_empty() => Route::Task(id.to_string()),
-        [_, "metadata", "tasks", id, "action"] if !id.is_empty() => {
-            Route::Action(id.to_string())
-        }
+        [_, "metadata", "tasks", id, "action"] if !id.is_empty() => Route::Action(id.to_string()),
         _ => return None,
     };
     Some((parts[0].to_string(), r))
@@ -616,7 +614,11 @@ impl Shared {
             ("duty_person", DEMO_USER_NAME.to_string()),
             ("path", path),
         ] {
-            if fields.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+            if fields
+                .get(k)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 fields.insert(k.into(), json!(v));
             }
         }

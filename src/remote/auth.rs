@@ -9,7 +9,8 @@
 //!    `content-type`, `host`, `workspace`, `x-project-id`, `x-sdk-date` (and
 //!    `x-security-token`);
 //! 3. `HW_USER_NAME` + `HW_PASSWORD` + `HW_DOMAIN_NAME`: an IAM token from
-//!    `POST {iam}/v3/auth/tokens`, cached until shortly before it expires.
+//!    `POST {iam}/v3/auth/tokens`, cached until shortly before it expires; a 401
+//!    drops it ([`Authenticator::forget_refused`]) and the client asks for a new one once.
 //!
 //! Secret values are wrapped in [`Secret`], whose `Debug` and `Display` print `***`,
 //! so no log line or error message can carry them.

@@ -955,7 +955,9 @@ mod tests {
                     head.push_str(&line);
                 }
                 let _ = tx.send(head);
-                let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                let _ = out.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
             }
         });
         (url, rx)
@@ -987,7 +989,10 @@ mod tests {
         let client = test_client(&url);
         assert_eq!(client.action("id-1", "stop").await, Outcome::Done(200));
         let head = heads.recv().unwrap().to_ascii_lowercase();
-        assert!(head.starts_with("post /v3/p/metadata/tasks/id-1/action?action=stop "), "{head}");
+        assert!(
+            head.starts_with("post /v3/p/metadata/tasks/id-1/action?action=stop "),
+            "{head}"
+        );
         assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
         assert!(!head.contains("transfer-encoding"), "{head}");
         assert_eq!(client.update("id-1", b"").await, Outcome::Done(200));

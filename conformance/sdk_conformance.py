@@ -73,9 +73,13 @@ def masked(text):
 def start_emulator(taskform):
     env = dict(os.environ, TASKFORM_EMULATOR_ACCESS_KEY=AK,
                TASKFORM_EMULATOR_SECRET_KEY=SK, NO_COLOR="1")
-    proc = subprocess.Popen([taskform, "emulator", "--listen", "127.0.0.1:0",
-                             "--rate-limit", "0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    try:
+        proc = subprocess.Popen([taskform, "emulator", "--listen", "127.0.0.1:0",
+                                 "--rate-limit", "0"],
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env,
+                                text=True)
+    except OSError as e:
+        raise SystemExit(f"sdk-conformance: cannot run the taskform binary {taskform!r}: {e}")
     url = proc.stdout.readline().strip()
     if not url.startswith("http://127.0.0.1:"):
         proc.kill()

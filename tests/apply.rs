@@ -398,6 +398,84 @@ fn iam_password_login_gets_a_token_once() {
     out.stderr_lacks("pw-SECRET").stderr_lacks("iam-token-123");
 }
 
+/// A token revoked before its expiry: the 401 drops it and taskform logs in once more
+/// (then goes on with the new token); a token refused again fails as before, after
+/// one more login, not one per request.
+#[test]
+fn a_refused_iam_token_is_dropped_and_fetched_once_more() {
+    let logins = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = logins.clone();
+    let srv = Scripted::without_search(move |n, r| {
+        if r.path == "/v3/auth/tokens" {
+            let k = counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            Reply::Answer(
+                201,
+                vec![("X-Subject-Token", format!("iam-token-{k}"))],
+                r#"{"token":{"expires_at":"2099-01-01T00:00:00.000000Z"}}"#.into(),
+            )
+        } else if r.header("x-auth-token") == Some("iam-token-2") {
+            created(n)
+        } else {
+            api_error(401, "APIGW.0301", "the token has been revoked")
+        }
+    });
+    let p = Project::new();
+    p.tasks(3);
+    let env = [
+        ("HW_USER_NAME", "alice"),
+        ("HW_PASSWORD", "pw-SECRET"),
+        ("HW_DOMAIN_NAME", "dom"),
+        ("TASKFORM_IAM_ENDPOINT", srv.url.as_str()),
+    ];
+    let out = p.run(
+        &[
+            "apply",
+            "--yes",
+            "tasks",
+            "--endpoint",
+            &srv.url,
+            "--concurrency",
+            "1",
+        ],
+        &env,
+    );
+    out.succeeds();
+    assert_eq!(logins.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(p.state()["tasks"].as_object().map(|t| t.len()), Some(3));
+    out.stderr_lacks("pw-SECRET").stderr_lacks("iam-token-");
+
+    // Every token refused: one more login, then the apply fails as before.
+    let refusing = Scripted::without_search(|_, r| {
+        if r.path == "/v3/auth/tokens" {
+            Reply::Answer(
+                201,
+                vec![("X-Subject-Token", "iam-token-x".into())],
+                r#"{"token":{"expires_at":"2099-01-01T00:00:00.000000Z"}}"#.into(),
+            )
+        } else {
+            api_error(401, "APIGW.0301", "the token has been revoked")
+        }
+    });
+    let q = Project::new();
+    q.task("a");
+    let env = [
+        ("HW_USER_NAME", "alice"),
+        ("HW_PASSWORD", "pw-SECRET"),
+        ("HW_DOMAIN_NAME", "dom"),
+        ("TASKFORM_IAM_ENDPOINT", refusing.url.as_str()),
+    ];
+    let out = q.run(
+        &["apply", "--yes", "tasks", "--endpoint", &refusing.url],
+        &env,
+    );
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    let reqs = refusing.requests();
+    let logins = reqs.iter().filter(|r| r.path == "/v3/auth/tokens").count();
+    let creates = reqs.iter().filter(|r| r.path.ends_with("/create")).count();
+    assert_eq!((logins, creates), (2, 2), "{reqs:?}");
+    out.stderr_has("APIGW.0301").stderr_lacks("iam-token-x");
+}
+
 #[test]
 fn a_second_apply_is_refused_while_the_state_is_locked() {
     let emu = Emu::start(&["--latency-ms", "3000"]);

@@ -484,3 +484,113 @@ async fn aksk_signatures_are_verified() {
         .await;
     assert_eq!((s, v["error_code"].as_str()), (401, Some("APIGW.0303")));
 }
+
+#[tokio::test]
+async fn paths_and_query_values_are_percent_decoded() {
+    let api = Api::start(Config::default()).await;
+    let (s, v) = api.ok("GET", &path("no%20such%20id"), None).await;
+    assert_eq!(
+        (s, v["error_code"].as_str()),
+        (400, Some("DLG.2253")),
+        "{v}"
+    );
+    assert_eq!(v["error_msg"], "The task no such id does not exist.");
+    // Huawei's SDK sends an ID holding `/` as `a%2Fb`: one ID, not two segments.
+    let (s, v) = api.ok("DELETE", &path("a%2Fb"), None).await;
+    assert_eq!(
+        (s, v["error_code"].as_str()),
+        (400, Some("DLG.2208")),
+        "{v}"
+    );
+    assert_eq!(v["error_msg"], "The task a/b to delete does not exist.");
+    let cron = EXAMPLE.replace(
+        r#""schedule_type" : "RUN_ONCE""#,
+        r#""schedule_type" : "CRON", "cron_expression" : "0 0 2 * * ?", "enabled" : 1"#,
+    );
+    let (_, v) = api.ok("POST", &path("create"), Some(&cron)).await;
+    let id = v["task_id"].as_str().unwrap().to_string();
+    let (s, v) = api
+        .ok("POST", &path(&format!("{id}/action?action=st%6Fp")), None)
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, v) = api.ok("GET", &path(&id), None).await;
+    assert_eq!(v["schedule_config"]["enabled"], 5);
+}
+
+/// The fields of the SDK's task model (`MetadataCollectionTask`) that the service
+/// fills in: the schedule's `job_id` (kept across updates), `user_name`, `path`,
+/// `duty_person`, `next_run_time` while scheduling, and each `parameter_config` entry's
+/// `task_id`, whatever `--task-config-echo` says.
+#[tokio::test]
+async fn answers_carry_the_fields_the_service_fills_in() {
+    for echo in [
+        emulator::Echo::Exact,
+        emulator::Echo::Omitted,
+        emulator::Echo::Reordered,
+    ] {
+        let api = Api::start(Config {
+            task_config_echo: echo,
+            ..Config::default()
+        })
+        .await;
+        let body = EXAMPLE
+            .replace(
+                r#""schedule_type" : "RUN_ONCE""#,
+                r#""schedule_type" : "CRON", "cron_expression" : "0 0 2 * * ?", "enabled" : 1"#,
+            )
+            .replace(
+                r#""dir_id" : "0","#,
+                r#""dir_id" : "0", "parameter_config" : [{"description" : "owner", "type" : "string"}],"#,
+            );
+        let (_, v) = api.ok("POST", &path("create"), Some(&body)).await;
+        let id = v["task_id"].as_str().unwrap().to_string();
+        let (_, shown) = api.ok("GET", &path(&id), None).await;
+        let job = shown["schedule_config"]["job_id"].as_i64();
+        assert!(job.is_some(), "{echo:?}: {shown}");
+        for f in ["user_name", "path", "duty_person", "next_run_time"] {
+            assert!(shown[f].is_string(), "{echo:?}: {f} in {shown}");
+        }
+        assert_eq!(shown["parameter_config"][0]["task_id"], id, "{echo:?}");
+        api.ok("POST", &path(&format!("{id}/action?action=stop")), None)
+            .await;
+        let (s, _) = api.ok("PUT", &path(&id), Some(&body)).await;
+        assert_eq!(s, 200);
+        let (_, shown) = api.ok("GET", &path(&id), None).await;
+        assert_eq!(shown["schedule_config"]["job_id"].as_i64(), job, "kept");
+    }
+}
+
+#[tokio::test]
+async fn search_filters_by_directory_and_user_name() {
+    let api = Api::start(Config::default()).await;
+    let a = EXAMPLE.replace("Test collection 110", "a");
+    let b = EXAMPLE.replace("Test collection 110", "b").replace(
+        r#""dir_id" : "0""#,
+        r#""dir_id" : "d7", "user_name" : "bob""#,
+    );
+    api.ok("POST", &path("create"), Some(&a)).await;
+    api.ok("POST", &path("create"), Some(&b)).await;
+    let names = |v: &Value| -> Vec<String> {
+        v["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for (filter, expected) in [
+        (r#"{"directory_id": "d7"}"#, vec!["b"]),
+        (r#"{"directory_id": "0"}"#, vec!["a"]),
+        (r#"{"user_name": "bob"}"#, vec!["b"]),
+        (r#"{"user_name": "nobody"}"#, vec![]),
+        (
+            r#"{"data_connection_id": "14bb947454e64de784eadaab759081e8"}"#,
+            vec!["a", "b"],
+        ),
+        ("{}", vec!["a", "b"]),
+    ] {
+        let (s, v) = api.ok("POST", &path("search"), Some(filter)).await;
+        assert_eq!(s, 200);
+        assert_eq!(names(&v), expected, "{filter}");
+    }
+}

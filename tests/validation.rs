@@ -376,3 +376,23 @@ fn control_and_bidi_characters_in_names_are_refused_and_shown_escaped() {
         out.stderr
     );
 }
+
+#[test]
+fn parameter_config_entries_are_checked_against_custom_metadata() {
+    let p = Project::new();
+    p.write(
+        "tasks/a.yaml",
+        "name: a\ndata_source_type: DLI\ntask_config: {}\nschedule_config:\n  schedule_type: RUN_ONCE\nparameter_config:\n  - {description: 5, type: [a, b], descriptoin: typo}\n  - {description: Owning team, type: string}\n",
+    );
+    p.run(&["validate", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("error: tasks/a.yaml:7:19: `parameter_config[0].description` must be a string, found an integer\n  hint: YAML reads the unquoted `5` as an integer; quote it to send a string: description: \"5\"")
+        .stderr_has("error: tasks/a.yaml:7:28: `parameter_config[0].type` must be a string, found a list")
+        .stderr_has("unknown field `parameter_config[0].descriptoin`\n  hint: did you mean `description`?")
+        .stderr_has("3 problems in 1 file");
+    p.write(
+        "tasks/a.yaml",
+        "name: a\ndata_source_type: DLI\ntask_config: {}\nschedule_config:\n  schedule_type: RUN_ONCE\nparameter_config:\n  - {description: Owning team, type: string, task_id: \"x\"}\n",
+    );
+    p.run(&["validate", "tasks"], &[]).succeeds();
+}

@@ -47,6 +47,11 @@ pub const DEMO_PROJECT_ID: &str = "0a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d";
 pub const DEMO_WORKSPACE: &str = "demo-workspace";
 /// The demo token the emulator accepts by default.
 pub const DEMO_TOKEN: &str = "taskform-demo-token";
+/// The user the emulator names as a task's `user_name` (and default `duty_person`)
+/// when the body names none: the service fills in the caller's user name.
+pub const DEMO_USER_NAME: &str = "taskform-demo-user";
+/// The first `schedule_config.job_id` the emulator assigns.
+const FIRST_JOB_ID: i64 = 1001;
 
 /// How the emulator behaves.
 #[derive(Debug, Clone)]
@@ -116,7 +121,7 @@ pub enum Echo {
     /// the service does.
     Omitted,
     /// Its keys in another order, with keys the service adds (defaults, the resolved
-    /// connection ID), and each `parameter_config` entry with its `task_id`.
+    /// connection ID).
     Reordered,
 }
 
@@ -313,25 +318,52 @@ enum Route {
     Action(String),
 }
 
+/// The route of a path as sent: split at `/`, then each segment percent-decoded (a task
+/// ID sent as `a%2Fb` is `a/b`, as Huawei's SDK encodes it).
 fn route(path: &str) -> Option<(String, Route)> {
     let rest = path.strip_prefix("/v3/")?;
-    let mut parts = rest.split('/');
-    let project = parts.next()?.to_string();
-    if parts.next()? != "metadata" || parts.next()? != "tasks" {
-        return None;
-    }
-    let r = match (parts.next()?, parts.next(), parts.next()) {
-        ("create", None, _) => Route::Create,
-        ("search", None, _) => Route::Search,
-        (id, None, _) if !id.is_empty() => Route::Task(id.to_string()),
-        (id, Some("action"), None) if !id.is_empty() => Route::Action(id.to_string()),
+    let parts: Vec<String> = rest.split('/').map(decode).collect();
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    let r = match parts.as_slice() {
+        [_, "metadata", "tasks", "create"] => Route::Create,
+        [_, "metadata", "tasks", "search"] => Route::Search,
+        [_, "metadata", "tasks", id] if !id.is_empty() => Route::Task(id.to_string()),
+        [_, "metadata", "tasks", id, "action"] if !id.is_empty() => Route::Action(id.to_string()),
         _ => return None,
     };
-    Some((project, r))
+    Some((parts[0].to_string(), r))
+}
+
+/// A path segment or query value, percent-decoded (invalid UTF-8 replaced).
+fn decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The decoded value of the query parameter `name` (`+` is a space).
+fn query_value(query: Option<&str>, name: &str) -> Option<String> {
+    query?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        (decode(&k.replace('+', " ")) == name).then(|| decode(&v.replace('+', " ")))
+    })
 }
 
 fn now_string() -> String {
     crate::clock::now_rfc3339()
+}
+
+/// The next whole minute, as RFC 3339 in UTC.
+fn next_minute() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let next = now + time::Duration::seconds(60 - i64::from(now.second()));
+    next.replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(now_string)
 }
 
 impl Shared {
@@ -486,8 +518,11 @@ impl Shared {
                     Err((code, msg)) => return Ok(error(400, code, msg)),
                 };
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                let stored = self.stored_fields(fields, &id, None);
-                lock(&self.tasks).insert(stored);
+                let mut tasks = lock(&self.tasks);
+                let job_id = FIRST_JOB_ID + tasks.next_seq() as i64;
+                let stored = self.stored_fields(fields, &id, None, job_id);
+                tasks.insert(stored);
+                drop(tasks);
                 if self.faults.drop_after_create() {
                     return Err(DropConnection);
                 }
@@ -515,7 +550,8 @@ impl Shared {
                         Some(t) => {
                             let created = t.fields.get("create_time").cloned();
                             let keep_paused = self.modes.put_keeps_paused && t.paused();
-                            let mut stored = self.stored_fields(fields, &id, created);
+                            let job_id = t.job_id().unwrap_or(FIRST_JOB_ID + t.seq as i64);
+                            let mut stored = self.stored_fields(fields, &id, created, job_id);
                             if keep_paused
                                 && let Some(Value::Object(sc)) = stored.get_mut("schedule_config")
                                 && sc.get("enabled").and_then(Value::as_i64) == Some(3)
@@ -547,24 +583,59 @@ impl Shared {
         }
     }
 
-    /// The stored form of a body: what the service adds (id, times, project) and the
-    /// scheduling state of an enabled CRON task (read back as `enabled: 3`).
+    /// The stored form of a body: what the service adds (id, times, project, the
+    /// schedule's `job_id`, each `parameter_config` entry's `task_id`, and where the
+    /// body names none the caller's `user_name`, the `duty_person` (the same user) and
+    /// the directory's `path`) and the scheduling state of an enabled CRON task (read
+    /// back as `enabled: 3`).
     fn stored_fields(
         &self,
         mut fields: Map<String, Value>,
         id: &str,
         created: Option<Value>,
+        job_id: i64,
     ) -> Map<String, Value> {
         let now = now_string();
         fields.insert("id".into(), json!(id));
         fields.insert("create_time".into(), created.unwrap_or_else(|| json!(now)));
         fields.insert("update_time".into(), json!(now));
         fields.insert("project_id".into(), json!(self.cfg.project_id));
-        if let Some(Value::Object(sc)) = fields.get_mut("schedule_config")
-            && sc.get("schedule_type").and_then(Value::as_str) == Some("CRON")
-            && sc.get("enabled").and_then(Value::as_i64) == Some(1)
-        {
-            sc.insert("enabled".into(), json!(3));
+        let dir = fields
+            .get("dir_id")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let path = match dir.as_str() {
+            "" | "0" => "/".to_string(),
+            d => format!("/{d}"),
+        };
+        for (k, v) in [
+            ("user_name", DEMO_USER_NAME.to_string()),
+            ("duty_person", DEMO_USER_NAME.to_string()),
+            ("path", path),
+        ] {
+            if fields
+                .get(k)
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                fields.insert(k.into(), json!(v));
+            }
+        }
+        if let Some(Value::Object(sc)) = fields.get_mut("schedule_config") {
+            sc.insert("job_id".into(), json!(job_id));
+            if sc.get("schedule_type").and_then(Value::as_str) == Some("CRON")
+                && sc.get("enabled").and_then(Value::as_i64) == Some(1)
+            {
+                sc.insert("enabled".into(), json!(3));
+            }
+        }
+        if let Some(Value::Array(params)) = fields.get_mut("parameter_config") {
+            for p in params.iter_mut() {
+                if let Value::Object(p) = p {
+                    p.insert("task_id".into(), json!(id));
+                }
+            }
         }
         fields
     }
@@ -591,9 +662,18 @@ impl Shared {
     }
 
     /// A stored task as show and search answer it, as [`Config::task_config_echo`]
-    /// says.
+    /// says; a task being scheduled has a `next_run_time` (the next whole minute: the
+    /// emulator does not evaluate the cron expression).
     fn echoed(&self, fields: &Map<String, Value>) -> Value {
         let mut out = fields.clone();
+        let scheduling = fields
+            .get("schedule_config")
+            .and_then(|s| s.get("enabled"))
+            .and_then(Value::as_i64)
+            == Some(3);
+        if scheduling {
+            out.insert("next_run_time".into(), json!(next_minute()));
+        }
         match self.cfg.task_config_echo {
             Echo::Exact => {}
             Echo::Omitted => {
@@ -618,14 +698,6 @@ impl Shared {
                         echoed.insert(k.clone(), v.clone());
                     }
                     *tc = echoed;
-                }
-                let id = out.get("id").cloned().unwrap_or(Value::Null);
-                if let Some(Value::Array(params)) = out.get_mut("parameter_config") {
-                    for p in params.iter_mut() {
-                        if let Value::Object(p) = p {
-                            p.entry("task_id").or_insert_with(|| id.clone());
-                        }
-                    }
                 }
             }
         }
@@ -655,9 +727,19 @@ impl Shared {
             .into_iter()
             .filter(|t| req.name.as_deref().is_none_or(|n| t.name().contains(n)))
             .filter(|t| {
-                req.data_source_type.as_deref().is_none_or(|d| {
-                    t.fields.get("data_source_type").and_then(Value::as_str) == Some(d)
-                })
+                let field = |k: &str| t.fields.get(k).and_then(Value::as_str);
+                let connection = t
+                    .fields
+                    .get("task_config")
+                    .and_then(|c| c.get("data_connection_id"))
+                    .and_then(Value::as_str);
+                let is = |filter: &Option<String>, v: Option<&str>| {
+                    filter.as_deref().is_none_or(|f| Some(f) == v)
+                };
+                is(&req.data_source_type, field("data_source_type"))
+                    && is(&req.directory_id, field("dir_id"))
+                    && is(&req.user_name, field("user_name"))
+                    && is(&req.data_connection_id, connection)
             })
             .collect();
         let page: Vec<Value> = matching
@@ -674,12 +756,7 @@ impl Shared {
     }
 
     fn action(&self, id: &str, query: Option<&str>) -> Answer {
-        let action = query
-            .unwrap_or_default()
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("action="))
-            .unwrap_or_default()
-            .to_string();
+        let action = query_value(query, "action").unwrap_or_default();
         let mut tasks = lock(&self.tasks);
         let Some(task) = tasks.get(id) else {
             return self.unknown_task(id, false);

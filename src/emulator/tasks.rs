@@ -40,6 +40,13 @@ impl StoredTask {
             .and_then(Value::as_i64)
             == Some(3)
     }
+    /// The `schedule_config.job_id` the service assigned.
+    pub fn job_id(&self) -> Option<i64> {
+        self.fields
+            .get("schedule_config")
+            .and_then(|s| s.get("job_id"))
+            .and_then(Value::as_i64)
+    }
     /// Whether the task's schedule is paused (`enabled: 5`, after a stop).
     pub fn paused(&self) -> bool {
         self.fields
@@ -173,6 +180,11 @@ impl Tasks {
         let mut v: Vec<&StoredTask> = self.by_id.values().collect();
         v.sort_by_key(|t| t.seq);
         v
+    }
+
+    /// The creation order the next inserted task gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
     }
 
     pub fn len(&self) -> usize {

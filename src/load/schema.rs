@@ -251,13 +251,7 @@ pub fn validate_with(body: &Value, rules: &Rules) -> Vec<Problem> {
             "parameter_config" => match v {
                 Value::Array(items) => {
                     for (i, item) in items.iter().enumerate() {
-                        if !item.is_object() {
-                            problems.push(Problem::at(
-                                vec![key(k), Seg::Index(i)],
-                                Part::Value,
-                                format!("`parameter_config[{i}]` must be a mapping (description, type, task_id), found {}", type_name(item)),
-                            ));
-                        }
+                        validate_custom_metadata(i, item, &mut problems);
                     }
                 }
                 _ => problems.push(Problem::at(
@@ -327,6 +321,45 @@ pub fn validate_with(body: &Value, rules: &Rules) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// `CustomMetadata` fields (an entry of `parameter_config`), all strings.
+pub const CUSTOM_METADATA_FIELDS: &[&str] = &["description", "type", "task_id"];
+
+/// Checks `parameter_config[i]` against the `CustomMetadata` definition.
+fn validate_custom_metadata(i: usize, item: &Value, problems: &mut Vec<Problem>) {
+    let Value::Object(entry) = item else {
+        problems.push(Problem::at(
+            vec![key("parameter_config"), Seg::Index(i)],
+            Part::Value,
+            format!(
+                "`parameter_config[{i}]` must be a mapping (description, type, task_id), found {}",
+                type_name(item)
+            ),
+        ));
+        return;
+    };
+    for (k, v) in entry {
+        let path = vec![key("parameter_config"), Seg::Index(i), key(k)];
+        if !CUSTOM_METADATA_FIELDS.contains(&k.as_str()) {
+            problems.push(
+                Problem::at(
+                    path,
+                    Part::Key,
+                    format!(
+                        "unknown field `parameter_config[{i}].{}`",
+                        diagnostic::escape(k)
+                    ),
+                )
+                .hint(Some(match suggest(k, CUSTOM_METADATA_FIELDS) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "a `parameter_config` entry (CustomMetadata) has `description`, `type` and `task_id`".to_string(),
+                })),
+            );
+        } else if !v.is_string() {
+            problems.push(not_a_string(path, v));
+        }
+    }
 }
 
 fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {

@@ -62,13 +62,22 @@ pub fn parse_error(body: &[u8]) -> Option<ApiError> {
         .and_then(|w| w.errors.into_iter().next())
 }
 
-/// A search request's filters.
+/// A search request's filters (those of the SDK's `QueryTaskRequest` that the emulator
+/// reads; the client sends `name`, `limit` and `offset`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SearchRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data_source_type: Option<String>,
+    /// The task's `dir_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_name: Option<String>,
+    /// The `data_connection_id` in the task's `task_config`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_connection_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -9,7 +9,8 @@
 //!    `content-type`, `host`, `workspace`, `x-project-id`, `x-sdk-date` (and
 //!    `x-security-token`);
 //! 3. `HW_USER_NAME` + `HW_PASSWORD` + `HW_DOMAIN_NAME`: an IAM token from
-//!    `POST {iam}/v3/auth/tokens`, cached until shortly before it expires.
+//!    `POST {iam}/v3/auth/tokens`, cached until shortly before it expires; a 401
+//!    drops it ([`Authenticator::forget_refused`]) and the client asks for a new one once.
 //!
 //! Secret values are wrapped in [`Secret`], whose `Debug` and `Display` print `***`,
 //! so no log line or error message can carry them.
@@ -227,6 +228,21 @@ impl Authenticator {
     /// Forgets a cached IAM token (after a 401).
     pub async fn invalidate(&self) {
         *self.cached.lock().await = None;
+    }
+
+    /// After a 401 to a request that carried the IAM token `sent`: forgets it if it is
+    /// still the cached one (requests in flight with it do not make a token fetched
+    /// since be dropped). True with IAM password credentials: the request is worth one
+    /// more try, with the token cached now or a new one.
+    pub async fn forget_refused(&self, sent: &Secret) -> bool {
+        if !matches!(self.creds, Credentials::Password { .. }) {
+            return false;
+        }
+        let mut cached = self.cached.lock().await;
+        if cached.as_ref().is_some_and(|(t, _)| t == sent) {
+            *cached = None;
+        }
+        true
     }
 
     async fn iam_token(&self) -> Result<Secret, AuthError> {

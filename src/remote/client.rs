@@ -25,7 +25,7 @@
 //! read's retries, not every read's.
 
 use crate::remote::api::{self, ApiError};
-use crate::remote::auth::{Authenticator, Credentials};
+use crate::remote::auth::{Authenticator, Credentials, Secret};
 use crate::remote::{Error, error_chain, signer};
 use serde_json::Value;
 use std::future::Future;
@@ -362,12 +362,36 @@ impl Client {
 
     /// Sends one signed request. `Err` is the outcome when no answer came: not sent
     /// (retry is safe), or sent without an answer (in doubt).
+    ///
+    /// With IAM password credentials, a 401 drops the cached token (revoked before its
+    /// expiry, say) and the request is sent once more with a new one: a 401 means the
+    /// gateway refused it, so nothing was done. A second 401 is the answer.
     async fn exchange(
         &self,
         method: reqwest::Method,
         url: &reqwest::Url,
         body: &[u8],
     ) -> Result<Answer, Outcome> {
+        let (answer, sent_token) = self.exchange_once(method.clone(), url, body).await?;
+        if answer.status == 401
+            && let Some(token) = sent_token
+            && self.auth.forget_refused(&token).await
+        {
+            tracing::info!(
+                "the service refused the IAM token (HTTP 401): getting a new one and trying once more"
+            );
+            return Ok(self.exchange_once(method, url, body).await?.0);
+        }
+        Ok(answer)
+    }
+
+    /// One signed request, and the IAM token it carried (password credentials only).
+    async fn exchange_once(
+        &self,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+        body: &[u8],
+    ) -> Result<(Answer, Option<Secret>), Outcome> {
         const CT: &str = "application/json";
         let unauthorized = |error_msg: String| {
             Outcome::Unauthorized(Failure {
@@ -381,12 +405,26 @@ impl Client {
             .headers(method.as_str(), url, CT, &self.cfg.workspace, body)
             .await
             .map_err(|e| unauthorized(e.0))?;
+        let sent_token = match self.auth.credentials() {
+            Credentials::Password { .. } => auth
+                .iter()
+                .find(|(k, _)| *k == "X-Auth-Token")
+                .map(|(_, v)| Secret::new(v.clone())),
+            _ => None,
+        };
+        // RFC 9110 §8.6: a POST or PUT without a body says `Content-Length: 0` (as
+        // Huawei's SDK sends it); gateways may answer 411 otherwise.
+        let bodiless_write =
+            body.is_empty() && matches!(method, reqwest::Method::POST | reqwest::Method::PUT);
         let mut req = self
             .http
             .request(method, url.clone())
             .header("workspace", &self.cfg.workspace)
-            .header("Content-Type", CT)
-            .body(body.to_vec());
+            .header("Content-Type", CT);
+        if bodiless_write {
+            req = req.header(reqwest::header::CONTENT_LENGTH, "0");
+        }
+        let mut req = req.body(body.to_vec());
         for (k, v) in auth {
             // Sensitive values are left out of any debug output of the request.
             let mut value = reqwest::header::HeaderValue::from_str(&v).map_err(|_| {
@@ -441,11 +479,14 @@ impl Client {
             }
             Err(_) => Default::default(),
         };
-        Ok(Answer {
-            status,
-            body,
-            retry_after,
-        })
+        Ok((
+            Answer {
+                status,
+                body,
+                retry_after,
+            },
+            sent_token,
+        ))
     }
 
     /// Why a request got no answer, for a person: `connection refused`, `timeout after
@@ -904,6 +945,76 @@ mod tests {
         .unwrap();
         assert_eq!(out, (0..40).map(|i| i * 2).collect::<Vec<_>>());
         assert!(peak.load(Ordering::SeqCst) <= 4);
+    }
+
+    /// Accepts connections on a loopback port; answers every request `200` with an
+    /// empty body and sends each request's head (request line and headers) on the
+    /// channel.
+    fn recording_server() -> (String, std::sync::mpsc::Receiver<String>) {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                let mut head = String::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    head.push_str(&line);
+                }
+                let _ = tx.send(head);
+                let _ = out.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        (url, rx)
+    }
+
+    fn test_client(endpoint: &str) -> Client {
+        Client::new(
+            ClientConfig {
+                endpoint: endpoint.into(),
+                project_id: "p".into(),
+                workspace: "w".into(),
+                timeout: Duration::from_secs(5),
+                connect_timeout: Duration::from_secs(5),
+                ca_bundle: None,
+                allow_insecure_http: false,
+                max_rate: 100.0,
+                max_attempts: 1,
+            },
+            Credentials::Token(Secret::new("t")),
+        )
+        .unwrap()
+    }
+
+    /// RFC 9110 §8.6, and what Huawei's SDK sends: a body-less POST (an action) says
+    /// `Content-Length: 0`; a DELETE or GET sends no body headers.
+    #[tokio::test]
+    async fn bodiless_posts_say_content_length_zero() {
+        let (url, heads) = recording_server();
+        let client = test_client(&url);
+        assert_eq!(client.action("id-1", "stop").await, Outcome::Done(200));
+        let head = heads.recv().unwrap().to_ascii_lowercase();
+        assert!(
+            head.starts_with("post /v3/p/metadata/tasks/id-1/action?action=stop "),
+            "{head}"
+        );
+        assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
+        assert!(!head.contains("transfer-encoding"), "{head}");
+        assert_eq!(client.update("id-1", b"").await, Outcome::Done(200));
+        let head = heads.recv().unwrap().to_ascii_lowercase();
+        assert!(head.contains("\r\ncontent-length: 0\r\n"), "{head}");
+        assert_eq!(client.delete("id-1").await, Outcome::Done(200));
+        let head = heads.recv().unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("delete "), "{head}");
+        assert!(!head.contains("transfer-encoding"), "{head}");
     }
 
     #[test]

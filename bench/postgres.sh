@@ -4,7 +4,7 @@
 # in PGPASSWORD). Sets PG: the server's URL, empty when there is none (the PostgreSQL
 # rows are then left out).
 if [ -z "${TASKFORM_BENCH_POSTGRES:-}" ] && [ -z "${BENCH_IN_PG_VIRTUALENV:-}" ] && command -v pg_virtualenv >/dev/null; then
-  exec pg_virtualenv env BENCH_IN_PG_VIRTUALENV=1 bash "$0" "$@"
+  exec pg_virtualenv -t env BENCH_IN_PG_VIRTUALENV=1 bash "$0" "$@"
 fi
 if [ -n "${BENCH_IN_PG_VIRTUALENV:-}" ]; then
   export TASKFORM_BENCH_POSTGRES="postgres://$PGUSER@$PGHOST:$PGPORT/$PGDATABASE?sslmode=disable"

@@ -188,12 +188,68 @@ fn a_terminated_lock_connection_stops_the_run_and_the_next_run_converges() {
 #[test]
 fn a_lost_lock_with_a_runner_waiting_costs_no_duplicate() {
     let pg = server!();
+    lost_lock_scenario(&pg, "lease", &[], &[]);
+}
+
+/// The same with the two runners' clocks hours apart (libfaketime): the lease is
+/// written and read by the database's clock alone, and each runner measures its own
+/// on its monotonic clock, so neither waits too little nor hours too long.
+#[test]
+fn the_runners_clocks_do_not_matter_to_the_lease() {
+    let pg = server!();
+    const LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+    if !std::path::Path::new(LIB).exists() {
+        if std::env::var_os("CI").is_some()
+            || std::env::var_os("TASKFORM_REQUIRE_POSTGRES").is_some()
+        {
+            panic!("{LIB} is missing: apt-get install faketime (.ci/run installs it)");
+        }
+        eprintln!("skipped: {LIB} is missing (apt-get install faketime)");
+        return;
+    }
+    // The wall clocks differ (the machines' clocks); each monotonic clock is its own.
+    let ahead = [
+        ("LD_PRELOAD", LIB),
+        ("FAKETIME", "+3h"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let behind = [
+        ("LD_PRELOAD", LIB),
+        ("FAKETIME", "-5h"),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1"),
+    ];
+    let (a, b) = lost_lock_scenario(&pg, "clocks", &ahead, &behind);
+    // The fake clocks took effect: the log lines' times are hours apart.
+    let hour = |text: &str| -> Option<u32> {
+        text.lines().find_map(|l| {
+            l.get(11..13)
+                .and_then(|h| h.parse().ok())
+                .filter(|_| l.starts_with("20"))
+        })
+    };
+    assert_ne!(
+        hour(&a.stderr),
+        hour(&b.stderr),
+        "A: {}\nB: {}",
+        a.stderr,
+        b.stderr
+    );
+}
+
+/// Runs the scenario with extra environment for runner A and for runner B; returns
+/// both outputs after checking that no task was created twice.
+fn lost_lock_scenario(
+    pg: &Pg,
+    name: &str,
+    a_env: &[(&str, &str)],
+    b_env: &[(&str, &str)],
+) -> (Output, Output) {
     let emu = Emu::start(&["--rate-limit", "0"]);
-    let (mut p, schema) = pg.project("lease");
+    let (mut p, schema) = pg.project(name);
     p.env.push(("TASKFORM_LEASE".into(), "3".into()));
     p.env.push(("TASKFORM_LEASE_RENEW".into(), "1".into()));
     p.tasks(21);
-    let a = p.spawn(&[
+    let mut a = p.cmd(&[
         "apply",
         "--yes",
         "tasks",
@@ -204,12 +260,20 @@ fn a_lost_lock_with_a_runner_waiting_costs_no_duplicate() {
         "--timeout",
         "2",
     ]);
+    a.env("TASKFORM_AUTH_TOKEN", TOKEN)
+        .envs(a_env.iter().copied())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let a = a.spawn().expect("spawn runner A");
     assert!(wait_until(Duration::from_secs(20), || emu.creates() >= 3));
     let killed = pg.value(&format!(
         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{schema}'"
     ));
     assert_eq!(killed.as_deref(), Some("1"));
     let started = std::time::Instant::now();
+    let mut env = vec![("TASKFORM_AUTH_TOKEN", TOKEN)];
+    env.extend_from_slice(b_env);
     let b = loop {
         let b = p.run(
             &[
@@ -221,7 +285,7 @@ fn a_lost_lock_with_a_runner_waiting_costs_no_duplicate() {
                 "--max-rate",
                 "0",
             ],
-            &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+            &env,
         );
         if b.code == Some(0) {
             break b;
@@ -232,6 +296,12 @@ fn a_lost_lock_with_a_runner_waiting_costs_no_duplicate() {
         );
         std::thread::sleep(Duration::from_millis(200));
     };
+    // B waited about the lease and A's timeout (3 + 2 s), not hours.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "runner B took {:?}",
+        started.elapsed()
+    );
     let a = Output::from(a.wait_with_output().unwrap());
     check_invariants(&p, &emu);
     assert_eq!(tasks_on(&emu), 21, "one remote task per manifest");
@@ -243,6 +313,7 @@ fn a_lost_lock_with_a_runner_waiting_costs_no_duplicate() {
     p.online(&["plan", "tasks", "--refresh"], &emu.url)
         .succeeds()
         .stdout_has("No changes");
+    (a, b)
 }
 
 #[test]

@@ -87,7 +87,10 @@ fn saved_plan_holds_bodies_and_no_credentials_and_applies_without_a_prompt() {
     )
     .succeeds();
     assert_eq!(emu.creates(), 2);
-    let sent: Vec<Value> = emu.tasks();
+    let mut sent: Vec<Value> = emu.tasks();
+    // The service adds the schedule's job_id to what was sent.
+    let schedule = sent[0]["schedule_config"].as_object_mut().unwrap();
+    assert!(schedule.shift_remove("job_id").is_some());
     assert_eq!(
         sent[0]["schedule_config"],
         plan["tasks"][0]["body"]["schedule_config"]

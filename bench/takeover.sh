@@ -24,7 +24,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
 T=$TARGET/release/taskform
 WORK=$(mktemp -d)
-trap 'kill -9 $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill -9 $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cd "$WORK"
 export TASKFORM_AUTH_TOKEN=taskform-demo-token NO_COLOR=1
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -59,7 +59,7 @@ for r in $(seq 1 "${RUNS:-5}"); do
   until grep -q "reconciled\|created" "leader$r.log" 2>/dev/null; do sleep 0.1; done
   "$T" -v watch "w$r" --endpoint "$URL" 2> "standby$r.log" & S=$!
   until grep -q "standing by" "standby$r.log" 2>/dev/null; do sleep 0.1; done
-  t0=$(now); kill -9 $L
+  t0=$(now); kill -9 $L; wait $L 2>/dev/null || true
   until grep -q "state loaded" "standby$r.log" 2>/dev/null; do sleep 0.05; done
   t1=$(logged "standby$r.log" "state loaded")
   idle+=("$(python3 -c "print($t1 - $t0)")")
@@ -71,7 +71,7 @@ for r in $(seq 1 "${RUNS_SENDING:-3}"); do
   project "a$r" "sending$r" 40
   "$T" apply --yes "a$r" --endpoint "$URL" --max-rate 4 --timeout 5 >/dev/null 2>"killed$r.log" & A=$!
   sleep 2
-  t0=$(now); kill -9 $A
+  t0=$(now); kill -9 $A; wait $A 2>/dev/null || true
   "$T" apply --yes "a$r" --endpoint "$URL" --max-rate 0 --lock-timeout 60 >/dev/null 2>"next$r.log"
   t1=$(now)
   grep -q "previous holder's lease" "next$r.log" || { echo "the next apply did not say it waits:"; cat "next$r.log"; exit 1; }

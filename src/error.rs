@@ -84,3 +84,12 @@ impl From<crate::load::LoadError> for Error {
         }
     }
 }
+
+impl From<crate::state::store::BeginError> for Error {
+    fn from(e: crate::state::store::BeginError) -> Error {
+        match e {
+            crate::state::store::BeginError::Store(e) => Error::Store(e),
+            crate::state::store::BeginError::Target(e) => Error::Target(e),
+        }
+    }
+}

@@ -6,7 +6,8 @@ use super::{Env, block_on};
 use crate::error::{Error, Exit};
 use crate::load::target::TargetFlags;
 use crate::render::escape;
-use crate::state::{self, lock::Holder};
+use crate::state::lock::Holder;
+use crate::state::store::{TargetCheck, Transaction};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -43,9 +44,12 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
     )
     .await?;
     let store = super::open_store(&conn.resolved, &args.dir, env, "export")?;
-    let _lock = store.lock(&Holder::this_process("export"), args.lock_timeout)?;
-    let mut state = store.load()?;
-    state::check_target(&state, &conn.target, &store.describe())?;
+    let mut tx = Transaction::begin(
+        store.as_ref(),
+        &Holder::this_process("export"),
+        args.lock_timeout,
+        TargetCheck::Exact(&conn.target),
+    )?;
     // In a repo with environments, an environment's tasks go into its overlay: they
     // are its own until the team moves them to the shared manifests.
     let below = match (&settings.environment, &settings.overlay_rel) {
@@ -67,7 +71,7 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         &dest,
         &settings,
         &conn.target,
-        &mut state,
+        tx.state_mut(),
         &settings.secret_key,
         args.force,
     )
@@ -77,10 +81,7 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         elapsed_ms = started.elapsed().as_millis() as u64,
         "exported"
     );
-    if done.recorded > 0 || store.has_journal() {
-        state.target.get_or_insert(conn.target.clone());
-        store.persist(&mut state)?;
-    }
+    tx.commit(done.recorded > 0, Some(&conn.target))?;
     for (name, tasks) in &done.duplicates {
         let list: Vec<String> = tasks
             .iter()

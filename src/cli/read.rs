@@ -9,7 +9,8 @@ use crate::load::target::TargetFlags;
 use crate::plan::select::{self, Selection};
 use crate::reconcile::observe::adopt::{self, Adopted};
 use crate::reconcile::observe::refresh::{self, Drift};
-use crate::state::{self, State, lock::Holder};
+use crate::state::store::{TargetCheck, Transaction};
+use crate::state::{State, lock::Holder};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -195,14 +196,14 @@ where
     )
     .await?;
     let store = super::open_store(&conn.resolved, &args.dir, env, command)?;
-    let _lock = store.lock(&Holder::this_process(command), args.lock_timeout)?;
-    let mut state = store.load()?;
-    state::check_target(&state, &conn.target, &store.describe())?;
-    let (changed, out) = step(&mut state, &loaded, &conn).await?;
-    if changed || store.has_journal() {
-        state.target.get_or_insert(conn.target.clone());
-        store.persist(&mut state)?;
-    }
+    let mut tx = Transaction::begin(
+        store.as_ref(),
+        &Holder::this_process(command),
+        args.lock_timeout,
+        TargetCheck::Exact(&conn.target),
+    )?;
+    let (changed, out) = step(tx.state_mut(), &loaded, &conn).await?;
+    tx.commit(changed, Some(&conn.target))?;
     print!("{}", crate::render::escape_lines(&out));
     Ok(Exit::Ok)
 }

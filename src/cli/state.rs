@@ -8,6 +8,7 @@ use crate::error::{Error, Exit};
 use crate::load::target::{self, Resolved, TargetFlags};
 use crate::reconcile::records::{self, Imported};
 use crate::render::{self, Format, escape};
+use crate::state::store::{TargetCheck, Transaction};
 use crate::state::{self, Forgotten, State, StateStore, lock::Holder};
 use serde_json::json;
 use std::path::PathBuf;
@@ -59,11 +60,10 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
             print!("{}", show(&state, &name, args.format)?);
         }
         StateCommand::Rm { names } => {
-            let (mut state, _lock) =
-                locked(store.as_ref(), &resolved, args.lock_timeout, "state rm")?;
+            let mut tx = locked(store.as_ref(), &resolved, args.lock_timeout, "state rm")?;
             let mut out = String::new();
             for name in &names {
-                let Some(r) = state.forget(name) else {
+                let Some(r) = tx.state_mut().forget(name) else {
                     return Err(Error::Command(format!(
                         "the state {} records no task named {}; nothing was changed",
                         store.describe(),
@@ -83,16 +83,15 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
                     ),
                 });
             }
-            store.persist(&mut state)?;
+            let state = tx.commit(true, None)?;
             print!("{out}{}", written(&state, store.as_ref()));
         }
         StateCommand::Mv { old, new } => {
-            let (mut state, _lock) =
-                locked(store.as_ref(), &resolved, args.lock_timeout, "state mv")?;
-            state
+            let mut tx = locked(store.as_ref(), &resolved, args.lock_timeout, "state mv")?;
+            tx.state_mut()
                 .rename(&old, &new)
                 .map_err(|e| Error::Command(e.to_string()))?;
-            store.persist(&mut state)?;
+            let state = tx.commit(true, None)?;
             print!(
                 "moved {} to {} (task {})\n{}",
                 escape(&old),
@@ -107,21 +106,21 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
 }
 
 /// Takes the lock and loads the state, refusing one of another target.
-fn locked(
-    store: &dyn StateStore,
+fn locked<'s>(
+    store: &'s dyn StateStore,
     resolved: &Resolved,
     timeout: Option<Duration>,
     command: &str,
-) -> Result<(State, Box<dyn state::store::StoreLock>), Error> {
-    let lock = store.lock(&Holder::this_process(command), timeout)?;
-    let state = store.load()?;
-    state::check_known_parts(
-        &state,
-        resolved.project_id.as_deref(),
-        resolved.workspace.as_deref(),
-        &store.describe(),
-    )?;
-    Ok((state, lock))
+) -> Result<Transaction<'s>, Error> {
+    Ok(Transaction::begin(
+        store,
+        &Holder::this_process(command),
+        timeout,
+        TargetCheck::Known {
+            project_id: resolved.project_id.as_deref(),
+            workspace: resolved.workspace.as_deref(),
+        },
+    )?)
 }
 
 fn written(state: &State, store: &dyn StateStore) -> String {
@@ -148,11 +147,14 @@ async fn import(args: &StateArgs, env: Env<'_>, name: &str, task_id: &str) -> Re
     )
     .await?;
     let store = super::open_store(&conn.resolved, &args.dir, env, "state import")?;
-    let _lock = store.lock(&Holder::this_process("state import"), args.lock_timeout)?;
-    let mut state = store.load()?;
-    state::check_target(&state, &conn.target, &store.describe())?;
+    let mut tx = Transaction::begin(
+        store.as_ref(),
+        &Holder::this_process("state import"),
+        args.lock_timeout,
+        TargetCheck::Exact(&conn.target),
+    )?;
     let how = records::import_by_id(
-        &mut state,
+        tx.state_mut(),
         &loaded.manifests,
         name,
         task_id,
@@ -168,8 +170,7 @@ async fn import(args: &StateArgs, env: Env<'_>, name: &str, task_id: &str) -> Re
             "the endpoint offers no show: recorded as holding the manifest's content without reading it; if it differs, the next update will not show it"
         );
     }
-    state.target.get_or_insert(conn.target.clone());
-    store.persist(&mut state)?;
+    let state = tx.commit(true, Some(&conn.target))?;
     print!(
         "imported {} as task {} ({})\n{}",
         escape(name),

@@ -789,8 +789,10 @@ impl Run {
                 return self.create(job, result).await;
             }
             Err(e) => {
-                if stopped {
-                    // It was being scheduled: leave it so, with its old content.
+                // It was being scheduled: leave it so, with its old content (only
+                // under the lock, as every request: without it, the next run's plan
+                // starts it).
+                if stopped && self.journal.fence().await.is_ok() {
                     let _ = self.api.action(&job.task_id, "run").await;
                 }
                 return self.ended(result, e);

@@ -94,3 +94,88 @@ pub trait StateStore: Send + Sync {
     /// before a new journal is opened).
     fn has_journal(&self) -> bool;
 }
+
+/// A state under its store's lock: what every command that edits the state by hand
+/// works on (`state rm/mv/import`, `import`, `refresh`, `export`). [`Transaction::begin`]
+/// takes the lock (waiting out a previous holder's lease if it died while sending)
+/// and reads the state with any journal folded in, refusing a state of another
+/// target; [`Transaction::commit`] writes it (serial + 1) when it changed or a journal
+/// was folded in. Dropping it releases the lock; nothing is written without a commit.
+/// `apply` and `watch` go through [`crate::reconcile`], which journals as it sends.
+pub struct Transaction<'s> {
+    store: &'s dyn StateStore,
+    state: State,
+    lock: Box<dyn StoreLock>,
+}
+
+/// Which target a transaction's state must belong to.
+pub enum TargetCheck<'a> {
+    /// The whole target (a command that reaches the service).
+    Exact(&'a super::Target),
+    /// The parts of it that are known (an offline command).
+    Known {
+        project_id: Option<&'a str>,
+        workspace: Option<&'a str>,
+    },
+}
+
+/// Why a transaction could not begin.
+#[derive(Debug, thiserror::Error)]
+pub enum BeginError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Target(#[from] super::TargetMismatch),
+}
+
+impl<'s> Transaction<'s> {
+    /// Takes the lock as `me` (waiting up to `timeout` for another holder) and reads
+    /// the state, checked against `target`.
+    pub fn begin(
+        store: &'s dyn StateStore,
+        me: &Holder,
+        timeout: Option<Duration>,
+        target: TargetCheck<'_>,
+    ) -> Result<Transaction<'s>, BeginError> {
+        let lock = store.lock(me, timeout)?;
+        let state = store.load()?;
+        match target {
+            TargetCheck::Exact(t) => super::check_target(&state, t, &store.describe())?,
+            TargetCheck::Known {
+                project_id,
+                workspace,
+            } => super::check_known_parts(&state, project_id, workspace, &store.describe())?,
+        }
+        Ok(Transaction { store, state, lock })
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+
+    /// The held lock (whether it is still held).
+    pub fn lock(&self) -> &dyn StoreLock {
+        self.lock.as_ref()
+    }
+
+    /// Writes the state when `changed` or when a journal was folded in (recording
+    /// `target` in a state that names none) and releases the lock. Returns the state
+    /// as written (its serial), or as read when nothing was written.
+    pub fn commit(
+        mut self,
+        changed: bool,
+        target: Option<&super::Target>,
+    ) -> Result<State, StoreError> {
+        if changed || self.store.has_journal() {
+            if let Some(t) = target {
+                self.state.target.get_or_insert(t.clone());
+            }
+            self.store.persist(&mut self.state)?;
+        }
+        Ok(self.state)
+    }
+}

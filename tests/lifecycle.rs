@@ -739,8 +739,17 @@ fn duplicates_are_listed_until_gone_and_pruned_only_when_they_are_taskforms_own(
         .succeeds()
         .stdout_lacks("No changes")
         .stdout_has(&format!("task {own}"));
-    // --prune deletes taskform's own duplicate, and only that one.
+    // A finding of an earlier refresh is never deleted on its own strength.
+    let before = emu.tasks().len();
     p.apply(&emu.url, &["--prune"]).succeeds();
+    assert_eq!(emu.tasks().len(), before, "no refresh, no delete");
+    // --prune --refresh deletes taskform's own duplicate, and only that one, even
+    // when the name's manifest forbids destroying its task (the duplicate is not it).
+    p.write(
+        "tasks/a.yaml",
+        &format!("{}taskform:\n  prevent_destroy: true\n", manifest("a", 10)),
+    );
+    p.apply(&emu.url, &["--prune", "--refresh"]).succeeds();
     let ids: Vec<String> = emu
         .tasks()
         .iter()

@@ -101,6 +101,17 @@ pub fn refresh(args: ReadArgs, env: Env) -> Exit {
                             .into(),
                     ));
                 };
+                // A task another record holds (a name not selected) is no duplicate.
+                let held: std::collections::HashSet<String> =
+                    state.recorded_ids().into_iter().map(String::from).collect();
+                let drift: Vec<Drift> = drift
+                    .into_iter()
+                    .filter(|d| !matches!(d, Drift::Duplicate { task_id, .. } if held.contains(task_id)))
+                    .collect();
+                for list in part.duplicates.values_mut() {
+                    list.retain(|d| !held.contains(&d.task_id));
+                }
+                part.duplicates.retain(|_, list| !list.is_empty());
                 let chosen: Vec<String> = state
                     .tasks
                     .keys()

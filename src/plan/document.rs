@@ -87,6 +87,9 @@ pub struct Entry {
     /// For a delete: the remote task is a superseded one, not the name's current task.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub superseded: bool,
+    /// A remote task of the name that no record holds (a duplicate).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 impl Entry {
@@ -262,6 +265,7 @@ impl SavedPlan {
                     previous_body,
                     note,
                     superseded: t.superseded,
+                    duplicate: t.duplicate,
                     ignore_changes: m
                         .map(|m| m.rules.ignore_changes.clone())
                         .unwrap_or_default(),
@@ -567,6 +571,7 @@ impl SavedPlan {
                 file: t.file.clone(),
                 manifest,
                 superseded: t.superseded,
+                duplicate: t.duplicate,
             });
         }
         Ok((Plan { tasks }, manifests))
@@ -590,10 +595,13 @@ impl SavedPlan {
     }
 
     /// How many remote tasks the plan deletes: all, and those recorded as the current
-    /// task of a name (not superseded).
+    /// task of a name (not superseded, not a duplicate).
     pub fn deletes(&self) -> (usize, usize) {
         let all = self.tasks.iter().filter(|t| t.action == Action::Delete);
-        let recorded = all.clone().filter(|t| !t.superseded).count();
+        let recorded = all
+            .clone()
+            .filter(|t| !t.superseded && !t.duplicate)
+            .count();
         (all.count(), recorded)
     }
 }

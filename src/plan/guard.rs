@@ -39,12 +39,16 @@ pub struct Protected {
 }
 
 /// Refuses a plan that replaces or deletes (`--destroy`) the current task of a name
-/// whose manifest protects it (`prevent_destroy`); superseded copies may go.
+/// whose manifest protects it (`prevent_destroy`); superseded copies and duplicates
+/// may go.
 pub fn protected(doc: &SavedPlan, loaded: &crate::load::Loaded) -> Result<(), Protected> {
     let names: Vec<String> = doc
         .tasks
         .iter()
-        .filter(|t| t.action == Action::Replace || (t.action == Action::Delete && !t.superseded))
+        .filter(|t| {
+            t.action == Action::Replace
+                || (t.action == Action::Delete && !t.superseded && !t.duplicate)
+        })
         .filter(|t| {
             loaded
                 .manifests

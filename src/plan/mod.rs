@@ -84,6 +84,9 @@ pub struct PlannedTask {
     pub manifest: Option<usize>,
     /// For a delete: the task is a superseded one (a replace left it), not an orphan.
     pub superseded: bool,
+    /// A remote task of the name that no record holds (a duplicate), not the name's
+    /// recorded task.
+    pub duplicate: bool,
 }
 
 /// Counts by action.
@@ -217,6 +220,7 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
             },
             manifest: None,
             superseded: false,
+            duplicate: false,
         });
     };
     // Earlier remote tasks a replace left behind, declared or not.
@@ -234,6 +238,7 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                 file: None,
                 manifest: None,
                 superseded: true,
+                duplicate: false,
             });
         }
     };
@@ -264,6 +269,7 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
             file: Some(m.file.clone()),
             manifest: Some(i),
             superseded: false,
+            duplicate: false,
         });
         // The record is passed once the last manifest of its name is (a duplicate
         // name, refused by the loader, would see it too).
@@ -288,14 +294,17 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                 file: d.file.clone(),
                 manifest: None,
                 superseded: false,
+                duplicate: false,
             });
         }
     }
     // Remote tasks of managed names recorded nowhere: only a lost create of taskform's
     // own (exactly the content it sends) is pruned; any other is only reported.
+    // A finding of an earlier refresh is not deleted on its strength alone: only one
+    // this run's refresh made (`--refresh`) is.
     for (name, dups) in &state.duplicates {
         for d in dups {
-            let prune = opts.prune && d.same_content;
+            let prune = opts.prune && opts.refresh && d.same_content;
             tasks.push(PlannedTask {
                 name: name.clone(),
                 action: if prune {
@@ -308,6 +317,7 @@ pub fn plan(manifests: &[Manifest], state: &State, opts: PlanOptions) -> Plan {
                 file: None,
                 manifest: None,
                 superseded: false,
+                duplicate: true,
             });
         }
     }
@@ -380,6 +390,7 @@ mod tests {
                 file: Some(m.file.clone()),
                 manifest: Some(i),
                 superseded: false,
+                duplicate: false,
             });
         }
         for (name, r) in &state.tasks {
@@ -398,6 +409,7 @@ mod tests {
                     file: if delete { r.file.clone() } else { None },
                     manifest: None,
                     superseded: false,
+                    duplicate: false,
                 });
             }
             for s in &r.superseded {
@@ -413,6 +425,7 @@ mod tests {
                     file: None,
                     manifest: None,
                     superseded: true,
+                    duplicate: false,
                 });
             }
         }
@@ -426,6 +439,7 @@ mod tests {
                     file: d.file.clone(),
                     manifest: None,
                     superseded: false,
+                    duplicate: false,
                 });
             }
         }

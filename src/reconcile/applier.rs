@@ -495,7 +495,19 @@ impl Run {
             }
             *attempts += 1;
             tries += 1;
-            let outcome = op().await;
+            // Nothing may leave later than the longest send the lock's holder row
+            // promises (a token fetch queued behind another, a retry after a refused
+            // token): past it the request is dropped, its outcome unknown.
+            let outcome = match self.api.longest_send() {
+                Some(limit) => tokio::time::timeout(limit, op()).await.unwrap_or_else(|_| {
+                    Outcome::InDoubt(format!(
+                        "{} (cut off after {} s, the longest a request may take under the state lock's lease)",
+                        crate::remote::client::NO_ANSWER,
+                        limit.as_secs_f64()
+                    ))
+                }),
+                None => op().await,
+            };
             self.saw(&outcome);
             answered |= outcome.answered();
             if self.open.load(Ordering::SeqCst) {

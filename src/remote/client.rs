@@ -179,6 +179,12 @@ pub trait TaskApi: Send + Sync {
     fn endpoint(&self) -> Option<String> {
         None
     }
+    /// The longest one write may take from the moment it is let go (token fetches
+    /// included), when the client bounds it: the applier cuts it off there, so that
+    /// nothing leaves later than a holder of the state lock promised.
+    fn longest_send(&self) -> Option<Duration> {
+        None
+    }
     fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome>;
     /// Replaces a task's body (PUT).
     fn update<'a>(&'a self, task_id: &'a str, body: &'a [u8]) -> Pending<'a, Outcome>;
@@ -747,13 +753,14 @@ impl Client {
 }
 
 impl Client {
-    /// The longest one request can take from the moment it is let go: its timeout,
-    /// and with IAM password credentials a token fetch before it. A holder of the
-    /// state lock records it so that a process taking over after it waits that long
-    /// past its lease ([`crate::state::lease`]).
+    /// The longest one request can take from the moment it is let go: its timeout;
+    /// with IAM password credentials, a token fetch before it, and after a refused
+    /// token another fetch and the request again (four timeouts). A holder of the state
+    /// lock records it so that a process taking over after it waits that long past its
+    /// lease ([`crate::state::lease`]); the applier cuts a request off at it.
     pub fn longest_send(&self) -> Duration {
         match self.auth.credentials() {
-            crate::remote::auth::Credentials::Password { .. } => self.cfg.timeout * 2,
+            crate::remote::auth::Credentials::Password { .. } => self.cfg.timeout * 4,
             _ => self.cfg.timeout,
         }
     }
@@ -762,6 +769,9 @@ impl Client {
 impl TaskApi for Client {
     fn endpoint(&self) -> Option<String> {
         Some(self.cfg.endpoint.clone())
+    }
+    fn longest_send(&self) -> Option<Duration> {
+        Some(Client::longest_send(self))
     }
     fn create<'a>(&'a self, body: &'a [u8]) -> Pending<'a, Outcome> {
         Box::pin(self.create_once(body))

@@ -94,15 +94,16 @@ impl LeaseConfig {
         Ok(cfg)
     }
 
-    /// Refuses a lease that could run out between two renewals: a renewal may take
-    /// up to its interval (then it gives up and the next one starts), so the lease must
-    /// cover at least two intervals.
+    /// Refuses a lease that could run out while a renewal is still allowed to answer:
+    /// renewals are sent every interval and each may take up to one interval, so the
+    /// lease must cover two intervals and the margin.
     pub fn check(&self) -> Result<(), LeaseConfigError> {
-        if self.duration < self.renew * 2 {
+        if self.duration < self.renew * 2 + self.margin() {
             return Err(LeaseConfigError(format!(
-                "the state lock's lease ({ENV_DURATION}={}) must be at least twice its renewal interval ({ENV_RENEW}={}): a renewal may take up to one interval before it gives up and the next starts, and the lease must outlast both; e.g. {ENV_DURATION}={} {ENV_RENEW}={}",
+                "the state lock's lease ({ENV_DURATION}={}) must cover two renewal intervals ({ENV_RENEW}={}) and its {} s margin: a renewal is sent every interval and may take up to one before it gives up, and the lease must outlast a renewal that failed and the next one; e.g. {ENV_DURATION}={} {ENV_RENEW}={}",
                 secs(self.duration),
                 secs(self.renew),
+                secs(self.margin()),
                 secs(self.renew * 3),
                 secs(self.renew),
             )));
@@ -227,6 +228,9 @@ pub struct Takeover {
     pub lease_left: Duration,
     /// The longest one send of the previous holder could take.
     pub longest_send: Duration,
+    /// How long what an earlier holder sent may still land, as a holder that stopped
+    /// while it waited for it recorded (zero: nothing).
+    pub drain_left: Duration,
     /// Creates it had journaled and whose outcome its journal does not hold.
     pub unfinished: usize,
     /// Whether its journal was open: it was sending.
@@ -234,19 +238,21 @@ pub struct Takeover {
 }
 
 impl Takeover {
-    /// How long to wait before reading the server: zero when the previous holder was
-    /// not sending.
+    /// How long to wait before reading the server: the previous holder's lease and
+    /// longest request when it was sending, and at least what an earlier holder's
+    /// sends still need.
     pub fn wait(&self) -> Duration {
-        match self.was_sending {
+        let own = match self.was_sending {
             true => self.lease_left + self.longest_send,
             false => Duration::ZERO,
-        }
+        };
+        own.max(self.drain_left)
     }
 
     /// The line a waiting process prints.
     pub fn message(&self) -> String {
         let what = match self.unfinished {
-            0 => "before it reads the server (it was sending updates or deletes)".to_string(),
+            0 => "before it reads the server".to_string(),
             1 => "before settling 1 task it may have sent".to_string(),
             n => format!("before settling {n} tasks it may have sent"),
         };
@@ -299,10 +305,7 @@ mod tests {
             Duration::from_secs(3)
         );
         let e = LeaseConfig::from_env(&env("10", "10")).unwrap_err().0;
-        assert!(
-            e.contains("must be at least twice its renewal interval"),
-            "{e}"
-        );
+        assert!(e.contains("must cover two renewal intervals"), "{e}");
         assert!(
             e.contains("TASKFORM_LEASE=30 TASKFORM_LEASE_RENEW=10"),
             "{e}"
@@ -354,6 +357,7 @@ mod tests {
             longest_send: Duration::from_secs(30),
             unfinished: 8,
             was_sending: true,
+            drain_left: Duration::ZERO,
         };
         assert_eq!(t.wait(), Duration::from_millis(42_300));
         assert_eq!(
@@ -362,8 +366,15 @@ mod tests {
         );
         let idle = Takeover {
             was_sending: false,
-            ..t
+            ..t.clone()
         };
         assert_eq!(idle.wait(), Duration::ZERO);
+        // A holder that stopped while it waited left its wait behind: it still counts.
+        let after_a_stopped_wait = Takeover {
+            was_sending: false,
+            drain_left: Duration::from_secs(20),
+            ..t
+        };
+        assert_eq!(after_a_stopped_wait.wait(), Duration::from_secs(20));
     }
 }

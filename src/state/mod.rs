@@ -389,6 +389,7 @@ impl State {
             hash: hash.to_string(),
             replaced_at: Some(at.to_string()),
         });
+        self.forget_duplicate(name, task_id);
         true
     }
 

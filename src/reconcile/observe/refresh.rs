@@ -267,10 +267,12 @@ pub async fn observe(
     }))
 }
 
-/// The duplicates among the listed tasks no record holds: those bearing a name a
-/// manifest or the state manages (not one whose create is still in doubt: settling
-/// deals with it), each marked when its content is exactly what taskform sends for the
-/// name's manifest. By name, in task ID order; `found_at` kept from an earlier finding.
+/// The duplicates among the listed tasks no record holds: those bearing a name the
+/// state records a task for (not one whose create is still in doubt: settling deals
+/// with it; a name without a record is for `import`/`--adopt`), each marked when its
+/// content is exactly what taskform sends for the name's manifest: every field sent is
+/// in the answer and equal, nothing taken as unknown ([`same_content`]). By name, in
+/// task ID order; `found_at` kept from an earlier finding.
 pub fn duplicates(
     state: &State,
     manifests: &[Manifest],
@@ -286,15 +288,12 @@ pub fn duplicates(
         let Some(name) = t.get("name").and_then(Value::as_str) else {
             continue;
         };
-        let managed = by_name.contains_key(name) || state.tasks.contains_key(name);
-        if !managed || state.in_doubt.contains_key(name) {
+        if !state.tasks.contains_key(name) || state.in_doubt.contains_key(name) {
             continue;
         }
-        let same_content = by_name.get(name).is_some_and(|m| {
-            let sent = m.shown_body();
-            super::identity_echoed(t, &sent).is_ok()
-                && m.hash_of(&sent_fields(t, &sent, key)) == m.hash
-        });
+        let same_content = by_name
+            .get(name)
+            .is_some_and(|m| same_content(t, m, key) == Some(true));
         let found_at = state
             .duplicates
             .get(name)
@@ -313,6 +312,57 @@ pub fn duplicates(
         list.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     }
     out
+}
+
+/// Whether `remote` holds exactly what taskform sends for `m`: `None` when the answer
+/// leaves out a field that was sent (a listing may omit `task_config`), so that it
+/// cannot be told; a deletion is never decided on what an answer leaves out.
+pub fn same_content(remote: &Value, m: &Manifest, key: &Key) -> Option<bool> {
+    let sent = m.shown_body();
+    if super::identity_echoed(remote, &sent).is_err() {
+        return Some(false);
+    }
+    if !missing(remote, &sent).is_empty() {
+        return None;
+    }
+    Some(m.hash_of(&super::echoed_fields(remote, &sent, key)) == m.hash)
+}
+
+/// Shows the listed duplicates whose listed form cannot tell whether they hold
+/// taskform's content (it omits fields that were sent), so that [`duplicates`] judges
+/// them on the full answer; one gone meanwhile is left out.
+async fn show_undecided(
+    state: &State,
+    manifests: &[Manifest],
+    unrecorded: &mut HashMap<String, Value>,
+    api: &Arc<dyn TaskApi>,
+    key: &Key,
+) -> Result<(), Error> {
+    let by_name: HashMap<&str, &Manifest> =
+        manifests.iter().map(|m| (m.name.as_str(), m)).collect();
+    let undecided: Vec<String> = unrecorded
+        .iter()
+        .filter(|(_, t)| {
+            t.get("name")
+                .and_then(Value::as_str)
+                .filter(|n| state.tasks.contains_key(*n) && !state.in_doubt.contains_key(*n))
+                .and_then(|n| by_name.get(n))
+                .is_some_and(|m| same_content(t, m, key).is_none())
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in undecided {
+        match api.show(&id).await? {
+            Shown::Found(v) => {
+                unrecorded.insert(id, v);
+            }
+            Shown::Gone => {
+                unrecorded.remove(&id);
+            }
+            Shown::Unsupported => {}
+        }
+    }
+    Ok(())
 }
 
 /// Applies observations to the state; returns the drift found, in state order.
@@ -378,7 +428,9 @@ pub async fn refresh(
         return Ok(None);
     };
     let mut drift = reconcile(state, manifests, &read.seen, key);
-    if let Some(unrecorded) = &read.unrecorded {
+    if let Some(mut unrecorded) = read.unrecorded {
+        show_undecided(state, manifests, &mut unrecorded, api, key).await?;
+        let unrecorded = &unrecorded;
         let found = duplicates(
             state,
             manifests,

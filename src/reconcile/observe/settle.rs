@@ -111,9 +111,32 @@ pub async fn settle(
             return Ok(None);
         };
         let recorded = state.recorded_ids();
+        // A duplicate a refresh found before this create was sent cannot be its result.
+        let earlier: std::collections::HashSet<&str> = state
+            .duplicates
+            .get(&name)
+            .into_iter()
+            .flatten()
+            .filter(|d| {
+                let at = |t: &Option<String>| {
+                    t.as_deref().and_then(|t| {
+                        time::OffsetDateTime::parse(
+                            t,
+                            &time::format_description::well_known::Rfc3339,
+                        )
+                        .ok()
+                    })
+                };
+                matches!((at(&d.found_at), at(&doubt.sent_at)), (Some(f), Some(s)) if f < s)
+            })
+            .map(|d| d.task_id.as_str())
+            .collect();
         let found: Vec<&Value> = found
             .iter()
-            .filter(|t| !recorded.contains(remote_task_id(t).as_str()))
+            .filter(|t| {
+                let id = remote_task_id(t);
+                !recorded.contains(id.as_str()) && !earlier.contains(id.as_str())
+            })
             .collect();
         let ids =
             |tasks: &[&Value]| -> Vec<String> { tasks.iter().map(|t| remote_task_id(t)).collect() };

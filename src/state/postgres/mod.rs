@@ -315,8 +315,9 @@ fn lost_message(why: &str) -> String {
 }
 
 /// What the session that just took the lock found of a previous holder:
-/// `(holder JSON, seconds its lease still runs, journal records)`.
-type Previous = (String, Option<f64>, Vec<String>);
+/// `(holder JSON, seconds its lease still runs, journal records, seconds what an
+/// earlier holder sent may still land)`.
+type Previous = (String, Option<f64>, Vec<String>, Option<f64>);
 
 /// Who held the lock (as a refused process is told): `(holder JSON if it is the
 /// holder's row, server pid, client address, application name)`.
@@ -324,7 +325,8 @@ type HolderRow = (Option<String>, i32, Option<String>, Option<String>);
 
 /// The wait a new holder owes a previous one that did not release the lock.
 fn takeover(previous: Previous, cfg: &LeaseConfig) -> Takeover {
-    let (json, left, records) = previous;
+    let (json, left, records, drain) = previous;
+    let seconds = |s: f64| Duration::from_secs_f64(s.min(86_400.0));
     let holder = serde_json::from_str::<Holder>(&json).ok();
     let parsed: Vec<Record> = records
         .iter()
@@ -338,8 +340,12 @@ fn takeover(previous: Previous, cfg: &LeaseConfig) -> Takeover {
         // A row without a lease was written by an older taskform: wait a whole lease.
         lease_left: left
             .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(|s| Duration::from_secs_f64(s.min(86_400.0)))
+            .map(seconds)
             .unwrap_or(cfg.duration),
+        drain_left: drain
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(seconds)
+            .unwrap_or_default(),
         longest_send: holder
             .map(|h| h.longest_send())
             .unwrap_or(Duration::from_secs(30)),
@@ -377,6 +383,7 @@ impl StateStore for PgStore {
         let holder = serde_json::to_string(me).unwrap_or_default();
         let wait = timeout.unwrap_or_default();
         let lease_secs = self.lease.duration.as_secs_f64();
+        let cfg = self.lease;
         let taken = s
             .call(OP_TIMEOUT + wait, move |client| async move {
                 let c = client.lock().await;
@@ -398,18 +405,29 @@ impl StateStore for PgStore {
                             ));
                         }
                         let previous = match c.query_opt(&sql.previous_holder(), &[&name]).await {
-                            Ok(row) => row.map(|r| -> Previous {
-                                (r.get(0), r.get(1), r.get::<_, Option<Vec<String>>>(2).unwrap_or_default())
+                            Ok(row) => row.map(|r| -> Takeover {
+                                let p: Previous = (
+                                    r.get(0),
+                                    r.get(1),
+                                    r.get::<_, Option<Vec<String>>>(2).unwrap_or_default(),
+                                    r.get(3),
+                                );
+                                takeover(p, &cfg)
                             }),
                             Err(e) => {
                                 let _ = c.query_one(&sql.unlock(), &[]).await;
                                 return Err(Failure::pg(e));
                             }
                         };
+                        // What the previous holder may still send is recorded first, so
+                        // that a holder after this one waits for it too.
+                        let drain = previous
+                            .as_ref()
+                            .map_or(0.0, |t| t.wait().as_secs_f64());
                         // The lease counts from before the statement that grants it.
                         let sent = Instant::now();
                         if let Err(e) = c
-                            .execute(&sql.set_holder(), &[&name, &holder, &lease_secs])
+                            .execute(&sql.set_holder(), &[&name, &holder, &lease_secs, &drain])
                             .await
                         {
                             let _ = c.query_one(&sql.unlock(), &[]).await;
@@ -456,10 +474,9 @@ impl StateStore for PgStore {
                     session: s,
                     sql: self.sql.clone(),
                     name: self.target.name.clone(),
-                    _renewing: stop,
+                    renewing: Some(stop),
                 };
-                if let Some(previous) = previous {
-                    let t = takeover(previous, &self.lease);
+                if let Some(t) = previous {
                     let wait = t.wait();
                     if !wait.is_zero() {
                         tracing::warn!(state = %self.describe(), "{}", t.message());
@@ -544,13 +561,9 @@ impl StateStore for PgStore {
             let mut c = client.lock().await;
             let tx = c.transaction().await.map_err(Failure::pg)?;
             require_lock(&tx, &sql).await?;
-            // This commit need not wait for the disk: nothing is sent before the first
-            // intent batch, whose synchronous commit flushes the log up to it, this
-            // record included. Lost in a crash before that, the journal was never
-            // needed. (One fsync less before the first request.)
-            tx.batch_execute("SET LOCAL synchronous_commit = off")
-                .await
-                .map_err(Failure::pg)?;
+            // This commit waits for the disk: an update or a delete may be sent right
+            // after it with no record of its own before it, and a holder taking over
+            // after a crash must see that this one was sending.
             if !empty {
                 tx.execute(&sql.clear_journal(), &[&name])
                     .await
@@ -948,8 +961,8 @@ struct PgLock {
     session: Arc<Session>,
     sql: Arc<Sql>,
     name: String,
-    /// Dropped with the lock: the renewal task stops.
-    _renewing: oneshot::Sender<()>,
+    /// Dropped first when the lock is: the renewal task stops before the unlock.
+    renewing: Option<oneshot::Sender<()>>,
 }
 
 /// Renews the lease every [`LeaseConfig::renew`] while the lock is held: each renewal
@@ -968,10 +981,14 @@ async fn renewer(
     let cfg = lease.config();
     let secs = cfg.duration.as_secs_f64();
     let statement = sql.renew_lease();
+    // A fixed rate from each renewal's send: one that took its whole interval is
+    // followed at once by the next.
+    let mut every = tokio::time::interval_at(tokio::time::Instant::now() + cfg.renew, cfg.renew);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = &mut stop => return,
-            _ = tokio::time::sleep(cfg.renew) => {}
+            _ = every.tick() => {}
         }
         if let Some(why) = lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             lease.lose(&why);
@@ -983,6 +1000,10 @@ async fn renewer(
             c.query_opt(&statement, &[&name, &secs]).await
         })
         .await;
+        // The lock was released meanwhile (the holder is done): nothing to report.
+        if !matches!(stop.try_recv(), Err(oneshot::error::TryRecvError::Empty)) {
+            return;
+        }
         match renewed {
             Ok(Ok(Some(_))) => lease.confirmed(sent),
             Ok(Ok(None)) => {
@@ -1026,6 +1047,7 @@ impl StoreLock for PgLock {
 
 impl Drop for PgLock {
     fn drop(&mut self) {
+        self.renewing.take();
         self.session.locked.store(false, Ordering::SeqCst);
         let sql = self.sql.clone();
         let name = self.name.clone();

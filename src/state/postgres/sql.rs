@@ -45,8 +45,9 @@ const MIGRATIONS: &[&str] = &[
         backend_pid integer NOT NULL,
         acquired_at timestamptz NOT NULL DEFAULT now()
      );",
-    // 2 -> 3: the holder's lease.
-    "ALTER TABLE {s}.locks ADD COLUMN IF NOT EXISTS lease_until timestamptz;",
+    // 2 -> 3: the holder's lease, and until when what a dead holder sent may still land.
+    "ALTER TABLE {s}.locks ADD COLUMN IF NOT EXISTS lease_until timestamptz;
+     ALTER TABLE {s}.locks ADD COLUMN IF NOT EXISTS drain_until timestamptz;",
 ];
 
 /// The first key of every taskform advisory lock ("tfor"); the second is derived from
@@ -183,15 +184,19 @@ impl Sql {
         )
     }
 
-    /// Records who holds the lock of the state named $1 ($2: the holder as JSON) and
-    /// its lease of $3 seconds, from the database's `now()`.
+    /// Records who holds the lock of the state named $1 ($2: the holder as JSON), its
+    /// lease of $3 seconds from the database's `now()`, and, when $4 > 0, that what a
+    /// previous holder sent may land for $4 more seconds (kept for the next holder
+    /// should this one stop before that).
     pub fn set_holder(&self) -> String {
         self.t(
-            "INSERT INTO {s}.locks (state, holder, backend_pid, acquired_at, lease_until)
-             VALUES ($1, $2, pg_catalog.pg_backend_pid(), now(), now() + pg_catalog.make_interval(secs => $3::float8))
+            "INSERT INTO {s}.locks (state, holder, backend_pid, acquired_at, lease_until, drain_until)
+             VALUES ($1, $2, pg_catalog.pg_backend_pid(), now(), now() + pg_catalog.make_interval(secs => $3::float8),
+                     CASE WHEN $4::float8 > 0 THEN now() + pg_catalog.make_interval(secs => $4::float8) END)
              ON CONFLICT (state) DO UPDATE
              SET holder = EXCLUDED.holder, backend_pid = EXCLUDED.backend_pid,
-                 acquired_at = EXCLUDED.acquired_at, lease_until = EXCLUDED.lease_until",
+                 acquired_at = EXCLUDED.acquired_at, lease_until = EXCLUDED.lease_until,
+                 drain_until = EXCLUDED.drain_until",
         )
     }
 
@@ -208,18 +213,24 @@ impl Sql {
 
     /// What a previous holder of the state named $1 left, read by the session that
     /// just took its lock: `(holder JSON, seconds its lease still runs (0 when over;
-    /// NULL when it recorded none), the journal's records in order)`; no row when the
-    /// previous holder released the lock.
+    /// NULL when it recorded none), the journal's records in order, seconds what an
+    /// earlier holder sent may still land (NULL: nothing))`; no row when the previous
+    /// holder released the lock.
     pub fn previous_holder(&self) -> String {
         self.t("SELECT holder,
                     GREATEST(0, EXTRACT(EPOCH FROM (lease_until - now())))::float8,
-                    ARRAY(SELECT record FROM {s}.journal WHERE state = $1 ORDER BY seq)
+                    ARRAY(SELECT record FROM {s}.journal WHERE state = $1 ORDER BY seq),
+                    GREATEST(0, EXTRACT(EPOCH FROM (drain_until - now())))::float8
              FROM {s}.locks WHERE state = $1")
     }
 
+    /// Forgets this session's holder row, unless what a previous holder sent may still
+    /// land (a holder stopped while it waited for that): the row then stays, so that the
+    /// next holder waits too.
     pub fn clear_holder(&self) -> String {
         self.t(
-            "DELETE FROM {s}.locks WHERE state = $1 AND backend_pid = pg_catalog.pg_backend_pid()",
+            "DELETE FROM {s}.locks WHERE state = $1 AND backend_pid = pg_catalog.pg_backend_pid()
+               AND (drain_until IS NULL OR drain_until <= now())",
         )
     }
 

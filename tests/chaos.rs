@@ -381,6 +381,41 @@ struct Tally {
     restarts: usize,
     on_change_recreate_rounds: usize,
     converge_retries: usize,
+    /// What the faulty emulators saw and did.
+    requests: usize,
+    creates: usize,
+    puts: usize,
+    stops: usize,
+    runs: usize,
+    deletes: usize,
+    answered_500: usize,
+    answered_429: usize,
+    dropped_after_create: usize,
+}
+
+impl Tally {
+    fn count(&mut self, emu: &Emu) {
+        for r in emu.requests() {
+            let path = r["path"].as_str().unwrap_or_default();
+            self.requests += 1;
+            match r["method"].as_str().unwrap_or_default() {
+                "POST" if path.ends_with("/create") => self.creates += 1,
+                "POST" if path.ends_with("action=stop") => self.stops += 1,
+                "POST" if path.contains("action=run") => self.runs += 1,
+                "PUT" => self.puts += 1,
+                "DELETE" => self.deletes += 1,
+                _ => {}
+            }
+            match r["status"].as_u64() {
+                Some(500) => self.answered_500 += 1,
+                Some(429) => self.answered_429 += 1,
+                _ => {}
+            }
+            if r["dropped"] == true {
+                self.dropped_after_create += 1;
+            }
+        }
+    }
 }
 
 struct Chaos<'a> {
@@ -562,6 +597,7 @@ impl Chaos<'_> {
             }
         }
         actors.stop_all();
+        self.tally.count(&emu);
         drop(emu);
         self.check(&actors);
     }
@@ -571,6 +607,9 @@ impl Chaos<'_> {
         let emu = self.clean_emulator();
         let mut outputs = Vec::new();
         let deadline = Instant::now() + Duration::from_secs(60);
+        // A replace's superseded task is pruned by the next run (the plan is made
+        // before the replace): up to 3 successful runs until one has nothing to do.
+        let mut successes = 0;
         let converged = loop {
             let out = self.p.apply(
                 &emu.url,
@@ -586,19 +625,26 @@ impl Chaos<'_> {
                 ],
             );
             let ok = out.code == Some(0);
+            let done = ok && out.stdout.contains("No changes");
+            successes += usize::from(ok);
             // Only a lock still held (a server that has not noticed a killed session
-            // yet) is worth another try; anything else is a finding.
-            let retry = !ok && out.stderr.contains("locked by") && Instant::now() < deadline;
+            // yet) is worth another try after a failure; anything else is a finding.
+            let again = match ok {
+                true => !done && successes < 3,
+                false => out.stderr.contains("locked by") && Instant::now() < deadline,
+            };
             outputs.push(out);
-            if !retry {
-                break ok;
+            if !again {
+                break done;
             }
-            self.tally.converge_retries += 1;
-            std::thread::sleep(Duration::from_millis(500));
+            if !ok {
+                self.tally.converge_retries += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
         };
         let mut problems = Vec::new();
         if !converged {
-            problems.push("the converging apply --refresh --prune failed".to_string());
+            problems.push("apply --refresh --prune did not converge (\"No changes\")".to_string());
         }
         let state = self.backend.state(self.p);
         let server = emu.tasks();

@@ -560,6 +560,10 @@ struct EmulatorCli {
     /// Accept task bodies without user_id (the Terraform provider never sends it).
     #[arg(long)]
     user_id_optional: bool,
+    /// A PUT leaves a paused CRON task paused (enabled 5) whatever its body says; only
+    /// `action?action=run` schedules it again.
+    #[arg(long)]
+    put_keeps_paused: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -778,27 +782,32 @@ fn main() {
             format: f,
             full_plan_hint,
         } => cli::show(file, format(f), color, full_plan_hint),
-        Command::Emulator(e) => cli::emulator(taskform::emulator::Config {
-            listen: e.listen,
-            data: e.data,
-            token: Some(e.token),
-            access_key: e.access_key,
-            secret_key: e.secret_key,
-            project_id: e.project_id,
-            workspace: e.workspace,
-            rate_limit: e.rate_limit,
-            latency: Duration::from_millis(e.latency_ms),
-            fail_rate: e.fail_rate,
-            throttle_rate: e.throttle_rate,
-            drop_rate: e.drop_rate,
-            seed: e.seed,
-            create_only: e.create_only,
-            unknown_task: taskform::emulator::UnknownTask::parse(&e.unknown_task)
-                .unwrap_or_default(),
-            task_config_echo: taskform::emulator::Echo::parse(&e.task_config_echo)
-                .unwrap_or_default(),
-            user_id_optional: e.user_id_optional,
-        }),
+        Command::Emulator(e) => cli::emulator(
+            taskform::emulator::Config {
+                listen: e.listen,
+                data: e.data,
+                token: Some(e.token),
+                access_key: e.access_key,
+                secret_key: e.secret_key,
+                project_id: e.project_id,
+                workspace: e.workspace,
+                rate_limit: e.rate_limit,
+                latency: Duration::from_millis(e.latency_ms),
+                fail_rate: e.fail_rate,
+                throttle_rate: e.throttle_rate,
+                drop_rate: e.drop_rate,
+                seed: e.seed,
+                create_only: e.create_only,
+                unknown_task: taskform::emulator::UnknownTask::parse(&e.unknown_task)
+                    .unwrap_or_default(),
+                task_config_echo: taskform::emulator::Echo::parse(&e.task_config_echo)
+                    .unwrap_or_default(),
+                user_id_optional: e.user_id_optional,
+            },
+            taskform::emulator::Modes {
+                put_keeps_paused: e.put_keeps_paused,
+            },
+        ),
     };
     std::process::exit(Exit::code(exit));
 }

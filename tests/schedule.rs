@@ -250,3 +250,36 @@ fn by_default_the_update_of_a_scheduled_task_costs_a_stop_the_put_and_a_run() {
     );
     assert_eq!(svc.task(&id)["schedule_config"]["enabled"], json!(3));
 }
+
+/// `taskform emulator --put-keeps-paused` is the same mode, for tests that run the
+/// emulator as a process (the chaos test): a PUT of an enabled body leaves a paused
+/// task paused; without the flag it schedules it.
+#[test]
+fn the_emulator_binary_takes_put_keeps_paused() {
+    for (flag, after_put) in [(true, 5), (false, 3)] {
+        let mut args = vec!["--rate-limit", "0"];
+        if flag {
+            args.push("--put-keeps-paused");
+        }
+        let emu = Emu::start(&args);
+        let p = Project::new();
+        p.write("tasks/a.yaml", &cron("a", 10, 1));
+        p.apply(&emu.url, &[]).succeeds();
+        let id = id_of(&p, "a");
+        let body = p.state()["tasks"]["a"]["body"].to_string();
+        let enabled = |emu: &Emu| {
+            emu.tasks().iter().find(|t| t["id"] == id.as_str()).unwrap()["schedule_config"]
+                ["enabled"]
+                .clone()
+        };
+        assert_eq!(enabled(&emu), 3);
+        assert_eq!(
+            emu.call("POST", &format!("/{id}/action?action=stop"), "").0,
+            200
+        );
+        assert_eq!(enabled(&emu), 5);
+        let (status, answer) = emu.call("PUT", &format!("/{id}"), &body);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(enabled(&emu), after_put, "--put-keeps-paused {flag}");
+    }
+}

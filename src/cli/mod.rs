@@ -128,9 +128,9 @@ fn block_on<F: std::future::Future<Output = Result<Exit, Error>>>(f: F) -> Exit 
 }
 
 /// `taskform emulator`.
-pub fn emulator(cfg: crate::emulator::Config) -> Exit {
+pub fn emulator(cfg: crate::emulator::Config, modes: crate::emulator::Modes) -> Exit {
     block_on(async {
-        crate::emulator::run(cfg)
+        crate::emulator::run_with(cfg, modes)
             .await
             .map(|_| Exit::Ok)
             .map_err(|e| Error::Command(format!("emulator: {e}")))

@@ -886,7 +886,12 @@ fn throttled(wait: Duration) -> Answer {
 
 /// Runs the emulator until Ctrl-C or SIGTERM; prints its URL on stdout first.
 pub async fn run(cfg: Config) -> std::io::Result<()> {
-    let emu = start(cfg).await?;
+    run_with(cfg, Modes::default()).await
+}
+
+/// [`run`], with the service behaving as `modes` say.
+pub async fn run_with(cfg: Config, modes: Modes) -> std::io::Result<()> {
+    let emu = start_with(cfg, modes).await?;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();

@@ -820,10 +820,12 @@ fn run(test: &'static str, p: &Project, backend: &Backend) {
     );
 }
 
-/// Every taskform process gets a 3 s lease renewed every second, so that a takeover
-/// waits about 5 s (the lease plus the holder's 2 s `--timeout`).
+/// Every taskform process gets a 5 s lease renewed every second (a 1 s margin: a
+/// process paused longer than that between its check and its send, on a loaded
+/// machine, is outside the lease's timing assumption), so that a takeover waits about
+/// 7 s (the lease plus the holder's 2 s `--timeout`).
 fn short_lease(p: &mut Project) {
-    p.env.push(("TASKFORM_LEASE".into(), "3".into()));
+    p.env.push(("TASKFORM_LEASE".into(), "5".into()));
     p.env.push(("TASKFORM_LEASE_RENEW".into(), "1".into()));
 }
 

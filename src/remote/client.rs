@@ -755,13 +755,16 @@ impl Client {
 impl Client {
     /// The longest one request can take from the moment it is let go: its timeout;
     /// with IAM password credentials, a token fetch before it, and after a refused
-    /// token another fetch and the request again (four timeouts). A holder of the state
+    /// token another fetch and the request again (four timeouts); plus a second. A holder of the state
     /// lock records it so that a process taking over after it waits that long past its
     /// lease ([`crate::state::lease`]); the applier cuts a request off at it.
     pub fn longest_send(&self) -> Duration {
+        // A second more than the timeouts, so that the client's own timeout is what a
+        // slow request normally meets.
+        let slack = Duration::from_secs(1);
         match self.auth.credentials() {
-            crate::remote::auth::Credentials::Password { .. } => self.cfg.timeout * 4,
-            _ => self.cfg.timeout,
+            crate::remote::auth::Credentials::Password { .. } => self.cfg.timeout * 4 + slack,
+            _ => self.cfg.timeout + slack,
         }
     }
 }

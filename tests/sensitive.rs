@@ -264,3 +264,46 @@ fn ignore_changes_still_counts_for_a_task_whose_secret_is_also_read_plainly() {
         .succeeds()
         .stdout_has("No changes");
 }
+
+/// Issue #28.1: a state recording a value in plain text (as `export` does) and a
+/// manifest that now reads it as `${secret:...}`: no plan output, plan file or state
+/// shows it, and the apply records its fingerprint.
+#[test]
+fn a_value_recorded_plainly_then_made_sensitive_is_hidden_on_both_sides() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    let write = |password: &str| {
+        p.write(
+            "tasks/db.yaml",
+            &format!("name: db\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: dli\n  password: {password}\n"),
+        );
+    };
+    let e = env(SECRET);
+    write(SECRET);
+    run(&p, &["apply", "--yes", "tasks", "--endpoint", &emu.url], &e).succeeds();
+    assert!(all_files(&p).contains(SECRET), "the state holds it plainly");
+    write("${secret:DB_PASSWORD}");
+    for format in ["text", "json", "markdown"] {
+        let o = run(&p, &["plan", "tasks", "--format", format], &e);
+        o.succeeds();
+        assert_hidden(&o);
+        if format != "json" {
+            assert!(o.stdout.contains("fingerprint"), "{format}: {}", o.stdout);
+        }
+    }
+    run(&p, &["plan", "tasks", "--out", "plan.json"], &e).succeeds();
+    let plan = std::fs::read_to_string(p.dir.path().join("plan.json")).unwrap();
+    assert!(!plan.contains(SECRET), "the plan file holds it: {plan}");
+    let o = run(&p, &["apply", "plan.json", "--endpoint", &emu.url], &e);
+    o.succeeds();
+    assert_hidden(&o);
+    std::fs::remove_file(p.dir.path().join("plan.json")).unwrap();
+    assert!(!all_files(&p).contains(SECRET), "the state still holds it");
+    let o = run(&p, &["state", "show", "db"], &e);
+    o.succeeds().stdout_has("(sensitive)");
+    assert_hidden(&o);
+    assert_eq!(
+        emu.tasks().last().unwrap()["task_config"]["password"],
+        SECRET
+    );
+}

@@ -264,3 +264,114 @@ fn ignore_changes_still_counts_for_a_task_whose_secret_is_also_read_plainly() {
         .succeeds()
         .stdout_has("No changes");
 }
+
+/// Issue #28.1: a state recording a value in plain text (as `export` does) and a
+/// manifest that now reads it as `${secret:...}`: no plan output, plan file or state
+/// shows it, and the apply records its fingerprint.
+#[test]
+fn a_value_recorded_plainly_then_made_sensitive_is_hidden_on_both_sides() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    let write = |password: &str| {
+        p.write(
+            "tasks/db.yaml",
+            &format!("name: db\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: dli\n  password: {password}\n"),
+        );
+    };
+    let e = env(SECRET);
+    write(SECRET);
+    run(&p, &["apply", "--yes", "tasks", "--endpoint", &emu.url], &e).succeeds();
+    assert!(all_files(&p).contains(SECRET), "the state holds it plainly");
+    write("${secret:DB_PASSWORD}");
+    for format in ["text", "json", "markdown"] {
+        let o = run(&p, &["plan", "tasks", "--format", format], &e);
+        o.succeeds();
+        assert_hidden(&o);
+        if format != "json" {
+            assert!(o.stdout.contains("fingerprint"), "{format}: {}", o.stdout);
+        }
+    }
+    run(&p, &["plan", "tasks", "--out", "plan.json"], &e).succeeds();
+    let plan = std::fs::read_to_string(p.dir.path().join("plan.json")).unwrap();
+    assert!(!plan.contains(SECRET), "the plan file holds it: {plan}");
+    let o = run(&p, &["apply", "plan.json", "--endpoint", &emu.url], &e);
+    o.succeeds();
+    assert_hidden(&o);
+    std::fs::remove_file(p.dir.path().join("plan.json")).unwrap();
+    assert!(!all_files(&p).contains(SECRET), "the state still holds it");
+    let o = run(&p, &["state", "show", "db"], &e);
+    o.succeeds().stdout_has("(sensitive)");
+    assert_hidden(&o);
+    assert_eq!(
+        emu.tasks().last().unwrap()["task_config"]["password"],
+        SECRET
+    );
+}
+
+/// Issue #28.3: a secret's value is matched as a whole value, or where its variable was
+/// read, never as a part of another string: unrelated tasks are neither hidden,
+/// updated nor refused, and nothing says what the secret is.
+#[test]
+fn a_secret_hides_whole_values_and_its_variable_never_parts_of_strings() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    let task = |name: &str, config: &str| {
+        format!(
+            "name: {name}\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n{config}"
+        )
+    };
+    p.write(
+        "tasks/a.yaml",
+        &task("a", "  queue: my-default-queue\n  other: S3cr3t-283\n"),
+    );
+    p.write("tasks/sales.yaml", &task("sales-daily", "  queue: q\n"));
+    let e = |secret: &str| {
+        vec![
+            ("DB_PASSWORD", secret.to_string()),
+            ("TASKFORM_SECRET_KEY", "k-0123456789abcdef".into()),
+            ("TASKFORM_AUTH_TOKEN", TOKEN.into()),
+        ]
+    };
+    run(
+        &p,
+        &["apply", "--yes", "tasks", "--endpoint", &emu.url],
+        &e("x"),
+    )
+    .succeeds();
+    p.write(
+        "tasks/db.yaml",
+        &task(
+            "db",
+            "  password: ${secret:DB_PASSWORD}\n  copy: \"pw=${DB_PASSWORD}\"\n",
+        ),
+    );
+    p.write(
+        "tasks/same.yaml",
+        &task("same", "  literal: default-secret-value\n"),
+    );
+    for secret in ["default", "S3cr3t-28", "sales"] {
+        let o = run(&p, &["plan", "tasks", "--format", "json"], &e(secret));
+        o.succeeds();
+        let plan: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+        for t in plan["tasks"].as_array().unwrap() {
+            if ["a", "sales-daily"].contains(&t["name"].as_str().unwrap()) {
+                assert_eq!(t["action"], "unchanged", "{secret}: {t}");
+            }
+        }
+        assert!(!o.stderr.contains(secret), "{secret}: {}", o.stderr);
+        run(&p, &["plan", "tasks", "--out", "plan.json"], &e(secret)).succeeds();
+        let saved = std::fs::read_to_string(p.dir.path().join("plan.json")).unwrap();
+        assert!(
+            !saved.contains(&format!("pw={secret}")),
+            "read plainly: hidden"
+        );
+    }
+    // A whole value equal to the secret is hidden, in any task.
+    let o = run(
+        &p,
+        &["plan", "tasks", "--format", "json"],
+        &e("default-secret-value"),
+    );
+    o.succeeds();
+    assert!(!o.stdout.contains("default-secret-value"), "{}", o.stdout);
+}

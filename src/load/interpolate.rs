@@ -61,11 +61,44 @@ pub struct Sensitive {
     pub template: String,
 }
 
+/// The environment variables a string references (`${NAME}` and `${secret:NAME}`;
+/// not `$${`, a literal, nor `${var:NAME}`, a variable of taskform.yaml).
+pub fn referenced_names(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        let after = &rest[pos..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let Some(end) = tail.find('}') else { break };
+            let reference = &tail[..end];
+            let name = reference.strip_prefix("secret:").unwrap_or(reference);
+            if is_var_name(name) {
+                out.push(name);
+            }
+            rest = &tail[end..];
+        } else {
+            rest = &after[1..];
+        }
+    }
+    out
+}
+
+/// A string that read environment variables: where, and which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    pub path: Vec<Seg>,
+    pub names: Vec<String>,
+}
+
 /// What interpolating a document found.
 #[derive(Debug, Default)]
 pub struct Interpolated {
     pub errors: Vec<InterpolationError>,
     pub sensitive: Vec<Sensitive>,
+    /// Every string that read an environment variable.
+    pub reads: Vec<Read>,
 }
 
 /// Interpolates every string in `value` in place. `integer_at` says where the schema
@@ -93,6 +126,13 @@ fn walk(
             let template = s.clone();
             match expand_marked(s, env) {
                 Ok((expanded, secret)) => {
+                    let names = referenced_names(&template);
+                    if !names.is_empty() {
+                        out.reads.push(Read {
+                            path: path.clone(),
+                            names: names.into_iter().map(str::to_string).collect(),
+                        });
+                    }
                     if secret {
                         out.sensitive.push(Sensitive {
                             path: path.clone(),

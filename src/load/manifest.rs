@@ -133,6 +133,9 @@ pub struct Manifest {
     pub sensitive: Vec<String>,
     /// The variables this task reads as `${secret:...}`.
     pub secret_vars: Vec<String>,
+    /// The dotted paths of the strings that read environment variables, and which:
+    /// where a secret's value came from its variable read plainly.
+    pub reads: Vec<(String, Vec<String>)>,
     /// Per-task rules (`taskform:` in the manifest).
     pub rules: TaskRules,
     /// With sensitive values: the canonical body with each replaced by its fingerprint,
@@ -183,6 +186,7 @@ impl Manifest {
             hash,
             sensitive: Vec::new(),
             secret_vars: Vec::new(),
+            reads: Vec::new(),
             rules: TaskRules::default(),
             shown: None,
             file,
@@ -1009,21 +1013,23 @@ pub fn parse_source_with(
             .flat_map(|s| interpolate::secret_names(&s.template))
             .map(str::to_string)
             .collect();
+        m.reads = found
+            .reads
+            .into_iter()
+            .map(|r| (yaml::path_string(&r.path), r.names))
+            .collect();
         manifests.push(m);
     }
     out
 }
 
-/// A variable read as `${secret:NAME}` anywhere is sensitive everywhere: a value of one
-/// found in another field (a plain `${NAME}` of the same variable, say) is marked
-/// sensitive there too; in the task's name it is an error.
-/// The values of the variables the manifests (and sensitive defaults) read as
-/// `${secret:...}`: what [`hide_secret_values`] looks for.
+/// The variables the manifests (and sensitive defaults) read as `${secret:...}`, with
+/// their values: what [`hide_secret_values`] looks for.
 pub(super) fn secret_values(
     manifests: &[Manifest],
     settings: &Settings,
     env: &(dyn Fn(&str) -> Option<String> + Sync),
-) -> Vec<String> {
+) -> Vec<(String, String)> {
     let mut vars: std::collections::BTreeSet<&str> = manifests
         .iter()
         .flat_map(|m| m.secret_vars.iter().map(String::as_str))
@@ -1034,41 +1040,55 @@ pub(super) fn secret_values(
             .iter()
             .flat_map(|s| interpolate::secret_names(&s.template)),
     );
-    // Very short values would mark ordinary text: a secret that short is no secret.
     vars.into_iter()
-        .filter_map(env)
-        .filter(|v| v.chars().count() >= 4)
+        .filter_map(|n| env(n).map(|v| (n.to_string(), v)))
         .collect()
 }
 
-/// Marks every value of a manifest that holds one of `values` (a secret copied
-/// elsewhere in the body) sensitive; a name holding one is an error.
+/// A variable read as `${secret:NAME}` anywhere is sensitive everywhere: a string that
+/// read the same variable plainly (`${NAME}`), or whose whole value equals the secret's,
+/// is marked sensitive too. Never a part of a string: a secret `default` leaves
+/// `my-default-queue` alone. A `name` that read it is an error (names are shown
+/// everywhere); the message names the variable, never its value.
 pub(super) fn hide_secret_values(
     manifests: &mut [Manifest],
-    values: &[String],
+    secrets: &[(String, String)],
     settings: &Settings,
     diags: &mut Vec<Diagnostic>,
 ) {
-    if values.is_empty() {
+    if secrets.is_empty() {
         return;
     }
+    // Very short values would mark ordinary values: a secret that short is no secret.
+    let values: Vec<String> = secrets
+        .iter()
+        .filter(|(_, v)| v.chars().count() >= 4)
+        .map(|(_, v)| v.clone())
+        .collect();
+    let is_secret_var = |n: &String| secrets.iter().any(|(s, _)| s == n);
     for m in manifests.iter_mut() {
-        let holding = secret::paths_holding(&m.body(), values);
-        if holding.iter().any(|p| p == "name") {
+        let read: Vec<&String> = m
+            .reads
+            .iter()
+            .filter(|(_, names)| names.iter().any(is_secret_var))
+            .map(|(p, _)| p)
+            .collect();
+        if read.iter().any(|p| *p == "name") {
             diags.push(
                 Diagnostic::new(
                     &m.display,
                     0,
                     0,
-                    "the task's `name` holds the value of a variable read as `${secret:...}`",
+                    "the task's `name` reads a variable read as `${secret:...}`",
                 )
                 .with_hint("a name is shown everywhere; keep secrets out of it"),
             );
             continue;
         }
+        let equal = secret::paths_equal(&m.body(), &values);
         let mut all = m.sensitive.clone();
-        for p in holding {
-            if !all.contains(&p) {
+        for p in read.into_iter().cloned().chain(equal) {
+            if p != "name" && !all.contains(&p) {
                 all.push(p);
             }
         }

@@ -181,14 +181,12 @@ pub fn holds_fingerprint(v: &Value) -> bool {
     }
 }
 
-/// The dotted paths of the strings in `body` that hold one of `values`: a secret's
-/// value that reached a field another way (a plain `${NAME}` of the same variable).
-pub fn paths_holding(body: &Value, values: &[String]) -> Vec<String> {
+/// The dotted paths of the strings in `body` that are exactly one of `values` (whole
+/// values, never a part of a string): a secret's value written into a field as is.
+pub fn paths_equal(body: &Value, values: &[String]) -> Vec<String> {
     fn walk(v: &Value, path: &mut String, values: &[String], out: &mut Vec<String>) {
         match v {
-            Value::String(s) if values.iter().any(|x| s.contains(x.as_str())) => {
-                out.push(path.clone())
-            }
+            Value::String(s) if values.iter().any(|x| s == x) => out.push(path.clone()),
             Value::Object(m) => {
                 for (k, v) in m {
                     let len = path.len();

@@ -214,6 +214,48 @@ fn duplicate_note(state: &State, t: &crate::plan::PlannedTask) -> Option<String>
     })
 }
 
+/// The body the state records for a task, as a plan may hold it: each value at a path
+/// the manifest now marks sensitive is replaced by its fingerprint (a state written by
+/// `export`, or before the value was `${secret:...}`, holds it in plain text), so a
+/// diff shows it redacted on both sides and no plan file holds it. Also the paths that
+/// held a plain value: this apply's write of the record replaces them.
+fn previous_shown(
+    recorded: Option<&RawValue>,
+    m: Option<&Manifest>,
+    key: &crate::load::secret::Key,
+) -> (Option<Box<RawValue>>, Vec<String>) {
+    use crate::load::secret;
+    let Some(recorded) = recorded else {
+        return (None, Vec::new());
+    };
+    let sensitive = m.map(|m| m.sensitive.as_slice()).unwrap_or_default();
+    if sensitive.is_empty() {
+        return (Some(recorded.to_owned()), Vec::new());
+    }
+    let Ok(mut body) = serde_json::from_str::<serde_json::Value>(recorded.get()) else {
+        return (Some(recorded.to_owned()), Vec::new());
+    };
+    let mut plain = Vec::new();
+    for p in sensitive {
+        if let Some(v) = secret::pointer_mut(&mut body, p)
+            && !v.as_str().is_some_and(secret::is_fingerprint)
+        {
+            *v = serde_json::Value::String(key.fingerprint(p, v));
+            plain.push(p.clone());
+        }
+    }
+    let raw = RawValue::from_string(crate::hash::canonical_and_hash(&body).0).ok();
+    (raw, plain)
+}
+
+/// The note of a task whose record holds, in plain text, values now sensitive.
+fn plain_note(paths: &[String]) -> String {
+    format!(
+        "the state records {} in plain text, now sensitive: applying this plan records the fingerprint instead",
+        paths.join(", ")
+    )
+}
+
 impl SavedPlan {
     /// The document for a plan just made with `options`. `notes` adds a note by task
     /// name (drift found by a refresh, adoptions).
@@ -240,10 +282,12 @@ impl SavedPlan {
                 } else {
                     None
                 };
-                let previous_body = if matches!(t.action, Action::Replace | Action::Update) {
-                    state.tasks.get(&t.name).and_then(|r| r.body.clone())
+                let (previous_body, plain) = if matches!(t.action, Action::Replace | Action::Update)
+                {
+                    let recorded = state.tasks.get(&t.name).and_then(|r| r.body.as_deref());
+                    previous_shown(recorded, m, &loaded.settings.secret_key)
                 } else {
-                    None
+                    (None, Vec::new())
                 };
                 let note = match t.action {
                     Action::InDoubt => in_doubt_note(state, &t.name),
@@ -254,6 +298,15 @@ impl SavedPlan {
                         delete_note(state, &t)
                     )),
                     _ => notes.get(&t.name).cloned(),
+                };
+                let note = match plain.is_empty() {
+                    true => note,
+                    false => Some(
+                        note.into_iter()
+                            .chain([plain_note(&plain)])
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                    ),
                 };
                 Entry {
                     name: t.name,

@@ -213,6 +213,19 @@ pub fn field_changes(t: &Entry) -> Option<Vec<FieldChange>> {
                     kind: ChangeKind::Removed,
                     path,
                 },
+                // Sensitive on either side: redacted on both (a value that was, or
+                // becomes, a secret is not shown on the other side either).
+                Change::Changed { path, old, new }
+                    if crate::load::secret::holds_fingerprint(&old)
+                        || crate::load::secret::holds_fingerprint(&new) =>
+                {
+                    FieldChange {
+                        before: Some(Value::String(SENSITIVE.into())),
+                        after: Some(Value::String(SENSITIVE.into())),
+                        kind: ChangeKind::Changed,
+                        path,
+                    }
+                }
                 Change::Changed { path, old, new } => FieldChange {
                     before: Some(shown(t, &path, &old).into_owned()),
                     after: Some(shown(t, &path, &new).into_owned()),
@@ -356,6 +369,18 @@ mod tests {
         assert_eq!(changes[2].line("→"), "- gone: true");
         assert!(field_changes(&entry("replace", old.clone(), new.clone())).is_some());
         assert!(field_changes(&entry("create", old, new)).is_none());
+    }
+
+    #[test]
+    fn a_field_sensitive_on_either_side_is_redacted_on_both() {
+        let fp = crate::load::secret::Key::default().fingerprint("p", &json!("hunter2"));
+        let plain = json!({"p": "hunter2"});
+        let secret = json!({"p": fp});
+        for (old, new) in [(&plain, &secret), (&secret, &plain)] {
+            let c = field_changes(&entry("update", old.clone(), new.clone())).unwrap();
+            assert_eq!(c[0].before, Some(json!(SENSITIVE)));
+            assert_eq!(c[0].after, Some(json!(SENSITIVE)));
+        }
     }
 
     #[test]

@@ -81,5 +81,5 @@ done
 echo "Takeover, state in PostgreSQL (lease 15 s renewed every 5 s):"
 echo "- idle leader killed (kill -9), to the standby's first reconcile: $(median "${idle[@]}")"
 echo "- apply killed while sending (--timeout 5), to the next apply's exit: $(median "${sending[@]}")"
-echo "  (it waits the rest of the lease + 5 s, then settles and applies; one line:)"
+echo "  (it waits the rest of the lease + 5 s + 1 s, then settles and applies; one line:)"
 grep "previous holder's lease" next1.log | head -1 | cut -c1-200

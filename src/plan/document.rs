@@ -137,7 +137,7 @@ pub struct SavedPlan {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub labels: Vec<String>,
     /// How many tasks `--target`/`--label` left out (left alone).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub not_selected: usize,
     pub summary: Summary,
     pub tasks: Vec<Entry>,
@@ -714,10 +714,6 @@ pub struct Stale {
     /// The manifest folder, for the command that makes a new plan.
     pub dir: String,
     pub reasons: Vec<String>,
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// A planned body with sensitive values whose values are not what they were when the

@@ -109,7 +109,8 @@ pub struct Summary {
     pub duplicate: usize,
 }
 
-fn is_zero(n: &usize) -> bool {
+/// For `skip_serializing_if`: counts of zero are left out of plan documents.
+pub(crate) fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 

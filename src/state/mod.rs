@@ -471,24 +471,9 @@ impl State {
     }
 
     /// A complete listing of the workspace found these duplicates: they replace what
-    /// an earlier one found. Returns whether anything changed.
-    pub fn record_duplicates(&mut self, found: BTreeMap<String, Vec<Duplicate>>) -> bool {
-        let same = |a: &BTreeMap<String, Vec<Duplicate>>, b: &BTreeMap<String, Vec<Duplicate>>| {
-            a.len() == b.len()
-                && a.iter().all(|(n, l)| {
-                    b.get(n).is_some_and(|m| {
-                        l.len() == m.len()
-                            && l.iter().zip(m).all(|(x, y)| {
-                                x.task_id == y.task_id && x.same_content == y.same_content
-                            })
-                    })
-                })
-        };
-        if same(&self.duplicates, &found) {
-            return false;
-        }
+    /// an earlier one found (whose `found_at` a finding of the same task keeps).
+    pub fn record_duplicates(&mut self, found: BTreeMap<String, Vec<Duplicate>>) {
         self.duplicates = found;
-        true
     }
 
     /// Forgets a name (its task, any superseded tasks and an in-doubt create) without

@@ -17,8 +17,8 @@
 //! every task. Either way the observations, and so the drift, are the same.
 //!
 //! Duplicates: the same complete listing (one is made for this when the state is small
-//! enough to be shown task by task) names every remote task of a name the manifests or
-//! the state manage whose ID no record holds ([`duplicates`]). They are recorded in the
+//! enough to be shown task by task) names every remote task of a name the state records
+//! a task for whose ID no record holds ([`duplicates`]). They are recorded in the
 //! state (the plan lists them until they are gone) and never invisible: a create whose
 //! answer was lost and whose intent was settled wrongly shows up here.
 //!
@@ -280,17 +280,13 @@ pub fn duplicates(
     key: &Key,
     now: &str,
 ) -> std::collections::BTreeMap<String, Vec<crate::state::Duplicate>> {
-    let by_name: HashMap<&str, &Manifest> =
-        manifests.iter().map(|m| (m.name.as_str(), m)).collect();
+    let by_name = by_name(manifests);
     let mut out: std::collections::BTreeMap<String, Vec<crate::state::Duplicate>> =
         Default::default();
     for (id, t) in unrecorded {
-        let Some(name) = t.get("name").and_then(Value::as_str) else {
+        let Some(name) = duplicate_of(state, t) else {
             continue;
         };
-        if !state.tasks.contains_key(name) || state.in_doubt.contains_key(name) {
-            continue;
-        }
         let same_content = by_name
             .get(name)
             .is_some_and(|m| same_content(t, m, key) == Some(true));
@@ -312,6 +308,19 @@ pub fn duplicates(
         list.sort_by(|a, b| a.task_id.cmp(&b.task_id));
     }
     out
+}
+
+/// The name a listed task no record holds is a duplicate of: one the state records a
+/// task for, whose create is not in doubt (settling deals with that).
+fn duplicate_of<'t>(state: &State, listed: &'t Value) -> Option<&'t str> {
+    listed
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| state.tasks.contains_key(*n) && !state.in_doubt.contains_key(*n))
+}
+
+fn by_name(manifests: &[Manifest]) -> HashMap<&str, &Manifest> {
+    manifests.iter().map(|m| (m.name.as_str(), m)).collect()
 }
 
 /// Whether `remote` holds exactly what taskform sends for `m`: `None` when the answer
@@ -338,14 +347,11 @@ async fn show_undecided(
     api: &Arc<dyn TaskApi>,
     key: &Key,
 ) -> Result<(), Error> {
-    let by_name: HashMap<&str, &Manifest> =
-        manifests.iter().map(|m| (m.name.as_str(), m)).collect();
+    let by_name = by_name(manifests);
     let undecided: Vec<String> = unrecorded
         .iter()
         .filter(|(_, t)| {
-            t.get("name")
-                .and_then(Value::as_str)
-                .filter(|n| state.tasks.contains_key(*n) && !state.in_doubt.contains_key(*n))
+            duplicate_of(state, t)
                 .and_then(|n| by_name.get(n))
                 .is_some_and(|m| same_content(t, m, key).is_none())
         })

@@ -307,9 +307,7 @@ impl Authenticator {
                     .and_then(|e| e.as_str())
                     .map(str::to_string)
             })
-            .and_then(|s| {
-                time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).ok()
-            })
+            .and_then(|s| crate::clock::parse_rfc3339(&s))
             .map(|t| (t - time::OffsetDateTime::now_utc()).whole_seconds().max(0) as u64)
             .unwrap_or(3600);
         // Renew five minutes early (or halfway for short-lived tokens).

@@ -118,15 +118,7 @@ pub async fn settle(
             .into_iter()
             .flatten()
             .filter(|d| {
-                let at = |t: &Option<String>| {
-                    t.as_deref().and_then(|t| {
-                        time::OffsetDateTime::parse(
-                            t,
-                            &time::format_description::well_known::Rfc3339,
-                        )
-                        .ok()
-                    })
-                };
+                let at = |t: &Option<String>| t.as_deref().and_then(crate::clock::parse_rfc3339);
                 matches!((at(&d.found_at), at(&doubt.sent_at)), (Some(f), Some(s)) if f < s)
             })
             .map(|d| d.task_id.as_str())

@@ -335,17 +335,46 @@ pub fn is_postgres_url(s: &str) -> bool {
 }
 
 /// A `--state` value that looks like a URL but not a PostgreSQL one (`postgress://`,
-/// ` postgres://` with a space): refused rather than taken for a file path, which
-/// would put the URL (and its password) into folder names and messages.
-fn other_url(s: &str) -> Option<String> {
-    let (scheme, _) = s.split_once("://")?;
-    let scheme: String = scheme
-        .trim()
-        .chars()
-        .take(20)
-        .filter(|c| !c.is_control())
-        .collect();
-    Some(scheme)
+/// ` postgres://` with a space, `postgresql//` without its colon, `postgres:/`,
+/// `pg:...`): refused rather than taken for a file path, which would write a new local
+/// state (and put the URL, with its password, into folder names and messages).
+/// Returns the prefix to show (`postgress://`).
+pub fn url_like(s: &str) -> Option<String> {
+    let shown = |prefix: &str| -> String {
+        prefix
+            .trim()
+            .chars()
+            .take(24)
+            .filter(|c| !c.is_control())
+            .collect()
+    };
+    if let Some(at) = s.find("://") {
+        return Some(shown(&s[..at + 3]));
+    }
+    let word_end = s
+        .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-')))
+        .unwrap_or(s.len());
+    let (word, rest) = s.split_at(word_end);
+    let schemish = word.len() >= 2 && word.starts_with(|c: char| c.is_ascii_alphabetic());
+    if !schemish {
+        return None;
+    }
+    // `postgres:/x`, `pg:x`: a scheme-like word and a colon (a drive letter has one
+    // letter, and `a.json:x` has a dot-less scheme only when it has no extension).
+    if rest.starts_with(':') && !word.contains('.') {
+        return Some(shown(&s[..word_end + 1]));
+    }
+    // `postgresql//user@host/db`: the colon forgotten.
+    if let Some(after) = rest.strip_prefix("//") {
+        let lower = word.to_ascii_lowercase();
+        let close = ["postgres", "postgresql", "pg", "psql"]
+            .iter()
+            .any(|w| strsim::levenshtein(&lower, w) <= 2);
+        if close || after.split('/').next().is_some_and(|h| h.contains('@')) {
+            return Some(shown(&s[..word_end + 2]));
+        }
+    }
+    None
 }
 
 /// Why a state location cannot be used.
@@ -360,7 +389,7 @@ pub enum LocationError {
     #[error("the state name must be 1 to 200 printable characters")]
     Name,
     #[error(
-        "the state `{0}://...` is neither a file path nor a PostgreSQL URL: a PostgreSQL state starts with postgres:// (or postgresql://)"
+        "the state `{0}...` is neither a file path nor a PostgreSQL URL: did you mean postgres://...? A PostgreSQL state starts with postgres:// (or postgresql://); a file state is a path without a scheme"
     )]
     Scheme(String),
     #[error(
@@ -377,7 +406,7 @@ impl StateLocation {
         schema: Option<&str>,
     ) -> Result<StateLocation, LocationError> {
         if !is_postgres_url(value) {
-            if let Some(scheme) = other_url(value) {
+            if let Some(scheme) = url_like(value) {
                 return Err(LocationError::Scheme(scheme));
             }
             return StateLocation::file(PathBuf::from(value), name);

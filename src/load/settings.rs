@@ -905,7 +905,10 @@ fn apply_setting(
         "workspace" => settings.workspace = Some(text),
         "endpoint" => settings.endpoint = Some(text),
         "region" => settings.region = Some(text),
-        "state" if crate::location::is_postgres_url(&text) => {
+        "state"
+            if crate::location::is_postgres_url(&text)
+                || crate::location::url_like(&text).is_some() =>
+        {
             match crate::location::StateLocation::parse(&text, None, None) {
                 Ok(mut l) => {
                     // A relative certificate file is relative to this file.

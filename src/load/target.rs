@@ -154,7 +154,7 @@ fn location(
     schema: Option<&str>,
     file: &dyn Fn(&Path) -> Result<StateLocation, LocationError>,
 ) -> Result<StateLocation, LocationError> {
-    match crate::location::is_postgres_url(value) {
+    match crate::location::is_postgres_url(value) || crate::location::url_like(value).is_some() {
         true => StateLocation::parse(value, name, schema),
         false => file(Path::new(value)),
     }

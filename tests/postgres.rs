@@ -812,3 +812,52 @@ fn a_journal_written_under_the_lock_is_read_by_the_next_load() {
     );
     drop(lock);
 }
+
+/// An environment whose `credentials:` map PGPASSWORD reads the password from the
+/// variable it names, and the errors name that variable (issue #28.7): never "set
+/// PGPASSWORD" while PGPASSWORD is set and deliberately ignored.
+#[test]
+fn the_password_errors_name_the_variable_an_environment_reads() {
+    let pg = server!();
+    let schema = pg::fresh_schema();
+    let url = pg.url_with("sslmode=disable");
+    let p = Project::new();
+    p.write(
+        "tasks/taskform.yaml",
+        &format!(
+            "defaults:\n  user_id: u-1\n  dir_id: \"0\"\nenvironments:\n  prod:\n    project_id: {PROJECT}\n    workspace: {WORKSPACE}\n    state: {url}\n    state_name: prod\n    state_schema: {schema}\n    credentials:\n      PGPASSWORD: PROD_PGPASSWORD\n  qa:\n    project_id: {PROJECT}\n    workspace: {WORKSPACE}\n    state: {url}\n    state_name: qa\n    state_schema: {schema}\n    credentials:\n      TASKFORM_AUTH_TOKEN: QA_TOKEN\n"
+        ),
+    );
+    p.task("a");
+    let plan = |env: &str, vars: &[(&str, &str)]| {
+        let mut v = vec![("HOME", "/nonexistent")];
+        v.extend_from_slice(vars);
+        p.run(&["plan", "tasks", "--env", env], &v)
+    };
+    // PGPASSWORD set (and right), PROD_PGPASSWORD unset.
+    let out = plan("prod", &[("PGPASSWORD", &pg.password)]);
+    out.fails_with(1)
+        .stderr_has("set PROD_PGPASSWORD")
+        .stderr_lacks("set PGPASSWORD");
+    assert!(
+        out.stderr.contains("PGPASSWORD is not read"),
+        "{}",
+        out.stderr
+    );
+    // A wrong PROD_PGPASSWORD.
+    plan(
+        "prod",
+        &[
+            ("PROD_PGPASSWORD", "Wr0ng-4711"),
+            ("PGPASSWORD", &pg.password),
+        ],
+    )
+    .fails_with(1)
+    .stderr_has("taken from PROD_PGPASSWORD");
+    // The right one.
+    plan("prod", &[("PROD_PGPASSWORD", &pg.password)]).succeeds();
+    // An environment that maps other credentials but not PGPASSWORD does not read it.
+    let out = plan("qa", &[("PGPASSWORD", &pg.password)]);
+    out.fails_with(1).stderr_has("PGPASSWORD is not read");
+    assert!(out.stderr.contains("credentials:"), "{}", out.stderr);
+}

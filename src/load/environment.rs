@@ -85,6 +85,12 @@ pub struct Scope {
 /// (answers `Some` if so): asked by interpolation before it reads NAME.
 pub const CREDENTIAL_PREFIX: &str = "credential:";
 
+/// The key under which [`Scope::lookup`] says where a standard credential variable
+/// NAME is read from, for messages: `Some(VARIABLE)` when the environment maps NAME to
+/// VARIABLE, `Some("")` when the environment maps other credentials and so does not
+/// read NAME at all, `None` when NAME is read as itself.
+pub const SOURCE_PREFIX: &str = "source:";
+
 impl Scope {
     /// The lookup `${...}` and the credentials go through: this scope over `outer`
     /// (the process environment).
@@ -104,6 +110,14 @@ impl Scope {
         }
         if let Some(name) = key.strip_prefix(CREDENTIAL_PREFIX) {
             return self.credential_sources.contains(name).then(String::new);
+        }
+        if let Some(name) = key.strip_prefix(SOURCE_PREFIX) {
+            let standard = SERVICE_CREDENTIALS.contains(&name) || STATE_CREDENTIALS.contains(&name);
+            return match self.credentials.get(name) {
+                Some(source) => Some(source.clone()),
+                None if standard && !self.credentials.is_empty() => Some(String::new()),
+                None => None,
+            };
         }
         if let Some(source) = self.credentials.get(key) {
             return outer(source);
@@ -400,6 +414,17 @@ mod tests {
             "nor the global password"
         );
         assert_eq!(scope.lookup("var:queue", &outer).as_deref(), Some("batch"));
+        assert_eq!(
+            scope.lookup("source:PGPASSWORD", &outer).as_deref(),
+            Some("")
+        );
+        assert_eq!(
+            scope
+                .lookup("source:TASKFORM_AUTH_TOKEN", &outer)
+                .as_deref(),
+            Some("PROD_TOKEN")
+        );
+        assert_eq!(Scope::default().lookup("source:PGPASSWORD", &outer), None);
         assert_eq!(scope.lookup("var:nope", &outer), None);
         assert_eq!(scope.lookup("HOME", &outer).as_deref(), Some("/root"));
         // Another environment's credential variable is never read by name.

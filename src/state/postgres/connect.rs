@@ -27,7 +27,9 @@ pub struct Endpoint {
     /// `user@host:port/db`, for messages (never the password).
     pub shown: String,
     /// Where the password came from, for an authentication failure's hint.
-    pub password_from: &'static str,
+    pub password_from: String,
+    /// What to do when the server asks for a password and none was given.
+    pub password_hint: String,
 }
 
 /// Resolves `url` with the environment (`env`) as libpq would.
@@ -100,18 +102,45 @@ pub fn endpoint(
         true => None,
         false => Some(connect_timeout),
     };
+    // The variable the password is read from: PGPASSWORD, or the one an
+    // environment's `credentials:` map it to (PGPASSWORD itself is then not read).
+    let source = env(&format!(
+        "{}PGPASSWORD",
+        crate::load::environment::SOURCE_PREFIX
+    ));
+    let (variable, why) = match source.as_deref() {
+        None => ("PGPASSWORD".to_string(), String::new()),
+        Some("") => (
+            String::new(),
+            "this environment's `credentials:` in taskform.yaml name other credentials but not PGPASSWORD, so PGPASSWORD is not read".to_string(),
+        ),
+        Some(v) => (
+            v.to_string(),
+            format!(
+                "this environment's `credentials:` in taskform.yaml map PGPASSWORD to {v}, so PGPASSWORD is not read"
+            ),
+        ),
+    };
     let (password, password_from) = match url.password() {
-        Some(p) => (Some(p.to_string()), "the URL"),
+        Some(p) => (Some(p.to_string()), "the URL".to_string()),
         None => match get("PGPASSWORD") {
-            Some(p) => (Some(p), "PGPASSWORD"),
+            Some(p) => (Some(p), variable.clone()),
             None => match pgpass(env, &host, port, &dbname, &user) {
-                Some(p) => (Some(p), "the password file"),
-                None => (
-                    None,
-                    "nowhere (no password in the URL, PGPASSWORD or ~/.pgpass)",
-                ),
+                Some(p) => (Some(p), "the password file".to_string()),
+                None => (None, "nowhere".to_string()),
             },
         },
+    };
+    let password_hint = match (variable.is_empty(), why.is_empty()) {
+        (true, _) => format!(
+            "{why}: add `PGPASSWORD: VARIABLE` to them and set VARIABLE, add a line to ~/.pgpass, or put the password in the URL"
+        ),
+        (false, true) => {
+            "set PGPASSWORD, add a line to ~/.pgpass, or put it in the URL".to_string()
+        }
+        (false, false) => {
+            format!("set {variable} ({why}), add a line to ~/.pgpass, or put it in the URL")
+        }
     };
     let mut config = tokio_postgres::Config::new();
     config
@@ -180,6 +209,7 @@ pub fn endpoint(
         tls,
         shown: format!("{user}@{shown_host}:{port}/{dbname}"),
         password_from,
+        password_hint,
     })
 }
 

@@ -734,7 +734,8 @@ impl Session {
             .get_connect_timeout()
             .copied()
             .unwrap_or(OP_TIMEOUT);
-        let password_from = endpoint.password_from;
+        let password_from = endpoint.password_from.clone();
+        let password_hint = endpoint.password_hint.clone();
         let (ctx, crx) = std::sync::mpsc::sync_channel(1);
         rt.spawn(async move {
             let r = tokio::time::timeout(connect_for + Duration::from_secs(5), async {
@@ -765,7 +766,7 @@ impl Session {
             .await;
             let r = match r {
                 Ok(Ok(mut client)) => setup(&mut client, &sql).await.map(|_| client),
-                Ok(Err(e)) => Err(connect_error(&e, password_from)),
+                Ok(Err(e)) => Err(connect_error(&e, &password_from, &password_hint)),
                 Err(_) => Err(format!(
                     "no connection within {} s",
                     (connect_for + Duration::from_secs(5)).as_secs()
@@ -837,16 +838,16 @@ impl Drop for Session {
 }
 
 /// A connection error with what to check.
-fn connect_error(e: &tokio_postgres::Error, password_from: &str) -> String {
+fn connect_error(e: &tokio_postgres::Error, password_from: &str, password_hint: &str) -> String {
     use tokio_postgres::error::SqlState;
     let text = describe_error(e);
     if text.contains("password missing") {
-        return "the server asks for a password, and none was given: set PGPASSWORD, add a line to ~/.pgpass, or put it in the URL".into();
+        return format!("the server asks for a password, and none was given: {password_hint}");
     }
     match e.code() {
-        Some(c) if *c == SqlState::INVALID_PASSWORD => format!(
-            "{text}. Check the password (taken from {password_from}): PGPASSWORD, ~/.pgpass or the URL"
-        ),
+        Some(c) if *c == SqlState::INVALID_PASSWORD => {
+            format!("{text}. Check the password (taken from {password_from})")
+        }
         Some(c) if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
             format!("{text}. Check the user, and pg_hba.conf on the server")
         }

@@ -47,3 +47,36 @@ fn a_mistyped_state_url_is_refused_never_a_file() {
     p.run(&["plan", "tasks", "--state", "state/a:b.json"], &[])
         .succeeds();
 }
+
+/// `schema DIR` of a repo with `environments:` leaves out of `required` what the shared
+/// defaults or any environment's defaults set (every manifest of such a repo failed
+/// the editor's schema check).
+#[test]
+fn the_schema_of_an_environments_repo_knows_every_defaults() {
+    let p = Project::new();
+    p.write(
+        "tasks/taskform.yaml",
+        "defaults:\n  user_id: u-1\nenvironments:\n  dev:\n    project_id: p\n    workspace: w\n    defaults:\n      dir_id: \"0\"\n  prod:\n    project_id: p\n    workspace: w\n    defaults:\n      schedule_config:\n        cron_expression: 0 0 2 * * ?\n",
+    );
+    let schema = p.run(&["schema", "tasks"], &[]).succeeds().json();
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(!required.contains(&"user_id"), "{required:?}");
+    assert!(!required.contains(&"dir_id"), "{required:?}");
+    assert!(required.contains(&"data_source_type"), "{required:?}");
+    let text = schema.to_string();
+    assert!(
+        !text.contains("\"required\":[\"cron_expression\"]"),
+        "a cron expression set by prod's defaults is not required: {text}"
+    );
+    // The example repo: every shared default is honoured.
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments");
+    let o = p.run(&["schema", example.to_str().unwrap()], &[]);
+    o.succeeds();
+    let required = o.json()["required"].clone();
+    assert!(!required.to_string().contains("user_id"), "{required}");
+}

@@ -190,8 +190,27 @@ pub fn fmt(args: FmtArgs, env: Env) -> Exit {
     }
 }
 
+/// Adds to `into` every key (at any depth of objects) that `from` sets and `into`
+/// does not.
+fn merge_missing(
+    into: &mut serde_json::Map<String, serde_json::Value>,
+    from: &serde_json::Map<String, serde_json::Value>,
+) {
+    for (k, v) in from {
+        match (into.get_mut(k), v) {
+            (Some(serde_json::Value::Object(a)), serde_json::Value::Object(b)) => {
+                merge_missing(a, b)
+            }
+            (Some(_), _) => {}
+            (None, v) => {
+                into.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
 /// `taskform schema [DIR]`: the JSON Schema of a manifest; with DIR, the fields its
-/// `taskform.yaml` `defaults` set are not required.
+/// `taskform.yaml` `defaults` set (shared or any environment's) are not required.
 pub fn schema(dir: Option<PathBuf>, env: Env) -> Exit {
     finish((|| {
         let defaults = match &dir {
@@ -199,7 +218,15 @@ pub fn schema(dir: Option<PathBuf>, env: Env) -> Exit {
                 if !dir.is_dir() {
                     return Err(Error::Folder(format!("{} is not a folder", dir.display())));
                 }
-                settings::load(dir, env).map_err(Error::Invalid)?.defaults
+                let shared = settings::load(dir, env).map_err(Error::Invalid)?;
+                // In a repo with environments, a field is left to defaults when the
+                // shared ones or any environment's set it.
+                let mut defaults = shared.defaults.clone();
+                for name in &shared.environments {
+                    let one = settings::load_for(dir, Some(name), env).map_err(Error::Invalid)?;
+                    merge_missing(&mut defaults, &one.defaults);
+                }
+                defaults
             }
             None => serde_json::Map::new(),
         };

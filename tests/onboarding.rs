@@ -80,3 +80,51 @@ fn the_schema_of_an_environments_repo_knows_every_defaults() {
     let required = o.json()["required"].clone();
     assert!(!required.to_string().contains("user_id"), "{required}");
 }
+
+/// Copies `examples/environments` into `to`.
+fn copy_example(to: &std::path::Path) {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap().flatten() {
+            let (f, t) = (e.path(), to.join(e.file_name()));
+            match f.is_dir() {
+                true => copy(&f, &t),
+                false => {
+                    std::fs::copy(&f, &t).unwrap();
+                }
+            }
+        }
+    }
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments");
+    copy(&example, to);
+}
+
+/// A folder below `overlays/` that matches no environment (`prdo`, a typo of prod)
+/// silently dropped prod's own tasks from every plan: it is an error naming the folder,
+/// with did-you-mean, for validate and plan alike.
+#[test]
+fn an_overlay_folder_that_matches_no_environment_is_an_error() {
+    let p = Project::new();
+    copy_example(&p.path("repo"));
+    std::fs::rename(p.path("repo/overlays/prod"), p.path("repo/overlays/prdo")).unwrap();
+    for args in [
+        vec!["validate", "repo"],
+        vec!["plan", "repo", "--all-envs"],
+        vec!["plan", "repo", "--env", "dev"],
+    ] {
+        p.run(&args, &[])
+            .fails_with(1)
+            .stderr_has(
+                "repo/overlays/prdo/: the overlay folder `overlays/prdo` matches no environment",
+            )
+            .stderr_has("did you mean `overlays/prod`?");
+    }
+    // Pointed at by an environment's `overlay:`, the folder is that overlay.
+    let settings = std::fs::read_to_string(p.path("repo/taskform.yaml")).unwrap();
+    let settings = settings.replace(
+        "    state: state/prod.json\n",
+        "    state: state/prod.json\n    overlay: overlays/prdo\n",
+    );
+    p.write("repo/taskform.yaml", &settings);
+    p.run(&["validate", "repo"], &[]).succeeds();
+}

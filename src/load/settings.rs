@@ -704,6 +704,9 @@ fn read_environments(
         settings.environment = Some(name.clone());
         result = Some(map);
     }
+    if !settings.environments.is_empty() {
+        stray_overlays(settings, dir, file, diags);
+    }
     if let Some(name) = chosen
         && settings.environment.is_none()
         && diags.is_empty()
@@ -727,6 +730,54 @@ fn read_environments(
         );
     }
     result
+}
+
+/// A folder below `overlays/` that is no environment's overlay would be silently
+/// ignored (`overlays/prdo/` drops prod's own tasks from every plan): an error naming
+/// it, with did-you-mean. A folder named after an environment whose `overlay:` points
+/// elsewhere is left alone (that environment chose another folder).
+fn stray_overlays(settings: &Settings, dir: &Path, file: &str, diags: &mut Vec<Diagnostic>) {
+    use crate::load::environment::OVERLAYS;
+    let Ok(entries) = std::fs::read_dir(dir.join(OVERLAYS)) else {
+        return;
+    };
+    let mut stray: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !n.starts_with('.'))
+        .filter(|n| {
+            let rel = format!("{OVERLAYS}/{n}");
+            !settings.overlay_dirs.contains(&rel) && !settings.environments.contains(n)
+        })
+        .collect();
+    stray.sort();
+    let names: Vec<&str> = settings.environments.iter().map(String::as_str).collect();
+    let shown = Path::new(file)
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(OVERLAYS);
+    for n in stray {
+        let folder = shown.join(&n);
+        diags.push(
+            Diagnostic::new(
+                format!("{}/", folder.display()),
+                0,
+                0,
+                format!(
+                    "the overlay folder `{OVERLAYS}/{}` matches no environment ({} declared in {file}): nothing in it would be planned for any environment",
+                    crate::load::diagnostic::escape(&n),
+                    names.join(", "),
+                ),
+            )
+            .with_hint(match suggest(&n, &names) {
+                Some(s) => format!(
+                    "did you mean `{OVERLAYS}/{s}`? Rename the folder, or point an environment's `overlay:` at it"
+                ),
+                None => "rename it after an environment, point an environment's `overlay:` at it, or remove it".to_string(),
+            }),
+        );
+    }
 }
 
 /// Applies one setting (`key: value` at `prefix`) to `settings`; problems go to

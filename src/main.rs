@@ -290,6 +290,16 @@ struct ExportCli {
     /// Overwrite files that exist.
     #[arg(long)]
     force: bool,
+    /// Keys whose values are secrets (comma-separated or repeated; matched in any case,
+    /// without `_`, `-`, `.`, as a part of a key's name) instead of the built-in list:
+    /// password, passwd, pwd, secret, token, access key, secret key, credential,
+    /// private key, ak, sk.
+    #[arg(long, value_name = "KEYS", value_delimiter = ',')]
+    secret_keys: Vec<String>,
+    /// Write the values of secret keys into the manifests as the service returned
+    /// them, instead of as ${secret:NAME} (a warning names each).
+    #[arg(long)]
+    plaintext_secrets: bool,
     #[command(flatten)]
     connect: ConnectCli,
 }
@@ -774,6 +784,13 @@ fn main() {
                 connect: x.connect.args(),
                 lock_timeout: x.lock_timeout.map(seconds),
                 force: x.force,
+                secrets: taskform::reconcile::export::Secrets {
+                    keys: match x.secret_keys.is_empty() {
+                        true => Default::default(),
+                        false => taskform::load::export::SecretKeys::from_list(&x.secret_keys),
+                    },
+                    plaintext: x.plaintext_secrets,
+                },
             },
             &env,
         ),

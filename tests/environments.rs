@@ -442,13 +442,23 @@ fn export_writes_both_tasks_of_a_duplicate_name_and_records_neither() {
     out.fails_with(1)
         .stderr_has("2 remote tasks are named b")
         .stdout_has("1 recorded");
-    assert!(p.path("out/dli/b.yaml").exists() && p.path("out/dli/b-2.yaml").exists());
+    let files: Vec<String> = std::fs::read_dir(p.path("out/dli"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("b"))
+        .collect();
+    assert!(
+        files.len() == 2 && files.contains(&"b.yaml".to_string()),
+        "one file each, the second with its task ID's first letters: {files:?}"
+    );
     let state: Value =
         serde_json::from_str(&std::fs::read_to_string(p.path("out/state/taskform.json")).unwrap())
             .unwrap();
     assert!(state["tasks"].get("a").is_some() && state["tasks"].get("b").is_none());
     // The team keeps one file and records its task by ID.
-    std::fs::remove_file(p.path("out/dli/b-2.yaml")).unwrap();
+    let second = files.iter().find(|f| *f != "b.yaml").unwrap();
+    std::fs::remove_file(p.path("out/dli").join(second)).unwrap();
     p.run(&["plan", "out"], &[]).succeeds().stdout_has("+ b");
     let first = emu
         .tasks()
@@ -504,8 +514,13 @@ fn an_environment_target_beats_the_process_environment_and_all_envs_takes_no_tar
 #[test]
 fn overlays_of_undeclared_environments_are_never_shared_and_states_are_per_environment() {
     let p = overlay_repo("remove: b\n");
-    // A folder left from an environment that is gone: not shared.
+    // A folder left from an environment that is gone is an error (#28.6), never
+    // shared manifests.
     p.write("r/overlays/qa/extra.yaml", &manifest("qa-only", 1));
+    p.run(&["plan", "--env", "e", "r"], &[])
+        .fails_with(1)
+        .stderr_has("the overlay folder `overlays/qa` matches no environment");
+    std::fs::remove_dir_all(p.path("r/overlays/qa")).unwrap();
     let plan = p
         .run(&["plan", "--env", "e", "--format", "json", "r"], &[])
         .succeeds()

@@ -128,3 +128,240 @@ fn an_overlay_folder_that_matches_no_environment_is_an_error() {
     p.write("repo/taskform.yaml", &settings);
     p.run(&["validate", "repo"], &[]).succeeds();
 }
+
+const PW: &str = "Hunter2-Crm-Pass";
+const AK: &str = "AKIA-0123456789-TEST";
+
+/// Tasks made in the console: secrets in their task_config, a non-ASCII name.
+fn console_tasks(emu: &Emu) {
+    let made = Project::new();
+    made.write(
+        "tasks/mysql.yaml",
+        &format!("name: mysql-crm-028\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: crm\n  password: {PW}\n  obs:\n    access_key: {AK}\n  queue: default\n"),
+    );
+    made.write(
+        "tasks/orders.yaml",
+        "name: 订单 任务\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: orders\n",
+    );
+    made.write(
+        "tasks/orders2.yaml",
+        "name: 订单-任务\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: orders2\n",
+    );
+    made.apply(&emu.url, &[]).succeeds();
+}
+
+/// Every file below `dir`, concatenated.
+fn all_text(dir: &std::path::Path) -> String {
+    let mut s = String::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            s.push_str(&all_text(&path));
+        } else if let Ok(b) = std::fs::read(&path) {
+            s.push_str(&String::from_utf8_lossy(&b));
+        }
+    }
+    s
+}
+
+/// `export` writes `${secret:NAME}` for every secret-looking value (never the value,
+/// in a manifest, the state or any output), records the value's fingerprint so that
+/// the next plan is clean once the variables are set, and prints one summary of the
+/// variables to provide.
+#[test]
+fn export_writes_placeholders_for_secrets_and_records_their_fingerprints() {
+    let emu = Emu::start(&[]);
+    console_tasks(&emu);
+    let p = Project::new();
+    let key = ("TASKFORM_SECRET_KEY", "k-0123456789abcdef");
+    let out = p.run(
+        &[
+            "export",
+            "out",
+            "--project-id",
+            PROJECT,
+            "--workspace",
+            WORKSPACE,
+            "--endpoint",
+            &emu.url,
+        ],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN), key],
+    );
+    out.succeeds();
+    let files = all_text(&p.path("out"));
+    for text in [&out.stdout, &out.stderr, &files] {
+        assert!(
+            !text.contains(PW) && !text.contains(AK),
+            "a secret written: {text}"
+        );
+    }
+    let manifest = std::fs::read_to_string(p.path("out/dli/mysql-crm-028.yaml")).unwrap();
+    assert!(
+        manifest.contains("password: ${secret:MYSQL_CRM_028_PASSWORD}")
+            && manifest.contains("access_key: ${secret:MYSQL_CRM_028_ACCESS_KEY}")
+            && manifest.contains("queue: default"),
+        "{manifest}"
+    );
+    // One summary, naming each variable once.
+    let summary = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        summary.matches("MYSQL_CRM_028_PASSWORD").count(),
+        1,
+        "{summary}"
+    );
+    assert!(summary.contains("2 secret values"), "{summary}");
+    // Without the variables the plan says which are missing; with them it is clean.
+    p.run(&["plan", "out"], &[key])
+        .fails_with(1)
+        .stderr_has("MYSQL_CRM_028_PASSWORD");
+    p.run(
+        &["plan", "out", "--detailed-exitcode"],
+        &[
+            key,
+            ("MYSQL_CRM_028_PASSWORD", PW),
+            ("MYSQL_CRM_028_ACCESS_KEY", AK),
+        ],
+    )
+    .succeeds()
+    .stdout_has("No changes.");
+    // --plaintext-secrets keeps the values (for those who insist).
+    let plain = p.run(
+        &[
+            "export",
+            "plain",
+            "--project-id",
+            PROJECT,
+            "--workspace",
+            WORKSPACE,
+            "--endpoint",
+            &emu.url,
+            "--plaintext-secrets",
+        ],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN)],
+    );
+    plain.succeeds();
+    let manifest = std::fs::read_to_string(p.path("plain/dli/mysql-crm-028.yaml")).unwrap();
+    assert!(manifest.contains(PW), "{manifest}");
+    // --secret-keys names the keys instead: `queue` is then a secret, password not.
+    p.run(
+        &[
+            "export",
+            "custom",
+            "--project-id",
+            PROJECT,
+            "--workspace",
+            WORKSPACE,
+            "--endpoint",
+            &emu.url,
+            "--secret-keys",
+            "queue",
+        ],
+        &[("TASKFORM_AUTH_TOKEN", TOKEN), key],
+    )
+    .succeeds();
+    let manifest = std::fs::read_to_string(p.path("custom/dli/mysql-crm-028.yaml")).unwrap();
+    assert!(
+        manifest.contains("queue: ${secret:MYSQL_CRM_028_QUEUE}") && manifest.contains(PW),
+        "{manifest}"
+    );
+}
+
+/// Export's details (#28.8): a loopback endpoint given by flag is written (so the
+/// commands it prints run), server-echoed fields stay out of manifests and defaults,
+/// non-ASCII names get stable readable files, later exports leave out what the
+/// defaults set, and the state folder it creates ignores lock files.
+#[test]
+fn export_writes_what_a_user_sets_under_stable_names() {
+    let emu = Emu::start(&[]);
+    console_tasks(&emu);
+    let p = Project::new();
+    let env = [
+        ("TASKFORM_AUTH_TOKEN", TOKEN),
+        ("TASKFORM_SECRET_KEY", "k-0123456789abcdef"),
+        ("MYSQL_CRM_028_PASSWORD", PW),
+        ("MYSQL_CRM_028_ACCESS_KEY", AK),
+    ];
+    let export = |dir: &str| {
+        p.run(
+            &[
+                "export",
+                dir,
+                "--project-id",
+                PROJECT,
+                "--workspace",
+                WORKSPACE,
+                "--endpoint",
+                &emu.url,
+            ],
+            &env,
+        )
+    };
+    export("out").succeeds();
+    let settings = std::fs::read_to_string(p.path("out/taskform.yaml")).unwrap();
+    assert!(
+        settings.contains(&format!("endpoint: {}", emu.url)),
+        "{settings}"
+    );
+    let files = all_text(&p.path("out"));
+    for echoed in ["project_id: ", "user_name:", "path:", "task_id:"] {
+        let in_manifests = files.matches(echoed).count();
+        let allowed = usize::from(echoed == "project_id: "); // the target's, in taskform.yaml
+        assert!(in_manifests <= allowed, "{echoed} written: {files}");
+    }
+    // Readable, stable names for non-ASCII task names.
+    let mut names: Vec<String> = std::fs::read_dir(p.path("out/dli"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(
+        names
+            .iter()
+            .all(|n| n != "task.yaml" && !n.starts_with("task-")),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.starts_with("ding")), "{names:?}");
+    export("again").succeeds();
+    let mut again: Vec<String> = std::fs::read_dir(p.path("again/dli"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    again.sort();
+    assert_eq!(names, again);
+    // The state folder ignores lock files.
+    let ignore = std::fs::read_to_string(p.path("out/state/.gitignore")).unwrap();
+    assert!(ignore.lines().any(|l| l == "*.lock"), "{ignore}");
+    // The state import command it would print runs as printed: the endpoint is known.
+    let task = emu
+        .tasks()
+        .into_iter()
+        .find(|t| t["name"] == "订单-任务")
+        .unwrap();
+    let (id, name) = (task["id"].as_str().unwrap(), task["name"].as_str().unwrap());
+    p.run(&["state", "rm", name, "--dir", "out"], &env)
+        .succeeds();
+    p.run(&["state", "import", name, id, "--dir", "out"], &env)
+        .succeeds();
+    // A later export into the folder leaves out what its defaults set.
+    let later = Project::new();
+    later.task("later-task");
+    later.apply(&emu.url, &[]).succeeds();
+    export("out").succeeds();
+    let written = std::fs::read_to_string(p.path("out/dli/later-task.yaml")).unwrap();
+    assert!(
+        !written.contains("user_id") && !written.contains("dir_id"),
+        "{written}"
+    );
+    p.run(
+        &["plan", "out", "--detailed-exitcode"],
+        &[
+            ("TASKFORM_SECRET_KEY", "k-0123456789abcdef"),
+            ("MYSQL_CRM_028_PASSWORD", PW),
+            ("MYSQL_CRM_028_ACCESS_KEY", AK),
+        ],
+    )
+    .succeeds()
+    .stdout_has("No changes.");
+}

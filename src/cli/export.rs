@@ -20,6 +20,8 @@ pub struct ExportArgs {
     pub lock_timeout: Option<Duration>,
     /// Overwrite files that exist.
     pub force: bool,
+    /// Which keys hold secrets, and whether to write them as they are.
+    pub secrets: crate::reconcile::export::Secrets,
 }
 
 /// `taskform export [DIR]`.
@@ -43,6 +45,14 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         &args.dir,
     )
     .await?;
+    // A state folder this export creates ignores the lock files beside the state.
+    let new_state_folder = conn
+        .resolved
+        .state
+        .as_file()
+        .map(crate::fsutil::parent_dir)
+        .filter(|d| !d.exists())
+        .map(std::path::Path::to_path_buf);
     let store = super::open_store(&conn.resolved, &args.dir, env, "export")?;
     let mut tx = Transaction::begin(
         store.as_ref(),
@@ -61,7 +71,7 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         false => args.dir.join(&below),
     };
     let dest = crate::reconcile::export::Destination {
-        settings: settings_lines(&conn.resolved, &args.dir),
+        settings: settings_lines(&conn.resolved, &args.dir, args.connect.emulator),
         folder,
         below,
     };
@@ -74,6 +84,7 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         tx.state_mut(),
         &settings.secret_key,
         args.force,
+        &args.secrets,
     )
     .await
     .map_err(|e| Error::Command(e.to_string()))?;
@@ -82,6 +93,18 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         "exported"
     );
     tx.commit(done.recorded > 0, Some(&conn.target))?;
+    if let Some(folder) = new_state_folder
+        && folder.is_dir()
+        && !folder.join(".gitignore").exists()
+    {
+        let text = "# Written by `taskform export`: the lock beside the state is the running\n# process's, never committed.\n*.lock\n";
+        if let Err(e) = crate::fsutil::write_atomic(&folder.join(".gitignore"), text.as_bytes()) {
+            tracing::warn!(
+                "cannot write {}: {e}",
+                escape(&folder.join(".gitignore").display().to_string())
+            );
+        }
+    }
     for (name, tasks) in &done.duplicates {
         let list: Vec<String> = tasks
             .iter()
@@ -117,6 +140,7 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         );
     }
     let exported = done.tasks - done.managed;
+    let summary = placeholders_summary(&done.placeholders, settings.secret_key.explicit);
     println!(
         "Exported {} task{} into {} ({} file{}{}); {} recorded in {}.{}{}",
         exported,
@@ -142,10 +166,57 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
             ),
         }
     );
+    if let Some(summary) = summary {
+        print!("{summary}");
+    }
     Ok(match done.duplicates.is_empty() {
         true => Exit::Ok,
         false => Exit::Error,
     })
+}
+
+/// One summary of the variables an export's `${secret:...}` placeholders read: what
+/// to provide wherever taskform plans or applies the folder.
+fn placeholders_summary(
+    placeholders: &[crate::reconcile::export::Placeholder],
+    key_set: bool,
+) -> Option<String> {
+    if placeholders.is_empty() {
+        return None;
+    }
+    let n = placeholders.len();
+    let width = placeholders
+        .iter()
+        .map(|p| p.variable.len())
+        .max()
+        .unwrap_or(0);
+    let mut out = format!(
+        "\n{n} secret value{} written as ${{secret:NAME}}, never as {}; the state records {} fingerprint{}. Set {} wherever taskform plans or applies this folder:\n",
+        if n == 1 { " was" } else { "s were" },
+        if n == 1 { "it is" } else { "they are" },
+        if n == 1 { "its" } else { "their" },
+        if n == 1 { "" } else { "s" },
+        if n == 1 {
+            "this variable"
+        } else {
+            "these variables"
+        },
+    );
+    for p in placeholders {
+        out.push_str(&format!(
+            "  {:width$}  {} {}\n",
+            p.variable,
+            escape(&p.task),
+            escape(&p.path)
+        ));
+    }
+    if !key_set {
+        out.push_str(&format!(
+            "{} was not set: the fingerprints were made with the fixed key. Set it (a long random value, the same for every run of this repo) and export again, or every task with a secret plans an update once it is set.\n",
+            crate::load::secret::KEY_VAR
+        ));
+    }
+    Some(out)
 }
 
 /// What a settings file written by export names besides the target: the state and
@@ -154,14 +225,16 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
 fn settings_lines(
     resolved: &crate::load::target::Resolved,
     dir: &std::path::Path,
+    built_in_emulator: bool,
 ) -> Vec<(String, serde_json::Value)> {
     use crate::load::target::StateSource;
     use crate::location::StateLocation;
     use serde_json::Value;
     let mut out = Vec::new();
+    // The built-in emulator's port changes with every run; any other endpoint given
+    // by flag or environment (a loopback one included) is where the tasks are.
     if let Some(e) = &resolved.endpoint
-        && let Ok(url) = reqwest::Url::parse(e)
-        && !crate::remote::client::is_loopback(&url)
+        && !built_in_emulator
     {
         out.push(("endpoint".to_string(), Value::String(e.clone())));
     }

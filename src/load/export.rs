@@ -43,22 +43,246 @@ pub fn manifest_body(task: &Value) -> Value {
 
 /// The task's file below the export folder: `<data_source_type>/<name>.yaml`, lower
 /// case folder, the name made safe for any file system (letters, digits, `.`, `_`,
-/// `-`), and made distinct from every file already `taken` (compared without case).
-pub fn file_for(name: &str, data_source_type: Option<&str>, taken: &mut HashSet<String>) -> String {
+/// `-`; a name in another script transliterated, `订单 任务` as `ding-dan-ren-wu`), and
+/// made distinct from every file already `taken` (compared without case) by a short
+/// suffix of the task's ID, so that the same task gets the same file in every export.
+pub fn file_for(
+    name: &str,
+    task_id: &str,
+    data_source_type: Option<&str>,
+    taken: &mut HashSet<String>,
+) -> String {
     let folder = safe(&data_source_type.unwrap_or("other").to_lowercase(), "other");
-    let mut stem = safe(name, "task");
+    let mut stem = match name.is_ascii() {
+        true => safe(name, ""),
+        false => slug(&deunicode::deunicode_with_tofu(name, "-")),
+    };
     // `taskform.yaml` is a settings file: a folder holding one is another target.
     if stem.eq_ignore_ascii_case("taskform") {
         stem.push_str("-task");
     }
-    let mut n = 1;
-    loop {
-        let rel = match n {
-            1 => format!("{folder}/{stem}.yaml"),
-            n => format!("{folder}/{stem}-{n}.yaml"),
-        };
+    let id: String = task_id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect::<String>()
+        .to_lowercase();
+    let candidates = [
+        (!stem.is_empty()).then(|| stem.clone()),
+        Some(match stem.is_empty() {
+            true => format!("task-{id}"),
+            false => format!("{stem}-{id}"),
+        }),
+    ];
+    for c in candidates.into_iter().flatten() {
+        let rel = format!("{folder}/{c}.yaml");
         if taken.insert(rel.to_lowercase()) {
             return rel;
+        }
+    }
+    // Two IDs alike in their first 8 letters and digits: numbered.
+    let mut n = 2;
+    loop {
+        let rel = format!("{folder}/{stem}-{id}-{n}.yaml");
+        if taken.insert(rel.to_lowercase()) {
+            return rel;
+        }
+        n += 1;
+    }
+}
+
+/// A transliterated name as a file stem: lower case, words joined by `-`.
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c.is_ascii_alphanumeric() {
+            true => out.push(c.to_ascii_lowercase()),
+            false if !out.is_empty() && !out.ends_with('-') => out.push('-'),
+            false => {}
+        }
+    }
+    out.trim_end_matches('-').chars().take(100).collect()
+}
+
+/// Leaves out of a remote task's body what the service fills in rather than the user
+/// sets: the project (the target's), the caller's `user_name`, the folder's `path`
+/// (from `dir_id`), a `duty_person` equal to the caller's `user_name` (the service's
+/// default), and each `parameter_config` entry's `task_id`. A field the folder's
+/// `defaults` set stays: leaving it out would give the task the default instead.
+pub fn strip_echoed(body: &mut Value, user_name: Option<&str>, defaults: &Map<String, Value>) {
+    let Value::Object(m) = body else { return };
+    for k in ["project_id", "user_name", "path"] {
+        if !defaults.contains_key(k) {
+            m.remove(k);
+        }
+    }
+    if user_name.is_some()
+        && m.get("duty_person").and_then(Value::as_str) == user_name
+        && !defaults.contains_key("duty_person")
+    {
+        m.remove("duty_person");
+    }
+    if let Some(Value::Array(params)) = m.get_mut("parameter_config") {
+        for p in params.iter_mut().filter_map(Value::as_object_mut) {
+            p.remove("task_id");
+        }
+    }
+}
+
+/// Leaves out of `body` every value `defaults` set to the same (at any depth of
+/// objects): the file then says only what differs, and reads back the same.
+pub fn strip_defaulted(body: &mut Value, defaults: &Map<String, Value>) {
+    let Value::Object(m) = body else { return };
+    for (k, d) in defaults {
+        if matches!(k.as_str(), "name") {
+            continue;
+        }
+        match (m.get_mut(k), d) {
+            (Some(v), d) if v == d => {
+                m.remove(k);
+            }
+            (Some(v @ Value::Object(_)), Value::Object(dm)) => {
+                strip_defaulted(v, dm);
+                if v.as_object().is_some_and(Map::is_empty) {
+                    m.remove(k);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Which keys hold secrets: a key whose name (lower case, without `_`, `-` and `.`)
+/// contains one of the patterns, or is one of the exact short ones.
+#[derive(Debug, Clone)]
+pub struct SecretKeys {
+    patterns: Vec<String>,
+    exact: Vec<String>,
+}
+
+impl Default for SecretKeys {
+    fn default() -> Self {
+        SecretKeys {
+            patterns: [
+                "password",
+                "passwd",
+                "secret",
+                "token",
+                "accesskey",
+                "secretkey",
+                "credential",
+                "privatekey",
+                "private",
+            ]
+            .map(str::to_string)
+            .to_vec(),
+            exact: ["sk", "ak", "pwd"].map(str::to_string).to_vec(),
+        }
+    }
+}
+
+impl SecretKeys {
+    /// The keys `--secret-keys` names (comma-separated; each matched like the
+    /// defaults, as a part of a key's name).
+    pub fn from_list(list: &[String]) -> SecretKeys {
+        SecretKeys {
+            patterns: list
+                .iter()
+                .flat_map(|s| s.split(','))
+                .map(normalize_key)
+                .filter(|s| !s.is_empty())
+                .collect(),
+            exact: Vec::new(),
+        }
+    }
+
+    pub fn matches(&self, key: &str) -> bool {
+        let k = normalize_key(key);
+        self.exact.contains(&k) || self.patterns.iter().any(|p| k.contains(p.as_str()))
+    }
+}
+
+fn normalize_key(k: &str) -> String {
+    k.chars()
+        .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// The paths (`task_config.password`, `a[0].token`) of the non-empty strings of
+/// `body` held by a secret-looking key.
+pub fn secret_paths(body: &Value, keys: &SecretKeys) -> Vec<String> {
+    fn walk(v: &Value, path: &str, keys: &SecretKeys, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m {
+                    let p = match path.is_empty() {
+                        true => k.clone(),
+                        false => format!("{path}.{k}"),
+                    };
+                    if keys.matches(k) && v.as_str().is_some_and(|s| !s.is_empty()) {
+                        out.push(p);
+                    } else {
+                        walk(v, &p, keys, out);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, v) in items.iter().enumerate() {
+                    walk(v, &format!("{path}[{i}]"), keys, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    // The name is never a secret: it identifies the task.
+    if let Value::Object(m) = body {
+        for (k, v) in m.iter().filter(|(k, _)| k.as_str() != "name") {
+            let mut one = Map::new();
+            one.insert(k.clone(), v.clone());
+            walk(&Value::Object(one), "", keys, &mut out);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The environment variable a secret of task `task` at `path` is read from:
+/// `MYSQL_CRM_028_PASSWORD` (the task's name and the key, upper case), with the
+/// key's parents (`..._OBS_ACCESS_KEY`) when the short form is `taken` already.
+pub fn secret_variable(task: &str, path: &str, taken: &mut HashSet<String>) -> String {
+    let up = |s: &str| -> String {
+        let mut out = String::new();
+        for c in deunicode::deunicode(s).chars() {
+            match c.is_ascii_alphanumeric() {
+                true => out.push(c.to_ascii_uppercase()),
+                false if !out.is_empty() && !out.ends_with('_') => out.push('_'),
+                false => {}
+            }
+        }
+        out.trim_end_matches('_').to_string()
+    };
+    let task = match up(task) {
+        t if t.is_empty() || t.starts_with(|c: char| c.is_ascii_digit()) => format!("TASK_{t}"),
+        t => t,
+    };
+    let parts: Vec<String> = path
+        .split(['.', '['])
+        .map(|p| up(p.trim_end_matches(']')))
+        .filter(|p| !p.is_empty() && p != "TASK_CONFIG")
+        .collect();
+    for n in 1..=parts.len() {
+        let name = format!("{task}_{}", parts[parts.len() - n..].join("_"));
+        if taken.insert(name.clone()) {
+            return name;
+        }
+    }
+    let mut n = 2;
+    loop {
+        let name = format!("{task}_{}_{n}", parts.join("_"));
+        if taken.insert(name.clone()) {
+            return name;
         }
         n += 1;
     }
@@ -101,42 +325,14 @@ pub fn escape_references(v: &mut Value) {
 pub fn yaml_of(body: &Value) -> Result<String, String> {
     let mut body = body.clone();
     escape_references(&mut body);
-    let text = serde_yaml::to_string(&body).map_err(|e| e.to_string())?;
-    format::format_source(&text).map_err(|e| e.to_string())
+    yaml_of_escaped(&body)
 }
 
-/// The paths of values that look like secrets (a key holding `password`, `secret`,
-/// `token`, `credential`, `private` or `sk`): written as the service returned them.
-pub fn secret_looking(body: &Value) -> Vec<String> {
-    fn walk(v: &Value, path: &str, out: &mut Vec<String>) {
-        if let Value::Object(m) = v {
-            for (k, v) in m {
-                let p = match path.is_empty() {
-                    true => k.clone(),
-                    false => format!("{path}.{k}"),
-                };
-                let lower = k.to_lowercase();
-                let looks = [
-                    "password",
-                    "passwd",
-                    "secret",
-                    "token",
-                    "credential",
-                    "private",
-                ]
-                .iter()
-                .any(|w| lower.contains(w))
-                    || lower == "sk";
-                if looks && v.as_str().is_some_and(|s| !s.is_empty()) {
-                    out.push(p.clone());
-                }
-                walk(v, &p, out);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(body, "", &mut out);
-    out
+/// A manifest's text in the canonical style, from a body whose references are escaped
+/// already (and whose `${secret:...}` placeholders are meant).
+pub fn yaml_of_escaped(body: &Value) -> Result<String, String> {
+    let text = serde_yaml::to_string(body).map_err(|e| e.to_string())?;
+    format::format_source(&text).map_err(|e| e.to_string())
 }
 
 /// Lifts the top-level fields every body sets to the same value (but the name and
@@ -198,21 +394,69 @@ mod tests {
     fn file_names_are_safe_and_distinct() {
         let mut taken = HashSet::new();
         assert_eq!(
-            file_for("dli-orders", Some("DLI"), &mut taken),
+            file_for("dli-orders", "id-1", Some("DLI"), &mut taken),
             "dli/dli-orders.yaml"
         );
         assert_eq!(
-            file_for("DLI-Orders", Some("DLI"), &mut taken),
-            "dli/DLI-Orders-2.yaml"
+            file_for("DLI-Orders", "0a1B2c3d4e5f", Some("DLI"), &mut taken),
+            "dli/DLI-Orders-0a1b2c3d.yaml"
         );
         assert_eq!(
-            file_for("../../etc/passwd", None, &mut taken),
+            file_for("../../etc/passwd", "x", None, &mut taken),
             "other/etc_passwd.yaml"
         );
         assert_eq!(
-            file_for("订单 任务", Some("a/b"), &mut taken),
-            "a_b/task.yaml"
+            file_for("订单 任务", "x", Some("a/b"), &mut taken),
+            "a_b/ding-dan-ren-wu.yaml"
         );
+        assert_eq!(
+            file_for("订单-任务", "f00d", Some("a/b"), &mut taken),
+            "a_b/ding-dan-ren-wu-f00d.yaml"
+        );
+        assert_eq!(
+            file_for("🚀", "beef", Some("a/b"), &mut taken),
+            "a_b/rocket.yaml"
+        );
+        assert_eq!(
+            file_for("\u{e000}", "beef", Some("a/b"), &mut taken),
+            "a_b/task-beef.yaml"
+        );
+    }
+
+    #[test]
+    fn secrets_get_stable_variables_and_echoes_go() {
+        let keys = SecretKeys::default();
+        let body = json!({"name": "token-task", "task_config": {"password": "p", "obs": {"access_key": "a", "secret_key": ""}, "queue": "q", "list": [{"token": "t"}]}});
+        assert_eq!(
+            secret_paths(&body, &keys),
+            [
+                "task_config.list[0].token",
+                "task_config.obs.access_key",
+                "task_config.password"
+            ]
+        );
+        let mut taken = HashSet::new();
+        assert_eq!(
+            secret_variable("mysql-crm-028", "task_config.password", &mut taken),
+            "MYSQL_CRM_028_PASSWORD"
+        );
+        assert_eq!(
+            secret_variable("mysql-crm-028", "task_config.b.password", &mut taken),
+            "MYSQL_CRM_028_B_PASSWORD"
+        );
+        assert_eq!(
+            secret_variable("9 lives", "task_config.list[0].token", &mut taken),
+            "TASK_9_LIVES_TOKEN"
+        );
+        let custom = SecretKeys::from_list(&["queue".into()]);
+        assert_eq!(secret_paths(&body, &custom), ["task_config.queue"]);
+        let mut b = json!({"project_id": "p", "user_name": "u", "path": "/", "duty_person": "u", "parameter_config": [{"task_id": "1", "k": "v"}], "dir_id": "0"});
+        strip_echoed(&mut b, Some("u"), &Map::new());
+        assert_eq!(b, json!({"parameter_config": [{"k": "v"}], "dir_id": "0"}));
+        let mut b = json!({"user_id": "u", "dir_id": "1", "schedule_config": {"max_time_out": 10, "enabled": 1}});
+        let d = json!({"user_id": "u", "dir_id": "0", "schedule_config": {"max_time_out": 10}});
+        strip_defaulted(&mut b, d.as_object().unwrap());
+        assert_eq!(b, json!({"dir_id": "1", "schedule_config": {"enabled": 1}}));
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! refuses to guess). A folder without a `taskform.yaml` gets one naming the target,
 //! with the fields every task sets alike lifted into its `defaults`.
 
-use crate::load::export::{file_for, lift_defaults, manifest_body, yaml_of};
+use crate::load::export::{
+    SecretKeys, escape_references, file_for, lift_defaults, manifest_body, secret_paths,
+    secret_variable, strip_defaulted, strip_echoed, yaml_of_escaped,
+};
 use crate::load::manifest::Manifest;
 use crate::load::secret::Key;
 use crate::load::settings::Settings;
@@ -41,9 +44,30 @@ pub struct Exported {
     pub kept: Vec<(String, String)>,
     /// Remote tasks left out: the answer gave no usable name or ID (what it gave).
     pub unusable: Vec<String>,
-    /// Fields that look like secrets, written as the service returned them:
-    /// (file, paths).
+    /// Fields that look like secrets, written as the service returned them
+    /// (`--plaintext-secrets`): (file, paths).
     pub secrets: Vec<(String, Vec<String>)>,
+    /// Secret values written as `${secret:VARIABLE}` (their fingerprints recorded):
+    /// (variable, task name, path), for the summary of the variables to provide.
+    pub placeholders: Vec<Placeholder>,
+}
+
+/// A secret value export wrote as `${secret:VARIABLE}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placeholder {
+    pub variable: String,
+    pub task: String,
+    pub path: String,
+}
+
+/// How export treats values that look like secrets.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// Which keys hold secrets.
+    pub keys: SecretKeys,
+    /// Write them as the service returned them (and warn) instead of as
+    /// `${secret:VARIABLE}`.
+    pub plaintext: bool,
 }
 
 /// Where the manifests go and what a settings file written beside them names.
@@ -94,6 +118,7 @@ pub async fn export(
     state: &mut State,
     key: &Key,
     force: bool,
+    secrets: &Secrets,
 ) -> Result<Exported, Error> {
     let dir = dest.folder.as_path();
     let Listing { tasks, complete } = api.list_tasks().await?.ok_or(Error::NoSearch)?;
@@ -132,8 +157,51 @@ pub async fn export(
         }
     }
     remote.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    let mut bodies: Vec<Value> = remote.iter().map(|(_, _, t)| manifest_body(t)).collect();
     let own_settings = settings.file.is_none();
+    // The bodies as the loader will read them (plain values), and as written: fields
+    // the folder's defaults set left out, references escaped, secrets as
+    // `${secret:VARIABLE}`.
+    let mut plain: Vec<Value> = Vec::with_capacity(remote.len());
+    let mut bodies: Vec<Value> = Vec::with_capacity(remote.len());
+    let mut sensitive: Vec<Vec<String>> = Vec::with_capacity(remote.len());
+    let mut variables = HashSet::new();
+    for (name, _, t) in &remote {
+        let mut body = manifest_body(t);
+        let defaults = match own_settings {
+            true => &Map::new(),
+            false => &settings.defaults,
+        };
+        strip_echoed(
+            &mut body,
+            t.get("user_name").and_then(Value::as_str),
+            defaults,
+        );
+        if !own_settings {
+            strip_defaulted(&mut body, &settings.defaults);
+        }
+        let mut written = body.clone();
+        escape_references(&mut written);
+        let paths = secret_paths(&body, &secrets.keys);
+        if !secrets.plaintext {
+            for path in &paths {
+                let variable = secret_variable(name, path, &mut variables);
+                if let Some(v) = crate::load::secret::pointer_mut(&mut written, path) {
+                    *v = Value::String(format!("${{secret:{variable}}}"));
+                }
+                out.placeholders.push(Placeholder {
+                    variable,
+                    task: name.clone(),
+                    path: path.clone(),
+                });
+            }
+        }
+        plain.push(body);
+        bodies.push(written);
+        sensitive.push(match secrets.plaintext {
+            true => Vec::new(),
+            false => paths,
+        });
+    }
     let lifted = match own_settings {
         true => lift_defaults(&mut bodies),
         false => Map::new(),
@@ -141,9 +209,10 @@ pub async fn export(
     let mut taken = HashSet::new();
     let files: Vec<String> = remote
         .iter()
-        .map(|(name, _, t)| {
+        .map(|(name, id, t)| {
             file_for(
                 name,
+                id,
                 t.get("data_source_type").and_then(Value::as_str),
                 &mut taken,
             )
@@ -175,7 +244,7 @@ pub async fn export(
     // Every text first: nothing is written unless all of it can be.
     let mut texts = Vec::with_capacity(bodies.len());
     for (body, (name, _, _)) in bodies.iter().zip(&remote) {
-        texts.push(yaml_of(body).map_err(|detail| Error::Yaml {
+        texts.push(yaml_of_escaped(body).map_err(|detail| Error::Yaml {
             name: name.clone(),
             detail,
         })?);
@@ -189,12 +258,14 @@ pub async fn export(
         )?;
         out.settings_file = Some(crate::load::settings::FILE_NAME.to_string());
     }
-    for ((text, rel), body) in texts.iter().zip(&files).zip(&bodies) {
+    for ((text, rel), body) in texts.iter().zip(&files).zip(&plain) {
         write(dir.join(rel), text)?;
         out.files.push(rel.clone());
-        let secrets = crate::load::export::secret_looking(body);
-        if !secrets.is_empty() {
-            out.secrets.push((rel.clone(), secrets));
+        if secrets.plaintext {
+            let found = secret_paths(body, &secrets.keys);
+            if !found.is_empty() {
+                out.secrets.push((rel.clone(), found));
+            }
         }
     }
     // Record each name borne by one remote task, with the body the loader will read
@@ -203,10 +274,6 @@ pub async fn export(
     for (i, (name, _, _)) in remote.iter().enumerate() {
         by_name.entry(name).or_default().push(i);
     }
-    let defaults = match own_settings {
-        true => &lifted,
-        false => &settings.defaults,
-    };
     for (name, idx) in by_name {
         if idx.len() > 1 {
             out.duplicates.push((
@@ -225,8 +292,12 @@ pub async fn export(
             }
             continue;
         }
-        let mut body = bodies[i].clone();
-        crate::load::schema::merge_defaults(&mut body, defaults);
+        // The file's plain values over the folder's defaults (an own settings file's
+        // lifted defaults came out of the same bodies).
+        let mut body = plain[i].clone();
+        if !own_settings {
+            crate::load::schema::merge_defaults(&mut body, &settings.defaults);
+        }
         let rel = match dest.below.is_empty() {
             true => files[i].clone(),
             false => format!("{}/{}", dest.below, files[i]),
@@ -237,7 +308,8 @@ pub async fn export(
             rel,
             dir.join(&files[i]).display().to_string(),
             0,
-        );
+        )
+        .with_sensitive(sensitive[i].clone(), key);
         if adopt::record(state, &m, std::slice::from_ref(task), key).is_some() {
             out.recorded += 1;
         }
@@ -266,9 +338,8 @@ fn settings_text(
         map.insert("require_user_id".into(), Value::Bool(false));
     }
     if !defaults.is_empty() {
-        let mut d = Value::Object(defaults.clone());
-        crate::load::export::escape_references(&mut d);
-        map.insert("defaults".into(), d);
+        // Lifted from the written bodies: references escaped already.
+        map.insert("defaults".into(), Value::Object(defaults.clone()));
     }
     let yaml = serde_yaml::to_string(&Value::Object(map)).unwrap_or_default();
     format!(

@@ -300,6 +300,12 @@ struct ExportCli {
     /// them, instead of as ${secret:NAME} (a warning names each).
     #[arg(long)]
     plaintext_secrets: bool,
+    /// Export every environment taskform.yaml declares, each workspace listed once: the
+    /// tasks all environments share as shared manifests, each environment's differences
+    /// as patch: documents in its overlay, its own tasks as manifests there; each
+    /// recorded in its environment's state.
+    #[arg(long)]
+    all_envs: bool,
     #[command(flatten)]
     connect: ConnectCli,
 }
@@ -791,6 +797,7 @@ fn main() {
                     },
                     plaintext: x.plaintext_secrets,
                 },
+                all_envs: x.all_envs,
             },
             &env,
         ),

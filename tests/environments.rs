@@ -634,3 +634,150 @@ fn export_into_an_environment_writes_its_overlay() {
     .succeeds()
     .stdout_has("No changes. 6 tasks up to date.");
 }
+
+/// `export --all-envs` (#28.9): three environments onboarded at once. What they share
+/// becomes shared manifests, their differences patches in their overlays, their own
+/// tasks manifests there; every task is recorded in its environment's state, and
+/// `plan --all-envs` is clean afterwards. One listing per environment.
+#[test]
+fn export_all_envs_shares_what_environments_share_and_patches_the_rest() {
+    let (p, emus) = example();
+    for env in ENVS {
+        run(&p, &["apply", "--yes", "--env", env, "repo"], &[]).succeeds();
+    }
+    // Console-made extras: a secret that differs per environment, one that does not,
+    // and a name that is another kind of task in prod.
+    for (i, env) in ENVS.iter().enumerate() {
+        let extra = Project::new();
+        let dst = if *env == "prod" { "HIVE" } else { "DLI" };
+        extra.write(
+            "tasks/extra.yaml",
+            &format!(
+                "name: mysql-crm\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: crm\n  password: Pw-{env}-0042\n---\nname: shared-secret\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: s\n  token: Same-Token-0042\n---\nname: mixed\ndata_source_type: {dst}\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: m\n"
+            ),
+        );
+        let emu = &emus[i];
+        let mut settings = std::fs::read_to_string(extra.path("tasks/taskform.yaml")).unwrap();
+        settings = settings
+            .replace(PROJECT, &format!("{i}a1b2c3d4e5f4a6b8c9d0e1f2a3b4c5d"))
+            .replace(WORKSPACE, &format!("{env}-workspace"));
+        extra.write("tasks/taskform.yaml", &settings);
+        extra
+            .run(
+                &["apply", "--yes", "tasks", "--endpoint", &emu.url],
+                &[("TASKFORM_AUTH_TOKEN", &format!("{env}-token"))],
+            )
+            .succeeds();
+    }
+    // A new repo with the same settings and no manifest.
+    let settings = std::fs::read_to_string(p.path("repo/taskform.yaml")).unwrap();
+    p.write("onboard/taskform.yaml", &settings);
+    let before: Vec<usize> = emus.iter().map(|e| e.requests().len()).collect();
+    let key = ("TASKFORM_SECRET_KEY", "k-0123456789abcdef");
+    let out = run(&p, &["export", "--all-envs", "onboard"], &[key]);
+    out.succeeds();
+    for (emu, before) in emus.iter().zip(&before) {
+        assert_eq!(
+            emu.requests().len() - before,
+            1,
+            "one listing per environment"
+        );
+    }
+    // Shared manifests, patches, environment-only manifests.
+    let read = |rel: &str| std::fs::read_to_string(p.path(&format!("onboard/{rel}")));
+    let shared = read("dli/dli-orders-nightly.yaml").expect("shared manifest");
+    assert!(shared.starts_with("name: dli-orders-nightly\n"), "{shared}");
+    let dev_patch = read("overlays/dev/dli/dli-orders-nightly.yaml").expect("dev's patch");
+    assert!(
+        dev_patch.starts_with("patch: dli-orders-nightly\n"),
+        "{dev_patch}"
+    );
+    assert!(dev_patch.contains("0 0 12 * * ?"), "{dev_patch}");
+    // The queue differs in every environment (a variable in the example): each says
+    // its own, and nothing else.
+    let staging = read("overlays/staging/dli/dli-orders-nightly.yaml").unwrap();
+    assert_eq!(
+        staging,
+        "patch: dli-orders-nightly\ntask_config:\n  queue: staging\n"
+    );
+    let audit = read("overlays/prod/dli/dli-audit-weekly.yaml").expect("prod's own task");
+    assert!(audit.starts_with("name: dli-audit-weekly\n"), "{audit}");
+    assert!(
+        read("overlays/staging/hive/hive-lake-hourly.yaml").is_ok(),
+        "not in dev: per environment"
+    );
+    assert!(read("hive/hive-lake-hourly.yaml").is_err());
+    assert!(
+        out.stdout.contains("mixed (another data_source_type)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        read("overlays/prod/hive/mixed.yaml").is_ok()
+            && read("overlays/dev/dli/mixed.yaml").is_ok()
+    );
+    // Secrets: one variable per environment where they differ, one where they agree.
+    let crm = read("dli/mysql-crm.yaml").unwrap();
+    assert!(
+        !crm.contains("password"),
+        "a differing secret is left to the patches: {crm}"
+    );
+    let prod_crm = read("overlays/prod/dli/mysql-crm.yaml").unwrap();
+    assert!(
+        prod_crm.contains("${secret:PROD_MYSQL_CRM_PASSWORD}"),
+        "{prod_crm}"
+    );
+    assert!(
+        read("dli/shared-secret.yaml")
+            .unwrap()
+            .contains("${secret:SHARED_SECRET_TOKEN}")
+    );
+    let everything = format!("{}{}", out.stdout, out.stderr);
+    for env in ENVS {
+        assert!(!everything.contains(&format!("Pw-{env}-0042")));
+    }
+    for f in walk(&p.path("onboard")) {
+        let text = std::fs::read_to_string(&f).unwrap_or_default();
+        assert!(!text.contains("-0042"), "{} holds a secret", f.display());
+    }
+    // The next plan of every environment is clean.
+    let mut vars = vec![key, ("SHARED_SECRET_TOKEN", "Same-Token-0042")];
+    let pws: Vec<(String, String)> = ENVS
+        .iter()
+        .map(|e| {
+            (
+                format!("{}_MYSQL_CRM_PASSWORD", e.to_uppercase()),
+                format!("Pw-{e}-0042"),
+            )
+        })
+        .collect();
+    vars.extend(pws.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let plan = run(
+        &p,
+        &["plan", "--all-envs", "--detailed-exitcode", "onboard"],
+        &vars,
+    );
+    plan.succeeds();
+    // Again: everything is recorded, nothing is exported.
+    let again = run(&p, &["export", "--all-envs", "onboard"], &vars);
+    again.succeeds().stdout_has("0 shared manifests");
+    // --all-envs takes no target.
+    run(
+        &p,
+        &["export", "--all-envs", "--env", "dev", "onboard"],
+        &[],
+    )
+    .fails_with(1)
+    .stderr_has("leave out --env");
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        match e.path().is_dir() {
+            true => out.extend(walk(&e.path())),
+            false => out.push(e.path()),
+        }
+    }
+    out
+}

@@ -22,6 +22,8 @@ pub struct ExportArgs {
     pub force: bool,
     /// Which keys hold secrets, and whether to write them as they are.
     pub secrets: crate::reconcile::export::Secrets,
+    /// Every environment the repo declares: shared manifests, patches, overlays.
+    pub all_envs: bool,
 }
 
 /// `taskform export [DIR]`.
@@ -30,6 +32,9 @@ pub fn export(args: ExportArgs, env: Env) -> Exit {
 }
 
 async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
+    if args.all_envs {
+        return all_envs(args, env).await;
+    }
     std::fs::create_dir_all(&args.dir)
         .map_err(|e| Error::Folder(format!("cannot create {}: {e}", args.dir.display())))?;
     let environment = super::environment(&args.target, env);
@@ -265,4 +270,148 @@ fn settings_lines(
         }
     }
     out
+}
+
+/// `taskform export --all-envs DIR`: every environment of the repo, each listed once,
+/// under its own lock; see `reconcile::export_envs`.
+async fn all_envs(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
+    super::refuse_target_flags_for_all_envs(&args.target, "exports")?;
+    let shared = crate::load::settings::load(&args.dir, env).map_err(Error::Invalid)?;
+    if shared.environments.is_empty() {
+        return Err(Error::Command(format!(
+            "--all-envs: {} declares no environments (write `environments:` first, or export one target without --all-envs)",
+            args.dir.join(crate::load::settings::FILE_NAME).display()
+        )));
+    }
+    let mut settings = Vec::new();
+    for name in &shared.environments {
+        settings.push(crate::load::manifest::settings_for(
+            &args.dir,
+            Some(name),
+            env,
+        )?);
+    }
+    let scopes: Vec<_> = settings.iter().map(|s| s.scope.over(env)).collect();
+    let mut conns = Vec::new();
+    let mut stores = Vec::new();
+    for (s, scoped) in settings.iter().zip(&scopes) {
+        let env: Env = scoped;
+        let conn =
+            Connection::open(&args.target, &args.connect, "export", env, s, &args.dir).await?;
+        stores.push(super::open_store(&conn.resolved, &args.dir, env, "export")?);
+        conns.push(conn);
+    }
+    let mut txs = Vec::new();
+    for (store, conn) in stores.iter().zip(&conns) {
+        txs.push(Transaction::begin(
+            store.as_ref(),
+            &Holder::this_process("export"),
+            args.lock_timeout,
+            TargetCheck::Exact(&conn.target),
+        )?);
+    }
+    let started = std::time::Instant::now();
+    let mut sides: Vec<crate::reconcile::export_envs::Side> = Vec::new();
+    for (((name, s), conn), tx) in shared
+        .environments
+        .iter()
+        .zip(&settings)
+        .zip(&conns)
+        .zip(txs.iter_mut())
+    {
+        sides.push(crate::reconcile::export_envs::Side {
+            name: name.clone(),
+            api: conn.api.clone(),
+            settings: s,
+            state: tx.state_mut(),
+            key: s.secret_key.clone(),
+        });
+    }
+    let done =
+        crate::reconcile::export_envs::export_all(&mut sides, &args.dir, args.force, &args.secrets)
+            .await
+            .map_err(|e| Error::Command(e.to_string()))?;
+    drop(sides);
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "exported"
+    );
+    for (i, tx) in txs.into_iter().enumerate() {
+        tx.commit(done.recorded[i] > 0, Some(&conns[i].target))?;
+    }
+    for (envname, what) in &done.unusable {
+        tracing::warn!(
+            "a task of {}'s listing has no usable name or ID ({}): left out",
+            escape(envname),
+            escape(what)
+        );
+    }
+    for (name, why) in &done.left_out {
+        tracing::warn!(
+            "{} was left out: {}",
+            escape(name),
+            escape(&why.to_string())
+        );
+    }
+    let envs = &shared.environments;
+    let per_env = |counts: &[usize]| -> String {
+        envs.iter()
+            .zip(counts)
+            .map(|(e, n)| format!("{e} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let exported: usize = done.recorded.iter().sum();
+    println!(
+        "Exported {} environments into {} ({} files): {} shared manifest{}; patches: {}; kept apart: {}; environment-only or apart manifests: {}.",
+        envs.len(),
+        args.dir.display(),
+        done.files.len(),
+        done.shared,
+        if done.shared == 1 { "" } else { "s" },
+        per_env(&done.patched),
+        match done.apart.len() {
+            0 => "none".to_string(),
+            _ => done
+                .apart
+                .iter()
+                .map(|(n, why)| format!("{} ({why})", escape(n)))
+                .collect::<Vec<_>>()
+                .join(", "),
+        },
+        per_env(&done.own),
+    );
+    for (i, store) in stores.iter().enumerate() {
+        println!(
+            "  {}: {} listed, {} recorded in {}{}",
+            envs[i],
+            done.listed[i],
+            done.recorded[i],
+            escape(&store.describe()),
+            match done.managed[i] {
+                0 => String::new(),
+                n => format!(", {n} the state records already left as they are"),
+            }
+        );
+    }
+    if exported > 0 {
+        println!("Next: taskform plan --all-envs {}", args.dir.display());
+    }
+    if let Some(summary) = placeholders_summary(
+        &done.placeholders,
+        settings.iter().all(|s| s.secret_key.explicit),
+    ) {
+        print!("{summary}");
+    }
+    use crate::reconcile::export_envs::LeftOut;
+    Ok(
+        match done
+            .left_out
+            .iter()
+            .any(|(_, why)| *why != LeftOut::Managed)
+        {
+            true => Exit::Error,
+            false => Exit::Ok,
+        },
+    )
 }

@@ -78,6 +78,34 @@ pub fn environment(flags: &crate::load::target::TargetFlags, env: Env) -> Option
         .filter(|e| !e.is_empty())
 }
 
+/// `--all-envs` works on each environment against its own target and state: `--env`
+/// and every target flag are refused (`verb`: "plans", "exports").
+pub fn refuse_target_flags_for_all_envs(
+    t: &crate::load::target::TargetFlags,
+    verb: &str,
+) -> Result<(), Error> {
+    if t.environment.is_some() {
+        return Err(Error::Command(format!(
+            "--all-envs {verb} every environment: leave out --env"
+        )));
+    }
+    let flags = [
+        ("--endpoint", t.endpoint.is_some()),
+        ("--region", t.region.is_some()),
+        ("--project-id", t.project_id.is_some()),
+        ("--workspace", t.workspace.is_some()),
+        ("--state", t.state.is_some()),
+        ("--state-name", t.state_name.is_some()),
+        ("--state-schema", t.state_schema.is_some()),
+    ];
+    if let Some((flag, _)) = flags.iter().find(|(_, set)| *set) {
+        return Err(Error::Command(format!(
+            "--all-envs {verb} each environment against its own target and state: {flag} would point them all at one; leave it out, or name one environment with --env"
+        )));
+    }
+    Ok(())
+}
+
 /// Loads DIR (for an environment of a repo that declares them).
 pub fn load_manifests(dir: &Path, environment: Option<&str>, env: Env) -> Result<Loaded, Error> {
     let started = std::time::Instant::now();

@@ -97,30 +97,11 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
 /// `plan --all-envs`: every environment against its own state and target, no lock
 /// taken, one document: a section per environment and a combined summary.
 async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
-    if args.target.environment.is_some() {
-        return Err(Error::Command(
-            "--all-envs plans every environment: leave out --env".into(),
-        ));
-    }
+    super::refuse_target_flags_for_all_envs(&args.target, "plans")?;
     if args.out.is_some() {
         return Err(Error::Command(
             "--out saves the plan of one environment: use --env NAME --out FILE for each".into(),
         ));
-    }
-    let t = &args.target;
-    let flags = [
-        ("--endpoint", t.endpoint.is_some()),
-        ("--region", t.region.is_some()),
-        ("--project-id", t.project_id.is_some()),
-        ("--workspace", t.workspace.is_some()),
-        ("--state", t.state.is_some()),
-        ("--state-name", t.state_name.is_some()),
-        ("--state-schema", t.state_schema.is_some()),
-    ];
-    if let Some((flag, _)) = flags.iter().find(|(_, set)| *set) {
-        return Err(Error::Command(format!(
-            "--all-envs plans each environment against its own target and state: {flag} would point them all at one; leave it out, or plan one environment with --env"
-        )));
     }
     let settings = crate::load::settings::load(&args.dir, env).map_err(Error::Invalid)?;
     if settings.environments.is_empty() {

@@ -335,6 +335,127 @@ pub fn yaml_of_escaped(body: &Value) -> Result<String, String> {
     format::format_source(&text).map_err(|e| e.to_string())
 }
 
+/// How one task name that every environment has is written by `export --all-envs`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layout {
+    /// A shared manifest (`base`) and, for each environment that differs, a merge
+    /// patch (by the environment's index) that turns the base into its body.
+    Shared {
+        base: Value,
+        patches: Vec<(usize, Value)>,
+    },
+    /// Too different to share (another `data_source_type`, or most fields differ):
+    /// a plain manifest in each environment's overlay.
+    Apart(&'static str),
+}
+
+/// Splits the bodies one task has in each environment into a shared manifest and
+/// patches: each value of the base is the one most environments have (ties: the first
+/// environment's), a field no value of which most environments share is left to the
+/// patches; a secret's placeholder is shared only when every environment reads the
+/// same variable.
+pub fn split_shared(bodies: &[&Value]) -> Layout {
+    let dst = |b: &Value| b.get("data_source_type").cloned();
+    if bodies.iter().any(|b| dst(b) != dst(bodies[0])) {
+        return Layout::Apart("another data_source_type");
+    }
+    let candidates: Vec<Option<&Value>> = bodies.iter().map(|b| Some(*b)).collect();
+    let base = majority(&candidates).unwrap_or(Value::Object(Map::new()));
+    let leaves = bodies.iter().map(|b| count_leaves(b)).max().unwrap_or(0);
+    let mut patches = Vec::new();
+    for (i, b) in bodies.iter().enumerate() {
+        if let Some(p) = merge_diff(&base, b) {
+            if count_leaves(&p) * 2 > leaves {
+                return Layout::Apart("most fields differ");
+            }
+            patches.push((i, p));
+        }
+    }
+    Layout::Shared { base, patches }
+}
+
+fn is_placeholder(v: &Value) -> bool {
+    v.as_str().is_some_and(|s| s.starts_with("${secret:"))
+}
+
+/// The value most of `values` hold (`None`: absent), objects merged key by key.
+fn majority(values: &[Option<&Value>]) -> Option<Value> {
+    if values.iter().all(|v| matches!(v, Some(Value::Object(_)))) {
+        let mut keys: Vec<&String> = Vec::new();
+        for v in values.iter().flatten() {
+            for k in v.as_object().into_iter().flat_map(Map::keys) {
+                if !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        let mut out = Map::new();
+        for k in keys {
+            let of_key: Vec<Option<&Value>> =
+                values.iter().map(|v| v.and_then(|v| v.get(k))).collect();
+            if let Some(v) = majority(&of_key) {
+                out.insert(k.clone(), v);
+            }
+        }
+        return Some(Value::Object(out));
+    }
+    let all_same = values.iter().all(|v| *v == values[0]);
+    if all_same {
+        return values[0].cloned();
+    }
+    let mut best: Option<(Option<&Value>, usize)> = None;
+    for v in values {
+        if v.is_some_and(is_placeholder) {
+            continue;
+        }
+        let n = values.iter().filter(|w| *w == v).count();
+        if best.is_none_or(|(_, m)| n > m) {
+            best = Some((*v, n));
+        }
+    }
+    // Nothing most of them share: left to each environment's patch.
+    match best {
+        Some((v, n)) if n * 2 > values.len() || values.len() == 2 => v.cloned(),
+        _ => None,
+    }
+}
+
+/// The JSON merge patch (RFC 7386) that turns `from` into `to`; `None` when equal.
+pub fn merge_diff(from: &Value, to: &Value) -> Option<Value> {
+    if from == to {
+        return None;
+    }
+    match (from, to) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut out = Map::new();
+            for (k, bv) in b {
+                match a.get(k) {
+                    Some(av) => {
+                        if let Some(d) = merge_diff(av, bv) {
+                            out.insert(k.clone(), d);
+                        }
+                    }
+                    None => {
+                        out.insert(k.clone(), bv.clone());
+                    }
+                }
+            }
+            for k in a.keys().filter(|k| !b.contains_key(*k)) {
+                out.insert(k.clone(), Value::Null);
+            }
+            Some(Value::Object(out))
+        }
+        _ => Some(to.clone()),
+    }
+}
+
+fn count_leaves(v: &Value) -> usize {
+    match v {
+        Value::Object(m) => m.values().map(count_leaves).sum(),
+        _ => 1,
+    }
+}
+
 /// Lifts the top-level fields every body sets to the same value (but the name and
 /// description) into `defaults`, taking them out of the bodies, when there are at
 /// least two bodies: the files get shorter and the merged bodies stay the same.
@@ -468,6 +589,46 @@ mod tests {
         let mut back = docs[0].value.clone();
         crate::load::interpolate::interpolate(&mut back, &|_| None, &|_| false);
         assert_eq!(back, body);
+    }
+
+    #[test]
+    fn bodies_split_into_a_shared_base_and_patches() {
+        let dev = json!({"name": "a", "data_source_type": "DLI", "task_config": {"db": "dev", "q": "x", "pw": "${secret:DEV_A_PW}"}, "schedule_config": {"max_time_out": 10}, "description": "same"});
+        let staging = json!({"name": "a", "data_source_type": "DLI", "task_config": {"db": "stg", "q": "x", "pw": "${secret:STAGING_A_PW}"}, "schedule_config": {"max_time_out": 10}, "description": "same"});
+        let prod = json!({"name": "a", "data_source_type": "DLI", "task_config": {"db": "stg", "q": "x", "pw": "${secret:PROD_A_PW}"}, "schedule_config": {"max_time_out": 60, "enabled": 1}, "description": "same"});
+        let Layout::Shared { base, patches } = split_shared(&[&dev, &staging, &prod]) else {
+            panic!("shared")
+        };
+        assert_eq!(
+            base,
+            json!({"name": "a", "data_source_type": "DLI", "task_config": {"db": "stg", "q": "x"}, "schedule_config": {"max_time_out": 10}, "description": "same"})
+        );
+        assert_eq!(
+            patches,
+            vec![
+                (
+                    0,
+                    json!({"task_config": {"db": "dev", "pw": "${secret:DEV_A_PW}"}})
+                ),
+                (1, json!({"task_config": {"pw": "${secret:STAGING_A_PW}"}})),
+                (
+                    2,
+                    json!({"task_config": {"pw": "${secret:PROD_A_PW}"}, "schedule_config": {"max_time_out": 60, "enabled": 1}})
+                ),
+            ]
+        );
+        for (i, b) in [&dev, &staging, &prod].iter().enumerate() {
+            let mut merged = base.clone();
+            if let Some((_, p)) = patches.iter().find(|(j, _)| *j == i) {
+                crate::load::environment::merge_patch(&mut merged, p);
+            }
+            assert_eq!(&merged, *b);
+        }
+        let other = json!({"name": "a", "data_source_type": "HIVE"});
+        assert_eq!(
+            split_shared(&[&dev, &other]),
+            Layout::Apart("another data_source_type")
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod applier;
 pub mod events;
 pub mod export;
+pub mod export_envs;
 pub mod observe;
 pub mod policy;
 pub mod records;

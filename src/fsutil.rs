@@ -32,6 +32,75 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     result
 }
 
+/// Writes many files, each as [`write_atomic`] does, with the fsyncs in parallel (a
+/// disk groups them; one after the other, 1,000 files cost about a second) and each
+/// folder synced once at the end. Folders are created as needed. On an error, the
+/// files written before it stay; the error names the file.
+pub fn write_many(
+    files: &[(std::path::PathBuf, String)],
+) -> Result<(), (std::path::PathBuf, io::Error)> {
+    const THREADS: usize = 16;
+    let write_one = |path: &Path, bytes: &[u8]| -> io::Result<()> {
+        let dir = parent_dir(path);
+        std::fs::create_dir_all(dir)?;
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "file".into());
+        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    };
+    let chunk = files.len().div_ceil(THREADS).max(1);
+    let failed = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                s.spawn(move || {
+                    for (path, text) in part {
+                        write_one(path, text.as_bytes()).map_err(|e| (path.clone(), e))?;
+                    }
+                    Ok::<(), (std::path::PathBuf, io::Error)>(())
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err((
+                        std::path::PathBuf::new(),
+                        io::Error::other("a writer thread panicked"),
+                    ))
+                })
+            })
+            .find(Result::is_err)
+    });
+    if let Some(Err(e)) = failed {
+        return Err(e);
+    }
+    let mut dirs: Vec<&Path> = files.iter().map(|(p, _)| parent_dir(p)).collect();
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs {
+        sync_dir(d).map_err(|e| (d.to_path_buf(), e))?;
+    }
+    Ok(())
+}
+
 /// The folder holding `path` (`.` for a bare file name).
 pub fn parent_dir(path: &Path) -> &Path {
     match path.parent() {

@@ -329,6 +329,13 @@ impl fmt::Debug for PgUrl {
     }
 }
 
+/// The key under which the lookup a state is opened with (an environment's scope) says
+/// where a standard credential variable NAME is read from, for messages:
+/// `Some(VARIABLE)` when the environment maps NAME to VARIABLE, `Some("")` when it maps
+/// other credentials and so does not read NAME at all, `None` when NAME is read as
+/// itself.
+pub const SOURCE_PREFIX: &str = "source:";
+
 /// Whether a `--state` value names a PostgreSQL state.
 pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")

@@ -375,3 +375,59 @@ fn a_secret_hides_whole_values_and_its_variable_never_parts_of_strings() {
     o.succeeds();
     assert!(!o.stdout.contains("default-secret-value"), "{}", o.stdout);
 }
+
+/// Issue #28.1/#28.3, the planner's side: a value the state records plainly, now
+/// sensitive but unchanged (moved into `${secret:...}` with the same value, or equal
+/// to a secret as a whole), plans no update: the plan says the apply records its
+/// fingerprint, the apply sends nothing and rewrites the record, and the next plan
+/// has nothing to say. A changed value still plans an update.
+#[test]
+fn a_value_made_sensitive_but_unchanged_plans_no_update() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    let write = |password: &str| {
+        p.write(
+            "tasks/db.yaml",
+            &format!("name: db\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: dli\n  password: {password}\n"),
+        );
+        p.write(
+            "tasks/other.yaml",
+            &format!("name: other\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: dli\n  literal: {SECRET}\n"),
+        );
+    };
+    let e = env(SECRET);
+    write(SECRET);
+    run(&p, &["apply", "--yes", "tasks", "--endpoint", &emu.url], &e).succeeds();
+    write("${secret:DB_PASSWORD}");
+    let plan = run(&p, &["plan", "tasks", "--detailed-exitcode"], &e);
+    plan.succeeds()
+        .stdout_has("No changes")
+        .stdout_has("applying records the fingerprint instead");
+    assert_hidden(&plan);
+    let json = run(&p, &["plan", "tasks", "--format", "json"], &e);
+    json.succeeds();
+    assert_hidden(&json);
+    assert!(
+        json.stdout.contains("applying records the fingerprint"),
+        "{}",
+        json.stdout
+    );
+    let before = emu.requests().len();
+    let apply = run(&p, &["apply", "--yes", "tasks", "--endpoint", &emu.url], &e);
+    apply.succeeds();
+    assert_hidden(&apply);
+    assert_eq!(emu.requests().len(), before, "nothing sent");
+    let state = p.state_folder_text();
+    assert!(!state.contains(SECRET), "the state still holds it: {state}");
+    run(&p, &["plan", "tasks", "--detailed-exitcode"], &e)
+        .succeeds()
+        .stdout_lacks("fingerprint");
+    // Another value is a change.
+    run(
+        &p,
+        &["plan", "tasks", "--detailed-exitcode"],
+        &env("Another-S3cret-Value"),
+    )
+    .fails_with(2)
+    .stdout_has("update");
+}

@@ -85,11 +85,7 @@ pub struct Scope {
 /// (answers `Some` if so): asked by interpolation before it reads NAME.
 pub const CREDENTIAL_PREFIX: &str = "credential:";
 
-/// The key under which [`Scope::lookup`] says where a standard credential variable
-/// NAME is read from, for messages: `Some(VARIABLE)` when the environment maps NAME to
-/// VARIABLE, `Some("")` when the environment maps other credentials and so does not
-/// read NAME at all, `None` when NAME is read as itself.
-pub const SOURCE_PREFIX: &str = "source:";
+pub use crate::location::SOURCE_PREFIX;
 
 impl Scope {
     /// The lookup `${...}` and the credentials go through: this scope over `outer`

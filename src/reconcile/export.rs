@@ -258,8 +258,16 @@ pub async fn export(
         )?;
         out.settings_file = Some(crate::load::settings::FILE_NAME.to_string());
     }
-    for ((text, rel), body) in texts.iter().zip(&files).zip(&plain) {
-        write(dir.join(rel), text)?;
+    let writes: Vec<(PathBuf, String)> = texts
+        .into_iter()
+        .zip(&files)
+        .map(|(text, rel)| (dir.join(rel), text))
+        .collect();
+    crate::fsutil::write_many(&writes).map_err(|(path, source)| Error::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    for (rel, body) in files.iter().zip(&plain) {
         out.files.push(rel.clone());
         if secrets.plaintext {
             let found = secret_paths(body, &secrets.keys);

@@ -177,6 +177,7 @@ pub async fn export_all(
         }
         found.push(by_name);
     }
+    let started = std::time::Instant::now();
     let names: BTreeSet<String> = found.iter().flat_map(|m| m.keys().cloned()).collect();
     let mut shared_taken = HashSet::new();
     let mut own_taken: Vec<HashSet<String>> = vec![HashSet::new(); n];
@@ -300,6 +301,11 @@ pub async fn export_all(
             }
         }
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        files = writes.len(),
+        "export laid out"
+    );
     if !force {
         let existing: Vec<String> = writes
             .iter()
@@ -313,16 +319,21 @@ pub async fn export_all(
             });
         }
     }
-    for (rel, text) in &writes {
-        let path: PathBuf = dir.join(rel);
-        let err = |source| Error::Write {
-            path: path.display().to_string(),
-            source,
-        };
-        std::fs::create_dir_all(crate::fsutil::parent_dir(&path)).map_err(err)?;
-        crate::fsutil::write_atomic(&path, text.as_bytes()).map_err(err)?;
-        out.files.push(rel.clone());
-    }
+    let files: Vec<(PathBuf, String)> = writes
+        .into_iter()
+        .map(|(rel, text)| {
+            out.files.push(rel.clone());
+            (dir.join(rel), text)
+        })
+        .collect();
+    crate::fsutil::write_many(&files).map_err(|(path, source)| Error::Write {
+        path: path.display().to_string(),
+        source,
+    })?;
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "export written"
+    );
     // Record each task with the body the loader reads for its environment.
     for (i, side) in sides.iter_mut().enumerate() {
         for (name, rel) in &records[i] {
@@ -346,6 +357,10 @@ pub async fn export_all(
             }
         }
     }
+    tracing::debug!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "export recorded"
+    );
     Ok(out)
 }
 

@@ -184,6 +184,20 @@ pub async fn prepare(
             }
         }
     }
+    let fingerprinted = records::fingerprint_plain(
+        &mut state,
+        &ctx.loaded.manifests,
+        &ctx.loaded.settings.secret_key,
+    );
+    for (name, paths) in &fingerprinted {
+        notes.entry(name.clone()).or_insert_with(|| {
+            format!(
+                "the state records {} in plain text, now sensitive: applying records the fingerprint instead (nothing is sent for it)",
+                paths.join(", ")
+            )
+        });
+    }
+    moved_any |= !fingerprinted.is_empty();
     let mut observed = match ctx.api {
         Some(api) => observe::observe(&mut state, ctx.loaded, api, ctx.policy).await?,
         None => Observed {

@@ -7,6 +7,59 @@ use crate::load::secret::Key;
 use crate::remote::client::{Shown, TaskApi};
 use crate::state::{State, TaskRecord};
 
+/// Rewrites, before planning, every record that holds in plain text a value at a path
+/// its manifest now marks sensitive (recorded by an `export` before the value became
+/// `${secret:...}`, or equal to a secret as a whole): the body gets the fingerprint,
+/// and the hash is counted again over it, so that an unchanged value plans no update
+/// (a change of representation, not of content) while a changed one still does.
+/// Returns the rewritten records: (name, paths). The caller persists the state when
+/// it writes (apply), and says so in the plan.
+pub fn fingerprint_plain(
+    state: &mut State,
+    manifests: &[Manifest],
+    key: &Key,
+) -> Vec<(String, Vec<String>)> {
+    use crate::load::secret;
+    let mut out = Vec::new();
+    for m in manifests.iter().filter(|m| !m.sensitive.is_empty()) {
+        let Some(record) = state.tasks.get(&m.name) else {
+            continue;
+        };
+        let Some(Ok(mut body)) = record
+            .body
+            .as_ref()
+            .map(|b| serde_json::from_str::<serde_json::Value>(b.get()))
+        else {
+            continue;
+        };
+        let consistent = m.hash_of(&body) == record.hash;
+        let mut plain = Vec::new();
+        for p in &m.sensitive {
+            if let Some(v) = secret::pointer_mut(&mut body, p)
+                && !v.as_str().is_some_and(secret::is_fingerprint)
+            {
+                *v = serde_json::Value::String(key.fingerprint(p, v));
+                plain.push(p.clone());
+            }
+        }
+        if plain.is_empty() {
+            continue;
+        }
+        let text = crate::hash::canonical_and_hash(&body).0;
+        let hash = match consistent {
+            true => m.hash_of(&body),
+            false => record.hash.clone(),
+        };
+        state.record_fingerprinted(
+            &m.name,
+            hash,
+            serde_json::value::RawValue::from_string(text).ok(),
+        );
+        out.push((m.name.clone(), plain));
+    }
+    out
+}
+
 /// What one `moved:` entry did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Move {

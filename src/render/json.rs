@@ -42,6 +42,10 @@ struct PlanTaskJson<'a> {
     /// For a replace or update whose previous body is known: every changed field with
     /// its value before and after (`kind`: added, removed, changed). Null otherwise.
     changes: Option<Vec<FieldChangeJson>>,
+    /// What the plan says about the task besides its action (why it is in doubt, what
+    /// a delete removes, a record the apply rewrites); absent when nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    note: Option<&'a str>,
 }
 
 /// `{"path", "kind", "before", "after"}`: `before` is null for an added field, `after`
@@ -103,6 +107,7 @@ pub fn plan_json(plan: &SavedPlan) -> String {
                 task_id: t.task_id.as_deref(),
                 file: t.file.as_deref(),
                 changes: field_changes(t).map(|c| c.into_iter().map(Into::into).collect()),
+                note: t.note.as_deref(),
             })
             .collect(),
     };

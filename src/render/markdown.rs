@@ -465,6 +465,19 @@ fn plan_markdown_within(plan: &SavedPlan, full_plan: &str, budget: usize, title:
         .filter(|t| t.action != Action::Unchanged)
         .collect();
     let full = detailed(&changed);
+    // Unchanged tasks with something to say (a record the apply rewrites).
+    let quiet: String = plan
+        .tasks
+        .iter()
+        .filter(|t| t.action == Action::Unchanged)
+        .filter_map(|t| {
+            let note = t.note.as_deref()?;
+            Some(format!("> {}: {}\n\n", md_code(&t.name), md_text(note)))
+        })
+        .collect();
+    if chars(&head) + chars(&full) + chars(&quiet) <= budget {
+        return head + &full + &quiet;
+    }
     if chars(&head) + chars(&full) <= budget {
         return head + &full;
     }

@@ -513,6 +513,17 @@ impl State {
     }
 }
 
+impl State {
+    /// The record of `name` holds the same content in another form (a value now
+    /// sensitive, recorded as its fingerprint): hash and body replaced, nothing else.
+    pub fn record_fingerprinted(&mut self, name: &str, hash: String, body: Option<Box<RawValue>>) {
+        if let Some(r) = self.tasks.get_mut(name) {
+            r.hash = hash;
+            r.body = body;
+        }
+    }
+}
+
 /// What [`State::forget`] forgot.
 #[derive(Debug, Clone)]
 pub enum Forgotten {

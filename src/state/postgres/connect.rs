@@ -104,10 +104,7 @@ pub fn endpoint(
     };
     // The variable the password is read from: PGPASSWORD, or the one an
     // environment's `credentials:` map it to (PGPASSWORD itself is then not read).
-    let source = env(&format!(
-        "{}PGPASSWORD",
-        crate::load::environment::SOURCE_PREFIX
-    ));
+    let source = env(&format!("{}PGPASSWORD", crate::location::SOURCE_PREFIX));
     let (variable, why) = match source.as_deref() {
         None => ("PGPASSWORD".to_string(), String::new()),
         Some("") => (

@@ -120,6 +120,9 @@ enum Command {
         /// Plan every environment taskform.yaml declares (each against its own state and target, no lock) as one document.
         #[arg(long, conflicts_with_all = ["out"])]
         all_envs: bool,
+        /// Text: list every unchanged task too (by default only what changes, and a count of the others).
+        #[arg(long)]
+        show_unchanged: bool,
         #[command(flatten)]
         lifecycle: LifecycleCli,
         /// Used with --refresh or --adopt only.
@@ -135,6 +138,9 @@ enum Command {
         /// Markdown: where else the full plan is, named when details are cut to fit a comment.
         #[arg(long, value_name = "TEXT")]
         full_plan_hint: Option<String>,
+        /// Text: list every unchanged task too.
+        #[arg(long)]
+        show_unchanged: bool,
     },
     /// Send what the plan lists (create, replace, update, delete), recording every result.
     #[command(after_help = EXIT_CODES)]
@@ -506,6 +512,9 @@ struct ApplyCli {
     /// Do not ask for confirmation (required without a terminal).
     #[arg(long, short = 'y')]
     yes: bool,
+    /// Text: list every unchanged task in the plan shown too.
+    #[arg(long)]
+    show_unchanged: bool,
     #[command(flatten)]
     send: SendArgs,
     /// Settle in-doubt creates by search, then record one with the content sent, or create the task again when none has it.
@@ -712,6 +721,7 @@ fn main() {
             out,
             full_plan_hint,
             all_envs,
+            show_unchanged,
             lifecycle,
             connect,
         } => cli::plan(
@@ -729,6 +739,7 @@ fn main() {
                 out,
                 full_plan_hint,
                 all_envs,
+                show_unchanged,
             },
             &env,
         ),
@@ -747,6 +758,7 @@ fn main() {
                     ..a.lifecycle.policy(a.recreate_in_doubt, &a.safety)
                 },
                 color,
+                show_unchanged: a.show_unchanged,
             },
             &env,
         ),
@@ -805,7 +817,8 @@ fn main() {
             file,
             format: f,
             full_plan_hint,
-        } => cli::show(file, format(f), color, full_plan_hint),
+            show_unchanged,
+        } => cli::show(file, format(f), color, full_plan_hint, show_unchanged),
         Command::Emulator(e) => cli::emulator(
             taskform::emulator::Config {
                 listen: e.listen,

@@ -35,6 +35,8 @@ pub struct ApplyArgs {
     /// flags (`max_deletes`, `force_prune`) always come from here.
     pub policy: Policy,
     pub color: ColorChoice,
+    /// Text: list unchanged tasks too.
+    pub show_unchanged: bool,
 }
 
 /// `taskform apply`.
@@ -139,7 +141,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         saved.map(|s| (s, args.path.as_path())),
         |doc, state| {
             if args.format == Format::Text {
-                print_plan(doc, Format::Text, args.color, None);
+                print_plan(doc, Format::Text, args.color, None, args.show_unchanged);
             }
             policy.check_deletes(doc, state)?;
             if doc.sends().is_empty() {

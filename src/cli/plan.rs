@@ -32,11 +32,19 @@ pub struct PlanArgs {
     pub full_plan_hint: Option<String>,
     /// `--all-envs`: every environment the repo declares, in one document.
     pub all_envs: bool,
+    /// Text: list unchanged tasks too.
+    pub show_unchanged: bool,
 }
 
 /// Prints a plan in a format. `out` names the plan file for the Markdown size note.
-pub fn print_plan(doc: &SavedPlan, format: Format, color: ColorChoice, out: Option<&Path>) {
-    print_plan_hinted(doc, format, color, out, None)
+pub fn print_plan(
+    doc: &SavedPlan,
+    format: Format,
+    color: ColorChoice,
+    out: Option<&Path>,
+    show_unchanged: bool,
+) {
+    print_plan_hinted(doc, format, color, out, None, show_unchanged)
 }
 
 /// [`print_plan`], with where else the full plan is (`--full-plan-hint`).
@@ -46,10 +54,11 @@ pub fn print_plan_hinted(
     color: ColorChoice,
     out: Option<&Path>,
     hint: Option<&str>,
+    show_unchanged: bool,
 ) {
     let text = match format {
         Format::Json => render::plan_json(doc),
-        Format::Text => render::plan_text(doc, Style::for_stdout(color)),
+        Format::Text => render::plan_text(doc, Style::for_stdout(color), show_unchanged),
         Format::Markdown => {
             // The command that shows this plan in full (with its environment).
             let args = match &doc.environment {
@@ -86,6 +95,7 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
         args.color,
         args.out.as_deref(),
         args.full_plan_hint.as_deref(),
+        args.show_unchanged,
     );
     Ok(if args.detailed_exitcode && doc.would_send() {
         Exit::Changes
@@ -117,7 +127,9 @@ async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
     }
     let text = match args.format {
         Format::Json => render::environments_json(&plans),
-        Format::Text => render::environments_text(&plans, Style::for_stdout(args.color)),
+        Format::Text => {
+            render::environments_text(&plans, Style::for_stdout(args.color), args.show_unchanged)
+        }
         Format::Markdown => render::environments_markdown(
             &plans,
             &render::full_plan_hint(
@@ -257,11 +269,24 @@ fn warn_left_on_server(doc: &SavedPlan) {
 }
 
 /// `taskform show FILE`: renders a saved plan.
-pub fn show(file: PathBuf, format: Format, color: ColorChoice, hint: Option<String>) -> Exit {
+pub fn show(
+    file: PathBuf,
+    format: Format,
+    color: ColorChoice,
+    hint: Option<String>,
+    show_unchanged: bool,
+) -> Exit {
     finish(
         SavedPlan::load(&file)
             .map(|doc| {
-                print_plan_hinted(&doc, format, color, Some(&file), hint.as_deref());
+                print_plan_hinted(
+                    &doc,
+                    format,
+                    color,
+                    Some(&file),
+                    hint.as_deref(),
+                    show_unchanged,
+                );
                 Exit::Ok
             })
             .map_err(Error::from),

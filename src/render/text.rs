@@ -14,7 +14,11 @@ use std::fmt::Write;
 
 /// Every environment's plan, one after the other, and a line per environment at the
 /// end.
-pub fn environments_text(plans: &[(String, SavedPlan)], style: Style) -> String {
+pub fn environments_text(
+    plans: &[(String, SavedPlan)],
+    style: Style,
+    show_unchanged: bool,
+) -> String {
     let mut out = String::new();
     for (name, plan) in plans {
         let _ = writeln!(
@@ -22,7 +26,7 @@ pub fn environments_text(plans: &[(String, SavedPlan)], style: Style) -> String 
             "{}\n",
             style.bold(&format!("== Environment {} ==", escape(name)))
         );
-        out.push_str(&plan_text(plan, style));
+        out.push_str(&plan_text(plan, style, show_unchanged));
         out.push('\n');
     }
     let _ = writeln!(out, "{}", style.bold("All environments:"));
@@ -32,21 +36,26 @@ pub fn environments_text(plans: &[(String, SavedPlan)], style: Style) -> String 
     out
 }
 
-/// The plan for a person: one line per task sorted by name, field diffs for replaces,
-/// and a summary line.
-pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
+/// The plan for a person: one line per task that changes (or is orphaned, superseded,
+/// in doubt, a duplicate, or has a note) sorted by name, field diffs for replaces and
+/// updates, `No changes to N other tasks.`, and a summary line. `show_unchanged`
+/// lists every unchanged task too.
+pub fn plan_text(plan: &SavedPlan, style: Style, show_unchanged: bool) -> String {
+    use unicode_width::UnicodeWidthStr;
     let mut out = format!(
         "{}\n\n",
         style.dim(&format!("Target: {}", super::target_line(plan)))
     );
-    let names: Vec<_> = plan.tasks.iter().map(|t| escape(&t.name)).collect();
-    let width = names
+    let shown: Vec<&Entry> = plan
+        .tasks
         .iter()
-        .map(|n| n.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(48);
-    for (t, name) in plan.tasks.iter().zip(&names) {
+        .filter(|t| show_unchanged || t.action != Action::Unchanged || t.note.is_some())
+        .collect();
+    let hidden = plan.tasks.len() - shown.len();
+    let names: Vec<_> = shown.iter().map(|t| escape(&t.name)).collect();
+    // Columns by display width: a CJK character takes two.
+    let width = names.iter().map(|n| n.width()).max().unwrap_or(0).min(48);
+    for (t, name) in shown.into_iter().zip(&names) {
         let (mark, label) = match t.action {
             Action::Create => (style.green("+"), style.green("create   ")),
             Action::Replace => (style.yellow("~"), style.yellow("replace  ")),
@@ -58,7 +67,7 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
             Action::Superseded => (style.magenta("-"), style.magenta("superseded")),
             Action::Duplicate => (style.red("!"), style.red("duplicate")),
         };
-        let name = format!("{name:width$}");
+        let name = format!("{name}{}", " ".repeat(width.saturating_sub(name.width())));
         let name = if t.action == Action::Unchanged {
             style.dim(&name)
         } else {
@@ -126,7 +135,17 @@ pub fn plan_text(plan: &SavedPlan, style: Style) -> String {
             }
         }
     }
-    if !plan.tasks.is_empty() {
+    if hidden > 0 && plan.has_changes() {
+        let _ = writeln!(
+            out,
+            "  {}",
+            style.dim(&format!(
+                "No changes to {hidden} other task{} (--show-unchanged lists them).",
+                if hidden == 1 { "" } else { "s" }
+            ))
+        );
+    }
+    if !plan.tasks.is_empty() && (hidden < plan.tasks.len() || plan.has_changes()) {
         out.push('\n');
     }
     out.push_str(&summary_line(plan));

@@ -1,0 +1,53 @@
+//! The everyday path at team scale (issue #29): plans that show what changes, the
+//! reviewed plan applied per environment, and messages that do not mislead.
+
+mod common;
+use common::*;
+
+/// The text plan lists what changes (and what has a note), then counts the others;
+/// `--show-unchanged` lists them all; JSON keeps every task.
+#[test]
+fn the_text_plan_shows_only_what_changes() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.tasks(5);
+    p.apply(&emu.url, &[]).succeeds();
+    p.write("tasks/t0002.yaml", &manifest("t0002", 99));
+    let plan = p.run(&["plan", "tasks"], &[]);
+    plan.succeeds()
+        .stdout_has("~ t0002")
+        .stdout_has("No changes to 4 other tasks (--show-unchanged lists them).")
+        .stdout_lacks("t0001");
+    let all = p.run(&["plan", "tasks", "--show-unchanged"], &[]);
+    all.succeeds()
+        .stdout_has("t0001")
+        .stdout_lacks("other tasks");
+    assert_eq!(p.plan_json()["tasks"].as_array().unwrap().len(), 5);
+    // Nothing to change: the summary alone.
+    p.apply(&emu.url, &[]).succeeds();
+    let quiet = p.run(&["plan", "tasks"], &[]);
+    quiet
+        .succeeds()
+        .stdout_has("No changes. 5 tasks up to date.")
+        .stdout_lacks("t000");
+}
+
+/// Wide names (CJK) are measured by display width: the action column lines up.
+#[test]
+fn wide_names_keep_the_columns_aligned() {
+    let p = Project::new();
+    p.task("任务一").task("a-much-longer-ascii-name");
+    let out = p.run(&["plan", "tasks"], &[]);
+    out.succeeds();
+    let cols: Vec<usize> = out
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  + "))
+        .map(|l| {
+            let before = &l[..l.find("create").unwrap()];
+            unicode_width::UnicodeWidthStr::width(before)
+        })
+        .collect();
+    assert_eq!(cols.len(), 2, "{}", out.stdout);
+    assert_eq!(cols[0], cols[1], "{}", out.stdout);
+}

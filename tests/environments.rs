@@ -781,3 +781,33 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// One environment that cannot be planned gets its own error section (text, Markdown,
+/// JSON `environments.NAME.error`); the others are planned; the exit code is 1
+/// (issue #29.3).
+#[test]
+fn one_environment_that_fails_does_not_hide_the_others() {
+    let (p, _emus) = example();
+    std::fs::create_dir_all(p.path("repo/state")).unwrap();
+    std::fs::write(p.path("repo/state/staging.json"), "not a state {").unwrap();
+    let text = run(&p, &["plan", "--all-envs", "repo"], &[]);
+    text.fails_with(1)
+        .stdout_has("== Environment staging ==")
+        .stdout_has("staging: not planned")
+        .stdout_has("dev: Plan: 4 to create")
+        .stdout_has("prod: Plan: 6 to create")
+        .stderr_has("environment staging:");
+    let json = run(&p, &["plan", "--all-envs", "--format", "json", "repo"], &[]);
+    json.fails_with(1);
+    let doc: Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(doc["environments"]["staging"]["error"].is_string(), "{doc}");
+    assert_eq!(doc["environments"]["prod"]["summary"]["create"], 6);
+    let md = run(
+        &p,
+        &["plan", "--all-envs", "--format", "markdown", "repo"],
+        &[],
+    );
+    md.fails_with(1)
+        .stdout_has("### Environment `staging`: not planned")
+        .stdout_has("Environment `prod`");
+}

@@ -61,6 +61,20 @@ pub fn report(e: &Error) {
     }
 }
 
+/// An error as [`report`] prints it, without the `error: ` prefixes: every problem of
+/// invalid manifests on its own line, then the summary.
+pub fn error_text(e: &Error) -> String {
+    match e {
+        Error::Invalid(diags) => diags
+            .iter()
+            .map(|d| d.to_string())
+            .chain([e.to_string()])
+            .collect::<Vec<_>>()
+            .join("\n"),
+        other => other.to_string(),
+    }
+}
+
 /// Ends a command: an error is reported and gives its exit code.
 fn finish(result: Result<Exit, Error>) -> Exit {
     result.unwrap_or_else(|e| {

@@ -120,11 +120,23 @@ async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
             args.dir.join(crate::load::settings::FILE_NAME).display()
         )));
     }
-    let mut plans = Vec::new();
+    // One environment that cannot be planned (a wrong password, an invalid overlay)
+    // gets its own error section; the others are planned.
+    let mut plans: Vec<(String, Result<SavedPlan, String>)> = Vec::new();
     for name in &settings.environments {
-        let doc = plan_one(&args, Some(name), env).await?;
-        plans.push((name.clone(), doc));
+        match plan_one(&args, Some(name), env).await {
+            Ok(doc) => plans.push((name.clone(), Ok(doc))),
+            Err(e) => {
+                tracing::error!(
+                    "environment {}: {}",
+                    crate::render::escape(name),
+                    crate::render::escape_lines(&super::error_text(&e))
+                );
+                plans.push((name.clone(), Err(super::error_text(&e))));
+            }
+        }
     }
+    let failed = plans.iter().any(|(_, p)| p.is_err());
     let text = match args.format {
         Format::Json => render::environments_json(&plans),
         Format::Text => {
@@ -135,20 +147,24 @@ async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
             &render::full_plan_hint(
                 None,
                 args.full_plan_hint.as_deref(),
-                &format!("--env NAME {}", plans[0].1.dir),
+                &format!("--env NAME {}", args.dir.display()),
             ),
         ),
     };
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
-    Ok(
-        if args.detailed_exitcode && plans.iter().any(|(_, d)| d.would_send()) {
-            Exit::Changes
-        } else {
-            Exit::Ok
-        },
-    )
+    Ok(if failed {
+        Exit::Error
+    } else if args.detailed_exitcode
+        && plans
+            .iter()
+            .any(|(_, d)| d.as_ref().is_ok_and(SavedPlan::would_send))
+    {
+        Exit::Changes
+    } else {
+        Exit::Ok
+    })
 }
 
 /// Plans one environment (or the repo, without environments).

@@ -70,11 +70,15 @@ impl From<FieldChange> for FieldChangeJson {
 }
 
 /// Every environment's plan: `{"format_version": "1", "environments": {"dev": <plan>,
-/// ...}}`, each plan as [`plan_json`] prints it.
-pub fn environments_json(plans: &[(String, SavedPlan)]) -> String {
+/// ...}}`, each plan as [`plan_json`] prints it, or `{"error": "..."}` for an
+/// environment that could not be planned.
+pub fn environments_json(plans: &[(String, Result<SavedPlan, String>)]) -> String {
     let mut map = serde_json::Map::new();
     for (name, plan) in plans {
-        let v: serde_json::Value = serde_json::from_str(&plan_json(plan)).unwrap_or_default();
+        let v: serde_json::Value = match plan {
+            Ok(plan) => serde_json::from_str(&plan_json(plan)).unwrap_or_default(),
+            Err(e) => serde_json::json!({ "error": e }),
+        };
         map.insert(name.clone(), v);
     }
     let doc = serde_json::json!({"format_version": "1", "environments": map});

@@ -377,12 +377,30 @@ pub fn plan_markdown(plan: &SavedPlan, full_plan: &str) -> String {
 /// Every environment's plan for one comment: a table of them all, then a section
 /// per environment, each within its share of [`MARKDOWN_BUDGET`] (cut as
 /// [`plan_markdown`] cuts, naming every changed task first).
-pub fn environments_markdown(plans: &[(String, SavedPlan)], full_plan: &str) -> String {
+pub fn environments_markdown(
+    all: &[(String, Result<SavedPlan, String>)],
+    full_plan: &str,
+) -> String {
+    let plans: Vec<(String, SavedPlan)> = all
+        .iter()
+        .filter_map(|(n, p)| Some((n.clone(), p.as_ref().ok()?.clone())))
+        .collect();
+    let failed: Vec<(&String, &String)> = all
+        .iter()
+        .filter_map(|(n, p)| Some((n, p.as_ref().err()?)))
+        .collect();
     let mut out = format!(
         "### taskform plan: {} environments\n\n| environment | workspace | create | replace | update | delete | unchanged | orphan | in doubt |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
-        plans.len()
+        all.len()
     );
-    for (name, plan) in plans {
+    for (name, _) in &failed {
+        let _ = writeln!(
+            out,
+            "| {} | **not planned** (see below) | | | | | | | |",
+            md_code(name)
+        );
+    }
+    for (name, plan) in &plans {
         let s = plan.summary;
         let _ = writeln!(
             out,
@@ -410,11 +428,21 @@ pub fn environments_markdown(plans: &[(String, SavedPlan)], full_plan: &str) -> 
     let _ = writeln!(
         out,
         "\n{}\n",
-        match changed.is_empty() {
-            true => "No changes in any environment.".to_string(),
-            false => format!("Changes in {}.", changed.join(", ")),
+        match (changed.is_empty(), failed.is_empty()) {
+            (true, true) => "No changes in any environment.".to_string(),
+            (true, false) => "No changes in the environments planned.".to_string(),
+            (false, _) => format!("Changes in {}.", changed.join(", ")),
         }
     );
+    for (name, e) in &failed {
+        let text: String = e.lines().map(|l| format!("{}\n", escape(l))).collect();
+        let fence = fence_for(&text);
+        let _ = writeln!(
+            out,
+            "### Environment {}: not planned\n\n{fence}\n{text}{fence}\n",
+            md_code(name)
+        );
+    }
     // Each section in full when they all fit; otherwise the small ones in full and
     // what is left shared by the others, each cut as a single plan is.
     let title = |name: &str| format!("Environment {}", md_code(name));

@@ -12,10 +12,10 @@ use crate::reconcile::applier::TaskResult;
 use crate::render::style::Style;
 use std::fmt::Write;
 
-/// Every environment's plan, one after the other, and a line per environment at the
-/// end.
+/// Every environment's plan (or why it could not be planned), one after the other,
+/// and a line per environment at the end.
 pub fn environments_text(
-    plans: &[(String, SavedPlan)],
+    plans: &[(String, Result<SavedPlan, String>)],
     style: Style,
     show_unchanged: bool,
 ) -> String {
@@ -26,12 +26,23 @@ pub fn environments_text(
             "{}\n",
             style.bold(&format!("== Environment {} ==", escape(name)))
         );
-        out.push_str(&plan_text(plan, style, show_unchanged));
+        match plan {
+            Ok(plan) => out.push_str(&plan_text(plan, style, show_unchanged)),
+            Err(e) => {
+                for line in e.lines() {
+                    let _ = writeln!(out, "{}", style.red(&format!("error: {}", escape(line))));
+                }
+            }
+        }
         out.push('\n');
     }
     let _ = writeln!(out, "{}", style.bold("All environments:"));
     for (name, plan) in plans {
-        let _ = writeln!(out, "  {}: {}", escape(name), summary_line(plan));
+        let line = match plan {
+            Ok(plan) => summary_line(plan),
+            Err(_) => style.red("not planned: see its error above"),
+        };
+        let _ = writeln!(out, "  {}: {line}", escape(name));
     }
     out
 }

@@ -117,8 +117,8 @@ enum Command {
         /// Markdown: where else the full plan is (e.g. "the artifact taskform-plan-SHA of this run"), named when details are cut to fit a comment.
         #[arg(long, value_name = "TEXT")]
         full_plan_hint: Option<String>,
-        /// Plan every environment taskform.yaml declares (each against its own state and target, no lock) as one document.
-        #[arg(long, conflicts_with_all = ["out"])]
+        /// Plan every environment taskform.yaml declares (each against its own state and target, no lock) as one document; with --out, one plan file of them all (or, for a folder, one file per environment), applied per environment with `apply --env NAME FILE`.
+        #[arg(long)]
         all_envs: bool,
         /// Text: list every unchanged task too (by default only what changes, and a count of the others).
         #[arg(long)]

@@ -811,3 +811,41 @@ fn one_environment_that_fails_does_not_hide_the_others() {
         .stdout_has("### Environment `staging`: not planned")
         .stdout_has("Environment `prod`");
 }
+
+/// `plan --all-envs --out FILE` saves every environment's plan, each bound to its own
+/// state; `apply --env prod FILE` applies exactly prod's (issue #29.2). A folder gets
+/// one plan file per environment.
+#[test]
+fn the_plan_reviewed_for_every_environment_is_the_plan_applied() {
+    let (p, emus) = example();
+    run(
+        &p,
+        &["plan", "--all-envs", "repo", "--out", "plans.json"],
+        &[],
+    )
+    .succeeds();
+    run(&p, &["apply", "plans.json"], &[])
+        .fails_with(1)
+        .stderr_has("holds the plans of dev, staging, prod: apply one with --env NAME");
+    run(&p, &["apply", "--env", "qa", "plans.json"], &[])
+        .fails_with(1)
+        .stderr_has("no plan for the environment qa");
+    run(&p, &["apply", "--env", "prod", "plans.json"], &[]).succeeds();
+    assert_eq!(emus[2].tasks().len(), 6, "prod applied");
+    assert!(
+        emus[0].tasks().is_empty() && emus[1].tasks().is_empty(),
+        "only prod"
+    );
+    // The same file again: prod's plan is stale now.
+    run(&p, &["apply", "--env", "prod", "plans.json"], &[]).fails_with(1);
+    // TASKFORM_ENV picks one too.
+    run(&p, &["apply", "plans.json"], &[("TASKFORM_ENV", "dev")]).succeeds();
+    assert_eq!(emus[0].tasks().len(), 4, "dev has no hourly lake task");
+    // A folder: one file per environment.
+    run(&p, &["plan", "--all-envs", "repo", "--out", "plans/"], &[]).succeeds();
+    for env in ENVS {
+        assert!(p.path(&format!("plans/{env}.json")).is_file(), "{env}");
+    }
+    run(&p, &["apply", "plans/staging.json"], &[]).succeeds();
+    assert_eq!(emus[1].tasks().len(), 5);
+}

@@ -46,7 +46,12 @@ pub fn apply(args: ApplyArgs, env: Env) -> Exit {
 
 async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     let saved = match args.path.is_file() {
-        true => Some(SavedPlan::load(&args.path)?),
+        // A file of several environments' plans gives the one --env (or TASKFORM_ENV)
+        // names.
+        true => Some(SavedPlan::load_for(
+            &args.path,
+            super::environment(&args.target, env).as_deref(),
+        )?),
         false => None,
     };
     if let Some(s) = &saved {

@@ -108,11 +108,6 @@ async fn run(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
 /// taken, one document: a section per environment and a combined summary.
 async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
     super::refuse_target_flags_for_all_envs(&args.target, "plans")?;
-    if args.out.is_some() {
-        return Err(Error::Command(
-            "--out saves the plan of one environment: use --env NAME --out FILE for each".into(),
-        ));
-    }
     let settings = crate::load::settings::load(&args.dir, env).map_err(Error::Invalid)?;
     if settings.environments.is_empty() {
         return Err(Error::Command(format!(
@@ -137,6 +132,32 @@ async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
         }
     }
     let failed = plans.iter().any(|(_, p)| p.is_err());
+    if let Some(out) = &args.out {
+        // The reviewed plans are the applied ones: never a file missing one.
+        if failed {
+            tracing::error!(
+                "no plan file was written: an environment could not be planned (see its error)"
+            );
+        } else {
+            let ok: Vec<(&str, &SavedPlan)> = plans
+                .iter()
+                .filter_map(|(n, p)| Some((n.as_str(), p.as_ref().ok()?)))
+                .collect();
+            let files = SavedPlan::save_environments(&ok, out)?;
+            match files.as_slice() {
+                [one] if !out.is_dir() => tracing::info!(
+                    file = %one.display(),
+                    "plans saved; apply one with `taskform apply --env NAME {}`",
+                    one.display()
+                ),
+                _ => tracing::info!(
+                    folder = %out.display(),
+                    "plans saved, one file per environment; apply one with `taskform apply {}`",
+                    out.join("NAME.json").display()
+                ),
+            }
+        }
+    }
     let text = match args.format {
         Format::Json => render::environments_json(&plans),
         Format::Text => {

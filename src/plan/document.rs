@@ -393,6 +393,13 @@ impl SavedPlan {
 
     /// Reads a plan file, refusing other formats and bodies that do not match their hash.
     pub fn load(path: &Path) -> Result<SavedPlan, FileError> {
+        Self::load_for(path, None)
+    }
+
+    /// Reads a plan file: one plan, or the plans of every environment that
+    /// `plan --all-envs --out FILE` wrote, of which `environment` is taken (required:
+    /// a file of several plans is never applied whole).
+    pub fn load_for(path: &Path, environment: Option<&str>) -> Result<SavedPlan, FileError> {
         let file = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| FileError::Read {
             file: file.clone(),
@@ -401,21 +408,40 @@ impl SavedPlan {
         #[derive(Deserialize)]
         struct Version {
             format_version: Option<String>,
+            environments: Option<serde_json::Map<String, serde_json::Value>>,
         }
-        match serde_json::from_slice::<Version>(&bytes) {
+        let envs = match serde_json::from_slice::<Version>(&bytes) {
             Ok(Version {
                 format_version: Some(v),
-            }) if v == FORMAT_VERSION => {}
+                environments,
+            }) if v == FORMAT_VERSION => environments,
             Ok(Version {
                 format_version: Some(found),
+                ..
             }) => return Err(FileError::Version { file, found }),
             _ => return Err(FileError::NotAPlan { file }),
-        }
-        let mut plan: SavedPlan =
-            serde_json::from_slice(&bytes).map_err(|e| FileError::Corrupt {
-                file: file.clone(),
-                detail: e.to_string(),
-            })?;
+        };
+        let corrupt = |e: serde_json::Error| FileError::Corrupt {
+            file: file.clone(),
+            detail: e.to_string(),
+        };
+        let mut plan: SavedPlan = match envs {
+            None => serde_json::from_slice(&bytes).map_err(corrupt)?,
+            Some(mut envs) => {
+                let names: Vec<String> = envs.keys().cloned().collect();
+                let Some(name) = environment else {
+                    return Err(FileError::WhichEnvironment { file, names });
+                };
+                let Some(one) = envs.remove(name) else {
+                    return Err(FileError::NoSuchEnvironment {
+                        file,
+                        name: name.to_string(),
+                        names,
+                    });
+                };
+                serde_json::from_value(one).map_err(corrupt)?
+            }
+        };
         if plan.paths_from_plan_file {
             let base = crate::fsutil::parent_dir(path);
             let resolve = |p: &str| {
@@ -460,6 +486,49 @@ impl SavedPlan {
 
     /// Writes the plan file atomically, with its paths relative to the file's folder.
     pub fn save(&self, path: &Path) -> Result<(), FileError> {
+        let doc = self.as_file_at(path)?;
+        write_plan_file(path, &doc)
+    }
+
+    /// Writes the plans of several environments (`plan --all-envs --out`): into a
+    /// folder (an existing one, or a path ending in `/`), one plan file per
+    /// environment (`<folder>/<environment>.json`); otherwise one file holding them
+    /// all, `{"format_version", "environments": {NAME: <plan>}}`, of which
+    /// `apply --env NAME FILE` applies one. Returns the files written.
+    pub fn save_environments(
+        plans: &[(&str, &SavedPlan)],
+        path: &Path,
+    ) -> Result<Vec<std::path::PathBuf>, FileError> {
+        let folder = path.is_dir() || path.as_os_str().to_string_lossy().ends_with('/');
+        if folder {
+            std::fs::create_dir_all(path).map_err(|source| FileError::Write {
+                file: path.display().to_string(),
+                source,
+            })?;
+            let mut out = Vec::new();
+            for (name, plan) in plans {
+                let file = path.join(format!("{name}.json"));
+                plan.save(&file)?;
+                out.push(file);
+            }
+            return Ok(out);
+        }
+        let mut map = serde_json::Map::new();
+        for (name, plan) in plans {
+            let doc = plan.as_file_at(path)?;
+            let v = serde_json::to_value(&doc).map_err(|e| FileError::Corrupt {
+                file: path.display().to_string(),
+                detail: e.to_string(),
+            })?;
+            map.insert(name.to_string(), v);
+        }
+        let doc = serde_json::json!({"format_version": FORMAT_VERSION, "environments": map});
+        write_plan_file(path, &doc)?;
+        Ok(vec![path.to_path_buf()])
+    }
+
+    /// The plan as a file at `path` holds it: paths relative to the file's folder.
+    fn as_file_at(&self, path: &Path) -> Result<SavedPlan, FileError> {
         let file = path.display().to_string();
         let base = crate::fsutil::parent_dir(path);
         let relative = |p: &str| {
@@ -478,13 +547,7 @@ impl SavedPlan {
             }
             doc.paths_from_plan_file = true;
         }
-        let mut bytes = serde_json::to_vec_pretty(&doc).map_err(|e| FileError::Corrupt {
-            file: file.clone(),
-            detail: e.to_string(),
-        })?;
-        bytes.push(b'\n');
-        crate::fsutil::write_atomic(path, &bytes)
-            .map_err(|source| FileError::Write { file, source })
+        Ok(doc)
     }
 
     /// Refuses to apply this plan to another target than the one it was made for
@@ -692,6 +755,31 @@ pub enum FileError {
         file: String,
         source: std::io::Error,
     },
+    #[error(
+        "plan file {file} holds the plans of {}: apply one with --env NAME (or TASKFORM_ENV=NAME)",
+        .names.join(", ")
+    )]
+    WhichEnvironment { file: String, names: Vec<String> },
+    #[error(
+        "plan file {file} holds no plan for the environment {name} (it holds {}); apply one of those, or make a plan that includes {name}",
+        .names.join(", ")
+    )]
+    NoSuchEnvironment {
+        file: String,
+        name: String,
+        names: Vec<String>,
+    },
+}
+
+/// Writes a plan file's JSON atomically.
+fn write_plan_file(path: &Path, doc: &impl Serialize) -> Result<(), FileError> {
+    let file = path.display().to_string();
+    let mut bytes = serde_json::to_vec_pretty(doc).map_err(|e| FileError::Corrupt {
+        file: file.clone(),
+        detail: e.to_string(),
+    })?;
+    bytes.push(b'\n');
+    crate::fsutil::write_atomic(path, &bytes).map_err(|source| FileError::Write { file, source })
 }
 
 /// A saved plan applied to another target than it was made for.

@@ -141,6 +141,9 @@ enum Command {
         /// Text: list every unchanged task too.
         #[arg(long)]
         show_unchanged: bool,
+        /// Of a file of every environment's plans (plan --all-envs --out FILE): the environment to show [env: TASKFORM_ENV]
+        #[arg(long = "env", value_name = "NAME")]
+        environment: Option<String>,
     },
     /// Send what the plan lists (create, replace, update, delete), recording every result.
     #[command(after_help = EXIT_CODES)]
@@ -818,7 +821,15 @@ fn main() {
             format: f,
             full_plan_hint,
             show_unchanged,
-        } => cli::show(file, format(f), color, full_plan_hint, show_unchanged),
+            environment,
+        } => cli::show(
+            file,
+            format(f),
+            color,
+            full_plan_hint,
+            show_unchanged,
+            environment.or_else(|| env("TASKFORM_ENV").filter(|e| !e.is_empty())),
+        ),
         Command::Emulator(e) => cli::emulator(
             taskform::emulator::Config {
                 listen: e.listen,

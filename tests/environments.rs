@@ -849,3 +849,20 @@ fn the_plan_reviewed_for_every_environment_is_the_plan_applied() {
     run(&p, &["apply", "plans/staging.json"], &[]).succeeds();
     assert_eq!(emus[1].tasks().len(), 5);
 }
+
+#[test]
+fn show_takes_one_environment_of_a_file_of_plans() {
+    let (p, _emus) = example();
+    run(
+        &p,
+        &["plan", "--all-envs", "repo", "--out", "plans.json"],
+        &[],
+    )
+    .succeeds();
+    run(&p, &["show", "plans.json"], &[])
+        .fails_with(1)
+        .stderr_has("--env NAME");
+    run(&p, &["show", "--env", "prod", "plans.json"], &[])
+        .succeeds()
+        .stdout_has("workspace prod-workspace");
+}

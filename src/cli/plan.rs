@@ -312,9 +312,10 @@ pub fn show(
     color: ColorChoice,
     hint: Option<String>,
     show_unchanged: bool,
+    environment: Option<String>,
 ) -> Exit {
     finish(
-        SavedPlan::load(&file)
+        SavedPlan::load_for(&file, environment.as_deref())
             .map(|doc| {
                 print_plan_hinted(
                     &doc,

@@ -866,3 +866,65 @@ fn show_takes_one_environment_of_a_file_of_plans() {
         .succeeds()
         .stdout_has("workspace prod-workspace");
 }
+
+/// The command a message suggests, between backticks, as arguments.
+fn suggested(stderr: &str, starts: &str) -> Vec<String> {
+    let at = stderr
+        .find(&format!("`{starts}"))
+        .unwrap_or_else(|| panic!("no `{starts}...` in: {stderr}"));
+    let rest = &stderr[at + 1..];
+    let cmd = &rest[..rest.find('`').unwrap()];
+    cmd.split_whitespace().skip(1).map(str::to_string).collect()
+}
+
+/// Every command a message suggests runs as printed in a repo with environments: it
+/// keeps `--env` (issue #29.6); a value from TASKFORM_ENV is named as such.
+#[test]
+fn suggested_commands_keep_the_environment() {
+    let (p, emus) = example();
+    // A saved plan refuses --prune: the suggested plan command names prod.
+    run(
+        &p,
+        &["plan", "--env", "prod", "repo", "--out", "p.json"],
+        &[],
+    )
+    .succeeds();
+    let refused = run(&p, &["apply", "p.json", "--prune"], &[]);
+    refused.fails_with(1);
+    let args = suggested(&refused.stderr, "taskform plan");
+    assert!(args.contains(&"--env".to_string()), "{args:?}");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&p, &args, &[]).succeeds();
+    // A stale plan: the suggested command makes prod's plan again.
+    run(
+        &p,
+        &["plan", "--env", "prod", "repo", "--out", "p.json"],
+        &[],
+    )
+    .succeeds();
+    run(&p, &["apply", "--yes", "--env", "prod", "repo"], &[]).succeeds();
+    let stale = run(&p, &["apply", "p.json"], &[]);
+    stale.fails_with(1);
+    let args = suggested(&stale.stderr, "taskform plan");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(args.contains(&"prod"), "{args:?}");
+    run(&p, &args, &[]).succeeds();
+    // A new state while prod's tasks exist: the suggested import names prod.
+    std::fs::remove_file(p.path("repo/state/prod.json")).unwrap();
+    let dup = run(&p, &["apply", "--yes", "--env", "prod", "repo"], &[]);
+    dup.fails_with(1);
+    let args = suggested(&dup.stderr, "taskform import");
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(&p, &args, &[]).succeeds();
+    assert_eq!(emus[2].tasks().len(), 6, "nothing created twice");
+    run(
+        &p,
+        &["plan", "--env", "prod", "--detailed-exitcode", "repo"],
+        &[],
+    )
+    .succeeds();
+    // TASKFORM_ENV is named as what it is.
+    run(&p, &["plan", "repo"], &[("TASKFORM_ENV", "qa")])
+        .fails_with(1)
+        .stderr_has("TASKFORM_ENV=qa: no such environment");
+}

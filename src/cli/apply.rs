@@ -317,10 +317,11 @@ fn refuse_other_flags(args: &ApplyArgs, saved: &SavedPlan) -> Result<(), Error> 
         return Ok(());
     }
     Err(Error::Command(format!(
-        "{} cannot change a saved plan: {} was made without it and is applied exactly as it was made; make a new plan with the flag (`taskform plan {} {} --out {}`)",
+        "{} cannot change a saved plan: {} was made without it and is applied exactly as it was made; make a new plan with the flag (`taskform plan {}{} {} --out {}`)",
         other.join(", "),
         args.path.display(),
         saved.dir,
+        crate::plan::document::env_flag(saved.environment.as_deref()),
         other.join(" "),
         args.path.display()
     )))

@@ -230,7 +230,10 @@ fn read(
                     &display,
                     0,
                     0,
-                    format!("--env {name}: there is no settings file declaring environments"),
+                    format!(
+                        "{}: there is no settings file declaring environments",
+                        chosen_label(name, env)
+                    ),
                 )
                 .with_hint("declare them under `environments:` in taskform.yaml at the root of the config repo")]);
             }
@@ -305,10 +308,11 @@ pub fn parse_for(
             &mut diags,
         );
     }
+    let label = environment.map(|name| chosen_label(name, env));
     let chosen = read_environments(
         &mut settings,
         environments,
-        environment,
+        (environment, label.as_deref()),
         src,
         file,
         dir,
@@ -471,10 +475,20 @@ fn read_variables(
 /// chosen one its variables (into the scope), credentials and overlay. Returns the
 /// chosen environment's other settings, to apply over the shared ones.
 #[allow(clippy::too_many_arguments)]
+/// How the chosen environment was named, for messages: `TASKFORM_ENV=qa` when the
+/// variable holds it, else `--env qa` (the flag wins over the variable, so a flag of
+/// the same value reads the same either way).
+pub fn chosen_label(name: &str, env: &dyn Fn(&str) -> Option<String>) -> String {
+    match env("TASKFORM_ENV").as_deref() == Some(name) {
+        true => format!("TASKFORM_ENV={name}"),
+        false => format!("--env {name}"),
+    }
+}
+
 fn read_environments(
     settings: &mut Settings,
     value: Option<Value>,
-    chosen: Option<&str>,
+    (chosen, label): (Option<&str>, Option<&str>),
     src: &str,
     file: &str,
     dir: &Path,
@@ -719,9 +733,13 @@ fn read_environments(
                 l.max(1),
                 c.max(1),
                 match names.is_empty() {
-                    true => format!("--env {name}: this settings file declares no environments"),
+                    true => format!(
+                        "{}: this settings file declares no environments",
+                        label.unwrap_or(name)
+                    ),
                     false => format!(
-                        "--env {name}: no such environment (this settings file declares {})",
+                        "{}: no such environment (this settings file declares {})",
+                        label.unwrap_or(name),
                         names.join(", ")
                     ),
                 },

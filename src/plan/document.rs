@@ -633,6 +633,7 @@ impl SavedPlan {
         Err(Stale {
             file: file.display().to_string(),
             dir: self.dir.clone(),
+            environment: self.environment.clone(),
             reasons,
         })
     }
@@ -793,14 +794,23 @@ pub struct TargetChanged {
     pub current: String,
 }
 
+/// ` --env NAME` for a command suggested in a repo with environments (empty without).
+pub fn env_flag(environment: Option<&str>) -> String {
+    environment
+        .map(|e| format!(" --env {e}"))
+        .unwrap_or_default()
+}
+
 /// A saved plan that no longer matches the state or the manifests, and whose requests
 /// a fresh plan would not send.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("refusing to apply {file}: {}, and a fresh plan would send different requests. Make a new plan (`taskform plan {dir} --out {file}`), review it, and apply that", .reasons.join("; "))]
+#[error("refusing to apply {file}: {}, and a fresh plan would send different requests. Make a new plan (`taskform plan {dir}{} --out {file}`), review it, and apply that", .reasons.join("; "), env_flag(.environment.as_deref()))]
 pub struct Stale {
     pub file: String,
     /// The manifest folder, for the command that makes a new plan.
     pub dir: String,
+    /// The plan's environment, for that command.
+    pub environment: Option<String>,
     pub reasons: Vec<String>,
 }
 

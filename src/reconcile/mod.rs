@@ -84,10 +84,12 @@ pub enum Error {
 /// A state that records no task, about to create tasks whose names the service
 /// already has: another copy of the state, or tasks made before taskform.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the state {state} records no task, but the service already has tasks with the names of manifests about to be created:\n{}\ncreating them would make duplicates; nothing was sent. If they are these manifests' tasks, record them with `taskform import {dir}` (or apply with --adopt); if another state records them, use that state (--state, `state:` in taskform.yaml); to create them anyway, pass --allow-duplicate-names", .names.iter().map(|(n, ids)| format!("  {n}: task {}", ids.join(", "))).collect::<Vec<_>>().join("\n"))]
+#[error("the state {state} records no task, but the service already has tasks with the names of manifests about to be created:\n{}\ncreating them would make duplicates; nothing was sent. If they are these manifests' tasks, record them with `taskform import {dir}{}` (or apply with --adopt); if another state records them, use that state (--state, `state:` in taskform.yaml); to create them anyway, pass --allow-duplicate-names", .names.iter().map(|(n, ids)| format!("  {n}: task {}", ids.join(", "))).collect::<Vec<_>>().join("\n"), crate::plan::document::env_flag(.environment.as_deref()))]
 pub struct Duplicates {
     pub state: String,
     pub dir: String,
+    /// The environment, for the suggested command.
+    pub environment: Option<String>,
     /// Each name with the IDs of the remote tasks that bear it.
     pub names: Vec<(String, Vec<String>)>,
 }
@@ -334,6 +336,7 @@ async fn check_duplicates(
         return Ok(());
     }
     Err(Duplicates {
+        environment: ctx.loaded.settings.environment.clone(),
         state: ctx.store.describe(),
         dir: ctx.dir.display().to_string(),
         names,

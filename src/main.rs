@@ -518,6 +518,9 @@ struct ApplyCli {
     /// Text: list every unchanged task in the plan shown too.
     #[arg(long)]
     show_unchanged: bool,
+    /// With a plan file: the manifest folder it was made for, when the plan file is not where it was made (a downloaded CI artifact). The folder is checked against the plan as always.
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
     #[command(flatten)]
     send: SendArgs,
     /// Settle in-doubt creates by search, then record one with the content sent, or create the task again when none has it.
@@ -762,6 +765,7 @@ fn main() {
                 },
                 color,
                 show_unchanged: a.show_unchanged,
+                dir: a.dir,
             },
             &env,
         ),

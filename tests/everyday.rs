@@ -51,3 +51,38 @@ fn wide_names_keep_the_columns_aligned() {
     assert_eq!(cols.len(), 2, "{}", out.stdout);
     assert_eq!(cols[0], cols[1], "{}", out.stdout);
 }
+
+/// A saved plan downloaded to another folder (a CI artifact): the message says the
+/// plan's folder is not where the plan file says, and `apply PLAN --dir DIR` applies it
+/// against the right folder and state (issue #29.7).
+#[test]
+fn a_plan_file_moved_elsewhere_is_applied_with_dir() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.tasks(2);
+    p.run(&["plan", "tasks", "--out", "plan.json"], &[])
+        .succeeds();
+    std::fs::create_dir_all(p.path("downloads/artifact")).unwrap();
+    std::fs::rename(p.path("plan.json"), p.path("downloads/artifact/plan.json")).unwrap();
+    let moved = p.online(&["apply", "downloads/artifact/plan.json"], &emu.url);
+    moved
+        .fails_with(1)
+        .stderr_has("was the plan file moved")
+        .stderr_has("--dir DIR");
+    assert!(emu.tasks().is_empty());
+    p.online(
+        &["apply", "downloads/artifact/plan.json", "--dir", "tasks"],
+        &emu.url,
+    )
+    .succeeds();
+    assert_eq!(emu.tasks().len(), 2);
+    assert_eq!(
+        p.state()["tasks"].as_object().unwrap().len(),
+        2,
+        "the project's state"
+    );
+    // --dir with a folder (no plan file) is refused with what to run instead.
+    p.online(&["apply", "tasks", "--dir", "tasks"], &emu.url)
+        .fails_with(1)
+        .stderr_has("`taskform apply tasks`");
+}

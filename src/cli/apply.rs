@@ -37,6 +37,8 @@ pub struct ApplyArgs {
     pub color: ColorChoice,
     /// Text: list unchanged tasks too.
     pub show_unchanged: bool,
+    /// `--dir`: the manifest folder of a plan file applied from elsewhere.
+    pub dir: Option<PathBuf>,
 }
 
 /// `taskform apply`.
@@ -57,6 +59,20 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     if let Some(s) = &saved {
         refuse_other_flags(&args, s)?;
     }
+    let saved = match (saved, &args.dir) {
+        (Some(s), Some(dir)) => Some(
+            s.with_dir(dir)
+                .map_err(|e| Error::Folder(format!("cannot resolve {}: {e}", dir.display())))?,
+        ),
+        (None, Some(_)) => {
+            return Err(Error::Command(format!(
+                "--dir names the manifest folder of a plan file; {} is a folder: apply it as `taskform apply {}`",
+                args.path.display(),
+                args.path.display()
+            )));
+        }
+        (saved, None) => saved,
+    };
     let dir = saved
         .as_ref()
         .map_or_else(|| args.path.clone(), |s| PathBuf::from(&s.dir));
@@ -87,11 +103,14 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
             )));
         }
         (Err(Error::Folder(e)), Some(_)) => {
-            return Err(Error::Command(format!(
-                "the plan {} was made for the manifest folder {} (as seen from the plan file's folder), which cannot be read here: {e}",
-                args.path.display(),
-                dir.display()
-            )));
+            return Err(Error::Command(match args.dir {
+                Some(_) => format!("the manifest folder {} cannot be read: {e}", dir.display()),
+                None => format!(
+                    "the plan file says its manifest folder is {} (relative to the plan file's folder), and there is none: was the plan file moved (a downloaded artifact)? Name the folder the plan was made for: `taskform apply {} --dir DIR`",
+                    dir.display(),
+                    args.path.display()
+                ),
+            }));
         }
         (other, _) => other?,
     };

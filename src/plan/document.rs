@@ -484,6 +484,21 @@ impl SavedPlan {
         Ok(plan)
     }
 
+    /// The plan applied from another place than where its file says its manifest folder
+    /// is (a plan file downloaded elsewhere, `apply PLAN --dir DIR`): the folder is
+    /// `dir`, and a file state keeps its place relative to the folder.
+    pub fn with_dir(mut self, dir: &Path) -> Result<SavedPlan, std::io::Error> {
+        if !crate::location::is_postgres_url(&self.state_path) {
+            let rel =
+                crate::fsutil::relative_to(Path::new(&self.state_path), Path::new(&self.dir))?;
+            self.state_path = crate::fsutil::normalize(&dir.join(rel))
+                .display()
+                .to_string();
+        }
+        self.dir = dir.display().to_string();
+        Ok(self)
+    }
+
     /// Writes the plan file atomically, with its paths relative to the file's folder.
     pub fn save(&self, path: &Path) -> Result<(), FileError> {
         let doc = self.as_file_at(path)?;

@@ -602,7 +602,7 @@ struct TargetArgs {
     /// The environment, in a repo whose taskform.yaml declares `environments:` [env: TASKFORM_ENV]
     #[arg(long = "env", value_name = "NAME")]
     environment: Option<String>,
-    /// State file, or a PostgreSQL URL (postgres://USER@HOST:PORT/DB?sslmode=require; password in PGPASSWORD or ~/.pgpass) [env: TASKFORM_STATE] [default: state/taskform.json]
+    /// State file, or a PostgreSQL URL (postgres://USER@HOST:PORT/DB?sslmode=require; password in PGPASSWORD or ~/.pgpass) [env: TASKFORM_STATE] [default: DIR/state/taskform.json]
     #[arg(long, value_name = "PATH|URL")]
     state: Option<String>,
     /// Which state of a PostgreSQL database [env: TASKFORM_STATE_NAME] [default: default]

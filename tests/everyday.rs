@@ -86,3 +86,36 @@ fn a_plan_file_moved_elsewhere_is_applied_with_dir() {
         .fails_with(1)
         .stderr_has("`taskform apply tasks`");
 }
+
+/// Messages that misled (issue #29.10–12).
+#[test]
+fn destroy_help_enabled_and_overlay_messages_say_what_is_true() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a");
+    p.apply(&emu.url, &[]).succeeds();
+    p.run(&["plan", "tasks", "--destroy"], &[])
+        .succeeds()
+        .stdout_has(
+            "its manifest still declares it; --destroy deletes every task the state records",
+        )
+        .stdout_lacks("no manifest declares it any more");
+    p.run(&["plan", "--help"], &[])
+        .succeeds()
+        .stdout_has("[default: DIR/state/taskform.json]");
+    p.write(
+        "tasks/b.yaml",
+        "name: b\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  enabled: yes\ntask_config:\n  x: 1\n",
+    );
+    p.run(&["validate", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("hint: write enabled: 1");
+    std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments");
+    let file = repo.join("overlays/dev/changes.yaml");
+    p.run(&["validate", file.to_str().unwrap()], &[])
+        .succeeds()
+        .stdout_has(
+            "is valid: a patch of 1 shared task and 1 shared task left out, for environment dev.",
+        );
+}

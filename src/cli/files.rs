@@ -30,11 +30,14 @@ pub fn validate(args: ValidateArgs, env: Env) -> Exit {
         if !report_problems(&checked, "nothing was planned or sent") {
             let files = checked.files.len();
             let m = checked.tasks;
-            println!(
-                "{m} task{} in {files} file{} valid.",
-                if m == 1 { "" } else { "s" },
-                if files == 1 { " is" } else { "s are" }
-            );
+            match overlay_summary(&checked, env) {
+                Some(what) if m == 0 => println!("{what}"),
+                _ => println!(
+                    "{m} task{} in {files} file{} valid.",
+                    if m == 1 { "" } else { "s" },
+                    if files == 1 { " is" } else { "s are" }
+                ),
+            }
         }
     }
     if checked.failed() {
@@ -42,6 +45,75 @@ pub fn validate(args: ValidateArgs, env: Env) -> Exit {
     } else {
         Exit::Ok
     }
+}
+
+/// For files that hold only an overlay's `patch:`/`remove:` documents (no task of
+/// their own): what they are, e.g. `overlays/prod/changes.yaml is valid: patches of 2
+/// tasks and 1 removal, for environment prod.`
+fn overlay_summary(checked: &Checked, env: Env) -> Option<String> {
+    let mut patches = 0;
+    let mut removals = 0;
+    let mut environments = std::collections::BTreeSet::new();
+    for f in &checked.files {
+        let text = std::fs::read_to_string(&f.path).ok()?;
+        let docs = crate::load::yaml::parse_documents(&text).ok()?;
+        for d in &docs {
+            match (d.value.get("patch"), d.value.get("remove")) {
+                (Some(_), _) => patches += 1,
+                (_, Some(serde_json::Value::Array(names))) => removals += names.len(),
+                (_, Some(_)) => removals += 1,
+                _ => return None,
+            }
+        }
+        let dir = check::target_dir_of(&f.path);
+        let s = settings::load(&dir, env).ok()?;
+        let rel = crate::fsutil::relative_to(&f.path, &dir).ok()?;
+        let rel = rel.to_string_lossy().replace('\\', "/");
+        let name = s
+            .environments
+            .iter()
+            .find(|e| {
+                let own = s
+                    .overlay_dirs
+                    .iter()
+                    .zip(&s.environments)
+                    .find(|(_, n)| n == e)
+                    .map(|(o, _)| o.clone())
+                    .unwrap_or_else(|| format!("{}/{e}", crate::load::environment::OVERLAYS));
+                rel.starts_with(&format!("{own}/"))
+            })?
+            .clone();
+        environments.insert(name);
+    }
+    if patches + removals == 0 {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if patches > 0 {
+        parts.push(format!(
+            "a patch of {patches} shared task{}",
+            if patches == 1 { "" } else { "s" }
+        ));
+    }
+    if removals > 0 {
+        parts.push(format!(
+            "{removals} shared task{} left out",
+            if removals == 1 { "" } else { "s" }
+        ));
+    }
+    let files: Vec<String> = checked
+        .files
+        .iter()
+        .map(|f| render::escape(&f.display).into_owned())
+        .collect();
+    Some(format!(
+        "{} {} valid: {}, for environment{} {}.",
+        files.join(", "),
+        if files.len() == 1 { "is" } else { "are" },
+        parts.join(" and "),
+        if environments.len() == 1 { "" } else { "s" },
+        environments.into_iter().collect::<Vec<_>>().join(", ")
+    ))
 }
 
 fn paths_or_here(paths: Vec<PathBuf>) -> Vec<PathBuf> {

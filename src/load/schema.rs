@@ -399,6 +399,27 @@ fn validate_schedule(v: &Value, problems: &mut Vec<Problem>) {
                         "write {k}: {} (1 schedules the task, 0 leaves it stopped)",
                         u8::from(*b)
                     )),
+                    Value::String(s) if k == "enabled" => {
+                        let on = matches!(
+                            s.trim().to_ascii_lowercase().as_str(),
+                            "yes" | "y" | "true" | "on" | "enabled"
+                        );
+                        let off = matches!(
+                            s.trim().to_ascii_lowercase().as_str(),
+                            "no" | "n" | "false" | "off" | "disabled"
+                        );
+                        Some(match (on, off) {
+                            (true, _) => {
+                                format!("write {k}: 1 (1 schedules the task, 0 leaves it stopped)")
+                            }
+                            (_, true) => {
+                                format!("write {k}: 0 (1 schedules the task, 0 leaves it stopped)")
+                            }
+                            _ => format!(
+                                "write {k}: 1 or 0 (1 schedules the task, 0 leaves it stopped)"
+                            ),
+                        })
+                    }
                     _ => None,
                 };
                 let found = if v.as_i64().is_some() {

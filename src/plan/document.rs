@@ -172,7 +172,7 @@ fn in_doubt_note(state: &State, name: &str) -> Option<String> {
     })
 }
 
-fn delete_note(state: &State, t: &crate::plan::PlannedTask) -> String {
+fn delete_note(state: &State, t: &crate::plan::PlannedTask, declared: bool) -> String {
     if let Some(note) = duplicate_note(state, t) {
         return note;
     }
@@ -182,6 +182,8 @@ fn delete_note(state: &State, t: &crate::plan::PlannedTask) -> String {
             "superseded by task {} (a replace left it on the server)",
             by.unwrap_or("?")
         )
+    } else if declared {
+        "its manifest still declares it; --destroy deletes every task the state records".to_string()
     } else {
         "no manifest declares it any more".to_string()
     }
@@ -272,6 +274,12 @@ impl SavedPlan {
     ) -> SavedPlan {
         let manifests: &[Manifest] = &loaded.manifests;
         let summary = plan.summary();
+        // Names a manifest declares, for the note of a delete (`--destroy` deletes
+        // declared tasks too).
+        let declared: std::collections::HashSet<&str> = match summary.delete {
+            0 => Default::default(),
+            _ => manifests.iter().map(|m| m.name.as_str()).collect(),
+        };
         let tasks = plan
             .tasks
             .into_iter()
@@ -291,11 +299,15 @@ impl SavedPlan {
                 };
                 let note = match t.action {
                     Action::InDoubt => in_doubt_note(state, &t.name),
-                    Action::Delete => Some(delete_note(state, &t)),
+                    Action::Delete => Some(delete_note(
+                        state,
+                        &t,
+                        m.is_some() || declared.contains(t.name.as_str()),
+                    )),
                     Action::Duplicate => duplicate_note(state, &t),
                     Action::Superseded => Some(format!(
                         "{}; it may still be scheduled: --prune deletes it",
-                        delete_note(state, &t)
+                        delete_note(state, &t, false)
                     )),
                     _ => notes.get(&t.name).cloned(),
                 };

@@ -119,3 +119,30 @@ fn destroy_help_enabled_and_overlay_messages_say_what_is_true() {
             "is valid: a patch of 1 shared task and 1 shared task left out, for environment dev.",
         );
 }
+
+/// A warning of several lines is shown line by line: taskform's own line breaks are
+/// not escaped as data (issue #29.8). (A name cannot hold a line break: the loader
+/// refuses control characters in names, and the guard escapes names all the same.)
+#[test]
+fn multi_line_warnings_keep_their_lines_and_escape_names() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.task("a").task("b").task("c");
+    p.apply(&emu.url, &[]).succeeds();
+    std::fs::remove_file(p.path("tasks/b.yaml")).unwrap();
+    std::fs::remove_file(p.path("tasks/c.yaml")).unwrap();
+    let out = p.run(&["plan", "tasks", "--prune", "--max-deletes", "1"], &[]);
+    out.succeeds();
+    assert!(!out.stderr.contains("\\u{a}"), "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.contains("WARN") && l.contains("  - b (task ")),
+        "each delete on a line of its own: {}",
+        out.stderr
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("WARN") && l.contains("check the folder and the state")),
+        "{}",
+        out.stderr
+    );
+}

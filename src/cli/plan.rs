@@ -262,7 +262,12 @@ async fn plan_one(
             if !policy.force_prune
                 && let Err(refused) = policy.check_deletes(doc, state)
             {
-                tracing::warn!("apply would refuse this plan: {refused}");
+                let text = refused.to_string();
+                let (first, rest) = crate::load::diagnostic::split_lines(&text);
+                tracing::warn!("apply would refuse this plan: {first}");
+                for line in rest {
+                    tracing::warn!("{line}");
+                }
             }
             warn_left_on_server(doc);
             // A plan stops before anything is written or sent.

@@ -80,6 +80,16 @@ impl Diagnostic {
     }
 }
 
+/// A message of several lines, as log events take it: the first line, and the others
+/// (each a line of its own event, indented). The text must hold its untrusted parts
+/// escaped already ([`escape`]), so that its line breaks are the message's own; each
+/// line is escaped again by the log writer, so nothing reaches the terminal raw.
+pub fn split_lines(text: &str) -> (&str, impl Iterator<Item = &str>) {
+    let mut lines = text.lines();
+    let first = lines.next().unwrap_or("");
+    (first, lines)
+}
+
 /// Whether `c` must never reach a terminal or a reviewer raw: C0 controls (newline
 /// and tab included), DEL, C1 controls, the bidi overrides and isolates (U+202A–U+202E,
 /// U+2066–U+2069), the bidi marks (U+200E, U+200F, U+061C) and the Unicode line and

@@ -78,7 +78,15 @@ impl Refused {
     fn listed(&self) -> String {
         self.deletes
             .iter()
-            .map(|(name, id)| format!("  - {name} (task {})", id.as_deref().unwrap_or("?")))
+            .map(|(name, id)| {
+                // Untrusted: escaped here, so that the message's own line breaks are
+                // the only ones (a log shows it line by line).
+                format!(
+                    "  - {} (task {})",
+                    crate::load::diagnostic::escape(name),
+                    crate::load::diagnostic::escape(id.as_deref().unwrap_or("?"))
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n")
     }

@@ -318,11 +318,17 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                 .unwrap_or_else(|e| Err(crate::load::git::GitError(e.to_string())));
             match fetched {
                 Err(e) => {
+                    // git's own lines, each a log line of its own (indented, escaped).
+                    let text = e.to_string();
+                    let (first, rest) = crate::load::diagnostic::split_lines(&text);
                     tracing::error!(
                         live = live.as_ref().map(|r| r.sha.as_str()).unwrap_or("none"),
                         retry_in_secs = backoff.as_secs(),
-                        "{e}; the live revision stays"
+                        "{first}; the live revision stays"
                     );
+                    for line in rest {
+                        tracing::error!("  git: {}", line.trim_start());
+                    }
                     w.observer.revision(live.as_ref(), Some(&e.to_string()));
                     next_fetch = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_FETCH_BACKOFF.max(git.poll));
@@ -673,7 +679,12 @@ impl Watcher<'_> {
         let mut held = 0;
         let approve = |doc: &mut crate::plan::document::SavedPlan, state: &crate::state::State| {
             if let Err(refused) = policy.check_deletes(doc, state) {
-                tracing::error!(trigger, "{refused}");
+                let text = refused.to_string();
+                let (first, rest) = crate::load::diagnostic::split_lines(&text);
+                tracing::error!(trigger, "{first}");
+                for line in rest {
+                    tracing::error!("{line}");
+                }
                 // Everything else is still applied.
                 doc.tasks.retain(|t| t.action != Action::Delete);
             }

@@ -144,11 +144,13 @@ impl PgUrl {
         if path.is_some_and(|p| p.contains('@')) {
             return Err("the URL has an `@` after its host: write the special characters of a user name or password percent-encoded (`/` as %2F, `@` as %40, `:` as %3A, `#` as %23, `?` as %3F)".into());
         }
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        // A password (not a user name alone: it is no secret, and hiding it would
+        // hide words of the message).
+        if let Some((userinfo, _)) = authority.rsplit_once('@')
+            && let Some((_, p)) = userinfo.split_once(':')
+        {
             secrets.push(userinfo.to_string());
-            if let Some((_, p)) = userinfo.split_once(':') {
-                secrets.push(p.to_string());
-            }
+            secrets.push(p.to_string());
         }
         let has_password_param =
             query.is_some_and(|q| q.split('&').any(|p| p.starts_with("password=")));
@@ -300,12 +302,28 @@ impl PgUrl {
     }
 }
 
-/// `text` with every one of `secrets` replaced by `***`.
-fn hide(mut text: String, secrets: &[String]) -> String {
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(s.as_str(), "***");
+/// `text` with every one of `secrets` replaced by `***` where `text` quotes the URL
+/// or a part of it (between backticks, or all of it when it has none): never in the
+/// words of the message around them.
+fn hide(text: String, secrets: &[String]) -> String {
+    let hide_in = |part: &str| {
+        let mut part = part.to_string();
+        for s in secrets.iter().filter(|s| !s.is_empty()) {
+            part = part.replace(s.as_str(), "***");
+        }
+        part
+    };
+    if !text.contains('`') {
+        return hide_in(&text);
     }
-    text
+    text.split('`')
+        .enumerate()
+        .map(|(i, part)| match i % 2 {
+            1 => hide_in(part),
+            _ => part.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("`")
 }
 
 fn parse_port(p: &str) -> Result<u16, String> {
@@ -632,6 +650,10 @@ mod tests {
             ),
             ("postgres://u:pw@h:pw/db", "port `***`"),
             ("postgress://u:pw@h/db", "`postgress://...` is neither"),
+            (
+                "postgres://taskform@h/db?sslmod=require",
+                "the URL parameter `sslmod` is not one taskform knows",
+            ),
             (" postgres://u:pw@h/db", "`postgres://...` is neither"),
         ] {
             let e = StateLocation::parse(url, None, None)

@@ -136,12 +136,16 @@ fn multi_line_warnings_keep_their_lines_and_escape_names() {
     assert!(!out.stderr.contains("\\u{a}"), "{}", out.stderr);
     let lines: Vec<&str> = out.stderr.lines().collect();
     assert!(
-        lines.iter().any(|l| l.contains("WARN") && l.contains("  - b (task ")),
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("  - b (task ")),
         "each delete on a line of its own: {}",
         out.stderr
     );
     assert!(
-        lines.iter().any(|l| l.contains("WARN") && l.contains("check the folder and the state")),
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("check the folder and the state")),
         "{}",
         out.stderr
     );

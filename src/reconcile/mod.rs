@@ -97,7 +97,7 @@ pub struct Duplicates {
 /// The state could not be written after requests were sent: what was created is in
 /// the journal (folded in by the next run) and listed here.
 #[derive(Debug, thiserror::Error)]
-#[error("{source}; the next run folds in what the journal {journal} holds (a task it could not record shows as in doubt). These tasks were created:{}", .created.iter().map(|(n, id)| format!("\n  created {n} as task {id}")).collect::<String>())]
+#[error("{source}; the next run folds in what {journal} holds (a task it could not record shows as in doubt). These tasks were created:{}", .created.iter().map(|(n, id)| format!("\n  created {n} as task {id}")).collect::<String>())]
 pub struct PersistFailed {
     pub source: StoreError,
     pub journal: String,
@@ -404,4 +404,31 @@ async fn send(
             .collect(),
     });
     Ok((applied.results, persisted))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The journal's description is a noun phrase, said once (issue #29.9: "what the
+    /// journal the journal of postgres://... holds").
+    #[test]
+    fn a_persist_failure_names_the_journal_once() {
+        use crate::state::StateStore;
+        let dir = tempfile::tempdir().unwrap();
+        let local = crate::state::LocalStore::new(&dir.path().join("s.json"));
+        for journal in [
+            local.describe_journal(),
+            "the journal of postgres://u@h/db (state \"dev\")".to_string(),
+        ] {
+            let e = PersistFailed {
+                source: StoreError::Postgres("the server went away".into()),
+                journal,
+                created: vec![("a".into(), "1".into())],
+            };
+            let text = e.to_string();
+            assert_eq!(text.matches("the journal").count(), 1, "{text}");
+            assert!(text.contains("folds in what the journal "), "{text}");
+        }
+    }
 }

@@ -82,7 +82,7 @@ impl StateStore for LocalStore {
     }
 
     fn describe_journal(&self) -> String {
-        self.journal_path().display().to_string()
+        format!("the journal {}", self.journal_path().display())
     }
 
     fn load(&self) -> Result<State, StoreError> {

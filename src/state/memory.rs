@@ -112,7 +112,7 @@ impl StateStore for MemoryStore {
     }
 
     fn describe_journal(&self) -> String {
-        "memory journal".into()
+        "the memory journal".into()
     }
 
     fn load(&self) -> Result<State, StoreError> {

@@ -73,7 +73,8 @@ pub trait Journal: Send + Sync {
 pub trait StateStore: Send + Sync {
     /// For messages: where the state lives.
     fn describe(&self) -> String;
-    /// For messages: where the journal lives.
+    /// For messages: where the journal lives, as a noun phrase (`the journal
+    /// state/taskform.json.journal`, `the journal of postgres://... (state "dev")`).
     fn describe_journal(&self) -> String;
     /// The state with any journal folded in (in memory; nothing is written).
     fn load(&self) -> Result<State, StoreError>;

@@ -254,7 +254,7 @@ impl PgStore {
                 (state, fresh)
             }
         };
-        let journal = self.describe_journal();
+        let journal = format!("of {}", self.target);
         let mut parsed = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             parsed.push(

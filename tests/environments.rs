@@ -928,3 +928,24 @@ fn suggested_commands_keep_the_environment() {
         .fails_with(1)
         .stderr_has("TASKFORM_ENV=qa: no such environment");
 }
+
+/// In `plan --all-envs`, a warning names its environment (issue #29.5).
+#[test]
+fn all_envs_warnings_name_their_environment() {
+    let (p, _emus) = example();
+    for env in ENVS {
+        run(&p, &["apply", "--yes", "--env", env, "repo"], &[]).succeeds();
+    }
+    std::fs::remove_file(p.path("repo/tasks/dli/sales.yaml")).unwrap();
+    let out = run(&p, &["plan", "--all-envs", "repo"], &[]);
+    out.succeeds();
+    for env in ENVS {
+        assert!(
+            out.stderr
+                .lines()
+                .any(|l| l.contains(&format!("environment{{name={env}}}")) && l.contains("orphan")),
+            "{env}: {}",
+            out.stderr
+        );
+    }
+}

@@ -119,15 +119,18 @@ async fn all_envs(args: PlanArgs, env: Env<'_>) -> Result<Exit, Error> {
     // gets its own error section; the others are planned.
     let mut plans: Vec<(String, Result<SavedPlan, String>)> = Vec::new();
     for name in &settings.environments {
-        match plan_one(&args, Some(name), env).await {
+        // Every log line of this environment's plan names it.
+        let span = tracing::info_span!("environment", name = %crate::render::escape(name));
+        match tracing::Instrument::instrument(plan_one(&args, Some(name), env), span).await {
             Ok(doc) => plans.push((name.clone(), Ok(doc))),
             Err(e) => {
-                tracing::error!(
-                    "environment {}: {}",
-                    crate::render::escape(name),
-                    crate::render::escape_lines(&super::error_text(&e))
-                );
-                plans.push((name.clone(), Err(super::error_text(&e))));
+                let text = super::error_text(&e);
+                let (first, rest) = crate::load::diagnostic::split_lines(&text);
+                tracing::error!("environment {}: {first}", crate::render::escape(name));
+                for line in rest {
+                    tracing::error!("  {line}");
+                }
+                plans.push((name.clone(), Err(text)));
             }
         }
     }

@@ -181,6 +181,15 @@ pub async fn prepare(
                 );
                 moved_any = true;
             }
+            // The steady state of an entry left in taskform.yaml after its rename was
+            // followed: said at info level once (when followed), then only in debug.
+            records::Move::Stale {
+                from,
+                to,
+                why: why @ records::StaleMove::AlreadyMoved,
+            } => {
+                tracing::debug!(from = %crate::load::diagnostic::escape(&from), to = %crate::load::diagnostic::escape(&to), "moved entry: {why}")
+            }
             records::Move::Stale { from, to, why } => {
                 tracing::info!(from = %crate::load::diagnostic::escape(&from), to = %crate::load::diagnostic::escape(&to), "moved entry left alone: {why}")
             }

@@ -70,8 +70,35 @@ pub enum Move {
     Stale {
         from: String,
         to: String,
-        why: &'static str,
+        why: StaleMove,
     },
+}
+
+/// Why a `moved:` entry had nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaleMove {
+    /// The new name is recorded and the old one is not: the move was followed before
+    /// (the steady state of an entry left in taskform.yaml).
+    AlreadyMoved,
+    /// The state records no task of the old name (and none of the new).
+    OldNameUnknown,
+    /// Both names are recorded (or the new one is in doubt).
+    NewNameTaken,
+    /// No manifest declares the new name.
+    NoManifest,
+}
+
+impl std::fmt::Display for StaleMove {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StaleMove::AlreadyMoved => {
+                "already moved: the state records the new name, not the old one"
+            }
+            StaleMove::OldNameUnknown => "the state records no task of the old name",
+            StaleMove::NewNameTaken => "the state already records the new name",
+            StaleMove::NoManifest => "no manifest declares the new name",
+        })
+    }
 }
 
 /// Follows the renames of `moved:` in the state (before planning), so that a renamed
@@ -85,11 +112,14 @@ pub fn follow_moves(
     for m in moved {
         let (from, to) = (m.from.clone(), m.to.clone());
         let why = if !state.tasks.contains_key(&from) {
-            Some("the state records no task of the old name (already moved?)")
+            Some(match state.tasks.contains_key(&to) {
+                true => StaleMove::AlreadyMoved,
+                false => StaleMove::OldNameUnknown,
+            })
         } else if state.tasks.contains_key(&to) || state.in_doubt.contains_key(&to) {
-            Some("the state already records the new name")
+            Some(StaleMove::NewNameTaken)
         } else if !manifests.iter().any(|x| x.name == to) {
-            Some("no manifest declares the new name")
+            Some(StaleMove::NoManifest)
         } else {
             None
         };

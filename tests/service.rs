@@ -121,8 +121,14 @@ fn probes_status_and_metrics_follow_the_reconciles() {
         ),
         Some(3.0)
     );
+    // What is pending after the reconcile: the three creates were applied (issue
+    // #29.15: the last plan's counts stayed and an alert on them fired falsely).
     assert_eq!(
         sample(&m, "taskform_tasks", &[("action", "create")]),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, "taskform_tasks", &[("action", "unchanged")]),
         Some(3.0)
     );
     assert_eq!(sample(&m, "taskform_leader", &[]), Some(1.0));

@@ -107,7 +107,11 @@ impl Metrics {
             requests.clone(),
         );
         let tasks = Family::<ActionLabel, Gauge>::default();
-        registry.register("tasks", "Tasks of the last plan, by action", tasks.clone());
+        registry.register(
+            "tasks",
+            "Tasks by action still pending after the last reconcile (what it applied counts as unchanged; 0 once applied)",
+            tasks.clone(),
+        );
         let in_doubt = Gauge::default();
         registry.register(
             "tasks_in_doubt",
@@ -510,7 +514,7 @@ impl Observer for Service {
                 .unwrap_or_default(),
         );
         if r.error.is_none() {
-            let s = r.summary;
+            let s = r.pending;
             for (action, n) in [
                 ("create", s.create),
                 ("replace", s.replace),

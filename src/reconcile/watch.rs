@@ -76,6 +76,10 @@ pub struct Reconciled {
     pub error: Option<String>,
     /// The plan's counts (of the last plan that could be made).
     pub summary: crate::plan::Summary,
+    /// What is still pending after it: the plan's counts less what was applied (a
+    /// create, replace, update or delete that succeeded counts as unchanged; a delete
+    /// that succeeded is gone). The plan's counts when nothing was sent.
+    pub pending: crate::plan::Summary,
     /// Requests' results: created, updated, deleted, failed.
     pub created: usize,
     pub updated: usize,
@@ -86,6 +90,35 @@ pub struct Reconciled {
     /// On an `interval` reconcile (no file changed), the tasks it had to send:
     /// drift made outside taskform.
     pub drift: usize,
+}
+
+/// The plan's counts less what `results` applied: each create, replace or update that
+/// succeeded is now unchanged; each delete that succeeded is gone (an orphan or a
+/// superseded task less).
+fn pending_after(
+    plan: crate::plan::Summary,
+    results: &[crate::reconcile::applier::TaskResult],
+) -> crate::plan::Summary {
+    let mut p = plan;
+    for r in results {
+        match (r.action, r.outcome) {
+            (Action::Create, TaskOutcome::Created) => {
+                p.create = p.create.saturating_sub(1);
+                p.unchanged += 1;
+            }
+            (Action::Replace, TaskOutcome::Created) => {
+                p.replace = p.replace.saturating_sub(1);
+                p.unchanged += 1;
+            }
+            (Action::Update, TaskOutcome::Updated | TaskOutcome::Created) => {
+                p.update = p.update.saturating_sub(1);
+                p.unchanged += 1;
+            }
+            (Action::Delete, TaskOutcome::Deleted) => p.delete = p.delete.saturating_sub(1),
+            _ => {}
+        }
+    }
+    p
 }
 
 /// Observes the watcher (the CLI's service: probes and metrics). The reconcile stage
@@ -727,6 +760,7 @@ impl Watcher<'_> {
         if plan_only {
             return Ok(Reconciled {
                 summary: report.doc.summary,
+                pending: report.doc.summary,
                 in_doubt: report.doc.summary.in_doubt,
                 ..Reconciled::default()
             });
@@ -772,6 +806,7 @@ impl Watcher<'_> {
         );
         Ok(Reconciled {
             summary: s,
+            pending: pending_after(s, &report.results),
             created: count(TaskOutcome::Created),
             updated: count(TaskOutcome::Updated),
             deleted: count(TaskOutcome::Deleted),

@@ -427,6 +427,9 @@ enum StateSub {
         /// Replace a destination that holds another state, a newer one, or a journal.
         #[arg(long)]
         force: bool,
+        /// Retire the source: it then holds only a tombstone naming the destination, so that a run against it is refused with where the state went (two live copies of one state never diverge).
+        #[arg(long = "move")]
+        move_source: bool,
         /// Wait up to SECS for each lock instead of failing at once.
         #[arg(long, value_name = "SECS")]
         lock_timeout: Option<f64>,
@@ -874,6 +877,7 @@ fn state_command(sub: StateSub, env: cli::Env) -> Exit {
             to_state_name,
             state_schema,
             force,
+            move_source,
             lock_timeout,
         } => {
             return cli::state_copy(
@@ -885,6 +889,7 @@ fn state_command(sub: StateSub, env: cli::Env) -> Exit {
                     state_schema,
                     lock_timeout: lock_timeout.map(seconds),
                     force,
+                    move_source,
                 },
                 env,
             );

@@ -150,3 +150,57 @@ fn multi_line_warnings_keep_their_lines_and_escape_names() {
         out.stderr
     );
 }
+
+/// `state copy --move` retires the source: a tombstone naming the destination, so a
+/// later run against it is refused with where the state went (issue #29.16); copying
+/// back replaces the tombstone.
+#[test]
+fn state_copy_move_leaves_a_tombstone_that_says_where_the_state_went() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.tasks(2);
+    p.apply(&emu.url, &[]).succeeds();
+    p.run(
+        &[
+            "state",
+            "copy",
+            "--move",
+            "state/taskform.json",
+            "moved.json",
+        ],
+        &[],
+    )
+    .succeeds()
+    .stdout_has("now holds only a tombstone naming moved.json");
+    p.run(&["plan", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("was moved to moved.json");
+    p.online(&["apply", "--yes", "tasks"], &emu.url)
+        .fails_with(1)
+        .stderr_has("was moved to moved.json");
+    p.run(&["state", "list", "--dir", "tasks"], &[])
+        .fails_with(1)
+        .stderr_has("was moved to moved.json");
+    assert_eq!(emu.creates(), 2, "nothing created again");
+    p.run(&["plan", "tasks", "--state", "moved.json"], &[])
+        .succeeds()
+        .stdout_has("No changes. 2 tasks up to date.");
+    // And back: the tombstone is replaced.
+    p.run(
+        &[
+            "state",
+            "copy",
+            "--move",
+            "moved.json",
+            "state/taskform.json",
+        ],
+        &[],
+    )
+    .succeeds();
+    p.run(&["plan", "tasks"], &[])
+        .succeeds()
+        .stdout_has("No changes. 2 tasks up to date.");
+    p.run(&["plan", "tasks", "--state", "moved.json"], &[])
+        .fails_with(1)
+        .stderr_has("was moved to state/taskform.json");
+}

@@ -304,6 +304,8 @@ pub struct CopyArgs {
     pub state_schema: Option<String>,
     pub lock_timeout: Option<Duration>,
     pub force: bool,
+    /// `--move`: retire the source (a tombstone naming the destination).
+    pub move_source: bool,
 }
 
 /// `taskform state copy SRC DST`.
@@ -342,6 +344,7 @@ fn copy(args: &CopyArgs, env: Env) -> Result<Exit, Error> {
         &me,
         args.lock_timeout,
         args.force,
+        args.move_source,
     )?;
     let replaced = match &c.replaced {
         Some((lineage, serial)) if *lineage != c.lineage => {
@@ -364,5 +367,12 @@ fn copy(args: &CopyArgs, env: Env) -> Result<Exit, Error> {
         },
         escape(&replaced)
     );
+    if c.moved {
+        println!(
+            "{} now holds only a tombstone naming {}: a run against it is refused with where the state went.",
+            escape(&src_store.describe()),
+            escape(&dst_store.describe())
+        );
+    }
     Ok(Exit::Ok)
 }

@@ -16,16 +16,23 @@ pub struct Copied {
     pub in_doubt: usize,
     /// The destination's state that was replaced (lineage, serial), if it held one.
     pub replaced: Option<(String, u64)>,
+    /// The source was retired (`--move`): it holds a tombstone naming the destination.
+    pub moved: bool,
 }
 
 /// Copies `src`'s state into `dst`. A destination holding another lineage, a newer
-/// serial of the same lineage, or an unfinished journal is refused unless `force`.
+/// serial of the same lineage, or an unfinished journal is refused unless `force`
+/// (a tombstone of a moved state is replaced). With `move_source`, the source is then
+/// retired: it holds a tombstone naming the destination (same lineage, next serial,
+/// no task), so that a run against it is refused with where the state went, and two
+/// live copies of one lineage never diverge.
 pub fn copy(
     src: &dyn StateStore,
     dst: &dyn StateStore,
     me: &Holder,
     timeout: Option<Duration>,
     force: bool,
+    move_source: bool,
 ) -> Result<Copied, StoreError> {
     if src.describe() == dst.describe() {
         return Err(StoreError::Refused(format!(
@@ -48,7 +55,11 @@ pub fn copy(
         // the source first, so that both sides agree on what this serial holds.
         src.persist(&mut state)?;
     }
-    let existing = dst.load()?;
+    let mut existing = dst.load_raw()?;
+    if existing.moved.is_some() {
+        // The tombstone of a state moved away from here: nothing to keep.
+        existing = crate::state::State::new();
+    }
     let replaced =
         (!existing.lineage.is_empty()).then(|| (existing.lineage.clone(), existing.serial));
     if !force {
@@ -84,12 +95,24 @@ pub fn copy(
         }
     }
     dst.replace(&state)?;
+    if move_source {
+        let mut tombstone = crate::state::State::new();
+        tombstone.lineage = state.lineage.clone();
+        tombstone.serial = state.serial + 1;
+        tombstone.target = state.target.clone();
+        tombstone.moved = Some(crate::state::MovedTo {
+            to: dst.describe(),
+            at: crate::clock::now_rfc3339(),
+        });
+        src.replace(&tombstone)?;
+    }
     Ok(Copied {
         lineage: state.lineage.clone(),
         serial: state.serial,
         tasks: state.tasks.len(),
         in_doubt: state.in_doubt.len(),
         replaced,
+        moved: move_source,
     })
 }
 
@@ -124,27 +147,29 @@ mod tests {
         let before = std::fs::read(file.path()).unwrap();
         let me = Holder::this_process("state copy");
         let mem = MemoryStore::new();
-        let c = copy(&file, &mem, &me, None, false).unwrap();
+        let c = copy(&file, &mem, &me, None, false, false).unwrap();
         assert_eq!((c.serial, c.tasks, c.replaced), (1, 1, None));
         std::fs::remove_file(file.path()).unwrap();
-        copy(&mem, &file, &me, None, false).unwrap();
+        copy(&mem, &file, &me, None, false, false).unwrap();
         assert_eq!(std::fs::read(file.path()).unwrap(), before);
 
         let other = MemoryStore::new();
         other.persist(&mut some_state()).unwrap();
-        let e = copy(&file, &other, &me, None, false)
+        let e = copy(&file, &other, &me, None, false, false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("holds another state"), "{e}");
-        let c = copy(&file, &other, &me, None, true).unwrap();
+        let c = copy(&file, &other, &me, None, true, false).unwrap();
         assert!(c.replaced.is_some());
         assert_eq!(other.load().unwrap().lineage, s.lineage);
         let empty = LocalStore::new(dir.path().join("empty.json"));
-        let e = copy(&empty, &other, &me, None, false)
+        let e = copy(&empty, &other, &me, None, false, false)
             .unwrap_err()
             .to_string();
         assert!(e.contains("holds no state"), "{e}");
-        let e = copy(&file, &file, &me, None, true).unwrap_err().to_string();
+        let e = copy(&file, &file, &me, None, true, false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("are the same state"), "{e}");
         // A hand-written state without a lineage is given one, then copied.
         let old = LocalStore::new(dir.path().join("old.json"));
@@ -153,7 +178,7 @@ mod tests {
             r#"{"version": 1, "tasks": {"a": {"task_id": "1", "hash": "sha256:x"}}}"#,
         )
         .unwrap();
-        let c = copy(&old, &MemoryStore::new(), &me, None, false).unwrap();
+        let c = copy(&old, &MemoryStore::new(), &me, None, false, false).unwrap();
         assert!(!c.lineage.is_empty());
         assert_eq!((c.serial, c.tasks), (1, 1));
     }

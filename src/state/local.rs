@@ -85,7 +85,7 @@ impl StateStore for LocalStore {
         format!("the journal {}", self.journal_path().display())
     }
 
-    fn load(&self) -> Result<State, StoreError> {
+    fn load_raw(&self) -> Result<State, StoreError> {
         let jpath = self.journal_path();
         if !jpath.exists()
             && let Some(now) = identity(&self.path)

@@ -115,7 +115,7 @@ impl StateStore for MemoryStore {
         "the memory journal".into()
     }
 
-    fn load(&self) -> Result<State, StoreError> {
+    fn load_raw(&self) -> Result<State, StoreError> {
         let inner = self.inner();
         let mut state = inner.state.clone().unwrap_or_default();
         if let Some(records) = &inner.journal {

@@ -157,6 +157,10 @@ pub struct State {
     /// The config repo's commit a `watch --git` applied last.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_applied: Option<LastApplied>,
+    /// A tombstone: `state copy --move` moved this state elsewhere; every later use
+    /// of this location is refused with where it went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved: Option<MovedTo>,
     /// Fields written by a newer minor version, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -166,6 +170,15 @@ impl Default for State {
     fn default() -> Self {
         State::new()
     }
+}
+
+/// Where a moved state went (`state copy --move`), and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedTo {
+    /// The destination, as `describe` names it (never a password).
+    pub to: String,
+    /// RFC 3339.
+    pub at: String,
 }
 
 /// Why a state file could not be used.
@@ -203,6 +216,7 @@ impl State {
             in_doubt: BTreeMap::new(),
             duplicates: BTreeMap::new(),
             last_applied: None,
+            moved: None,
             extra: Map::new(),
         }
     }

@@ -36,6 +36,15 @@ pub enum StoreError {
     /// The destination of `state copy` holds another state.
     #[error("{0}")]
     Refused(String),
+    /// The location holds only the tombstone `state copy --move` left.
+    #[error(
+        "the state {state} was moved to {to} at {at} (`taskform state copy --move`); nothing was read from here. Use the new location: --state, TASKFORM_STATE or `state:` in taskform.yaml"
+    )]
+    Moved {
+        state: String,
+        to: String,
+        at: String,
+    },
 }
 
 /// A held state lock; dropping it releases the lock.
@@ -76,8 +85,21 @@ pub trait StateStore: Send + Sync {
     /// For messages: where the journal lives, as a noun phrase (`the journal
     /// state/taskform.json.journal`, `the journal of postgres://... (state "dev")`).
     fn describe_journal(&self) -> String;
-    /// The state with any journal folded in (in memory; nothing is written).
-    fn load(&self) -> Result<State, StoreError>;
+    /// The state with any journal folded in (in memory; nothing is written); a
+    /// moved state's tombstone is refused ([`StoreError::Moved`]).
+    fn load(&self) -> Result<State, StoreError> {
+        let state = self.load_raw()?;
+        match &state.moved {
+            Some(m) => Err(StoreError::Moved {
+                state: self.describe(),
+                to: m.to.clone(),
+                at: m.at.clone(),
+            }),
+            None => Ok(state),
+        }
+    }
+    /// [`StateStore::load`], a tombstone included (`state copy` replaces one).
+    fn load_raw(&self) -> Result<State, StoreError>;
     /// Takes the exclusive lock, waiting up to `timeout`.
     fn lock(
         &self,

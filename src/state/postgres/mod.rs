@@ -363,7 +363,7 @@ impl StateStore for PgStore {
         format!("the journal of {}", self.target)
     }
 
-    fn load(&self) -> Result<State, StoreError> {
+    fn load_raw(&self) -> Result<State, StoreError> {
         let known = self.last.token();
         match self.load_from(known.as_ref().map(|(version, _)| version.clone()))? {
             Some(state) => Ok(state),

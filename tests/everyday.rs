@@ -204,3 +204,37 @@ fn state_copy_move_leaves_a_tombstone_that_says_where_the_state_went() {
         .fails_with(1)
         .stderr_has("was moved to state/taskform.json");
 }
+
+/// The state follows a manifest that moved (no request sent), and records who applied
+/// last: a command's apply is "not from a watched revision" (issue #29.14).
+#[test]
+fn the_state_follows_moved_files_and_records_who_applied() {
+    let emu = Emu::start(&[]);
+    let p = Project::new();
+    p.tasks(2);
+    p.online(&["apply", "--yes", "tasks"], &emu.url).succeeds();
+    let state = p.state();
+    assert!(state["last_applied"].get("revision").is_none(), "{state}");
+    assert!(
+        state["last_applied"]["by"]
+            .as_str()
+            .unwrap()
+            .ends_with("(apply)"),
+        "{state}"
+    );
+    p.run(&["state", "list", "--dir", "tasks"], &[])
+        .succeeds()
+        .stdout_has("not from a watched revision");
+    // The manifest moves: nothing is sent, the record follows.
+    std::fs::create_dir_all(p.path("tasks/sub")).unwrap();
+    std::fs::rename(p.path("tasks/t0000.yaml"), p.path("tasks/sub/t0000.yaml")).unwrap();
+    let before = emu.requests().len();
+    p.online(&["apply", "--yes", "tasks"], &emu.url)
+        .succeeds()
+        .stdout_has("No changes");
+    assert_eq!(emu.requests().len(), before, "nothing sent");
+    assert_eq!(p.state()["tasks"]["t0000"]["file"], "sub/t0000.yaml");
+    p.run(&["state", "list", "--dir", "tasks"], &[])
+        .succeeds()
+        .stdout_has("sub/t0000.yaml");
+}

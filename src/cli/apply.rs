@@ -140,6 +140,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     let me = Holder::this_process("apply").sending(conn.client.longest_send());
     let _lock = store.lock(&me, args.lock_timeout)?;
     let ctx = Context {
+        origin: reconcile::Origin::Command(crate::state::lock::user_at_host(env, "apply")),
         loaded: &loaded,
         resolved: &conn.resolved,
         dir: &dir,

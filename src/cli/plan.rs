@@ -244,6 +244,7 @@ async fn plan_one(
     }
     super::warn_if_empty(&loaded, &args.dir);
     let ctx = Context {
+        origin: reconcile::Origin::Command(crate::state::lock::user_at_host(env, "plan")),
         loaded: &loaded,
         resolved: &resolved,
         dir: &args.dir,

@@ -237,13 +237,24 @@ fn list(state: &State, location: &str, format: Format) -> String {
         escape(location),
         state.serial
     ));
-    if let Some(l) = &state.last_applied {
-        out.push_str(&format!(
+    match &state.last_applied {
+        Some(
+            l @ crate::state::LastApplied {
+                revision: Some(rev),
+                ..
+            },
+        ) => out.push_str(&format!(
             "Live revision: {} ({}), applied {}.\n",
-            escape(&l.revision),
+            escape(rev),
             escape(l.subject.as_deref().unwrap_or("")),
             escape(&l.at)
-        ));
+        )),
+        Some(l) => out.push_str(&format!(
+            "Last applied {} by {}, not from a watched revision.\n",
+            escape(&l.at),
+            escape(l.by.as_deref().unwrap_or("a command"))
+        )),
+        None => {}
     }
     out
 }

@@ -273,6 +273,7 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
             git,
             apply: args.apply,
             policy: args.policy,
+            by: crate::state::lock::user_at_host(env, "watch"),
         },
         env,
         resolved,
@@ -289,6 +290,7 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
         observer: service.clone(),
         hooks: Some(hook_rx),
         cache: Default::default(),
+        revision: Default::default(),
     })
     .await?;
     Ok(Exit::Ok)

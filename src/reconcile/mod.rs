@@ -118,6 +118,39 @@ pub struct Context<'a> {
     /// The service: read before planning, and sent to. `None`: offline.
     pub api: Option<&'a Arc<dyn TaskApi>>,
     pub policy: &'a Policy,
+    /// Who or what applies: recorded as the state's `last_applied` when it sends.
+    pub origin: Origin,
+}
+
+/// Who or what a reconcile applies for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command run by a person or a pipeline: `user@host (command)`.
+    Command(String),
+    /// A watcher: of a git revision (SHA, subject), or of a folder (`None`), run as
+    /// `user@host (command)`.
+    Watch(Option<(String, String)>, String),
+}
+
+impl Origin {
+    /// The `last_applied` of an apply that sent something now.
+    pub fn last_applied(&self) -> crate::state::LastApplied {
+        let at = crate::clock::now_rfc3339();
+        match self {
+            Origin::Command(by) | Origin::Watch(None, by) => crate::state::LastApplied {
+                revision: None,
+                subject: None,
+                at,
+                by: Some(by.clone()),
+            },
+            Origin::Watch(Some((sha, subject)), _) => crate::state::LastApplied {
+                revision: Some(sha.clone()),
+                subject: Some(subject.clone()),
+                at,
+                by: None,
+            },
+        }
+    }
 }
 
 /// How a reconcile sends.
@@ -209,6 +242,11 @@ pub async fn prepare(
         });
     }
     moved_any |= !fingerprinted.is_empty();
+    let files = records::follow_files(&mut state, &ctx.loaded.manifests);
+    if files > 0 {
+        tracing::debug!(tasks = files, "the records follow their manifests' files");
+    }
+    moved_any |= files > 0;
     let mut observed = match ctx.api {
         Some(api) => observe::observe(&mut state, ctx.loaded, api, ctx.policy).await?,
         None => Observed {
@@ -300,6 +338,9 @@ where
         return Ok(report);
     }
     // Nothing is written before this point: a refused approval changes nothing.
+    // Recorded with the state the run persists after sending.
+    let mut state = state;
+    state.last_applied = Some(ctx.origin.last_applied());
     let mut state = ready_for_journal(ctx.store, state, target, report.observed.changed)?;
     let (plan, manifests) = report.doc.manifests_to_send(ctx.loaded)?;
     let (results, persisted) =

@@ -60,6 +60,24 @@ pub fn fingerprint_plain(
     out
 }
 
+/// Records where each recorded task's manifest is now, when it moved (a file renamed
+/// or split): nothing is sent for it, and `state list` names the file that declares
+/// it. Returns how many records changed.
+pub fn follow_files(state: &mut State, manifests: &[Manifest]) -> usize {
+    let mut n = 0;
+    for m in manifests {
+        if state
+            .tasks
+            .get(&m.name)
+            .is_some_and(|r| r.file.as_deref() != Some(m.file.as_str()))
+        {
+            state.record_file(&m.name, &m.file);
+            n += 1;
+        }
+    }
+    n
+}
+
 /// What one `moved:` entry did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Move {

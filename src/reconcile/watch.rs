@@ -45,6 +45,8 @@ pub struct Spec {
     pub git: Option<GitSpec>,
     pub apply: ApplyOptions,
     pub policy: Policy,
+    /// Who runs the watcher (`user@host (watch)`), for the state's `last_applied`.
+    pub by: String,
 }
 
 /// A watched git repository: fetched every `poll`, and when a hook says so.
@@ -184,6 +186,8 @@ pub struct Watcher<'a> {
     pub hooks: Option<mpsc::UnboundedReceiver<()>>,
     /// Parsed files kept between reconciles: a change re-reads only what changed.
     pub cache: crate::load::cache::LoadCache,
+    /// With `--git`: the revision being reconciled (SHA, subject).
+    pub revision: std::sync::Mutex<Option<(String, String)>>,
 }
 
 /// Watches `spec.dir` (or, with `--git`, the repository) and reconciles until
@@ -401,6 +405,8 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
         if let Some(c) = target.as_ref() {
             reconciled_now = true;
             attempted = Some(c.sha.clone());
+            *w.revision.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((c.sha.clone(), c.subject.clone()));
             let done = w
                 .reconcile(&c.dir, &mut failures, trigger, None, None)
                 .await;
@@ -473,9 +479,10 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
 fn record_revision(store: &dyn StateStore, rev: &Revision) {
     let result = store.load().and_then(|mut state| {
         state.last_applied = Some(crate::state::LastApplied {
-            revision: rev.sha.clone(),
+            revision: Some(rev.sha.clone()),
             subject: Some(rev.subject.clone()),
             at: crate::clock::now_rfc3339(),
+            by: None,
         });
         store.persist(&mut state)
     });
@@ -662,6 +669,13 @@ impl Watcher<'_> {
             target: self.remote.as_ref().map(|(_, t)| t),
             api: self.remote.as_ref().map(|(api, _)| api),
             policy: &self.spec.policy,
+            origin: super::Origin::Watch(
+                self.revision
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone(),
+                self.spec.by.clone(),
+            ),
         }
     }
 

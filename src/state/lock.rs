@@ -26,6 +26,19 @@ pub struct Holder {
     pub longest_send_ms: Option<u64>,
 }
 
+/// `user@host (command)`: who applies, for the state's `last_applied`. The user from
+/// `USER` (or `LOGNAME`), the host from the kernel.
+pub fn user_at_host(env: &dyn Fn(&str) -> Option<String>, command: &str) -> String {
+    let user = env("USER")
+        .or_else(|| env("LOGNAME"))
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    format!("{user}@{host} ({command})")
+}
+
 impl Holder {
     /// This process, running `command`.
     pub fn this_process(command: &str) -> Holder {

@@ -75,11 +75,16 @@ pub struct TaskRecord {
 /// The revision of the config repo the state was last reconciled with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastApplied {
-    /// The commit SHA.
-    pub revision: String,
+    /// The commit SHA a watcher applied; `None` for an apply of a command (a person
+    /// or a pipeline), which applies a folder, not a watched revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     pub at: String,
+    /// Who applied (`user@host`, and the command), for an apply not of a revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
 }
 
 /// A remote task left behind by a replace (the create-only API cannot delete it).
@@ -528,6 +533,13 @@ impl State {
 }
 
 impl State {
+    /// The manifest of `name` moved to `file` (nothing changed on the server).
+    pub fn record_file(&mut self, name: &str, file: &str) {
+        if let Some(r) = self.tasks.get_mut(name) {
+            r.file = Some(file.to_string());
+        }
+    }
+
     /// The record of `name` holds the same content in another form (a value now
     /// sensitive, recorded as its fingerprint): hash and body replaced, nothing else.
     pub fn record_fingerprinted(&mut self, name: &str, hash: String, body: Option<Box<RawValue>>) {

@@ -17,6 +17,7 @@ pub mod emulator;
 pub mod endpoint;
 pub mod error;
 pub mod fsutil;
+pub mod glob;
 pub mod hash;
 pub mod load;
 pub mod location;

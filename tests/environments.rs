@@ -949,3 +949,73 @@ fn all_envs_warnings_name_their_environment() {
         );
     }
 }
+
+/// An overlay's patch with a selector changes every shared task it selects, in file
+/// order before the patches by name; a bad value points at the selector patch; a
+/// selector that selects nothing is a warning naming it (issue #29.4).
+#[test]
+fn selector_patches_change_every_task_they_select() {
+    let (p, _emus) = example();
+    p.write(
+        "repo/overlays/dev/all.yaml",
+        "patch: \"*\"\nschedule_config:\n  enabled: 0\n---\npatch: {names: \"dli-sales-*\"}\ndescription: sales, in dev\n---\npatch: {labels: {team: nobody}}\ndescription: never\n",
+    );
+    let plan = run(
+        &p,
+        &["plan", "--env", "dev", "--format", "json", "repo"],
+        &[],
+    );
+    plan.succeeds();
+    let doc: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let saved = run(
+        &p,
+        &["plan", "--env", "dev", "repo", "--out", "dev.json"],
+        &[],
+    );
+    saved
+        .succeeds()
+        .stderr_has("the patch of `labels: team=nobody` selects no shared task");
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path("dev.json")).unwrap()).unwrap();
+    let body = |name: &str| -> Value {
+        let t = file["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap()
+            .clone();
+        t["body"].clone()
+    };
+    assert_eq!(doc["summary"]["create"], 4, "{doc}");
+    for name in [
+        "dli-orders-nightly",
+        "dli-sales-daily",
+        "dws-warehouse-marts",
+    ] {
+        assert_eq!(body(name)["schedule_config"]["enabled"], 0, "{name}");
+    }
+    assert_eq!(body("dli-sales-daily")["description"], "sales, in dev");
+    assert_ne!(body("dws-warehouse-marts")["description"], "sales, in dev");
+    // The per-name patch applies after the selector: its cron stays.
+    assert_eq!(
+        body("dli-orders-nightly")["schedule_config"]["cron_expression"],
+        "0 0 12 * * ?"
+    );
+    // A bad value set by a selector patch is reported at its line.
+    p.write(
+        "repo/overlays/dev/all.yaml",
+        "patch: \"*\"\nschedule_config:\n  max_time_out: ten\n",
+    );
+    run(&p, &["validate", "repo"], &[])
+        .fails_with(1)
+        .stderr_has("overlays/dev/all.yaml:3:17:");
+    // A selector that is not one.
+    p.write(
+        "repo/overlays/dev/all.yaml",
+        "patch: {team: crm}\ndescription: x\n",
+    );
+    run(&p, &["validate", "repo"], &[])
+        .fails_with(1)
+        .stderr_has("a patch selector takes `names` and `labels`, not `team`");
+}

@@ -52,6 +52,7 @@ pub fn validate(args: ValidateArgs, env: Env) -> Exit {
 /// tasks and 1 removal, for environment prod.`
 fn overlay_summary(checked: &Checked, env: Env) -> Option<String> {
     let mut patches = 0;
+    let mut selectors = 0;
     let mut removals = 0;
     let mut environments = std::collections::BTreeSet::new();
     for f in &checked.files {
@@ -59,7 +60,8 @@ fn overlay_summary(checked: &Checked, env: Env) -> Option<String> {
         let docs = crate::load::yaml::parse_documents(&text).ok()?;
         for d in &docs {
             match (d.value.get("patch"), d.value.get("remove")) {
-                (Some(_), _) => patches += 1,
+                (Some(serde_json::Value::String(n)), _) if n != "*" => patches += 1,
+                (Some(_), _) => selectors += 1,
                 (_, Some(serde_json::Value::Array(names))) => removals += names.len(),
                 (_, Some(_)) => removals += 1,
                 _ => return None,
@@ -85,10 +87,16 @@ fn overlay_summary(checked: &Checked, env: Env) -> Option<String> {
             .clone();
         environments.insert(name);
     }
-    if patches + removals == 0 {
+    if patches + selectors + removals == 0 {
         return None;
     }
     let mut parts = Vec::new();
+    if selectors > 0 {
+        parts.push(format!(
+            "{selectors} patch{} of the shared tasks a selector selects",
+            if selectors == 1 { "" } else { "es" }
+        ));
+    }
     if patches > 0 {
         parts.push(format!(
             "a patch of {patches} shared task{}",

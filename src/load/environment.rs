@@ -151,11 +151,66 @@ pub struct Removal {
     pub used: AtomicBool,
 }
 
+/// Which shared tasks a selector patch changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// `patch: "*"`: every shared task.
+    All,
+    /// `patch: {names: GLOB or [GLOB...], labels: {KEY: VALUE}}`: tasks whose name
+    /// matches one of the globs (any name when none is given) and that carry every
+    /// label (`taskform: labels:`).
+    Match {
+        names: Vec<String>,
+        labels: BTreeMap<String, String>,
+    },
+}
+
+impl Selector {
+    /// Whether the shared task `name` (whose raw body is `body`) is selected.
+    pub fn selects(&self, name: &str, body: &Value) -> bool {
+        match self {
+            Selector::All => true,
+            Selector::Match { names, labels } => {
+                let named = names.is_empty() || names.iter().any(|g| crate::glob::matches(g, name));
+                let labelled = labels.iter().all(|(k, v)| {
+                    body.get("taskform")
+                        .and_then(|t| t.get("labels"))
+                        .and_then(|l| l.get(k))
+                        .and_then(Value::as_str)
+                        == Some(v.as_str())
+                });
+                named && labelled
+            }
+        }
+    }
+
+    /// As written, for messages (`"*"`, `names: mysql-*, labels: team=crm`).
+    pub fn shown(&self) -> String {
+        match self {
+            Selector::All => "\"*\"".into(),
+            Selector::Match { names, labels } => {
+                let mut parts = Vec::new();
+                if !names.is_empty() {
+                    parts.push(format!("names: {}", names.join(", ")));
+                }
+                if !labels.is_empty() {
+                    let l: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    parts.push(format!("labels: {}", l.join(", ")));
+                }
+                parts.join("; ")
+            }
+        }
+    }
+}
+
 /// An environment's changes to the shared tasks.
 #[derive(Debug, Default)]
 pub struct Overlay {
     pub patches: BTreeMap<String, Patch>,
     pub removals: BTreeMap<String, Removal>,
+    /// Patches of every shared task a selector selects, in file order (applied before
+    /// the patches by name).
+    pub selected: Vec<(Selector, Patch)>,
 }
 
 /// Whether a document of an overlay changes a shared task (rather than being a task).
@@ -232,12 +287,61 @@ impl Overlay {
                 }
                 continue;
             }
+            let selector = match map.get("patch") {
+                Some(Value::String(s)) if s == "*" => Some(Selector::All),
+                Some(Value::String(_)) => None,
+                Some(Value::Object(sel)) => match selector_of(sel) {
+                    Ok(s) => Some(s),
+                    Err(why) => {
+                        let (l, c) = at(&[Seg::Key("patch".into())], Part::Value);
+                        diags.push(
+                            Diagnostic::new(display, l, c, why).with_hint(
+                                "patch: {names: \"mysql-*\"}, patch: {labels: {team: crm}}, or patch: \"*\"",
+                            ),
+                        );
+                        continue;
+                    }
+                },
+                _ => {
+                    let (l, c) = at(&[Seg::Key("patch".into())], Part::Value);
+                    diags.push(
+                        Diagnostic::new(
+                            display,
+                            l,
+                            c,
+                            "`patch` takes the name of a shared task, or a selector",
+                        )
+                        .with_hint("patch: dli-orders-nightly, patch: {names: \"mysql-*\"}, patch: {labels: {team: crm}}, or patch: \"*\""),
+                    );
+                    continue;
+                }
+            };
+            if let Some(selector) = selector {
+                let mut body = map.clone();
+                body.remove("patch");
+                if body.contains_key("name") {
+                    let (l, c) = at(&[Seg::Key("name".into())], Part::Key);
+                    diags.push(Diagnostic::new(
+                        display,
+                        l,
+                        c,
+                        "a patch of several tasks cannot set `name`",
+                    ));
+                    continue;
+                }
+                self.selected.push((
+                    selector,
+                    Patch {
+                        body: Value::Object(body),
+                        src: shared.clone(),
+                        display: display.to_string(),
+                        doc: doc.index,
+                        used: AtomicBool::new(false),
+                    },
+                ));
+                continue;
+            }
             let Some(Value::String(name)) = map.get("patch") else {
-                let (l, c) = at(&[Seg::Key("patch".into())], Part::Value);
-                diags.push(
-                    Diagnostic::new(display, l, c, "`patch` takes the name of a shared task")
-                        .with_hint("patch: dli-orders-nightly"),
-                );
                 continue;
             };
             let mut body = map.clone();
@@ -280,11 +384,40 @@ impl Overlay {
         }
     }
 
-    /// The patch of a shared task, marked used.
-    pub fn patch_for(&self, name: &str) -> Option<&Patch> {
-        let p = self.patches.get(name)?;
-        p.used.store(true, Ordering::SeqCst);
-        Some(p)
+    /// The patches of a shared task (`body` as written), in the order they apply:
+    /// every selector patch that selects it, in file order, then its own; each marked
+    /// used.
+    pub fn patches_for(&self, name: &str, body: &Value) -> Vec<&Patch> {
+        let mut out: Vec<&Patch> = self
+            .selected
+            .iter()
+            .filter(|(s, _)| s.selects(name, body))
+            .map(|(_, p)| p)
+            .collect();
+        out.extend(self.patches.get(name));
+        for p in &out {
+            p.used.store(true, Ordering::SeqCst);
+        }
+        out
+    }
+
+    /// Selector patches that selected no shared task: warnings naming them (a
+    /// selector may match nothing in one environment on purpose).
+    pub fn unused_selectors(&self) -> Vec<Diagnostic> {
+        self.selected
+            .iter()
+            .filter(|(_, p)| !p.used.load(Ordering::SeqCst))
+            .map(|(s, p)| {
+                let (l, c) = yaml::locate(&p.src, p.doc, &[Seg::Key("patch".into())], Part::Value)
+                    .unwrap_or((0, 0));
+                Diagnostic::new(
+                    &p.display,
+                    l,
+                    c,
+                    format!("the patch of `{}` selects no shared task", s.shown()),
+                )
+            })
+            .collect()
     }
 
     /// Whether a shared task is left out (marked used).
@@ -335,6 +468,47 @@ impl Overlay {
             }
         }
     }
+}
+
+/// A `patch:` mapping as a selector: `names` (a glob or a list of them) and/or
+/// `labels` (a mapping of strings).
+fn selector_of(sel: &serde_json::Map<String, Value>) -> Result<Selector, String> {
+    let mut names = Vec::new();
+    let mut labels = BTreeMap::new();
+    for (k, v) in sel {
+        match (k.as_str(), v) {
+            ("names", Value::String(g)) if !g.is_empty() => names.push(g.clone()),
+            ("names", Value::Array(items)) if !items.is_empty() => {
+                for i in items {
+                    match i.as_str().filter(|g| !g.is_empty()) {
+                        Some(g) => names.push(g.to_string()),
+                        None => return Err("`names` takes name globs (strings)".into()),
+                    }
+                }
+            }
+            ("names", _) => return Err("`names` takes a name glob or a list of them".into()),
+            ("labels", Value::Object(m)) if !m.is_empty() => {
+                for (lk, lv) in m {
+                    match lv.as_str() {
+                        Some(v) => {
+                            labels.insert(lk.clone(), v.to_string());
+                        }
+                        None => return Err(format!("the label `{lk}` takes a string")),
+                    }
+                }
+            }
+            ("labels", _) => return Err("`labels` takes a mapping of label values".into()),
+            (other, _) => {
+                return Err(format!(
+                    "a patch selector takes `names` and `labels`, not `{other}`"
+                ));
+            }
+        }
+    }
+    if names.is_empty() && labels.is_empty() {
+        return Err("a patch selector needs `names` or `labels`".into());
+    }
+    Ok(Selector::Match { names, labels })
 }
 
 /// Applies a JSON merge patch (RFC 7386) to `target`.

@@ -488,6 +488,7 @@ pub(super) fn load_inner(
             .map(|m| m.name.clone())
             .collect();
         overlay.unused(&shared, &mut diags);
+        warnings.extend(overlay.unused_selectors());
     }
     let values = secret_values(&manifests, &settings, env);
     hide_secret_values(&mut manifests, &values, &settings, &mut diags);
@@ -927,7 +928,7 @@ pub fn parse_source_with(
         if in_overlay && crate::load::environment::is_change(&body) {
             continue;
         }
-        let mut patch = None;
+        let mut patches: Vec<&crate::load::environment::Patch> = Vec::new();
         if let Some(ov) = overlay
             && let Some(raw) = body.get("name").and_then(Value::as_str)
         {
@@ -935,9 +936,9 @@ pub fn parse_source_with(
             if ov.removes(&name) {
                 continue;
             }
-            if let Some(p) = ov.patch_for(&name) {
+            patches = ov.patches_for(&name, &body);
+            for p in &patches {
                 crate::load::environment::merge_patch(&mut body, &p.body);
-                patch = Some(p);
             }
         }
         // Per-task rules are taskform's, not the task's: out of the body (and the hash).
@@ -982,8 +983,10 @@ pub fn parse_source_with(
         };
         for w in checked {
             // Not in the manifest: inherited from `defaults`, reported there once.
-            let found = patch
-                .and_then(|p| {
+            let found = patches
+                .iter()
+                .rev()
+                .find_map(|p| {
                     yaml::locate(&p.src, p.doc, &w.path, w.part).map(|lc| (p.display.as_str(), lc))
                 })
                 .or_else(|| yaml::locate(src, doc.index, &w.path, w.part).map(|lc| (display, lc)));
@@ -993,7 +996,7 @@ pub fn parse_source_with(
         }
         if !problems.is_empty() {
             for p in problems {
-                diags.push(place(src, display, doc.index, settings, patch, p));
+                diags.push(place(src, display, doc.index, settings, &patches, p));
             }
             continue;
         }
@@ -1140,12 +1143,15 @@ fn place(
     display: &str,
     doc: usize,
     settings: &Settings,
-    patch: Option<&crate::load::environment::Patch>,
+    patches: &[&crate::load::environment::Patch],
     p: Problem,
 ) -> Diagnostic {
-    if let Some(patch) = patch
-        && !p.path.is_empty()
-        && let Some((l, c)) = yaml::locate(&patch.src, patch.doc, &p.path, p.part)
+    // The last patch that sets the path set its value.
+    if !p.path.is_empty()
+        && let Some((patch, (l, c))) = patches
+            .iter()
+            .rev()
+            .find_map(|patch| Some((patch, yaml::locate(&patch.src, patch.doc, &p.path, p.part)?)))
     {
         return Diagnostic::new(
             &patch.display,

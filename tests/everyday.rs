@@ -16,12 +16,13 @@ fn the_text_plan_shows_only_what_changes() {
     let plan = p.run(&["plan", "tasks"], &[]);
     plan.succeeds()
         .stdout_has("~ t0002")
-        .stdout_has("No changes to 4 other tasks (--show-unchanged lists them).")
+        .stdout_has("4 other tasks unchanged (--show-unchanged lists them).")
+        .stdout_lacks("No changes")
         .stdout_lacks("t0001");
     let all = p.run(&["plan", "tasks", "--show-unchanged"], &[]);
     all.succeeds()
         .stdout_has("t0001")
-        .stdout_lacks("other tasks");
+        .stdout_lacks("other tasks unchanged");
     assert_eq!(p.plan_json()["tasks"].as_array().unwrap().len(), 5);
     // Nothing to change: the summary alone.
     p.apply(&emu.url, &[]).succeeds();

@@ -623,7 +623,14 @@ fn a_saved_plan_made_with_adopt_records_the_adopted_tasks_when_applied() {
     let p = Project::new();
     p.task("a").task("b");
     p.online(
-        &["plan", "tasks", "--adopt", "--out", "plan.json"],
+        &[
+            "plan",
+            "tasks",
+            "--adopt",
+            "--show-unchanged",
+            "--out",
+            "plan.json",
+        ],
         &emu.url,
     )
     .succeeds()

@@ -454,6 +454,7 @@ impl World {
             target: Some(&self.target),
             api: Some(&self.api),
             policy: &self.policy,
+            origin: reconcile::Origin::Command("tester@test (apply)".into()),
         };
         reconcile::once(&ctx, None, approve, &self.sending()).await
     }

@@ -49,7 +49,8 @@ pub fn environments_text(
 
 /// The plan for a person: one line per task that changes (or is orphaned, superseded,
 /// in doubt, a duplicate, or has a note) sorted by name, field diffs for replaces and
-/// updates, `No changes to N other tasks.`, and a summary line. `show_unchanged`
+/// updates, `N other tasks unchanged` (never "No changes", which says that a plan
+/// changes nothing), and a summary line. `show_unchanged`
 /// lists every unchanged task too.
 pub fn plan_text(plan: &SavedPlan, style: Style, show_unchanged: bool) -> String {
     use unicode_width::UnicodeWidthStr;
@@ -151,7 +152,7 @@ pub fn plan_text(plan: &SavedPlan, style: Style, show_unchanged: bool) -> String
             out,
             "  {}",
             style.dim(&format!(
-                "No changes to {hidden} other task{} (--show-unchanged lists them).",
+                "{hidden} other task{} unchanged (--show-unchanged lists them).",
                 if hidden == 1 { "" } else { "s" }
             ))
         );

@@ -82,6 +82,7 @@ fn the_schema_of_an_environments_repo_knows_every_defaults() {
 }
 
 /// Copies `examples/environments` into `to`.
+#[allow(dead_code)]
 fn copy_example(to: &std::path::Path) {
     fn copy(from: &std::path::Path, to: &std::path::Path) {
         std::fs::create_dir_all(to).unwrap();
@@ -364,4 +365,94 @@ fn export_writes_what_a_user_sets_under_stable_names() {
     )
     .succeeds()
     .stdout_has("No changes.");
+}
+
+/// What a review found (issue #28): export refuses a secret it cannot write as a
+/// placeholder rather than write it in plain text; a secret from the folder's
+/// defaults never reaches the state; `state show` never prints the value of a
+/// secret-looking key; a nested overlay folder is no stray one.
+#[test]
+fn export_never_writes_a_secret_it_cannot_place_and_show_hides_plain_ones() {
+    let emu = Emu::start(&[]);
+    let made = Project::new();
+    made.write(
+        "tasks/odd.yaml",
+        "name: odd\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: x\n  spark.secret.key: Dotted-S3cret-77\n",
+    );
+    made.apply(&emu.url, &[]).succeeds();
+    let p = Project::new();
+    let out = p.online(
+        &[
+            "export",
+            "out",
+            "--project-id",
+            PROJECT,
+            "--workspace",
+            WORKSPACE,
+        ],
+        &emu.url,
+    );
+    out.fails_with(1)
+        .stderr_has("odd task_config.spark.secret.key");
+    assert!(!p.path("out/dli").exists(), "nothing written");
+    assert!(!out.stdout.contains("Dotted-S3cret-77") && !out.stderr.contains("Dotted-S3cret-77"));
+    // --plaintext-secrets writes it (with a warning); `state show` still hides it.
+    p.online(
+        &[
+            "export",
+            "out",
+            "--project-id",
+            PROJECT,
+            "--workspace",
+            WORKSPACE,
+            "--plaintext-secrets",
+        ],
+        &emu.url,
+    )
+    .succeeds();
+    let show = p.run(&["state", "show", "odd", "--dir", "out"], &[]);
+    show.succeeds().stdout_has("(sensitive)");
+    assert!(!show.stdout.contains("Dotted-S3cret-77"), "{}", show.stdout);
+
+    // A secret from the folder's defaults: the state records its fingerprint.
+    let q = Project::new();
+    q.write(
+        "out/taskform.yaml",
+        &format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n  task_config:\n    token: ${{secret:SHARED_TOKEN}}\n"),
+    );
+    let shared = Project::new();
+    shared.write(
+        "tasks/t.yaml",
+        "name: with-token\ndata_source_type: DLI\nschedule_config:\n  schedule_type: RUN_ONCE\n  max_time_out: 10\ntask_config:\n  data_connection_name: y\n  token: Shared-T0ken-88\n",
+    );
+    shared.apply(&emu.url, &[]).succeeds();
+    q.run(
+        &[
+            "export",
+            "out",
+            "--endpoint",
+            &emu.url,
+            "--secret-keys",
+            "nothing-matches",
+        ],
+        &[
+            ("TASKFORM_AUTH_TOKEN", TOKEN),
+            ("SHARED_TOKEN", "Shared-T0ken-88"),
+        ],
+    )
+    .succeeds();
+    let state = q.state_folder_text();
+    assert!(!state.contains("Shared-T0ken-88"), "{state}");
+}
+
+#[test]
+fn a_nested_overlay_folder_is_no_stray_one() {
+    let p = Project::new();
+    p.write(
+        "r/taskform.yaml",
+        &format!("defaults:\n  user_id: u-1\n  dir_id: \"0\"\nenvironments:\n  dev:\n    project_id: {PROJECT}\n    workspace: {WORKSPACE}\n    overlay: overlays/team-a/dev\n"),
+    );
+    p.write("r/tasks/a.yaml", &manifest("a", 10));
+    p.write("r/overlays/team-a/dev/b.yaml", &manifest("b", 10));
+    p.run(&["validate", "r"], &[]).succeeds();
 }

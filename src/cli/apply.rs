@@ -60,10 +60,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         refuse_other_flags(&args, s)?;
     }
     let saved = match (saved, &args.dir) {
-        (Some(s), Some(dir)) => Some(
-            s.with_dir(dir)
-                .map_err(|e| Error::Folder(format!("cannot resolve {}: {e}", dir.display())))?,
-        ),
+        (Some(s), Some(dir)) => Some(s.with_dir(dir)),
         (None, Some(_)) => {
             return Err(Error::Command(format!(
                 "--dir names the manifest folder of a plan file; {} is a folder: apply it as `taskform apply {}`",
@@ -106,9 +103,10 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
             return Err(Error::Command(match args.dir {
                 Some(_) => format!("the manifest folder {} cannot be read: {e}", dir.display()),
                 None => format!(
-                    "the plan file says its manifest folder is {} (relative to the plan file's folder), and there is none: was the plan file moved (a downloaded artifact)? Name the folder the plan was made for: `taskform apply {} --dir DIR`",
+                    "the plan file says its manifest folder is {} (relative to the plan file's folder), and there is none: was the plan file moved (a downloaded artifact)? Name the folder the plan was made for: `taskform apply {}{} --dir DIR`",
                     dir.display(),
-                    args.path.display()
+                    args.path.display(),
+                    crate::plan::document::env_flag(environment.as_deref()),
                 ),
             }));
         }
@@ -132,7 +130,12 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     let store = match &saved {
         Some(saved) => {
             saved.check_target(&TargetRef::of(&conn.resolved))?;
-            conn.resolved.state = saved_state(saved, &conn.resolved)?;
+            // With --dir the plan file is not where it was made: its state path means
+            // nothing here, the state is the one the folder resolves (the plan's
+            // lineage and serial must match it).
+            if args.dir.is_none() {
+                conn.resolved.state = saved_state(saved, &conn.resolved)?;
+            }
             state::open(&conn.resolved.state, env, "apply")?
         }
         None => super::open_store(&conn.resolved, &dir, env, "apply")?,

@@ -51,13 +51,7 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
     )
     .await?;
     // A state folder this export creates ignores the lock files beside the state.
-    let new_state_folder = conn
-        .resolved
-        .state
-        .as_file()
-        .map(crate::fsutil::parent_dir)
-        .filter(|d| !d.exists())
-        .map(std::path::Path::to_path_buf);
+    let new_state_folder = new_state_folder(&conn.resolved);
     let store = super::open_store(&conn.resolved, &args.dir, env, "export")?;
     let mut tx = Transaction::begin(
         store.as_ref(),
@@ -98,18 +92,7 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         "exported"
     );
     tx.commit(done.recorded > 0, Some(&conn.target))?;
-    if let Some(folder) = new_state_folder
-        && folder.is_dir()
-        && !folder.join(".gitignore").exists()
-    {
-        let text = "# Written by `taskform export`: the lock beside the state is the running\n# process's, never committed.\n*.lock\n";
-        if let Err(e) = crate::fsutil::write_atomic(&folder.join(".gitignore"), text.as_bytes()) {
-            tracing::warn!(
-                "cannot write {}: {e}",
-                escape(&folder.join(".gitignore").display().to_string())
-            );
-        }
-    }
+    ignore_locks(new_state_folder);
     for (name, tasks) in &done.duplicates {
         let list: Vec<String> = tasks
             .iter()
@@ -224,6 +207,44 @@ fn placeholders_summary(
     Some(out)
 }
 
+/// The folder of a file state that export creates: its `.gitignore` keeps the lock
+/// file (the running process's) out of commits.
+fn new_state_folder(resolved: &crate::load::target::Resolved) -> Option<PathBuf> {
+    resolved
+        .state
+        .as_file()
+        .map(crate::fsutil::parent_dir)
+        .filter(|d| !d.exists())
+        .map(std::path::Path::to_path_buf)
+}
+
+/// Writes `.gitignore` (`*.lock`) into a state folder export created.
+fn ignore_locks(folder: Option<PathBuf>) {
+    let Some(folder) = folder.filter(|f| f.is_dir() && !f.join(".gitignore").exists()) else {
+        return;
+    };
+    let text = "# Written by `taskform export`: the lock beside the state is the running\n# process's, never committed.\n*.lock\n";
+    if let Err(e) = crate::fsutil::write_atomic(&folder.join(".gitignore"), text.as_bytes()) {
+        tracing::warn!(
+            "cannot write {}: {e}",
+            escape(&folder.join(".gitignore").display().to_string())
+        );
+    }
+}
+
+/// A path as a shell word: quoted when it holds anything but letters, digits and
+/// `/._-` (escaped for the terminal either way).
+fn shell_word(p: &std::path::Path) -> String {
+    let s = p.display().to_string();
+    match s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+    {
+        true => s,
+        false => format!("'{}'", escape(&s.replace('\'', "'\\''"))),
+    }
+}
+
 /// What a settings file written by export names besides the target: the state and
 /// the endpoint, when they came from flags or the environment (so that the next
 /// `plan DIR` finds them); never a password, never the built-in emulator's port.
@@ -294,10 +315,12 @@ async fn all_envs(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
     let scopes: Vec<_> = settings.iter().map(|s| s.scope.over(env)).collect();
     let mut conns = Vec::new();
     let mut stores = Vec::new();
+    let mut new_folders = Vec::new();
     for (s, scoped) in settings.iter().zip(&scopes) {
         let env: Env = scoped;
         let conn =
             Connection::open(&args.target, &args.connect, "export", env, s, &args.dir).await?;
+        new_folders.push(new_state_folder(&conn.resolved));
         stores.push(super::open_store(&conn.resolved, &args.dir, env, "export")?);
         conns.push(conn);
     }
@@ -338,6 +361,9 @@ async fn all_envs(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
     );
     for (i, tx) in txs.into_iter().enumerate() {
         tx.commit(done.recorded[i] > 0, Some(&conns[i].target))?;
+    }
+    for folder in new_folders {
+        ignore_locks(folder);
     }
     for (envname, what) in &done.unusable {
         tracing::warn!(
@@ -395,7 +421,7 @@ async fn all_envs(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         );
     }
     if exported > 0 {
-        println!("Next: taskform plan --all-envs {}", args.dir.display());
+        println!("Next: taskform plan --all-envs {}", shell_word(&args.dir));
     }
     if let Some(summary) = placeholders_summary(
         &done.placeholders,

@@ -303,8 +303,19 @@ pub fn schema(dir: Option<PathBuf>, env: Env) -> Exit {
                 // shared ones or any environment's set it.
                 let mut defaults = shared.defaults.clone();
                 for name in &shared.environments {
-                    let one = settings::load_for(dir, Some(name), env).map_err(Error::Invalid)?;
-                    merge_missing(&mut defaults, &one.defaults);
+                    // An environment whose settings need variables this shell lacks
+                    // (normal in an editor) is left out, with a warning.
+                    match settings::load_for(dir, Some(name), env) {
+                        Ok(one) => merge_missing(&mut defaults, &one.defaults),
+                        Err(diags) => tracing::warn!(
+                            "the defaults of environment {} are left out of the schema: {}",
+                            render::escape(name),
+                            diags
+                                .first()
+                                .map(|d| format!("{}: {}", d.location(), d.message))
+                                .unwrap_or_default()
+                        ),
+                    }
                 }
                 defaults
             }

@@ -264,6 +264,29 @@ fn short(hash: &str) -> String {
     format!("sha256:{}", hex.chars().take(12).collect::<String>())
 }
 
+/// Every scalar below a secret-looking key (`password`, `token`...) shown as
+/// `(sensitive)`.
+fn hide_secret_keys(
+    v: &mut serde_json::Value,
+    keys: &crate::load::export::SecretKeys,
+    under: bool,
+) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                hide_secret_keys(v, keys, under || (k != "name" && keys.matches(k)));
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|i| hide_secret_keys(i, keys, under)),
+        Value::Null => {}
+        scalar if under => *scalar = Value::String(render::SENSITIVE.into()),
+        _ => {}
+    }
+}
+
 /// One record and its stored body (sensitive values shown as `(sensitive)`).
 fn show(state: &State, name: &str, format: Format) -> Result<String, Error> {
     let r = state.tasks.get(name).ok_or_else(|| {
@@ -273,7 +296,15 @@ fn show(state: &State, name: &str, format: Format) -> Result<String, Error> {
         .body
         .as_ref()
         .and_then(|b| serde_json::from_str::<serde_json::Value>(b.get()).ok())
-        .map(|b| render::redacted(&b));
+        .map(|b| {
+            // A record written before a value became `${secret:...}` (by an export
+            // with --plaintext-secrets, or an older taskform) may hold it in plain
+            // text until the next apply rewrites it: values of secret-looking keys
+            // are never shown.
+            let mut b = render::redacted(&b);
+            hide_secret_keys(&mut b, &crate::load::export::SecretKeys::default(), false);
+            b
+        });
     if format == Format::Json {
         let doc = json!({"name": name, "task_id": r.task_id, "hash": r.hash, "file": r.file,
                          "applied_at": r.applied_at, "superseded": r.superseded, "body": body});
@@ -349,13 +380,21 @@ fn copy(args: &CopyArgs, env: Env) -> Result<Exit, Error> {
     let src_store = state::open(&src, env, "state copy")?;
     let dst_store = state::open(&dst, env, "state copy")?;
     let me = Holder::this_process("state copy");
+    // The tombstone names the destination so that it can be found from anywhere: a
+    // file by its absolute path, a PostgreSQL state by its URL (no password).
+    let move_to = args.move_source.then(|| match &dst {
+        StateLocation::File(p) => std::path::absolute(p)
+            .map(|a| crate::fsutil::normalize(&a).display().to_string())
+            .unwrap_or_else(|_| p.display().to_string()),
+        StateLocation::Postgres(_) => dst_store.describe(),
+    });
     let c = state::copy::copy(
         src_store.as_ref(),
         dst_store.as_ref(),
         &me,
         args.lock_timeout,
         args.force,
-        args.move_source,
+        move_to.as_deref(),
     )?;
     let replaced = match &c.replaced {
         Some((lineage, serial)) if *lineage != c.lineage => {

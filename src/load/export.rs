@@ -183,17 +183,17 @@ impl Default for SecretKeys {
 
 impl SecretKeys {
     /// The keys `--secret-keys` names (comma-separated; each matched like the
-    /// defaults, as a part of a key's name).
+    /// defaults: as a part of a key's name, or, for one of three letters or fewer
+    /// such as `sk`, as the whole name).
     pub fn from_list(list: &[String]) -> SecretKeys {
-        SecretKeys {
-            patterns: list
-                .iter()
-                .flat_map(|s| s.split(','))
-                .map(normalize_key)
-                .filter(|s| !s.is_empty())
-                .collect(),
-            exact: Vec::new(),
-        }
+        let all: Vec<String> = list
+            .iter()
+            .flat_map(|s| s.split(','))
+            .map(normalize_key)
+            .filter(|s| !s.is_empty())
+            .collect();
+        let (exact, patterns) = all.into_iter().partition(|k| k.chars().count() <= 3);
+        SecretKeys { patterns, exact }
     }
 
     pub fn matches(&self, key: &str) -> bool {
@@ -209,10 +209,21 @@ fn normalize_key(k: &str) -> String {
         .collect()
 }
 
-/// The paths (`task_config.password`, `a[0].token`) of the non-empty strings of
-/// `body` held by a secret-looking key.
-pub fn secret_paths(body: &Value, keys: &SecretKeys) -> Vec<String> {
-    fn walk(v: &Value, path: &str, keys: &SecretKeys, out: &mut Vec<String>) {
+/// The values of `body` held by a secret-looking key (and everything below one): the
+/// paths (`task_config.password`, `a.tokens[0]`) of the non-empty strings, which
+/// export writes as `${secret:NAME}`, and the paths of the values it cannot write so
+/// (a number, a boolean, or a key holding `.`, `[` or `]`, which a path cannot
+/// name): export refuses those rather than write them in plain text.
+pub fn secret_paths(body: &Value, keys: &SecretKeys) -> (Vec<String>, Vec<String>) {
+    /// `under`: below a secret-looking key; `named`: every key so far is nameable.
+    fn walk(
+        v: &Value,
+        path: &str,
+        under: bool,
+        named: bool,
+        keys: &SecretKeys,
+        out: &mut (Vec<String>, Vec<String>),
+    ) {
         match v {
             Value::Object(m) => {
                 for (k, v) in m {
@@ -220,31 +231,34 @@ pub fn secret_paths(body: &Value, keys: &SecretKeys) -> Vec<String> {
                         true => k.clone(),
                         false => format!("{path}.{k}"),
                     };
-                    if keys.matches(k) && v.as_str().is_some_and(|s| !s.is_empty()) {
-                        out.push(p);
-                    } else {
-                        walk(v, &p, keys, out);
-                    }
+                    let nameable = named && !k.contains(['.', '[', ']']) && !k.is_empty();
+                    walk(v, &p, under || keys.matches(k), nameable, keys, out);
                 }
             }
             Value::Array(items) => {
                 for (i, v) in items.iter().enumerate() {
-                    walk(v, &format!("{path}[{i}]"), keys, out);
+                    walk(v, &format!("{path}[{i}]"), under, named, keys, out);
                 }
             }
+            Value::String(s) if under && !s.is_empty() => match named {
+                true => out.0.push(path.to_string()),
+                false => out.1.push(path.to_string()),
+            },
+            Value::Number(_) | Value::Bool(_) if under => out.1.push(path.to_string()),
             _ => {}
         }
     }
-    let mut out = Vec::new();
+    let mut out = (Vec::new(), Vec::new());
     // The name is never a secret: it identifies the task.
     if let Value::Object(m) = body {
         for (k, v) in m.iter().filter(|(k, _)| k.as_str() != "name") {
             let mut one = Map::new();
             one.insert(k.clone(), v.clone());
-            walk(&Value::Object(one), "", keys, &mut out);
+            walk(&Value::Object(one), "", false, true, keys, &mut out);
         }
     }
-    out.sort();
+    out.0.sort();
+    out.1.sort();
     out
 }
 
@@ -549,13 +563,30 @@ mod tests {
         let keys = SecretKeys::default();
         let body = json!({"name": "token-task", "task_config": {"password": "p", "obs": {"access_key": "a", "secret_key": ""}, "queue": "q", "list": [{"token": "t"}]}});
         assert_eq!(
-            secret_paths(&body, &keys),
+            secret_paths(&body, &keys).0,
             [
                 "task_config.list[0].token",
                 "task_config.obs.access_key",
                 "task_config.password"
             ]
         );
+        let odd = json!({"name": "n", "task_config": {"spark.secret.key": "v", "password": 123456, "tokens": ["a", "b"], "credentials": {"user": "u"}}});
+        assert_eq!(
+            secret_paths(&odd, &keys),
+            (
+                vec![
+                    "task_config.credentials.user".to_string(),
+                    "task_config.tokens[0]".into(),
+                    "task_config.tokens[1]".into()
+                ],
+                vec![
+                    "task_config.password".to_string(),
+                    "task_config.spark.secret.key".into()
+                ]
+            )
+        );
+        let sk = SecretKeys::from_list(&["sk".into()]);
+        assert!(sk.matches("SK") && !sk.matches("task"));
         let mut taken = HashSet::new();
         assert_eq!(
             secret_variable("mysql-crm-028", "task_config.password", &mut taken),
@@ -570,7 +601,7 @@ mod tests {
             "TASK_9_LIVES_TOKEN"
         );
         let custom = SecretKeys::from_list(&["queue".into()]);
-        assert_eq!(secret_paths(&body, &custom), ["task_config.queue"]);
+        assert_eq!(secret_paths(&body, &custom).0, ["task_config.queue"]);
         let mut b = json!({"project_id": "p", "user_name": "u", "path": "/", "duty_person": "u", "parameter_config": [{"task_id": "1", "k": "v"}], "dir_id": "0"});
         strip_echoed(&mut b, Some("u"), &Map::new());
         assert_eq!(b, json!({"parameter_config": [{"k": "v"}], "dir_id": "0"}));

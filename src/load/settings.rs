@@ -471,10 +471,6 @@ fn read_variables(
     }
 }
 
-/// Reads `environments:`: the names, every environment's overlay folder, and for the
-/// chosen one its variables (into the scope), credentials and overlay. Returns the
-/// chosen environment's other settings, to apply over the shared ones.
-#[allow(clippy::too_many_arguments)]
 /// How the chosen environment was named, for messages: `TASKFORM_ENV=qa` when the
 /// variable holds it, else `--env qa` (the flag wins over the variable, so a flag of
 /// the same value reads the same either way).
@@ -485,6 +481,10 @@ pub fn chosen_label(name: &str, env: &dyn Fn(&str) -> Option<String>) -> String 
     }
 }
 
+/// Reads `environments:`: the names, every environment's overlay folder, and for the
+/// chosen one its variables (into the scope), credentials and overlay. Returns the
+/// chosen environment's other settings, to apply over the shared ones.
+#[allow(clippy::too_many_arguments)]
 fn read_environments(
     settings: &mut Settings,
     value: Option<Value>,
@@ -766,7 +766,11 @@ fn stray_overlays(settings: &Settings, dir: &Path, file: &str, diags: &mut Vec<D
         .filter(|n| !n.starts_with('.'))
         .filter(|n| {
             let rel = format!("{OVERLAYS}/{n}");
-            !settings.overlay_dirs.contains(&rel) && !settings.environments.contains(n)
+            let holds_one = settings
+                .overlay_dirs
+                .iter()
+                .any(|o| *o == rel || o.starts_with(&format!("{rel}/")));
+            !holds_one && !settings.environments.contains(n)
         })
         .collect();
     stray.sort();

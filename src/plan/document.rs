@@ -498,17 +498,11 @@ impl SavedPlan {
 
     /// The plan applied from another place than where its file says its manifest folder
     /// is (a plan file downloaded elsewhere, `apply PLAN --dir DIR`): the folder is
-    /// `dir`, and a file state keeps its place relative to the folder.
-    pub fn with_dir(mut self, dir: &Path) -> Result<SavedPlan, std::io::Error> {
-        if !crate::location::is_postgres_url(&self.state_path) {
-            let rel =
-                crate::fsutil::relative_to(Path::new(&self.state_path), Path::new(&self.dir))?;
-            self.state_path = crate::fsutil::normalize(&dir.join(rel))
-                .display()
-                .to_string();
-        }
+    /// `dir`. The state is then the one `dir`'s settings resolve (the caller's), which
+    /// the plan's lineage and serial must match as always.
+    pub fn with_dir(mut self, dir: &Path) -> SavedPlan {
         self.dir = dir.display().to_string();
-        Ok(self)
+        self
     }
 
     /// Writes the plan file atomically, with its paths relative to the file's folder.

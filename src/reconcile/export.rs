@@ -106,6 +106,11 @@ pub enum Error {
     },
     #[error("cannot write the task {name} as YAML: {detail}")]
     Yaml { name: String, detail: String },
+    #[error(
+        "export writes the values of secret-looking keys as ${{secret:NAME}}, and cannot for these (a number or a boolean, or a key holding `.`, `[` or `]`): {}; nothing was written. Name other keys with --secret-keys, or pass --plaintext-secrets and move these values into ${{secret:NAME}} by hand before committing",
+        .0.iter().map(|(t, p)| format!("{} {}", crate::load::diagnostic::escape(t), crate::load::diagnostic::escape(p))).collect::<Vec<_>>().join(", ")
+    )]
+    UnwritableSecrets(Vec<(String, String)>),
 }
 
 /// Exports every task of the workspace into `dir` and records them in `state`.
@@ -165,6 +170,7 @@ pub async fn export(
     let mut bodies: Vec<Value> = Vec::with_capacity(remote.len());
     let mut sensitive: Vec<Vec<String>> = Vec::with_capacity(remote.len());
     let mut variables = HashSet::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
     for (name, _, t) in &remote {
         let mut body = manifest_body(t);
         let defaults = match own_settings {
@@ -181,8 +187,9 @@ pub async fn export(
         }
         let mut written = body.clone();
         escape_references(&mut written);
-        let paths = secret_paths(&body, &secrets.keys);
+        let (paths, unwritable) = secret_paths(&body, &secrets.keys);
         if !secrets.plaintext {
+            refused.extend(unwritable.into_iter().map(|p| (name.clone(), p)));
             for path in &paths {
                 let variable = secret_variable(name, path, &mut variables);
                 if let Some(v) = crate::load::secret::pointer_mut(&mut written, path) {
@@ -201,6 +208,9 @@ pub async fn export(
             true => Vec::new(),
             false => paths,
         });
+    }
+    if !refused.is_empty() {
+        return Err(Error::UnwritableSecrets(refused));
     }
     let lifted = match own_settings {
         true => lift_defaults(&mut bodies),
@@ -270,7 +280,8 @@ pub async fn export(
     for (rel, body) in files.iter().zip(&plain) {
         out.files.push(rel.clone());
         if secrets.plaintext {
-            let found = secret_paths(body, &secrets.keys);
+            let (mut found, odd) = secret_paths(body, &secrets.keys);
+            found.extend(odd);
             if !found.is_empty() {
                 out.secrets.push((rel.clone(), found));
             }
@@ -317,12 +328,33 @@ pub async fn export(
             dir.join(&files[i]).display().to_string(),
             0,
         )
-        .with_sensitive(sensitive[i].clone(), key);
+        .with_sensitive(
+            with_sensitive_defaults(sensitive[i].clone(), &plain[i], settings),
+            key,
+        );
         if adopt::record(state, &m, std::slice::from_ref(task), key).is_some() {
             out.recorded += 1;
         }
     }
     Ok(out)
+}
+
+/// `paths` and the paths of the folder's sensitive defaults (`${secret:...}` in
+/// `defaults`) that `body` does not set itself: what the loader marks sensitive in
+/// the body it reads, so that the state never records those values either.
+pub(crate) fn with_sensitive_defaults(
+    mut paths: Vec<String>,
+    body: &Value,
+    settings: &Settings,
+) -> Vec<String> {
+    let mut probe = body.clone();
+    for d in &settings.sensitive_defaults {
+        let p = crate::load::yaml::path_string(&d.path);
+        if crate::load::secret::pointer_mut(&mut probe, &p).is_none() && !paths.contains(&p) {
+            paths.push(p);
+        }
+    }
+    paths
 }
 
 /// The settings file of an export folder: the target, the lifted defaults, and

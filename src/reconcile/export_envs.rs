@@ -124,6 +124,7 @@ pub async fn export_all(
     // One listing per environment.
     let mut found: Vec<BTreeMap<String, Vec<Found>>> = Vec::with_capacity(n);
     let mut recorded_anywhere: BTreeSet<String> = BTreeSet::new();
+    let mut refused: Vec<(String, String)> = Vec::new();
     for (i, side) in sides.iter().enumerate() {
         let Listing { tasks, complete } = side.api.list_tasks().await?.ok_or(Error::NoSearch)?;
         if !complete {
@@ -167,7 +168,14 @@ pub async fn export_all(
                 defaults,
             );
             strip_defaulted(&mut plain, defaults);
-            let secrets_at = secret_paths(&plain, &secrets.keys);
+            let (secrets_at, unwritable) = secret_paths(&plain, &secrets.keys);
+            if !secrets.plaintext {
+                refused.extend(
+                    unwritable
+                        .into_iter()
+                        .map(|p| (format!("{name} ({})", side.name), p)),
+                );
+            }
             by_name.entry(name.to_string()).or_default().push(Found {
                 id,
                 remote: t,
@@ -176,6 +184,9 @@ pub async fn export_all(
             });
         }
         found.push(by_name);
+    }
+    if !refused.is_empty() {
+        return Err(Error::UnwritableSecrets(refused));
     }
     let started = std::time::Instant::now();
     let names: BTreeSet<String> = found.iter().flat_map(|m| m.keys().cloned()).collect();
@@ -195,6 +206,7 @@ pub async fn export_all(
                 format!("{}/{}", crate::load::environment::OVERLAYS, sides[i].name)
             })
         };
+    let mut decided: Vec<(String, Vec<usize>, Option<Layout>, Vec<Value>)> = Vec::new();
     for name in &names {
         if recorded_anywhere.contains(name) {
             out.left_out.push((name.clone(), LeftOut::Managed));
@@ -254,6 +266,16 @@ pub async fn export_all(
             }
             written.push(w);
         }
+        // `None`: environment-only.
+        let layout = everywhere.then(|| split_shared(&written.iter().collect::<Vec<_>>()));
+        decided.push((name.clone(), present, layout, written));
+    }
+    // Shared files first, so that no overlay file of another task takes the path of
+    // a shared task's patch.
+    decided.sort_by_key(|(_, _, layout, _)| !matches!(layout, Some(Layout::Shared { .. })));
+    for (name, present, layout, written) in decided {
+        let name = &name;
+        let one = |i: usize| &found[i][name][0];
         let dst = |i: usize| {
             one(i)
                 .remote
@@ -261,12 +283,8 @@ pub async fn export_all(
                 .and_then(Value::as_str)
                 .map(str::to_string)
         };
-        let layout = match everywhere {
-            true => split_shared(&written.iter().collect::<Vec<_>>()),
-            false => Layout::Apart("environment-only"),
-        };
         match layout {
-            Layout::Shared { base, patches } => {
+            Some(Layout::Shared { base, patches }) => {
                 let first = present[0];
                 let rel = file_for(
                     name,
@@ -287,8 +305,8 @@ pub async fn export_all(
                     out.patched[i] += 1;
                 }
             }
-            Layout::Apart(why) => {
-                if why != "environment-only" {
+            apart => {
+                if let Some(Layout::Apart(why)) = apart {
                     out.apart.push((name.clone(), why));
                 }
                 for (k, &i) in present.iter().enumerate() {
@@ -300,6 +318,17 @@ pub async fn export_all(
                 }
             }
         }
+    }
+    // Never two texts for one file (compared without case, as some disks do).
+    let mut paths = HashSet::new();
+    if let Some((rel, _)) = writes
+        .iter()
+        .find(|(rel, _)| !paths.insert(rel.to_lowercase()))
+    {
+        return Err(Error::Exists {
+            dir: dir.display().to_string(),
+            files: vec![format!("{rel} (two tasks would be written to it)")],
+        });
     }
     tracing::debug!(
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -351,7 +380,10 @@ pub async fn export_all(
                 dir.join(rel).display().to_string(),
                 0,
             )
-            .with_sensitive(sensitive, &side.key);
+            .with_sensitive(
+                super::export::with_sensitive_defaults(sensitive, &f.plain, side.settings),
+                &side.key,
+            );
             if adopt::record(side.state, &m, std::slice::from_ref(&f.remote), &side.key).is_some() {
                 out.recorded[i] += 1;
             }

@@ -236,7 +236,7 @@ pub async fn prepare(
     for (name, paths) in &fingerprinted {
         notes.entry(name.clone()).or_insert_with(|| {
             format!(
-                "the state records {} in plain text, now sensitive: applying records the fingerprint instead (nothing is sent for it)",
+                "the state records {} in plain text, now sensitive: applying records the fingerprint instead",
                 paths.join(", ")
             )
         });

@@ -22,7 +22,8 @@ pub struct Copied {
 
 /// Copies `src`'s state into `dst`. A destination holding another lineage, a newer
 /// serial of the same lineage, or an unfinished journal is refused unless `force`
-/// (a tombstone of a moved state is replaced). With `move_source`, the source is then
+/// (a tombstone of a moved state is replaced). With `move_to` (the destination as the
+/// tombstone names it: an absolute path, a URL without password), the source is then
 /// retired: it holds a tombstone naming the destination (same lineage, next serial,
 /// no task), so that a run against it is refused with where the state went, and two
 /// live copies of one lineage never diverge.
@@ -32,7 +33,7 @@ pub fn copy(
     me: &Holder,
     timeout: Option<Duration>,
     force: bool,
-    move_source: bool,
+    move_to: Option<&str>,
 ) -> Result<Copied, StoreError> {
     if src.describe() == dst.describe() {
         return Err(StoreError::Refused(format!(
@@ -95,13 +96,13 @@ pub fn copy(
         }
     }
     dst.replace(&state)?;
-    if move_source {
+    if let Some(to) = move_to {
         let mut tombstone = crate::state::State::new();
         tombstone.lineage = state.lineage.clone();
         tombstone.serial = state.serial + 1;
         tombstone.target = state.target.clone();
         tombstone.moved = Some(crate::state::MovedTo {
-            to: dst.describe(),
+            to: to.to_string(),
             at: crate::clock::now_rfc3339(),
         });
         src.replace(&tombstone)?;
@@ -112,7 +113,7 @@ pub fn copy(
         tasks: state.tasks.len(),
         in_doubt: state.in_doubt.len(),
         replaced,
-        moved: move_source,
+        moved: move_to.is_some(),
     })
 }
 
@@ -147,27 +148,27 @@ mod tests {
         let before = std::fs::read(file.path()).unwrap();
         let me = Holder::this_process("state copy");
         let mem = MemoryStore::new();
-        let c = copy(&file, &mem, &me, None, false, false).unwrap();
+        let c = copy(&file, &mem, &me, None, false, None).unwrap();
         assert_eq!((c.serial, c.tasks, c.replaced), (1, 1, None));
         std::fs::remove_file(file.path()).unwrap();
-        copy(&mem, &file, &me, None, false, false).unwrap();
+        copy(&mem, &file, &me, None, false, None).unwrap();
         assert_eq!(std::fs::read(file.path()).unwrap(), before);
 
         let other = MemoryStore::new();
         other.persist(&mut some_state()).unwrap();
-        let e = copy(&file, &other, &me, None, false, false)
+        let e = copy(&file, &other, &me, None, false, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("holds another state"), "{e}");
-        let c = copy(&file, &other, &me, None, true, false).unwrap();
+        let c = copy(&file, &other, &me, None, true, None).unwrap();
         assert!(c.replaced.is_some());
         assert_eq!(other.load().unwrap().lineage, s.lineage);
         let empty = LocalStore::new(dir.path().join("empty.json"));
-        let e = copy(&empty, &other, &me, None, false, false)
+        let e = copy(&empty, &other, &me, None, false, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("holds no state"), "{e}");
-        let e = copy(&file, &file, &me, None, true, false)
+        let e = copy(&file, &file, &me, None, true, None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("are the same state"), "{e}");
@@ -178,7 +179,7 @@ mod tests {
             r#"{"version": 1, "tasks": {"a": {"task_id": "1", "hash": "sha256:x"}}}"#,
         )
         .unwrap();
-        let c = copy(&old, &MemoryStore::new(), &me, None, false, false).unwrap();
+        let c = copy(&old, &MemoryStore::new(), &me, None, false, None).unwrap();
         assert!(!c.lineage.is_empty());
         assert_eq!((c.serial, c.tasks), (1, 1));
     }

@@ -82,8 +82,7 @@ async fn run(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         &conn.target,
         tx.state_mut(),
         &settings.secret_key,
-        args.force,
-        &args.secrets,
+        (args.force, &args.secrets),
     )
     .await
     .map_err(|e| Error::Command(e.to_string()))?;

@@ -114,7 +114,8 @@ pub enum Error {
 }
 
 /// Exports every task of the workspace into `dir` and records them in `state`.
-/// `settings` are `dir`'s (read before); `target` the workspace's.
+/// `settings` are `dir`'s (read before); `target` the workspace's; `force`
+/// overwrites files; `secrets` says how secret-looking values are written.
 pub async fn export(
     api: &Arc<dyn TaskApi>,
     dest: &Destination,
@@ -122,8 +123,7 @@ pub async fn export(
     target: &Target,
     state: &mut State,
     key: &Key,
-    force: bool,
-    secrets: &Secrets,
+    (force, secrets): (bool, &Secrets),
 ) -> Result<Exported, Error> {
     let dir = dest.folder.as_path();
     let Listing { tasks, complete } = api.list_tasks().await?.ok_or(Error::NoSearch)?;

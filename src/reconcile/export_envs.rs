@@ -94,6 +94,16 @@ impl std::fmt::Display for LeftOut {
     }
 }
 
+/// How one name is written: its environments (indexes of the sides that have it),
+/// its layout (`None`: environment-only) and its written bodies (one per present
+/// environment).
+struct Decided {
+    name: String,
+    present: Vec<usize>,
+    layout: Option<Layout>,
+    written: Vec<Value>,
+}
+
 /// One task of one environment, ready to write and record.
 struct Found {
     id: String,
@@ -206,7 +216,7 @@ pub async fn export_all(
                 format!("{}/{}", crate::load::environment::OVERLAYS, sides[i].name)
             })
         };
-    let mut decided: Vec<(String, Vec<usize>, Option<Layout>, Vec<Value>)> = Vec::new();
+    let mut decided: Vec<Decided> = Vec::new();
     for name in &names {
         if recorded_anywhere.contains(name) {
             out.left_out.push((name.clone(), LeftOut::Managed));
@@ -268,12 +278,23 @@ pub async fn export_all(
         }
         // `None`: environment-only.
         let layout = everywhere.then(|| split_shared(&written.iter().collect::<Vec<_>>()));
-        decided.push((name.clone(), present, layout, written));
+        decided.push(Decided {
+            name: name.clone(),
+            present,
+            layout,
+            written,
+        });
     }
     // Shared files first, so that no overlay file of another task takes the path of
     // a shared task's patch.
-    decided.sort_by_key(|(_, _, layout, _)| !matches!(layout, Some(Layout::Shared { .. })));
-    for (name, present, layout, written) in decided {
+    decided.sort_by_key(|d| !matches!(d.layout, Some(Layout::Shared { .. })));
+    for Decided {
+        name,
+        present,
+        layout,
+        written,
+    } in decided
+    {
         let name = &name;
         let one = |i: usize| &found[i][name][0];
         let dst = |i: usize| {

@@ -466,7 +466,7 @@ mod tests {
     fn a_persist_failure_names_the_journal_once() {
         use crate::state::StateStore;
         let dir = tempfile::tempdir().unwrap();
-        let local = crate::state::LocalStore::new(&dir.path().join("s.json"));
+        let local = crate::state::LocalStore::new(dir.path().join("s.json"));
         for journal in [
             local.describe_journal(),
             "the journal of postgres://u@h/db (state \"dev\")".to_string(),

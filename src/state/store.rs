@@ -38,12 +38,12 @@ pub enum StoreError {
     Refused(String),
     /// The location holds only the tombstone `state copy --move` left.
     #[error(
-        "the state {state} was moved to {to} at {at} (`taskform state copy --move`); nothing was read from here. Use the new location: --state, TASKFORM_STATE or `state:` in taskform.yaml"
+        "the state {state} was moved to {} at {} (`taskform state copy --move`); nothing was read from here. Use the new location: --state, TASKFORM_STATE or `state:` in taskform.yaml",
+        .moved.to, .moved.at
     )]
     Moved {
         state: String,
-        to: String,
-        at: String,
+        moved: Box<super::MovedTo>,
     },
 }
 
@@ -92,8 +92,7 @@ pub trait StateStore: Send + Sync {
         match &state.moved {
             Some(m) => Err(StoreError::Moved {
                 state: self.describe(),
-                to: m.to.clone(),
-                at: m.at.clone(),
+                moved: Box::new(m.clone()),
             }),
             None => Ok(state),
         }

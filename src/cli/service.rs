@@ -418,7 +418,7 @@ impl Service {
 /// Whether a hook request carries the secret: a bearer token, GitLab's token header,
 /// or GitHub's HMAC-SHA256 signature of the body. Compared in constant time.
 fn authorized(headers: &hyper::HeaderMap, body: &[u8], secret: &str) -> bool {
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(token) = header("authorization").and_then(|v| v.strip_prefix("Bearer ")) {
         return same(token.as_bytes(), secret.as_bytes());

@@ -18,7 +18,7 @@
 //! who reads a plan or the state: set it (the same long random value for every run of
 //! a repo) wherever `${secret:...}` is used.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 

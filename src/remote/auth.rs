@@ -225,11 +225,6 @@ impl Authenticator {
         }
     }
 
-    /// Forgets a cached IAM token (after a 401).
-    pub async fn invalidate(&self) {
-        *self.cached.lock().await = None;
-    }
-
     /// After a 401 to a request that carried the IAM token `sent`: forgets it if it is
     /// still the cached one (requests in flight with it do not make a token fetched
     /// since be dropped). True with IAM password credentials: the request is worth one

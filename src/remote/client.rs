@@ -745,11 +745,6 @@ impl Client {
             Err(o) => o,
         }
     }
-
-    /// Forgets cached tokens (after a 401 with IAM authentication).
-    pub async fn invalidate_token(&self) {
-        self.auth.invalidate().await;
-    }
 }
 
 impl Client {

@@ -16,7 +16,7 @@
 //! `X-Sdk-Content-Sha256` header hashes as that header's value).
 
 use crate::hash::hex;
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 

@@ -282,7 +282,7 @@ fn a_state_inside_the_fetched_tree_is_refused() {
 
 #[test]
 fn a_signed_hook_fetches_at_once_and_plan_only_is_ready() {
-    use hmac::{Hmac, Mac};
+    use hmac::{Hmac, KeyInit, Mac};
     let emu = Emu::start(&["--rate-limit", "0"]);
     let p = Project::new();
     let work = repo(&p);

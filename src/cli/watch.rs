@@ -164,7 +164,7 @@ async fn run(mut args: WatchArgs, env: Env<'_>) -> Result<Exit, Error> {
                     .await
                     .map_err(|e| Error::Command(e.to_string()))?;
                 let problem = match fetched {
-                    Err(e) if e.0.contains("cannot run git") => {
+                    Err(e @ crate::load::git::GitError::Unavailable(_)) => {
                         return Err(Error::Command(e.to_string()));
                     }
                     Err(e) => e.to_string(),

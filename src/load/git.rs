@@ -46,8 +46,14 @@ pub struct Revision {
 
 /// Why the repository could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("git: {0}")]
-pub struct GitError(pub String);
+pub enum GitError {
+    /// git (or tar) cannot be run at all: trying again cannot help.
+    #[error("git: {0}")]
+    Unavailable(String),
+    /// A fetch, a git command or the cache failed: worth another try.
+    #[error("git: {0}")]
+    Failed(String),
+}
 
 /// `text` with the `user:password@` of every URL in it replaced by `***@`.
 pub fn redact(text: &str) -> String {
@@ -117,7 +123,7 @@ impl GitSource {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| GitError(format!("cannot run git ({e}); install git")))?;
+            .map_err(|e| GitError::Unavailable(format!("cannot run git ({e}); install git")))?;
         // Whatever happens, a git command ends within the deadline.
         let deadline = std::time::Instant::now() + GIT_DEADLINE;
         loop {
@@ -129,7 +135,7 @@ impl GitSource {
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(GitError(format!(
+                    return Err(GitError::Failed(format!(
                         "{what} failed: no result within {} s",
                         GIT_DEADLINE.as_secs()
                     )));
@@ -138,11 +144,11 @@ impl GitSource {
         }
         let out = child
             .wait_with_output()
-            .map_err(|e| GitError(format!("cannot run git ({e})")))?;
+            .map_err(|e| GitError::Unavailable(format!("cannot run git ({e})")))?;
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let err = err.trim();
-            return Err(GitError(format!("{what} failed: {}", redact(err))));
+            return Err(GitError::Failed(format!("{what} failed: {}", redact(err))));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
@@ -152,7 +158,7 @@ impl GitSource {
         let repo = self.cache.join("repo.git");
         if !repo.join("HEAD").exists() {
             std::fs::create_dir_all(&self.cache).map_err(|e| {
-                GitError(format!(
+                GitError::Failed(format!(
                     "cannot create the cache {}: {e}",
                     self.cache.display()
                 ))
@@ -183,35 +189,35 @@ impl GitSource {
             let tmp = trees.join(format!(".{sha}.{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&tmp);
             std::fs::create_dir_all(&tmp)
-                .map_err(|e| GitError(format!("cannot create {}: {e}", tmp.display())))?;
+                .map_err(|e| GitError::Failed(format!("cannot create {}: {e}", tmp.display())))?;
             let mut archive = self.git();
             archive
                 .args(["archive", "--format=tar", &sha])
                 .stdout(Stdio::piped());
             let mut child = archive
                 .spawn()
-                .map_err(|e| GitError(format!("cannot run git ({e}); install git")))?;
+                .map_err(|e| GitError::Unavailable(format!("cannot run git ({e}); install git")))?;
             let stdout = child
                 .stdout
                 .take()
-                .ok_or_else(|| GitError("git archive gave no output".into()))?;
+                .ok_or_else(|| GitError::Failed("git archive gave no output".into()))?;
             let tar = Command::new("tar")
                 .arg("-x")
                 .arg("-C")
                 .arg(&tmp)
                 .stdin(stdout)
                 .output()
-                .map_err(|e| GitError(format!("cannot run tar ({e})")))?;
-            let archived = child.wait().map_err(|e| GitError(e.to_string()))?;
+                .map_err(|e| GitError::Unavailable(format!("cannot run tar ({e})")))?;
+            let archived = child.wait().map_err(|e| GitError::Failed(e.to_string()))?;
             if !archived.success() || !tar.status.success() {
                 let _ = std::fs::remove_dir_all(&tmp);
-                return Err(GitError(format!(
+                return Err(GitError::Failed(format!(
                     "cannot unpack commit {sha}: {}",
                     String::from_utf8_lossy(&tar.stderr).trim()
                 )));
             }
             std::fs::rename(&tmp, &tree)
-                .map_err(|e| GitError(format!("cannot move the tree into place: {e}")))?;
+                .map_err(|e| GitError::Failed(format!("cannot move the tree into place: {e}")))?;
         }
         let dir = match self.path.trim_matches('/') {
             "" => tree.clone(),

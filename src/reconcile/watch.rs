@@ -352,7 +352,7 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
             let source = git.source.clone();
             let fetched = tokio::task::spawn_blocking(move || source.sync())
                 .await
-                .unwrap_or_else(|e| Err(crate::load::git::GitError(e.to_string())));
+                .unwrap_or_else(|e| Err(crate::load::git::GitError::Failed(e.to_string())));
             match fetched {
                 Err(e) => {
                     // git's own lines, each a log line of its own (indented, escaped).

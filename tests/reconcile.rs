@@ -21,7 +21,7 @@ use taskform::reconcile::applier::{self, ApplyOptions, Silent, TaskOutcome, Task
 use taskform::reconcile::observe::refresh;
 use taskform::reconcile::observe::settle::{self, Settled};
 use taskform::reconcile::{self, Context, Decision, Error, Policy, Report, Sending};
-use taskform::remote::client::{Failure, Listing, Outcome, Shown, TaskApi};
+use taskform::remote::client::{Failure, InDoubtCause, Listing, Outcome, Shown, TaskApi};
 use taskform::state::journal::Record;
 use taskform::state::memory::MemoryStore;
 use taskform::state::store::Journal;
@@ -170,7 +170,9 @@ impl FakeApi {
             Some(Scripted::Answer(o)) => o,
             Some(Scripted::Lost) => {
                 let _ = act(&mut s);
-                Outcome::InDoubt("the connection was reset after the request was sent".into())
+                Outcome::InDoubt(InDoubtCause::Unclear(
+                    "the connection was reset after the request was sent".into(),
+                ))
             }
             Some(Scripted::Act) | None => act(&mut s),
         }
@@ -593,9 +595,9 @@ async fn a_create_in_doubt_is_not_retried_and_stays_in_doubt() {
     let w = World::new(&["a"]);
     w.fake.script(
         "create",
-        [Scripted::Answer(Outcome::InDoubt(
-            "no answer within 30 s".into(),
-        ))],
+        [Scripted::Answer(Outcome::InDoubt(InDoubtCause::NoAnswer(
+            "timeout after 30 s".into(),
+        )))],
     );
     let report = w.apply().await;
     let r = result(&report, "a");
@@ -607,7 +609,10 @@ async fn a_create_in_doubt_is_not_retried_and_stays_in_doubt() {
     assert!(state.tasks.is_empty());
     let doubt = &state.in_doubt["a"];
     assert_eq!(doubt.hash, w.loaded.manifests[0].hash);
-    assert_eq!(doubt.reason.as_deref(), Some("no answer within 30 s"));
+    assert_eq!(
+        doubt.reason.as_deref(),
+        Some("no answer (timeout after 30 s)")
+    );
 }
 
 #[tokio::test]
@@ -637,9 +642,9 @@ async fn an_in_doubt_create_that_did_not_happen_is_sent_again() {
     let w = World::new(&["a"]);
     w.fake.script(
         "create",
-        [Scripted::Answer(Outcome::InDoubt(
-            "no answer within 30 s".into(),
-        ))],
+        [Scripted::Answer(Outcome::InDoubt(InDoubtCause::NoAnswer(
+            "timeout after 30 s".into(),
+        )))],
     );
     w.apply().await;
     assert!(w.state().in_doubt.contains_key("a"));
@@ -1263,9 +1268,9 @@ async fn a_first_create_without_an_answer_stops_the_run_in_doubt() {
     w.options.concurrency = 3;
     w.fake.script(
         "create",
-        [Scripted::Answer(Outcome::InDoubt(
-            "no answer (timeout after 30 s)".into(),
-        ))],
+        [Scripted::Answer(Outcome::InDoubt(InDoubtCause::NoAnswer(
+            "timeout after 30 s".into(),
+        )))],
     );
     let report = w.apply().await;
     // Before: all three were sent, each waiting out its timeout.
@@ -1776,7 +1781,9 @@ async fn when_show_lacks_the_field_too_one_show_is_enough() {
 fn lost_create(arrived: bool) -> Scripted {
     match arrived {
         true => Scripted::Lost,
-        false => Scripted::Answer(Outcome::InDoubt("no answer within 30 s".into())),
+        false => Scripted::Answer(Outcome::InDoubt(InDoubtCause::NoAnswer(
+            "timeout after 30 s".into(),
+        ))),
     }
 }
 

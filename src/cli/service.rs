@@ -646,6 +646,11 @@ mod tests {
             error_msg: "bad".into(),
         };
         assert_eq!(outcome_status(&Outcome::Failed(refused)), "400");
-        assert_eq!(outcome_status(&Outcome::InDoubt("timeout".into())), "none");
+        assert_eq!(
+            outcome_status(&Outcome::InDoubt(
+                crate::remote::client::InDoubtCause::NoAnswer("timeout".into())
+            )),
+            "none"
+        );
     }
 }

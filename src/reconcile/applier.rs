@@ -500,11 +500,10 @@ impl Run {
             // token): past it the request is dropped, its outcome unknown.
             let outcome = match self.api.longest_send() {
                 Some(limit) => tokio::time::timeout(limit, op()).await.unwrap_or_else(|_| {
-                    Outcome::InDoubt(format!(
-                        "{} (cut off after {} s, the longest a request may take under the state lock's lease)",
-                        crate::remote::client::NO_ANSWER,
+                    Outcome::InDoubt(crate::remote::client::InDoubtCause::NoAnswer(format!(
+                        "cut off after {} s, the longest a request may take under the state lock's lease",
                         limit.as_secs_f64()
-                    ))
+                    )))
                 }),
                 None => op().await,
             };
@@ -516,15 +515,16 @@ impl Run {
             let (failure, retry_after) = match outcome.retry(&self.pacer) {
                 Ok(retry) => retry,
                 Err(o @ (Outcome::Created(_) | Outcome::Done(_))) => return Ok(o),
-                Err(Outcome::InDoubt(reason)) if idempotent => (
+                Err(Outcome::InDoubt(cause)) if idempotent => (
                     Failure {
                         status: 0,
                         error_code: None,
-                        error_msg: reason,
+                        error_msg: cause.to_string(),
                     },
                     None,
                 ),
-                Err(Outcome::InDoubt(reason)) => {
+                Err(Outcome::InDoubt(cause)) => {
+                    let reason = cause.to_string();
                     if !answered {
                         self.no_answer(job, tries, &reason);
                     }

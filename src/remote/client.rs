@@ -93,7 +93,34 @@ pub enum Outcome {
     /// 401/403: the credential is refused; nothing else will work either.
     Unauthorized(Failure),
     /// The task may or may not have been created.
-    InDoubt(String),
+    InDoubt(InDoubtCause),
+}
+
+/// Why a request's outcome is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InDoubtCause {
+    /// No answer came in time (`timeout after 30 s`, a request cut off): the endpoint
+    /// may never have seen it.
+    NoAnswer(String),
+    /// The endpoint took the request (it answered, or the connection broke after the
+    /// request was sent), and what it did is unknown.
+    Unclear(String),
+}
+
+impl InDoubtCause {
+    /// Whether the endpoint responded at all.
+    pub fn answered(&self) -> bool {
+        matches!(self, InDoubtCause::Unclear(_))
+    }
+}
+
+impl std::fmt::Display for InDoubtCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            InDoubtCause::NoAnswer(why) => write!(f, "{NO_ANSWER} ({why})"),
+            InDoubtCause::Unclear(what) => f.write_str(what),
+        }
+    }
 }
 
 impl Outcome {
@@ -106,7 +133,7 @@ impl Outcome {
             Outcome::Retry { failure, .. }
             | Outcome::Failed(failure)
             | Outcome::Unauthorized(failure) => failure.status != 0,
-            Outcome::InDoubt(reason) => !reason.starts_with(NO_ANSWER),
+            Outcome::InDoubt(cause) => cause.answered(),
         }
     }
 
@@ -454,17 +481,16 @@ impl Client {
                 });
             }
             Err(e) if e.is_timeout() => {
-                return Err(Outcome::InDoubt(format!(
-                    "{NO_ANSWER} ({})",
-                    self.why_no_answer(&e)
+                return Err(Outcome::InDoubt(InDoubtCause::NoAnswer(
+                    self.why_no_answer(&e),
                 )));
             }
             Err(e) => {
                 // The endpoint is there (it took the connection); what it did is unknown.
-                return Err(Outcome::InDoubt(format!(
+                return Err(Outcome::InDoubt(InDoubtCause::Unclear(format!(
                     "the connection failed after the request was sent: {}",
                     self.why_no_answer(&e)
-                )));
+                ))));
             }
         };
         let status = resp.status().as_u16();
@@ -478,10 +504,10 @@ impl Client {
         let body = match resp.bytes().await {
             Ok(b) => b,
             Err(e) if (200..300).contains(&status) => {
-                return Err(Outcome::InDoubt(format!(
+                return Err(Outcome::InDoubt(InDoubtCause::Unclear(format!(
                     "HTTP {status} but the answer was cut off: {}",
                     error_chain(&e)
-                )));
+                ))));
             }
             Err(_) => Default::default(),
         };
@@ -567,7 +593,7 @@ impl Client {
                     }
                 }
                 Err(Outcome::Retry { failure, .. }) => (failure.to_string(), None),
-                Err(Outcome::InDoubt(why)) => (why, None),
+                Err(Outcome::InDoubt(why)) => (why.to_string(), None),
                 Err(Outcome::Unauthorized(failure) | Outcome::Failed(failure)) => {
                     return Err(Error::Refused { what, failure });
                 }
@@ -842,10 +868,10 @@ pub fn classify(status: u16, body: &[u8], retry_after: Option<Duration>) -> Outc
             Ok(r) if !r.task_id.is_empty() => Outcome::Created(r.task_id),
             // The answer's text is not kept: it is recorded (in doubt) and may echo
             // the request's sensitive values.
-            _ => Outcome::InDoubt(format!(
+            _ => Outcome::InDoubt(InDoubtCause::Unclear(format!(
                 "HTTP {status} without a task_id in the answer ({} bytes)",
                 body.len()
-            )),
+            ))),
         };
     }
     classify_error(status, body, retry_after)
@@ -887,7 +913,9 @@ fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> Ou
         401 | 403 => Outcome::Unauthorized(failure),
         400..=499 => Outcome::Failed(failure),
         200..=299 => Outcome::Done(status),
-        _ => Outcome::InDoubt(format!("{failure} (the service may have done it)")),
+        _ => Outcome::InDoubt(InDoubtCause::Unclear(format!(
+            "{failure} (the service may have done it)"
+        ))),
     }
 }
 
@@ -1041,9 +1069,12 @@ mod tests {
             throttled: false,
         };
         assert!(!retry.answered());
-        assert!(!Outcome::InDoubt("no answer (timeout after 30 s)".into()).answered());
+        assert!(!Outcome::InDoubt(InDoubtCause::NoAnswer("timeout after 30 s".into())).answered());
         assert!(
-            Outcome::InDoubt("HTTP 502: gateway (the service may have done it)".into()).answered()
+            Outcome::InDoubt(InDoubtCause::Unclear(
+                "HTTP 502: gateway (the service may have done it)".into()
+            ))
+            .answered()
         );
         assert!(classify(429, b"", None).answered());
     }

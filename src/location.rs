@@ -130,6 +130,15 @@ impl PgUrl {
             .strip_prefix("postgres://")
             .or_else(|| url.strip_prefix("postgresql://"))
             .ok_or_else(|| "a PostgreSQL URL starts with postgres://".to_string())?;
+        // A `?` (or `#`) in the user name or password would cut it short at the
+        // query below, and a piece of the password could then be quoted: refused
+        // first, quoting nothing.
+        let authority_end = rest.find('/').unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@')
+            && rest[..at].contains(['?', '#'])
+        {
+            return Err("the URL has a `?` or `#` before its `@`: write the special characters of a user name or password percent-encoded (`?` as %3F, `#` as %23, `/` as %2F, `@` as %40, `:` as %3A)".into());
+        }
         let (main, query) = match rest.split_once('?') {
             Some((m, q)) => (m, Some(q)),
             None => (rest, None),
@@ -657,6 +666,8 @@ mod tests {
                 "the URL parameter `sslmod` is not one taskform knows",
             ),
             ("postgres://u:p`w0rd@h:p`w0rd/db", "port `***`"),
+            ("postgres://u:pw?ss@h/db", "a `?` or `#` before its `@`"),
+            ("postgres://u:5432?pw@h/db", "a `?` or `#` before its `@`"),
             (" postgres://u:pw@h/db", "`postgres://...` is neither"),
         ] {
             let e = StateLocation::parse(url, None, None)

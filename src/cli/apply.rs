@@ -133,7 +133,9 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
             // With --dir the plan file is not where it was made: its state path means
             // nothing here, the state is the one the folder resolves (the plan's
             // lineage and serial must match it).
-            if args.dir.is_none() {
+            // A PostgreSQL state is named by its identity (checked as always); a file
+            // state named by --state/TASKFORM_STATE is the one the user chose.
+            if args.dir.is_none() || crate::location::is_postgres_url(&saved.state_path) {
                 conn.resolved.state = saved_state(saved, &conn.resolved)?;
             }
             state::open(&conn.resolved.state, env, "apply")?

@@ -196,6 +196,13 @@ impl SecretKeys {
         SecretKeys { patterns, exact }
     }
 
+    /// Whether `key` names a secret outright: it is one of the exact names, or ends
+    /// with a pattern (`db_password`, not `token_ttl`).
+    pub fn names_secret(&self, key: &str) -> bool {
+        let k = normalize_key(key);
+        self.exact.contains(&k) || self.patterns.iter().any(|p| k.ends_with(p.as_str()))
+    }
+
     pub fn matches(&self, key: &str) -> bool {
         let k = normalize_key(key);
         self.exact.contains(&k) || self.patterns.iter().any(|p| k.contains(p.as_str()))
@@ -244,7 +251,13 @@ pub fn secret_paths(body: &Value, keys: &SecretKeys) -> (Vec<String>, Vec<String
                 true => out.0.push(path.to_string()),
                 false => out.1.push(path.to_string()),
             },
-            Value::Number(_) | Value::Bool(_) if under => out.1.push(path.to_string()),
+            // A number under a key that names a secret (`password: 123456`) cannot be
+            // written as a placeholder (it would read back as a string); one under a
+            // key that only contains a secret word (`token_ttl: 3600`) is no secret,
+            // nor is a boolean (`is_private: false`).
+            Value::Number(_) if under && keys.names_secret(last_key(path)) => {
+                out.1.push(path.to_string())
+            }
             _ => {}
         }
     }
@@ -260,6 +273,13 @@ pub fn secret_paths(body: &Value, keys: &SecretKeys) -> (Vec<String>, Vec<String
     out.0.sort();
     out.1.sort();
     out
+}
+
+/// The last key of a path (`password` of `task_config.db.password`, `tokens` of
+/// `a.tokens[0]`).
+fn last_key(path: &str) -> &str {
+    let key = path.rsplit('.').next().unwrap_or(path);
+    key.split('[').next().unwrap_or(key)
 }
 
 /// The environment variable a secret of task `task` at `path` is read from:
@@ -570,7 +590,7 @@ mod tests {
                 "task_config.password"
             ]
         );
-        let odd = json!({"name": "n", "task_config": {"spark.secret.key": "v", "password": 123456, "tokens": ["a", "b"], "credentials": {"user": "u"}}});
+        let odd = json!({"name": "n", "task_config": {"spark.secret.key": "v", "password": 123456, "tokens": ["a", "b"], "credentials": {"user": "u"}, "token_ttl": 3600, "is_private": false}});
         assert_eq!(
             secret_paths(&odd, &keys),
             (

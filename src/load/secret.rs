@@ -269,6 +269,16 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The fingerprint of a value is fixed: a change of the HMAC (or of its crate)
+    /// would make every sensitive field of every state look changed.
+    #[test]
+    fn fingerprints_are_fixed() {
+        assert_eq!(
+            Key::default().fingerprint("task_config.password", &json!("s3cret")),
+            "(sensitive:8a4f2f54f6add7117620aad5051e8c1e)"
+        );
+    }
+
     #[test]
     fn fingerprints_are_keyed_recognised_and_follow_paths() {
         let k = Key::default();

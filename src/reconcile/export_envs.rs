@@ -112,6 +112,8 @@ struct Found {
     plain: Value,
     /// Paths of its secret values.
     secrets: Vec<String>,
+    /// Paths of secret values it cannot write as placeholders.
+    unwritable: Vec<String>,
 }
 
 /// Exports every environment's tasks into `dir` (the repo) and records them in each
@@ -179,24 +181,15 @@ pub async fn export_all(
             );
             strip_defaulted(&mut plain, defaults);
             let (secrets_at, unwritable) = secret_paths(&plain, &secrets.keys);
-            if !secrets.plaintext {
-                refused.extend(
-                    unwritable
-                        .into_iter()
-                        .map(|p| (format!("{name} ({})", side.name), p)),
-                );
-            }
             by_name.entry(name.to_string()).or_default().push(Found {
                 id,
                 remote: t,
                 plain,
                 secrets: secrets_at,
+                unwritable,
             });
         }
         found.push(by_name);
-    }
-    if !refused.is_empty() {
-        return Err(Error::UnwritableSecrets(refused));
     }
     let started = std::time::Instant::now();
     let names: BTreeSet<String> = found.iter().flat_map(|m| m.keys().cloned()).collect();
@@ -233,6 +226,17 @@ pub async fn export_all(
             continue;
         }
         let present: Vec<usize> = (0..n).filter(|&i| found[i].contains_key(name)).collect();
+        // Only what is written can be refused.
+        if !secrets.plaintext {
+            for &i in &present {
+                refused.extend(
+                    found[i][name][0]
+                        .unwritable
+                        .iter()
+                        .map(|p| (format!("{name} ({})", sides[i].name), p.clone())),
+                );
+            }
+        }
         let one = |i: usize| &found[i][name][0];
         // Written bodies: references escaped, secrets as placeholders. A secret whose
         // value every environment shares reads one variable; otherwise one each.
@@ -284,6 +288,9 @@ pub async fn export_all(
             layout,
             written,
         });
+    }
+    if !refused.is_empty() {
+        return Err(Error::UnwritableSecrets(refused));
     }
     // Shared files first, so that no overlay file of another task takes the path of
     // a shared task's patch.

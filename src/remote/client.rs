@@ -126,7 +126,7 @@ impl std::fmt::Display for InDoubtCause {
 impl Outcome {
     /// Whether the endpoint responded: with any HTTP status, or by closing a connection
     /// it had taken; not when the connection could not be made or no answer came within
-    /// the timeout (the reasons that begin with [`NO_ANSWER`]).
+    /// the timeout ([`InDoubtCause::NoAnswer`], a failure of status 0).
     pub fn answered(&self) -> bool {
         match self {
             Outcome::Created(_) | Outcome::Done(_) => true,

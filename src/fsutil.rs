@@ -7,6 +7,14 @@ use std::path::Path;
 /// Replaces `path` with `bytes` atomically: readers see the old or the new content,
 /// never a mix, even after a crash or power loss.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace_file(path, bytes)?;
+    sync_dir(parent_dir(path))
+}
+
+/// Writes `bytes` to a temp file beside `path` (its folder created as needed),
+/// fsyncs it and renames it over `path`; the folder is not synced (the caller does,
+/// once for many files). The temp file is removed on an error.
+fn replace_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir)?;
     let file_name = path
@@ -23,8 +31,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
         drop(f);
-        std::fs::rename(&tmp, path)?;
-        sync_dir(dir)
+        std::fs::rename(&tmp, path)
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -40,30 +47,6 @@ pub fn write_many(
     files: &[(std::path::PathBuf, String)],
 ) -> Result<(), (std::path::PathBuf, io::Error)> {
     const THREADS: usize = 16;
-    let write_one = |path: &Path, bytes: &[u8]| -> io::Result<()> {
-        let dir = parent_dir(path);
-        std::fs::create_dir_all(dir)?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "file".into());
-        let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
-    };
     let chunk = files.len().div_ceil(THREADS).max(1);
     let failed = std::thread::scope(|s| {
         let handles: Vec<_> = files
@@ -71,7 +54,7 @@ pub fn write_many(
             .map(|part| {
                 s.spawn(move || {
                     for (path, text) in part {
-                        write_one(path, text.as_bytes()).map_err(|e| (path.clone(), e))?;
+                        replace_file(path, text.as_bytes()).map_err(|e| (path.clone(), e))?;
                     }
                     Ok::<(), (std::path::PathBuf, io::Error)>(())
                 })

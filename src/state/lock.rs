@@ -26,6 +26,13 @@ pub struct Holder {
     pub longest_send_ms: Option<u64>,
 }
 
+/// This machine's host name (empty when the kernel does not say).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default()
+}
+
 /// `user@host (command)`: who applies, for the state's `last_applied`. The user from
 /// `USER` (or `LOGNAME`), the host from the kernel.
 pub fn user_at_host(env: &dyn Fn(&str) -> Option<String>, command: &str) -> String {
@@ -33,10 +40,7 @@ pub fn user_at_host(env: &dyn Fn(&str) -> Option<String>, command: &str) -> Stri
         .or_else(|| env("LOGNAME"))
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| "unknown".into());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default();
-    format!("{user}@{host} ({command})")
+    format!("{user}@{} ({command})", host_name())
 }
 
 impl Holder {
@@ -46,9 +50,7 @@ impl Holder {
             pid: std::process::id(),
             command: command.to_string(),
             started_at: crate::clock::now_rfc3339(),
-            host: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .unwrap_or_default(),
+            host: host_name(),
             longest_send_ms: None,
         }
     }

@@ -9,18 +9,6 @@ use std::path::Path;
 
 const ENVS: [&str; 3] = ["dev", "staging", "prod"];
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
 /// The example repo in a temp folder, each environment pointed at its own emulator
 /// (project, workspace and token of its own); the emulators, in ENVS order.
 fn example() -> (Project, Vec<Emu>) {
@@ -736,7 +724,7 @@ fn export_all_envs_shares_what_environments_share_and_patches_the_rest() {
     for env in ENVS {
         assert!(!everything.contains(&format!("Pw-{env}-0042")));
     }
-    for f in walk(&p.path("onboard")) {
+    for f in files_below(&p.path("onboard")) {
         let text = std::fs::read_to_string(&f).unwrap_or_default();
         assert!(!text.contains("-0042"), "{} holds a secret", f.display());
     }
@@ -769,17 +757,6 @@ fn export_all_envs_shares_what_environments_share_and_patches_the_rest() {
     )
     .fails_with(1)
     .stderr_has("leave out --env");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        match e.path().is_dir() {
-            true => out.extend(walk(&e.path())),
-            false => out.push(e.path()),
-        }
-    }
-    out
 }
 
 /// One environment that cannot be planned gets its own error section (text, Markdown,

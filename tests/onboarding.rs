@@ -81,32 +81,16 @@ fn the_schema_of_an_environments_repo_knows_every_defaults() {
     assert!(!required.to_string().contains("user_id"), "{required}");
 }
 
-/// Copies `examples/environments` into `to`.
-#[allow(dead_code)]
-fn copy_example(to: &std::path::Path) {
-    fn copy(from: &std::path::Path, to: &std::path::Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap().flatten() {
-            let (f, t) = (e.path(), to.join(e.file_name()));
-            match f.is_dir() {
-                true => copy(&f, &t),
-                false => {
-                    std::fs::copy(&f, &t).unwrap();
-                }
-            }
-        }
-    }
-    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments");
-    copy(&example, to);
-}
-
 /// A folder below `overlays/` that matches no environment (`prdo`, a typo of prod)
 /// silently dropped prod's own tasks from every plan: it is an error naming the folder,
 /// with did-you-mean, for validate and plan alike.
 #[test]
 fn an_overlay_folder_that_matches_no_environment_is_an_error() {
     let p = Project::new();
-    copy_example(&p.path("repo"));
+    copy_dir(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/environments"),
+        &p.path("repo"),
+    );
     std::fs::rename(p.path("repo/overlays/prod"), p.path("repo/overlays/prdo")).unwrap();
     for args in [
         vec!["validate", "repo"],
@@ -151,20 +135,6 @@ fn console_tasks(emu: &Emu) {
     made.apply(&emu.url, &[]).succeeds();
 }
 
-/// Every file below `dir`, concatenated.
-fn all_text(dir: &std::path::Path) -> String {
-    let mut s = String::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            s.push_str(&all_text(&path));
-        } else if let Ok(b) = std::fs::read(&path) {
-            s.push_str(&String::from_utf8_lossy(&b));
-        }
-    }
-    s
-}
-
 /// `export` writes `${secret:NAME}` for every secret-looking value (never the value,
 /// in a manifest, the state or any output), records the value's fingerprint so that
 /// the next plan is clean once the variables are set, and prints one summary of the
@@ -189,7 +159,7 @@ fn export_writes_placeholders_for_secrets_and_records_their_fingerprints() {
         &[("TASKFORM_AUTH_TOKEN", TOKEN), key],
     );
     out.succeeds();
-    let files = all_text(&p.path("out"));
+    let files = text_below(&p.path("out"));
     for text in [&out.stdout, &out.stderr, &files] {
         assert!(
             !text.contains(PW) && !text.contains(AK),
@@ -303,7 +273,7 @@ fn export_writes_what_a_user_sets_under_stable_names() {
         settings.contains(&format!("endpoint: {}", emu.url)),
         "{settings}"
     );
-    let files = all_text(&p.path("out"));
+    let files = text_below(&p.path("out"));
     for echoed in ["project_id: ", "user_name:", "path:", "task_id:"] {
         let in_manifests = files.matches(echoed).count();
         let allowed = usize::from(echoed == "project_id: "); // the target's, in taskform.yaml

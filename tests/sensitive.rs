@@ -30,19 +30,7 @@ fn run(p: &Project, args: &[&str], env: &[(&'static str, String)]) -> Output {
 
 /// Every file below the project, concatenated.
 fn all_files(p: &Project) -> String {
-    fn walk(dir: &std::path::Path, out: &mut String) {
-        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if let Ok(b) = std::fs::read(&path) {
-                out.push_str(&String::from_utf8_lossy(&b));
-            }
-        }
-    }
-    let mut s = String::new();
-    walk(p.dir.path(), &mut s);
-    s
+    text_below(p.dir.path())
 }
 
 fn assert_hidden(o: &Output) {

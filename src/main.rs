@@ -158,6 +158,34 @@ enum Command {
     Export(ExportCli),
     /// Look at the state and edit it by hand (forget, rename, record by ID); nothing changes on the server.
     State(StateCli),
+    /// Pause an environment: its watchers keep fetching and planning but send nothing, and apply refuses (without --ignore-suspend), until `taskform resume`.
+    Suspend {
+        /// Why (shown by watchers' /status, `state list` and the refused apply).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+        #[command(flatten)]
+        opts: StateOpts,
+    },
+    /// Ask a running watcher to fetch (with --git) and reconcile now (POST /reconcile with TASKFORM_WEBHOOK_SECRET); with --wait, report the result.
+    Reconcile {
+        /// The watcher's --listen address (HOST:PORT) or URL.
+        #[arg(long, value_name = "ADDR|URL")]
+        listen: String,
+        /// Of a watcher of every environment (watch --all-envs): this environment only [default: all]
+        #[arg(long = "env", value_name = "NAME")]
+        environment: Option<String>,
+        /// Wait for the reconcile and report its result (exit 1 when it failed).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after SECS.
+        #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+        timeout: f64,
+    },
+    /// Resume a suspended environment: its watchers reconcile at once.
+    Resume {
+        #[command(flatten)]
+        opts: StateOpts,
+    },
     /// Run a local emulator of the DataArts collection-task API (prints its URL first).
     Emulator(EmulatorCli),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
@@ -222,6 +250,9 @@ struct SafetyCli {
     /// (without it, such an apply stops and points to `taskform import`).
     #[arg(long)]
     allow_duplicate_names: bool,
+    /// Apply although the state is suspended (`taskform suspend`; a watcher of it sends nothing until `taskform resume`).
+    #[arg(long)]
+    ignore_suspend: bool,
 }
 
 impl LifecycleCli {
@@ -229,6 +260,7 @@ impl LifecycleCli {
         Policy {
             allow_empty: safety.allow_empty,
             allow_duplicate_names: safety.allow_duplicate_names,
+            ignore_suspend: safety.ignore_suspend,
             on_change: self.on_change.map(|c| match c {
                 OnChangeCli::Recreate => taskform::plan::OnChange::Recreate,
                 OnChangeCli::Update => taskform::plan::OnChange::Update,
@@ -503,6 +535,9 @@ struct WatchCli {
     /// With --git: the clone and the trees [default: $XDG_CACHE_HOME/taskform/git/<hash>]
     #[arg(long, requires = "git", value_name = "DIR")]
     git_cache: Option<PathBuf>,
+    /// Watch every environment taskform.yaml declares, in this process: each against its own target, state, lock and leadership (one failing never blocks the others); /status has a section per environment and every metric an `environment` label. With --git, each environment keeps its own clone below --git-cache.
+    #[arg(long)]
+    all_envs: bool,
 }
 
 #[derive(Args)]
@@ -792,11 +827,13 @@ fn main() {
                     poll: seconds(w.poll).max(Duration::from_secs(1)),
                     cache: w.git_cache,
                 }),
+                all_envs: w.all_envs,
                 policy: w.lifecycle.policy(
                     false,
                     &SafetyCli {
                         allow_empty: true,
                         allow_duplicate_names: w.allow_duplicate_names,
+                        ignore_suspend: false,
                     },
                 ),
             },
@@ -805,6 +842,24 @@ fn main() {
         Command::Import(r) => cli::import(r.args(), &env),
         Command::Refresh(r) => cli::refresh(r.args(), &env),
         Command::State(s) => state_command(s.command, &env),
+        Command::Suspend { reason, opts } => {
+            state_command_with(cli::StateCommand::Suspend { reason }, opts, &env)
+        }
+        Command::Reconcile {
+            listen,
+            environment,
+            wait,
+            timeout,
+        } => cli::sync(
+            cli::SyncArgs {
+                listen,
+                environment,
+                wait,
+                timeout: seconds(timeout),
+            },
+            &env,
+        ),
+        Command::Resume { opts } => state_command_with(cli::StateCommand::Resume, opts, &env),
         Command::Export(x) => cli::export(
             cli::ExportArgs {
                 dir: x.dir,
@@ -904,6 +959,10 @@ fn state_command(sub: StateSub, env: cli::Env) -> Exit {
             opts,
         } => (cli::StateCommand::Import { name, task_id }, opts),
     };
+    state_command_with(command, o, env)
+}
+
+fn state_command_with(command: cli::StateCommand, o: StateOpts, env: cli::Env) -> Exit {
     cli::state(
         command,
         cli::StateArgs {

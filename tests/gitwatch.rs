@@ -200,19 +200,33 @@ fn commits_are_applied_an_invalid_one_is_not_and_a_rewind_is() {
     .unwrap();
     let bad = commit(&work, "broken");
     assert!(wait_until(Duration::from_secs(20), || {
-        status(port)["revision_problem"]
-            .as_str()
-            .is_some_and(|p| p.contains(&bad))
+        status(port)["revision_problem"]["revision"] == bad.as_str()
     }));
     let s = status(port);
     assert_eq!(s["revision"]["sha"], second.as_str(), "{s}");
+    // Every problem, with its path as in the repository (not the cache's tree), and
+    // the revision's subject; the two fields do not point at each other.
+    let problem = &s["revision_problem"];
+    assert_eq!(problem["kind"], "invalid", "{s}");
+    assert_eq!(problem["subject"], "broken", "{s}");
+    let problems: Vec<&str> = problem["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.as_str())
+        .collect();
     assert!(
-        s["last_error"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("invalid"),
+        !problems.is_empty() && problems.iter().all(|p| p.starts_with("tasks/bad.yaml:")),
         "{s}"
     );
+    assert!(!problems.iter().any(|p| p.contains("cache")), "{s}");
+    let last_error = s["last_error"]["error"].as_str().unwrap();
+    assert!(
+        last_error.contains("invalid") && last_error.contains("tasks/bad.yaml:"),
+        "{s}"
+    );
+    assert!(!last_error.contains("see the"), "{s}");
+    assert_eq!(s["last_reconcile"]["problems"][0], problems[0], "{s}");
     assert_eq!(emu.creates(), 2, "nothing of the broken commit was sent");
 
     // The fix: applied.
@@ -222,6 +236,11 @@ fn commits_are_applied_an_invalid_one_is_not_and_a_rewind_is() {
         .as_deref()
         == Some(fixed.as_str())));
     assert_eq!(emu.tasks().len(), 3);
+    // The error is over: cleared, and kept as resolved with the time.
+    let s = status(port);
+    assert!(s["last_error"].is_null(), "{s}");
+    assert!(s["revision_problem"].is_null(), "{s}");
+    assert!(s["resolved_error"]["resolved_at"].is_string(), "{s}");
 
     // Rewritten history: a force-push back to the first commit is applied like any.
     git(&work, &["reset", "-q", "--hard", &first]);
@@ -233,7 +252,7 @@ fn commits_are_applied_an_invalid_one_is_not_and_a_rewind_is() {
     // The remote goes away: the live revision stays; it comes back: followed again.
     std::fs::rename(p.path("git/remote.git"), p.path("git/away.git")).unwrap();
     assert!(wait_until(Duration::from_secs(20), || {
-        status(port)["revision_problem"]
+        status(port)["revision_problem"]["error"]
             .as_str()
             .is_some_and(|p| p.contains("fetching main"))
     }));
@@ -372,9 +391,11 @@ fn a_watcher_started_on_an_invalid_commit_waits_for_a_good_one() {
         std::process::Stdio::null(),
     );
     assert!(wait_until(Duration::from_secs(20), || {
-        status(port)["revision_problem"]
-            .as_str()
-            .is_some_and(|p| p.contains("settings of revision"))
+        let s = status(port);
+        s["revision_problem"]["kind"] == "invalid"
+            && s["revision_problem"]["problems"][0]
+                .as_str()
+                .is_some_and(|p| p.starts_with("tasks/taskform.yaml:1:"))
     }));
     assert_eq!(
         http(port, "GET /readyz HTTP/1.0\r\n\r\n").map(|r| r.0),

@@ -177,6 +177,8 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
             if doc.sends().is_empty() {
                 return Ok(Decision::Apply);
             }
+            // Before the prompt: a suspended state is not applied to.
+            reconcile::Suspended::check(&ctx, state)?;
             // Applying a saved plan is the approval.
             if !args.yes && !from_file {
                 prompt::confirm(doc).map_err(reconcile::Error::Declined)?;

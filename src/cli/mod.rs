@@ -15,6 +15,7 @@ mod read;
 pub mod service;
 mod shell;
 mod state;
+mod sync;
 mod watch;
 
 pub use apply::{ApplyArgs, apply};
@@ -25,6 +26,7 @@ pub use plan::{PlanArgs, plan, show};
 pub use read::{ReadArgs, import, refresh};
 pub use shell::{BuildInfo, build_info, completions, man, version};
 pub use state::{CopyArgs, StateArgs, StateCommand, state, state_copy};
+pub use sync::{SyncArgs, sync};
 pub use watch::{GitArgs, WatchArgs, watch};
 
 use crate::error::{Error, Exit};

@@ -1,30 +1,44 @@
-//! The watcher as a service: probes, status and metrics on `--listen`.
+//! The watcher as a service: probes, status and metrics on `--listen`, for one
+//! environment or, with `watch --all-envs`, for every environment of the repo.
 //!
 //! - `GET /healthz`: 200 while the process runs its loop (liveness).
-//! - `GET /readyz`: 200 when this instance is useful: the leader (holding the state
-//!   lock) whose last reconcile succeeded (or has not run yet), or a standby waiting for
-//!   the lock. 503 for a leader whose last reconcile failed, or a standby that cannot
-//!   reach the state. A Kubernetes readiness probe then keeps both replicas of a healthy
-//!   pair in service and takes out the one that needs a person.
-//! - `GET /status`: JSON: role, environment, last reconcile (time, trigger, result,
-//!   counts by action, tasks in doubt), last error.
-//! - `GET /metrics`: Prometheus/OpenMetrics text, from `prometheus-client`:
+//! - `GET /readyz`: 200 when every environment's watcher is useful: the leader whose
+//!   last reconcile succeeded (or has not run yet), or a standby waiting for the
+//!   leadership. 503 naming each environment that is not (a leader whose last reconcile
+//!   failed, a standby that cannot reach the state, an environment that could not
+//!   start). `GET /readyz?environment=NAME` answers for one environment (404 for one the
+//!   watcher does not run). A Kubernetes readiness probe then keeps both replicas of a
+//!   healthy pair in service and takes out the one that needs a person.
+//! - `GET /status`: JSON: a section per environment under `environments` (role, last
+//!   reconcile with its number, trigger, result and counts, `last_error` until a
+//!   reconcile succeeds, then `resolved_error`, the revision and `revision_problem`
+//!   with every `path:line:col` problem, `suspended`, `changed_outside`); with one
+//!   environment its section's fields are at the top level too.
+//! - `GET /metrics`: Prometheus/OpenMetrics text, from `prometheus-client`, every
+//!   series labelled with its `environment` (`default` without environments):
 //!   `taskform_reconciles_total{result}`, `taskform_reconcile_duration_seconds`,
 //!   `taskform_requests_total{operation,status}`, `taskform_tasks{action}`,
 //!   `taskform_tasks_in_doubt`, `taskform_drift_detected_total`, `taskform_leader`,
-//!   `taskform_last_reconcile_timestamp_seconds`, `taskform_build_info{version,environment}`.
+//!   `taskform_suspended`, `taskform_last_reconcile_timestamp_seconds`,
+//!   `taskform_revision{revision}`, and `taskform_build_info{version}`.
+//! - `POST /hooks/git` (with `--git`): fetch at once, for push webhooks.
+//! - `POST /reconcile[?environment=NAME]`: fetch (with `--git`) and reconcile at once
+//!   (`taskform reconcile`); 202 with, per environment, the revision it will reconcile
+//!   and the number that reconcile will have on `/status`.
 //!
-//! - `POST /hooks/git` (with `--git`): fetch at once, for push webhooks. The request
-//!   must carry the secret of `TASKFORM_WEBHOOK_SECRET`: `Authorization: Bearer
-//!   SECRET`, `X-Gitlab-Token: SECRET`, or GitHub's `X-Hub-Signature-256` (HMAC-SHA256
-//!   of the body), compared in constant time; 401 otherwise, 404 without a secret set.
+//! Both POSTs must carry the secret of `TASKFORM_WEBHOOK_SECRET`: `Authorization: Bearer
+//! SECRET`, `X-Gitlab-Token: SECRET`, or GitHub's `X-Hub-Signature-256` (HMAC-SHA256 of
+//! the body), compared in constant time; 401 otherwise, 404 without a secret set.
 //!
 //! Every request the watcher sends goes through [`Metered`], which counts it by
 //! operation and HTTP status (`none` when no answer came).
 
-use crate::reconcile::watch::{Observer, Reconciled};
+use crate::reconcile::watch::{
+    External, Observer, OutsideChange, Reconciled, RevisionProblem, SyncAnswer,
+};
 use crate::remote::Error as RemoteError;
 use crate::remote::client::{Listing, Outcome, Shown, TaskApi};
+use crate::state::Suspension;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
@@ -36,64 +50,87 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc::UnboundedSender;
 
-/// The watcher's role.
+/// The `environment` label of a repo without environments.
+pub const NO_ENVIRONMENT: &str = "default";
+
+/// A watcher's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// Waiting for the state lock another process holds.
+    /// Waiting for the leadership another process holds.
     Standby,
-    /// Holding the lock and reconciling.
+    /// Leading: reconciling (taking the state lock for each reconcile).
     Leader,
     /// `--plan-only`: planning, never sending, no lock.
     PlanOnly,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EnvLabel {
+    environment: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabel {
+    environment: String,
     result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
+    environment: String,
     operation: String,
     status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
+    environment: String,
     action: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RevisionLabel {
+    environment: String,
     revision: String,
+}
+
+type Seconds = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+fn duration_histogram() -> Histogram {
+    // 5 ms to 44 minutes: a first reconcile of 10,000 tasks at the service's rate
+    // limit takes minutes.
+    Histogram::new(exponential_buckets(0.005, 2.0, 20))
 }
 
 struct Metrics {
     registry: Registry,
     revision: Family<RevisionLabel, Gauge>,
     reconciles: Family<ResultLabel, Counter>,
-    duration: Histogram,
+    duration: Family<EnvLabel, Histogram, fn() -> Histogram>,
     requests: Family<RequestLabels, Counter>,
     tasks: Family<ActionLabel, Gauge>,
-    in_doubt: Gauge,
-    drift: Counter,
-    leader: Gauge,
-    last: Gauge<f64, std::sync::atomic::AtomicU64>,
+    in_doubt: Family<EnvLabel, Gauge>,
+    drift: Family<EnvLabel, Counter>,
+    leader: Family<EnvLabel, Gauge>,
+    suspended: Family<EnvLabel, Gauge>,
+    last: Family<EnvLabel, Seconds>,
 }
 
 impl Metrics {
-    fn new(environment: &str) -> Metrics {
+    fn new() -> Metrics {
         let mut registry = Registry::with_prefix("taskform");
         let reconciles = Family::<ResultLabel, Counter>::default();
         registry.register("reconciles", "Reconciles, by result", reconciles.clone());
-        // 5 ms to 44 minutes: a first reconcile of 10,000 tasks at the service's rate
-        // limit takes minutes.
-        let duration = Histogram::new(exponential_buckets(0.005, 2.0, 20));
+        let duration = Family::<EnvLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
         registry.register_with_unit(
             "reconcile_duration",
             "How long a reconcile took",
@@ -112,25 +149,31 @@ impl Metrics {
             "Tasks by action still pending after the last reconcile (what it applied counts as unchanged; 0 once applied)",
             tasks.clone(),
         );
-        let in_doubt = Gauge::default();
+        let in_doubt = Family::<EnvLabel, Gauge>::default();
         registry.register(
             "tasks_in_doubt",
             "Creates whose outcome is unknown, after the last reconcile",
             in_doubt.clone(),
         );
-        let drift = Counter::default();
+        let drift = Family::<EnvLabel, Counter>::default();
         registry.register(
             "drift_detected",
             "Tasks an interval reconcile (no file changed) had to send: changed outside taskform",
             drift.clone(),
         );
-        let leader = Gauge::default();
+        let leader = Family::<EnvLabel, Gauge>::default();
         registry.register(
             "leader",
-            "1 while this instance holds the state lock and reconciles, 0 on standby",
+            "1 while this instance leads the environment's watchers and reconciles, 0 on standby",
             leader.clone(),
         );
-        let last = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let suspended = Family::<EnvLabel, Gauge>::default();
+        registry.register(
+            "suspended",
+            "1 while the environment's state is suspended (`taskform suspend`): planned, nothing sent",
+            suspended.clone(),
+        );
+        let last = Family::<EnvLabel, Seconds>::default();
         registry.register_with_unit(
             "last_reconcile_timestamp",
             "When the last reconcile ended (Unix time)",
@@ -140,10 +183,10 @@ impl Metrics {
         registry.register(
             "build",
             "The running taskform",
-            Info::new(vec![
-                ("version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
-                ("environment".to_string(), environment.to_string()),
-            ]),
+            Info::new(vec![(
+                "version".to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            )]),
         );
         let revision = Family::<RevisionLabel, Gauge>::default();
         registry.register(
@@ -161,97 +204,67 @@ impl Metrics {
             in_doubt,
             drift,
             leader,
+            suspended,
             last,
         }
     }
 }
 
-/// What `/status` shows.
+/// What `/status` shows of one environment.
 #[derive(Debug, Default)]
 struct Status {
     role: Option<Role>,
-    /// Who holds the lock, on standby.
+    /// Who leads, on standby.
     holder: Option<String>,
     /// A standby that cannot reach the state.
     standby_error: Option<String>,
+    /// The environment could not start (`watch --all-envs`): its settings, its
+    /// target, its credentials. Tried again.
+    setup_error: Option<String>,
+    /// The reconcile waits for the state lock this holder has.
+    waiting_for: Option<String>,
     last: Option<(String, Reconciled)>,
     last_error: Option<(String, String)>,
+    /// The last error once a reconcile succeeded: (at, error, resolved at).
+    resolved_error: Option<(String, String, String)>,
     /// With `--git`: the live revision (sha, subject) and why the newest is not live.
     revision: Option<(String, String)>,
-    revision_problem: Option<String>,
+    revision_problem: Option<(String, RevisionProblem)>,
+    suspended: Option<Suspension>,
+    changed_outside: Option<(String, OutsideChange)>,
+    /// Where to send what `POST /hooks/git` and `POST /reconcile` ask.
+    external: Option<UnboundedSender<External>>,
 }
 
-/// The watcher's status and metrics, shared by the loop and the server.
-pub struct Service {
-    environment: Option<String>,
-    status: Mutex<Status>,
-    metrics: Metrics,
-    /// `POST /hooks/git`: where to say "fetch now", and the secret it needs.
-    hook: Mutex<Option<(tokio::sync::mpsc::UnboundedSender<()>, Option<String>)>>,
-}
-
-impl Service {
-    pub fn new(environment: Option<String>) -> Arc<Service> {
-        Arc::new(Service {
-            metrics: Metrics::new(environment.as_deref().unwrap_or("")),
-            environment,
-            status: Mutex::new(Status::default()),
-            hook: Mutex::new(None),
-        })
-    }
-
-    /// Serves `POST /hooks/git`: a request with `secret` sends on `tx`.
-    pub fn enable_hook(&self, tx: tokio::sync::mpsc::UnboundedSender<()>, secret: Option<String>) {
-        *self.hook.lock().unwrap_or_else(|p| p.into_inner()) = Some((tx, secret));
-    }
-
-    fn status(&self) -> std::sync::MutexGuard<'_, Status> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// This instance waits for the lock `holder` holds (`error`: it cannot reach
-    /// the state).
-    pub fn standby(&self, holder: Option<String>, error: Option<String>) {
-        let mut s = self.status();
-        s.role = Some(Role::Standby);
-        s.holder = holder;
-        s.standby_error = error;
-        self.metrics.leader.set(0);
-    }
-
-    /// This instance holds the lock.
-    pub fn leader(&self) {
-        let mut s = self.status();
-        s.role = Some(Role::Leader);
-        s.holder = None;
-        s.standby_error = None;
-        self.metrics.leader.set(1);
-    }
-
-    /// `--plan-only`: no lock, nothing sent; ready as a leader would be.
-    pub fn plan_only(&self) {
-        self.status().role = Some(Role::PlanOnly);
-        self.metrics.leader.set(0);
-    }
-
-    fn ready(&self) -> bool {
-        let s = self.status();
-        match s.role {
-            Some(Role::Leader | Role::PlanOnly) => {
-                s.last.as_ref().is_none_or(|(_, r)| r.error.is_none())
-            }
-            Some(Role::Standby) => s.standby_error.is_none(),
-            None => false,
+impl Status {
+    /// Ready, or why not.
+    fn ready(&self) -> Result<(), String> {
+        if let Some(e) = &self.setup_error {
+            return Err(format!("cannot start: {e}"));
+        }
+        match self.role {
+            Some(Role::Leader | Role::PlanOnly) => match &self.last {
+                Some((_, r)) if r.error.is_some() => Err(format!(
+                    "the last reconcile failed: {}",
+                    r.error.as_deref().unwrap_or_default()
+                )),
+                _ => Ok(()),
+            },
+            Some(Role::Standby) => match &self.standby_error {
+                Some(e) => Err(format!("standby, cannot reach the state: {e}")),
+                None => Ok(()),
+            },
+            None => Err("starting".into()),
         }
     }
 
-    fn status_json(&self) -> Value {
-        let s = self.status();
-        let last = s.last.as_ref().map(|(at, r)| {
+    fn json(&self, name: Option<&str>) -> Value {
+        let last = self.last.as_ref().map(|(at, r)| {
             let sm = r.summary;
             json!({
+                "number": r.number,
                 "at": at,
-                "trigger": r.trigger,
+                "trigger": r.trigger.as_str(),
                 "result": if r.error.is_none() { "success" } else { "failure" },
                 "duration_seconds": r.duration.as_secs_f64(),
                 "plan": {"create": sm.create, "replace": sm.replace, "update": sm.update,
@@ -260,24 +273,142 @@ impl Service {
                 "sent": {"created": r.created, "updated": r.updated, "deleted": r.deleted,
                          "failed": r.failed},
                 "in_doubt": r.in_doubt,
+                "suspended": r.suspended.is_some(),
+                "problems": r.problems,
             })
         });
+        let problem = self.revision_problem.as_ref().map(|(at, p)| match p {
+            RevisionProblem::Fetch(e) => json!({"at": at, "kind": "fetch", "error": e}),
+            RevisionProblem::Invalid {
+                sha,
+                subject,
+                problems,
+            } => json!({"at": at, "kind": "invalid", "revision": sha, "subject": subject,
+                        "error": format!("revision {sha} ({subject}) is invalid: {} problem(s); the live revision stays", problems.len()),
+                        "problems": problems}),
+        });
         json!({
-            "role": match s.role {
+            "environment": name,
+            "role": match self.role {
                 Some(Role::Leader) => "leader",
                 Some(Role::Standby) => "standby",
                 Some(Role::PlanOnly) => "plan-only",
                 None => "starting",
             },
-            "ready": drop_then(s, || self.ready()),
-            "environment": self.environment,
-            "lock_holder": self.status().holder,
+            "ready": self.ready().is_ok(),
+            "not_ready": self.ready().err(),
+            "lock_holder": self.holder,
+            "waiting_for_lock": self.waiting_for,
+            "suspended": self.suspended.as_ref().map(|s| json!({"by": s.by, "at": s.at, "reason": s.reason})),
             "last_reconcile": last,
-            "last_error": self.status().last_error.as_ref().map(|(at, e)| json!({"at": at, "error": e})),
-            "revision": self.status().revision.as_ref().map(|(sha, subject)| json!({"sha": sha, "subject": subject})),
-            "revision_problem": self.status().revision_problem,
-            "version": env!("CARGO_PKG_VERSION"),
+            "last_error": self.last_error.as_ref().map(|(at, e)| json!({"at": at, "error": e})),
+            "resolved_error": self.resolved_error.as_ref().map(|(at, e, r)| json!({"at": at, "error": e, "resolved_at": r})),
+            "revision": self.revision.as_ref().map(|(sha, subject)| json!({"sha": sha, "subject": subject})),
+            "revision_problem": problem,
+            "changed_outside": self.changed_outside.as_ref().map(|(at, c)| json!({
+                "at": at,
+                "serial": c.serial,
+                "last_applied": c.last_applied,
+                "note": "the state changed outside this watcher: it re-applies its own revision",
+            })),
+            "setup_error": self.setup_error,
         })
+    }
+}
+
+/// The watchers' status and metrics, shared by their loops and the server.
+pub struct Service {
+    envs: Mutex<BTreeMap<String, Status>>,
+    metrics: Metrics,
+    /// `TASKFORM_WEBHOOK_SECRET`: what `POST /hooks/git` and `POST /reconcile` need.
+    secret: Mutex<Option<String>>,
+    /// Whether the watchers fetch a repository (`POST /hooks/git` is served).
+    git: std::sync::atomic::AtomicBool,
+}
+
+/// One environment's part of the [`Service`]: what its watcher reports to.
+pub struct EnvService {
+    service: Arc<Service>,
+    /// The environment (`None`: a repo without environments).
+    name: Option<String>,
+}
+
+impl Service {
+    pub fn new() -> Arc<Service> {
+        Arc::new(Service {
+            envs: Mutex::new(BTreeMap::new()),
+            metrics: Metrics::new(),
+            secret: Mutex::new(None),
+            git: Default::default(),
+        })
+    }
+
+    /// The part of environment `name` (`None`: no environments), shown on `/status`
+    /// from now on.
+    pub fn environment(self: &Arc<Self>, name: Option<String>) -> Arc<EnvService> {
+        self.envs()
+            .entry(name.clone().unwrap_or_default())
+            .or_default();
+        Arc::new(EnvService {
+            service: self.clone(),
+            name,
+        })
+    }
+
+    /// Serves `POST /hooks/git` (when `git`) and `POST /reconcile` to requests that
+    /// carry `secret`.
+    pub fn enable_requests(&self, secret: Option<String>, git: bool) {
+        *self.secret.lock().unwrap_or_else(|p| p.into_inner()) = secret;
+        self.git.store(git, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn envs(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Status>> {
+        self.envs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ready, or a line per environment that is not (`only`: that environment;
+    /// `Err(None)`: the watcher does not run it).
+    fn ready(&self, only: Option<&str>) -> Result<(), Option<String>> {
+        let envs = self.envs();
+        if let Some(name) = only
+            && !envs.contains_key(name)
+        {
+            return Err(None);
+        }
+        let not: Vec<String> = envs
+            .iter()
+            .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
+            .filter_map(|(n, s)| s.ready().err().map(|why| format!("{}: {why}", label_of(n))))
+            .collect();
+        match not.is_empty() && !envs.is_empty() {
+            true => Ok(()),
+            false if envs.is_empty() => Err(Some("starting".into())),
+            false => Err(Some(not.join("\n"))),
+        }
+    }
+
+    fn status_json(&self) -> Value {
+        let envs = self.envs();
+        let sections: serde_json::Map<String, Value> = envs
+            .iter()
+            .map(|(n, s)| {
+                let name = (!n.is_empty()).then_some(n.as_str());
+                (label_of(n).to_string(), s.json(name))
+            })
+            .collect();
+        let mut doc = match envs.len() {
+            1 => envs
+                .iter()
+                .next()
+                .map(|(n, s)| s.json((!n.is_empty()).then_some(n.as_str())))
+                .unwrap_or_else(|| json!({})),
+            _ => json!({}),
+        };
+        drop(envs);
+        doc["ready"] = json!(self.ready(None).is_ok());
+        doc["environments"] = Value::Object(sections);
+        doc["version"] = json!(env!("CARGO_PKG_VERSION"));
+        doc
     }
 
     fn metrics_text(&self) -> String {
@@ -323,23 +454,23 @@ impl Service {
     }
 
     async fn answer(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-        let reply = |status: StatusCode, ctype: &'static str, body: String| {
-            let mut r = Response::new(Full::new(Bytes::from(body)));
-            *r.status_mut() = status;
-            r.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static(ctype),
-            );
-            r
-        };
-        if req.method() == hyper::Method::POST && req.uri().path() == "/hooks/git" {
-            let hook = self.hook.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let Some((tx, Some(secret))) = hook else {
-                return reply(
-                    StatusCode::NOT_FOUND,
-                    "text/plain",
-                    "no hook: watch --git with TASKFORM_WEBHOOK_SECRET set\n".into(),
-                );
+        let path = req.uri().path().to_string();
+        let only = query_param(req.uri().query(), "environment");
+        if req.method() == hyper::Method::POST
+            && matches!(path.as_str(), "/hooks/git" | "/reconcile")
+        {
+            let secret = self
+                .secret
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            let git = self.git.load(std::sync::atomic::Ordering::SeqCst);
+            let Some(secret) = secret.filter(|_| git || path == "/reconcile") else {
+                let why = match path.as_str() {
+                    "/hooks/git" => "no hook: watch --git with TASKFORM_WEBHOOK_SECRET set\n",
+                    _ => "no /reconcile: set TASKFORM_WEBHOOK_SECRET for the watcher\n",
+                };
+                return reply(StatusCode::NOT_FOUND, "text/plain", why.into());
             };
             let headers = req.headers().clone();
             let body = match http_body_util::BodyExt::collect(http_body_util::Limited::new(
@@ -358,31 +489,49 @@ impl Service {
                 }
             };
             if !authorized(&headers, &body, &secret) {
-                tracing::warn!("refused a /hooks/git request without the secret");
+                tracing::warn!("refused a {path} request without the secret");
                 return reply(
                     StatusCode::UNAUTHORIZED,
                     "text/plain",
                     "unauthorized\n".into(),
                 );
             }
-            let _ = tx.send(());
-            return reply(StatusCode::ACCEPTED, "text/plain", "fetching\n".into());
+            return match path.as_str() {
+                "/hooks/git" => {
+                    for tx in self.senders(None).into_iter().flat_map(|(_, tx)| tx) {
+                        let _ = tx.send(External::Hook);
+                    }
+                    reply(StatusCode::ACCEPTED, "text/plain", "fetching\n".into())
+                }
+                _ => self.sync(only.as_deref()).await,
+            };
         }
         if req.method() != hyper::Method::GET {
             return reply(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "text/plain",
-                "GET only\n".into(),
+                "GET, or POST to /reconcile and /hooks/git\n".into(),
             );
         }
-        match req.uri().path() {
+        match path.as_str() {
             "/healthz" => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-            "/readyz" => match self.ready() {
-                true => reply(StatusCode::OK, "text/plain", "ready\n".into()),
-                false => reply(
+            "/readyz" => match self.ready(only.as_deref()) {
+                Ok(()) => reply(StatusCode::OK, "text/plain", "ready\n".into()),
+                Err(None) => reply(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    format!(
+                        "this watcher runs no environment {}\n",
+                        crate::render::escape(only.as_deref().unwrap_or_default())
+                    ),
+                ),
+                Err(Some(why)) => reply(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "text/plain",
-                    "not ready: see /status\n".into(),
+                    format!(
+                        "not ready (see /status):\n{}\n",
+                        crate::render::escape_lines(&why)
+                    ),
                 ),
             },
             "/status" => {
@@ -399,24 +548,108 @@ impl Service {
             _ => reply(
                 StatusCode::NOT_FOUND,
                 "text/plain",
-                "/healthz, /readyz, /status, /metrics\n".into(),
+                "/healthz, /readyz, /status, /metrics; POST /reconcile, /hooks/git\n".into(),
             ),
         }
     }
 
-    fn request(&self, operation: &str, status: String) {
-        self.metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                operation: operation.to_string(),
-                status,
+    /// Each environment (or only `only`) with where to send what the service asks
+    /// (`None`: its watcher does not lead, so it takes no request).
+    fn senders(&self, only: Option<&str>) -> Vec<(String, Option<UnboundedSender<External>>)> {
+        self.envs()
+            .iter()
+            .filter(|(n, _)| only.is_none_or(|o| o == n.as_str()))
+            .map(|(n, s)| {
+                let leads = matches!(s.role, Some(Role::Leader | Role::PlanOnly));
+                (n.clone(), s.external.clone().filter(|_| leads))
             })
-            .inc();
+            .collect()
+    }
+
+    /// `POST /reconcile`: asks each environment's watcher to fetch and reconcile now,
+    /// and says what each will reconcile.
+    async fn sync(&self, only: Option<&str>) -> Response<Full<Bytes>> {
+        let targets = self.senders(only);
+        if targets.is_empty() {
+            return reply(
+                StatusCode::NOT_FOUND,
+                "text/plain",
+                format!(
+                    "this watcher runs no environment {}\n",
+                    crate::render::escape(only.unwrap_or_default())
+                ),
+            );
+        }
+        let mut answers = serde_json::Map::new();
+        for (name, tx) in targets {
+            let answer = match tx {
+                None => {
+                    json!({"accepted": false, "why": "not leading (a standby, or not started): the leader reconciles"})
+                }
+                Some(tx) => {
+                    let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+                    let _ = tx.send(External::Sync(reply_tx));
+                    match tokio::time::timeout(SYNC_ANSWER, reply_rx).await {
+                        Ok(Ok(SyncAnswer {
+                            revision,
+                            reconcile,
+                        })) => {
+                            json!({"accepted": true, "revision": revision, "reconcile": reconcile})
+                        }
+                        // Busy with a reconcile: the request waits its turn.
+                        _ => json!({"accepted": true, "queued": true}),
+                    }
+                }
+            };
+            answers.insert(label_of(&name).to_string(), answer);
+        }
+        let mut doc = match answers.len() {
+            1 => answers.values().next().cloned().unwrap_or_default(),
+            _ => json!({}),
+        };
+        doc["environments"] = Value::Object(answers);
+        let mut body = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        body.push('\n');
+        reply(StatusCode::ACCEPTED, "application/json", body)
     }
 }
 
-/// Whether a hook request carries the secret: a bearer token, GitLab's token header,
-/// or GitHub's HMAC-SHA256 signature of the body. Compared in constant time.
+/// How long `POST /reconcile` waits for the watcher to say what it will reconcile (a
+/// fetch) before answering that the request is queued behind a running reconcile.
+const SYNC_ANSWER: std::time::Duration = std::time::Duration::from_secs(8);
+
+fn reply(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(ctype),
+    );
+    r
+}
+
+/// A query parameter's value (percent-decoded).
+fn query_param(query: Option<&str>, key: &str) -> Option<String> {
+    query?.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == key).then(|| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    })
+}
+
+/// An environment's name on `/status` and in metrics.
+fn label_of(name: &str) -> &str {
+    match name {
+        "" => NO_ENVIRONMENT,
+        n => n,
+    }
+}
+
+/// Whether a request carries the secret: a bearer token, GitLab's token header, or
+/// GitHub's HMAC-SHA256 signature of the body. Compared in constant time.
 fn authorized(headers: &hyper::HeaderMap, body: &[u8], secret: &str) -> bool {
     use hmac::{Hmac, KeyInit, Mac};
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
@@ -465,49 +698,161 @@ const MAX_CONNECTIONS: usize = 32;
 /// A connection's whole life (headers, body, answer).
 const CONNECTION_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
-fn drop_then<T, R>(guard: T, f: impl FnOnce() -> R) -> R {
-    drop(guard);
-    f()
+impl EnvService {
+    fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| NO_ENVIRONMENT.to_string())
+    }
+
+    fn env_label(&self) -> EnvLabel {
+        EnvLabel {
+            environment: self.label(),
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
+        let mut envs = self.service.envs();
+        f(envs
+            .entry(self.name.clone().unwrap_or_default())
+            .or_default())
+    }
+
+    /// Where `POST /hooks/git` and `POST /reconcile` reach this environment's watcher.
+    pub fn external(&self, tx: UnboundedSender<External>) {
+        self.with(|s| s.external = Some(tx));
+    }
+
+    /// This instance waits for the leadership `holder` holds (`error`: it cannot reach
+    /// the state).
+    pub fn standby(&self, holder: Option<String>, error: Option<String>) {
+        self.with(|s| {
+            s.role = Some(Role::Standby);
+            s.holder = holder;
+            s.standby_error = error;
+            s.setup_error = None;
+        });
+        self.service
+            .metrics
+            .leader
+            .get_or_create(&self.env_label())
+            .set(0);
+    }
+
+    /// This instance leads.
+    pub fn leader(&self) {
+        self.with(|s| {
+            s.role = Some(Role::Leader);
+            s.holder = None;
+            s.standby_error = None;
+            s.setup_error = None;
+        });
+        self.service
+            .metrics
+            .leader
+            .get_or_create(&self.env_label())
+            .set(1);
+    }
+
+    /// `--plan-only`: no lock, nothing sent; ready as a leader would be.
+    pub fn plan_only(&self) {
+        self.with(|s| {
+            s.role = Some(Role::PlanOnly);
+            s.setup_error = None;
+        });
+        self.service
+            .metrics
+            .leader
+            .get_or_create(&self.env_label())
+            .set(0);
+    }
+
+    /// The environment could not start (`watch --all-envs`); it is tried again.
+    pub fn setup_failed(&self, error: &str) {
+        self.with(|s| s.setup_error = Some(error.to_string()));
+    }
+
+    fn request(&self, operation: &str, status: String) {
+        self.service
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                environment: self.label(),
+                operation: operation.to_string(),
+                status,
+            })
+            .inc();
+    }
 }
 
-impl Observer for Service {
-    fn revision(&self, live: Option<&crate::load::git::Revision>, problem: Option<&str>) {
-        let mut s = self.status();
-        let previous = s.revision.as_ref().map(|(sha, _)| sha.clone());
-        s.revision = live.map(|r| (r.sha.clone(), r.subject.clone()));
-        s.revision_problem = problem.map(str::to_string);
-        if let Some(p) = problem {
-            s.last_error = Some((crate::clock::now_rfc3339(), p.to_string()));
-        }
-        let now = s.revision.as_ref().map(|(sha, _)| sha.clone());
-        drop(s);
-        if previous != now {
+impl Observer for EnvService {
+    fn revision(
+        &self,
+        live: Option<&crate::load::git::Revision>,
+        problem: Option<&RevisionProblem>,
+    ) {
+        let now = crate::clock::now_rfc3339();
+        let (previous, current) = self.with(|s| {
+            let previous = s.revision.as_ref().map(|(sha, _)| sha.clone());
+            s.revision = live.map(|r| (r.sha.clone(), r.subject.clone()));
+            s.revision_problem = problem.map(|p| (now, p.clone()));
+            (previous, s.revision.as_ref().map(|(sha, _)| sha.clone()))
+        });
+        if previous != current {
+            let m = &self.service.metrics;
             if let Some(p) = previous {
-                self.metrics.revision.remove(&RevisionLabel { revision: p });
+                m.revision.remove(&RevisionLabel {
+                    environment: self.label(),
+                    revision: p,
+                });
             }
-            if let Some(n) = now {
-                self.metrics
-                    .revision
-                    .get_or_create(&RevisionLabel { revision: n })
+            if let Some(n) = current {
+                m.revision
+                    .get_or_create(&RevisionLabel {
+                        environment: self.label(),
+                        revision: n,
+                    })
                     .set(1);
             }
         }
     }
 
+    fn suspended(&self, suspension: Option<&Suspension>) {
+        self.with(|s| s.suspended = suspension.cloned());
+        self.service
+            .metrics
+            .suspended
+            .get_or_create(&self.env_label())
+            .set(suspension.is_some() as i64);
+    }
+
+    fn changed_outside(&self, c: &OutsideChange) {
+        let now = crate::clock::now_rfc3339();
+        self.with(|s| s.changed_outside = Some((now, c.clone())));
+    }
+
+    fn waiting_for_lock(&self, holder: Option<&str>) {
+        self.with(|s| s.waiting_for = holder.map(str::to_string));
+    }
+
     fn reconciled(&self, r: &Reconciled) {
         let now = crate::clock::now_rfc3339();
-        let m = &self.metrics;
+        let m = &self.service.metrics;
+        let environment = self.label();
         let result = match r.error {
             None => "success",
             Some(_) => "failure",
         };
         m.reconciles
             .get_or_create(&ResultLabel {
+                environment: environment.clone(),
                 result: result.into(),
             })
             .inc();
-        m.duration.observe(r.duration.as_secs_f64());
-        m.last.set(
+        m.duration
+            .get_or_create(&self.env_label())
+            .observe(r.duration.as_secs_f64());
+        m.last.get_or_create(&self.env_label()).set(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_secs_f64())
@@ -528,25 +873,36 @@ impl Observer for Service {
             ] {
                 m.tasks
                     .get_or_create(&ActionLabel {
+                        environment: environment.clone(),
                         action: action.into(),
                     })
                     .set(n as i64);
             }
-            m.in_doubt.set(r.in_doubt as i64);
-            m.drift.inc_by(r.drift as u64);
+            m.in_doubt
+                .get_or_create(&self.env_label())
+                .set(r.in_doubt as i64);
+            m.drift
+                .get_or_create(&self.env_label())
+                .inc_by(r.drift as u64);
         }
-        let mut s = self.status();
-        if let Some(e) = &r.error {
-            s.last_error = Some((now.clone(), e.clone()));
-        }
-        s.last = Some((now, r.clone()));
+        self.with(|s| {
+            match &r.error {
+                Some(e) => s.last_error = Some((now.clone(), e.clone())),
+                None => {
+                    if let Some((at, e)) = s.last_error.take() {
+                        s.resolved_error = Some((at, e, now.clone()));
+                    }
+                }
+            }
+            s.last = Some((now, r.clone()));
+        });
     }
 }
 
 /// A [`TaskApi`] that counts every request by operation and HTTP status.
 pub struct Metered {
     pub inner: Arc<dyn TaskApi>,
-    pub service: Arc<Service>,
+    pub service: Arc<EnvService>,
 }
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

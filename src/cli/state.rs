@@ -18,10 +18,26 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub enum StateCommand {
     List,
-    Show { name: String },
-    Rm { names: Vec<String> },
-    Mv { old: String, new: String },
-    Import { name: String, task_id: String },
+    Show {
+        name: String,
+    },
+    Rm {
+        names: Vec<String>,
+    },
+    Mv {
+        old: String,
+        new: String,
+    },
+    Import {
+        name: String,
+        task_id: String,
+    },
+    /// `taskform suspend --reason TEXT`.
+    Suspend {
+        reason: String,
+    },
+    /// `taskform resume`.
+    Resume,
 }
 
 /// Options of `taskform state`.
@@ -97,6 +113,50 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
                 escape(&old),
                 escape(&new),
                 escape(&state.tasks[&new].task_id),
+                written(&state, store.as_ref())
+            );
+        }
+        StateCommand::Suspend { reason } => {
+            let mut tx = locked(store.as_ref(), &resolved, args.lock_timeout, "suspend")?;
+            let before = tx.state().suspended.clone();
+            tx.state_mut().suspended = Some(state::Suspension {
+                by: crate::state::lock::user_at_host(env, "suspend"),
+                at: crate::clock::now_rfc3339(),
+                reason: reason.clone(),
+            });
+            let state = tx.commit(true, None)?;
+            let flag = crate::plan::document::env_flag(environment.as_deref());
+            if let Some(b) = before {
+                println!(
+                    "It was already suspended by {} at {}: {}; the new reason replaces it.",
+                    escape(&b.by),
+                    escape(&b.at),
+                    escape(&b.reason)
+                );
+            }
+            print!(
+                "Suspended {}: {}\nWatchers of it keep fetching and planning, and send nothing; `taskform apply{flag}` refuses without --ignore-suspend. Resume with `taskform resume{flag}`.\n{}",
+                escape(&store.describe()),
+                escape(&reason),
+                written(&state, store.as_ref())
+            );
+        }
+        StateCommand::Resume => {
+            let mut tx = locked(store.as_ref(), &resolved, args.lock_timeout, "resume")?;
+            let Some(was) = tx.state_mut().suspended.take() else {
+                println!(
+                    "{} is not suspended; nothing was changed.",
+                    escape(&store.describe())
+                );
+                return Ok(Exit::Ok);
+            };
+            let state = tx.commit(true, None)?;
+            print!(
+                "Resumed {} (suspended by {} at {}: {}). Its watchers apply at once.\n{}",
+                escape(&store.describe()),
+                escape(&was.by),
+                escape(&was.at),
+                escape(&was.reason),
                 written(&state, store.as_ref())
             );
         }
@@ -204,7 +264,7 @@ fn list(state: &State, location: &str, format: Format) -> String {
             .collect();
         let doc = json!({"format_version": "1", "state": location, "lineage": state.lineage,
                          "serial": state.serial, "target": state.target, "tasks": tasks, "in_doubt": in_doubt,
-                         "last_applied": state.last_applied});
+                         "last_applied": state.last_applied, "suspended": state.suspended});
         let mut s = render::json_safe(serde_json::to_string_pretty(&doc).unwrap_or_default());
         s.push('\n');
         return s;
@@ -237,6 +297,14 @@ fn list(state: &State, location: &str, format: Format) -> String {
         escape(location),
         state.serial
     ));
+    if let Some(s) = &state.suspended {
+        out.push_str(&format!(
+            "Suspended by {} at {}: {}. Watchers send nothing; apply refuses until `taskform resume`.\n",
+            escape(&s.by),
+            escape(&s.at),
+            escape(&s.reason)
+        ));
+    }
     match &state.last_applied {
         Some(
             l @ crate::state::LastApplied {

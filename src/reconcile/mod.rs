@@ -79,6 +79,36 @@ pub enum Error {
     Duplicates(#[from] Duplicates),
     #[error(transparent)]
     SecretChanged(#[from] crate::plan::document::SecretChanged),
+    #[error(transparent)]
+    Suspended(#[from] Suspended),
+}
+
+/// `apply` on a suspended state (`taskform suspend`): refused before anything is
+/// written or sent, unless `--ignore-suspend`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the state {state} is suspended by {} at {}: {}; nothing was sent. Resume it with `taskform resume{}`, or apply anyway with --ignore-suspend", escape(&.suspension.by), escape(&.suspension.at), escape(&.suspension.reason), crate::plan::document::env_flag(.environment.as_deref()))]
+pub struct Suspended {
+    pub state: String,
+    pub environment: Option<String>,
+    pub suspension: Box<crate::state::Suspension>,
+}
+
+impl Suspended {
+    /// Refuses to send to a suspended state, unless the policy ignores it.
+    pub fn check(ctx: &Context<'_>, state: &State) -> Result<(), Suspended> {
+        match &state.suspended {
+            Some(s) if !ctx.policy.ignore_suspend => Err(Suspended {
+                state: ctx.store.describe(),
+                environment: ctx.loaded.settings.environment.clone(),
+                suspension: Box::new(s.clone()),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn escape(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::load::diagnostic::escape(s)
 }
 
 /// A state that records no task, about to create tasks whose names the service
@@ -180,6 +210,12 @@ pub struct Report {
     pub observed: Observed,
     /// The state could not be written after sending (the results still hold).
     pub persist_error: Option<PersistFailed>,
+    /// The state's suspension, as read (a watcher's reconcile of a suspended state
+    /// plans, and writes and sends nothing).
+    pub suspended: Option<crate::state::Suspension>,
+    /// The stored state's lineage and serial after the reconcile (as read when nothing
+    /// was written): what a watcher compares with later reads to see other writers.
+    pub stored: (String, u64),
 }
 
 /// Reads the state (and, online, the server) and plans: steps 1-3. Nothing is written.
@@ -316,10 +352,19 @@ where
         results: Vec::new(),
         observed,
         persist_error: None,
+        suspended: state.suspended.clone(),
+        stored: (state.lineage.clone(), state.serial),
     };
     let (Decision::Apply, Some(api), Some(target)) = (decision, ctx.api, ctx.target) else {
         return Ok(report);
     };
+    // A suspended state: a command is refused; a watcher plans, and sends nothing.
+    if let Err(refused) = Suspended::check(ctx, &state) {
+        match ctx.origin {
+            Origin::Command(_) => return Err(refused.into()),
+            Origin::Watch(..) => return Ok(report),
+        }
+    }
     // An empty folder is refused (an emptied checkout), unless allowed, or unless the
     // plan is a forced prune (deleting everything was asked for twice).
     let forced_prune = (ctx.policy.prune && ctx.policy.force_prune) || ctx.policy.destroy;
@@ -333,7 +378,8 @@ where
     }
     if report.doc.sends().is_empty() {
         if report.observed.changed {
-            ready_for_journal(ctx.store, state, target, true)?;
+            let state = ready_for_journal(ctx.store, state, target, true)?;
+            report.stored = (state.lineage.clone(), state.serial);
         }
         return Ok(report);
     }
@@ -345,6 +391,7 @@ where
     let (plan, manifests) = report.doc.manifests_to_send(ctx.loaded)?;
     let (results, persisted) =
         send(ctx.store, &mut state, (&plan, &manifests), api, sending).await?;
+    report.stored = (state.lineage.clone(), state.serial);
     report.results = results;
     report.persist_error = persisted.err();
     Ok(report)

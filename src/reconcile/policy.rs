@@ -32,6 +32,8 @@ pub struct Policy {
     pub labels: Vec<String>,
     /// `--destroy`: delete every recorded task (guard and confirmation as prune).
     pub destroy: bool,
+    /// `--ignore-suspend`: apply to a suspended state (`taskform suspend`).
+    pub ignore_suspend: bool,
 }
 
 impl Default for Policy {
@@ -49,6 +51,7 @@ impl Default for Policy {
             targets: Vec::new(),
             labels: Vec::new(),
             destroy: false,
+            ignore_suspend: false,
         }
     }
 }

@@ -8,7 +8,17 @@
 //! ([`crate::load::cache`]), and the reconcile is prepared ([`super::prepare`]) 50 ms
 //! into the quiet: applied ([`super::finish`]) when the quiet ends with no newer
 //! event, dropped otherwise. One reconcile at a time: changes during a reconcile queue up and trigger
-//! one more after it. The caller holds the state lock for the watcher's whole life.
+//! one more after it.
+//!
+//! **Locks.** The caller holds the watchers' leadership ([`StateStore::leadership`]) for
+//! the watcher's whole life; the state lock is taken for each reconcile only (waiting
+//! for an `apply` or a `state` command that holds it), so that those get their turn
+//! between two reconciles. Every few seconds an idle watcher reads the state's version:
+//! a write by another process (an apply from CI, `state mv`) triggers a reconcile
+//! ([`Trigger::StateChanged`]: the watcher re-applies its own revision, so its branch
+//! wins), `taskform resume` one at once ([`Trigger::Resume`]). A suspended state is
+//! planned, and nothing is sent.
+//!
 //! Cancelled (SIGINT/SIGTERM): creates in flight finish and are recorded, the state is
 //! written, and [`run`] returns.
 
@@ -21,8 +31,9 @@ use crate::load::target::Resolved;
 use crate::load::{self, LoadError};
 use crate::plan::Action;
 use crate::remote::client::TaskApi;
-use crate::state::Target;
-use crate::state::store::StateStore;
+use crate::state::lock::{Holder, LockError};
+use crate::state::store::{StateStore, StoreError, StoreLock};
+use crate::state::{Suspension, Target};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,14 +76,118 @@ pub enum Failed {
     Folder(String),
     #[error(transparent)]
     Reconcile(#[from] Error),
+    /// Cancelled while waiting for the state lock: nothing was done.
+    #[error("stopped while waiting for the state lock")]
+    Stopped,
+}
+
+/// What made the watcher reconcile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trigger {
+    /// The watcher started.
+    #[default]
+    Start,
+    /// A burst of file events ended.
+    Change,
+    /// `--interval` passed: a drift check.
+    Interval,
+    /// A failed task's backoff ended.
+    Retry,
+    /// The error policy asked for another try.
+    Requeue,
+    /// `--git`: the poll fetched.
+    Poll,
+    /// `POST /hooks/git`: fetched at once.
+    Hook,
+    /// `POST /reconcile`: fetched (with `--git`) and reconciled at once.
+    Sync,
+    /// `taskform resume`.
+    Resume,
+    /// Another process wrote the state (an apply, a `state` command).
+    StateChanged,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Start => "start",
+            Trigger::Change => "change",
+            Trigger::Interval => "interval",
+            Trigger::Retry => "retry",
+            Trigger::Requeue => "requeue",
+            Trigger::Poll => "poll",
+            Trigger::Hook => "hook",
+            Trigger::Sync => "sync",
+            Trigger::Resume => "resume",
+            Trigger::StateChanged => "state-changed",
+        }
+    }
+
+    /// A trigger that reconciles whatever is there (the newest good revision, else the
+    /// live one), not only a new commit.
+    fn whatever_is_there(self) -> bool {
+        !matches!(
+            self,
+            Trigger::Start | Trigger::Poll | Trigger::Hook | Trigger::Change
+        )
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the service (`--listen`) asks of the watcher.
+#[derive(Debug)]
+pub enum External {
+    /// `POST /hooks/git`: fetch now (a new commit is reconciled).
+    Hook,
+    /// `POST /reconcile`: fetch (with `--git`) and reconcile now; the answer says what
+    /// will be reconciled.
+    Sync(tokio::sync::oneshot::Sender<SyncAnswer>),
+}
+
+/// What `POST /reconcile` is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncAnswer {
+    /// With `--git`: the commit that will be reconciled (`None`: none is usable yet).
+    pub revision: Option<String>,
+    /// The number the reconcile will have on `/status` (`last_reconcile.number`).
+    pub reconcile: u64,
+}
+
+/// Why the newest revision of a `--git` watcher is not live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RevisionProblem {
+    /// The repository could not be fetched.
+    Fetch(String),
+    /// The revision's manifests are invalid: each problem as `path:line:col: message`
+    /// with the path as in the repository (untrusted text escaped).
+    Invalid {
+        sha: String,
+        subject: String,
+        problems: Vec<String>,
+    },
+}
+
+/// Another process wrote the state since the watcher last read or wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutsideChange {
+    /// The state's serial now.
+    pub serial: u64,
+    /// Its `last_applied`, when an apply wrote it.
+    pub last_applied: Option<crate::state::LastApplied>,
 }
 
 /// What one reconcile of the watcher did, for whoever observes the watcher (the
 /// service's `/status` and `/metrics`).
 #[derive(Debug, Clone, Default)]
 pub struct Reconciled {
-    /// What triggered it: `start`, `change`, `interval`, `retry`, `requeue`.
-    pub trigger: String,
+    /// The watcher's count of reconciles, this one included (from 1).
+    pub number: u64,
+    pub trigger: Trigger,
     pub duration: Duration,
     /// Why it failed (`None`: it succeeded).
     pub error: Option<String>,
@@ -92,6 +207,11 @@ pub struct Reconciled {
     /// On an `interval` reconcile (no file changed), the tasks it had to send:
     /// drift made outside taskform.
     pub drift: usize,
+    /// The state is suspended: planned, nothing sent.
+    pub suspended: Option<Suspension>,
+    /// Invalid manifests: each problem as `path:line:col: message` (the path as in the
+    /// repository with `--git`), untrusted text escaped.
+    pub problems: Vec<String>,
 }
 
 /// The plan's counts less what `results` applied: each create, replace or update that
@@ -130,7 +250,14 @@ pub trait Observer: Send + Sync {
     fn reconciled(&self, _r: &Reconciled) {}
     /// With `--git`: the revision applied (live), and why the newest one is not
     /// (`None`: it is the live one).
-    fn revision(&self, _live: Option<&Revision>, _problem: Option<&str>) {}
+    fn revision(&self, _live: Option<&Revision>, _problem: Option<&RevisionProblem>) {}
+    /// The state is suspended (`Some`), or not.
+    fn suspended(&self, _s: Option<&Suspension>) {}
+    /// Another process wrote the state.
+    fn changed_outside(&self, _c: &OutsideChange) {}
+    /// The reconcile waits for the state lock `holder` holds (`None`: it no longer
+    /// waits).
+    fn waiting_for_lock(&self, _holder: Option<&str>) {}
 }
 
 /// An observer that does nothing.
@@ -151,7 +278,7 @@ pub enum Requeue {
 /// again after `retry`.
 pub fn error_policy(failed: &Failed, retry: Duration) -> Requeue {
     match failed {
-        Failed::Invalid(_) | Failed::Folder(_) => Requeue::AwaitChange,
+        Failed::Invalid(_) | Failed::Folder(_) | Failed::Stopped => Requeue::AwaitChange,
         Failed::Reconcile(e) => match e {
             Error::Remote(_) | Error::Store(_) => Requeue::After(retry),
             Error::Target(_)
@@ -164,7 +291,8 @@ pub fn error_policy(failed: &Failed, retry: Duration) -> Requeue {
             | Error::Empty { .. }
             | Error::Duplicates(_)
             | Error::Protected(_)
-            | Error::SecretChanged(_) => Requeue::AwaitChange,
+            | Error::SecretChanged(_)
+            | Error::Suspended(_) => Requeue::AwaitChange,
         },
     }
 }
@@ -175,30 +303,91 @@ pub struct Watcher<'a> {
     pub env: &'a (dyn Fn(&str) -> Option<String> + Sync),
     pub resolved: Resolved,
     pub store: &'a dyn StateStore,
-    /// The state lock held for the watcher's life (`None` with `--plan-only`): a lock
-    /// that is lost (a PostgreSQL connection that dropped) stops the watcher.
-    pub lock: Option<&'a dyn crate::state::store::StoreLock>,
+    /// The watchers' leadership, held for the watcher's life (`None` with
+    /// `--plan-only`): one that is lost (a PostgreSQL connection that dropped) stops
+    /// the watcher.
+    pub leadership: Option<&'a dyn StoreLock>,
+    /// Who takes the state lock for each reconcile.
+    pub holder: Holder,
     /// The service and the target; `None` with `--plan-only`.
     pub remote: Option<(Arc<dyn TaskApi>, Target)>,
     pub cancel: signal::Receiver<bool>,
     pub observer: Arc<dyn Observer>,
-    /// With `--git`: a fetch at once (`POST /hooks/git`).
-    pub hooks: Option<mpsc::UnboundedReceiver<()>>,
+    /// What the service asks: a fetch (`POST /hooks/git`), a reconcile now (`POST
+    /// /reconcile`).
+    pub external: Option<mpsc::UnboundedReceiver<External>>,
+    /// The folder's file events, when the caller watches the folder (one watcher of
+    /// files for every environment of `watch --all-envs`); `None`: [`run`] watches it.
+    pub events: Option<mpsc::UnboundedReceiver<PathBuf>>,
+    /// Reconciles at once across the watchers of one process (`watch --all-envs`).
+    pub permits: Option<Arc<tokio::sync::Semaphore>>,
     /// Parsed files kept between reconciles: a change re-reads only what changed.
     pub cache: crate::load::cache::LoadCache,
     /// With `--git`: the revision being reconciled (SHA, subject).
     pub revision: std::sync::Mutex<Option<(String, String)>>,
+    /// What this watcher last read or wrote of the state (lineage, serial, suspension).
+    pub seen: std::sync::Mutex<Option<Seen>>,
+    /// Reconciles so far.
+    pub count: std::sync::atomic::AtomicU64,
+}
+
+/// What a watcher last saw of the state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub stored: (String, u64),
+    pub suspended: Option<Suspension>,
+}
+
+impl<'a> Watcher<'a> {
+    /// A watcher with nothing seen yet and no external triggers.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        spec: Spec,
+        env: &'a (dyn Fn(&str) -> Option<String> + Sync),
+        resolved: Resolved,
+        store: &'a dyn StateStore,
+        leadership: Option<&'a dyn StoreLock>,
+        holder: Holder,
+        remote: Option<(Arc<dyn TaskApi>, Target)>,
+        cancel: signal::Receiver<bool>,
+        observer: Arc<dyn Observer>,
+    ) -> Watcher<'a> {
+        Watcher {
+            spec,
+            env,
+            resolved,
+            store,
+            leadership,
+            holder,
+            remote,
+            cancel,
+            observer,
+            external: None,
+            events: None,
+            permits: None,
+            cache: Default::default(),
+            revision: Default::default(),
+            seen: Default::default(),
+            count: Default::default(),
+        }
+    }
 }
 
 /// Watches `spec.dir` (or, with `--git`, the repository) and reconciles until
 /// cancelled.
-pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
+pub async fn run(mut w: Watcher<'_>) -> Result<(), Error> {
     if w.spec.git.is_some() {
         return run_git(w).await;
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
     let root = std::fs::canonicalize(&w.spec.dir).unwrap_or_else(|_| w.spec.dir.clone());
-    let _watcher = events::start(&root, tx).map_err(Error::Watch)?;
+    let (mut rx, _watcher) = match w.events.take() {
+        Some(rx) => (rx, None),
+        None => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            (rx, Some(events::start(&root, tx).map_err(Error::Watch)?))
+        }
+    };
+    let mut external = w.external.take();
     let state_dir = w
         .resolved
         .state
@@ -207,10 +396,10 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
     let ignore = state_dir.filter(|d| d.starts_with(&root) && *d != root);
     tracing::info!(dir = %w.spec.dir.display(), debounce_ms = w.spec.debounce.as_millis() as u64, plan_only = w.spec.plan_only, "watching");
     let mut failures = FailureMemory::new(w.spec.retry_interval);
-    let lost = || w.lock.and_then(|l| l.lost()).map(Error::LockLost);
+    let lost = || w.leadership.and_then(|l| l.lost()).map(Error::LockLost);
     let dir = w.spec.dir.clone();
     let mut requeue = w
-        .reconcile(&dir, &mut failures, "start", None, None)
+        .reconcile(&dir, &mut failures, Trigger::Start, None, None)
         .await
         .requeue;
     // The paths the file events named since the last reconcile: the next one after a
@@ -236,7 +425,18 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
         let why = tokio::select! {
             biased;
             _ = cancel.changed() => break,
-            _ = health.tick() => continue,
+            _ = health.tick() => match w.look_at_state() {
+                Some(t) => t,
+                None => continue,
+            },
+            Some(ext) = next_external(&mut external) => match ext {
+                // No repository to fetch: nothing to do.
+                External::Hook => continue,
+                External::Sync(reply) => {
+                    let _ = reply.send(SyncAnswer { revision: None, reconcile: w.next_number() });
+                    Trigger::Sync
+                }
+            },
             Some(first) = rx.recv() => {
                 // Trailing debounce: wait for `debounce` of quiet after the last event.
                 // Shortly after the last event the reconcile is prepared (manifests
@@ -285,24 +485,24 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
                     ready = None;
                     continue;
                 }
-                "change"
+                Trigger::Change
             }
             _ = sleep_until(timer) => {
                 let now = Instant::now();
                 if next_interval.is_some_and(|t| t <= now) {
                     next_interval = w.spec.interval.map(|i| now + i);
-                    "interval"
+                    Trigger::Interval
                 } else if requeue.is_some_and(|t| t <= now) {
-                    "requeue"
+                    Trigger::Requeue
                 } else {
-                    "retry"
+                    Trigger::Retry
                 }
             }
         };
         // Events name what changed only after a change; otherwise check everything.
         let paths = std::mem::take(&mut changed);
-        let events = (why == "change").then_some(&paths);
-        let prepared = ready.take().filter(|_| why == "change");
+        let events = (why == Trigger::Change).then_some(&paths);
+        let prepared = ready.take().filter(|_| why == Trigger::Change);
         requeue = w
             .reconcile(&dir, &mut failures, why, events, prepared)
             .await
@@ -310,6 +510,16 @@ pub async fn run(w: Watcher<'_>) -> Result<(), Error> {
     }
     tracing::info!("stopped; the state is written and the lock released");
     Ok(())
+}
+
+/// The next request of the service, if the watcher has a service.
+async fn next_external(
+    external: &mut Option<mpsc::UnboundedReceiver<External>>,
+) -> Option<External> {
+    match external.as_mut() {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// The longest wait between fetches of a remote that keeps failing.
@@ -323,10 +533,10 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
     let Some(git) = w.spec.git.clone() else {
         return Ok(());
     };
-    let mut hooks = w.hooks.take();
+    let mut external = w.external.take();
     tracing::info!(repository = %crate::load::git::redact(&git.source.url), branch = %git.source.branch, path = %git.source.path, poll_secs = git.poll.as_secs(), "watching a git repository");
     let mut failures = FailureMemory::new(w.spec.retry_interval);
-    let lost = || w.lock.and_then(|l| l.lost()).map(Error::LockLost);
+    let lost = || w.leadership.and_then(|l| l.lost()).map(Error::LockLost);
     // The revision applied, the newest one fetched, and one that failed to load.
     let mut live: Option<Revision> = None;
     let mut current: Option<Revision> = None;
@@ -340,7 +550,9 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
     let mut next_interval = w.spec.interval.map(|i| Instant::now() + i);
     let mut health = tokio::time::interval(LOCK_CHECK);
     health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut trigger = "start";
+    let mut trigger = Some(Trigger::Start);
+    // `POST /reconcile`s waiting for the fetch, to be told what will be reconciled.
+    let mut syncs: Vec<tokio::sync::oneshot::Sender<SyncAnswer>> = Vec::new();
     loop {
         if *w.cancel.borrow() {
             break;
@@ -348,7 +560,8 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
         if let Some(e) = lost() {
             return Err(e);
         }
-        if trigger == "start" || trigger == "poll" || trigger == "hook" {
+        if let Some(t @ (Trigger::Start | Trigger::Poll | Trigger::Hook | Trigger::Sync)) = trigger
+        {
             let source = git.source.clone();
             let fetched = tokio::task::spawn_blocking(move || source.sync())
                 .await
@@ -366,7 +579,8 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                     for line in rest {
                         tracing::error!("  git: {}", line.trim_start());
                     }
-                    w.observer.revision(live.as_ref(), Some(&e.to_string()));
+                    w.observer
+                        .revision(live.as_ref(), Some(&RevisionProblem::Fetch(text)));
                     next_fetch = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_FETCH_BACKOFF.max(git.poll));
                 }
@@ -379,53 +593,57 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                     next_fetch = Instant::now() + git.poll;
                     let new = current.as_ref().is_none_or(|c| c.sha != rev.sha);
                     if new {
-                        tracing::info!(revision = %rev.sha, subject = %crate::load::diagnostic::escape(&rev.subject), trigger, "new revision");
+                        tracing::info!(revision = %rev.sha, subject = %crate::load::diagnostic::escape(&rev.subject), trigger = t.as_str(), "new revision");
                         current = Some(rev);
                     }
                 }
             }
         }
-        // What to reconcile: a newly fetched revision once (start, poll, hook); on a
-        // retry, requeue or interval, the newest revision unless it is invalid, else
-        // the live one (its failed tasks retried, its drift corrected). Never on the
-        // health tick.
+        // What to reconcile: a newly fetched revision once (start, poll, hook); on any
+        // other trigger, the newest revision unless it is invalid, else the live one
+        // (its failed tasks retried, its drift corrected, an outside write undone).
         let valid = |c: &&Revision| invalid.as_deref() != Some(c.sha.as_str());
         let target = match trigger {
-            "start" | "poll" | "hook" => current
+            None => None,
+            Some(t) if t.whatever_is_there() => {
+                current.as_ref().filter(valid).or(live.as_ref()).cloned()
+            }
+            Some(_) => current
                 .as_ref()
                 .filter(valid)
                 .filter(|c| attempted.as_deref() != Some(c.sha.as_str()))
                 .cloned(),
-            "retry" | "requeue" | "interval" => {
-                current.as_ref().filter(valid).or(live.as_ref()).cloned()
-            }
-            _ => None,
         };
+        for reply in syncs.drain(..) {
+            let _ = reply.send(SyncAnswer {
+                revision: target.as_ref().map(|c| c.sha.clone()),
+                reconcile: w.next_number(),
+            });
+        }
         let mut reconciled_now = false;
-        if let Some(c) = target.as_ref() {
+        if let (Some(c), Some(t)) = (target.as_ref(), trigger) {
             reconciled_now = true;
             attempted = Some(c.sha.clone());
             *w.revision.lock().unwrap_or_else(|p| p.into_inner()) =
                 Some((c.sha.clone(), c.subject.clone()));
-            let done = w
-                .reconcile(&c.dir, &mut failures, trigger, None, None)
-                .await;
+            let done = w.reconcile(&c.dir, &mut failures, t, None, None).await;
             requeue = done.requeue;
-            if done.invalid {
+            if let Some(problems) = done.invalid {
                 invalid = Some(c.sha.clone());
                 tracing::error!(revision = %c.sha, live = live.as_ref().map(|r| r.sha.as_str()).unwrap_or("none"), "the revision's manifests are invalid: not applied; the live revision stays until a newer commit is good");
                 w.observer.revision(
                     live.as_ref(),
-                    Some(&format!(
-                        "revision {} is invalid (see the last error)",
-                        c.sha
-                    )),
+                    Some(&RevisionProblem::Invalid {
+                        sha: c.sha.clone(),
+                        subject: crate::load::diagnostic::escape(&c.subject).into_owned(),
+                        problems,
+                    }),
                 );
             } else if done.ok {
                 if live.as_ref().is_none_or(|l| l.sha != c.sha) {
-                    // Only a watcher that holds the lock (not --plan-only) records it.
-                    if w.lock.is_some() {
-                        record_revision(w.store, c);
+                    // Only a watcher that sends (not --plan-only) records it.
+                    if !w.spec.plan_only {
+                        w.record_revision(c).await;
                     }
                     tracing::info!(revision = %c.sha, subject = %crate::load::diagnostic::escape(&c.subject), "revision live");
                 }
@@ -433,7 +651,7 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                 w.observer.revision(live.as_ref(), None);
                 git.source.prune(&[c.sha.as_str()]);
             }
-        } else if matches!(trigger, "retry" | "requeue") {
+        } else if matches!(trigger, Some(Trigger::Retry | Trigger::Requeue)) {
             // Nothing to retry against: wait for the next fetch.
             requeue = None;
         }
@@ -449,23 +667,33 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
         trigger = tokio::select! {
             biased;
             _ = cancel.changed() => break,
-            Some(()) = async { match hooks.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                // Several hooks at once: one fetch.
-                while hooks.as_mut().is_some_and(|h| h.try_recv().is_ok()) {}
-                "hook"
+            Some(ext) = next_external(&mut external) => {
+                // Several at once: one fetch.
+                let mut all = vec![ext];
+                while let Some(more) = external.as_mut().and_then(|h| h.try_recv().ok()) {
+                    all.push(more);
+                }
+                let mut t = Trigger::Hook;
+                for e in all {
+                    if let External::Sync(reply) = e {
+                        syncs.push(reply);
+                        t = Trigger::Sync;
+                    }
+                }
+                Some(t)
             }
-            _ = health.tick() => "health",
+            _ = health.tick() => w.look_at_state(),
             _ = sleep_until(timer) => {
                 let now = Instant::now();
                 if next_fetch <= now {
-                    "poll"
+                    Some(Trigger::Poll)
                 } else if next_interval.is_some_and(|t| t <= now) {
                     next_interval = w.spec.interval.map(|i| now + i);
-                    "interval"
+                    Some(Trigger::Interval)
                 } else if requeue.is_some_and(|t| t <= now) {
-                    "requeue"
+                    Some(Trigger::Requeue)
                 } else {
-                    "retry"
+                    Some(Trigger::Retry)
                 }
             }
         };
@@ -474,30 +702,13 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
     Ok(())
 }
 
-/// Records the live revision in the state (`last_applied`), for `state list` and the
-/// pipelines. A failure is logged: the tasks are applied either way.
-fn record_revision(store: &dyn StateStore, rev: &Revision) {
-    let result = store.load().and_then(|mut state| {
-        state.last_applied = Some(crate::state::LastApplied {
-            revision: Some(rev.sha.clone()),
-            subject: Some(rev.subject.clone()),
-            at: crate::clock::now_rfc3339(),
-            by: None,
-        });
-        store.persist(&mut state)
-    });
-    if let Err(e) = result {
-        tracing::error!(revision = %rev.sha, "cannot record the live revision in the state: {e}");
-    }
-}
-
 /// What one reconcile of the watcher came to.
 struct Done {
     /// When to try again, if the error policy says so.
     requeue: Option<Instant>,
     ok: bool,
-    /// The manifests were invalid (a person must fix them).
-    invalid: bool,
+    /// The manifests were invalid (a person must fix them): the problems.
+    invalid: Option<Vec<String>>,
 }
 
 /// How long after the last file event the reconcile is prepared (at most half the
@@ -506,14 +717,20 @@ const PREPARE_AFTER: Duration = Duration::from_millis(50);
 
 /// A reconcile prepared while the watcher waits for a burst of changes to end: the
 /// manifests loaded, the state read and the plan made. Applied if no event came after
-/// it; dropped otherwise (nothing of it was written).
+/// it and the state was not written in between; dropped otherwise (nothing of it was
+/// written).
 struct Prepared {
     loaded: Arc<crate::load::Loaded>,
     prepared: super::Planned,
 }
 
-/// How often an idle watcher checks that it still holds its lock.
+/// How often an idle watcher checks that it still leads, and reads the state's version
+/// (a resume, a write by another process).
 const LOCK_CHECK: Duration = Duration::from_secs(2);
+
+/// How long one try for the state lock waits before the watcher looks at its stop
+/// signal again.
+const LOCK_STEP: Duration = Duration::from_secs(1);
 
 /// Whether a changed path can change the plan (an empty path: events were lost).
 fn matters(path: &Path, root: &Path, ignore: Option<&Path>) -> bool {
@@ -540,27 +757,208 @@ async fn sleep_until(t: Option<Instant>) {
 }
 
 impl Watcher<'_> {
-    /// One reconcile of the whole folder `dir`. Never fails: every problem is
-    /// logged, and the error policy says when to try again.
+    /// The number the next reconcile will have.
+    fn next_number(&self) -> u64 {
+        self.count.load(std::sync::atomic::Ordering::SeqCst) + 1
+    }
+
+    /// Notes what the watcher itself read or wrote of the state.
+    fn saw(&self, stored: (String, u64), suspended: Option<Suspension>) {
+        let now = Seen { stored, suspended };
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.as_ref().map(|s| &s.suspended) != Some(&now.suspended) {
+            self.observer.suspended(now.suspended.as_ref());
+        }
+        *seen = Some(now);
+    }
+
+    /// Reads the state's version (cheap: the stores keep the last copy by the file's
+    /// identity or the row's version) and says what it calls for: a reconcile after a
+    /// resume, or after another process wrote the state.
+    fn look_at_state(&self) -> Option<Trigger> {
+        let state = match self.store.load() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("cannot read the state between reconciles: {e}");
+                return None;
+            }
+        };
+        let now = Seen {
+            stored: (state.lineage.clone(), state.serial),
+            suspended: state.suspended.clone(),
+        };
+        let was = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(now.clone());
+        let Some(was) = was else {
+            self.observer.suspended(now.suspended.as_ref());
+            return None;
+        };
+        if was.suspended != now.suspended {
+            self.observer.suspended(now.suspended.as_ref());
+            match &now.suspended {
+                Some(s) => {
+                    use crate::load::diagnostic::escape;
+                    tracing::warn!(by = %escape(&s.by), reason = %escape(&s.reason), "suspended: planning, sending nothing until `taskform resume`");
+                }
+                None => {
+                    tracing::info!("resumed: reconciling now");
+                    return Some(Trigger::Resume);
+                }
+            }
+        }
+        if was.stored != now.stored {
+            let by = state
+                .last_applied
+                .as_ref()
+                .and_then(|l| l.by.clone().or(l.revision.clone()))
+                .unwrap_or_else(|| "a state command".into());
+            tracing::info!(serial = now.stored.1, last_applied_by = %crate::load::diagnostic::escape(&by), "the state changed outside this watcher: reconciling (this watcher re-applies its own revision)");
+            self.observer.changed_outside(&OutsideChange {
+                serial: now.stored.1,
+                last_applied: state.last_applied.clone(),
+            });
+            return Some(Trigger::StateChanged);
+        }
+        None
+    }
+
+    /// Takes the state lock for one reconcile (`None` with `--plan-only`), waiting for
+    /// another holder (an apply, a `state` command) as long as it takes, unless the
+    /// watcher is stopped.
+    async fn take_lock(&self) -> Result<Option<Box<dyn StoreLock>>, Failed> {
+        if self.spec.plan_only {
+            return Ok(None);
+        }
+        let mut reported: Option<String> = None;
+        loop {
+            if *self.cancel.borrow() {
+                return Err(Failed::Stopped);
+            }
+            let attempt =
+                tokio::task::block_in_place(|| self.store.lock(&self.holder, Some(LOCK_STEP)));
+            match attempt {
+                Ok(lock) => {
+                    if reported.is_some() {
+                        tracing::info!("the state lock is free: reconciling");
+                        self.observer.waiting_for_lock(None);
+                    }
+                    return Ok(Some(lock));
+                }
+                Err(StoreError::Lock(LockError::Held { holder, .. })) => {
+                    if reported.as_deref() != Some(holder.as_str()) {
+                        tracing::info!(state = %self.store.describe(), "waiting for the state lock, held by {holder}; reconciling once it is released");
+                        self.observer.waiting_for_lock(Some(&holder));
+                        reported = Some(holder);
+                    }
+                    // A file lock's wait sleeps in steps of its own; yield between tries.
+                    tokio::task::yield_now().await;
+                }
+                Err(e) => {
+                    if reported.is_some() {
+                        self.observer.waiting_for_lock(None);
+                    }
+                    return Err(Failed::Reconcile(e.into()));
+                }
+            }
+        }
+    }
+
+    /// Records the live revision in the state (`last_applied`), for `state list` and
+    /// the pipelines, unless the reconcile that sent recorded it already. A failure is
+    /// logged: the tasks are applied either way.
+    async fn record_revision(&self, rev: &Revision) {
+        let lock = match self.take_lock().await {
+            Ok(l) => l,
+            Err(Failed::Stopped) => return,
+            Err(e) => {
+                tracing::error!(revision = %rev.sha, "cannot record the live revision in the state: {e}");
+                return;
+            }
+        };
+        let result = self.store.load().and_then(|mut state| {
+            let recorded = state
+                .last_applied
+                .as_ref()
+                .is_some_and(|l| l.revision.as_deref() == Some(rev.sha.as_str()));
+            if !recorded {
+                state.last_applied = Some(crate::state::LastApplied {
+                    revision: Some(rev.sha.clone()),
+                    subject: Some(rev.subject.clone()),
+                    at: crate::clock::now_rfc3339(),
+                    by: None,
+                });
+                self.store.persist(&mut state)?;
+            }
+            Ok(state)
+        });
+        match result {
+            Ok(state) => self.saw((state.lineage, state.serial), state.suspended),
+            Err(e) => {
+                tracing::error!(revision = %rev.sha, "cannot record the live revision in the state: {e}")
+            }
+        }
+        drop(lock);
+    }
+
+    /// A problem's file as in the repository (with `--git`: the tree's folder left
+    /// out, `--path` put back), else as loaded.
+    fn repo_path(&self, dir: &Path, file: &str) -> String {
+        let Some(git) = &self.spec.git else {
+            return file.to_string();
+        };
+        match Path::new(file).strip_prefix(dir) {
+            Ok(rel) => {
+                let inside = Path::new(&git.source.path).join(rel);
+                inside.to_string_lossy().replace('\\', "/")
+            }
+            Err(_) => file.to_string(),
+        }
+    }
+
+    /// One reconcile of the whole folder `dir`, under the state lock. Never fails:
+    /// every problem is logged, and the error policy says when to try again.
     /// `changed`: the paths the file events named since the last reconcile (`None`:
     /// check every file).
     async fn reconcile(
         &self,
         dir: &Path,
         failures: &mut FailureMemory,
-        trigger: &str,
+        trigger: Trigger,
         changed: Option<&BTreeSet<PathBuf>>,
         prepared: Option<Prepared>,
     ) -> Done {
+        let _permit = match &self.permits {
+            Some(p) => p.clone().acquire_owned().await.ok(),
+            None => None,
+        };
         let started = Instant::now();
-        match self
-            .try_reconcile(dir, failures, trigger, changed, prepared, started)
-            .await
-        {
+        let result = match self.take_lock().await {
+            Ok(lock) => {
+                let r = self
+                    .try_reconcile(dir, failures, trigger, changed, prepared, started)
+                    .await;
+                drop(lock);
+                r
+            }
+            Err(e) => Err(e),
+        };
+        if matches!(result, Err(Failed::Stopped)) {
+            return Done {
+                requeue: None,
+                ok: false,
+                invalid: None,
+            };
+        }
+        let number = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        match result {
             Ok(mut done) => {
-                done.trigger = trigger.to_string();
+                done.number = number;
+                done.trigger = trigger;
                 done.duration = started.elapsed();
-                if trigger == "interval" {
+                if trigger == Trigger::Interval {
                     let s = done.summary;
                     done.drift = s.create + s.replace + s.update + s.delete;
                 }
@@ -568,47 +966,62 @@ impl Watcher<'_> {
                 Done {
                     requeue: None,
                     ok: done.error.is_none(),
-                    invalid: false,
+                    invalid: None,
                 }
             }
             Err(failed) => {
+                use crate::load::diagnostic::escape;
+                let problems: Vec<String> = match &failed {
+                    Failed::Invalid(diags) => diags
+                        .iter()
+                        .map(|d| {
+                            let shown = Diagnostic {
+                                file: self.repo_path(dir, &d.file),
+                                ..d.clone()
+                            };
+                            escape(&shown.to_string()).into_owned()
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
                 self.observer.reconciled(&Reconciled {
-                    trigger: trigger.to_string(),
+                    number,
+                    trigger,
                     duration: started.elapsed(),
-                    error: Some(match &failed {
-                        Failed::Invalid(diags) => {
-                            let first = diags
-                                .first()
-                                .map(|d| {
-                                    crate::load::diagnostic::escape(&d.to_string()).into_owned()
-                                })
-                                .unwrap_or_default();
-                            format!("{failed}: {first}")
-                        }
-                        other => other.to_string(),
+                    error: Some(match problems.first() {
+                        Some(first) => match problems.len() {
+                            1 => format!("{failed}: {first}"),
+                            n => format!("{failed}: {first} (and {} more)", n - 1),
+                        },
+                        None => failed.to_string(),
                     }),
+                    problems: problems.clone(),
                     ..Reconciled::default()
                 });
                 match &failed {
                     Failed::Invalid(diags) => {
                         // Structured for log shippers, with untrusted text escaped.
-                        use crate::load::diagnostic::escape;
                         for d in diags {
                             let hint = d.hint.as_deref().map(escape).unwrap_or_default();
-                            tracing::error!(file = %escape(&d.file), line = d.line, col = d.col, hint = %hint, "{}", escape(&d.message));
+                            let file = self.repo_path(dir, &d.file);
+                            tracing::error!(file = %escape(&file), line = d.line, col = d.col, hint = %hint, "{}", escape(&d.message));
                         }
-                        tracing::error!(trigger, problems = diags.len(), "{failed}");
+                        tracing::error!(
+                            trigger = trigger.as_str(),
+                            problems = diags.len(),
+                            "{failed}"
+                        );
                     }
                     Failed::Reconcile(e @ (Error::Remote(_) | Error::Ambiguous(_))) => {
-                        tracing::error!(trigger, "cannot read the server: {e}")
+                        tracing::error!(trigger = trigger.as_str(), "cannot read the server: {e}")
                     }
-                    other => tracing::error!(trigger, "{other}"),
+                    other => tracing::error!(trigger = trigger.as_str(), "{other}"),
                 }
                 let requeue = match error_policy(&failed, self.spec.retry_interval) {
                     Requeue::AwaitChange => None,
                     Requeue::After(d) => {
                         tracing::info!(
-                            trigger,
+                            trigger = trigger.as_str(),
                             retry_in_ms = d.as_millis() as u64,
                             "reconciling again later"
                         );
@@ -618,7 +1031,7 @@ impl Watcher<'_> {
                 Done {
                     requeue,
                     ok: false,
-                    invalid: matches!(failed, Failed::Invalid(_)),
+                    invalid: matches!(failed, Failed::Invalid(_)).then_some(problems),
                 }
             }
         }
@@ -629,10 +1042,11 @@ impl Watcher<'_> {
     fn load(
         &self,
         dir: &Path,
-        trigger: &str,
+        trigger: Trigger,
         changed: Option<&BTreeSet<PathBuf>>,
         started: Instant,
     ) -> Result<Arc<crate::load::Loaded>, Failed> {
+        let trigger = trigger.as_str();
         let loaded = load::cache::load_cached(
             dir,
             self.spec.environment.as_deref(),
@@ -683,7 +1097,7 @@ impl Watcher<'_> {
     /// paths named since the last load). `None` when it cannot be prepared: the
     /// reconcile then does it all and reports why.
     async fn prepare(&self, dir: &Path, changed: &BTreeSet<PathBuf>) -> Option<Prepared> {
-        let loaded = match self.load(dir, "change", Some(changed), Instant::now()) {
+        let loaded = match self.load(dir, Trigger::Change, Some(changed), Instant::now()) {
             Ok(l) => l,
             Err(e) => {
                 tracing::debug!("not prepared during the wait: {e}");
@@ -703,18 +1117,43 @@ impl Watcher<'_> {
         &self,
         dir: &Path,
         failures: &mut FailureMemory,
-        trigger: &str,
+        trigger: Trigger,
         changed: Option<&BTreeSet<PathBuf>>,
         prepared: Option<Prepared>,
         started: Instant,
     ) -> Result<Reconciled, Failed> {
+        // A plan prepared before the lock was taken holds only if nobody wrote the
+        // state since (an apply from CI, a `state` command).
+        let prepared = match prepared {
+            Some(p) if !self.spec.plan_only => {
+                let (state, _, _) = &p.prepared;
+                let read = (state.lineage.clone(), state.serial);
+                match self.store.load() {
+                    Ok(now)
+                        if (now.lineage.as_str(), now.serial) == (read.0.as_str(), read.1)
+                            && !self.store.has_journal() =>
+                    {
+                        Some(p)
+                    }
+                    _ => {
+                        tracing::debug!(
+                            trigger = trigger.as_str(),
+                            "the state was written since the plan was prepared: planning again"
+                        );
+                        None
+                    }
+                }
+            }
+            other => other,
+        };
         let (loaded, prepared) = match prepared {
             Some(p) => {
-                tracing::debug!(trigger, "prepared during the wait");
+                tracing::debug!(trigger = trigger.as_str(), "prepared during the wait");
                 (p.loaded, Some(p.prepared))
             }
             None => (self.load(dir, trigger, changed, started)?, None),
         };
+        let trigger = trigger.as_str();
         let ctx = self.context(&loaded, dir);
         let sending = Sending {
             options: &self.spec.apply,
@@ -771,11 +1210,28 @@ impl Watcher<'_> {
             Some(p) => super::finish(&ctx, p, approve, &sending).await?,
             None => super::once(&ctx, None, approve, &sending).await?,
         };
-        if plan_only {
+        self.saw(report.stored.clone(), report.suspended.clone());
+        if plan_only || report.suspended.is_some() {
+            if let Some(sus) = &report.suspended
+                && !plan_only
+            {
+                let s = report.doc.summary;
+                tracing::info!(
+                    trigger,
+                    create = s.create,
+                    replace = s.replace,
+                    update = s.update,
+                    delete = s.delete,
+                    by = %crate::load::diagnostic::escape(&sus.by),
+                    reason = %crate::load::diagnostic::escape(&sus.reason),
+                    "suspended: planned, nothing sent"
+                );
+            }
             return Ok(Reconciled {
                 summary: report.doc.summary,
                 pending: report.doc.summary,
                 in_doubt: report.doc.summary.in_doubt,
+                suspended: report.suspended.clone(),
                 ..Reconciled::default()
             });
         }

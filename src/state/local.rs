@@ -114,6 +114,20 @@ impl StateStore for LocalStore {
         Ok(Box::new(l))
     }
 
+    fn leadership(
+        &self,
+        me: &Holder,
+        timeout: Option<Duration>,
+    ) -> Result<Box<dyn StoreLock>, StoreError> {
+        let l = lock::acquire(
+            &lock::leader_path_for(&self.path),
+            &format!("the watchers' leadership of {}", self.describe()),
+            me,
+            timeout,
+        )?;
+        Ok(Box::new(l))
+    }
+
     fn persist(&self, state: &mut State) -> Result<(), StoreError> {
         self.remember(None);
         state.save(&self.path)?;

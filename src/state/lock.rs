@@ -89,6 +89,16 @@ pub fn path_for(state_path: &Path) -> PathBuf {
     state_path.with_file_name(name)
 }
 
+/// The watchers' leadership lock of a state file: `<state>.leader.lock`.
+pub fn leader_path_for(state_path: &Path) -> PathBuf {
+    let mut name = state_path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".leader.lock");
+    state_path.with_file_name(name)
+}
+
 /// A held lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct FileLock {

@@ -20,6 +20,8 @@ struct Inner {
     journal: Option<Vec<Record>>,
     /// Who holds the lock.
     holder: Option<String>,
+    /// Who leads the watchers.
+    leader: Option<String>,
     /// Appends after this many fail (a full disk).
     fail_appends_after: Option<usize>,
 }
@@ -67,6 +69,14 @@ impl StoreLock for MemoryLock {}
 impl Drop for MemoryLock {
     fn drop(&mut self) {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).holder = None;
+    }
+}
+
+struct MemoryLeader(Arc<Mutex<Inner>>);
+impl StoreLock for MemoryLeader {}
+impl Drop for MemoryLeader {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).leader = None;
     }
 }
 
@@ -139,6 +149,23 @@ impl StateStore for MemoryStore {
         }
         inner.holder = Some(me.to_string());
         Ok(Box::new(MemoryLock(self.inner.clone())))
+    }
+
+    fn leadership(
+        &self,
+        me: &Holder,
+        _timeout: Option<Duration>,
+    ) -> Result<Box<dyn StoreLock>, StoreError> {
+        let mut inner = self.inner();
+        if let Some(holder) = &inner.leader {
+            return Err(LockError::Held {
+                state: "memory (leadership)".into(),
+                holder: holder.clone(),
+            }
+            .into());
+        }
+        inner.leader = Some(me.to_string());
+        Ok(Box::new(MemoryLeader(self.inner.clone())))
     }
 
     fn persist(&self, state: &mut State) -> Result<(), StoreError> {

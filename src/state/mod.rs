@@ -166,6 +166,10 @@ pub struct State {
     /// of this location is refused with where it went.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moved: Option<MovedTo>,
+    /// `taskform suspend`: watchers plan but send nothing, and `apply` refuses
+    /// (without `--ignore-suspend`) until `taskform resume`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspended: Option<Suspension>,
     /// Fields written by a newer minor version, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -184,6 +188,16 @@ pub struct MovedTo {
     pub to: String,
     /// RFC 3339.
     pub at: String,
+}
+
+/// Who suspended a state, when and why (`taskform suspend --reason`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suspension {
+    /// `user@host (suspend)`.
+    pub by: String,
+    /// RFC 3339.
+    pub at: String,
+    pub reason: String,
 }
 
 /// Why a state file could not be used.
@@ -222,6 +236,7 @@ impl State {
             duplicates: BTreeMap::new(),
             last_applied: None,
             moved: None,
+            suspended: None,
             extra: Map::new(),
         }
     }

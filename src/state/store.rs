@@ -105,6 +105,15 @@ pub trait StateStore: Send + Sync {
         me: &Holder,
         timeout: Option<Duration>,
     ) -> Result<Box<dyn StoreLock>, StoreError>;
+    /// Takes the leadership of this state's watchers, waiting up to `timeout`: held by
+    /// a watcher for its whole life, apart from the state lock, which it takes only
+    /// while it reconciles (so `apply` and the `state` commands get their turn between
+    /// two reconciles). A standby waits for it. [`LockError::Held`] names the leader.
+    fn leadership(
+        &self,
+        me: &Holder,
+        timeout: Option<Duration>,
+    ) -> Result<Box<dyn StoreLock>, StoreError>;
     /// Writes `state` (serial + 1) and retires the journal it includes.
     fn persist(&self, state: &mut State) -> Result<(), StoreError>;
     /// Writes `state` exactly as it is (same lineage and serial) in place of whatever

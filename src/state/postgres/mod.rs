@@ -116,7 +116,10 @@ impl PgStore {
         if let Some(s) = &*slot {
             // A session that holds (or held) the lock is never replaced: its loss must
             // stop the run. One that never locked (a plan, a plan-only watcher) is.
-            if s.lost().is_none() || s.locked.load(Ordering::SeqCst) {
+            if s.lost().is_none()
+                || s.locked.load(Ordering::SeqCst)
+                || s.leading.load(Ordering::SeqCst)
+            {
                 return Ok(s.clone());
             }
         }
@@ -323,6 +326,25 @@ type Previous = (String, Option<f64>, Vec<String>, Option<f64>);
 /// holder's row, server pid, client address, application name)`.
 type HolderRow = (Option<String>, i32, Option<String>, Option<String>);
 
+/// Who holds a lock, as a refused process is told.
+fn holder_of(row: Option<HolderRow>) -> String {
+    match row {
+        None => "another session, which keeps releasing and taking it".into(),
+        Some((Some(json), ..)) if serde_json::from_str::<Holder>(&json).is_ok() => {
+            serde_json::from_str::<Holder>(&json)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        }
+        Some((_, pid, addr, app)) => format!(
+            "another session (server process {pid}{}{})",
+            addr.map(|a| format!(" from {a}")).unwrap_or_default(),
+            app.filter(|a| !a.is_empty())
+                .map(|a| format!(", application {a:?}"))
+                .unwrap_or_default()
+        ),
+    }
+}
+
 /// The wait a new holder owes a previous one that did not release the lock.
 fn takeover(previous: Previous, cfg: &LeaseConfig) -> Takeover {
     let (json, left, records, drain) = previous;
@@ -493,28 +515,72 @@ impl StateStore for PgStore {
                 }
                 Ok(Box::new(lock))
             }
-            Err(row) => {
-                let holder = match row {
-                    None => "another session, which keeps releasing and taking it".into(),
-                    Some((Some(json), ..)) if serde_json::from_str::<Holder>(&json).is_ok() => {
-                        serde_json::from_str::<Holder>(&json)
-                            .map(|h| h.to_string())
-                            .unwrap_or_default()
-                    }
-                    Some((_, pid, addr, app)) => format!(
-                        "another session (server process {pid}{}{})",
-                        addr.map(|a| format!(" from {a}")).unwrap_or_default(),
-                        app.filter(|a| !a.is_empty())
-                            .map(|a| format!(", application {a:?}"))
-                            .unwrap_or_default()
-                    ),
-                };
-                Err(LockError::Held {
-                    state: self.describe(),
-                    holder,
-                }
-                .into())
+            Err(row) => Err(LockError::Held {
+                state: self.describe(),
+                holder: holder_of(row),
             }
+            .into()),
+        }
+    }
+
+    fn leadership(
+        &self,
+        me: &Holder,
+        timeout: Option<Duration>,
+    ) -> Result<Box<dyn StoreLock>, StoreError> {
+        let s = self.session()?;
+        let sql = Arc::new(Sql::leadership(&self.target.schema, &self.target.name));
+        let row = sql::leader_row(&self.target.name);
+        let holder = serde_json::to_string(me).unwrap_or_default();
+        let wait = timeout.unwrap_or_default();
+        let (sql2, row2) = (sql.clone(), row.clone());
+        let taken = s
+            .call(OP_TIMEOUT + wait, move |client| async move {
+                let c = client.lock().await;
+                let deadline = Instant::now() + wait;
+                loop {
+                    let got: bool = c
+                        .query_one(&sql2.try_lock(), &[])
+                        .await
+                        .map_err(Failure::pg)?
+                        .get(0);
+                    if got {
+                        if let Err(e) = c
+                            .execute(&sql2.set_holder(), &[&row2, &holder, &0.0f64, &0.0f64])
+                            .await
+                        {
+                            let _ = c.query_one(&sql2.unlock(), &[]).await;
+                            return Err(Failure::pg(e));
+                        }
+                        return Ok(None);
+                    }
+                    if Instant::now() >= deadline {
+                        let row = c
+                            .query_opt(&sql2.holder(), &[&row2])
+                            .await
+                            .map_err(Failure::pg)?;
+                        return Ok(Some(row.map(|r| -> HolderRow {
+                            (r.get(0), r.get(1), r.get(2), r.get(3))
+                        })));
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                }
+            })
+            .map_err(|f| self.failure(&s, f))?;
+        match taken {
+            None => {
+                s.leading.store(true, Ordering::SeqCst);
+                Ok(Box::new(PgLeadership {
+                    session: s,
+                    sql,
+                    row,
+                }))
+            }
+            Some(row) => Err(LockError::Held {
+                state: format!("the watchers' leadership of {}", self.describe()),
+                holder: holder_of(row),
+            }
+            .into()),
         }
     }
 
@@ -692,6 +758,8 @@ struct Session {
     lost: Arc<Mutex<Option<String>>>,
     /// Whether this session took the state's lock.
     locked: AtomicBool,
+    /// Whether this session holds the watchers' leadership.
+    leading: AtomicBool,
     /// The lease of the lock this session holds.
     lease: Mutex<Option<Arc<Lease>>>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -782,6 +850,7 @@ impl Session {
             client: Arc::new(tokio::sync::Mutex::new(client)),
             lost,
             locked: AtomicBool::new(false),
+            leading: AtomicBool::new(false),
             lease: Mutex::new(None),
             stop: Mutex::new(Some(stop_tx)),
             thread: Mutex::new(Some(thread)),
@@ -1043,6 +1112,39 @@ async fn renewer(
 impl StoreLock for PgLock {
     fn lost(&self) -> Option<String> {
         self.session.lost().map(|why| lost_message(&why))
+    }
+}
+
+/// The watchers' leadership, held on the store's session; lost with it.
+struct PgLeadership {
+    session: Arc<Session>,
+    sql: Arc<Sql>,
+    row: String,
+}
+
+impl StoreLock for PgLeadership {
+    fn lost(&self) -> Option<String> {
+        self.session.lost().map(|why| {
+            format!("the connection holding the watchers' leadership was lost ({why}); a standby may lead by now")
+        })
+    }
+}
+
+impl Drop for PgLeadership {
+    fn drop(&mut self) {
+        self.session.leading.store(false, Ordering::SeqCst);
+        let sql = self.sql.clone();
+        let row = self.row.clone();
+        let _ = self
+            .session
+            .call(Duration::from_secs(5), move |client| async move {
+                let c = client.lock().await;
+                c.execute(&sql.clear_holder(), &[&row])
+                    .await
+                    .map_err(Failure::pg)?;
+                c.query_one(&sql.unlock(), &[]).await.map_err(Failure::pg)?;
+                Ok(())
+            });
     }
 }
 

@@ -62,6 +62,12 @@ pub fn lock_key(schema: &str, name: &str) -> i32 {
     k.max(1)
 }
 
+/// The `locks` row of the leadership of the state `name` (a state name is printable,
+/// so no state's row can be this one).
+pub fn leader_row(name: &str) -> String {
+    format!("{name}\u{1}leader")
+}
+
 /// The settings every session takes: the server's TCP keepalives (so that it frees
 /// the lock of a holder that vanished without closing its connection within about
 /// 15 + 5 * 3 seconds, instead of the kernel's two hours), and timeouts for
@@ -93,6 +99,15 @@ impl Sql {
             schema: schema.to_string(),
             q: format!("\"{}\"", schema.replace('"', "\"\"")),
             key: lock_key(schema, name),
+        }
+    }
+
+    /// The statements of the watchers' leadership of the state `name`: another
+    /// advisory key, and its holder's row in `locks` under [`leader_row`].
+    pub fn leadership(schema: &str, name: &str) -> Sql {
+        Sql {
+            key: lock_key(schema, &format!("{name}\0leader")),
+            ..Sql::new(schema, name)
         }
     }
 

@@ -5,97 +5,10 @@
 //! secret and refuses without it.
 
 mod common;
+use common::repo::*;
 use common::*;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .args(["-c", "user.email=t@example.com", "-c", "user.name=t"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http(port: u16, request: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(request.as_bytes()).ok()?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let code = text.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
-}
-
-fn status(port: u16) -> Value {
-    http(port, "GET /status HTTP/1.0\r\n\r\n")
-        .and_then(|(_, b)| serde_json::from_str(&b).ok())
-        .unwrap_or(Value::Null)
-}
-
-fn hook(port: u16, auth: &str) -> u16 {
-    http(
-        port,
-        &format!("POST /hooks/git HTTP/1.0\r\n{auth}Content-Length: 0\r\n\r\n"),
-    )
-    .map(|r| r.0)
-    .unwrap_or(0)
-}
-
-/// A work tree pushing to a bare repository: `remote.git`, `work/tasks/`.
-fn repo(p: &Project) -> std::path::PathBuf {
-    let root = p.path("git");
-    std::fs::create_dir_all(&root).unwrap();
-    git(&root, &["init", "-q", "--bare", "remote.git"]);
-    git(&root, &["init", "-q", "-b", "main", "work"]);
-    let work = root.join("work");
-    std::fs::create_dir_all(work.join("tasks")).unwrap();
-    std::fs::write(
-        work.join("tasks/taskform.yaml"),
-        format!("project_id: {PROJECT}\nworkspace: {WORKSPACE}\ndefaults:\n  user_id: u-1\n  dir_id: \"0\"\n"),
-    )
-    .unwrap();
-    std::fs::write(work.join("tasks/a.yaml"), manifest("a", 10)).unwrap();
-    git(&work, &["add", "-A"]);
-    git(&work, &["commit", "-q", "-m", "task a"]);
-    git(
-        &work,
-        &[
-            "remote",
-            "add",
-            "origin",
-            &format!("file://{}", root.join("remote.git").display()),
-        ],
-    );
-    git(&work, &["push", "-q", "origin", "main"]);
-    work
-}
-
-fn commit(work: &Path, message: &str) -> String {
-    git(work, &["add", "-A"]);
-    git(work, &["commit", "-q", "-m", message]);
-    git(work, &["push", "-q", "-f", "origin", "main"]);
-    git(work, &["rev-parse", "HEAD"])
-}
 
 /// `taskform watch --git` of the project's bare repository (`--path tasks`, cache
 /// `cache`, probes on `port`) with `args`, the demo token and the hook secret

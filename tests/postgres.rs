@@ -665,31 +665,78 @@ fn updates_stop_at_once_when_the_lock_connection_is_terminated() {
     assert_eq!(plan["summary"]["unchanged"], 80);
 }
 
-/// A watch holds the lock for its whole life; kill -9 frees it with the connection.
+/// The watcher leads for its life (its own row and advisory lock) and takes the state
+/// lock only while it reconciles: an apply from CI with `--lock-timeout` goes through
+/// within one reconcile, nothing is created twice, and the watcher's next reconcile
+/// plans nothing. kill -9 frees the leadership with the connection: the next watcher
+/// leads at once.
 #[test]
-fn a_watch_holds_the_lock_for_its_life_and_kill_9_frees_it() {
+fn a_watch_leads_for_its_life_and_an_apply_from_ci_gets_its_turn() {
     let pg: Pg = server!();
-    let emu = Emu::start(&["--rate-limit", "0"]);
+    let emu = Emu::start(&["--rate-limit", "0", "--latency-ms", "30"]);
     let (p, schema) = pg.project("w");
-    p.tasks(1);
-    p.apply(&emu.url, &[]).succeeds();
-    let mut watch = p.spawn(&["watch", "tasks", "--endpoint", &emu.url]);
-    // The schema exists: the apply above made it.
-    assert!(wait_until(Duration::from_secs(20), || {
-        pg.value(&format!("SELECT count(*) FROM {schema}.locks"))
-            .as_deref()
-            == Some("1")
+    p.tasks(20);
+    let port = common::repo::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut watch = p.spawn(&[
+        "watch",
+        "tasks",
+        "--endpoint",
+        &emu.url,
+        "--listen",
+        &listen,
+        "--max-rate",
+        "0",
+    ]);
+    assert!(wait_until(Duration::from_secs(30), || {
+        common::repo::status(port)["last_reconcile"]["result"] == "success"
     }));
-    // Another process sees the watcher as the holder.
-    p.apply(&emu.url, &[])
-        .fails_with(1)
-        .stderr_has("is locked by taskform watch");
-    let _ = watch.kill();
-    let _ = watch.wait();
-    // kill -9 released the lock with the connection.
-    p.apply(&emu.url, &["--lock-timeout", "20"])
+    assert_eq!(tasks_on(&emu), 20);
+    assert_eq!(
+        pg.value(&format!(
+            "SELECT count(*) FROM {schema}.locks WHERE state = 'w' || chr(1) || 'leader'"
+        ))
+        .as_deref(),
+        Some("1"),
+        "the leader's row"
+    );
+    // A new manifest, seen by the watcher and applied from CI at once: one of them
+    // creates it, the other finds it recorded.
+    p.write("tasks/hotfix.yaml", &manifest("hotfix", 10));
+    p.apply(&emu.url, &["--lock-timeout", "30"]).succeeds();
+    assert!(wait_until(Duration::from_secs(10), || {
+        let s = common::repo::status(port);
+        s["last_reconcile"]["result"] == "success"
+            && s["last_reconcile"]["plan"]["create"] == 0
+            && s["waiting_for_lock"].is_null()
+    }));
+    assert_eq!(tasks_on(&emu), 21);
+    assert_eq!(emu.creates(), 21, "no duplicate");
+    // CI applies again: nothing to do; the watcher's reconcile after it plans nothing.
+    p.apply(&emu.url, &["--lock-timeout", "30"])
         .succeeds()
         .stdout_has("No changes");
+    let plan = p.plan_json();
+    assert_eq!(plan["summary"]["create"], 0, "{plan}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+    // kill -9 released the leadership with the connection: a new watcher leads.
+    let port2 = common::repo::free_port();
+    let listen2 = format!("127.0.0.1:{port2}");
+    let mut next = p.spawn(&[
+        "watch",
+        "tasks",
+        "--endpoint",
+        &emu.url,
+        "--listen",
+        &listen2,
+    ]);
+    assert!(wait_until(Duration::from_secs(20), || {
+        common::repo::status(port2)["role"] == "leader"
+    }));
+    let _ = next.kill();
+    let _ = next.wait();
+    assert_eq!(emu.creates(), 21);
 }
 
 /// A watcher whose lock connection is terminated stops (exit 1) rather than going on
@@ -714,7 +761,7 @@ fn a_watch_that_loses_its_lock_stops() {
     assert_eq!(killed.as_deref(), Some("1"));
     let out = Output::from(watch.wait_with_output().unwrap());
     out.fails_with(1)
-        .stderr_has("lock was lost")
+        .stderr_has("leadership was lost")
         .stderr_has("the watcher stops");
     p.apply(&emu.url, &[]).succeeds().stdout_has("No changes");
 }

@@ -639,6 +639,10 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                         problems,
                     }),
                 );
+            } else if done.suspended {
+                // Planned, not applied: the live revision stays; `resume` reconciles
+                // this one.
+                w.observer.revision(live.as_ref(), None);
             } else if done.ok {
                 if live.as_ref().is_none_or(|l| l.sha != c.sha) {
                     // Only a watcher that sends (not --plan-only) records it.
@@ -702,6 +706,36 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// Why a reconcile whose requests failed is a failure: how many, and the first one's
+/// task, HTTP status and service message (escaped); `None` when none failed.
+fn failed_sends(results: &[crate::reconcile::applier::TaskResult]) -> Option<String> {
+    use crate::load::diagnostic::escape;
+    let failed: Vec<_> = results
+        .iter()
+        .filter(|r| r.outcome == TaskOutcome::Failed)
+        .collect();
+    let first = failed.first()?;
+    let status = first
+        .http_status
+        .map(|s| format!("HTTP {s}"))
+        .unwrap_or_else(|| "no answer".into());
+    let code = first
+        .error_code
+        .as_deref()
+        .map(|c| format!(" {}", escape(c)))
+        .unwrap_or_default();
+    let msg = first
+        .error_msg
+        .as_deref()
+        .map(|m| format!(": {}", escape(m)))
+        .unwrap_or_default();
+    Some(format!(
+        "{} request(s) failed, retried after their backoff; the first: {} ({status}{code}{msg})",
+        failed.len(),
+        escape(&first.name)
+    ))
+}
+
 /// What one reconcile of the watcher came to.
 struct Done {
     /// When to try again, if the error policy says so.
@@ -709,6 +743,8 @@ struct Done {
     ok: bool,
     /// The manifests were invalid (a person must fix them): the problems.
     invalid: Option<Vec<String>>,
+    /// The state is suspended: planned, nothing sent (so the revision is not live).
+    suspended: bool,
 }
 
 /// How long after the last file event the reconcile is prepared (at most half the
@@ -950,6 +986,7 @@ impl Watcher<'_> {
                 requeue: None,
                 ok: false,
                 invalid: None,
+                suspended: false,
             };
         }
         let number = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
@@ -967,6 +1004,7 @@ impl Watcher<'_> {
                     requeue: None,
                     ok: done.error.is_none(),
                     invalid: None,
+                    suspended: done.suspended.is_some(),
                 }
             }
             Err(failed) => {
@@ -1032,6 +1070,7 @@ impl Watcher<'_> {
                     requeue,
                     ok: false,
                     invalid: matches!(failed, Failed::Invalid(_)).then_some(problems),
+                    suspended: false,
                 }
             }
         }
@@ -1282,7 +1321,11 @@ impl Watcher<'_> {
             deleted: count(TaskOutcome::Deleted),
             failed,
             in_doubt: in_doubt + s.in_doubt,
-            error: report.persist_error.as_ref().map(|e| e.to_string()),
+            error: report
+                .persist_error
+                .as_ref()
+                .map(|e| e.to_string())
+                .or_else(|| failed_sends(&report.results)),
             ..Reconciled::default()
         })
     }

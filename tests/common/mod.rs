@@ -140,7 +140,9 @@ impl Project {
     }
 }
 
+pub mod envs;
 pub mod pg;
+pub mod repo;
 
 /// A valid manifest.
 pub fn manifest(name: &str, timeout: i64) -> String {

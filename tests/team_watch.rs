@@ -164,7 +164,10 @@ fn suspend_plans_and_sends_nothing_and_resume_applies_at_once() {
     let third = commit(&work, "task c");
     assert!(wait_until(Duration::from_secs(20), || {
         let s = status(port);
-        s["last_reconcile"]["suspended"] == true && s["last_reconcile"]["plan"]["create"] == 1
+        s["last_reconcile"]["suspended"] == true
+            && s["last_reconcile"]["plan"]["create"] == 1
+            && s["last_reconcile"]["trigger"] == "poll"
+            && s["revision"]["sha"] == first.as_str()
     }));
     assert_eq!(names(&emu), ["a", "b"]);
     p.run(
@@ -462,4 +465,67 @@ fn one_watcher_reconciles_every_environment_and_one_down_never_blocks_the_others
     }
     let _ = w.kill();
     let _ = w.wait();
+}
+
+/// Two `watch --all-envs` replicas: the first leads every environment, the second
+/// stands by for each (and stays ready) without holding back anything; when the first
+/// stops, the second leads them all.
+#[test]
+fn a_standby_of_every_environment_takes_over_each() {
+    let (p, emus) = example();
+    let t = tokens();
+    let start = |port: u16| {
+        let listen = format!("127.0.0.1:{port}");
+        let mut c = p.cmd(&[
+            "watch",
+            "--all-envs",
+            "repo",
+            "--listen",
+            &listen,
+            "--max-rate",
+            "0",
+        ]);
+        for (k, v) in &t {
+            c.env(k, v);
+        }
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (one, two) = (free_port(), free_port());
+    let first = start(one);
+    assert!(wait_until(Duration::from_secs(30), || ENVS.iter().all(
+        |e| { status(one)["environments"][*e]["last_reconcile"]["result"] == "success" }
+    )));
+    let second = start(two);
+    assert!(wait_until(Duration::from_secs(20), || ENVS
+        .iter()
+        .all(|e| status(two)["environments"][*e]["role"] == "standby")));
+    assert_eq!(
+        http(two, "GET /readyz HTTP/1.0\r\n\r\n").map(|r| r.0),
+        Some(200)
+    );
+    // The leader still reconciles every environment while the standby waits.
+    p.write(
+        "repo/tasks/dli/added.yaml",
+        &manifest("added-while-a-standby-waits", 10),
+    );
+    assert!(wait_until(Duration::from_secs(20), || emus.iter().all(
+        |e| e
+            .tasks()
+            .iter()
+            .any(|t| t["name"] == "added-while-a-standby-waits")
+    )));
+    stop(first);
+    assert!(wait_until(Duration::from_secs(20), || ENVS
+        .iter()
+        .all(|e| status(two)["environments"][*e]["role"] == "leader")));
+    assert!(wait_until(Duration::from_secs(20), || ENVS.iter().all(
+        |e| { status(two)["environments"][*e]["last_reconcile"]["result"] == "success" }
+    )));
+    let creates: usize = emus.iter().map(|e| e.creates()).sum();
+    let tasks: usize = emus.iter().map(|e| e.tasks().len()).sum();
+    assert_eq!(creates, tasks, "no duplicate");
+    stop(second);
 }

@@ -210,6 +210,11 @@ impl Metrics {
     }
 }
 
+/// Why a reconcile is a failure: it stopped (`error`), or requests failed.
+fn failure(r: &Reconciled) -> Option<&str> {
+    r.error.as_deref().or(r.failed_requests.as_deref())
+}
+
 /// What `/status` shows of one environment.
 #[derive(Debug, Default)]
 struct Status {
@@ -244,11 +249,11 @@ impl Status {
         }
         match self.role {
             Some(Role::Leader | Role::PlanOnly) => match &self.last {
-                Some((_, r)) if r.error.is_some() => Err(format!(
-                    "the last reconcile failed: {}",
-                    r.error.as_deref().unwrap_or_default()
-                )),
-                _ => Ok(()),
+                Some((_, r)) => match failure(r) {
+                    Some(why) => Err(format!("the last reconcile failed: {why}")),
+                    None => Ok(()),
+                },
+                None => Ok(()),
             },
             Some(Role::Standby) => match &self.standby_error {
                 Some(e) => Err(format!("standby, cannot reach the state: {e}")),
@@ -265,7 +270,7 @@ impl Status {
                 "number": r.number,
                 "at": at,
                 "trigger": r.trigger.as_str(),
-                "result": if r.error.is_none() { "success" } else { "failure" },
+                "result": if failure(r).is_none() { "success" } else { "failure" },
                 "duration_seconds": r.duration.as_secs_f64(),
                 "plan": {"create": sm.create, "replace": sm.replace, "update": sm.update,
                          "delete": sm.delete, "unchanged": sm.unchanged, "orphan": sm.orphan,
@@ -580,29 +585,36 @@ impl Service {
                 ),
             );
         }
-        let mut answers = serde_json::Map::new();
-        for (name, tx) in targets {
+        // Every environment asked at once, under one deadline (within the
+        // connection's).
+        let asks = targets.into_iter().map(|(name, tx)| async move {
             let answer = match tx {
-                None => {
-                    json!({"accepted": false, "why": "not leading (a standby, or not started): the leader reconciles"})
-                }
+                None => json!({"accepted": false, "why": "not leading (a standby, or not started): the leader reconciles"}),
                 Some(tx) => {
                     let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
-                    let _ = tx.send(External::Sync(reply_tx));
-                    match tokio::time::timeout(SYNC_ANSWER, reply_rx).await {
-                        Ok(Ok(SyncAnswer {
-                            revision,
-                            reconcile,
-                        })) => {
-                            json!({"accepted": true, "revision": revision, "reconcile": reconcile})
-                        }
-                        // Busy with a reconcile: the request waits its turn.
-                        _ => json!({"accepted": true, "queued": true}),
+                    match tx.send(External::Sync(reply_tx)) {
+                        Err(_) => json!({"accepted": false, "why": "this environment's watcher is not running"}),
+                        Ok(()) => match tokio::time::timeout(SYNC_ANSWER, reply_rx).await {
+                            Ok(Ok(SyncAnswer { revision, reconcile: Some(n) })) => {
+                                json!({"accepted": true, "revision": revision, "reconcile": n})
+                            }
+                            Ok(Ok(SyncAnswer { reconcile: None, .. })) => json!({
+                                "accepted": false,
+                                "why": "no usable revision to reconcile (see revision_problem on /status)"
+                            }),
+                            Ok(Err(_)) => json!({"accepted": false, "why": "this environment's watcher stopped"}),
+                            // Busy with a reconcile: the request waits its turn.
+                            Err(_) => json!({"accepted": true, "queued": true}),
+                        },
                     }
                 }
             };
-            answers.insert(label_of(&name).to_string(), answer);
-        }
+            (label_of(&name).to_string(), answer)
+        });
+        let answers: serde_json::Map<String, Value> = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .collect();
         let mut doc = match answers.len() {
             1 => answers.values().next().cloned().unwrap_or_default(),
             _ => json!({}),
@@ -616,7 +628,7 @@ impl Service {
 
 /// How long `POST /reconcile` waits for the watcher to say what it will reconcile (a
 /// fetch) before answering that the request is queued behind a running reconcile.
-const SYNC_ANSWER: std::time::Duration = std::time::Duration::from_secs(8);
+const SYNC_ANSWER: std::time::Duration = std::time::Duration::from_secs(6);
 
 fn reply(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -672,15 +684,13 @@ fn authorized(headers: &hyper::HeaderMap, body: &[u8], secret: &str) -> bool {
     false
 }
 
-/// Equal, in time that depends on neither where they differ nor the secret's length
-/// (their SHA-256 digests are compared).
+/// Equal, in time that depends on neither where they differ nor the secret's length:
+/// their SHA-256 digests (one length) compared with `subtle`'s constant-time equality.
 fn same(a: &[u8], b: &[u8]) -> bool {
     use sha2::{Digest, Sha256};
+    use subtle::ConstantTimeEq;
     let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
+    x.as_slice().ct_eq(y.as_slice()).into()
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {
@@ -767,6 +777,21 @@ impl EnvService {
             .set(0);
     }
 
+    /// This environment's watcher stopped (`watch --all-envs` starts it again): it
+    /// neither leads nor takes requests until then.
+    pub fn stopped(&self) {
+        self.with(|s| {
+            s.role = None;
+            s.external = None;
+            s.waiting_for = None;
+        });
+        self.service
+            .metrics
+            .leader
+            .get_or_create(&self.env_label())
+            .set(0);
+    }
+
     /// The environment could not start (`watch --all-envs`); it is tried again.
     pub fn setup_failed(&self, error: &str) {
         self.with(|s| s.setup_error = Some(error.to_string()));
@@ -839,7 +864,7 @@ impl Observer for EnvService {
         let now = crate::clock::now_rfc3339();
         let m = &self.service.metrics;
         let environment = self.label();
-        let result = match r.error {
+        let result = match failure(r) {
             None => "success",
             Some(_) => "failure",
         };
@@ -886,8 +911,10 @@ impl Observer for EnvService {
                 .inc_by(r.drift as u64);
         }
         self.with(|s| {
-            match &r.error {
-                Some(e) => s.last_error = Some((now.clone(), e.clone())),
+            match failure(r) {
+                Some(e) => s.last_error = Some((now.clone(), e.to_string())),
+                // A suspended reconcile sent nothing: it resolves nothing either.
+                None if r.suspended.is_some() => {}
                 None => {
                     if let Some((at, e)) = s.last_error.take() {
                         s.resolved_error = Some((at, e, now.clone()));

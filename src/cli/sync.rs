@@ -54,17 +54,19 @@ async fn run(args: SyncArgs, env: Env<'_>) -> Result<Exit, Error> {
         );
     }
     let shown = escape(&base).into_owned();
+    // The reconciles so far, for a request that is queued (no number yet).
+    let before = status(&http, &base).await;
     let answer = http
         .post(&url)
         .bearer_auth(&secret)
         .send()
         .await
         .map_err(|e| Error::Command(format!("cannot reach the watcher at {shown}: {e}")))?;
-    let status = answer.status();
+    let code = answer.status();
     let body = answer.text().await.unwrap_or_default();
-    if status.as_u16() != 202 {
+    if code.as_u16() != 202 {
         return Err(Error::Command(format!(
-            "the watcher at {shown} answered {status}: {}",
+            "the watcher at {shown} answered {code}: {}",
             escape(body.trim())
         )));
     }
@@ -72,8 +74,11 @@ async fn run(args: SyncArgs, env: Env<'_>) -> Result<Exit, Error> {
         Error::Command(format!("the watcher at {shown} answered with no JSON: {e}"))
     })?;
     let envs = doc["environments"].as_object().cloned().unwrap_or_default();
+    // Each environment with the first reconcile number that answers the request.
     let mut waiting: Vec<(String, u64)> = Vec::new();
+    let mut refused = false;
     for (name, a) in &envs {
+        let key = name.clone();
         let name = escape(name).into_owned();
         match (a["accepted"].as_bool(), a["reconcile"].as_u64()) {
             (Some(true), Some(n)) => {
@@ -82,18 +87,34 @@ async fn run(args: SyncArgs, env: Env<'_>) -> Result<Exit, Error> {
                     .map(|r| format!(" of revision {}", escape(r)))
                     .unwrap_or_default();
                 println!("{name}: reconcile #{n}{rev} requested");
-                waiting.push((name, n));
+                waiting.push((key, n));
             }
             (Some(true), None) => {
+                let last = before
+                    .as_ref()
+                    .and_then(|s| {
+                        s["environments"][key.as_str()]["last_reconcile"]["number"].as_u64()
+                    })
+                    .unwrap_or(0);
                 println!(
                     "{name}: requested; the watcher is busy and reconciles after the running reconcile"
-                )
+                );
+                // The running reconcile, then the requested one.
+                waiting.push((key, last + 2));
             }
-            _ => println!(
-                "{name}: not requested: {}",
-                escape(a["why"].as_str().unwrap_or("refused"))
-            ),
+            _ => {
+                refused = true;
+                println!(
+                    "{name}: not requested: {}",
+                    escape(a["why"].as_str().unwrap_or("refused"))
+                );
+            }
         }
+    }
+    if refused && args.wait {
+        return Err(Error::Command(format!(
+            "not every environment took the request; see {shown}/status"
+        )));
     }
     if !args.wait {
         return Ok(Exit::Ok);
@@ -107,23 +128,18 @@ async fn run(args: SyncArgs, env: Env<'_>) -> Result<Exit, Error> {
                 args.timeout.as_secs(),
                 waiting
                     .iter()
-                    .map(|(n, _)| n.as_str())
+                    .map(|(n, _)| escape(n).into_owned())
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let Ok(r) = http.get(format!("{base}/status")).send().await else {
+        let Some(status) = status(&http, &base).await else {
             continue;
         };
-        let Ok(text) = r.text().await else {
-            continue;
-        };
-        let Ok(status) = serde_json::from_str::<Value>(&text) else {
-            continue;
-        };
-        waiting.retain(|(name, n)| {
-            let section = &status["environments"][name.as_str()];
+        waiting.retain(|(key, n)| {
+            let name = escape(key);
+            let section = &status["environments"][key.as_str()];
             let last = &section["last_reconcile"];
             if last["number"].as_u64().is_none_or(|got| got < *n) {
                 return true;
@@ -158,4 +174,10 @@ async fn run(args: SyncArgs, env: Env<'_>) -> Result<Exit, Error> {
         });
     }
     Ok(if failed { Exit::Error } else { Exit::Ok })
+}
+
+/// The watcher's `/status`, if it answers.
+async fn status(http: &reqwest::Client, base: &str) -> Option<Value> {
+    let r = http.get(format!("{base}/status")).send().await.ok()?;
+    serde_json::from_str(&r.text().await.ok()?).ok()
 }

@@ -42,13 +42,9 @@ async fn stand_by(
         if *cancel.borrow() {
             return Ok(None);
         }
-        let wait = match deadline {
-            Some(d) => d
-                .saturating_duration_since(std::time::Instant::now())
-                .min(STANDBY_POLL),
-            None => STANDBY_POLL,
-        };
-        let attempt = tokio::task::block_in_place(|| store.leadership(&me, Some(wait)));
+        // One quick try (no wait inside the store): the waiting is done here, so that
+        // the other environments of `watch --all-envs` and the stop signal go on.
+        let attempt = tokio::task::block_in_place(|| store.leadership(&me, None));
         match attempt {
             Ok(lock) => {
                 if reported.is_some() {
@@ -57,6 +53,7 @@ async fn stand_by(
                 return Ok(Some(lock));
             }
             Err(StoreError::Lock(LockError::Held { holder, .. })) => {
+                let holder = crate::render::escape(&holder).into_owned();
                 if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
                     return Err(Error::Command(format!(
                         "another watcher of {} leads: {holder}; this one gave up waiting after --lock-timeout (leave it out to stand by as a replica)",
@@ -64,7 +61,7 @@ async fn stand_by(
                     )));
                 }
                 if reported.as_deref() != Some(holder.as_str()) {
-                    tracing::info!(state = %store.describe(), "standing by: another watcher leads ({holder}); this one takes over when it stops");
+                    tracing::info!(state = %crate::render::escape(&store.describe()), "standing by: another watcher leads ({holder}); this one takes over when it stops");
                     reported = Some(holder.clone());
                 }
                 part.standby(Some(holder), None);
@@ -73,12 +70,18 @@ async fn stand_by(
                 // A replica keeps trying: the database may come back.
                 tracing::warn!("standing by: {e}");
                 part.standby(None, Some(e.to_string()));
-                tokio::select! {
-                    _ = cancel.changed() => {}
-                    _ = tokio::time::sleep(STANDBY_POLL) => {}
-                }
             }
             Err(e) => return Err(e.into()),
+        }
+        let wait = match deadline {
+            Some(d) => d
+                .saturating_duration_since(std::time::Instant::now())
+                .min(STANDBY_POLL),
+            None => STANDBY_POLL,
+        };
+        tokio::select! {
+            _ = cancel.changed() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }
@@ -257,6 +260,7 @@ async fn all_envs(
                     shared,
                 )
                 .await;
+                part.stopped();
                 let e = match result {
                     Ok(()) => return,
                     Err(e) => e,

@@ -154,8 +154,9 @@ pub enum External {
 pub struct SyncAnswer {
     /// With `--git`: the commit that will be reconciled (`None`: none is usable yet).
     pub revision: Option<String>,
-    /// The number the reconcile will have on `/status` (`last_reconcile.number`).
-    pub reconcile: u64,
+    /// The number the reconcile will have on `/status` (`last_reconcile.number`);
+    /// `None` when there is nothing to reconcile (no usable revision yet).
+    pub reconcile: Option<u64>,
 }
 
 /// Why the newest revision of a `--git` watcher is not live.
@@ -189,8 +190,11 @@ pub struct Reconciled {
     pub number: u64,
     pub trigger: Trigger,
     pub duration: Duration,
-    /// Why it failed (`None`: it succeeded).
+    /// Why it failed (`None`: it ran to its end).
     pub error: Option<String>,
+    /// Requests the service refused or did not answer (how many, and the first): the
+    /// reconcile ran to its end, and its result is a failure all the same.
+    pub failed_requests: Option<String>,
     /// The plan's counts (of the last plan that could be made).
     pub summary: crate::plan::Summary,
     /// What is still pending after it: the plan's counts less what was applied (a
@@ -417,10 +421,9 @@ pub async fn run(mut w: Watcher<'_>) -> Result<(), Error> {
         if let Some(e) = lost() {
             return Err(e);
         }
-        let timer = [next_interval, failures.next_retry(), requeue]
-            .into_iter()
-            .flatten()
-            .min();
+        // While suspended nothing is sent, so nothing is retried.
+        let retry = failures.next_retry().filter(|_| !w.suspended());
+        let timer = [next_interval, retry, requeue].into_iter().flatten().min();
         let mut cancel = w.cancel.clone();
         let why = tokio::select! {
             biased;
@@ -433,7 +436,7 @@ pub async fn run(mut w: Watcher<'_>) -> Result<(), Error> {
                 // No repository to fetch: nothing to do.
                 External::Hook => continue,
                 External::Sync(reply) => {
-                    let _ = reply.send(SyncAnswer { revision: None, reconcile: w.next_number() });
+                    let _ = reply.send(SyncAnswer { revision: None, reconcile: Some(w.next_number()) });
                     Trigger::Sync
                 }
             },
@@ -541,6 +544,10 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
     let mut live: Option<Revision> = None;
     let mut current: Option<Revision> = None;
     let mut invalid: Option<String> = None;
+    // Why the newest revision is not live: the fetch failed, or its manifests are
+    // invalid (`invalid` names that commit).
+    let mut fetch_problem: Option<String> = None;
+    let mut invalid_problem: Option<RevisionProblem> = None;
     // The newest revision reconciled at least once (so a fetch of the same commit does
     // not reconcile it again; its failures follow the error policy).
     let mut attempted: Option<String> = None;
@@ -579,16 +586,13 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
                     for line in rest {
                         tracing::error!("  git: {}", line.trim_start());
                     }
-                    w.observer
-                        .revision(live.as_ref(), Some(&RevisionProblem::Fetch(text)));
+                    fetch_problem = Some(text);
                     next_fetch = Instant::now() + backoff;
                     backoff = (backoff * 2).min(MAX_FETCH_BACKOFF.max(git.poll));
                 }
                 Ok(rev) => {
-                    if backoff != git.poll && invalid.as_deref() != Some(rev.sha.as_str()) {
-                        // The remote is back: its problem is over.
-                        w.observer.revision(live.as_ref(), None);
-                    }
+                    // The remote is back: its problem is over.
+                    fetch_problem = None;
                     backoff = git.poll;
                     next_fetch = Instant::now() + git.poll;
                     let new = current.as_ref().is_none_or(|c| c.sha != rev.sha);
@@ -617,7 +621,7 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
         for reply in syncs.drain(..) {
             let _ = reply.send(SyncAnswer {
                 revision: target.as_ref().map(|c| c.sha.clone()),
-                reconcile: w.next_number(),
+                reconcile: target.as_ref().map(|_| w.next_number()),
             });
         }
         let mut reconciled_now = false;
@@ -631,28 +635,20 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
             if let Some(problems) = done.invalid {
                 invalid = Some(c.sha.clone());
                 tracing::error!(revision = %c.sha, live = live.as_ref().map(|r| r.sha.as_str()).unwrap_or("none"), "the revision's manifests are invalid: not applied; the live revision stays until a newer commit is good");
-                w.observer.revision(
-                    live.as_ref(),
-                    Some(&RevisionProblem::Invalid {
-                        sha: c.sha.clone(),
-                        subject: crate::load::diagnostic::escape(&c.subject).into_owned(),
-                        problems,
-                    }),
-                );
+                invalid_problem = Some(RevisionProblem::Invalid {
+                    sha: c.sha.clone(),
+                    subject: crate::load::diagnostic::escape(&c.subject).into_owned(),
+                    problems,
+                });
             } else if done.suspended {
                 // Planned, not applied: the live revision stays; `resume` reconciles
                 // this one.
-                w.observer.revision(live.as_ref(), None);
             } else if done.ok {
                 if live.as_ref().is_none_or(|l| l.sha != c.sha) {
-                    // Only a watcher that sends (not --plan-only) records it.
-                    if !w.spec.plan_only {
-                        w.record_revision(c).await;
-                    }
+                    // Recorded in the state by the reconcile, under its lock.
                     tracing::info!(revision = %c.sha, subject = %crate::load::diagnostic::escape(&c.subject), "revision live");
                 }
                 live = Some(c.clone());
-                w.observer.revision(live.as_ref(), None);
                 git.source.prune(&[c.sha.as_str()]);
             }
         } else if matches!(trigger, Some(Trigger::Retry | Trigger::Requeue)) {
@@ -662,7 +658,21 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
         let now = Instant::now();
         // A failed task's retry time passed with nothing reconciled (no revision to
         // retry against) is not a timer: it would spin.
-        let retry_at = failures.next_retry().filter(|t| reconciled_now || *t > now);
+        // While suspended nothing is sent, so nothing is retried.
+        let retry_at = failures
+            .next_retry()
+            .filter(|t| (reconciled_now || *t > now) && !w.suspended());
+        let problem = fetch_problem
+            .clone()
+            .map(RevisionProblem::Fetch)
+            .or_else(|| {
+                invalid_problem.clone().filter(|_| {
+                    current
+                        .as_ref()
+                        .is_some_and(|c| invalid.as_deref() == Some(c.sha.as_str()))
+                })
+            });
+        w.observer.revision(live.as_ref(), problem.as_ref());
         let timer = [Some(next_fetch), next_interval, retry_at, requeue]
             .into_iter()
             .flatten()
@@ -764,9 +774,9 @@ struct Prepared {
 /// (a resume, a write by another process).
 const LOCK_CHECK: Duration = Duration::from_secs(2);
 
-/// How long one try for the state lock waits before the watcher looks at its stop
-/// signal again.
-const LOCK_STEP: Duration = Duration::from_secs(1);
+/// How long the watcher waits between two tries for a state lock another process
+/// holds.
+const LOCK_STEP: Duration = Duration::from_millis(200);
 
 /// Whether a changed path can change the plan (an empty path: events were lost).
 fn matters(path: &Path, root: &Path, ignore: Option<&Path>) -> bool {
@@ -833,17 +843,19 @@ impl Watcher<'_> {
             return None;
         };
         if was.suspended != now.suspended {
+            // `suspend` and `resume` write the state: that is what changed.
             self.observer.suspended(now.suspended.as_ref());
-            match &now.suspended {
+            return match &now.suspended {
                 Some(s) => {
                     use crate::load::diagnostic::escape;
                     tracing::warn!(by = %escape(&s.by), reason = %escape(&s.reason), "suspended: planning, sending nothing until `taskform resume`");
+                    None
                 }
                 None => {
                     tracing::info!("resumed: reconciling now");
-                    return Some(Trigger::Resume);
+                    Some(Trigger::Resume)
                 }
-            }
+            };
         }
         if was.stored != now.stored {
             let by = state
@@ -869,12 +881,14 @@ impl Watcher<'_> {
             return Ok(None);
         }
         let mut reported: Option<String> = None;
+        let mut cancel = self.cancel.clone();
         loop {
             if *self.cancel.borrow() {
                 return Err(Failed::Stopped);
             }
-            let attempt =
-                tokio::task::block_in_place(|| self.store.lock(&self.holder, Some(LOCK_STEP)));
+            // One quick try (no wait inside the store): the waiting is done here, so
+            // that other environments and the stop signal go on.
+            let attempt = tokio::task::block_in_place(|| self.store.lock(&self.holder, None));
             match attempt {
                 Ok(lock) => {
                     if reported.is_some() {
@@ -884,13 +898,12 @@ impl Watcher<'_> {
                     return Ok(Some(lock));
                 }
                 Err(StoreError::Lock(LockError::Held { holder, .. })) => {
+                    let holder = crate::load::diagnostic::escape(&holder).into_owned();
                     if reported.as_deref() != Some(holder.as_str()) {
-                        tracing::info!(state = %self.store.describe(), "waiting for the state lock, held by {holder}; reconciling once it is released");
+                        tracing::info!(state = %crate::load::diagnostic::escape(&self.store.describe()), "waiting for the state lock, held by {holder}; reconciling once it is released");
                         self.observer.waiting_for_lock(Some(&holder));
                         reported = Some(holder);
                     }
-                    // A file lock's wait sleeps in steps of its own; yield between tries.
-                    tokio::task::yield_now().await;
                 }
                 Err(e) => {
                     if reported.is_some() {
@@ -899,30 +912,38 @@ impl Watcher<'_> {
                     return Err(Failed::Reconcile(e.into()));
                 }
             }
+            tokio::select! {
+                _ = cancel.changed() => {}
+                _ = tokio::time::sleep(LOCK_STEP) => {}
+            }
         }
     }
 
-    /// Records the live revision in the state (`last_applied`), for `state list` and
-    /// the pipelines, unless the reconcile that sent recorded it already. A failure is
+    /// With `--git`, after a reconcile that applied the revision (the state lock still
+    /// held): records it in the state (`last_applied`), for `state list` and the
+    /// pipelines, unless the reconcile that sent recorded it already. A failure is
     /// logged: the tasks are applied either way.
-    async fn record_revision(&self, rev: &Revision) {
-        let lock = match self.take_lock().await {
-            Ok(l) => l,
-            Err(Failed::Stopped) => return,
-            Err(e) => {
-                tracing::error!(revision = %rev.sha, "cannot record the live revision in the state: {e}");
-                return;
-            }
+    fn record_revision(&self) {
+        if self.spec.git.is_none() {
+            return;
+        }
+        let Some((sha, subject)) = self
+            .revision
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return;
         };
         let result = self.store.load().and_then(|mut state| {
             let recorded = state
                 .last_applied
                 .as_ref()
-                .is_some_and(|l| l.revision.as_deref() == Some(rev.sha.as_str()));
+                .is_some_and(|l| l.revision.as_deref() == Some(sha.as_str()));
             if !recorded {
                 state.last_applied = Some(crate::state::LastApplied {
-                    revision: Some(rev.sha.clone()),
-                    subject: Some(rev.subject.clone()),
+                    revision: Some(sha.clone()),
+                    subject: Some(subject.clone()),
                     at: crate::clock::now_rfc3339(),
                     by: None,
                 });
@@ -933,10 +954,18 @@ impl Watcher<'_> {
         match result {
             Ok(state) => self.saw((state.lineage, state.serial), state.suspended),
             Err(e) => {
-                tracing::error!(revision = %rev.sha, "cannot record the live revision in the state: {e}")
+                tracing::error!(revision = %sha, "cannot record the live revision in the state: {e}")
             }
         }
-        drop(lock);
+    }
+
+    /// Whether the state was suspended when last seen.
+    fn suspended(&self) -> bool {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|s| s.suspended.is_some())
     }
 
     /// A problem's file as in the repository (with `--git`: the tree's folder left
@@ -966,16 +995,33 @@ impl Watcher<'_> {
         changed: Option<&BTreeSet<PathBuf>>,
         prepared: Option<Prepared>,
     ) -> Done {
-        let _permit = match &self.permits {
-            Some(p) => p.clone().acquire_owned().await.ok(),
-            None => None,
-        };
         let started = Instant::now();
         let result = match self.take_lock().await {
             Ok(lock) => {
+                // Taken after the lock: an environment waiting for its lock does not
+                // hold back the others.
+                let _permit = match &self.permits {
+                    Some(p) => p.clone().acquire_owned().await.ok(),
+                    None => None,
+                };
                 let r = self
                     .try_reconcile(dir, failures, trigger, changed, prepared, started)
                     .await;
+                if lock.is_some() {
+                    match &r {
+                        Ok(done) if done.error.is_none() && done.suspended.is_none() => {
+                            self.record_revision()
+                        }
+                        Ok(_) => {}
+                        // What a failed reconcile wrote (a journal folded in, a new
+                        // lineage) is this watcher's own: not an outside change.
+                        Err(_) => {
+                            if let Ok(state) = self.store.load() {
+                                self.saw((state.lineage, state.serial), state.suspended);
+                            }
+                        }
+                    }
+                }
                 drop(lock);
                 r
             }
@@ -1321,11 +1367,8 @@ impl Watcher<'_> {
             deleted: count(TaskOutcome::Deleted),
             failed,
             in_doubt: in_doubt + s.in_doubt,
-            error: report
-                .persist_error
-                .as_ref()
-                .map(|e| e.to_string())
-                .or_else(|| failed_sends(&report.results)),
+            error: report.persist_error.as_ref().map(|e| e.to_string()),
+            failed_requests: failed_sends(&report.results),
             ..Reconciled::default()
         })
     }

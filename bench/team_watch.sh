@@ -11,14 +11,15 @@
 #     the time until all three environments sent its create (the watcher's own debug
 #     log), median of 7; the debounce is 500 ms. And the idle CPU of that watcher.
 #
-#   bash bench/team_watch.sh
+#   bash bench/team_watch.sh          (TASKFORM_BIN=path: that binary, nothing built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-cargo build --release --bin taskform --example gen-manifests >&2
+# TASKFORM_BIN: a binary built already (the tree is then not built).
+[ -n "${TASKFORM_BIN:-}" ] || cargo build --release --bin taskform --example gen-manifests >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-T=$TARGET/release/taskform
+T=${TASKFORM_BIN:-$TARGET/release/taskform}
 GEN=$TARGET/release/examples/gen-manifests
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -123,6 +124,7 @@ for i in range(7):
 print(f"watch --all-envs, 3 environments of 10,000 manifests, debounce 500 ms: a new shared manifest's create sent by all three in median {statistics.median(samples):.0f} ms (min {min(samples):.0f}, max {max(samples):.0f}) from the write")
 PY
 ticks() { awk '{print $14 + $15}' /proc/$W/stat; }
+sleep 5   # past the last write: the first look at the state after it reads it once
 a=$(ticks); sleep 10; b=$(ticks)
 hz=$(getconf CLK_TCK)
 echo "idle watch --all-envs, 3 x 10,000 manifests: $(( (b - a) * 1000 / hz )) ms of CPU in 10 s; RSS $(awk '/VmRSS/ {print int($2/1024)}' /proc/$W/status) MB"

@@ -7,10 +7,12 @@
 //!
 //! [`state`] (the state, its journal and lock behind `StateStore`) is read by the
 //! planner and written by reconcile; [`remote`] (the API client behind `TaskApi`) is
-//! used by reconcile alone. [`error`] gathers the stages' errors for the CLI. The
+//! used by reconcile alone. [`alert`] sends what happened to the chat tools and
+//! webhooks of `notify:` (beside the commands: it observes reconciles). [`error`] gathers the stages' errors for the CLI. The
 //! small modules at the top are used by every stage. [`emulator`] is an independent
 //! model of the service. `tests/layering.rs` keeps these arrows true.
 
+pub mod alert;
 pub mod cli;
 pub mod clock;
 pub mod emulator;

@@ -123,6 +123,9 @@ enum Command {
         /// Text: list every unchanged task too (by default only what changes, and a count of the others).
         #[arg(long)]
         show_unchanged: bool,
+        /// Alert the receivers of `notify:` in taskform.yaml when the plan finds something to send, tasks in doubt or duplicates (a scheduled drift check with --refresh); nothing is sent otherwise.
+        #[arg(long)]
+        notify: bool,
         #[command(flatten)]
         lifecycle: LifecycleCli,
         /// Used with --refresh or --adopt only.
@@ -180,6 +183,11 @@ enum Command {
         /// With --wait: give up after SECS.
         #[arg(long, value_name = "SECS", default_value_t = 600.0)]
         timeout: f64,
+    },
+    /// Alerts: `taskform notify test` sends a test alert to every receiver of `notify:` in taskform.yaml and reports each answer.
+    Notify {
+        #[command(subcommand)]
+        command: NotifySub,
     },
     /// Resume a suspended environment: its watchers reconcile at once.
     Resume {
@@ -468,6 +476,19 @@ enum StateSub {
     },
 }
 
+#[derive(Subcommand)]
+enum NotifySub {
+    /// Send a test alert to every receiver and report each one's answer (exit 1 when one failed).
+    Test {
+        /// The manifest folder whose taskform.yaml names the receivers.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// The environment, in a repo whose taskform.yaml declares `environments:` [env: TASKFORM_ENV]
+        #[arg(long = "env", value_name = "NAME")]
+        environment: Option<String>,
+    },
+}
+
 #[derive(Args)]
 struct SendArgs {
     /// Creates, updates and deletes in flight at once.
@@ -559,6 +580,9 @@ struct ApplyCli {
     /// With a plan file: the manifest folder it was made for, when the plan file is not where it was made (a downloaded CI artifact). The folder is checked against the plan as always.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
+    /// Send the outcome (applied, failed, refused) to the receivers of `notify:` in taskform.yaml.
+    #[arg(long)]
+    notify: bool,
     #[command(flatten)]
     send: SendArgs,
     /// Settle in-doubt creates by search, then record one with the content sent, or create the task again when none has it.
@@ -766,6 +790,7 @@ fn main() {
             full_plan_hint,
             all_envs,
             show_unchanged,
+            notify,
             lifecycle,
             connect,
         } => cli::plan(
@@ -784,6 +809,7 @@ fn main() {
                 full_plan_hint,
                 all_envs,
                 show_unchanged,
+                notify,
             },
             &env,
         ),
@@ -804,6 +830,7 @@ fn main() {
                 color,
                 show_unchanged: a.show_unchanged,
                 dir: a.dir,
+                notify: a.notify,
             },
             &env,
         ),
@@ -859,6 +886,9 @@ fn main() {
             },
             &env,
         ),
+        Command::Notify {
+            command: NotifySub::Test { dir, environment },
+        } => cli::notify_test(dir, environment, &env),
         Command::Resume { opts } => state_command_with(cli::StateCommand::Resume, opts, &env),
         Command::Export(x) => cli::export(
             cli::ExportArgs {

@@ -38,6 +38,10 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
             &["base", "load", "state", "plan", "reconcile"][..],
         ),
         (
+            "alert",
+            &["base", "load", "state", "plan", "remote", "reconcile"][..],
+        ),
+        (
             "error",
             &["base", "load", "state", "plan", "remote", "reconcile"][..],
         ),
@@ -53,6 +57,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "render",
                 "error",
                 "emulator",
+                "alert",
             ][..],
         ),
         // The emulator is an independent model of the service: it shares only the API's
@@ -71,6 +76,7 @@ fn allowed() -> BTreeMap<&'static str, &'static [&'static str]> {
                 "error",
                 "cli",
                 "emulator",
+                "alert",
             ][..],
         ),
     ])

@@ -39,14 +39,28 @@ pub struct ApplyArgs {
     pub show_unchanged: bool,
     /// `--dir`: the manifest folder of a plan file applied from elsewhere.
     pub dir: Option<PathBuf>,
+    /// `--notify`: the outcome to the receivers of `notify:`.
+    pub notify: bool,
 }
 
 /// `taskform apply`.
 pub fn apply(args: ApplyArgs, env: Env) -> Exit {
-    block_on(run(args, env))
+    let notify = args.notify;
+    block_on(async move {
+        let mut note = super::notify::ApplyNote::default();
+        let result = run(args, env, &mut note).await;
+        if notify {
+            super::notify::apply_outcome(&result, note, env).await;
+        }
+        result
+    })
 }
 
-async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
+async fn run(
+    args: ApplyArgs,
+    env: Env<'_>,
+    note: &mut super::notify::ApplyNote,
+) -> Result<Exit, Error> {
     let saved = match args.path.is_file() {
         // A file of several environments' plans gives the one --env (or TASKFORM_ENV)
         // names.
@@ -112,6 +126,8 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
         }
         (other, _) => other?,
     };
+    note.receivers = loaded.settings.notify.clone().unwrap_or_default();
+    note.environment = loaded.settings.environment.clone();
     let scoped = loaded.settings.scope.over(env);
     let env: Env = &scoped;
     let policy = match &saved {
@@ -224,6 +240,7 @@ async fn run(args: ApplyArgs, env: Env<'_>) -> Result<Exit, Error> {
     }
     let interrupted = *cancel.borrow();
     let results = &report.results;
+    note.outcome(results, interrupted);
     finish_output(&args, doc, results, interrupted);
     if let Some(e) = report.persist_error {
         return Err(e.into());

@@ -34,6 +34,9 @@ pub struct PlanArgs {
     pub all_envs: bool,
     /// Text: list unchanged tasks too.
     pub show_unchanged: bool,
+    /// `--notify`: an alert to the receivers of `notify:` when the plan finds drift or
+    /// duplicates (a scheduled drift check).
+    pub notify: bool,
 }
 
 /// Prints a plan in a format. `out` names the plan file for the Markdown size note.
@@ -280,6 +283,10 @@ async fn plan_one(
         &sending,
     )
     .await?;
+    if args.notify {
+        let receivers = loaded.settings.notify.clone().unwrap_or_default();
+        super::notify::drift_check(&report.doc, &receivers, env).await;
+    }
     Ok(report.doc)
 }
 

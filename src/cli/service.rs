@@ -20,7 +20,8 @@
 //!   `taskform_requests_total{operation,status}`, `taskform_tasks{action}`,
 //!   `taskform_tasks_in_doubt`, `taskform_drift_detected_total`, `taskform_leader`,
 //!   `taskform_suspended`, `taskform_last_reconcile_timestamp_seconds`,
-//!   `taskform_revision{revision}`, and `taskform_build_info{version}`.
+//!   `taskform_revision{revision}`, `taskform_build_info{version}`, and
+//!   `taskform_notifications_total{receiver,result}` (not by environment).
 //! - `POST /hooks/git` (with `--git`): fetch at once, for push webhooks.
 //! - `POST /reconcile[?environment=NAME]`: fetch (with `--git`) and reconcile at once
 //!   (`taskform reconcile`); 202 with, per environment, the revision it will reconcile
@@ -96,6 +97,12 @@ struct ActionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotificationLabels {
+    receiver: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RevisionLabel {
     environment: String,
     revision: String,
@@ -121,6 +128,7 @@ struct Metrics {
     leader: Family<EnvLabel, Gauge>,
     suspended: Family<EnvLabel, Gauge>,
     last: Family<EnvLabel, Seconds>,
+    notifications: Family<NotificationLabels, Counter>,
 }
 
 impl Metrics {
@@ -188,6 +196,12 @@ impl Metrics {
                 env!("CARGO_PKG_VERSION").to_string(),
             )]),
         );
+        let notifications = Family::<NotificationLabels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Alerts to the receivers of `notify:`, by receiver and result (sent, failed after its retries, suppressed as a repeat within 5 minutes, dropped from a full queue)",
+            notifications.clone(),
+        );
         let revision = Family::<RevisionLabel, Gauge>::default();
         registry.register(
             "revision",
@@ -206,6 +220,7 @@ impl Metrics {
             leader,
             suspended,
             last,
+            notifications,
         }
     }
 }
@@ -357,6 +372,20 @@ impl Service {
         Arc::new(EnvService {
             service: self.clone(),
             name,
+        })
+    }
+
+    /// Counts alerts in `taskform_notifications_total{receiver,result}`.
+    pub fn tally(self: &Arc<Self>) -> crate::alert::send::Tally {
+        let me = self.clone();
+        Arc::new(move |receiver: &str, result: &str| {
+            me.metrics
+                .notifications
+                .get_or_create(&NotificationLabels {
+                    receiver: receiver.to_string(),
+                    result: result.to_string(),
+                })
+                .inc();
         })
     }
 
@@ -726,6 +755,11 @@ impl EnvService {
         f(envs
             .entry(self.name.clone().unwrap_or_default())
             .or_default())
+    }
+
+    /// Counts alerts (`taskform_notifications_total`).
+    pub fn tally(&self) -> crate::alert::send::Tally {
+        self.service.tally()
     }
 
     /// Where `POST /hooks/git` and `POST /reconcile` reach this environment's watcher.

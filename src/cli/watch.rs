@@ -1,7 +1,8 @@
 //! `taskform watch [DIR]`: sets up each watched environment (settings, target,
 //! credentials, the watchers' leadership held for its whole life, signals) and runs
 //! [`reconcile::watch`] for it; with `--all-envs`, one per environment of the repo in
-//! this process, sharing one file watcher (a folder) and one service.
+//! this process (each on a thread and runtime of its own), sharing one file watcher (a
+//! folder) and one service.
 
 use super::connect::{ConnectArgs, Connection};
 use super::service::{EnvService, Metered, Service};
@@ -287,9 +288,37 @@ async fn all_envs(
                 // folder watches it itself.
             }
         };
-        tracing::Instrument::instrument(one, span)
+        (name.clone(), tracing::Instrument::instrument(one, span))
     });
-    futures_util::future::join_all(runs).await;
+    let runs: Vec<_> = runs.collect();
+    // Each environment on a thread and a runtime of its own: a reconcile's CPU work
+    // and its state writes in one environment never hold back another's.
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            for (name, run) in runs {
+                let spawned = std::thread::Builder::new()
+                    .name(format!("env-{name}"))
+                    .spawn_scoped(
+                        scope,
+                        move || match tokio::runtime::Builder::new_multi_thread()
+                            .worker_threads(1)
+                            .thread_name(format!("env-{name}"))
+                            .enable_all()
+                            .build()
+                        {
+                            Ok(rt) => rt.block_on(run),
+                            Err(e) => tracing::error!(
+                                environment = %crate::render::escape(&name),
+                                "cannot start this environment's runtime: {e}"
+                            ),
+                        },
+                    );
+                if let Err(e) = spawned {
+                    tracing::error!("cannot start a thread for an environment: {e}");
+                }
+            }
+        })
+    });
     Ok(Exit::Ok)
 }
 
@@ -432,7 +461,24 @@ async fn watch_environment(
     if let Some(c) = &conn {
         holder = holder.sending(c.client.longest_send());
     }
-    let observer: Arc<dyn reconcile::watch::Observer> = part.clone();
+    let observer: Arc<dyn reconcile::watch::Observer> = match settings.notify.as_deref() {
+        Some(receivers) if !receivers.is_empty() => {
+            let alerts =
+                crate::alert::Alerts::new(receivers, env, part.tally()).map_err(Error::Command)?;
+            tracing::info!(
+                receivers = %receivers.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "),
+                "alerts go to the receivers of notify:"
+            );
+            Arc::new(crate::alert::watch::Both(
+                part.clone(),
+                Arc::new(crate::alert::watch::AlertObserver::new(
+                    Arc::new(alerts),
+                    environment.clone(),
+                )),
+            ))
+        }
+        _ => part.clone(),
+    };
     let mut w = reconcile::watch::Watcher::new(
         reconcile::watch::Spec {
             dir,

@@ -8,6 +8,7 @@
 //!
 //! Uses nothing of the later stages.
 
+pub mod alerts;
 pub mod cache;
 pub mod check;
 pub mod diagnostic;

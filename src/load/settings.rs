@@ -57,6 +57,7 @@ const KEYS: &[&str] = &[
     "moved",
     "variables",
     "environments",
+    "notify",
 ];
 
 /// What an environment of `environments:` may set.
@@ -73,6 +74,7 @@ const ENV_KEYS: &[&str] = &[
     "variables",
     "credentials",
     "overlay",
+    "notify",
 ];
 
 /// A rename declared in `moved:` (like Terraform's `moved` blocks): the task recorded
@@ -161,6 +163,8 @@ pub struct Settings {
     pub overlay_rel: Option<String>,
     /// Where `defaults` are written in the settings file, most specific first.
     pub defaults_at: Vec<Vec<Seg>>,
+    /// `notify:`: where alerts go (an environment's list replaces the shared one).
+    pub notify: Option<Vec<crate::load::alerts::Receiver>>,
 }
 
 impl Settings {
@@ -360,6 +364,7 @@ pub fn parse_for(
         settings.project_id = own.project_id.or(settings.project_id);
         settings.workspace = own.workspace.or(settings.workspace);
         settings.on_change = own.on_change.or(settings.on_change);
+        settings.notify = own.notify.or(settings.notify.take());
         // A region or an endpoint of the environment replaces both of the shared ones.
         if own.endpoint.is_some() || own.region.is_some() {
             settings.endpoint = own.endpoint;
@@ -904,6 +909,10 @@ fn apply_setting(
                 );
             }
         }
+        return;
+    }
+    if key == "notify" {
+        settings.notify = Some(crate::load::alerts::parse(&value, &path, file, &at, diags));
         return;
     }
     if key == "known_data_source_types" {

@@ -93,6 +93,41 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// `name: action (fields a, b)`: what is sent for this entry and which fields
+    /// differ from what was applied (never a value), escaped.
+    pub fn described(&self) -> String {
+        use crate::load::diagnostic::escape;
+        let fields = match (&self.previous_body, &self.body) {
+            (Some(old), Some(new)) => {
+                let parse = |r: &RawValue| {
+                    serde_json::from_str::<serde_json::Value>(r.get()).unwrap_or_default()
+                };
+                let paths: Vec<String> = crate::plan::diff::diff(&parse(old), &parse(new))
+                    .into_iter()
+                    .map(|c| match c {
+                        crate::plan::diff::Change::Added { path, .. }
+                        | crate::plan::diff::Change::Removed { path, .. }
+                        | crate::plan::diff::Change::Changed { path, .. } => path,
+                    })
+                    .take(8)
+                    .collect();
+                match paths.is_empty() {
+                    true => String::new(),
+                    false => format!(" (fields {})", escape(&paths.join(", "))),
+                }
+            }
+            _ => String::new(),
+        };
+        match self.action {
+            super::Action::Duplicate => format!(
+                "{}: duplicate task {}",
+                escape(&self.name),
+                escape(self.task_id.as_deref().unwrap_or("?"))
+            ),
+            a => format!("{}: {}{fields}", escape(&self.name), a.as_str()),
+        }
+    }
+
     /// A manifest of this entry's name and `body`, counting its hash as the planned
     /// manifest did (its `ignore_changes` left out).
     fn manifest_like(&self, body: &serde_json::Value) -> Manifest {

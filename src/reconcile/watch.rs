@@ -216,6 +216,15 @@ pub struct Reconciled {
     /// Invalid manifests: each problem as `path:line:col: message` (the path as in the
     /// repository with `--git`), untrusted text escaped.
     pub problems: Vec<String>,
+    /// Tasks in doubt after it, by name (escaped).
+    pub in_doubt_tasks: Vec<String>,
+    /// What it had to send, as `name: action (fields ...)` (escaped; never a value):
+    /// drift when nothing changed in the repo.
+    pub drifted: Vec<String>,
+    /// Duplicates known after it: `name: task ID` (escaped).
+    pub duplicates: Vec<String>,
+    /// The prune guard refused its deletes: why (its first line).
+    pub prune_refused: Option<String>,
 }
 
 /// The plan's counts less what `results` applied: each create, replace or update that
@@ -716,6 +725,52 @@ async fn run_git(mut w: Watcher<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// What a reconcile found, by task, for alerts.
+struct Notes {
+    in_doubt: Vec<String>,
+    drifted: Vec<String>,
+    duplicates: Vec<String>,
+}
+
+impl Notes {
+    fn of(report: &super::Report) -> Notes {
+        use crate::load::diagnostic::escape;
+        let mut in_doubt: Vec<String> = report
+            .doc
+            .tasks
+            .iter()
+            .filter(|t| t.action == Action::InDoubt)
+            .map(|t| escape(&t.name).into_owned())
+            .collect();
+        in_doubt.extend(
+            report
+                .results
+                .iter()
+                .filter(|r| r.outcome == TaskOutcome::InDoubt)
+                .map(|r| escape(&r.name).into_owned()),
+        );
+        let drifted = report
+            .doc
+            .tasks
+            .iter()
+            .filter(|t| t.action.sends())
+            .map(|t| t.described())
+            .collect();
+        let duplicates = report
+            .doc
+            .tasks
+            .iter()
+            .filter(|t| t.action == Action::Duplicate)
+            .map(|t| t.described())
+            .collect();
+        Notes {
+            in_doubt,
+            drifted,
+            duplicates,
+        }
+    }
+}
+
 /// Why a reconcile whose requests failed is a failure: how many, and the first one's
 /// task, HTTP status and service message (escaped); `None` when none failed.
 fn failed_sends(results: &[crate::reconcile::applier::TaskResult]) -> Option<String> {
@@ -822,7 +877,7 @@ impl Watcher<'_> {
     /// identity or the row's version) and says what it calls for: a reconcile after a
     /// resume, or after another process wrote the state.
     fn look_at_state(&self) -> Option<Trigger> {
-        let state = match self.store.load() {
+        let state = match self.store.peek() {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!("cannot read the state between reconciles: {e}");
@@ -1248,10 +1303,12 @@ impl Watcher<'_> {
         let plan_only = self.spec.plan_only;
         let policy = &self.spec.policy;
         let mut held = 0;
+        let mut prune_refused = None;
         let approve = |doc: &mut crate::plan::document::SavedPlan, state: &crate::state::State| {
             if let Err(refused) = policy.check_deletes(doc, state) {
                 let text = refused.to_string();
                 let (first, rest) = crate::load::diagnostic::split_lines(&text);
+                prune_refused = Some(crate::load::diagnostic::escape(first).into_owned());
                 tracing::error!(trigger, "{first}");
                 for line in rest {
                     tracing::error!("{line}");
@@ -1296,6 +1353,7 @@ impl Watcher<'_> {
             None => super::once(&ctx, None, approve, &sending).await?,
         };
         self.saw(report.stored.clone(), report.suspended.clone());
+        let notes = Notes::of(&report);
         if plan_only || report.suspended.is_some() {
             if let Some(sus) = &report.suspended
                 && !plan_only
@@ -1317,6 +1375,10 @@ impl Watcher<'_> {
                 pending: report.doc.summary,
                 in_doubt: report.doc.summary.in_doubt,
                 suspended: report.suspended.clone(),
+                in_doubt_tasks: notes.in_doubt,
+                drifted: notes.drifted,
+                duplicates: notes.duplicates,
+                prune_refused,
                 ..Reconciled::default()
             });
         }
@@ -1369,6 +1431,10 @@ impl Watcher<'_> {
             in_doubt: in_doubt + s.in_doubt,
             error: report.persist_error.as_ref().map(|e| e.to_string()),
             failed_requests: failed_sends(&report.results),
+            in_doubt_tasks: notes.in_doubt,
+            drifted: notes.drifted,
+            duplicates: notes.duplicates,
+            prune_refused,
             ..Reconciled::default()
         })
     }

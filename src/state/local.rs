@@ -105,6 +105,21 @@ impl StateStore for LocalStore {
         Ok(state)
     }
 
+    fn peek(&self) -> Result<super::store::Peek, StoreError> {
+        if !self.journal_path().exists()
+            && let Some(now) = identity(&self.path)
+        {
+            let settled = now
+                .modified
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > SETTLED);
+            if settled && let Some(p) = self.last.peek(&now, super::store::Peek::of) {
+                return Ok(p);
+            }
+        }
+        self.load().map(|s| super::store::Peek::of(&s))
+    }
+
     fn lock(
         &self,
         me: &Holder,

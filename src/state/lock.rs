@@ -27,7 +27,7 @@ pub struct Holder {
 }
 
 /// This machine's host name (empty when the kernel does not say).
-fn host_name() -> String {
+pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default()

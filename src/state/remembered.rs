@@ -77,6 +77,13 @@ impl<T: Clone + PartialEq + Send + 'static> Remembered<T> {
         self.slot().last.as_ref().map(|(t, _)| t.clone())
     }
 
+    /// `f` of the state kept, if the store still holds it under `token` (no copy made).
+    pub fn peek<R>(&self, token: &T, f: impl FnOnce(&State) -> R) -> Option<R> {
+        let s = self.slot();
+        let (known, last) = s.last.as_ref()?;
+        (known == token).then(|| f(last))
+    }
+
     /// A copy of the state, if the store still holds it under `token`.
     pub fn get(&self, token: &T) -> Option<State> {
         let mut s = self.slot();

@@ -47,6 +47,26 @@ pub enum StoreError {
     },
 }
 
+/// The parts of a stored state a watcher compares between reconciles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peek {
+    pub lineage: String,
+    pub serial: u64,
+    pub suspended: Option<super::Suspension>,
+    pub last_applied: Option<super::LastApplied>,
+}
+
+impl Peek {
+    pub fn of(s: &State) -> Peek {
+        Peek {
+            lineage: s.lineage.clone(),
+            serial: s.serial,
+            suspended: s.suspended.clone(),
+            last_applied: s.last_applied.clone(),
+        }
+    }
+}
+
 /// A held state lock; dropping it releases the lock.
 pub trait StoreLock: Send + Sync {
     /// Why the lock is no longer held, once it is not (a PostgreSQL connection that
@@ -99,6 +119,11 @@ pub trait StateStore: Send + Sync {
     }
     /// [`StateStore::load`], a tombstone included (`state copy` replaces one).
     fn load_raw(&self) -> Result<State, StoreError>;
+    /// What a watcher compares between reconciles, read as cheaply as the backend can:
+    /// without copying a state it keeps when the stored one is still that one.
+    fn peek(&self) -> Result<Peek, StoreError> {
+        self.load().map(|s| Peek::of(&s))
+    }
     /// Takes the exclusive lock, waiting up to `timeout`.
     fn lock(
         &self,

@@ -394,6 +394,37 @@ impl StateStore for PgStore {
         }
     }
 
+    fn peek(&self) -> Result<super::store::Peek, StoreError> {
+        if let Some(token) = self.last.token() {
+            let s = self.session()?;
+            let sql = self.sql.clone();
+            let name = self.target.name.clone();
+            let row = s
+                .call(OP_TIMEOUT, move |client| async move {
+                    let c = client.lock().await;
+                    let r = c
+                        .query_opt(&sql.peek_state(), &[&name])
+                        .await
+                        .map_err(Failure::pg)?;
+                    Ok(r.map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, i64>(1),
+                            r.get::<_, bool>(2),
+                        )
+                    }))
+                })
+                .map_err(|f| self.failure(&s, f))?;
+            if let Some((version, serial, false)) = row
+                && (version.as_str(), serial) == (token.0.as_str(), token.1)
+                && let Some(p) = self.last.peek(&token, super::store::Peek::of)
+            {
+                return Ok(p);
+            }
+        }
+        self.load().map(|s| super::store::Peek::of(&s))
+    }
+
     fn lock(
         &self,
         me: &Holder,

@@ -166,6 +166,14 @@ impl Sql {
              FROM (SELECT 1) AS one LEFT JOIN {s}.states AS s ON s.name = $1::text")
     }
 
+    /// `(version, serial, journal)` of the state named $1: its row's `xmin`, its serial,
+    /// and whether journal records exist; no row when there is no state.
+    pub fn peek_state(&self) -> String {
+        self.t("SELECT s.xmin::text, s.serial,
+                    EXISTS (SELECT 1 FROM {s}.journal j WHERE j.state = $1)
+             FROM {s}.states s WHERE s.name = $1")
+    }
+
     /// True when this session holds the state's advisory lock: checked inside every
     /// write, so that nothing is committed (and so nothing sent) by a session that
     /// lost it, and a connection pooler in transaction mode (which would run the

@@ -19,10 +19,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/postgres.sh
 ROOT=$PWD
-cargo build --release --bin taskform --example gen-manifests >&2
+# TASKFORM_BIN: a binary built already (the tree is then not built; gen-manifests
+# must be). BENCH_ALERTS=0 leaves out the row with alerts (a binary without notify:).
+[ -n "${TASKFORM_BIN:-}" ] || cargo build --release --bin taskform --example gen-manifests >&2
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-T=$TARGET/release/taskform
+T=${TASKFORM_BIN:-$TARGET/release/taskform}
 GEN=$TARGET/release/examples/gen-manifests
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -30,9 +32,17 @@ cd "$WORK"
 export TASKFORM_AUTH_TOKEN=taskform-demo-token NO_COLOR=1
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 latency() {
-  # latency N [LABEL STATE-ARGS...]
+  # latency N [LABEL STATE-ARGS...]; a LABEL with "alerts" watches a copy of the
+  # folder whose taskform.yaml sends alerts to a local receiver (notify:).
   local n=$1 dir=m$1 label=${2:-file}
   shift; shift || true
+  case $label in
+    *alerts*)
+      [ -d "m$n" ] || "$GEN" "m$n" "$n" >/dev/null
+      rm -rf "m${n}a"; cp -r "m$n" "m${n}a"; dir=m${n}a
+      printf 'notify:\n  - type: generic\n    url_from: BENCH_ALERTS_URL\n' >> "$dir/taskform.yaml"
+      ;;
+  esac
   local state=("$@")
   [ ${#state[@]} -gt 0 ] || state=(--state "s$n.json")
   # An emulator of its own: the generated names repeat between the runs.
@@ -107,8 +117,21 @@ print(f"watch latency, {n:,} manifests, state in {label}, debounce 500 ms: media
 PY
   kill -TERM $w; wait $w || true
 }
+# A receiver of alerts that answers every POST at once.
+RP=$(port)
+python3 - "$RP" <<'PY' >/dev/null 2>&1 &
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200); self.end_headers(); self.wfile.write(b"ok")
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+export BENCH_ALERTS_URL=http://127.0.0.1:$RP/hook
 latency 1000
 latency 10000
+[ "${BENCH_ALERTS:-1}" = 0 ] || latency 10000 "file, alerts on (notify: a generic receiver)"
 FILE_PORT=$P
 if [ -n "$PG" ]; then
   latency 10000 PostgreSQL --state "$PG" --state-schema "watchbench$$"

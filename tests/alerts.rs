@@ -9,7 +9,6 @@
 mod common;
 use base64::Engine as _;
 use common::*;
-use serde_json::Value;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 

@@ -41,6 +41,8 @@ latency() {
       [ -d "m$n" ] || "$GEN" "m$n" "$n" >/dev/null
       rm -rf "m${n}a"; cp -r "m$n" "m${n}a"; dir=m${n}a
       printf 'notify:\n  - type: generic\n    url_from: BENCH_ALERTS_URL\n' >> "$dir/taskform.yaml"
+      # A state of its own: the latency tasks' names repeat between the runs.
+      [ $# -gt 0 ] || set -- --state "s${n}a.json"
       ;;
   esac
   local state=("$@")

@@ -529,3 +529,74 @@ fn a_standby_of_every_environment_takes_over_each() {
     assert_eq!(creates, tasks, "no duplicate");
     stop(second);
 }
+
+/// `watch --all-envs --git`: every environment of the repository, each with its own
+/// clone below the cache, its state outside the fetched trees; a pushed commit reaches
+/// every environment.
+#[test]
+fn one_watcher_follows_every_environment_of_a_git_repository() {
+    let (p, emus) = example();
+    // The states outside the fetched trees.
+    let settings = std::fs::read_to_string(p.path("repo/taskform.yaml")).unwrap();
+    let states = p.path("states");
+    let settings = ENVS.iter().fold(settings, |s, e| {
+        s.replace(
+            &format!("state: state/{e}.json"),
+            &format!("state: {}/{e}.json", states.display()),
+        )
+    });
+    p.write("repo/taskform.yaml", &settings);
+    let work = p.path("repo");
+    git(&work, &["init", "-q", "-b", "main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-q", "-m", "environments"]);
+    let bare = p.path("remote.git");
+    git(&p.path(""), &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    git(
+        &work,
+        &["remote", "add", "origin", &format!("file://{}", bare.display())],
+    );
+    git(&work, &["push", "-q", "origin", "main"]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let url = format!("file://{}", bare.display());
+    let mut c = p.cmd(&[
+        "watch", "--all-envs", "--git", &url, "--git-cache", "cache", "--poll", "1", "--listen",
+        &listen, "--max-rate", "0",
+    ]);
+    for (k, v) in tokens() {
+        c.env(k, v);
+    }
+    let log = std::fs::File::create(p.path("watch.log")).unwrap();
+    let w = c
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(40), || ENVS.iter().all(|e| {
+            status(port)["environments"][*e]["last_reconcile"]["result"] == "success"
+        })),
+        "{}",
+        std::fs::read_to_string(p.path("watch.log")).unwrap_or_default()
+    );
+    assert!(emus.iter().all(|e| !e.tasks().is_empty()));
+    for e in ENVS {
+        assert!(p.path(&format!("cache/{e}")).is_dir(), "{e}'s own clone");
+        assert!(states.join(format!("{e}.json")).is_file(), "{e}'s state");
+    }
+    // A new shared task, pushed: every environment creates it.
+    p.write(
+        "repo/tasks/dli/pushed.yaml",
+        &manifest("pushed-to-every-environment", 10),
+    );
+    let sha = commit(&work, "a shared task");
+    assert!(wait_until(Duration::from_secs(30), || emus.iter().all(|e| e
+        .tasks()
+        .iter()
+        .any(|t| t["name"] == "pushed-to-every-environment"))));
+    assert!(wait_until(Duration::from_secs(10), || ENVS
+        .iter()
+        .all(|e| status(port)["environments"][*e]["revision"]["sha"] == sha.as_str())));
+    stop(w);
+}

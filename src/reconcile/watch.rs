@@ -1268,7 +1268,8 @@ impl Watcher<'_> {
             Some(p) if !self.spec.plan_only => {
                 let (state, _, _) = &p.prepared;
                 let read = (state.lineage.clone(), state.serial);
-                match self.store.load() {
+                // A peek: no copy of a state the store keeps.
+                match self.store.peek() {
                     Ok(now)
                         if (now.lineage.as_str(), now.serial) == (read.0.as_str(), read.1)
                             && !self.store.has_journal() =>

@@ -163,11 +163,13 @@ pub fn acquire(
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
     }
+    // Who holds it, for the message another process gets. Not synced: the lock is
+    // the OS's (held by the open file), this text only informs, and a watcher takes
+    // the lock at every reconcile.
     let info = serde_json::to_vec(me).unwrap_or_default();
     file.set_len(0)
         .and_then(|_| file.seek(SeekFrom::Start(0)))
         .and_then(|_| file.write_all(&info))
-        .and_then(|_| file.sync_data())
         .map_err(io)?;
     Ok(FileLock { _file: file })
 }

@@ -356,8 +356,10 @@ fn failures_are_sent_once_per_window_retried_past_a_500_and_a_recovery_always() 
     });
     // Never answers.
     let hanging = Scripted::start(|_, _| Reply::Hang(Duration::from_secs(120)));
+    // Errors only: gets the failure, and (whatever its severity) the recovery.
+    let oncall = Scripted::start(|_, _| ok(""));
     let p = project_with(
-        "notify:\n  - type: generic\n    url_from: GENERIC_URL\n    secret_from: GENERIC_SECRET\n    severity: info\n  - name: down\n    type: slack\n    url_from: SLACK_URL\n",
+        "notify:\n  - type: generic\n    url_from: GENERIC_URL\n    secret_from: GENERIC_SECRET\n    severity: info\n  - name: down\n    type: slack\n    url_from: SLACK_URL\n  - name: oncall\n    type: generic\n    url_from: ONCALL_URL\n    severity: error\n",
     );
     p.task("a");
     let env = vec![
@@ -369,6 +371,10 @@ fn failures_are_sent_once_per_window_retried_past_a_500_and_a_recovery_always() 
         (
             "SLACK_URL".to_string(),
             format!("{}/services/slack-url-token-2222", hanging.url),
+        ),
+        (
+            "ONCALL_URL".to_string(),
+            format!("{}/hooks/generic-url-token-1111", oncall.url),
         ),
     ];
     let mut w = watch(&p, &emu, &env, "watch.log");
@@ -419,6 +425,12 @@ fn failures_are_sent_once_per_window_retried_past_a_500_and_a_recovery_always() 
     );
     assert!(wait_until(Duration::from_secs(10), || reasons(&generic)
         .contains(&"Recovered".to_string())));
+    assert!(
+        wait_until(Duration::from_secs(10), || reasons(&oncall)
+            == ["RevisionInvalid", "Recovered"]),
+        "{:?}",
+        reasons(&oncall)
+    );
     // After a recovery the same break is news again.
     p.write("tasks/b.yaml", broken);
     assert!(wait_until(Duration::from_secs(20), || reasons(&generic)

@@ -551,18 +551,36 @@ fn one_watcher_follows_every_environment_of_a_git_repository() {
     git(&work, &["add", "-A"]);
     git(&work, &["commit", "-q", "-m", "environments"]);
     let bare = p.path("remote.git");
-    git(&p.path(""), &["init", "-q", "--bare", bare.to_str().unwrap()]);
+    git(
+        &p.path(""),
+        &["init", "-q", "--bare", bare.to_str().unwrap()],
+    );
     git(
         &work,
-        &["remote", "add", "origin", &format!("file://{}", bare.display())],
+        &[
+            "remote",
+            "add",
+            "origin",
+            &format!("file://{}", bare.display()),
+        ],
     );
     git(&work, &["push", "-q", "origin", "main"]);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let url = format!("file://{}", bare.display());
     let mut c = p.cmd(&[
-        "watch", "--all-envs", "--git", &url, "--git-cache", "cache", "--poll", "1", "--listen",
-        &listen, "--max-rate", "0",
+        "watch",
+        "--all-envs",
+        "--git",
+        &url,
+        "--git-cache",
+        "cache",
+        "--poll",
+        "1",
+        "--listen",
+        &listen,
+        "--max-rate",
+        "0",
     ]);
     for (k, v) in tokens() {
         c.env(k, v);
@@ -591,12 +609,14 @@ fn one_watcher_follows_every_environment_of_a_git_repository() {
         &manifest("pushed-to-every-environment", 10),
     );
     let sha = commit(&work, "a shared task");
-    assert!(wait_until(Duration::from_secs(30), || emus.iter().all(|e| e
-        .tasks()
-        .iter()
-        .any(|t| t["name"] == "pushed-to-every-environment"))));
-    assert!(wait_until(Duration::from_secs(10), || ENVS
-        .iter()
-        .all(|e| status(port)["environments"][*e]["revision"]["sha"] == sha.as_str())));
+    assert!(wait_until(Duration::from_secs(30), || emus.iter().all(
+        |e| e
+            .tasks()
+            .iter()
+            .any(|t| t["name"] == "pushed-to-every-environment")
+    )));
+    assert!(wait_until(Duration::from_secs(10), || ENVS.iter().all(
+        |e| status(port)["environments"][*e]["revision"]["sha"] == sha.as_str()
+    )));
     stop(w);
 }

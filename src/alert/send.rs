@@ -62,6 +62,8 @@ struct Target {
     instance: String,
     /// Failing since its last delivery (logged once per outage).
     down: AtomicBool,
+    /// A full queue was logged since its last delivery.
+    dropping: AtomicBool,
 }
 
 impl std::fmt::Debug for Target {
@@ -139,6 +141,8 @@ impl Alerts {
             let http = reqwest::Client::builder()
                 .timeout(REQUEST_TIMEOUT)
                 .connect_timeout(Duration::from_secs(5))
+                // A redirect would turn the POST into a GET elsewhere: a 3xx is a failure.
+                .redirect(reqwest::redirect::Policy::none())
                 .user_agent(concat!("taskform/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))?;
@@ -149,6 +153,7 @@ impl Alerts {
                 http,
                 instance: instance.clone(),
                 down: AtomicBool::new(false),
+                dropping: AtomicBool::new(false),
             }));
         }
         if !missing.is_empty() {
@@ -213,7 +218,9 @@ impl Alerts {
                 }
                 Err(_) => {
                     (self.tally)(&t.spec.name, "dropped");
-                    tracing::warn!(receiver = %t.spec.name, "the alert queue is full (the receiver is slow or down): an alert was dropped");
+                    if !t.dropping.swap(true, Ordering::SeqCst) {
+                        tracing::warn!(receiver = %t.spec.name, "the alert queue is full (the receiver is slow or down): alerts are dropped until it delivers again (counted in taskform_notifications_total{{result=\"dropped\"}})");
+                    }
                 }
             }
         }
@@ -273,6 +280,7 @@ async fn worker(target: Arc<Target>, mut rx: mpsc::Receiver<Arc<Event>>, tally: 
         match result {
             Ok(_) => {
                 tally(&name, "sent");
+                target.dropping.store(false, Ordering::SeqCst);
                 if target.down.swap(false, Ordering::SeqCst) {
                     tracing::info!(receiver = %name, "alerts are delivered again");
                 }
@@ -369,13 +377,25 @@ impl Target {
     /// library might echo them).
     fn hide(&self, text: &str) -> String {
         let mut out = text.to_string();
-        let base = self.url.split('?').next().unwrap_or_default();
-        for s in [Some(self.url.as_str()), Some(base), self.secret.as_deref()]
-            .into_iter()
-            .flatten()
-            .filter(|s| s.len() >= 4)
-        {
-            out = out.replace(s, "***");
+        let (base, query) = self.url.split_once('?').unwrap_or((&self.url, ""));
+        let mut secrets: Vec<String> = vec![self.url.clone(), base.to_string()];
+        // The URL as JSON writes it, each query value, each long path segment (a token).
+        secrets.push(self.url.replace('/', "\\/"));
+        secrets.extend(
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string())),
+        );
+        secrets.extend(
+            base.split('/')
+                .skip(3)
+                .filter(|seg| seg.len() >= 16)
+                .map(str::to_string),
+        );
+        secrets.extend(self.secret.clone());
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for s in secrets.iter().filter(|s| s.len() >= 4) {
+            out = out.replace(s.as_str(), "***");
         }
         out
     }

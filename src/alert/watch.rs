@@ -27,12 +27,19 @@ pub struct AlertObserver {
 struct Seen {
     /// The last reconcile failed.
     failing: bool,
+    /// The newest commit, when it is invalid (`--git`): a success of the live one
+    /// meanwhile is no recovery.
+    newest_invalid: Option<String>,
+    /// The repository could not be fetched (alerted once, until it can).
+    fetch_failing: bool,
+    /// What was last alerted of conditions that last (alerted again when they change).
+    in_doubt: Vec<String>,
+    duplicates: Vec<String>,
+    prune_refused: Option<String>,
     /// The revision being applied (`--git`).
     revision: Option<String>,
     /// The suspension last seen (`None` before the first look).
     suspended: Option<Option<Suspension>>,
-    /// The fetch problem last alerted (said again only when it changes).
-    fetch: Option<String>,
 }
 
 impl AlertObserver {
@@ -50,88 +57,140 @@ impl AlertObserver {
 
     fn event(&self, kind: EventKind, severity: Severity, summary: &str) -> Event {
         let revision = self.seen().revision.clone();
+        self.event_of(kind, severity, summary, revision.as_deref())
+    }
+
+    fn event_of(
+        &self,
+        kind: EventKind,
+        severity: Severity,
+        summary: &str,
+        revision: Option<&str>,
+    ) -> Event {
         Event::new(kind, severity, summary)
             .environment(self.environment.as_deref())
-            .revision(revision.as_deref())
+            .revision(revision)
+    }
+
+    /// Whether a lasting condition changed since it was last alerted (and notes it).
+    fn changed<T: PartialEq + Clone>(
+        &self,
+        pick: impl FnOnce(&mut Seen) -> &mut T,
+        now: &T,
+    ) -> bool {
+        let mut seen = self.seen();
+        let slot = pick(&mut seen);
+        let changed = slot != now;
+        *slot = now.clone();
+        changed
     }
 }
 
 impl Observer for AlertObserver {
     fn reconciled(&self, r: &Reconciled) {
         let failure = r.error.as_deref().or(r.failed_requests.as_deref());
+        let revision = r.revision.as_deref();
         if !r.problems.is_empty() {
             self.seen().failing = true;
             self.alerts.emit(
-                self.event(
+                self.event_of(
                     EventKind::RevisionInvalid,
                     Severity::Error,
                     "the manifests are invalid: nothing is applied until they are fixed",
+                    revision,
                 )
                 .details(&r.problems),
             );
         } else if let Some(why) = failure {
             self.seen().failing = true;
-            self.alerts.emit(self.event(
+            self.alerts.emit(self.event_of(
                 EventKind::ReconcileFailed,
                 Severity::Error,
                 &format!("a reconcile failed: {why}"),
+                revision,
             ));
         } else if r.suspended.is_none() {
-            let was_failing = std::mem::take(&mut self.seen().failing);
-            if was_failing {
-                self.alerts.emit(self.event(
+            // A success of the live commit while the newest one is invalid is no
+            // recovery.
+            let recovered = {
+                let mut seen = self.seen();
+                let fallback =
+                    seen.newest_invalid.is_some() && revision == seen.revision.as_deref();
+                let was = seen.failing && !fallback;
+                if was {
+                    seen.failing = false;
+                }
+                was
+            };
+            if recovered {
+                self.alerts.emit(self.event_of(
                     EventKind::Recovered,
                     Severity::Info,
                     &format!(
                         "reconciled again ({}): created {}, updated {}, deleted {}",
                         r.trigger, r.created, r.updated, r.deleted
                     ),
+                    revision,
                 ));
             }
         }
-        if !r.in_doubt_tasks.is_empty() {
+        // Lasting conditions: alerted when they appear or change, not at every
+        // reconcile.
+        if self.changed(|s| &mut s.in_doubt, &r.in_doubt_tasks) && !r.in_doubt_tasks.is_empty() {
             self.alerts.emit(
-                self.event(
+                self.event_of(
                     EventKind::InDoubt,
                     Severity::Error,
                     &format!(
                         "{} create(s) in doubt: the tasks may exist; the next reconcile settles them by search",
                         r.in_doubt_tasks.len()
                     ),
+                    revision,
                 )
                 .details(&r.in_doubt_tasks),
             );
         }
-        if !r.duplicates.is_empty() {
+        if self.changed(|s| &mut s.duplicates, &r.duplicates) && !r.duplicates.is_empty() {
             self.alerts.emit(
-                self.event(
+                self.event_of(
                     EventKind::Duplicates,
                     Severity::Error,
                     &format!(
-                        "{} managed name(s) have remote tasks no record holds (duplicates)",
+                        "{} remote task(s) of managed names that no record holds (duplicates)",
                         r.duplicates.len()
                     ),
+                    revision,
                 )
                 .details(&r.duplicates),
             );
         }
-        if let Some(refused) = &r.prune_refused {
-            self.alerts
-                .emit(self.event(EventKind::PruneRefused, Severity::Error, refused));
+        if self.changed(|s| &mut s.prune_refused, &r.prune_refused)
+            && let Some(refused) = &r.prune_refused
+        {
+            self.alerts.emit(self.event_of(
+                EventKind::PruneRefused,
+                Severity::Error,
+                refused,
+                revision,
+            ));
         }
         if !r.drifted.is_empty() && r.trigger == Trigger::Interval {
+            let applied = r.created + r.updated + r.deleted;
             self.alerts.emit(
-                self.event(
+                self.event_of(
                     EventKind::Drift,
                     Severity::Info,
                     &format!(
                         "{} task(s) differed from the manifests with no change in the repo: {}",
                         r.drifted.len(),
-                        match r.suspended {
-                            Some(_) => "not corrected (suspended)",
-                            None => "corrected",
+                        match (r.suspended.is_some(), applied) {
+                            (true, _) => "not corrected (suspended)".to_string(),
+                            (false, 0) =>
+                                "not corrected (planned only, or the requests failed)".to_string(),
+                            (false, n) => format!("{n} corrected"),
                         }
                     ),
+                    revision,
                 )
                 .details(&r.drifted),
             );
@@ -143,24 +202,37 @@ impl Observer for AlertObserver {
         live: Option<&crate::load::git::Revision>,
         problem: Option<&RevisionProblem>,
     ) {
-        if let Some(l) = live {
-            self.seen().revision = Some(l.sha.clone());
-        }
         let fetch = match problem {
             Some(RevisionProblem::Fetch(e)) => Some(e.clone()),
             _ => None,
         };
-        let changed = {
+        // Alerted once when the fetches start failing (git's text changes with every
+        // try), and a recovery when they work again.
+        let (started, ended) = {
             let mut seen = self.seen();
-            let changed = seen.fetch != fetch;
-            seen.fetch = fetch.clone();
-            changed
+            if let Some(l) = live {
+                seen.revision = Some(l.sha.clone());
+            }
+            seen.newest_invalid = match problem {
+                Some(RevisionProblem::Invalid { sha, .. }) => Some(sha.clone()),
+                _ => None,
+            };
+            let was = seen.fetch_failing;
+            seen.fetch_failing = fetch.is_some();
+            (!was && fetch.is_some(), was && fetch.is_none())
         };
-        if let (true, Some(e)) = (changed, fetch) {
+        if let (true, Some(e)) = (started, &fetch) {
             self.alerts.emit(self.event(
                 EventKind::ReconcileFailed,
                 Severity::Error,
                 &format!("cannot fetch the config repo; the live revision stays: {e}"),
+            ));
+        }
+        if ended {
+            self.alerts.emit(self.event(
+                EventKind::Recovered,
+                Severity::Info,
+                "the config repo can be fetched again",
             ));
         }
     }

@@ -46,10 +46,23 @@ pub struct ApplyArgs {
 /// `taskform apply`.
 pub fn apply(args: ApplyArgs, env: Env) -> Exit {
     let notify = args.notify;
+    // Where the receivers are when the apply stops before reading taskform.yaml.
+    let settings_dir = args
+        .dir
+        .clone()
+        .or_else(|| args.path.is_dir().then(|| args.path.clone()));
+    let environment = super::environment(&args.target, env);
     block_on(async move {
         let mut note = super::notify::ApplyNote::default();
         let result = run(args, env, &mut note).await;
         if notify {
+            if note.receivers.is_empty()
+                && let Some(dir) = &settings_dir
+                && let Ok(s) = crate::load::manifest::settings_for(dir, environment.as_deref(), env)
+            {
+                note.receivers = s.notify.unwrap_or_default();
+                note.environment = s.environment;
+            }
             super::notify::apply_outcome(&result, note, env).await;
         }
         result
@@ -219,7 +232,12 @@ async fn run(
                     f.to_string(),
                 )
             });
-            super::report(&Error::Remote(e));
+            let error = Error::Remote(e);
+            note.error = Some(match &hint {
+                Some(h) => format!("{}\n{}", super::error_text(&error), super::error_text(h)),
+                None => super::error_text(&error),
+            });
+            super::report(&error);
             if let Some(hint) = hint {
                 super::report(&hint);
             }

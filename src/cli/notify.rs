@@ -132,6 +132,8 @@ pub struct ApplyNote {
     pub counts: Option<String>,
     /// The requests that failed or are in doubt: `name: why`.
     pub failures: Vec<String>,
+    /// The error's text when it was printed already (a refused credential).
+    pub error: Option<String>,
 }
 
 impl ApplyNote {
@@ -180,7 +182,7 @@ pub async fn apply_outcome(result: &Result<Exit, Error>, note: ApplyNote, env: E
             Vec::new(),
         ),
         Err(e) => {
-            let text = super::error_text(e);
+            let text = note.error.clone().unwrap_or_else(|| super::error_text(e));
             let (first, rest) = crate::load::diagnostic::split_lines(&text);
             (
                 Severity::Error,

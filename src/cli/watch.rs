@@ -436,13 +436,19 @@ async fn watch_environment(
         Some(c) => c.resolved.clone(),
         None => target::resolve(&target_flags, env, &settings, &dir)?,
     };
+    // A state file inside the fetched trees would be left behind by the next commit;
+    // one named outside them (an absolute path in taskform.yaml) is fine.
+    let in_cache = |f: &Path| {
+        git.as_ref()
+            .is_some_and(|g| f.starts_with(&g.source.cache) || f.is_relative())
+    };
     if git.is_some()
         && (resolved.state_source == target::StateSource::Default
             || (resolved.state_source == target::StateSource::Settings
-                && resolved.state.as_file().is_some()))
+                && resolved.state.as_file().is_some_and(in_cache)))
     {
         return Err(Error::Command(
-            "with --git, the state cannot live in the fetched tree (each commit is a new folder): name a state file outside it with --state / TASKFORM_STATE, or use a PostgreSQL state".into(),
+            "with --git, the state cannot live in the fetched tree (each commit is a new folder): name a state file outside it with --state / TASKFORM_STATE (or an absolute path in taskform.yaml), or use a PostgreSQL state".into(),
         ));
     }
     let store = super::open_store(&resolved, &dir, env, "watch")?;

@@ -183,10 +183,12 @@ pub struct Receiver {
 impl Receiver {
     /// Whether this receiver wants an event of `kind` and `severity` (a test event
     /// always).
+    /// A recovery passes the severity filter: a receiver told of a failure hears that
+    /// it is over.
     pub fn wants(&self, kind: EventKind, severity: Severity) -> bool {
+        let severe = severity >= self.severity || kind == EventKind::Recovered;
         kind == EventKind::Test
-            || (severity >= self.severity
-                && (self.events.is_empty() || self.events.contains(&kind)))
+            || (severe && (self.events.is_empty() || self.events.contains(&kind)))
     }
 }
 
@@ -199,12 +201,15 @@ const KEYS: [&str; 6] = [
     "severity",
 ];
 
+/// An environment variable's name as the convention writes them (`[A-Z_][A-Z0-9_]*`):
+/// a secret pasted in its place (mixed case, as Feishu's and DingTalk's are) is refused,
+/// and never quoted.
 fn is_variable_name(s: &str) -> bool {
     let mut chars = s.chars();
     chars
         .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// Where a path of the settings file is: `(line, column)`.
@@ -308,10 +313,17 @@ pub fn parse(
                         diags,
                         Some("type"),
                         Part::Value,
-                        format!(
-                            "unknown receiver type `{}`",
-                            crate::load::diagnostic::escape(&shown)
-                        ),
+                        // Never quote what may be a URL with its token.
+                        match shown.contains("://") || shown.len() > 32 {
+                            true => {
+                                "unknown receiver type (not shown: it looks like a URL or a secret)"
+                                    .to_string()
+                            }
+                            false => format!(
+                                "unknown receiver type `{}`",
+                                crate::load::diagnostic::escape(&shown)
+                            ),
+                        },
                         Some(hint),
                     );
                     None
@@ -325,7 +337,7 @@ pub fn parse(
                 let hint = if v.contains("://") {
                     "the URL itself is a secret: put it in an environment variable and name that variable here, e.g. url_from: SLACK_WEBHOOK_URL".to_string()
                 } else {
-                    "an environment variable's name: letters, digits and _".to_string()
+                    "an environment variable's name: capital letters, digits and _ (a secret itself never goes in taskform.yaml)".to_string()
                 };
                 // Never quote what may be a URL with its token.
                 problem(
@@ -513,6 +525,21 @@ mod tests {
         assert!(!r[0].wants(EventKind::Drift, Severity::Info));
         assert!(!r[0].wants(EventKind::Apply, Severity::Error));
         assert!(r[0].wants(EventKind::Test, Severity::Info));
+        let any = Receiver {
+            events: Vec::new(),
+            ..r[0].clone()
+        };
+        assert!(
+            any.wants(EventKind::Recovered, Severity::Info),
+            "a recovery passes the severity filter"
+        );
+        let (_, d) = parsed(
+            "notify:\n  - type: https://hooks.slack.com/services/T/B/SECRETTOKEN\n    url_from: A\n  - type: slack\n    url_from: SECdeadbeef\n",
+        );
+        assert!(
+            !d.join("\n").contains("SECRETTOKEN") && !d.join("\n").contains("SECdeadbeef"),
+            "{d:?}"
+        );
         let (r, d) = parsed(
             "notify:\n  - type: slak\n    url: https://hooks.slack.com/services/T/B/SECRETTOKEN\n    events: [drfit]\n",
         );

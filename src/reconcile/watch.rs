@@ -225,6 +225,8 @@ pub struct Reconciled {
     pub duplicates: Vec<String>,
     /// The prune guard refused its deletes: why (its first line).
     pub prune_refused: Option<String>,
+    /// With `--git`: the commit it reconciled.
+    pub revision: Option<String>,
 }
 
 /// The plan's counts less what `results` applied: each create, replace or update that
@@ -450,6 +452,12 @@ pub async fn run(mut w: Watcher<'_>) -> Result<(), Error> {
                 }
             },
             Some(first) = rx.recv() => {
+                // A path that cannot change the plan (the state folder's files, written
+                // by this watcher or, with --all-envs, by another environment's) starts
+                // no debounce.
+                if !matters(&first, &root, ignore.as_deref()) {
+                    continue;
+                }
                 // Trailing debounce: wait for `debounce` of quiet after the last event.
                 // Shortly after the last event the reconcile is prepared (manifests
                 // loaded, plan made); if no event comes before the quiet ends, it is
@@ -467,11 +475,15 @@ pub async fn run(mut w: Watcher<'_>) -> Result<(), Error> {
                     tokio::select! {
                         biased;
                         _ = stop.changed() => break,
+                        // Only a path that can change the plan extends the quiet (and
+                        // drops what was prepared).
                         Some(p) = rx.recv() => {
-                            paths.insert(p);
-                            last = Instant::now();
-                            tried = false;
-                            ready = None;
+                            if matters(&p, &root, ignore.as_deref()) {
+                                paths.insert(p);
+                                last = Instant::now();
+                                tried = false;
+                                ready = None;
+                            }
                         }
                         _ = tokio::time::sleep_until((last + w.spec.debounce).into()) => break,
                         _ = tokio::time::sleep_until((last + ahead_after).into()), if !tried => {
@@ -1091,9 +1103,16 @@ impl Watcher<'_> {
             };
         }
         let number = self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        let revision = self
+            .revision
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|(sha, _)| sha.clone());
         match result {
             Ok(mut done) => {
                 done.number = number;
+                done.revision = revision;
                 done.trigger = trigger;
                 done.duration = started.elapsed();
                 if trigger == Trigger::Interval {
@@ -1125,6 +1144,7 @@ impl Watcher<'_> {
                 };
                 self.observer.reconciled(&Reconciled {
                     number,
+                    revision,
                     trigger,
                     duration: started.elapsed(),
                     error: Some(match problems.first() {

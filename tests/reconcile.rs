@@ -77,7 +77,7 @@ struct FakeApi {
 
 fn failure(status: u16, code: Option<&str>) -> Failure {
     Failure {
-        status,
+        status: Some(status),
         error_code: code.map(str::to_string),
         error_msg: match code {
             Some(c) => format!("fake service error {c}"),
@@ -1007,7 +1007,7 @@ async fn a_create_only_gateway_turns_an_update_into_a_replace() {
 fn unreachable() -> Scripted {
     Scripted::Answer(Outcome::Retry {
         failure: Failure {
-            status: 0,
+            status: None,
             error_code: None,
             error_msg: "no answer (connection refused)".into(),
         },

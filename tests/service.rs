@@ -237,7 +237,10 @@ fn two_watchers_on_a_postgres_state_one_leads_and_the_other_takes_over() {
         Duration::from_secs(20),
         || status(other_port)["role"] == "leader"
     ));
-    assert!(wait_until(Duration::from_secs(30), || emu.tasks().len()
+    // The new leader leads at once and its first reconcile waits out the killed
+    // holder's lease and its longest request (the state lock is taken per reconcile):
+    // up to 15 + 30 s.
+    assert!(wait_until(Duration::from_secs(90), || emu.tasks().len()
         == 40
         && status(other_port)["last_reconcile"]["result"] == "success"));
     sigterm(&other);

@@ -224,14 +224,9 @@ async fn run(
     let report = match report {
         Ok(r) => r,
         Err(reconcile::Error::Remote(e)) if matches!(e.status(), Some(401 | 403)) => {
-            let hint = e.failure().map(|f| {
-                refused(
-                    &conn,
-                    Some(f.status),
-                    f.error_code.as_deref(),
-                    f.to_string(),
-                )
-            });
+            let hint = e
+                .failure()
+                .map(|f| refused(&conn, f.status, f.error_code.as_deref(), f.to_string()));
             let error = Error::Remote(e);
             note.error = Some(match &hint {
                 Some(h) => format!("{}\n{}", super::error_text(&error), super::error_text(h)),

@@ -767,48 +767,36 @@ impl EnvService {
         self.with(|s| s.external = Some(tx));
     }
 
-    /// This instance waits for the leadership `holder` holds (`error`: it cannot reach
-    /// the state).
-    pub fn standby(&self, holder: Option<String>, error: Option<String>) {
+    /// This instance's role: who leads when it stands by, and why it cannot reach the
+    /// state.
+    fn set_role(&self, role: Role, holder: Option<String>, standby_error: Option<String>) {
         self.with(|s| {
-            s.role = Some(Role::Standby);
+            s.role = Some(role);
             s.holder = holder;
-            s.standby_error = error;
+            s.standby_error = standby_error;
             s.setup_error = None;
         });
         self.service
             .metrics
             .leader
             .get_or_create(&self.env_label())
-            .set(0);
+            .set((role == Role::Leader) as i64);
+    }
+
+    /// This instance waits for the leadership `holder` holds (`error`: it cannot reach
+    /// the state).
+    pub fn standby(&self, holder: Option<String>, error: Option<String>) {
+        self.set_role(Role::Standby, holder, error);
     }
 
     /// This instance leads.
     pub fn leader(&self) {
-        self.with(|s| {
-            s.role = Some(Role::Leader);
-            s.holder = None;
-            s.standby_error = None;
-            s.setup_error = None;
-        });
-        self.service
-            .metrics
-            .leader
-            .get_or_create(&self.env_label())
-            .set(1);
+        self.set_role(Role::Leader, None, None);
     }
 
     /// `--plan-only`: no lock, nothing sent; ready as a leader would be.
     pub fn plan_only(&self) {
-        self.with(|s| {
-            s.role = Some(Role::PlanOnly);
-            s.setup_error = None;
-        });
-        self.service
-            .metrics
-            .leader
-            .get_or_create(&self.env_label())
-            .set(0);
+        self.set_role(Role::PlanOnly, None, None);
     }
 
     /// This environment's watcher stopped (`watch --all-envs` starts it again): it
@@ -976,8 +964,8 @@ fn outcome_status(o: &Outcome) -> String {
         Outcome::Retry { failure, .. }
         | Outcome::Failed(failure)
         | Outcome::Unauthorized(failure) => match failure.status {
-            0 => "none".into(),
-            s => s.to_string(),
+            None => "none".into(),
+            Some(s) => s.to_string(),
         },
         Outcome::InDoubt(_) => "none".into(),
     }
@@ -1058,7 +1046,7 @@ mod tests {
         assert_eq!(outcome_status(&Outcome::Done(204)), "204");
         assert_eq!(outcome_status(&Outcome::Created("id".into())), "200");
         let refused = Failure {
-            status: 400,
+            status: Some(400),
             error_code: Some("DLG.0818".into()),
             error_msg: "bad".into(),
         };

@@ -517,7 +517,7 @@ impl Run {
                 Err(o @ (Outcome::Created(_) | Outcome::Done(_))) => return Ok(o),
                 Err(Outcome::InDoubt(cause)) if idempotent => (
                     Failure {
-                        status: 0,
+                        status: None,
                         error_code: None,
                         error_msg: cause.to_string(),
                     },
@@ -898,7 +898,7 @@ impl Run {
 }
 
 fn fill_failure(result: &mut TaskResult, f: &Failure) {
-    result.http_status = (f.status != 0).then_some(f.status);
+    result.http_status = f.status;
     result.error_code = f.error_code.clone();
     result.error_msg = Some(f.error_msg.clone());
 }

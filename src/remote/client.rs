@@ -32,18 +32,19 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-/// An error answer, for the user: HTTP status, `error_code`, `error_msg`. Status 0:
+/// An error answer, for the user: HTTP status, `error_code`, `error_msg`. No status:
 /// no answer came (or the request was never sent); `error_msg` then says why, whole
 /// (`no answer (connection refused)`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
-    pub status: u16,
+    /// The HTTP status the service answered (`None`: no answer).
+    pub status: Option<u16>,
     pub error_code: Option<String>,
     pub error_msg: String,
 }
 
-/// How a reason begins when the endpoint did not respond at all (in a [`Failure`] of
-/// status 0, and in [`Outcome::InDoubt`]): `no answer (connection refused)`, `no answer
+/// How a reason begins when the endpoint did not respond at all (in a [`Failure`]
+/// without a status, and in [`Outcome::InDoubt`]): `no answer (connection refused)`, `no answer
 /// (timeout after 30 s)`.
 pub const NO_ANSWER: &str = "no answer";
 
@@ -51,7 +52,7 @@ impl Failure {
     /// No answer came, for this reason (`connection refused`).
     pub fn no_answer(why: &str) -> Failure {
         Failure {
-            status: 0,
+            status: None,
             error_code: None,
             error_msg: format!("{NO_ANSWER} ({why})"),
         }
@@ -60,11 +61,11 @@ impl Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.status == 0 {
+        let Some(status) = self.status else {
             // Not an HTTP answer: the message says what happened.
             return f.write_str(&self.error_msg);
-        }
-        write!(f, "HTTP {}", self.status)?;
+        };
+        write!(f, "HTTP {status}")?;
         if let Some(c) = &self.error_code {
             write!(f, " {c}")?;
         }
@@ -126,13 +127,13 @@ impl std::fmt::Display for InDoubtCause {
 impl Outcome {
     /// Whether the endpoint responded: with any HTTP status, or by closing a connection
     /// it had taken; not when the connection could not be made or no answer came within
-    /// the timeout ([`InDoubtCause::NoAnswer`], a failure of status 0).
+    /// the timeout ([`InDoubtCause::NoAnswer`], a failure without a status).
     pub fn answered(&self) -> bool {
         match self {
             Outcome::Created(_) | Outcome::Done(_) => true,
             Outcome::Retry { failure, .. }
             | Outcome::Failed(failure)
-            | Outcome::Unauthorized(failure) => failure.status != 0,
+            | Outcome::Unauthorized(failure) => failure.status.is_some(),
             Outcome::InDoubt(cause) => cause.answered(),
         }
     }
@@ -165,14 +166,14 @@ impl Failure {
     /// answers about a task ID (show, update, delete, action) only: `DLG.0818` also
     /// means an unknown workspace (403 when the workspace is not the credential's).
     pub fn is_not_found(&self) -> bool {
-        matches!(self.status, 400 | 404)
+        matches!(self.status, Some(400 | 404))
             && matches!(self.error_code.as_deref(), Some(c) if NOT_FOUND_CODES.contains(&c))
     }
     /// The endpoint does not exist (a gateway that exposes create only): HTTP 404, 405
     /// or 501 that the DataArts service did not answer itself, i.e. without a `DLG.`
     /// error code (the gateway's `APIG.0101`, or no error body at all).
     pub fn is_unsupported(&self) -> bool {
-        matches!(self.status, 404 | 405 | 501) && !self.is_service_code()
+        matches!(self.status, Some(404 | 405 | 501)) && !self.is_service_code()
     }
     /// The error code is the DataArts service's own (`DLG.`), not the gateway's.
     fn is_service_code(&self) -> bool {
@@ -428,7 +429,7 @@ impl Client {
         const CT: &str = "application/json";
         let unauthorized = |error_msg: String| {
             Outcome::Unauthorized(Failure {
-                status: 0,
+                status: None,
                 error_code: None,
                 error_msg,
             })
@@ -759,7 +760,7 @@ impl Client {
             Ok(u) => u,
             Err(e) => {
                 return Outcome::Failed(Failure {
-                    status: 0,
+                    status: None,
                     error_code: None,
                     error_msg: e.to_string(),
                 });
@@ -885,12 +886,12 @@ fn classify_error(status: u16, body: &[u8], retry_after: Option<Duration>) -> Ou
             error_code,
             error_msg,
         }) => Failure {
-            status,
+            status: Some(status),
             error_code: Some(error_code.clone()),
             error_msg: error_msg.clone(),
         },
         None => Failure {
-            status,
+            status: Some(status),
             error_code: None,
             error_msg: snippet(body),
         },
@@ -926,12 +927,12 @@ fn classify_failure(status: u16, body: &[u8]) -> Failure {
             error_code,
             error_msg,
         }) => Failure {
-            status,
+            status: Some(status),
             error_code: Some(error_code),
             error_msg,
         },
         None => Failure {
-            status,
+            status: Some(status),
             error_code: None,
             error_msg: snippet(body),
         },
@@ -1056,7 +1057,7 @@ mod tests {
     #[test]
     fn a_missing_answer_is_never_shown_as_http_0() {
         let f = Failure {
-            status: 0,
+            status: None,
             error_code: None,
             error_msg: "no answer (connection refused)".into(),
         };

@@ -76,9 +76,7 @@ impl Error {
     /// The HTTP status the service answered, where it answered.
     pub fn status(&self) -> Option<u16> {
         match self {
-            Error::Refused { failure, .. } | Error::Unexpected { failure, .. } => {
-                Some(failure.status).filter(|s| *s != 0)
-            }
+            Error::Refused { failure, .. } | Error::Unexpected { failure, .. } => failure.status,
             _ => None,
         }
     }

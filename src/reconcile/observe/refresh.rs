@@ -127,7 +127,7 @@ async fn listed(api: &Arc<dyn TaskApi>) -> Result<Option<HashMap<String, Value>>
             tracing::warn!(error = %e, "cannot list the workspace; showing each task (duplicates are not looked for)");
             return Ok(None);
         }
-        Err(Error::Unexpected { what, failure }) if !matches!(failure.status, 401 | 403) => {
+        Err(Error::Unexpected { what, failure }) if !matches!(failure.status, Some(401 | 403)) => {
             tracing::warn!(error = %failure, "cannot list the workspace ({what}); showing each task (duplicates are not looked for)");
             return Ok(None);
         }

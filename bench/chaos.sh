@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The chaos test (tests/chaos.rs) for many seeds, longer than CI runs it:
+# The chaos test (tests/it/chaos.rs) for many seeds, longer than CI runs it:
 #
 #   bash bench/chaos.sh [SEEDS] [ROUNDS]      # default 10 seeds of 20 rounds
 #
@@ -14,7 +14,7 @@ rounds=${2:-20}
 run() {
   for seed in $(seq 1 "$seeds"); do
     echo "== seed $seed, $rounds rounds"
-    TASKFORM_CHAOS_SEED=$seed TASKFORM_CHAOS_ROUNDS=$rounds cargo test --test chaos -- --nocapture
+    TASKFORM_CHAOS_SEED=$seed TASKFORM_CHAOS_ROUNDS=$rounds cargo test --test it chaos:: -- --nocapture
   done
 }
 if [ -z "${TASKFORM_TEST_POSTGRES:-}" ] && command -v pg_virtualenv >/dev/null; then

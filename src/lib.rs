@@ -10,7 +10,7 @@
 //! used by reconcile alone. [`alert`] sends what happened to the chat tools and
 //! webhooks of `notify:` (beside the commands: it observes reconciles). [`error`] gathers the stages' errors for the CLI. The
 //! small modules at the top are used by every stage. [`emulator`] is an independent
-//! model of the service. `tests/layering.rs` keeps these arrows true.
+//! model of the service. `tests/it/layering.rs` keeps these arrows true.
 
 pub mod alert;
 pub mod cli;

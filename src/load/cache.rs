@@ -33,7 +33,7 @@
 //! shared files' results): such a load is a full, uncached one.
 //!
 //! The result is exactly what [`super::manifest::load_for`] gives for the same files
-//! (`tests/incremental.rs` holds it to that).
+//! (`tests/it/incremental.rs` holds it to that).
 
 use super::diagnostic::{self, Diagnostic};
 use super::manifest::{self, Discovered, FileResult, LoadError, Loaded, MAX_FILE_BYTES};

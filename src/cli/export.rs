@@ -231,19 +231,6 @@ fn ignore_locks(folder: Option<PathBuf>) {
     }
 }
 
-/// A path as a shell word: quoted when it holds anything but letters, digits and
-/// `/._-` (escaped for the terminal either way).
-fn shell_word(p: &std::path::Path) -> String {
-    let s = p.display().to_string();
-    match s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
-    {
-        true => s,
-        false => format!("'{}'", escape(&s.replace('\'', "'\\''"))),
-    }
-}
-
 /// What a settings file written by export names besides the target: the state and
 /// the endpoint, when they came from flags or the environment (so that the next
 /// `plan DIR` finds them); never a password, never the built-in emulator's port.
@@ -420,7 +407,10 @@ async fn all_envs(args: ExportArgs, env: Env<'_>) -> Result<Exit, Error> {
         );
     }
     if exported > 0 {
-        println!("Next: taskform plan --all-envs {}", shell_word(&args.dir));
+        println!(
+            "Next: taskform plan --all-envs {}",
+            super::shell_word(&args.dir)
+        );
     }
     if let Some(summary) = placeholders_summary(
         &done.placeholders,

@@ -124,6 +124,19 @@ pub fn refuse_target_flags_for_all_envs(
     Ok(())
 }
 
+/// A path as a shell word: quoted when it holds anything but letters, digits and
+/// `/._-` (escaped for the terminal either way), for the commands messages suggest.
+pub(crate) fn shell_word(p: &std::path::Path) -> String {
+    let s = p.display().to_string();
+    match s
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '.' | '_' | '-'))
+    {
+        true => s,
+        false => format!("'{}'", crate::render::escape(&s.replace('\'', "'\\''"))),
+    }
+}
+
 /// Loads DIR (for an environment of a repo that declares them).
 pub fn load_manifests(dir: &Path, environment: Option<&str>, env: Env) -> Result<Loaded, Error> {
     let started = std::time::Instant::now();

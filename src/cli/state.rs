@@ -69,7 +69,8 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
     match cmd {
         StateCommand::List => {
             let state = store.load()?;
-            print!("{}", list(&state, &store.describe(), args.format));
+            let resume = format!("taskform resume{}", again(&args, environment.as_deref()));
+            print!("{}", list(&state, &store.describe(), args.format, &resume));
         }
         StateCommand::Show { name } => {
             let state = store.load()?;
@@ -125,7 +126,7 @@ async fn run(cmd: StateCommand, args: StateArgs, env: Env<'_>) -> Result<Exit, E
                 reason: reason.clone(),
             });
             let state = tx.commit(true, None)?;
-            let flag = crate::plan::document::env_flag(environment.as_deref());
+            let flag = again(&args, environment.as_deref());
             if let Some(b) = before {
                 println!(
                     "It was already suspended by {} at {}: {}; the new reason replaces it.",
@@ -181,6 +182,25 @@ fn locked<'s>(
             workspace: resolved.workspace.as_deref(),
         },
     )?)
+}
+
+/// The flags that name this state again in a suggested command: the environment, a
+/// folder other than `.`, a state file given by flag (a PostgreSQL URL is not repeated:
+/// it may hold a password; the environment or taskform.yaml names it).
+fn again(args: &StateArgs, environment: Option<&str>) -> String {
+    let mut s = crate::plan::document::env_flag(environment);
+    if args.dir != std::path::Path::new(".") {
+        s.push_str(&format!(" --dir {}", super::shell_word(&args.dir)));
+    }
+    if let Some(st) = &args.target.state
+        && !crate::location::is_postgres_url(st)
+    {
+        s.push_str(&format!(
+            " --state {}",
+            super::shell_word(std::path::Path::new(st))
+        ));
+    }
+    s
 }
 
 fn written(state: &State, store: &dyn StateStore) -> String {
@@ -246,7 +266,7 @@ async fn import(args: &StateArgs, env: Env<'_>, name: &str, task_id: &str) -> Re
 }
 
 /// The recorded tasks, a line each (or one JSON document).
-fn list(state: &State, location: &str, format: Format) -> String {
+fn list(state: &State, location: &str, format: Format, resume: &str) -> String {
     if format == Format::Json {
         let tasks: Vec<serde_json::Value> = state
             .tasks
@@ -299,7 +319,7 @@ fn list(state: &State, location: &str, format: Format) -> String {
     ));
     if let Some(s) = &state.suspended {
         out.push_str(&format!(
-            "Suspended by {} at {}: {}. Watchers send nothing; apply refuses until `taskform resume`.\n",
+            "Suspended by {} at {}: {}. Watchers send nothing; apply refuses until `{resume}`.\n",
             escape(&s.by),
             escape(&s.at),
             escape(&s.reason)

@@ -104,7 +104,9 @@ fn suspend_plans_and_sends_nothing_and_resume_applies_at_once() {
         &[],
     )
     .succeeds()
-    .stdout_has("Suspended state.json: incident 42");
+    .stdout_has("Suspended state.json: incident 42")
+    // The command it suggests runs as printed (it is the one run below).
+    .stdout_has("Resume with `taskform resume --dir git/work/tasks --state state.json`.");
     p.run(
         &[
             "state",

@@ -22,11 +22,12 @@ case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
 T=${TASKFORM_BIN:-$TARGET/release/taskform}
 GEN=$TARGET/release/examples/gen-manifests
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Emulators started inside $(...) are no jobs of this shell: their pids go to a file.
+trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cd "$WORK"
 export TASKFORM_AUTH_TOKEN=taskform-demo-token NO_COLOR=1
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-emulator() { local p; p=$(port); "$T" emulator --listen 127.0.0.1:$p --rate-limit 0 >/dev/null 2>&1 & sleep 0.3; echo "http://127.0.0.1:$p"; }
+emulator() { local p; p=$(port); "$T" emulator --listen 127.0.0.1:$p --rate-limit 0 >/dev/null 2>&1 & echo $! >> "$WORK/pids"; sleep 0.3; echo "http://127.0.0.1:$p"; }
 
 # 1. apply from CI while a watcher reconciles.
 E=$(emulator)

@@ -14,13 +14,7 @@
 #   bash bench/team_watch.sh          (TASKFORM_BIN=path: that binary, nothing built)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
-# TASKFORM_BIN: a binary built already (the tree is then not built).
-[ -n "${TASKFORM_BIN:-}" ] || cargo build --release --bin taskform --example gen-manifests >&2
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-T=${TASKFORM_BIN:-$TARGET/release/taskform}
-GEN=$TARGET/release/examples/gen-manifests
+. bench/binary.sh   # T and GEN (TASKFORM_BIN: a binary built already)
 WORK=$(mktemp -d)
 # Emulators started inside $(...) are no jobs of this shell: their pids go to a file.
 trap 'kill $(jobs -p) $(cat "$WORK/pids" 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT

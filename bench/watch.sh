@@ -18,14 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/postgres.sh
-ROOT=$PWD
-# TASKFORM_BIN: a binary built already (the tree is then not built; gen-manifests
-# must be). BENCH_ALERTS=0 leaves out the row with alerts (a binary without notify:).
-[ -n "${TASKFORM_BIN:-}" ] || cargo build --release --bin taskform --example gen-manifests >&2
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
-case $TARGET in /*) ;; *) TARGET=$ROOT/$TARGET ;; esac
-T=${TASKFORM_BIN:-$TARGET/release/taskform}
-GEN=$TARGET/release/examples/gen-manifests
+. bench/binary.sh   # T and GEN (TASKFORM_BIN: a binary built already)
+# BENCH_ALERTS=0 leaves out the row with alerts (a binary without notify:).
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 cd "$WORK"

@@ -89,17 +89,6 @@ impl std::fmt::Debug for Alerts {
 }
 
 impl Alerts {
-    /// No receiver: every event goes nowhere.
-    pub fn none() -> Alerts {
-        Alerts {
-            targets: Vec::new(),
-            queues: Mutex::new(Vec::new()),
-            workers: Mutex::new(Vec::new()),
-            recent: Mutex::new(HashMap::new()),
-            tally: Arc::new(|_, _| {}),
-        }
-    }
-
     /// The receivers, their URLs and secrets read from `env`. Every variable that is
     /// not set is named in the error (none of the values). Needs a tokio runtime: each
     /// receiver's worker starts here.
@@ -176,10 +165,6 @@ impl Alerts {
             recent: Mutex::new(HashMap::new()),
             tally,
         })
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
     }
 
     /// Queues `event` for every receiver that wants it, unless an identical one was

@@ -1083,8 +1083,8 @@ impl Watcher<'_> {
                         // What a failed reconcile wrote (a journal folded in, a new
                         // lineage) is this watcher's own: not an outside change.
                         Err(_) => {
-                            if let Ok(state) = self.store.load() {
-                                self.saw((state.lineage, state.serial), state.suspended);
+                            if let Ok(p) = self.store.peek() {
+                                self.saw((p.lineage, p.serial), p.suspended);
                             }
                         }
                     }

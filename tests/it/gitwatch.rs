@@ -9,38 +9,6 @@ use crate::common::*;
 use serde_json::Value;
 use std::time::Duration;
 
-/// `taskform watch --git` of the project's bare repository (`--path tasks`, cache
-/// `cache`, probes on `port`) with `args`, the demo token and the hook secret
-/// `hook-secret`; its log goes to `log`.
-fn watch_git(
-    p: &Project,
-    port: u16,
-    args: &[&str],
-    log: std::process::Stdio,
-) -> std::process::Child {
-    let url = format!("file://{}", p.path("git/remote.git").display());
-    let listen = format!("127.0.0.1:{port}");
-    let mut all = vec![
-        "watch",
-        "--git",
-        &url,
-        "--path",
-        "tasks",
-        "--git-cache",
-        "cache",
-        "--listen",
-        &listen,
-    ];
-    all.extend_from_slice(args);
-    p.cmd(&all)
-        .env("TASKFORM_AUTH_TOKEN", TOKEN)
-        .env("TASKFORM_WEBHOOK_SECRET", "hook-secret")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
 /// A leader's arguments: the state in `state.json`, the emulator at `url`, fetching
 /// every `poll` seconds.
 fn leading<'a>(url: &'a str, poll: &'a str) -> [&'a str; 8] {

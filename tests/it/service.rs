@@ -1,82 +1,11 @@
 //! `taskform watch` as a service: probes, status and metrics on `--listen`, and a
 //! second watcher standing by until the first one's lock is released.
 
+use crate::common::repo::*;
 use crate::common::*;
 use serde_json::Value;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::process::Child;
 use std::time::Duration;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// GET `path`: (status, body); `None` while nothing listens.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).ok()?;
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
-}
-
-fn status(port: u16) -> Value {
-    get(port, "/status")
-        .and_then(|(_, b)| serde_json::from_str(&b).ok())
-        .unwrap_or(Value::Null)
-}
-
-/// The metrics, parsed as Prometheus text: (name, labels, value) samples.
-fn metrics(port: u16) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
-    let (code, body) = get(port, "/metrics").expect("metrics");
-    assert_eq!(code, 200);
-    let lines = body.lines().map(|l| Ok(l.to_string()));
-    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
-    scrape
-        .samples
-        .into_iter()
-        .map(|s| {
-            let v = match s.value {
-                prometheus_parse::Value::Counter(v)
-                | prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v) => v,
-                prometheus_parse::Value::Histogram(h) => {
-                    h.iter().map(|b| b.count).fold(0.0, f64::max)
-                }
-                prometheus_parse::Value::Summary(_) => f64::NAN,
-            };
-            let labels = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            (s.metric, labels, v)
-        })
-        .collect()
-}
-
-fn sample(
-    m: &[(String, std::collections::BTreeMap<String, String>, f64)],
-    name: &str,
-    labels: &[(&str, &str)],
-) -> Option<f64> {
-    m.iter()
-        .find(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, v)| *v)
-}
 
 fn watch(p: &Project, emu: &Emu, port: u16) -> Child {
     p.spawn(&[

@@ -11,35 +11,23 @@ use std::time::Duration;
 
 /// `taskform watch --git` of the project's repository (`--path tasks`), the state in
 /// `state.json`, probes on `port`; the log in `watch.log`.
-fn watch_git(p: &Project, emu: &Emu, port: u16, poll: &str) -> Child {
-    let url = format!("file://{}", p.path("git/remote.git").display());
-    let listen = format!("127.0.0.1:{port}");
+fn watch_git_on(p: &Project, emu: &Emu, port: u16, poll: &str) -> Child {
     let log = std::fs::File::create(p.path("watch.log")).unwrap();
-    p.cmd(&[
-        "watch",
-        "--git",
-        &url,
-        "--path",
-        "tasks",
-        "--git-cache",
-        "cache",
-        "--listen",
-        &listen,
-        "--poll",
-        poll,
-        "--state",
-        "state.json",
-        "--endpoint",
-        &emu.url,
-        "--max-rate",
-        "0",
-    ])
-    .env("TASKFORM_AUTH_TOKEN", TOKEN)
-    .env("TASKFORM_WEBHOOK_SECRET", "hook-secret")
-    .stdout(std::process::Stdio::null())
-    .stderr(log)
-    .spawn()
-    .unwrap()
+    watch_git(
+        p,
+        port,
+        &[
+            "--poll",
+            poll,
+            "--state",
+            "state.json",
+            "--endpoint",
+            &emu.url,
+            "--max-rate",
+            "0",
+        ],
+        log.into(),
+    )
 }
 
 fn stop(mut w: Child) {
@@ -85,7 +73,7 @@ fn suspend_plans_and_sends_nothing_and_resume_applies_at_once() {
     let work = repo(&p);
     let first = git(&work, &["rev-parse", "HEAD"]);
     let port = free_port();
-    let w = watch_git(&p, &emu, port, "1");
+    let w = watch_git_on(&p, &emu, port, "1");
     assert!(wait_until(Duration::from_secs(20), || live(port)
         .as_deref()
         == Some(first.as_str())));
@@ -205,7 +193,7 @@ fn post_reconcile_needs_the_secret_and_reconciles_at_once() {
     let first = git(&work, &["rev-parse", "HEAD"]);
     let port = free_port();
     // An hour between polls: only a request fetches.
-    let w = watch_git(&p, &emu, port, "3600");
+    let w = watch_git_on(&p, &emu, port, "3600");
     assert!(wait_until(Duration::from_secs(20), || live(port)
         .as_deref()
         == Some(first.as_str())));

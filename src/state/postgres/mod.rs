@@ -1164,18 +1164,7 @@ impl StoreLock for PgLeadership {
 impl Drop for PgLeadership {
     fn drop(&mut self) {
         self.session.leading.store(false, Ordering::SeqCst);
-        let sql = self.sql.clone();
-        let row = self.row.clone();
-        let _ = self
-            .session
-            .call(Duration::from_secs(5), move |client| async move {
-                let c = client.lock().await;
-                c.execute(&sql.clear_holder(), &[&row])
-                    .await
-                    .map_err(Failure::pg)?;
-                c.query_one(&sql.unlock(), &[]).await.map_err(Failure::pg)?;
-                Ok(())
-            });
+        release(&self.session, &self.sql, &self.row);
     }
 }
 
@@ -1183,20 +1172,23 @@ impl Drop for PgLock {
     fn drop(&mut self) {
         self.renewing.take();
         self.session.locked.store(false, Ordering::SeqCst);
-        let sql = self.sql.clone();
-        let name = self.name.clone();
-        // If this fails, the lock goes when the connection closes, just after.
-        let _ = self
-            .session
-            .call(Duration::from_secs(5), move |client| async move {
-                let c = client.lock().await;
-                c.execute(&sql.clear_holder(), &[&name])
-                    .await
-                    .map_err(Failure::pg)?;
-                c.query_one(&sql.unlock(), &[]).await.map_err(Failure::pg)?;
-                Ok(())
-            });
+        release(&self.session, &self.sql, &self.name);
     }
+}
+
+/// Forgets the holder's row `row` and releases the advisory lock of `sql` (the state's
+/// or the leadership's). If this fails, the lock goes when the connection closes.
+fn release(session: &Session, sql: &Arc<Sql>, row: &str) {
+    let sql = sql.clone();
+    let row = row.to_string();
+    let _ = session.call(Duration::from_secs(5), move |client| async move {
+        let c = client.lock().await;
+        c.execute(&sql.clear_holder(), &[&row])
+            .await
+            .map_err(Failure::pg)?;
+        c.query_one(&sql.unlock(), &[]).await.map_err(Failure::pg)?;
+        Ok(())
+    });
 }
 
 type Ack = oneshot::Sender<Result<(), JournalError>>;

@@ -1,5 +1,6 @@
 //! A config repo in git (a local bare repository as the remote, a work tree pushing
-//! to it) and the watcher's HTTP endpoints, for the watch tests.
+//! to it), `watch --git` of it, and the watcher's HTTP endpoints (status, metrics
+//! parsed as Prometheus text, hooks), for the watch tests.
 
 use super::*;
 use serde_json::Value;
@@ -41,8 +42,13 @@ pub fn http(port: u16, request: &str) -> Option<(u16, String)> {
     Some((code, text.split_once("\r\n\r\n")?.1.to_string()))
 }
 
+/// GET `path`: (status, body); `None` while nothing listens.
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    http(port, &format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n"))
+}
+
 pub fn status(port: u16) -> Value {
-    http(port, "GET /status HTTP/1.0\r\n\r\n")
+    get(port, "/status")
         .and_then(|(_, b)| serde_json::from_str(&b).ok())
         .unwrap_or(Value::Null)
 }
@@ -101,32 +107,31 @@ pub fn sync(port: u16, auth: &str, query: &str) -> (u16, String) {
     .unwrap_or((0, String::new()))
 }
 
-/// Prometheus text as (name, labels, value) samples.
+/// The metrics, parsed as Prometheus text: (name, labels, value) samples.
 pub fn metrics(port: u16) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
-    let text = http(port, "GET /metrics HTTP/1.0\r\n\r\n")
-        .map(|r| r.1)
-        .unwrap_or_default();
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let value: f64 = value.parse().ok()?;
-            let (name, labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
+    let (code, body) = get(port, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    let lines = body.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text format");
+    scrape
+        .samples
+        .into_iter()
+        .map(|s| {
+            let v = match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                prometheus_parse::Value::Histogram(h) => {
+                    h.iter().map(|b| b.count).fold(0.0, f64::max)
+                }
+                prometheus_parse::Value::Summary(_) => f64::NAN,
             };
-            let labels = labels
-                .split("\",")
-                .filter(|p| !p.is_empty())
-                .filter_map(|p| {
-                    let (k, v) = p.split_once("=\"")?;
-                    Some((
-                        k.trim_start_matches(',').to_string(),
-                        v.trim_end_matches('"').to_string(),
-                    ))
-                })
+            let labels = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
-            Some((name.to_string(), labels, value))
+            (s.metric, labels, v)
         })
         .collect()
 }
@@ -145,4 +150,36 @@ pub fn sample(
                     .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
         })
         .map(|(_, _, v)| *v)
+}
+
+/// `taskform watch --git` of the project's bare repository (`--path tasks`, cache
+/// `cache`, probes on `port`) with `args`, the demo token and the hook secret
+/// `hook-secret`; its log goes to `log`.
+pub fn watch_git(
+    p: &Project,
+    port: u16,
+    args: &[&str],
+    log: std::process::Stdio,
+) -> std::process::Child {
+    let url = format!("file://{}", p.path("git/remote.git").display());
+    let listen = format!("127.0.0.1:{port}");
+    let mut all = vec![
+        "watch",
+        "--git",
+        &url,
+        "--path",
+        "tasks",
+        "--git-cache",
+        "cache",
+        "--listen",
+        &listen,
+    ];
+    all.extend_from_slice(args);
+    p.cmd(&all)
+        .env("TASKFORM_AUTH_TOKEN", TOKEN)
+        .env("TASKFORM_WEBHOOK_SECRET", "hook-secret")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
 }
